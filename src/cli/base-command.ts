@@ -1,0 +1,144 @@
+import {Command, Flags, type Interfaces} from '@oclif/core'
+import type {Kysely} from 'kysely'
+
+import {type DatabaseHandle, openDatabase} from '../db/connect.js'
+import {connectionFailure, isConnectionError} from '../db/connection-errors.js'
+import {assertSchemaCurrent} from '../db/migrator.js'
+import {resolveDatabaseUrl} from '../db/resolve.js'
+import type {Database} from '../db/schema.js'
+import {oneLine, RvxError} from './errors.js'
+import {ExitCode} from './exit-codes.js'
+import {type Column, detectMode, type OutputMode, renderTable, type Spinner, spinner} from './output.js'
+
+export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
+export type BaseArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
+
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'silent'] as const
+export type LogLevel = (typeof LOG_LEVELS)[number]
+
+/**
+ * What every rvx command shares: the global flags, the database (opened on
+ * first use, closed in finally so the process can exit), output helpers that
+ * stay quiet under --json, and one error path that prints a single line and
+ * keeps rvx's exit codes, with or without --json.
+ */
+export abstract class BaseCommand<T extends typeof Command> extends Command {
+  static override baseFlags = {
+    'database-url': Flags.string({
+      env: 'DATABASE_URL',
+      helpGroup: 'GLOBAL',
+      summary: 'PostgreSQL connection URL. Default: the embedded server under $RVX_HOME.',
+    }),
+    'log-level': Flags.option({
+      default: 'info' as LogLevel,
+      env: 'RVX_LOG_LEVEL',
+      helpGroup: 'GLOBAL',
+      options: LOG_LEVELS,
+      summary: 'How much to log (debug also prints stack traces of unexpected errors).',
+    })(),
+  }
+
+  protected flags!: BaseFlags<T>
+  protected args!: BaseArgs<T>
+  private dbHandle?: DatabaseHandle
+
+  public override async init(): Promise<void> {
+    await super.init()
+    const {args, flags} = await this.parse({
+      args: this.ctor.args,
+      baseFlags: (super.ctor as typeof BaseCommand).baseFlags,
+      enableJsonFlag: this.ctor.enableJsonFlag,
+      flags: this.ctor.flags,
+      strict: this.ctor.strict,
+    })
+    this.flags = flags as BaseFlags<T>
+    this.args = args as BaseArgs<T>
+  }
+
+  protected get mode(): OutputMode {
+    return detectMode(this.jsonEnabled())
+  }
+
+  /** The database, opened on first use. `schema: true` refuses to go on if migrations are pending. */
+  protected async database(options: {schema?: boolean} = {}): Promise<Kysely<Database>> {
+    if (!this.dbHandle) {
+      const url = await resolveDatabaseUrl({url: this.flags['database-url'], notice: (m) => this.notice(m)})
+      this.dbHandle = await openDatabase(url, {applicationName: `rvx ${this.id ?? ''}`.trim()})
+    }
+
+    if (options.schema) await assertSchemaCurrent(this.dbHandle.db)
+    return this.dbHandle.db
+  }
+
+  protected get databaseUrl(): string | undefined {
+    return this.dbHandle?.url
+  }
+
+  /** Status chatter for people: stderr, silent under --json. */
+  protected info(message: string): void {
+    if (!this.jsonEnabled()) process.stderr.write(`${message}\n`)
+  }
+
+  /** Something a person must see even under --json (it goes to stderr, so JSON on stdout stays clean). */
+  protected notice(message: string): void {
+    process.stderr.write(`rvx: ${message}\n`)
+  }
+
+  /** Data for people: stdout, silent under --json (the returned object is the data then). */
+  protected out(message: string): void {
+    if (!this.jsonEnabled()) process.stdout.write(`${message}\n`)
+  }
+
+  protected table<Row>(rows: Row[], columns: Array<Column<Row>>): void {
+    if (!this.jsonEnabled()) process.stdout.write(`${renderTable(rows, columns, this.mode)}\n`)
+  }
+
+  protected spin(text: string): Spinner {
+    return spinner(text, this.mode)
+  }
+
+  protected override async catch(error: Error & {exitCode?: number; code?: string; oclif?: {exit?: number}}): Promise<unknown> {
+    // this.exit() and oclif's own exits pass through untouched.
+    if (error.code === 'EEXIT') throw error
+
+    const failure = this.describeFailure(error)
+    process.exitCode = failure.exitCode
+    if (this.jsonEnabled()) {
+      this.logJson({error: {code: failure.code, exitCode: failure.exitCode, message: failure.message}})
+    } else {
+      process.stderr.write(`Error: ${failure.message}\n`)
+    }
+
+    if (failure.unexpected && this.flags?.['log-level'] && ['debug', 'trace'].includes(this.flags['log-level'])) {
+      process.stderr.write(`${error.stack}\n`)
+    }
+
+    return undefined
+  }
+
+  protected override async finally(error: Error | undefined): Promise<unknown> {
+    await this.dbHandle?.close().catch(() => {})
+    this.dbHandle = undefined
+    return super.finally(error)
+  }
+
+  private describeFailure(error: Error & {exitCode?: number; code?: string; oclif?: {exit?: number}}): {code: string; exitCode: number; message: string; unexpected: boolean} {
+    if (error instanceof RvxError) {
+      return {code: error.code, exitCode: error.exitCode, message: oneLine(error.message), unexpected: false}
+    }
+
+    // oclif's parse errors (unknown flag, missing argument, bad option value).
+    if (typeof error.oclif?.exit === 'number') {
+      const exitCode = error.oclif.exit
+      const hint = exitCode === ExitCode.Usage ? ` See rvx ${(this.id ?? '').replaceAll(':', ' ')} --help.` : ''
+      return {code: exitCode === ExitCode.Usage ? 'usage' : 'failure', exitCode, message: oneLine(error.message).replace(/[.:]?$/, '.') + hint, unexpected: false}
+    }
+
+    if (isConnectionError(error)) {
+      const mapped = connectionFailure(error, this.dbHandle?.url ?? this.flags?.['database-url'] ?? '')
+      return {code: mapped.code, exitCode: mapped.exitCode, message: oneLine(mapped.message), unexpected: false}
+    }
+
+    return {code: 'unexpected', exitCode: ExitCode.Failure, message: `unexpected error: ${oneLine(error.message ?? String(error))} (rerun with --log-level debug for details)`, unexpected: true}
+  }
+}

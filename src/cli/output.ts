@@ -1,0 +1,84 @@
+import Table from 'cli-table3'
+import ora, {type Ora} from 'ora'
+
+export interface OutputMode {
+  json: boolean
+  /** stderr is an interactive terminal: spinners animate, colours allowed. */
+  tty: boolean
+  color: boolean
+}
+
+export function detectMode(json: boolean, stream: NodeJS.WriteStream = process.stderr): OutputMode {
+  const tty = Boolean(stream.isTTY) && process.env.TERM !== 'dumb' && !process.env.CI
+  return {json, tty, color: tty && !('NO_COLOR' in process.env)}
+}
+
+export interface Column<Row> {
+  header: string
+  get: (row: Row) => unknown
+}
+
+/** A table as text: boxed and coloured on a terminal, plain aligned columns otherwise (easy to grep and cut). */
+export function renderTable<Row>(rows: Row[], columns: Array<Column<Row>>, mode: Pick<OutputMode, 'color' | 'tty'>): string {
+  const cells = rows.map((row) => columns.map((c) => formatCell(c.get(row))))
+  if (!mode.tty) {
+    const all = [columns.map((c) => c.header.toUpperCase()), ...cells]
+    const widths = columns.map((_, i) => Math.max(...all.map((r) => r[i].length)))
+    return all.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]))).join('  ')).join('\n')
+  }
+
+  const table = new Table({head: columns.map((c) => c.header), style: {head: mode.color ? ['cyan'] : [], border: mode.color ? ['grey'] : []}})
+  table.push(...cells)
+  return table.toString()
+}
+
+function formatCell(value: unknown): string {
+  if (value === null || value === undefined) return '-'
+  if (value instanceof Date) return value.toISOString()
+  if (typeof value === 'object') return JSON.stringify(value)
+  return String(value)
+}
+
+/**
+ * A spinner on a terminal; on a pipe, plain lines for the start and the end
+ * of the work; nothing at all under --json. Never reads stdin (signals keep working).
+ */
+export interface Spinner {
+  update(text: string): void
+  succeed(text?: string): void
+  fail(text?: string): void
+  stop(): void
+}
+
+export function spinner(text: string, mode: OutputMode): Spinner {
+  if (mode.json) return {update() {}, succeed() {}, fail() {}, stop() {}}
+  if (!mode.tty) {
+    process.stderr.write(`${text}...\n`)
+    return {
+      update() {},
+      succeed(t) {
+        if (t) process.stderr.write(`${t}\n`)
+      },
+      fail(t) {
+        if (t) process.stderr.write(`${t}\n`)
+      },
+      stop() {},
+    }
+  }
+
+  const s: Ora = ora({text, stream: process.stderr, discardStdin: false, color: 'cyan', isEnabled: true}).start()
+  return {
+    update(t) {
+      s.text = t
+    },
+    succeed(t) {
+      s.succeed(t)
+    },
+    fail(t) {
+      s.fail(t)
+    },
+    stop() {
+      s.stop()
+    },
+  }
+}

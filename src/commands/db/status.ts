@@ -1,0 +1,29 @@
+import {BaseCommand} from '../../cli/base-command.js'
+import {EmbeddedServer, type ServerStatus} from '../../db/embedded.js'
+
+export default class DbStatus extends BaseCommand<typeof DbStatus> {
+  static override summary = 'Show whether the embedded PostgreSQL server is running, and where.'
+  static override description = 'Exits 0 whether or not the server runs; read "running" (or --json) to tell. The URL is shown with its password masked: rvx db url prints the full one.'
+  static override examples = ['<%= config.bin %> db status', '<%= config.bin %> db status --json']
+  static override enableJsonFlag = true
+
+  async run(): Promise<ServerStatus> {
+    const status = await new EmbeddedServer().status()
+    this.table(
+      [
+        ['running', status.running ? 'yes' : 'no'],
+        ['pid', status.pid],
+        ['port', status.port],
+        ['version', status.version],
+        ['url', status.url],
+        ['data', status.dataDir],
+        ['log', status.logFile],
+      ],
+      [
+        {header: 'property', get: (r) => r[0]},
+        {header: 'value', get: (r) => r[1]},
+      ],
+    )
+    return status
+  }
+}

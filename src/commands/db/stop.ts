@@ -1,0 +1,15 @@
+import {BaseCommand} from '../../cli/base-command.js'
+import {EmbeddedServer} from '../../db/embedded.js'
+
+export default class DbStop extends BaseCommand<typeof DbStop> {
+  static override summary = 'Stop the embedded PostgreSQL server.'
+  static override description = 'Open connections are closed (fast shutdown); data stays under $RVX_HOME/pg. The next rvx command that needs a database starts it again.'
+  static override examples = ['<%= config.bin %> db stop']
+  static override enableJsonFlag = true
+
+  async run(): Promise<{stopped: boolean}> {
+    const stopped = await new EmbeddedServer().stop()
+    this.info(stopped ? 'Embedded PostgreSQL stopped.' : 'Embedded PostgreSQL was not running.')
+    return {stopped}
+  }
+}

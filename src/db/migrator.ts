@@ -1,0 +1,57 @@
+import fs from 'node:fs/promises'
+import path from 'node:path'
+import {fileURLToPath} from 'node:url'
+import {FileMigrationProvider, type Kysely, Migrator, type MigrationResult} from 'kysely'
+
+import {DatabaseUnavailableError, RvxError} from '../cli/errors.js'
+import {connectionFailure, isConnectionError} from './connection-errors.js'
+
+// Works from src/db (tsx) and dist/src/db (compiled): migrations/ sits two levels up in both.
+export const MIGRATIONS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'migrations')
+
+export const MIGRATION_TABLE = 'rvx_migration'
+export const MIGRATION_LOCK_TABLE = 'rvx_migration_lock'
+
+export interface MigrationStatus {
+  name: string
+  status: 'applied' | 'pending'
+  appliedAt: string | null
+}
+
+export function migrator(db: Kysely<any>): Migrator {
+  return new Migrator({
+    db,
+    provider: new FileMigrationProvider({fs, path, migrationFolder: MIGRATIONS_DIR}),
+    migrationTableName: MIGRATION_TABLE,
+    migrationLockTableName: MIGRATION_LOCK_TABLE,
+  })
+}
+
+export async function migrationStatus(db: Kysely<any>): Promise<MigrationStatus[]> {
+  const migrations = await migrator(db).getMigrations()
+  return migrations.map((m) => ({name: m.name, status: m.executedAt ? 'applied' : 'pending', appliedAt: m.executedAt?.toISOString() ?? null}))
+}
+
+/**
+ * Applies every pending migration. Safe to run from several processes at
+ * once: kysely's Migrator holds an advisory lock, so the second waits and
+ * then finds nothing to do.
+ */
+export async function migrateToLatest(db: Kysely<any>, url: string): Promise<MigrationResult[]> {
+  const {error, results} = await migrator(db).migrateToLatest()
+  if (error) {
+    if (isConnectionError(error)) throw connectionFailure(error, url)
+    const failed = results?.find((r) => r.status === 'Error')
+    throw new RvxError(`migration ${failed?.migrationName ?? '(unknown)'} failed: ${(error as Error).message ?? error}. Nothing of it was applied.`, {cause: error, code: 'migration_failed'})
+  }
+
+  return results ?? []
+}
+
+/** Refuses to go on against a database whose schema is missing or behind this build of rvx. */
+export async function assertSchemaCurrent(db: Kysely<any>): Promise<void> {
+  const pending = (await migrationStatus(db)).filter((m) => m.status === 'pending')
+  if (pending.length > 0) {
+    throw new DatabaseUnavailableError(`the database schema is not up to date (${pending.length} pending migration${pending.length === 1 ? '' : 's'}): run rvx migrate`, {code: 'schema_outdated'})
+  }
+}

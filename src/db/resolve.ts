@@ -1,0 +1,17 @@
+import {EmbeddedServer} from './embedded.js'
+
+/**
+ * The database an rvx process uses: --database-url / DATABASE_URL when set,
+ * else the embedded server (started on first use, shared by every rvx
+ * process on the machine).
+ */
+export async function resolveDatabaseUrl(options: {url?: string; notice?: (message: string) => void}): Promise<string> {
+  if (options.url) return options.url
+  const server = new EmbeddedServer()
+  const result = await server.start()
+  if (result.started) {
+    options.notice?.(`started the embedded PostgreSQL server on 127.0.0.1:${result.port} (data in ${server.dataDir}); it keeps running for other rvx commands: rvx db stop stops it`)
+  }
+
+  return result.url
+}

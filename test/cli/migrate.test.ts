@@ -1,0 +1,115 @@
+import assert from 'node:assert/strict'
+
+import {assertSchemaCurrent, MIGRATION_TABLE, migrationStatus} from '../../src/db/migrator.js'
+import {openDatabase} from '../../src/db/connect.js'
+import {createDatabase, dropDatabase, urlFor} from '../helpers/db.js'
+import {hasStackTrace, lines, rvx} from '../helpers/cli.js'
+
+describe('rvx migrate', function () {
+  this.timeout(120_000)
+  const created: string[] = []
+
+  async function fresh(): Promise<string> {
+    const name = await createDatabase('mig')
+    created.push(name)
+    return urlFor(name)
+  }
+
+  after(async () => {
+    for (const name of created) await dropDatabase(name)
+  })
+
+  it('applies pending migrations, then has nothing to do', async () => {
+    const url = await fresh()
+    const before = await rvx(['migrate', '--status', '--json'], {env: {DATABASE_URL: url}})
+    assert.equal(before.code, 0, before.stderr)
+    const status = JSON.parse(before.stdout)
+    assert.ok(status.pending > 0)
+    assert.ok(status.migrations.every((m: {status: string}) => m.status === 'pending'))
+
+    const first = await rvx(['migrate', '--json'], {env: {DATABASE_URL: url}})
+    assert.equal(first.code, 0, first.stderr)
+    const applied = JSON.parse(first.stdout)
+    assert.deepEqual(applied.applied, status.migrations.map((m: {name: string}) => m.name))
+    assert.equal(applied.pending, 0)
+
+    const second = await rvx(['migrate'], {env: {DATABASE_URL: url}})
+    assert.equal(second.code, 0)
+    assert.match(second.stderr, /Nothing to migrate/)
+
+    const after = JSON.parse((await rvx(['migrate', '--status', '--json'], {env: {DATABASE_URL: url}})).stdout)
+    assert.equal(after.pending, 0)
+    assert.ok(after.migrations.every((m: {status: string; appliedAt: string}) => m.status === 'applied' && !Number.isNaN(Date.parse(m.appliedAt))))
+  })
+
+  it('is safe when two processes run it at once', async () => {
+    const url = await fresh()
+    const [a, b] = await Promise.all([rvx(['migrate', '--json'], {env: {DATABASE_URL: url}}), rvx(['migrate', '--json'], {env: {DATABASE_URL: url}})])
+    assert.equal(a.code, 0, a.stderr)
+    assert.equal(b.code, 0, b.stderr)
+    const total = JSON.parse(a.stdout).applied.length + JSON.parse(b.stdout).applied.length
+    const handle = await openDatabase(url)
+    try {
+      const all = await migrationStatus(handle.db)
+      assert.equal(total, all.length, 'each migration applied exactly once across both processes')
+      const rows = await handle.db.selectFrom(MIGRATION_TABLE as any).select('name' as any).execute()
+      assert.equal(rows.length, all.length)
+    } finally {
+      await handle.close()
+    }
+  })
+
+  it('refuses an unmigrated database with "run rvx migrate" (exit 3)', async () => {
+    const url = await fresh()
+    const handle = await openDatabase(url)
+    try {
+      await assert.rejects(assertSchemaCurrent(handle.db), (error: Error & {exitCode?: number}) => {
+        assert.equal(error.exitCode, 3)
+        assert.match(error.message, /run rvx migrate/)
+        return true
+      })
+    } finally {
+      await handle.close()
+    }
+  })
+
+  it('exits 3 with one line on stderr when DATABASE_URL is unreachable', async () => {
+    const res = await rvx(['migrate'], {env: {DATABASE_URL: 'postgres://x:y@127.0.0.1:1/z'}})
+    assert.equal(res.code, 3)
+    assert.equal(lines(res.stderr).length, 1, res.stderr)
+    assert.match(res.stderr, /^Error: cannot connect to PostgreSQL at x@127\.0\.0\.1:1\/z: connection refused/)
+    assert.doesNotMatch(res.stderr + res.stdout, /:y@/, 'the password is never printed')
+    assert.equal(res.stdout, '')
+  })
+
+  it('keeps exit 3 under --json and prints the error as JSON', async () => {
+    const res = await rvx(['migrate', '--json'], {env: {DATABASE_URL: 'postgres://x:y@127.0.0.1:1/z'}})
+    assert.equal(res.code, 3)
+    const out = JSON.parse(res.stdout)
+    assert.equal(out.error.exitCode, 3)
+    assert.equal(out.error.code, 'database_unreachable')
+  })
+
+  it('exits 3 with one line on a wrong password, without printing it', async () => {
+    const u = new URL(await fresh())
+    u.password = 'definitely-wrong'
+    const res = await rvx(['migrate'], {env: {DATABASE_URL: u.toString()}})
+    assert.equal(res.code, 3)
+    assert.equal(lines(res.stderr).length, 1, res.stderr)
+    assert.match(res.stderr, /refused the credentials: check the user name and password in DATABASE_URL/)
+    assert.doesNotMatch(res.stderr, /definitely-wrong/)
+  })
+
+  it('exits 3 on a malformed DATABASE_URL and 2 on an unknown flag, one line each, no stack trace', async () => {
+    const bad = await rvx(['migrate'], {env: {DATABASE_URL: 'mysql://nope'}})
+    assert.equal(bad.code, 3)
+    assert.equal(lines(bad.stderr).length, 1)
+    assert.match(bad.stderr, /must start with postgres:\/\//)
+
+    const usage = await rvx(['migrate', '--bogus'])
+    assert.equal(usage.code, 2)
+    assert.equal(lines(usage.stderr).length, 1)
+    assert.match(usage.stderr, /Nonexistent flag: --bogus\. See rvx migrate --help\./)
+    for (const r of [bad, usage]) assert.equal(hasStackTrace(r.stderr), false)
+  })
+})
