@@ -1,0 +1,137 @@
+import {type Kysely, sql} from 'kysely'
+
+// The leased-task runtime: one queue table for every kind of task, the worker
+// registry with heartbeats and resource metrics, and an append-only audit of
+// everything that happens to a task. Plus views and a function for psql users.
+export async function up(db: Kysely<any>): Promise<void> {
+  await sql`
+    create table tasks (
+      id bigserial primary key,
+      kind text not null,
+      payload jsonb not null default '{}',
+      status text not null default 'queued'
+        check (status in ('queued', 'running', 'completed', 'failed', 'quarantined', 'canceled')),
+      priority integer not null default 0,
+      run_after timestamptz not null default now(),
+      attempts integer not null default 0,
+      max_attempts integer not null default 5 check (max_attempts >= 1),
+      crash_count integer not null default 0,
+      lease_owner text,
+      lease_epoch bigint not null default 0,
+      lease_expires_at timestamptz,
+      requirements jsonb not null default '{}',
+      scope text,
+      idempotency_key text unique,
+      last_error text,
+      result jsonb,
+      created_at timestamptz not null default now(),
+      updated_at timestamptz not null default now(),
+      started_at timestamptz,
+      finished_at timestamptz
+    )
+  `.execute(db)
+  // What a claim scans: runnable tasks of a kind in priority order.
+  await sql`create index tasks_claim_idx on tasks (kind, priority desc, run_after, id) where status = 'queued'`.execute(db)
+  // What the heartbeat and the sweep touch: the leases of a worker, and leases that ran out.
+  await sql`create index tasks_lease_owner_idx on tasks (lease_owner) where status = 'running'`.execute(db)
+  await sql`create index tasks_lease_expiry_idx on tasks (lease_expires_at) where status = 'running'`.execute(db)
+  await sql`create index tasks_scope_idx on tasks (scope, kind, status) where scope is not null`.execute(db)
+  await sql`create index tasks_kind_status_idx on tasks (kind, status)`.execute(db)
+
+  await sql`
+    create table workers (
+      id text primary key,
+      types text[] not null,
+      pool text not null default 'default',
+      host text not null,
+      pid integer not null,
+      version text not null,
+      capabilities text[] not null default '{}',
+      concurrency integer not null,
+      scope text,
+      status text not null default 'starting'
+        check (status in ('starting', 'idle', 'busy', 'draining', 'stopped', 'dead')),
+      lock_key integer not null,
+      started_at timestamptz not null default now(),
+      last_heartbeat_at timestamptz not null default now(),
+      stopped_at timestamptz,
+      resource_metrics jsonb not null default '{}',
+      tasks_done bigint not null default 0,
+      tasks_failed bigint not null default 0
+    )
+  `.execute(db)
+  await sql`create index workers_resource_metrics_idx on workers using gin (resource_metrics)`.execute(db)
+  await sql`create index workers_live_idx on workers (last_heartbeat_at) where status in ('starting', 'idle', 'busy', 'draining')`.execute(db)
+
+  await sql`
+    create table task_events (
+      id bigserial primary key,
+      task_id bigint not null references tasks (id) on delete cascade,
+      event text not null check (event in (
+        'claimed', 'completed', 'failed', 'retry_scheduled', 'snoozed', 'released',
+        'requeued_after_death', 'requeued_lease_expired', 'fenced_out', 'quarantined', 'retried', 'canceled')),
+      worker_id text,
+      lease_epoch bigint,
+      reason text,
+      at timestamptz not null default now()
+    )
+  `.execute(db)
+  await sql`create index task_events_task_idx on task_events (task_id, id)`.execute(db)
+  await sql`create index task_events_at_idx on task_events (at, event)`.execute(db)
+  await sql`create index task_events_worker_idx on task_events (worker_id, at) where worker_id is not null`.execute(db)
+
+  await sql`
+    create view rvx_active_workers as
+      select w.*, extract(epoch from now() - w.last_heartbeat_at)::numeric(10, 1) as heartbeat_age_s,
+        (select count(*) from tasks t where t.lease_owner = w.id and t.status = 'running') as running_tasks
+      from workers w
+      where w.status in ('starting', 'idle', 'busy', 'draining')
+  `.execute(db)
+  await sql`
+    create view rvx_dead_workers as
+      select w.*, extract(epoch from now() - w.last_heartbeat_at)::numeric(10, 1) as heartbeat_age_s
+      from workers w
+      where w.status = 'dead'
+  `.execute(db)
+  await sql`
+    create function rvx_worker_stats()
+    returns table (type text, total bigint, starting bigint, idle bigint, busy bigint, draining bigint, stopped bigint, dead bigint,
+                   tasks_done bigint, tasks_failed bigint, done_last_5m bigint, failed_last_5m bigint)
+    language sql stable as $$
+      with per_type as (
+        select unnest(w.types) as type, w.* from workers w
+      ), recent as (
+        select e.worker_id,
+               count(*) filter (where e.event = 'completed') as done,
+               count(*) filter (where e.event in ('failed', 'retry_scheduled')) as failed
+        from task_events e
+        where e.at > now() - interval '5 minutes' and e.worker_id is not null
+        group by e.worker_id
+      )
+      select p.type,
+             count(*),
+             count(*) filter (where p.status = 'starting'),
+             count(*) filter (where p.status = 'idle'),
+             count(*) filter (where p.status = 'busy'),
+             count(*) filter (where p.status = 'draining'),
+             count(*) filter (where p.status = 'stopped'),
+             count(*) filter (where p.status = 'dead'),
+             coalesce(sum(p.tasks_done), 0)::bigint,
+             coalesce(sum(p.tasks_failed), 0)::bigint,
+             coalesce(sum(r.done), 0)::bigint,
+             coalesce(sum(r.failed), 0)::bigint
+      from per_type p left join recent r on r.worker_id = p.id
+      group by p.type
+      order by p.type
+    $$
+  `.execute(db)
+}
+
+export async function down(db: Kysely<any>): Promise<void> {
+  await sql`drop function if exists rvx_worker_stats()`.execute(db)
+  await sql`drop view if exists rvx_dead_workers`.execute(db)
+  await sql`drop view if exists rvx_active_workers`.execute(db)
+  await sql`drop table if exists task_events`.execute(db)
+  await sql`drop table if exists workers`.execute(db)
+  await sql`drop table if exists tasks`.execute(db)
+}

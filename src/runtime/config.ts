@@ -1,0 +1,73 @@
+/**
+ * Every timing and limit of the runtime, in one place. Defaults are the
+ * documented behaviour; each can be overridden per Worker (and per task
+ * kind where it makes sense).
+ */
+export interface RuntimeConfig {
+  /** How often a worker process heartbeats (and renews all its leases). */
+  heartbeatIntervalMs: number
+  /** No heartbeat for this long => the worker is dead, whatever else is known. */
+  deadAfterMs: number
+  /**
+   * A worker whose database session is gone (its liveness lock released: the
+   * process died) and whose last heartbeat is older than this is dead at once,
+   * without waiting for deadAfterMs.
+   */
+  sessionGraceMs: number
+  /** Lease length; renewed by every heartbeat, so only a silent worker's leases run out (the backstop). */
+  leaseMs: number
+  /** How often each worker tries to run the sweep (only one at a time gets to). */
+  sweepIntervalMs: number
+  /** Safety-net poll when no notification arrives. */
+  pollIntervalMs: number
+  /** Crashes (worker died under the task) before a task is quarantined. */
+  maxCrashes: number
+  /** Default attempts for tasks that do not say (failures, not crashes or snoozes). */
+  maxAttempts: number
+  /** In-lease retries of transient errors: tries after the first, and their backoff. */
+  transientRetries: number
+  transientBackoff: BackoffPolicy
+  /** Backoff between attempts across leases. */
+  attemptBackoff: BackoffPolicy
+  /** Graceful stop: how long in-flight tasks may run before they are released. */
+  graceMs: number
+  /** Stop claiming while the machine is above these (null: no limit). */
+  maxCpuPercent: number | null
+  maxMemoryPercent: number | null
+}
+
+export interface BackoffPolicy {
+  baseMs: number
+  maxMs: number
+  /** Fraction of the delay randomized (0.25 => delay x [0.75, 1.25]). */
+  jitter: number
+}
+
+export const DEFAULT_CONFIG: RuntimeConfig = {
+  heartbeatIntervalMs: 5000,
+  deadAfterMs: 15_000,
+  sessionGraceMs: 5000,
+  leaseMs: 30_000,
+  sweepIntervalMs: 2500,
+  pollIntervalMs: 5000,
+  maxCrashes: 3,
+  maxAttempts: 5,
+  transientRetries: 3,
+  transientBackoff: {baseMs: 1000, maxMs: 4000, jitter: 0.25},
+  attemptBackoff: {baseMs: 5000, maxMs: 10 * 60_000, jitter: 0.25},
+  graceMs: 30_000,
+  maxCpuPercent: null,
+  maxMemoryPercent: 95,
+}
+
+export function resolveConfig(overrides: Partial<RuntimeConfig> = {}): RuntimeConfig {
+  const config = {...DEFAULT_CONFIG, ...Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined))} as RuntimeConfig
+  if (config.leaseMs <= config.heartbeatIntervalMs) throw new Error(`leaseMs (${config.leaseMs}) must exceed heartbeatIntervalMs (${config.heartbeatIntervalMs})`)
+  if (config.deadAfterMs <= config.heartbeatIntervalMs) throw new Error(`deadAfterMs (${config.deadAfterMs}) must exceed heartbeatIntervalMs (${config.heartbeatIntervalMs})`)
+  return config
+}
+
+/** Advisory-lock classes (first key of the two-key form) so rvx's locks never collide with anyone else's. */
+export const LOCK_CLASS_SWEEP = 0x7276_7801
+export const LOCK_CLASS_WORKER = 0x7276_7802
+export const NOTIFY_CHANNEL = 'rvx_tasks'

@@ -1,0 +1,78 @@
+/**
+ * How a handler's failure is treated. Handlers may throw these to say so;
+ * anything else is classified from what it carries (HTTP status, socket
+ * error codes, Retry-After), the way SDKs such as openai-node shape errors.
+ */
+
+/** Will not get better by retrying (bad input, 400/401/403, schema violation after repair). Fails the task at once. */
+export class PermanentError extends Error {
+  constructor(message: string, options?: {cause?: unknown}) {
+    super(message, options)
+    this.name = 'PermanentError'
+  }
+}
+
+/** Likely to pass if tried again soon (timeouts, connection resets, 5xx). Retried inside the lease. */
+export class TransientError extends Error {
+  constructor(message: string, options?: {cause?: unknown}) {
+    super(message, options)
+    this.name = 'TransientError'
+  }
+}
+
+/** Come back later (429 / Retry-After): the task is snoozed until then without using an attempt. */
+export class SnoozeError extends Error {
+  readonly retryAfterMs: number
+  constructor(message: string, retryAfterMs: number, options?: {cause?: unknown}) {
+    super(message, options)
+    this.name = 'SnoozeError'
+    this.retryAfterMs = retryAfterMs
+  }
+}
+
+export type ErrorClass = {type: 'permanent'} | {type: 'transient'} | {type: 'snooze'; retryAfterMs: number} | {type: 'error'}
+
+const TRANSIENT_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNABORTED', 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'])
+const DEFAULT_RATE_LIMIT_MS = 30_000
+
+export function classifyError(error: unknown): ErrorClass {
+  if (error instanceof SnoozeError) return {type: 'snooze', retryAfterMs: error.retryAfterMs}
+  if (error instanceof PermanentError) return {type: 'permanent'}
+  if (error instanceof TransientError) return {type: 'transient'}
+  const e = error as {name?: string; code?: unknown; status?: unknown; statusCode?: unknown; headers?: unknown; cause?: unknown}
+  if (e?.name === 'ZodError') return {type: 'permanent'}
+  const status = typeof e?.status === 'number' ? e.status : typeof e?.statusCode === 'number' ? e.statusCode : undefined
+  if (status === 429) return {type: 'snooze', retryAfterMs: retryAfterMs(e.headers) ?? DEFAULT_RATE_LIMIT_MS}
+  if (status !== undefined) {
+    if (status === 408 || status === 409 || status >= 500) return {type: 'transient'}
+    if (status >= 400) return {type: 'permanent'}
+  }
+
+  if (e?.name === 'TimeoutError' || e?.name === 'APIConnectionError' || e?.name === 'APIConnectionTimeoutError') return {type: 'transient'}
+  if (typeof e?.code === 'string' && TRANSIENT_CODES.has(e.code)) return {type: 'transient'}
+  if (e?.cause && e.cause !== error) {
+    const inner = classifyError(e.cause)
+    if (inner.type !== 'error') return inner
+  }
+
+  return {type: 'error'}
+}
+
+/** Retry-After in ms from headers (a Headers object or a plain record): seconds, or an HTTP date. */
+export function retryAfterMs(headers: unknown, now: number = Date.now()): number | undefined {
+  if (!headers) return undefined
+  const get = (name: string): string | null | undefined =>
+    typeof (headers as Headers).get === 'function' ? (headers as Headers).get(name) : ((headers as Record<string, string>)[name] ?? (headers as Record<string, string>)[name.toLowerCase()])
+  const ms = get('retry-after-ms')
+  if (ms && Number.isFinite(Number(ms))) return Math.max(0, Number(ms))
+  const value = get('retry-after')
+  if (!value) return undefined
+  if (/^\d+(\.\d+)?$/.test(value.trim())) return Math.round(Number(value) * 1000)
+  const date = Date.parse(value)
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now)
+}
+
+export function errorMessage(error: unknown): string {
+  const message = error instanceof Error ? `${error.name === 'Error' ? '' : error.name + ': '}${error.message}` : String(error)
+  return message.length > 2000 ? message.slice(0, 2000) + '...' : message
+}

@@ -1,0 +1,100 @@
+import os from 'node:os'
+import {type Kysely, sql} from 'kysely'
+
+import type {Database, WorkerStatus} from '../db/schema.js'
+import type {ResourceMetrics} from './resources.js'
+
+export interface WorkerIdentity {
+  id: string
+  types: string[]
+  pool: string
+  capabilities: string[]
+  concurrency: number
+  scope: string | null
+  version: string
+  lockKey: number
+}
+
+/** host-pid-random: unique, and says where to look. */
+export function defaultWorkerId(): string {
+  return `${os.hostname()}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`
+}
+
+/** 32-bit FNV-1a of the worker id: the second key of its liveness advisory lock. */
+export function workerLockKey(id: string): number {
+  let hash = 0x811c9dc5
+  for (const byte of Buffer.from(id, 'utf8')) {
+    hash ^= byte
+    hash = Math.imul(hash, 0x01000193)
+  }
+
+  return hash | 0
+}
+
+/** Inserts or revives the worker's row (a stable --id may come back after a crash). */
+export async function registerWorker(db: Kysely<Database>, w: WorkerIdentity, metrics: ResourceMetrics, status: WorkerStatus): Promise<void> {
+  await sql`
+    insert into workers (id, types, pool, host, pid, version, capabilities, concurrency, scope, status, lock_key, resource_metrics)
+    values (${w.id}, ${w.types}::text[], ${w.pool}, ${os.hostname()}, ${process.pid}, ${w.version}, ${w.capabilities}::text[],
+            ${w.concurrency}, ${w.scope}, ${status}, ${w.lockKey}, ${JSON.stringify(metrics)}::jsonb)
+    on conflict (id) do update set
+      types = excluded.types, pool = excluded.pool, host = excluded.host, pid = excluded.pid, version = excluded.version,
+      capabilities = excluded.capabilities, concurrency = excluded.concurrency, scope = excluded.scope,
+      status = excluded.status, lock_key = excluded.lock_key, resource_metrics = excluded.resource_metrics,
+      started_at = case when workers.status in ('stopped', 'dead') then now() else workers.started_at end,
+      last_heartbeat_at = now(), stopped_at = null
+  `.execute(db)
+}
+
+export interface HeartbeatResult {
+  /** The worker's row as the database sees it; 'dead' or missing means we were presumed dead. */
+  rowStatus: WorkerStatus | null
+  /** Leases (task id -> epoch) this worker still holds, all renewed by this heartbeat. */
+  leases: Map<number, number>
+}
+
+/**
+ * One statement: records liveness and metrics, and renews every lease the
+ * worker holds. Counters are deltas since the last heartbeat, so completions
+ * never contend on the worker's row.
+ */
+export async function heartbeat(
+  db: Kysely<Database>,
+  workerId: string,
+  options: {status: WorkerStatus; metrics: ResourceMetrics; leaseMs: number; doneDelta: number; failedDelta: number},
+): Promise<HeartbeatResult> {
+  const {rows} = await sql<{row_status: WorkerStatus | null; leases: Array<[number, number]>}>`
+    with w as (
+      update workers set
+        last_heartbeat_at = now(),
+        resource_metrics = ${JSON.stringify(options.metrics)}::jsonb,
+        status = case when status in ('dead', 'stopped') then status else ${options.status} end,
+        tasks_done = tasks_done + ${options.doneDelta},
+        tasks_failed = tasks_failed + ${options.failedDelta}
+      where id = ${workerId}
+      returning status
+    ), renewed as (
+      update tasks set lease_expires_at = now() + ${options.leaseMs}::float8 * interval '1 millisecond'
+      where lease_owner = ${workerId} and status = 'running'
+      returning id, lease_epoch
+    )
+    select (select status from w) as row_status,
+           coalesce((select json_agg(json_build_array(id, lease_epoch)) from renewed), '[]'::json) as leases
+  `.execute(db)
+  const row = rows[0]
+  return {rowStatus: row?.row_status ?? null, leases: new Map((row?.leases ?? []).map(([id, epoch]) => [Number(id), Number(epoch)]))}
+}
+
+export async function markWorker(db: Kysely<Database>, workerId: string, status: WorkerStatus, deltas: {done: number; failed: number} = {done: 0, failed: 0}): Promise<void> {
+  await db
+    .updateTable('workers')
+    .set((eb) => ({
+      status,
+      last_heartbeat_at: sql`now()`,
+      stopped_at: status === 'stopped' || status === 'dead' ? sql`now()` : null,
+      tasks_done: eb('tasks_done', '+', deltas.done),
+      tasks_failed: eb('tasks_failed', '+', deltas.failed),
+    }))
+    .where('id', '=', workerId)
+    .execute()
+}

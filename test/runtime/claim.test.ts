@@ -1,0 +1,149 @@
+import assert from 'node:assert/strict'
+import {Kysely, PostgresDialect, sql} from 'kysely'
+
+import {createPool} from '../../src/db/connect.js'
+import type {Database} from '../../src/db/schema.js'
+import {claimTasks, completeTask, enqueue, retryTask, sweep, type ClaimFilter} from '../../src/runtime/index.js'
+import {useFreshDatabase} from '../helpers/db.js'
+
+const base: Omit<ClaimFilter, 'workerId' | 'limit'> = {
+  kinds: ['k'],
+  leaseMs: 30_000,
+  pool: 'default',
+  capabilities: [],
+  memoryAvailableGb: 8,
+  gpuVramAvailableGb: 0,
+}
+
+describe('runtime: enqueue, claim and fencing', function () {
+  this.timeout(120_000)
+  const t = useFreshDatabase()
+
+  beforeEach(async () => {
+    await sql`truncate tasks, task_events, workers restart identity cascade`.execute(t.db)
+  })
+
+  it('enqueues one or many, honours idempotency keys, and returns ids in input order', async () => {
+    const [one] = await enqueue(t.db, {kind: 'k', payload: {n: 1}, idempotencyKey: 'a'})
+    assert.equal(one.created, true)
+    const again = await enqueue(t.db, [{kind: 'k', payload: {n: 2}}, {kind: 'k', idempotencyKey: 'a'}, {kind: 'k', payload: {n: 3}}])
+    assert.equal(again[1].id, one.id)
+    assert.equal(again[1].created, false)
+    const rows = await t.db.selectFrom('tasks').select(['id', 'payload']).where('id', 'in', [again[0].id, again[2].id]).orderBy('id').execute()
+    assert.deepEqual(rows.map((r) => r.payload), [{n: 2}, {n: 3}])
+    assert.ok(again[0].id < again[2].id)
+    assert.equal((await t.db.selectFrom('tasks').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()).n, 3)
+  })
+
+  it('claims by priority, then age, and not before run_after', async () => {
+    await enqueue(t.db, [
+      {kind: 'k', payload: 'low'},
+      {kind: 'k', payload: 'high', priority: 10},
+      {kind: 'k', payload: 'later', priority: 100, runAfter: 60_000},
+      {kind: 'other', payload: 'other kind'},
+    ])
+    const claimed = await claimTasks(t.db, {...base, workerId: 'w1', limit: 10})
+    assert.deepEqual(claimed.map((c) => c.payload), ['high', 'low'])
+    assert.ok(claimed.every((c) => c.epoch === 1))
+  })
+
+  it('8 concurrent claimers over 2,000 tasks never double-claim', async () => {
+    await enqueue(t.db, Array.from({length: 2000}, (_, i) => ({kind: 'k', payload: i})))
+    const claimers = Array.from({length: 8}, (_, i) => {
+      const db = new Kysely<Database>({dialect: new PostgresDialect({pool: createPool(t.url, {max: 1})})})
+      return {db, id: `claimer-${i}`}
+    })
+    const seen: number[] = []
+    try {
+      await Promise.all(
+        claimers.map(async ({db, id}) => {
+          for (let round = 0; round < 1000; round++) {
+            const batch = await claimTasks(db, {...base, workerId: id, limit: 1 + (round % 7)})
+            if (batch.length === 0) return
+            for (const task of batch) {
+              seen.push(task.id)
+              assert.equal(await completeTask(db, {taskId: task.id, epoch: task.epoch, workerId: id}), true)
+            }
+          }
+        }),
+      )
+    } finally {
+      await Promise.all(claimers.map((c) => c.db.destroy()))
+    }
+
+    assert.equal(seen.length, 2000)
+    assert.equal(new Set(seen).size, 2000, 'no task was claimed twice')
+    const {rows} = await sql<{max: number; n: number; workers: number}>`
+      select max(c)::int as max, count(*)::int as n, (select count(distinct worker_id)::int from task_events) as workers
+      from (select count(*) as c from task_events where event = 'claimed' group by task_id) x`.execute(t.db)
+    assert.equal(rows[0].max, 1)
+    assert.equal(rows[0].n, 2000)
+    assert.ok(rows[0].workers > 1, 'the work was actually shared')
+    const left = await t.db.selectFrom('tasks').select('id').where('status', '!=', 'completed').execute()
+    assert.equal(left.length, 0)
+  })
+
+  it('fences out a stale completion and never applies its writes', async () => {
+    const [{id}] = await enqueue(t.db, {kind: 'k'})
+    const [first] = await claimTasks(t.db, {...base, workerId: 'stale', limit: 1, leaseMs: 1})
+    await new Promise((r) => setTimeout(r, 20))
+    // The lease ran out: the sweep's backstop requeues it (a crash, not an attempt).
+    const swept = await sweep(t.db, {deadAfterMs: 15_000, sessionGraceMs: 5000, maxCrashes: 3})
+    assert.equal(swept.requeued, 1)
+    const [second] = await claimTasks(t.db, {...base, workerId: 'fresh', limit: 1})
+    assert.equal(second.id, id)
+    assert.equal(second.epoch, first.epoch + 1)
+
+    let applied = false
+    const stale = await completeTask(t.db, {taskId: id, epoch: first.epoch, workerId: 'stale'}, {
+      result: {from: 'stale'},
+      apply: async () => {
+        applied = true
+      },
+    })
+    assert.equal(stale, false)
+    assert.equal(applied, false, "a fenced-out worker's writes never run")
+    assert.equal(await completeTask(t.db, {taskId: id, epoch: second.epoch, workerId: 'fresh'}, {result: {from: 'fresh'}}), true)
+
+    const task = await t.db.selectFrom('tasks').selectAll().where('id', '=', id).executeTakeFirstOrThrow()
+    assert.equal(task.status, 'completed')
+    assert.deepEqual(task.result, {from: 'fresh'})
+    assert.equal(task.crash_count, 1)
+    assert.equal(task.attempts, 0)
+    const events = await t.db.selectFrom('task_events').select(['event', 'worker_id', 'lease_epoch']).where('task_id', '=', id).orderBy('id').execute()
+    assert.deepEqual(
+      events.map((e) => e.event),
+      ['claimed', 'requeued_lease_expired', 'claimed', 'fenced_out', 'completed'],
+    )
+    const fence = events.find((e) => e.event === 'fenced_out')!
+    assert.equal(fence.worker_id, 'stale')
+    assert.equal(Number(fence.lease_epoch), first.epoch)
+  })
+
+  it('routes by requirements: capabilities, pool, memory and GPU memory', async () => {
+    await enqueue(t.db, [
+      {kind: 'k', payload: 'any'},
+      {kind: 'k', payload: 'gpu', requirements: {capabilities: ['gpu']}},
+      {kind: 'k', payload: 'gpu+browser', requirements: {capabilities: ['gpu', 'browser']}},
+      {kind: 'k', payload: 'big-mem', requirements: {minMemoryGb: 64}},
+      {kind: 'k', payload: 'vram', requirements: {minGpuVramGb: 20}},
+      {kind: 'k', payload: 'eu', requirements: {pool: 'eu'}},
+    ])
+    const plain = await claimTasks(t.db, {...base, workerId: 'plain', limit: 10})
+    assert.deepEqual(plain.map((c) => c.payload), ['any'])
+    const gpu = await claimTasks(t.db, {...base, workerId: 'gpu', limit: 10, capabilities: ['gpu'], gpuVramAvailableGb: 24})
+    assert.deepEqual(gpu.map((c) => c.payload).sort(), ['gpu', 'vram'])
+    const eu = await claimTasks(t.db, {...base, workerId: 'eu', limit: 10, pool: 'eu', capabilities: ['browser', 'gpu'], memoryAvailableGb: 128})
+    assert.deepEqual(eu.map((c) => c.payload).sort(), ['big-mem', 'eu', 'gpu+browser'])
+  })
+
+  it('retries a failed task on request', async () => {
+    const [{id}] = await enqueue(t.db, {kind: 'k'})
+    await sql`update tasks set status = 'failed', attempts = 5, last_error = 'boom' where id = ${id}`.execute(t.db)
+    assert.equal(await retryTask(t.db, id), true)
+    const task = await t.db.selectFrom('tasks').selectAll().where('id', '=', id).executeTakeFirstOrThrow()
+    assert.equal(task.status, 'queued')
+    assert.equal(task.attempts, 0)
+    assert.equal(await retryTask(t.db, id), false, 'a queued task is not retried again')
+  })
+})
