@@ -31,7 +31,11 @@ export function createPool(url: string, options: OpenOptions = {}): pg.Pool {
     idleTimeoutMillis: 30_000,
     application_name: options.applicationName ?? 'rvx',
   })
-  pool.on('error', options.onPoolError ?? (() => {}))
+  const onError = options.onPoolError ?? (() => {})
+  pool.on('error', onError)
+  // pg-pool listens for errors only on idle clients; a connection that dies while checked out
+  // (between a transaction's statements, say) would otherwise throw from an EventEmitter and kill the process.
+  pool.on('connect', (client) => client.on('error', onError))
   return pool
 }
 

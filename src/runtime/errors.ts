@@ -36,10 +36,11 @@ const TRANSIENT_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EPI
 const DEFAULT_RATE_LIMIT_MS = 30_000
 
 export function classifyError(error: unknown): ErrorClass {
-  if (error instanceof SnoozeError) return {type: 'snooze', retryAfterMs: error.retryAfterMs}
-  if (error instanceof PermanentError) return {type: 'permanent'}
-  if (error instanceof TransientError) return {type: 'transient'}
-  const e = error as {name?: string; code?: unknown; status?: unknown; statusCode?: unknown; headers?: unknown; cause?: unknown}
+  // By name, not instanceof: a handler may throw these from another copy of this module.
+  const e = error as {name?: string; code?: unknown; status?: unknown; statusCode?: unknown; headers?: unknown; cause?: unknown; retryAfterMs?: unknown}
+  if (e?.name === 'SnoozeError' && typeof e.retryAfterMs === 'number') return {type: 'snooze', retryAfterMs: e.retryAfterMs}
+  if (e?.name === 'PermanentError') return {type: 'permanent'}
+  if (e?.name === 'TransientError') return {type: 'transient'}
   if (e?.name === 'ZodError') return {type: 'permanent'}
   const status = typeof e?.status === 'number' ? e.status : typeof e?.statusCode === 'number' ? e.statusCode : undefined
   if (status === 429) return {type: 'snooze', retryAfterMs: retryAfterMs(e.headers) ?? DEFAULT_RATE_LIMIT_MS}

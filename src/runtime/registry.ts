@@ -2,6 +2,7 @@ import os from 'node:os'
 import {type Kysely, sql} from 'kysely'
 
 import type {Database, WorkerStatus} from '../db/schema.js'
+import {NOTIFY_CHANNEL} from './config.js'
 import type {ResourceMetrics} from './resources.js'
 
 export interface WorkerIdentity {
@@ -51,19 +52,24 @@ export interface HeartbeatResult {
   rowStatus: WorkerStatus | null
   /** Leases (task id -> epoch) this worker still holds, all renewed by this heartbeat. */
   leases: Map<number, number>
+  /** Tasks leased to this worker that it was not running (a claim or settlement lost with a connection): released. */
+  released: number
 }
 
 /**
- * One statement: records liveness and metrics, and renews every lease the
- * worker holds. Counters are deltas since the last heartbeat, so completions
- * never contend on the worker's row.
+ * One statement: records liveness and metrics, renews the leases of the
+ * tasks the worker is running, and releases any other task leased to it
+ * (a claim whose response was lost with a connection would otherwise be
+ * renewed forever and never run). Counters are deltas since the last
+ * heartbeat, so completions never contend on the worker's row. The caller
+ * must not claim while a heartbeat is in flight.
  */
 export async function heartbeat(
   db: Kysely<Database>,
   workerId: string,
-  options: {status: WorkerStatus; metrics: ResourceMetrics; leaseMs: number; doneDelta: number; failedDelta: number},
+  options: {status: WorkerStatus; metrics: ResourceMetrics; leaseMs: number; doneDelta: number; failedDelta: number; held: Array<{id: number; epoch: number}>},
 ): Promise<HeartbeatResult> {
-  const {rows} = await sql<{row_status: WorkerStatus | null; leases: Array<[number, number]>}>`
+  const {rows} = await sql<{row_status: WorkerStatus | null; leases: Array<[number, number]>; released: number}>`
     with w as (
       update workers set
         last_heartbeat_at = now(),
@@ -73,16 +79,32 @@ export async function heartbeat(
         tasks_failed = tasks_failed + ${options.failedDelta}
       where id = ${workerId}
       returning status
+    ), held as (
+      select * from jsonb_to_recordset(${JSON.stringify(options.held)}::jsonb) as h(id bigint, epoch bigint)
     ), renewed as (
-      update tasks set lease_expires_at = now() + ${options.leaseMs}::float8 * interval '1 millisecond'
-      where lease_owner = ${workerId} and status = 'running'
-      returning id, lease_epoch
+      update tasks t set lease_expires_at = now() + ${options.leaseMs}::float8 * interval '1 millisecond'
+      from held h
+      where t.id = h.id and t.lease_epoch = h.epoch and t.lease_owner = ${workerId} and t.status = 'running'
+      returning t.id, t.lease_epoch
+    ), orphans as (
+      update tasks t set status = 'queued', lease_owner = null, lease_expires_at = null, run_after = now(), updated_at = now()
+      where t.lease_owner = ${workerId} and t.status = 'running'
+        and not exists (select 1 from held h where h.id = t.id and h.epoch = t.lease_epoch)
+      returning t.id, t.kind, t.lease_epoch
+    ), ev as (
+      insert into task_events (task_id, event, worker_id, lease_epoch, reason)
+      select id, 'released', ${workerId}, lease_epoch, 'leased to this worker but not running there (claim or settlement lost with a connection)'
+      from orphans
+    ), woken as (
+      select pg_notify(${NOTIFY_CHANNEL}, k.kind) from (select distinct kind from orphans) k
     )
     select (select status from w) as row_status,
-           coalesce((select json_agg(json_build_array(id, lease_epoch)) from renewed), '[]'::json) as leases
+           coalesce((select json_agg(json_build_array(id, lease_epoch)) from renewed), '[]'::json) as leases,
+           (select count(*) from orphans)::int as released,
+           (select count(*) from woken) as _woken
   `.execute(db)
   const row = rows[0]
-  return {rowStatus: row?.row_status ?? null, leases: new Map((row?.leases ?? []).map(([id, epoch]) => [Number(id), Number(epoch)]))}
+  return {rowStatus: row?.row_status ?? null, leases: new Map((row?.leases ?? []).map(([id, epoch]) => [Number(id), Number(epoch)])), released: row?.released ?? 0}
 }
 
 export async function markWorker(db: Kysely<Database>, workerId: string, status: WorkerStatus, deltas: {done: number; failed: number} = {done: 0, failed: 0}): Promise<void> {

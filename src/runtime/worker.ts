@@ -90,6 +90,8 @@ export class Worker {
   private overCapacityLogged = false
   private dbDownSince: number | null = null
   private releasing?: Promise<void>
+  /** Claims and heartbeats never overlap: a heartbeat releases leases it does not know about. */
+  private exclusive: Promise<unknown> = Promise.resolve()
 
   constructor(options: WorkerOptions) {
     this.opts = options
@@ -218,7 +220,7 @@ export class Worker {
 
       let claimed: ClaimedTask[]
       try {
-        claimed = await claimTasks(this.db, {
+        claimed = await this.serialized(() => claimTasks(this.db, {
           workerId: this.id,
           kinds: this.kinds,
           limit: budget,
@@ -228,7 +230,7 @@ export class Worker {
           memoryAvailableGb: this.metrics?.memory_available_gb ?? 0,
           gpuVramAvailableGb: this.metrics?.gpu_vram_available_gb ?? 0,
           scope: this.identity.scope,
-        })
+        }))
         this.databaseBack()
         backoff = 0
       } catch (error) {
@@ -394,10 +396,14 @@ export class Worker {
     try {
       this.metrics = await this.sampler.sample()
       const deltas = this.takeDeltas()
-      const sentAt = Date.now()
+      let sentAt = 0
       let result
       try {
-        result = await heartbeat(this.db, this.id, {status: this.status(), metrics: this.metrics, leaseMs: this.config.leaseMs, doneDelta: deltas.done, failedDelta: deltas.failed})
+        result = await this.serialized(() => {
+          sentAt = Date.now()
+          const held = [...this.inflight.values()].filter((e) => !e.detached).map((e) => ({id: e.task.id, epoch: e.task.epoch}))
+          return heartbeat(this.db, this.id, {status: this.status(), metrics: this.metrics!, leaseMs: this.config.leaseMs, doneDelta: deltas.done, failedDelta: deltas.failed, held})
+        })
       } catch (error) {
         this.deltas.done += deltas.done
         this.deltas.failed += deltas.failed
@@ -405,6 +411,7 @@ export class Worker {
       }
 
       this.databaseBack()
+      if (result.released > 0) this.log.warn({released: result.released}, 'released tasks leased to this worker that it was not running')
       if (result.rowStatus === null || result.rowStatus === 'dead') {
         this.log.warn({worker: this.id}, 'this worker was presumed dead; its leases were revoked; registering again')
         await registerWorker(this.db, this.identity, this.metrics, this.status())
@@ -433,6 +440,12 @@ export class Worker {
     } catch (error) {
       this.databaseDown(error, 'sweep')
     }
+  }
+
+  private serialized<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.exclusive.then(fn, fn)
+    this.exclusive = next.catch(() => {})
+    return next
   }
 
   private status(): WorkerStatus {

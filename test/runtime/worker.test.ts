@@ -1,0 +1,247 @@
+import assert from 'node:assert/strict'
+import {sql} from 'kysely'
+
+import {classifyError, enqueue, PermanentError, retryAfterMs, retryTask, SnoozeError, TaskRegistry, TransientError, Worker, type RuntimeConfig} from '../../src/runtime/index.js'
+import {waitFor} from '../helpers/processes.js'
+import {useFreshDatabase} from '../helpers/db.js'
+
+/** Fast timings so the tests finish quickly; the semantics are the same as the defaults'. */
+export const FAST: Partial<RuntimeConfig> = {
+  heartbeatIntervalMs: 300,
+  deadAfterMs: 3000,
+  sessionGraceMs: 1000,
+  leaseMs: 1500,
+  sweepIntervalMs: 250,
+  pollIntervalMs: 500,
+  transientBackoff: {baseMs: 20, maxMs: 80, jitter: 0.25},
+  attemptBackoff: {baseMs: 50, maxMs: 200, jitter: 0},
+  graceMs: 2000,
+}
+
+describe('runtime: Worker semantics (in-process, real PostgreSQL)', function () {
+  this.timeout(60_000)
+  const t = useFreshDatabase()
+  let worker: Worker | undefined
+  let running: Promise<unknown> | undefined
+
+  beforeEach(async () => {
+    await sql`truncate tasks, task_events, workers restart identity cascade`.execute(t.db)
+  })
+
+  afterEach(async () => {
+    worker?.stop({force: true})
+    await running
+    worker = undefined
+  })
+
+  function startWorker(registry: TaskRegistry, options: Partial<ConstructorParameters<typeof Worker>[0]> = {}): Worker {
+    worker = new Worker({databaseUrl: t.url, registry, concurrency: 4, config: FAST, ...options})
+    running = worker.start()
+    return worker
+  }
+
+  async function settled(id: number) {
+    return waitFor(`task ${id} to settle`, async () => {
+      const row = await t.db.selectFrom('tasks').selectAll().where('id', '=', id).executeTakeFirstOrThrow()
+      return ['completed', 'failed', 'quarantined'].includes(row.status) ? row : undefined
+    })
+  }
+
+  async function events(id: number): Promise<string[]> {
+    return (await t.db.selectFrom('task_events').select('event').where('task_id', '=', id).orderBy('id').execute()).map((e) => e.event)
+  }
+
+  it('runs a handler and commits its writes with the completion', async () => {
+    await sql`create table if not exists effects (task_id bigint, worker_id text)`.execute(t.db)
+    const registry = new TaskRegistry().register<{x: number}>('double', async (task) => ({
+      result: {y: task.payload.x * 2},
+      apply: async (trx) => {
+        await sql`insert into effects values (${task.id}, 'w')`.execute(trx)
+      },
+    }))
+    startWorker(registry)
+    const [{id}] = await enqueue(t.db, {kind: 'double', payload: {x: 21}})
+    const row = await settled(id)
+    assert.equal(row.status, 'completed')
+    assert.deepEqual(row.result, {y: 42})
+    const {rows} = await sql<{n: number}>`select count(*)::int as n from effects where task_id = ${id}`.execute(t.db)
+    assert.equal(rows[0].n, 1)
+  })
+
+  it('retries transient errors inside the lease (no attempt used)', async () => {
+    let calls = 0
+    const registry = new TaskRegistry().register('flaky', async () => {
+      calls++
+      if (calls < 3) throw Object.assign(new Error('upstream 503'), {status: 503})
+    })
+    startWorker(registry)
+    const [{id}] = await enqueue(t.db, {kind: 'flaky'})
+    const row = await settled(id)
+    assert.equal(row.status, 'completed')
+    assert.equal(calls, 3)
+    assert.equal(row.attempts, 0)
+    assert.deepEqual(await events(id), ['claimed', 'completed'])
+  })
+
+  it('snoozes on 429 / Retry-After without using an attempt', async () => {
+    let calls = 0
+    const registry = new TaskRegistry().register('limited', async () => {
+      calls++
+      if (calls === 1) throw Object.assign(new Error('rate limited'), {status: 429, headers: {'retry-after': '1'}})
+    })
+    startWorker(registry)
+    const [{id}] = await enqueue(t.db, {kind: 'limited'})
+    const snoozed = await waitFor('the snooze', async () => {
+      const r = await t.db.selectFrom('tasks').select(['status', 'attempts', sql<number>`extract(epoch from run_after - updated_at)`.as('delay')]).where('id', '=', id).executeTakeFirstOrThrow()
+      return r.status === 'queued' && calls === 1 ? r : undefined
+    })
+    assert.equal(snoozed.attempts, 0)
+    assert.ok(Number(snoozed.delay) > 0.9 && Number(snoozed.delay) < 1.5, `snoozed for Retry-After (got ${snoozed.delay}s)`)
+    const row = await settled(id)
+    assert.equal(row.status, 'completed')
+    assert.equal(row.attempts, 0)
+    assert.deepEqual(await events(id), ['claimed', 'snoozed', 'claimed', 'completed'])
+  })
+
+  it('fails at once on a permanent error', async () => {
+    let calls = 0
+    const registry = new TaskRegistry().register('bad', async () => {
+      calls++
+      throw new PermanentError('401 invalid api key')
+    })
+    startWorker(registry)
+    const [{id}] = await enqueue(t.db, {kind: 'bad', maxAttempts: 5})
+    const row = await settled(id)
+    assert.equal(row.status, 'failed')
+    assert.equal(row.attempts, 1)
+    assert.equal(calls, 1)
+    assert.match(row.last_error!, /401 invalid api key/)
+  })
+
+  it('uses up attempts with backoff, ends failed, and a retry then succeeds', async () => {
+    let fail = true
+    let calls = 0
+    const registry = new TaskRegistry().register('sometimes', async () => {
+      calls++
+      if (fail) throw new Error('parse error in response')
+    })
+    startWorker(registry)
+    const [{id}] = await enqueue(t.db, {kind: 'sometimes', maxAttempts: 3})
+    const row = await settled(id)
+    assert.equal(row.status, 'failed')
+    assert.equal(row.attempts, 3)
+    assert.equal(calls, 3, 'an unclassified error is not retried inside the lease')
+    assert.deepEqual(await events(id), ['claimed', 'retry_scheduled', 'claimed', 'retry_scheduled', 'claimed', 'failed'])
+
+    fail = false
+    assert.equal(await retryTask(t.db, id), true)
+    const again = await settled(id)
+    assert.equal(again.status, 'completed')
+  })
+
+  it('keeps transient failures that outlast the in-lease retries as failed attempts', async () => {
+    let calls = 0
+    const registry = new TaskRegistry().register('down', async () => {
+      calls++
+      throw Object.assign(new Error('connect ECONNRESET'), {code: 'ECONNRESET'})
+    })
+    startWorker(registry)
+    const [{id}] = await enqueue(t.db, {kind: 'down', maxAttempts: 1})
+    const row = await settled(id)
+    assert.equal(row.status, 'failed')
+    assert.equal(calls, 4, 'first try + 3 in-lease retries')
+  })
+
+  it('never rescues a task longer than the lease from a live worker', async () => {
+    const registry = new TaskRegistry().register('long', async () => {
+      await new Promise((r) => setTimeout(r, 4 * (FAST.leaseMs as number)))
+    })
+    startWorker(registry)
+    const [{id}] = await enqueue(t.db, {kind: 'long'})
+    const row = await settled(id)
+    assert.equal(row.status, 'completed')
+    assert.equal(row.crash_count, 0)
+    assert.deepEqual(await events(id), ['claimed', 'completed'])
+  })
+
+  it('survives a handler that throws something odd, and keeps working', async () => {
+    const registry = new TaskRegistry().register<{bad: boolean}>('odd', async (task) => {
+      // eslint-disable-next-line no-throw-literal
+      if (task.payload.bad) throw {weird: true}
+    })
+    startWorker(registry)
+    const [bad, good] = await enqueue(t.db, [{kind: 'odd', payload: {bad: true}, maxAttempts: 1}, {kind: 'odd', payload: {bad: false}}])
+    assert.equal((await settled(bad.id)).status, 'failed')
+    assert.equal((await settled(good.id)).status, 'completed')
+  })
+
+  it('registers, heartbeats with resource metrics, and marks itself stopped', async () => {
+    const registry = new TaskRegistry().register('noop', async () => {})
+    const w = startWorker(registry, {pool: 'gpu-pool', capabilities: ['browser']})
+    const row = await waitFor('a heartbeat with metrics', async () => {
+      const r = await t.db.selectFrom('workers').selectAll().where('id', '=', w.id).executeTakeFirst()
+      return r && (r.resource_metrics as {cpu_percent?: number}).cpu_percent !== undefined && Date.now() - new Date(r.started_at).getTime() > 400 ? r : undefined
+    })
+    const m = row.resource_metrics as Record<string, unknown>
+    for (const key of ['cpu_percent', 'cpu_cores_physical', 'cpu_cores_available', 'cpu_load_1min', 'cpu_load_5min', 'memory_percent', 'memory_available_gb', 'gpu_vram_total_gb', 'gpu_vram_available_gb', 'gpu_type']) {
+      assert.ok(key in m, `resource_metrics has ${key}`)
+    }
+
+    assert.equal(typeof m.cpu_percent, 'number')
+    assert.ok((m.memory_available_gb as number) > 0)
+    assert.equal(row.pool, 'gpu-pool')
+    assert.deepEqual(row.capabilities, ['browser'])
+    assert.ok(['idle', 'busy'].includes(row.status))
+    // The GIN index makes metric queries cheap: e.g. workers with no GPU.
+    const {rows} = await sql<{id: string}>`select id from workers where resource_metrics @> '{"gpu_type":"none"}'`.execute(t.db)
+    assert.equal(rows.length, m.gpu_type === 'none' ? 1 : 0)
+
+    w.stop()
+    await running
+    const stopped = await t.db.selectFrom('workers').select(['status', 'stopped_at']).where('id', '=', w.id).executeTakeFirstOrThrow()
+    assert.equal(stopped.status, 'stopped')
+    assert.ok(stopped.stopped_at)
+  })
+
+  it('claims only tasks whose requirements it meets', async () => {
+    const ran: string[] = []
+    const registry = new TaskRegistry().register<string>('r', async (task) => {
+      ran.push(task.payload)
+    })
+    startWorker(registry, {capabilities: ['browser']})
+    await enqueue(t.db, [
+      {kind: 'r', payload: 'plain'},
+      {kind: 'r', payload: 'browser', requirements: {capabilities: ['browser']}},
+      {kind: 'r', payload: 'gpu', requirements: {capabilities: ['gpu']}},
+    ])
+    await waitFor('two tasks', async () => ran.length === 2)
+    await new Promise((r) => setTimeout(r, 700))
+    assert.deepEqual(ran.sort(), ['browser', 'plain'])
+    const gpu = await t.db.selectFrom('tasks').select('status').where(sql<boolean>`payload = '"gpu"'::jsonb`).executeTakeFirstOrThrow()
+    assert.equal(gpu.status, 'queued')
+  })
+
+  it('stops claiming while over its memory threshold', async () => {
+    let ran = 0
+    const registry = new TaskRegistry().register('m', async () => {
+      ran++
+    })
+    startWorker(registry, {config: {...FAST, maxMemoryPercent: 0}})
+    await enqueue(t.db, {kind: 'm'})
+    await new Promise((r) => setTimeout(r, 1000))
+    assert.equal(ran, 0)
+  })
+})
+
+describe('runtime: error classification', () => {
+  it('reads status codes, socket errors and Retry-After the way SDKs shape them', async () => {
+    assert.deepEqual(classifyError(Object.assign(new Error('x'), {status: 500})), {type: 'transient'})
+    assert.deepEqual(classifyError(Object.assign(new Error('x'), {status: 401})), {type: 'permanent'})
+    assert.deepEqual(classifyError(Object.assign(new Error('x'), {status: 429, headers: new Headers({'retry-after': '7'})})), {type: 'snooze', retryAfterMs: 7000})
+    assert.deepEqual(classifyError(new SnoozeError('later', 1234)), {type: 'snooze', retryAfterMs: 1234})
+    assert.deepEqual(classifyError(new TransientError('t')), {type: 'transient'})
+    assert.deepEqual(classifyError(new Error('fetch failed', {cause: Object.assign(new Error('reset'), {code: 'ECONNRESET'})})), {type: 'transient'})
+    assert.deepEqual(classifyError(new Error('plain')), {type: 'error'})
+    assert.equal(retryAfterMs({'retry-after': new Date(Date.now() + 10_000).toUTCString()}, Date.now())! > 8000, true)
+  })
+})
