@@ -21,7 +21,7 @@ export async function up(db: Kysely<any>): Promise<void> {
       lease_expires_at timestamptz,
       requirements jsonb not null default '{}',
       scope text,
-      idempotency_key text unique,
+      idempotency_key text,
       last_error text,
       result jsonb,
       created_at timestamptz not null default now(),
@@ -32,11 +32,13 @@ export async function up(db: Kysely<any>): Promise<void> {
   `.execute(db)
   // What a claim scans: runnable tasks of a kind in priority order.
   await sql`create index tasks_claim_idx on tasks (kind, priority desc, run_after, id) where status = 'queued'`.execute(db)
-  // What the heartbeat and the sweep touch: the leases of a worker, and leases that ran out.
+  // What the heartbeat and the sweep touch: running tasks (at most the fleet's total concurrency).
   await sql`create index tasks_lease_owner_idx on tasks (lease_owner) where status = 'running'`.execute(db)
-  await sql`create index tasks_lease_expiry_idx on tasks (lease_expires_at) where status = 'running'`.execute(db)
+  // Only keyed tasks are indexed, so the many keyless ones cost no entry on every update.
+  await sql`create unique index tasks_idempotency_key_idx on tasks (idempotency_key) where idempotency_key is not null`.execute(db)
   await sql`create index tasks_scope_idx on tasks (scope, kind, status) where scope is not null`.execute(db)
-  await sql`create index tasks_kind_status_idx on tasks (kind, status)`.execute(db)
+  // Live work by kind (stats, pipeline progress); finished rows leave it, so completions add no entry.
+  await sql`create index tasks_active_idx on tasks (kind, status) where status in ('queued', 'running')`.execute(db)
 
   await sql`
     create table workers (
@@ -77,8 +79,8 @@ export async function up(db: Kysely<any>): Promise<void> {
     )
   `.execute(db)
   await sql`create index task_events_task_idx on task_events (task_id, id)`.execute(db)
-  await sql`create index task_events_at_idx on task_events (at, event)`.execute(db)
-  await sql`create index task_events_worker_idx on task_events (worker_id, at) where worker_id is not null`.execute(db)
+  // Append-only and time-ordered: a BRIN index serves "the last 5 minutes" at almost no insert cost.
+  await sql`create index task_events_at_brin on task_events using brin (at)`.execute(db)
 
   await sql`
     create view rvx_active_workers as

@@ -46,9 +46,9 @@ export interface BackoffPolicy {
 export const DEFAULT_CONFIG: RuntimeConfig = {
   heartbeatIntervalMs: 5000,
   deadAfterMs: 15_000,
-  sessionGraceMs: 5000,
+  sessionGraceMs: 2000,
   leaseMs: 30_000,
-  sweepIntervalMs: 2500,
+  sweepIntervalMs: 4000,
   pollIntervalMs: 5000,
   maxCrashes: 3,
   maxAttempts: 5,

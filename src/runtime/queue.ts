@@ -85,7 +85,7 @@ async function enqueueChunk(db: Executor, specs: EnqueueSpec[], defaults: {maxAt
       select kind, payload, priority, coalesce(run_at, now() + delay_ms * interval '1 millisecond'),
              max_attempts, requirements, scope, idempotency_key
       from input order by ord
-      on conflict (idempotency_key) do nothing
+      on conflict (idempotency_key) where idempotency_key is not null do nothing
       returning id, kind, idempotency_key, run_after
     ), woken as (
       select pg_notify(${NOTIFY_CHANNEL}, k.kind) from (select distinct kind from inserted where run_after <= now()) k

@@ -147,3 +147,33 @@ describe('runtime: enqueue, claim and fencing', function () {
     assert.equal(await retryTask(t.db, id), false, 'a queued task is not retried again')
   })
 })
+
+describe('runtime: stats', function () {
+  const t = useFreshDatabase()
+
+  it('reports the queue by kind and status, and the fleet by type', async () => {
+    const tasks = await enqueue(t.db, [{kind: 'a'}, {kind: 'a'}, {kind: 'a', runAfter: 60_000}, {kind: 'b'}])
+    await sql`update tasks set status = 'failed' where id = ${tasks[1].id}`.execute(t.db)
+    await sql`update tasks set attempts = 1 where id = ${tasks[2].id}`.execute(t.db)
+    await sql`
+      insert into workers (id, types, host, pid, version, concurrency, status, lock_key, tasks_done)
+      values ('w1', '{a}', 'h', 1, 'v', 4, 'idle', 1, 5), ('w2', '{a,b}', 'h', 2, 'v', 4, 'dead', 2, 1)`.execute(t.db)
+    const {queueStats, workerStats} = await import('../../src/runtime/index.js')
+    const q = await queueStats(t.db)
+    const a = q.find((r) => r.kind === 'a')!
+    assert.equal(a.queued, 2)
+    assert.equal(a.failed, 1)
+    assert.equal(a.retriesWaiting, 1)
+    assert.ok(a.oldestQueuedAgeS !== null && a.oldestQueuedAgeS >= 0)
+    assert.equal(q.find((r) => r.kind === 'b')!.queued, 1)
+
+    const w = await workerStats(t.db)
+    assert.deepEqual(
+      w.map((r) => [r.type, r.total, r.idle, r.dead, r.tasksDone]),
+      [
+        ['a', 2, 1, 1, 6],
+        ['b', 1, 0, 1, 1],
+      ],
+    )
+  })
+})
