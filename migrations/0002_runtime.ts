@@ -32,13 +32,12 @@ export async function up(db: Kysely<any>): Promise<void> {
   `.execute(db)
   // What a claim scans: runnable tasks of a kind in priority order.
   await sql`create index tasks_claim_idx on tasks (kind, priority desc, run_after, id) where status = 'queued'`.execute(db)
-  // What the heartbeat and the sweep touch: running tasks (at most the fleet's total concurrency).
-  await sql`create index tasks_lease_owner_idx on tasks (lease_owner) where status = 'running'`.execute(db)
   // Only keyed tasks are indexed, so the many keyless ones cost no entry on every update.
   await sql`create unique index tasks_idempotency_key_idx on tasks (idempotency_key) where idempotency_key is not null`.execute(db)
   await sql`create index tasks_scope_idx on tasks (scope, kind, status) where scope is not null`.execute(db)
-  // Live work by kind (stats, pipeline progress); finished rows leave it, so completions add no entry.
-  await sql`create index tasks_active_idx on tasks (kind, status) where status in ('queued', 'running')`.execute(db)
+  // Live work: what the heartbeat and the sweep look up (running tasks, at most the fleet's total
+  // concurrency) and what progress counts read. Finished rows leave it, so a completion adds no entry.
+  await sql`create index tasks_active_idx on tasks (status, kind) where status in ('queued', 'running')`.execute(db)
 
   await sql`
     create table workers (
@@ -67,18 +66,21 @@ export async function up(db: Kysely<any>): Promise<void> {
 
   await sql`
     create table task_events (
-      id bigserial primary key,
-      task_id bigint not null references tasks (id) on delete cascade,
+      id bigint generated always as identity,
+      -- No foreign key: its per-row check (and row lock) on every event would sit on the hot path;
+      -- whatever prunes tasks prunes their events too.
+      task_id bigint not null,
       event text not null check (event in (
         'claimed', 'completed', 'failed', 'retry_scheduled', 'snoozed', 'released',
         'requeued_after_death', 'requeued_lease_expired', 'fenced_out', 'quarantined', 'retried', 'canceled')),
       worker_id text,
       lease_epoch bigint,
       reason text,
-      at timestamptz not null default now()
+      at timestamptz not null default now(),
+      -- One index serves both identity and "the history of task N", in order.
+      primary key (task_id, id)
     )
   `.execute(db)
-  await sql`create index task_events_task_idx on task_events (task_id, id)`.execute(db)
   // Append-only and time-ordered: a BRIN index serves "the last 5 minutes" at almost no insert cost.
   await sql`create index task_events_at_brin on task_events using brin (at)`.execute(db)
 

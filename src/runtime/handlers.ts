@@ -8,7 +8,7 @@ export interface TaskContext {
   /** Aborted when the lease is lost or the worker is forced to stop: stop paid work at once. */
   signal: AbortSignal
   workerId: string
-  /** 1 for the first try of this attempt's lease... counts failed attempts before this one + 1. */
+  /** Which attempt this is: failed attempts so far + 1 (crashes, snoozes and in-lease retries do not count). */
   attempt: number
   /** For reads; writes that belong with the result go in the outcome's `apply` (same transaction as the completion). */
   db: Kysely<Database>

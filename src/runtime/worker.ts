@@ -305,7 +305,7 @@ export class Worker {
     }
     this.inflight.set(task.id, entry)
     void this.execute(entry)
-      .catch((error) => this.log.error({task: task.id, err: errorMessage(error)}, 'settling a task failed; the sweep will recover it'))
+      .catch((error) => this.log.error({task: task.id, err: errorMessage(error)}, 'settling a task failed; the next heartbeat releases it for another try'))
       .finally(() => {
         this.inflight.delete(task.id)
         this.settledCount++
