@@ -55,6 +55,8 @@ interface InFlight {
   startedAt: number
   /** Settled by someone else (released on forced stop, lease lost): the handler's own outcome is dropped. */
   detached: boolean
+  /** Counted once in the summary, whichever path noticed first. */
+  fenced: boolean
 }
 
 /**
@@ -82,6 +84,7 @@ export class Worker {
   private forced = false
   private stopReason: WorkerSummary['reason'] = 'stopped'
   private timers: NodeJS.Timeout[] = []
+  private readonly housekeeping = new Set<Promise<unknown>>()
   private graceTimer?: NodeJS.Timeout
   private settledCount = 0
   private claimedCount = 0
@@ -138,7 +141,7 @@ export class Worker {
           if (this.kinds.includes(kind)) this.wake()
         },
         onReconnect: () => {
-          void this.beat()
+          this.track(this.beat())
           this.wake()
         },
       },
@@ -164,6 +167,8 @@ export class Worker {
     } finally {
       for (const t of this.timers) clearInterval(t)
       if (this.graceTimer) clearTimeout(this.graceTimer)
+      // A heartbeat or status write still in flight must not land after "stopped".
+      await Promise.allSettled([...this.housekeeping])
       await this.retryDb(() => markWorker(this.db, this.id, 'stopped', this.takeDeltas()), 5000).catch(() => {})
       await this.liveness.close()
       await this.db.destroy()
@@ -187,7 +192,7 @@ export class Worker {
     if (!this.draining) {
       this.draining = true
       this.log.info({inflight: this.inflight.size, graceMs: this.config.graceMs}, 'stopping: no new claims; waiting for in-flight tasks')
-      void this.retryDb(() => markWorker(this.db, this.id, 'draining'), 2000).catch(() => {})
+      this.track(this.retryDb(() => markWorker(this.db, this.id, 'draining'), 2000).catch(() => {}))
       this.graceTimer = setTimeout(() => this.forceStop('grace period over'), this.config.graceMs)
       this.wake()
     }
@@ -302,6 +307,7 @@ export class Worker {
       controller: new AbortController(),
       startedAt: Date.now(),
       detached: false,
+      fenced: false,
     }
     this.inflight.set(task.id, entry)
     void this.execute(entry)
@@ -349,7 +355,7 @@ export class Worker {
       this.deltas.done++
       log.debug({task: task.id, kind: task.kind, ms: Date.now() - entry.startedAt}, 'task completed')
     } else {
-      this.summary.fencedOut++
+      this.fenced(entry)
       log.warn({task: task.id, kind: task.kind, epoch: task.epoch}, 'completion fenced out: the lease was revoked (presumed dead?)')
     }
   }
@@ -404,7 +410,7 @@ export class Worker {
     if (kind.type === 'snooze') {
       const ok = await this.retryDb(() => snoozeTask(this.db, entry.lease, kind.retryAfterMs, message))
       if (ok) this.summary.snoozed++
-      else this.summary.fencedOut++
+      else this.fenced(entry)
       this.log.warn({task: task.id, kind: task.kind, snoozeMs: kind.retryAfterMs}, 'rate limited; task snoozed (no attempt used)')
       return
     }
@@ -413,13 +419,19 @@ export class Worker {
     const retryInMs = backoffMs(task.attempts + 1, this.config.attemptBackoff)
     const outcome = await this.retryDb(() => failTask(this.db, entry.lease, message, {permanent, retryInMs}))
     if (outcome === 'fenced_out') {
-      this.summary.fencedOut++
+      this.fenced(entry)
       return
     }
 
     this.deltas.failed++
     this.summary.failed++
     this.log.warn({task: task.id, kind: task.kind, err: message, outcome, retryInMs: outcome === 'retry_scheduled' ? retryInMs : undefined}, outcome === 'failed' ? 'task failed' : 'attempt failed; retry scheduled')
+  }
+
+  private fenced(entry: InFlight): void {
+    if (entry.fenced) return
+    entry.fenced = true
+    this.summary.fencedOut++
   }
 
   /** Forced stop: abort every handler and release its task (runnable at once, no attempt used). */
@@ -481,7 +493,7 @@ export class Worker {
       for (const entry of this.inflight.values()) {
         if (!entry.detached && entry.startedAt < sentAt && result.leases.get(entry.task.id) !== entry.task.epoch) {
           entry.detached = true
-          this.summary.fencedOut++
+          this.fenced(entry)
           entry.controller.abort(new Error('lease lost'))
           this.log.warn({task: entry.task.id}, 'lease lost; handler aborted')
         }
@@ -568,14 +580,21 @@ export class Worker {
     }
   }
 
+  private track(p: Promise<unknown>): void {
+    this.housekeeping.add(p)
+    void p.finally(() => this.housekeeping.delete(p))
+  }
+
   private every(ms: number, fn: () => Promise<void>): void {
     let running = false
     const timer = setInterval(() => {
       if (running) return
       running = true
-      void fn().finally(() => {
-        running = false
-      })
+      this.track(
+        fn().finally(() => {
+          running = false
+        }),
+      )
     }, ms)
     timer.unref()
     this.timers.push(timer)

@@ -75,6 +75,38 @@ describe('runtime: crashes, signals and restarts (real processes)', function () 
     assert.equal(victim.status, 'dead')
   })
 
+  it('a frozen worker (SIGSTOP) is presumed dead after deadAfter; its late result is fenced out when it wakes', async () => {
+    const frozen = startWorker(t.url, 'frozen')
+    await workerUp(t.db, 'frozen')
+    const [task] = await enqueue(t.db, {kind: 'sleep', payload: {ms: 1500}})
+    await waitFor('frozen to hold the task', async () => (await t.db.selectFrom('tasks').select('lease_owner').where('id', '=', task.id).executeTakeFirstOrThrow()).lease_owner === 'frozen')
+    frozen.child.kill('SIGSTOP')
+    // Its session stays open (the process is alive), so only the heartbeat timeout can tell.
+    await waitFor('frozen to be presumed dead', async () => {
+      const r = await sweep(t.db, {deadAfterMs: FAST.deadAfterMs!, sessionGraceMs: FAST.sessionGraceMs!, maxCrashes: 3})
+      return r.deadWorkers.includes('frozen')
+    })
+    // Its unrenewed lease (1.5 s here) may have run out before the 3 s dead-after: requeued either way, as a crash.
+    const requeued = await t.db.selectFrom('tasks').select(['status', 'crash_count', 'attempts']).where('id', '=', task.id).executeTakeFirstOrThrow()
+    assert.deepEqual(requeued, {status: 'queued', crash_count: 1, attempts: 0})
+
+    const rescuer = startWorker(t.url, 'rescuer2')
+    await waitFor('the rescuer to complete it', async () => (await t.db.selectFrom('tasks').select('status').where('id', '=', task.id).executeTakeFirstOrThrow()).status === 'completed')
+    frozen.child.kill('SIGCONT')
+    await new Promise((r) => setTimeout(r, 2500))
+    for (const w of [frozen, rescuer]) w.child.kill('SIGTERM')
+    const [exit] = await Promise.all([frozen.exited, rescuer.exited])
+    assert.equal(exit.code, 143, 'the frozen worker carried on after waking and stopped cleanly')
+    assert.equal(JSON.parse(frozen.stdout().trim()).fencedOut, 1, 'its stale result was rejected: ' + frozen.stderr())
+
+    const effects = await sql<{worker_id: string}>`select worker_id from effects where task_id = ${task.id}`.execute(t.db)
+    assert.deepEqual(effects.rows.map((r) => r.worker_id), ['rescuer2'])
+    const row = await t.db.selectFrom('tasks').selectAll().where('id', '=', task.id).executeTakeFirstOrThrow()
+    assert.deepEqual(row.result, {by: 'rescuer2'})
+    const frozenRow = await t.db.selectFrom('workers').select('status').where('id', '=', 'frozen').executeTakeFirstOrThrow()
+    assert.equal(frozenRow.status, 'stopped', 'it registered again after waking, then stopped: ' + frozen.stderr())
+  })
+
   it('quarantines a task after it has crashed its worker 3 times', async () => {
     const [{id}] = await enqueue(t.db, {kind: 'crash'})
     for (let i = 1; i <= 3; i++) {
