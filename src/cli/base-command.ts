@@ -55,6 +55,11 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     this.args = args as BaseArgs<T>
   }
 
+  /** The exit code for a run() that returns normally (e.g. 4 when a run needs a decision); its result still prints. */
+  protected set exitCode(code: number) {
+    process.exitCode = code
+  }
+
   protected get mode(): OutputMode {
     return detectMode(this.jsonEnabled())
   }

@@ -84,12 +84,97 @@ export interface TaskEventsTable {
   at: Timestamp
 }
 
+export type RunStatus = 'running' | 'needs_decision' | 'completed' | 'failed' | 'canceled'
+export type RunStage = 'discovery' | 'research' | 'contacts' | 'done'
+
+export interface RunsTable {
+  id: Generated<number>
+  criteria: Json
+  quantity: number
+  contacts_min: number
+  contacts_max: number
+  provider: string
+  status: Generated<RunStatus>
+  stage: Generated<RunStage>
+  discovery_rounds: Generated<number>
+  options: Json
+  notes: string | null
+  created_at: Timestamp
+  updated_at: Timestamp
+  finished_at: NullableTimestamp
+}
+
+export type CompanyStatus = 'candidate' | 'qualified' | 'disqualified' | 'selected'
+
+export interface CompaniesTable {
+  id: Generated<number>
+  run_id: number
+  domain: string
+  name: string
+  website: string | null
+  city: string | null
+  state: string | null
+  pms: string | null
+  units_estimate: number | null
+  status: Generated<CompanyStatus>
+  icp_fit: 'yes' | 'no' | 'unknown' | null
+  icp_score: number | null
+  icp_tier: string | null
+  confidence: string | null
+  reasons: Json
+  sources: Json
+  discovered_by: string
+  discovery_round: Generated<number>
+  simulated: Generated<boolean>
+  researched_at: NullableTimestamp
+  created_at: Timestamp
+}
+
+export interface ContactsTable {
+  id: Generated<number>
+  run_id: number
+  company_id: number
+  full_name: string
+  title: string | null
+  tier: number | null
+  email: string | null
+  phone: string | null
+  linkedin_url: string | null
+  confidence: string | null
+  sources: Json
+  simulated: Generated<boolean>
+  created_at: Timestamp
+}
+
+export interface LlmCallsTable {
+  id: Generated<number>
+  run_id: number | null
+  task_id: number | null
+  provider: string
+  model: string
+  input_tokens: Generated<number>
+  output_tokens: Generated<number>
+  cached_tokens: Generated<number>
+  latency_ms: Generated<number>
+  cost_usd: ColumnType<string, number | string | undefined, number | string>
+  outcome: string
+  created_at: Timestamp
+}
+
 export interface Database {
   rvx_meta: RvxMetaTable
   tasks: TasksTable
   workers: WorkersTable
   task_events: TaskEventsTable
+  runs: RunsTable
+  companies: CompaniesTable
+  contacts: ContactsTable
+  llm_calls: LlmCallsTable
 }
+
+export type RunRow = Selectable<RunsTable>
+export type CompanyRow = Selectable<CompaniesTable>
+export type ContactRow = Selectable<ContactsTable>
 
 export type TaskRow = Selectable<TasksTable>
 export type NewTaskRow = Insertable<TasksTable>

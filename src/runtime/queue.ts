@@ -136,13 +136,18 @@ export async function retryTask(db: Executor, taskId: number, reason = 'retried 
 export async function cancelTasks(db: Executor, filter: {ids?: number[]; scope?: string; kinds?: string[]; statuses?: Array<'queued' | 'running'>}, reason: string): Promise<number> {
   const statuses = filter.statuses ?? ['queued']
   const {rows} = await sql<{n: number}>`
-    with canceled as (
-      update tasks set status = 'canceled', lease_owner = null, lease_expires_at = null, finished_at = now(), updated_at = now()
+    with target as (
+      -- Rows locked right now are being settled by their worker: let them finish (and never deadlock with it).
+      select id from tasks
       where status = any(${statuses}::text[])
         and (${filter.ids ?? null}::bigint[] is null or id = any(${filter.ids ?? null}::bigint[]))
         and (${filter.scope ?? null}::text is null or scope = ${filter.scope ?? null}::text)
         and (${filter.kinds ?? null}::text[] is null or kind = any(${filter.kinds ?? null}::text[]))
-      returning id, lease_owner, lease_epoch
+      for update skip locked
+    ), canceled as (
+      update tasks t set status = 'canceled', lease_owner = null, lease_expires_at = null, finished_at = now(), updated_at = now()
+      from target where t.id = target.id
+      returning t.id, t.lease_owner, t.lease_epoch
     ), ev as (
       insert into task_events (task_id, event, lease_epoch, reason) select id, 'canceled', lease_epoch, ${reason} from canceled
     )

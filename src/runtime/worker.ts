@@ -222,7 +222,12 @@ export class Worker {
       try {
         claimed = await this.claiming(
           () => (requested = this.budget()),
-          async (n) => (n > 0 ? claimTasks(this.db, this.claimFilter(n)) : []),
+          async (n) => {
+            const tasks = n > 0 ? await claimTasks(this.db, this.claimFilter(n)) : []
+            // Still inside the critical section: a heartbeat must see these as held.
+            this.accept(tasks)
+            return tasks
+          },
         )
         this.databaseBack()
         backoff = 0
@@ -233,7 +238,6 @@ export class Worker {
         continue
       }
 
-      this.accept(claimed)
       if (requested <= 0) {
         await this.idle(this.config.pollIntervalMs)
       } else if (claimed.length < requested) {
@@ -356,7 +360,7 @@ export class Worker {
       log.debug({task: task.id, kind: task.kind, ms: Date.now() - entry.startedAt}, 'task completed')
     } else {
       this.fenced(entry)
-      log.warn({task: task.id, kind: task.kind, epoch: task.epoch}, 'completion fenced out: the lease was revoked (presumed dead?)')
+      log.warn({task: task.id, kind: task.kind, epoch: task.epoch}, 'completion fenced out: the lease was revoked (task canceled, or this worker presumed dead)')
     }
   }
 
@@ -384,10 +388,13 @@ export class Worker {
           // Claim the successors in the same statement: one commit per batch instead of two.
           const outcome = await this.claiming(
             () => (this.draining || this.overCapacity() ? 0 : this.budget(batch.length)),
-            (want) => this.retryDb(() => completeTasks(this.db, this.id, items, want > 0 ? this.claimFilter(want) : undefined)),
+            async (want) => {
+              const result = await this.retryDb(() => completeTasks(this.db, this.id, items, want > 0 ? this.claimFilter(want) : undefined))
+              this.accept(result.claimed)
+              return result
+            },
           )
           done = outcome.completed
-          this.accept(outcome.claimed)
         } catch (error) {
           for (const b of batch) b.reject(error)
           continue

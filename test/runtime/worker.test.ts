@@ -245,3 +245,31 @@ describe('runtime: error classification', () => {
     assert.equal(retryAfterMs({'retry-after': new Date(Date.now() + 10_000).toUTCString()}, Date.now())! > 8000, true)
   })
 })
+
+describe('runtime: heartbeats during busy claiming', function () {
+  this.timeout(60_000)
+  const t = useFreshDatabase()
+
+  it('never releases a task the worker holds (claims and heartbeats do not interleave)', async () => {
+    let n = 0
+    const registry = new TaskRegistry().register('quick', async () => {
+      n++
+      await new Promise((r) => setTimeout(r, 2))
+    })
+    await enqueue(t.db, Array.from({length: 600}, () => ({kind: 'quick'})))
+    const worker = new Worker({databaseUrl: t.url, registry, concurrency: 8, config: {...FAST, heartbeatIntervalMs: 40, leaseMs: 1500}})
+    const running = worker.start()
+    await waitFor('all done', async () => {
+      const {rows} = await sql<{n: number}>`select count(*)::int as n from tasks where status = 'completed'`.execute(t.db)
+      return rows[0].n === 600
+    })
+    worker.stop()
+    await running
+    const {rows} = await sql<{event: string; n: number}>`select event, count(*)::int as n from task_events group by event order by event`.execute(t.db)
+    assert.deepEqual(rows, [
+      {event: 'claimed', n: 600},
+      {event: 'completed', n: 600},
+    ])
+    assert.equal(n, 600)
+  })
+})

@@ -1,0 +1,86 @@
+import type {Command} from '@oclif/core'
+
+import {providerFactory} from '../agents/index.js'
+import {exportRun, type ExportResult} from '../pipeline/export.js'
+import {driveRun} from '../pipeline/orchestrator.js'
+import type {RunProgress} from '../pipeline/runs.js'
+import {BaseCommand} from './base-command.js'
+import {ExitCode} from './exit-codes.js'
+import {describeProgress, formatCost} from './progress.js'
+
+export interface DriveReport {
+  runId: number
+  status: string
+  progress: RunProgress
+  export?: ExportResult
+  wallTimeS: number
+}
+
+/**
+ * What orchestrate and runs resume share: drive a run with in-process
+ * workers, show progress (spinner on a terminal, plain lines when piped),
+ * handle Ctrl-C (drain, then force), export at the end, summarize, and set
+ * the exit code from the run's status.
+ */
+export abstract class RunDriverCommand<T extends typeof Command> extends BaseCommand<T> {
+  protected async driveAndReport(runId: number, o: {concurrency: number; outputDir: string; format: 'csv' | 'json'; timeoutMs?: number}): Promise<DriveReport> {
+    const db = await this.database({schema: true})
+    const started = Date.now()
+    const interrupt = new AbortController()
+    const force = new AbortController()
+    let signal: NodeJS.Signals | undefined
+    const onSignal = (s: NodeJS.Signals) => {
+      if (signal) return force.abort()
+      signal = s
+      this.notice('stopping: finishing in-flight tasks (Ctrl-C again to stop at once); the run stays resumable')
+      interrupt.abort()
+    }
+
+    process.on('SIGINT', onSignal)
+    process.on('SIGTERM', onSignal)
+    const spinner = this.spin(`Run ${runId}: starting`)
+    let lastLine = ''
+    let lastPrinted = 0
+    try {
+      const result = await driveRun({
+        db,
+        databaseUrl: this.databaseUrl!,
+        runId,
+        providerFor: providerFactory(),
+        concurrency: o.concurrency,
+        signal: interrupt.signal,
+        forceSignal: force.signal,
+        timeoutMs: o.timeoutMs,
+        version: this.config.version,
+        onProgress: (p) => {
+          const line = describeProgress(p)
+          if (this.mode.tty) spinner.update(line)
+          else if (line !== lastLine && Date.now() - lastPrinted > 2000) {
+            this.info(line)
+            lastPrinted = Date.now()
+          }
+
+          lastLine = line
+        },
+      })
+      const wallTimeS = Math.round((Date.now() - started) / 100) / 10
+      const p = result.progress
+      if (result.interrupted) {
+        spinner.fail(`Run ${runId} ${result.interrupted === 'timeout' ? 'timed out' : 'interrupted'} (${p.status}): resume it with rvx runs resume ${runId}`)
+        this.exitCode = result.interrupted === 'timeout' ? ExitCode.Partial : signal === 'SIGTERM' ? ExitCode.Terminated : ExitCode.Interrupted
+        return {runId, status: p.status, progress: p, wallTimeS}
+      }
+
+      const exported = p.status === 'completed' || p.status === 'needs_decision' ? await exportRun(db, runId, o.outputDir, o.format) : undefined
+      const summary = `${p.companies.selected} companies, ${p.contacts} contacts, ${p.usage.inputTokens + p.usage.outputTokens} tokens, ${formatCost(p.usage.costUsd)}, ${wallTimeS}s`
+      if (p.status === 'completed') spinner.succeed(`Run ${runId} completed: ${summary}`)
+      else spinner.fail(`Run ${runId} ${p.status}: ${summary}${p.notes ? `. ${p.notes}` : ''}`)
+      if (exported) this.info(`Exported ${exported.files.companies} and ${exported.files.contacts}`)
+      this.exitCode = p.status === 'completed' ? ExitCode.Ok : p.status === 'needs_decision' ? ExitCode.Partial : ExitCode.Failure
+      return {runId, status: p.status, progress: p, export: exported, wallTimeS}
+    } finally {
+      process.off('SIGINT', onSignal)
+      process.off('SIGTERM', onSignal)
+    }
+  }
+}

@@ -1,0 +1,63 @@
+import {Flags} from '@oclif/core'
+
+import {chooseProvider, createProvider, PROVIDERS} from '../agents/index.js'
+import {simulationOptions} from '../agents/simulated.js'
+import {parseDuration} from '../cli/duration.js'
+import {readCriteriaText} from '../cli/inputs.js'
+import {parseCriteria, validateSize} from '../pipeline/criteria.js'
+import {RunDriverCommand, type DriveReport} from '../cli/run-driver.js'
+import {createRun} from '../pipeline/runs.js'
+
+export interface OrchestrateResult extends Partial<DriveReport> {
+  runId: number
+  status: string
+  detached: boolean
+}
+
+export default class Orchestrate extends RunDriverCommand<typeof Orchestrate> {
+  static override summary = 'Create a lead-list run and drive it to the end: discovery, research, contacts, CSV export.'
+  static override description = `Without --detach, runs workers of all three stages in this process (external rvx workers may join), shows progress, exports when the run ends and prints a summary. Exit 0 when the run completed, 4 when it needs a decision (a partial export is written), 1 when it failed. Ctrl-C drains the workers gracefully and leaves the run resumable (rvx runs resume ID); a second Ctrl-C stops at once.
+
+--criteria keys: pms, state (2 letters), city, units_min, units_max, natural_request, exclude_domains.`
+  static override examples = [
+    `<%= config.bin %> orchestrate --provider simulated --criteria '{"pms":"Buildium","state":"TX"}' --quantity 10`,
+    `OPENAI_API_KEY=sk-... <%= config.bin %> orchestrate --criteria @criteria.json --quantity 50 --contacts-max 2`,
+    `<%= config.bin %> orchestrate --criteria - --quantity 30 --detach --json < criteria.json`,
+    `<%= config.bin %> orchestrate --provider simulated --sim-latency 50ms-500ms --sim-faults transient=0.1,rate_limit=0.05 --criteria '{"state":"FL"}' --quantity 20`,
+  ]
+  static override enableJsonFlag = true
+  static override flags = {
+    criteria: Flags.string({summary: 'What to look for: JSON, @file.json, or - for stdin.', required: true}),
+    quantity: Flags.integer({summary: 'How many qualified companies to deliver (1-10000).', required: true}),
+    'contacts-min': Flags.integer({summary: 'Decision makers required per company.', default: 1}),
+    'contacts-max': Flags.integer({summary: 'Decision makers kept per company (at most 10).', default: 3}),
+    provider: Flags.option({options: PROVIDERS, summary: 'Who does the research. Default: openai when OPENAI_API_KEY is set.'})(),
+    'sim-latency': Flags.string({summary: 'Simulated call latency, e.g. 50ms-500ms (env RVX_SIM_LATENCY).', helpGroup: 'SIMULATION'}),
+    'sim-faults': Flags.string({summary: 'Injected faults, e.g. transient=0.1,rate_limit=0.05,malformed=0.02,crash=0.001 (env RVX_SIM_FAULTS).', helpGroup: 'SIMULATION'}),
+    'sim-seed': Flags.integer({summary: 'Seed of the simulated world (env RVX_SIM_SEED).', helpGroup: 'SIMULATION'}),
+    concurrency: Flags.integer({summary: 'In-process workers per stage.', default: 4, min: 1, max: 64}),
+    detach: Flags.boolean({summary: 'Create the run and return; rvx workers do the work.'}),
+    'output-dir': Flags.string({summary: 'Where exports go (a run-ID folder inside).', default: './exports'}),
+    format: Flags.option({options: ['csv', 'json'] as const, default: 'csv' as const, summary: 'Export format.'})(),
+    timeout: Flags.string({summary: 'Stop driving after this long (e.g. 30m); the run stays resumable.'}),
+  }
+
+  async run(): Promise<OrchestrateResult> {
+    const {flags} = this
+    const criteria = parseCriteria(await readCriteriaText(flags.criteria))
+    const size = validateSize({quantity: flags.quantity, contactsMin: flags['contacts-min'], contactsMax: flags['contacts-max']})
+    const provider = chooseProvider(flags.provider)
+    const simulation = provider === 'simulated' ? simulationOptions({latency: flags['sim-latency'], faults: flags['sim-faults'], seed: flags['sim-seed']}) : undefined
+    const timeoutMs = flags.timeout ? parseDuration(flags.timeout, '--timeout') : undefined
+    createProvider(provider, simulation) // refuses an unusable provider before anything is written
+
+    const db = await this.database({schema: true})
+    const run = await createRun(db, {criteria, size, provider, options: {simulation, outputDir: flags['output-dir']}})
+    if (flags.detach) {
+      this.info(`Run ${run.id} created; start workers to do it: rvx worker all  (rvx runs show ${run.id} to follow it)`)
+      return {runId: run.id, status: run.status, detached: true}
+    }
+
+    return {...(await this.driveAndReport(run.id, {concurrency: flags.concurrency, outputDir: flags['output-dir'], format: flags.format, timeoutMs})), detached: false}
+  }
+}

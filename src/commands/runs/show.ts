@@ -1,0 +1,33 @@
+import {BaseCommand} from '../../cli/base-command.js'
+import {formatCost} from '../../cli/progress.js'
+import {parseRunId, runIdArg} from '../../cli/run-arg.js'
+import {type RunProgress, runProgress} from '../../pipeline/runs.js'
+
+export default class RunsShow extends BaseCommand<typeof RunsShow> {
+  static override summary = 'Show one run: status, stage, counts per stage, usage and cost.'
+  static override examples = ['<%= config.bin %> runs show 12', '<%= config.bin %> runs show 12 --json']
+  static override enableJsonFlag = true
+  static override args = {id: runIdArg}
+
+  async run(): Promise<RunProgress> {
+    const db = await this.database({schema: true})
+    const p = await runProgress(db, parseRunId(this.args.id))
+    const rows: Array<[string, unknown]> = [
+      ['status', p.status],
+      ['stage', p.stage],
+      ['criteria', JSON.stringify(p.criteria)],
+      ['quantity', p.quantity],
+      ['provider', p.provider],
+      ['companies', `${p.companies.total} found, ${p.companies.qualified + p.companies.selected} qualified, ${p.companies.disqualified} disqualified, ${p.companies.selected} selected`],
+      ['contacts', p.contacts],
+      ...Object.entries(p.tasks).map(([kind, t]) => [`tasks ${kind}`, `${t.completed} done, ${t.queued} queued, ${t.running} running, ${t.failed} failed, ${t.other} other`] as [string, unknown]),
+      ['model calls', `${p.usage.calls} (${p.usage.inputTokens} in / ${p.usage.outputTokens} out tokens, ${formatCost(p.usage.costUsd)})`],
+      ['notes', p.notes],
+    ]
+    this.table(rows, [
+      {header: `run ${p.id}`, get: (r) => r[0]},
+      {header: '', get: (r) => r[1]},
+    ])
+    return p
+  }
+}

@@ -1,0 +1,78 @@
+import {z} from 'zod'
+
+import {UsageError} from '../cli/errors.js'
+
+export const PMS_VENDORS = ['Buildium', 'AppFolio', 'Yardi', 'RealPage', 'Entrata', 'ResMan', 'Rent Manager', 'Propertyware', 'DoorLoop', 'TenantCloud', 'RentVine'] as const
+
+/** What a run asks for. Unknown keys are errors: a typo must not silently widen a paid search. */
+export const CriteriaSchema = z
+  .strictObject({
+    pms: z.string().trim().min(1).max(100).optional(),
+    state: z
+      .string()
+      .trim()
+      .regex(/^[A-Za-z]{2}$/, 'must be a 2-letter state code, e.g. TX')
+      .transform((s) => s.toUpperCase())
+      .optional(),
+    city: z.string().trim().min(1).max(100).optional(),
+    units_min: z.number().int().min(0).max(1_000_000).optional(),
+    units_max: z.number().int().min(0).max(1_000_000).optional(),
+    natural_request: z.string().trim().min(1).max(2000).optional(),
+    exclude_domains: z.array(z.string().trim().min(1).max(253)).max(10_000).optional(),
+  })
+  .refine((c) => c.units_min === undefined || c.units_max === undefined || c.units_min <= c.units_max, {
+    message: 'units_min must not exceed units_max',
+    path: ['units_min'],
+  })
+
+export type Criteria = z.infer<typeof CriteriaSchema>
+
+export interface RunSize {
+  quantity: number
+  contactsMin: number
+  contactsMax: number
+}
+
+/** Parses criteria JSON text; every problem becomes one line naming the key (exit 2). */
+export function parseCriteria(text: string): Criteria {
+  let raw: unknown
+  try {
+    raw = JSON.parse(text)
+  } catch (error) {
+    throw new UsageError(`--criteria is not valid JSON (${(error as Error).message}): pass an object such as '{"pms":"Buildium","state":"TX"}'`)
+  }
+
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new UsageError(`--criteria must be a JSON object such as '{"pms":"Buildium","state":"TX"}'`)
+  }
+
+  const result = CriteriaSchema.safeParse(raw)
+  if (!result.success) {
+    const issue = result.error.issues[0]
+    if (issue.code === 'unrecognized_keys') {
+      throw new UsageError(`unknown criteria key "${issue.keys[0]}": use pms, state, city, units_min, units_max, natural_request or exclude_domains`)
+    }
+
+    const key = issue.path.join('.') || '(criteria)'
+    throw new UsageError(`criteria key "${key}": ${issue.message}`)
+  }
+
+  return result.data
+}
+
+export function validateSize(size: RunSize): RunSize {
+  if (!Number.isInteger(size.quantity) || size.quantity < 1 || size.quantity > 10_000) throw new UsageError(`--quantity must be a whole number from 1 to 10000 (got ${size.quantity})`)
+  if (!Number.isInteger(size.contactsMin) || size.contactsMin < 1) throw new UsageError(`--contacts-min must be at least 1 (got ${size.contactsMin})`)
+  if (!Number.isInteger(size.contactsMax) || size.contactsMax > 10) throw new UsageError(`--contacts-max must be at most 10 (got ${size.contactsMax})`)
+  if (size.contactsMin > size.contactsMax) throw new UsageError(`--contacts-min (${size.contactsMin}) must not exceed --contacts-max (${size.contactsMax})`)
+  return size
+}
+
+/** Lower-case host without www., scheme, path or port: the key that dedupes companies. */
+export function normalizeDomain(input: string): string {
+  let s = input.trim().toLowerCase()
+  s = s.replace(/^[a-z][a-z0-9+.-]*:\/\//, '')
+  s = s.split(/[/?#]/)[0]
+  s = s.replace(/:\d+$/, '').replace(/^www\./, '').replace(/\.$/, '')
+  return s
+}

@@ -1,0 +1,85 @@
+import fs from 'node:fs/promises'
+import path from 'node:path'
+import {stringify} from 'csv-stringify/sync'
+import type {Kysely} from 'kysely'
+
+import type {Database} from '../db/schema.js'
+import {getRun} from './runs.js'
+
+export const COMPANY_COLUMNS = ['company_name', 'domain', 'website', 'city', 'state', 'pms', 'units_estimate', 'icp_fit', 'icp_score', 'icp_tier', 'confidence', 'reasons', 'sources', 'discovered_by', 'researched_at'] as const
+export const CONTACT_COLUMNS = ['company_name', 'company_domain', 'full_name', 'title', 'tier', 'email', 'phone', 'linkedin_url', 'confidence', 'sources'] as const
+
+export interface ExportResult {
+  runId: number
+  status: string
+  files: {companies: string; contacts: string}
+  companies: number
+  contacts: number
+}
+
+/**
+ * Writes the run's companies and contacts to `<dir>/run-<id>/` (so runs never
+ * overwrite each other). Selected companies are exported; a run that stopped
+ * short exports what it has (the selected, else the best qualified). Writing
+ * twice gives the same files (temp file + rename, so a crash leaves no half file).
+ */
+export async function exportRun(db: Kysely<Database>, runId: number, outputDir: string, format: 'csv' | 'json' = 'csv'): Promise<ExportResult> {
+  const run = await getRun(db, runId)
+  let companies = await db.selectFrom('companies').selectAll().where('run_id', '=', runId).where('status', '=', 'selected').orderBy('icp_score', 'desc').orderBy('id').execute()
+  if (companies.length === 0) {
+    companies = await db.selectFrom('companies').selectAll().where('run_id', '=', runId).where('status', '=', 'qualified').orderBy('icp_score', 'desc').orderBy('id').limit(run.quantity).execute()
+  }
+
+  const ids = companies.map((c) => c.id)
+  const contacts = ids.length === 0 ? [] : await db.selectFrom('contacts').selectAll().where('company_id', 'in', ids).orderBy('company_id').orderBy('tier').orderBy('id').execute()
+  const byId = new Map(companies.map((c) => [c.id, c]))
+  const list = (v: unknown) => (Array.isArray(v) ? v.join('; ') : '')
+  const companyRows = companies.map((c) => ({
+    company_name: c.name,
+    domain: c.domain,
+    website: c.website,
+    city: c.city,
+    state: c.state,
+    pms: c.pms,
+    units_estimate: c.units_estimate,
+    icp_fit: c.icp_fit,
+    icp_score: c.icp_score,
+    icp_tier: c.icp_tier,
+    confidence: c.confidence,
+    reasons: list(c.reasons),
+    sources: list(c.sources),
+    discovered_by: c.discovered_by,
+    researched_at: c.researched_at?.toISOString() ?? null,
+  }))
+  const contactRows = contacts.map((k) => ({
+    company_name: byId.get(k.company_id)?.name ?? null,
+    company_domain: byId.get(k.company_id)?.domain ?? null,
+    full_name: k.full_name,
+    title: k.title,
+    tier: k.tier,
+    email: k.email,
+    phone: k.phone,
+    linkedin_url: k.linkedin_url,
+    confidence: k.confidence,
+    sources: list(k.sources),
+  }))
+
+  const dir = path.resolve(outputDir, `run-${runId}`)
+  await fs.mkdir(dir, {recursive: true})
+  const files = {companies: path.join(dir, `companies.${format}`), contacts: path.join(dir, `contacts.${format}`)}
+  if (format === 'json') {
+    await writeAtomic(files.companies, JSON.stringify(companyRows, null, 2) + '\n')
+    await writeAtomic(files.contacts, JSON.stringify(contactRows, null, 2) + '\n')
+  } else {
+    await writeAtomic(files.companies, stringify(companyRows, {header: true, columns: [...COMPANY_COLUMNS]}))
+    await writeAtomic(files.contacts, stringify(contactRows, {header: true, columns: [...CONTACT_COLUMNS]}))
+  }
+
+  return {runId, status: run.status, files, companies: companyRows.length, contacts: contactRows.length}
+}
+
+async function writeAtomic(file: string, content: string): Promise<void> {
+  const tmp = `${file}.${process.pid}.tmp`
+  await fs.writeFile(tmp, content)
+  await fs.rename(tmp, file)
+}

@@ -1,0 +1,197 @@
+import {type Kysely, sql, type Transaction} from 'kysely'
+
+import {RvxError} from '../cli/errors.js'
+import type {Database, RunRow, RunStatus} from '../db/schema.js'
+import {cancelTasks, enqueue} from '../runtime/queue.js'
+import type {Criteria, RunSize} from './criteria.js'
+
+export const KIND = {leadList: 'lead-list', company: 'company', contact: 'contact'} as const
+export const PIPELINE_KINDS = [KIND.leadList, KIND.company, KIND.contact]
+
+export interface RunOptions {
+  /** Candidates discovered per wanted company (default 2). */
+  oversample: number
+  /** Discovery rounds before the run asks for a decision (default 5). */
+  maxDiscoveryRounds: number
+  /** Attempts of each contact task before a company counts as having nobody findable. */
+  contactAttempts: number
+  simulation?: unknown
+  outputDir?: string
+  notifyEmail?: string
+  /** Set when a discovery round found nothing new. */
+  discoveryExhausted?: boolean
+}
+
+export const DEFAULT_RUN_OPTIONS: RunOptions = {oversample: 2, maxDiscoveryRounds: 5, contactAttempts: 2}
+
+type Executor = Kysely<Database> | Transaction<Database>
+
+/** The scope that ties a run's tasks together (workers may be limited to it). */
+export function runScope(runId: number): string {
+  return `run:${runId}`
+}
+
+/** Creates the run and its first discovery task in one transaction. */
+export async function createRun(db: Kysely<Database>, input: {criteria: Criteria; size: RunSize; provider: string; options?: Partial<RunOptions>}): Promise<RunRow> {
+  const options = {...DEFAULT_RUN_OPTIONS, ...input.options}
+  return db.transaction().execute(async (trx) => {
+    const run = await trx
+      .insertInto('runs')
+      .values({
+        criteria: JSON.stringify(input.criteria),
+        quantity: input.size.quantity,
+        contacts_min: input.size.contactsMin,
+        contacts_max: input.size.contactsMax,
+        provider: input.provider,
+        options: JSON.stringify(options),
+        discovery_rounds: 1,
+      })
+      .returningAll()
+      .executeTakeFirstOrThrow()
+    await enqueueDiscovery(trx, run.id, 1)
+    return run
+  })
+}
+
+export async function enqueueDiscovery(trx: Executor, runId: number, round: number): Promise<void> {
+  await enqueue(trx as Kysely<Database>, {kind: KIND.leadList, payload: {runId, round}, scope: runScope(runId), idempotencyKey: `run:${runId}:lead-list:${round}`, maxAttempts: 3, priority: 10})
+}
+
+export async function getRun(db: Executor, runId: number): Promise<RunRow> {
+  const run = await db.selectFrom('runs').selectAll().where('id', '=', runId).executeTakeFirst()
+  if (!run) throw new RvxError(`run ${runId} does not exist: rvx runs list shows the runs there are`, {code: 'run_not_found'})
+  return run
+}
+
+/**
+ * Locks the run row: advance logic and stage writes of one run never
+ * interleave. Take it first in a transaction, before any insert that
+ * references the run: NO KEY UPDATE leaves foreign-key checks (KEY SHARE)
+ * of other transactions unblocked, and taking it first means no two
+ * transactions each hold a share lock and wait to upgrade it.
+ */
+export async function lockRun(trx: Transaction<Database>, runId: number): Promise<RunRow> {
+  const run = await trx.selectFrom('runs').selectAll().where('id', '=', runId).forNoKeyUpdate().executeTakeFirst()
+  if (!run) throw new RvxError(`run ${runId} does not exist`, {code: 'run_not_found'})
+  return run
+}
+
+export function runOptions(run: RunRow): RunOptions {
+  return {...DEFAULT_RUN_OPTIONS, ...(run.options as Partial<RunOptions>)}
+}
+
+export interface RunProgress {
+  id: number
+  status: RunStatus
+  stage: string
+  quantity: number
+  criteria: unknown
+  provider: string
+  notes: string | null
+  createdAt: Date
+  finishedAt: Date | null
+  companies: {candidate: number; qualified: number; disqualified: number; selected: number; total: number}
+  contacts: number
+  tasks: Record<string, {queued: number; running: number; completed: number; failed: number; other: number}>
+  usage: {calls: number; inputTokens: number; outputTokens: number; costUsd: number}
+}
+
+/** Counts for `runs show`, progress lines and the summary. */
+export async function runProgress(db: Executor, runId: number): Promise<RunProgress> {
+  const run = await getRun(db, runId)
+  const companies = await db.selectFrom('companies').select(['status', (eb) => eb.fn.countAll<number>().as('n')]).where('run_id', '=', runId).groupBy('status').execute()
+  const c = {candidate: 0, qualified: 0, disqualified: 0, selected: 0, total: 0}
+  for (const r of companies) {
+    c[r.status] = Number(r.n)
+    c.total += Number(r.n)
+  }
+
+  const contacts = await db.selectFrom('contacts').select((eb) => eb.fn.countAll<number>().as('n')).where('run_id', '=', runId).executeTakeFirstOrThrow()
+  const tasks: RunProgress['tasks'] = {}
+  for (const kind of PIPELINE_KINDS) tasks[kind] = {queued: 0, running: 0, completed: 0, failed: 0, other: 0}
+  const rows = await db.selectFrom('tasks').select(['kind', 'status', (eb) => eb.fn.countAll<number>().as('n')]).where('scope', '=', runScope(runId)).groupBy(['kind', 'status']).execute()
+  for (const r of rows) {
+    const t = (tasks[r.kind] ??= {queued: 0, running: 0, completed: 0, failed: 0, other: 0})
+    if (r.status === 'queued' || r.status === 'running' || r.status === 'completed' || r.status === 'failed') t[r.status] += Number(r.n)
+    else t.other += Number(r.n)
+  }
+
+  const usage = await sql<{calls: number; input: number; output: number; cost: string}>`
+    select count(*)::int as calls, coalesce(sum(input_tokens), 0)::int as input, coalesce(sum(output_tokens), 0)::int as output,
+           coalesce(sum(cost_usd), 0)::text as cost
+    from llm_calls where run_id = ${runId}`.execute(db)
+  const u = usage.rows[0]
+  return {
+    id: run.id,
+    status: run.status,
+    stage: run.stage,
+    quantity: run.quantity,
+    criteria: run.criteria,
+    provider: run.provider,
+    notes: run.notes,
+    createdAt: run.created_at,
+    finishedAt: run.finished_at,
+    companies: c,
+    contacts: Number(contacts.n),
+    tasks,
+    usage: {calls: u.calls, inputTokens: u.input, outputTokens: u.output, costUsd: Number(u.cost)},
+  }
+}
+
+export async function listRuns(db: Executor, limit = 50): Promise<RunRow[]> {
+  return db.selectFrom('runs').selectAll().orderBy('id', 'desc').limit(limit).execute()
+}
+
+/** needs_decision -> completed with what it has (the decision "accept partial"). */
+export async function acceptRun(db: Kysely<Database>, runId: number): Promise<RunRow> {
+  return db.transaction().execute(async (trx) => {
+    const run = await lockRun(trx, runId)
+    if (run.status !== 'needs_decision') throw new RvxError(`run ${runId} is ${run.status}; only a run that needs a decision can be accepted`, {code: 'run_state'})
+    await cancelRunTasks(trx, runId, 'run accepted as it is')
+    return trx.updateTable('runs').set({status: 'completed', stage: 'done', finished_at: sql`now()` as never, updated_at: sql`now()` as never, notes: sql`coalesce(notes, '') || ' Accepted as it is.'` as never}).where('id', '=', runId).returningAll().executeTakeFirstOrThrow()
+  })
+}
+
+/** Stops a run for good: its unfinished tasks are canceled (running ones lose their lease). */
+export async function cancelRun(db: Kysely<Database>, runId: number): Promise<RunRow> {
+  return db.transaction().execute(async (trx) => {
+    const run = await lockRun(trx, runId)
+    if (run.status === 'completed' || run.status === 'canceled') throw new RvxError(`run ${runId} is already ${run.status}`, {code: 'run_state'})
+    await cancelRunTasks(trx, runId, 'run canceled')
+    return trx.updateTable('runs').set({status: 'canceled', finished_at: sql`now()` as never, updated_at: sql`now()` as never}).where('id', '=', runId).returningAll().executeTakeFirstOrThrow()
+  })
+}
+
+/**
+ * Makes a run that stopped short (or was interrupted) go on: status back to
+ * running, with new criteria or quantity if given; discovery may search again.
+ */
+export async function resumeRun(db: Kysely<Database>, runId: number, changes: {criteria?: Criteria; quantity?: number} = {}): Promise<RunRow> {
+  return db.transaction().execute(async (trx) => {
+    const run = await lockRun(trx, runId)
+    if (run.status === 'completed' || run.status === 'canceled') throw new RvxError(`run ${runId} is ${run.status} and cannot be resumed: start a new run`, {code: 'run_state'})
+    const options = {...runOptions(run), discoveryExhausted: false, maxDiscoveryRounds: run.discovery_rounds + DEFAULT_RUN_OPTIONS.maxDiscoveryRounds}
+    const updated = await trx
+      .updateTable('runs')
+      .set({
+        status: 'running',
+        notes: null,
+        options: JSON.stringify(options),
+        ...(changes.criteria ? {criteria: JSON.stringify(changes.criteria)} : {}),
+        ...(changes.quantity ? {quantity: changes.quantity} : {}),
+        updated_at: sql`now()` as never,
+      })
+      .where('id', '=', runId)
+      .returningAll()
+      .executeTakeFirstOrThrow()
+    // Tasks that failed or were quarantined get another chance.
+    await sql`
+      update tasks set status = 'queued', attempts = 0, crash_count = 0, run_after = now(), updated_at = now()
+      where scope = ${runScope(runId)} and status in ('failed', 'quarantined')`.execute(trx)
+    return updated
+  })
+}
+
+async function cancelRunTasks(trx: Transaction<Database>, runId: number, reason: string): Promise<void> {
+  await cancelTasks(trx as unknown as Kysely<Database>, {scope: runScope(runId), statuses: ['queued', 'running']}, reason)
+}

@@ -1,0 +1,154 @@
+import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import {parse} from 'csv-parse/sync'
+import {sql} from 'kysely'
+
+import {COMPANY_COLUMNS, CONTACT_COLUMNS} from '../../src/pipeline/export.js'
+import {hasStackTrace, lines, rvx, spawnRvx} from '../helpers/cli.js'
+import {waitFor} from '../helpers/processes.js'
+import {useFreshDatabase} from '../helpers/db.js'
+
+describe('e2e: rvx orchestrate --provider simulated (spawned processes)', function () {
+  this.timeout(180_000)
+  const t = useFreshDatabase()
+  let out: string
+
+  before(() => {
+    out = fs.mkdtempSync(path.join(os.tmpdir(), 'rvx-e2e-'))
+  })
+
+  after(() => fs.rmSync(out, {recursive: true, force: true}))
+
+  const env = () => ({DATABASE_URL: t.url, OPENAI_API_KEY: ''})
+
+  function readCsv(file: string): Array<Record<string, string>> {
+    return parse(fs.readFileSync(file, 'utf8'), {columns: true, skip_empty_lines: true})
+  }
+
+  it('quantity 20 completes with exactly 20 companies, 1-3 contacts each, no duplicates, parseable CSVs', async () => {
+    const res = await rvx(['orchestrate', '--provider', 'simulated', '--criteria', '{"pms":"Buildium","state":"TX"}', '--quantity', '20', '--output-dir', out, '--json'], {env: env()})
+    assert.equal(res.code, 0, res.stderr)
+    const result = JSON.parse(res.stdout)
+    assert.equal(result.status, 'completed')
+    assert.equal(result.progress.companies.selected, 20)
+
+    const companies = readCsv(result.export.files.companies)
+    assert.equal(companies.length, 20)
+    assert.deepEqual(Object.keys(companies[0]), [...COMPANY_COLUMNS])
+    assert.equal(new Set(companies.map((c) => c.domain)).size, 20, 'no duplicate companies')
+    assert.ok(companies.every((c) => c.domain.endsWith('.example') && c.pms === 'Buildium' && c.state === 'TX' && c.icp_fit === 'yes'))
+
+    const contacts = readCsv(result.export.files.contacts)
+    assert.deepEqual(Object.keys(contacts[0]), [...CONTACT_COLUMNS])
+    const perCompany = new Map<string, number>()
+    for (const c of contacts) perCompany.set(c.company_domain, (perCompany.get(c.company_domain) ?? 0) + 1)
+    assert.equal(perCompany.size, 20)
+    assert.ok([...perCompany.values()].every((n) => n >= 1 && n <= 3), 'contacts within min..max')
+    assert.equal(new Set(contacts.map((c) => `${c.company_domain}|${c.full_name.toLowerCase()}`)).size, contacts.length, 'no duplicate contacts')
+
+    const {rows} = await sql<{n: number}>`select count(*)::int as n from companies where run_id = ${result.runId} and status = 'selected'`.execute(t.db)
+    assert.equal(rows[0].n, 20)
+    // No paid work left behind: every task of the run is finished.
+    const open = await sql<{n: number}>`select count(*)::int as n from tasks where scope = ${'run:' + result.runId} and status in ('queued', 'running')`.execute(t.db)
+    assert.equal(open.rows[0].n, 0)
+
+    // Export is idempotent: same files, same bytes.
+    const before = fs.readFileSync(result.export.files.companies, 'utf8')
+    const again = await rvx(['runs', 'export', String(result.runId), '--output-dir', out, '--json'], {env: env()})
+    assert.equal(again.code, 0, again.stderr)
+    assert.deepEqual(JSON.parse(again.stdout).files, result.export.files)
+    assert.equal(fs.readFileSync(result.export.files.companies, 'utf8'), before)
+  })
+
+  it('still completes with transient errors, rate limits and malformed output injected', async () => {
+    const res = await rvx(
+      ['orchestrate', '--provider', 'simulated', '--criteria', '{"state":"FL"}', '--quantity', '10', '--sim-faults', 'transient=0.15,rate_limit=0.1,malformed=0.05', '--sim-seed', '7', '--output-dir', out, '--json'],
+      {env: env()},
+    )
+    assert.equal(res.code, 0, res.stderr + res.stdout.slice(0, 3000))
+    const result = JSON.parse(res.stdout)
+    assert.equal(result.status, 'completed')
+    assert.equal(readCsv(result.export.files.companies).length, 10)
+    const {rows} = await sql<{outcome: string}>`select distinct outcome from llm_calls where run_id = ${result.runId}`.execute(t.db)
+    const outcomes = rows.map((r) => r.outcome).sort()
+    assert.ok(outcomes.includes('ok') && outcomes.length > 1, `faults were injected and recorded: ${outcomes}`)
+  })
+
+  it('a quantity beyond the simulated supply exits 4 with a partial export, and can be accepted', async () => {
+    const res = await rvx(['orchestrate', '--provider', 'simulated', '--criteria', '{"pms":"AppFolio","state":"NC"}', '--quantity', '500', '--output-dir', out, '--json'], {env: env()})
+    assert.equal(res.code, 4, res.stderr)
+    const result = JSON.parse(res.stdout)
+    assert.equal(result.status, 'needs_decision')
+    const companies = readCsv(result.export.files.companies)
+    assert.ok(companies.length > 0 && companies.length < 500, `partial: ${companies.length}`)
+    assert.match(result.progress.notes, /rvx runs accept/)
+
+    const show = JSON.parse((await rvx(['runs', 'show', String(result.runId), '--json'], {env: env()})).stdout)
+    assert.equal(show.status, 'needs_decision')
+    const accepted = await rvx(['runs', 'accept', String(result.runId), '--json'], {env: env()})
+    assert.equal(accepted.code, 0, accepted.stderr)
+    assert.equal(JSON.parse(accepted.stdout).status, 'completed')
+  })
+
+  it('--detach --json prints the run id; runs show and runs list report it; cancel stops it', async () => {
+    const res = await rvx(['orchestrate', '--provider', 'simulated', '--criteria', '{"state":"CA"}', '--quantity', '5', '--detach', '--json'], {env: env()})
+    assert.equal(res.code, 0, res.stderr)
+    const {runId} = JSON.parse(res.stdout)
+    assert.ok(Number.isInteger(runId))
+    const show = JSON.parse((await rvx(['runs', 'show', String(runId), '--json'], {env: env()})).stdout)
+    assert.equal(show.status, 'running')
+    assert.equal(show.tasks['lead-list'].queued, 1)
+    const list = JSON.parse((await rvx(['runs', 'list', '--json'], {env: env()})).stdout)
+    assert.ok(list.runs.some((r: {id: number}) => r.id === runId))
+    const canceled = await rvx(['runs', 'cancel', String(runId), '--json'], {env: env()})
+    assert.equal(JSON.parse(canceled.stdout).status, 'canceled')
+    const {rows} = await sql<{status: string}>`select status from tasks where scope = ${'run:' + runId}`.execute(t.db)
+    assert.deepEqual(rows.map((r) => r.status), ['canceled'])
+  })
+
+  it('Ctrl-C drains and leaves the run resumable; runs resume finishes it', async () => {
+    const last = (await sql<{id: number | null}>`select max(id)::int as id from runs`.execute(t.db)).rows[0].id ?? 0
+    const child = spawnRvx(['orchestrate', '--provider', 'simulated', '--criteria', '{"state":"TX","units_min":50}', '--quantity', '8', '--sim-latency', '100ms-300ms', '--output-dir', out, '--json'], {env: env()})
+    let stdout = ''
+    child.stdout!.on('data', (d) => (stdout += d))
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
+    const runId = await waitFor('the run to start researching', async () => {
+      const {rows} = await sql<{id: number}>`select r.id from runs r where r.id > ${last} and exists (select 1 from companies c where c.run_id = r.id and c.status <> 'candidate') order by id desc limit 1`.execute(t.db)
+      return rows[0]?.id
+    })
+    child.kill('SIGINT')
+    assert.equal(await exited, 130)
+    assert.equal(JSON.parse(stdout).status, 'running')
+    const {rows} = await sql<{n: number}>`select count(*)::int as n from tasks where scope = ${'run:' + runId} and status = 'running'`.execute(t.db)
+    assert.equal(rows[0].n, 0, 'nothing left leased to the stopped workers')
+
+    const resumed = await rvx(['runs', 'resume', String(runId), '--output-dir', out, '--json'], {env: env()})
+    assert.equal(resumed.code, 0, resumed.stderr)
+    const result = JSON.parse(resumed.stdout)
+    assert.equal(result.status, 'completed')
+    assert.equal(readCsv(result.export.files.companies).length, 8)
+  })
+
+  for (const [what, args, pattern] of [
+    ['an unknown criteria key', ['--criteria', '{"pmz":"Buildium"}', '--quantity', '5', '--provider', 'simulated'], /unknown criteria key "pmz"/],
+    ['a bad state', ['--criteria', '{"state":"Texas"}', '--quantity', '5', '--provider', 'simulated'], /criteria key "state": must be a 2-letter state code/],
+    ['a wrong type', ['--criteria', '{"units_min":"fifty"}', '--quantity', '5', '--provider', 'simulated'], /criteria key "units_min"/],
+    ['invalid JSON', ['--criteria', '{pms:', '--quantity', '5', '--provider', 'simulated'], /--criteria is not valid JSON/],
+    ['quantity 0', ['--criteria', '{}', '--quantity', '0', '--provider', 'simulated'], /--quantity must be a whole number from 1 to 10000/],
+    ['contacts-min above contacts-max', ['--criteria', '{}', '--quantity', '5', '--contacts-min', '4', '--contacts-max', '2', '--provider', 'simulated'], /--contacts-min \(4\) must not exceed --contacts-max \(2\)/],
+    ['no provider and no key', ['--criteria', '{}', '--quantity', '5'], /set OPENAI_API_KEY.*--provider simulated/],
+  ] as const) {
+    it(`rejects ${what} with exit 2 and one line, writing nothing`, async () => {
+      const before = await sql<{n: number}>`select count(*)::int as n from runs`.execute(t.db)
+      const res = await rvx(['orchestrate', ...args], {env: env()})
+      assert.equal(res.code, 2, res.stderr)
+      assert.equal(lines(res.stderr).length, 1, res.stderr)
+      assert.match(res.stderr, pattern)
+      assert.equal(hasStackTrace(res.stderr), false)
+      const after = await sql<{n: number}>`select count(*)::int as n from runs`.execute(t.db)
+      assert.equal(after.rows[0].n, before.rows[0].n)
+    })
+  }
+})
