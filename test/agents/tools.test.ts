@@ -1,0 +1,114 @@
+import assert from 'node:assert/strict'
+import http from 'node:http'
+import type {AddressInfo} from 'node:net'
+
+import {detectPms, PMS_SIGNATURES} from '../../src/agents/tools/detect-pms.js'
+import {fetchPage} from '../../src/agents/tools/fetch-page.js'
+import {isPrivateAddress} from '../../src/agents/tools/ssrf.js'
+
+/** One portal host per vendor, as their customers' sites link to them. */
+const PORTALS: Record<string, string> = {
+  Buildium: 'https://acme.managebuilding.com/Resident/portal/login',
+  AppFolio: 'https://acme.appfolio.com/connect/users/sign_in',
+  Yardi: 'https://acme.rentcafe.com/residentservices/apartmentsforrent/userlogin.aspx',
+  RentVine: 'https://acme.rentvine.com/portals/resident',
+  Propertyware: 'https://acme.propertyware.com/pw/portals/acme/tenant.action',
+  DoorLoop: 'https://app.doorloop.com/auth/login',
+  'Rent Manager': 'https://acme.rentmanager.com/ResidentPortal',
+  TenantCloud: 'https://acme.tenantcloud.com/login',
+  RealPage: 'https://acme.realpage.com/portal',
+  Entrata: 'https://acme.entrata.com/resident-portal',
+  ResMan: 'https://acme.myresman.com/Portal/Access/SignIn',
+}
+
+describe('agent tools: fetch_page and detect_pms against a local site', function () {
+  let server: http.Server
+  let base: string
+
+  before(async () => {
+    server = http.createServer((req, res) => {
+      const url = new URL(req.url!, 'http://x')
+      const [, vendor, page] = url.pathname.split('/').map(decodeURIComponent)
+      if (url.pathname === '/redirect') {
+        res.writeHead(302, {location: '/Buildium/'}).end()
+        return
+      }
+
+      if (url.pathname === '/big') {
+        res.writeHead(200, {'content-type': 'text/plain'})
+        res.end('x'.repeat(200_000))
+        return
+      }
+
+      if (url.pathname === '/slow') {
+        setTimeout(() => res.end('late'), 2000)
+        return
+      }
+
+      const portal = PORTALS[vendor]
+      if (!portal) {
+        res.writeHead(404).end('not found')
+        return
+      }
+
+      res.writeHead(200, {'content-type': 'text/html; charset=utf-8'})
+      if (page === 'residents') {
+        res.end(`<html><body><h1>Residents</h1><p>Pay rent online: <a href="${portal}">Resident login</a></p></body></html>`)
+      } else {
+        // The home page has no vendor link itself: only a portal-looking link to follow.
+        res.end(`<html><head><script>var x = 1</script></head><body><nav>Menu</nav><h1>${vendor} Homes PM</h1><p>Family-owned property management since 1998.</p><a href="/${vendor}/residents">Tenant Portal</a><a href="/${vendor}/about">About</a></body></html>`)
+      }
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  })
+
+  after(() => server.close())
+
+  for (const vendor of Object.keys(PORTALS)) {
+    it(`detects ${vendor} from the portal page linked from the home page`, async () => {
+      const result = await detectPms('acme.example', {baseUrl: `${base}/${encodeURIComponent(vendor)}/`, allowPrivate: true})
+      assert.equal(result.pms, vendor)
+      assert.equal(result.evidence[0].page, `${base}/${encodeURIComponent(vendor)}/residents`)
+      assert.equal(result.pagesChecked[0], `${base}/${encodeURIComponent(vendor)}/`)
+      assert.ok(result.pagesChecked.includes(`${base}/${encodeURIComponent(vendor)}/residents`))
+    })
+  }
+
+  it('knows every vendor in domain.md', () => {
+    assert.deepEqual(PMS_SIGNATURES.map((s) => s.vendor).sort(), Object.keys(PORTALS).sort())
+  })
+
+  it('says unknown (null) when nothing matches, never a guess', async () => {
+    const result = await detectPms('acme.example', {baseUrl: `${base}/nowhere/`, allowPrivate: true}).catch(() => null)
+    assert.ok(result === null || result.pms === null)
+  })
+
+  it('turns HTML into readable text, follows redirects, and cuts at the size limit', async () => {
+    const page = await fetchPage(`${base}/redirect`, {allowPrivate: true})
+    assert.equal(page.url, `${base}/Buildium/`)
+    assert.match(page.text, /BUILDIUM HOMES PM|Buildium Homes PM/)
+    assert.match(page.text, /Family-owned property management since 1998\./)
+    assert.doesNotMatch(page.text, /var x = 1|Menu|<a /)
+    const big = await fetchPage(`${base}/big`, {allowPrivate: true, maxBytes: 10_000})
+    assert.equal(big.truncated, true)
+    assert.equal(big.text.length, 10_000)
+  })
+
+  it('gives up after its time limit, as a transient error', async () => {
+    await assert.rejects(fetchPage(`${base}/slow`, {allowPrivate: true, timeoutMs: 200}), (e: Error) => e.name === 'TransientError' && /timed out after 200 ms/.test(e.message))
+  })
+
+  it('refuses loopback, private and metadata addresses by default (before connecting)', async () => {
+    for (const target of [`${base}/Buildium/`, 'http://10.0.0.1/', 'http://169.254.169.254/latest/meta-data/', 'http://[::1]/', 'http://192.168.1.1/', 'http://localhost/']) {
+      await assert.rejects(fetchPage(target, {allowPrivate: false}), (e: Error) => e.name === 'PermanentError' && /refusing to fetch .*RVX_ALLOW_PRIVATE_FETCH=1/.test(e.message), target)
+    }
+
+    await assert.rejects(fetchPage('file:///etc/passwd', {allowPrivate: true}), /only http and https/)
+  })
+
+  it('classifies addresses', () => {
+    for (const a of ['127.0.0.1', '10.1.2.3', '172.16.0.1', '192.168.0.10', '169.254.169.254', '100.64.0.1', '0.0.0.0', '::1', 'fd00::1', 'fe80::1', '::ffff:127.0.0.1']) assert.equal(isPrivateAddress(a), true, a)
+    for (const a of ['93.184.216.34', '8.8.8.8', '2606:4700::1111', '172.32.0.1']) assert.equal(isPrivateAddress(a), false, a)
+  })
+})
