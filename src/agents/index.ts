@@ -1,5 +1,6 @@
 import {UsageError} from '../cli/errors.js'
 import type {RunRow} from '../db/schema.js'
+import {OpenAIProvider, openAIOptionsFromEnv} from './openai.js'
 import type {ResearchProvider} from './provider.js'
 import {DEFAULT_SIMULATION, SimulatedProvider, type SimulationOptions, simulationOptions} from './simulated.js'
 
@@ -44,5 +45,10 @@ export function createProvider(name: string, simulation: SimulationOptions | und
     })
   }
 
-  throw new UsageError(`research provider "${name}" is not available in this build: use --provider simulated`)
+  if (name === 'openai') {
+    if (!env.OPENAI_API_KEY) throw new UsageError('--provider openai needs OPENAI_API_KEY: set it, or pass --provider simulated')
+    return new OpenAIProvider(openAIOptionsFromEnv(env))
+  }
+
+  throw new UsageError(`unknown research provider "${name}": use openai or simulated`)
 }

@@ -8,6 +8,7 @@ import {sql} from 'kysely'
 import {COMPANY_COLUMNS, CONTACT_COLUMNS} from '../../src/pipeline/export.js'
 import {hasStackTrace, lines, rvx, spawnRvx} from '../helpers/cli.js'
 import {waitFor} from '../helpers/processes.js'
+import {answer, FakeOpenAI} from '../helpers/fake-openai.js'
 import {useFreshDatabase} from '../helpers/db.js'
 
 describe('e2e: rvx orchestrate --provider simulated (spawned processes)', function () {
@@ -151,4 +152,50 @@ describe('e2e: rvx orchestrate --provider simulated (spawned processes)', functi
       assert.equal(after.rows[0].n, before.rows[0].n)
     })
   }
+})
+
+describe('e2e: rvx orchestrate with the openai provider against a fake OpenAI-compatible server', function () {
+  this.timeout(120_000)
+  const t = useFreshDatabase()
+  const fake = new FakeOpenAI()
+  let out: string
+
+  before(async () => {
+    await fake.start()
+    out = fs.mkdtempSync(path.join(os.tmpdir(), 'rvx-e2e-openai-'))
+    fake.route = (body) => {
+      const prompt: string = body.messages[1].content
+      if (prompt.startsWith('Find') && prompt.includes('property-management companies')) {
+        return answer({companies: [1, 2, 3, 4].map((i) => ({name: `Lone Star PM ${i}`, domain: `https://www.lonestar${i}.example/`, city: 'Austin', state: 'TX', sources: ['https://dir.example']}))})
+      }
+
+      if (prompt.startsWith('Qualify')) {
+        const i = Number(/Lone Star PM (\d)/.exec(prompt)![1])
+        return answer({fit: i % 2 === 0 ? 'no' : 'yes', score: 50 + i * 10, tier: 'medium', confidence: 'high', reasons: [`checked ${i}`], sources: [`https://lonestar${i}.example`], pms: 'Buildium', units_estimate: 100 + i})
+      }
+
+      return answer({contacts: [{full_name: 'Dana Broker', title: 'Broker/Owner', tier: 1, email: 'dana@lonestar.example', confidence: 'high', sources: []}]})
+    }
+  })
+
+  after(async () => {
+    await fake.stop()
+    fs.rmSync(out, {recursive: true, force: true})
+  })
+
+  it('runs the whole pipeline through the real provider code and records usage', async () => {
+    const res = await rvx(['orchestrate', '--criteria', '{"pms":"Buildium","state":"TX"}', '--quantity', '2', '--output-dir', out, '--json'], {
+      env: {DATABASE_URL: t.url, OPENAI_API_KEY: 'sk-fake', OPENAI_BASE_URL: fake.url, OPENAI_MODEL: 'gpt-4.1-mini'},
+    })
+    assert.equal(res.code, 0, res.stderr)
+    const result = JSON.parse(res.stdout)
+    assert.equal(result.status, 'completed')
+    const companies = parse(fs.readFileSync(result.export.files.companies, 'utf8'), {columns: true}) as Array<Record<string, string>>
+    assert.deepEqual(companies.map((c) => c.domain).sort(), ['lonestar1.example', 'lonestar3.example'], 'normalized domains, qualified ones only')
+    assert.ok(companies.every((c) => c.discovered_by === 'openai'))
+    const {rows} = await sql<{calls: number; tokens: number}>`select count(*)::int as calls, sum(input_tokens)::int as tokens from llm_calls where run_id = ${result.runId}`.execute(t.db)
+    assert.ok(rows[0].calls >= 1 + 2 + 2, `every model call recorded (${rows[0].calls})`)
+    assert.equal(result.progress.usage.calls, rows[0].calls)
+    assert.ok(result.progress.usage.costUsd > 0)
+  })
 })

@@ -70,6 +70,7 @@ export function htmlToText(html: string): string {
       {selector: 'a', options: {ignoreHref: true}},
       {selector: 'img', format: 'skip'},
       {selector: 'nav', format: 'skip'},
+      ...['h1', 'h2', 'h3', 'h4', 'h5', 'h6'].map((selector) => ({selector, options: {uppercase: false}})),
     ],
   })
     .replace(/\n{3,}/g, '\n\n')

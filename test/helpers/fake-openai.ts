@@ -1,0 +1,73 @@
+import http from 'node:http'
+import type {AddressInfo} from 'node:net'
+
+export interface ScriptedReply {
+  status?: number
+  headers?: Record<string, string>
+  body: unknown
+}
+
+/**
+ * An OpenAI-compatible chat-completions server on 127.0.0.1 that answers
+ * from a script, one reply per request, and keeps every request it got.
+ */
+export class FakeOpenAI {
+  readonly requests: Array<{path: string; auth: string | undefined; body: any}> = []
+  private script: ScriptedReply[] = []
+  /** When set, answers every request by looking at it instead of from the script. */
+  route?: (body: any) => ScriptedReply
+  private server?: http.Server
+  url = ''
+
+  async start(): Promise<this> {
+    this.server = http.createServer((req, res) => {
+      let raw = ''
+      req.on('data', (d) => (raw += d))
+      req.on('end', () => {
+        this.requests.push({path: req.url ?? '', auth: req.headers.authorization, body: raw ? JSON.parse(raw) : null})
+        const body = raw ? JSON.parse(raw) : null
+        const reply = this.route ? this.route(body) : (this.script.shift() ?? {status: 500, body: {error: {message: 'script exhausted'}}})
+        res.writeHead(reply.status ?? 200, {'content-type': 'application/json', ...reply.headers})
+        res.end(JSON.stringify(reply.body))
+      })
+    })
+    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve))
+    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/v1`
+    return this
+  }
+
+  reply(...replies: ScriptedReply[]): void {
+    this.script.push(...replies)
+  }
+
+  reset(): void {
+    this.script = []
+    this.requests.length = 0
+  }
+
+  async stop(): Promise<void> {
+    await new Promise<void>((resolve) => this.server?.close(() => resolve()))
+  }
+}
+
+let n = 0
+export function completion(message: Record<string, unknown>, usage = {prompt_tokens: 100, completion_tokens: 20}) {
+  return {
+    body: {
+      id: `chatcmpl-${++n}`,
+      object: 'chat.completion',
+      created: 0,
+      model: 'gpt-4.1-mini',
+      choices: [{index: 0, finish_reason: message.tool_calls ? 'tool_calls' : 'stop', message: {role: 'assistant', content: null, ...message}}],
+      usage: {...usage, total_tokens: usage.prompt_tokens + usage.completion_tokens, prompt_tokens_details: {cached_tokens: 40}},
+    },
+  }
+}
+
+export function toolCall(name: string, args: unknown) {
+  return completion({tool_calls: [{id: `call_${++n}`, type: 'function', function: {name, arguments: JSON.stringify(args)}}]})
+}
+
+export function answer(json: unknown) {
+  return completion({content: typeof json === 'string' ? json : JSON.stringify(json)})
+}
