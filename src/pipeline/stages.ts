@@ -22,6 +22,8 @@ interface RunPayload {
  * presumed dead writes nothing).
  */
 export function registerPipeline(registry: TaskRegistry, providerFor: ProviderFactory): TaskRegistry {
+  // A stage task that fails for good writes nothing of its own; the run re-plans in the same transaction.
+  const onFailed = {onFailed: (trx: Transaction<Database>, task: ClaimedTask) => advance(trx, (task.payload as RunPayload).runId).then(() => {})}
   registry.register<RunPayload & {round: number}>(KIND.leadList, async (task, ctx) => {
     const run = await getRun(ctx.db, task.payload.runId)
     if (run.status !== 'running') return {result: {skipped: run.status}}
@@ -74,7 +76,7 @@ export function registerPipeline(registry: TaskRegistry, providerFor: ProviderFa
         await advance(trx, run.id)
       },
     }
-  })
+  }, onFailed)
 
   registry.register<RunPayload & {companyId: number}>(KIND.company, async (task, ctx) => {
     const run = await getRun(ctx.db, task.payload.runId)
@@ -111,7 +113,7 @@ export function registerPipeline(registry: TaskRegistry, providerFor: ProviderFa
         await advance(trx, run.id)
       },
     }
-  })
+  }, onFailed)
 
   registry.register<RunPayload & {companyId: number}>(KIND.contact, async (task, ctx) => {
     const run = await getRun(ctx.db, task.payload.runId)
@@ -156,7 +158,7 @@ export function registerPipeline(registry: TaskRegistry, providerFor: ProviderFa
         await advance(trx, run.id)
       },
     }
-  })
+  }, onFailed)
 
   return registry
 }

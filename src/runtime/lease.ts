@@ -207,8 +207,13 @@ export type FailOutcome = 'retry_scheduled' | 'failed' | 'fenced_out'
  * Records a failed attempt: back to the queue after `retryInMs` while attempts
  * remain, else (or when `permanent`) the terminal failed state.
  */
-export async function failTask(db: Kysely<Database>, lease: Lease, error: string, options: {permanent: boolean; retryInMs: number}): Promise<FailOutcome> {
-  const {rows} = await sql<{status: string}>`
+export async function failTask(
+  db: Kysely<Database>,
+  lease: Lease,
+  error: string,
+  options: {permanent: boolean; retryInMs: number; onTerminal?: (trx: Transaction<Database>) => Promise<void>},
+): Promise<FailOutcome> {
+  const statement = (ex: Executor) => sql<{status: string}>`
     with failed as (
       update tasks t set
         attempts = t.attempts + 1,
@@ -224,7 +229,17 @@ export async function failTask(db: Kysely<Database>, lease: Lease, error: string
       select id, case when status = 'failed' then 'failed' else 'retry_scheduled' end, ${lease.workerId}, lease_epoch, ${error} from failed
     )
     select status from failed
-  `.execute(db)
+  `.execute(ex)
+
+  // A terminal failure may have consequences (the pipeline re-plans its run): they commit with it.
+  const onTerminal = options.onTerminal
+  const rows = onTerminal
+    ? await db.transaction().execute(async (trx) => {
+        const result = (await statement(trx)).rows
+        if (result[0]?.status === 'failed') await onTerminal(trx)
+        return result
+      })
+    : (await statement(db)).rows
   if (rows.length === 0) {
     await recordFencedOut(db, lease, 'fail')
     return 'fenced_out'

@@ -241,7 +241,8 @@ export class Worker {
       if (requested <= 0) {
         await this.idle(this.config.pollIntervalMs)
       } else if (claimed.length < requested) {
-        if (this.opts.exitWhenIdle && this.inflight.size === 0) {
+        // Idle means nothing in flight and nothing queued, not even for later (a retry in backoff, a snooze).
+        if (this.opts.exitWhenIdle && this.inflight.size === 0 && !(await this.anythingQueued())) {
           this.stopReason = 'idle'
           break
         }
@@ -251,6 +252,16 @@ export class Worker {
     }
 
     this.draining = true
+  }
+
+  private async anythingQueued(): Promise<boolean> {
+    try {
+      let q = this.db.selectFrom('tasks').select('id').where('status', '=', 'queued').where('kind', 'in', this.kinds)
+      if (this.identity.scope) q = q.where('scope', '=', this.identity.scope)
+      return (await q.limit(1).execute()).length > 0
+    } catch {
+      return true
+    }
   }
 
   /** Free slots, counting `freed` tasks that are about to complete, within the maxTasks budget. */
@@ -424,7 +435,8 @@ export class Worker {
 
     const permanent = kind.type === 'permanent'
     const retryInMs = backoffMs(task.attempts + 1, this.config.attemptBackoff)
-    const outcome = await this.retryDb(() => failTask(this.db, entry.lease, message, {permanent, retryInMs}))
+    const onFailed = this.opts.registry.get(task.kind)?.options.onFailed
+    const outcome = await this.retryDb(() => failTask(this.db, entry.lease, message, {permanent, retryInMs, onTerminal: onFailed ? (trx) => onFailed(trx, task) : undefined}))
     if (outcome === 'fenced_out') {
       this.fenced(entry)
       return

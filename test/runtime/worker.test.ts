@@ -118,6 +118,26 @@ describe('runtime: Worker semantics (in-process, real PostgreSQL)', function () 
     assert.match(row.last_error!, /401 invalid api key/)
   })
 
+  it('runs the kind\'s onFailed hook in the transaction that fails a task for good', async () => {
+    await sql`create table if not exists failures (task_id bigint)`.execute(t.db)
+    const registry = new TaskRegistry().register(
+      'doomed',
+      async () => {
+        throw new PermanentError('no such company')
+      },
+      {
+        onFailed: async (trx, task) => {
+          await sql`insert into failures values (${task.id})`.execute(trx)
+        },
+      },
+    )
+    startWorker(registry)
+    const [{id}] = await enqueue(t.db, {kind: 'doomed'})
+    assert.equal((await settled(id)).status, 'failed')
+    const {rows} = await sql<{task_id: number}>`select task_id from failures`.execute(t.db)
+    assert.deepEqual(rows.map((r) => Number(r.task_id)), [id])
+  })
+
   it('uses up attempts with backoff, ends failed, and a retry then succeeds', async () => {
     let fail = true
     let calls = 0

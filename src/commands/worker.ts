@@ -1,0 +1,99 @@
+import os from 'node:os'
+import {Args, Flags} from '@oclif/core'
+
+import {providerFactory} from '../agents/index.js'
+import {simulationOptions} from '../agents/simulated.js'
+import {BaseCommand} from '../cli/base-command.js'
+import {UsageError} from '../cli/errors.js'
+import {ExitCode} from '../cli/exit-codes.js'
+import {createLogger} from '../cli/logger.js'
+import {parseRunId} from '../cli/run-arg.js'
+import {PIPELINE_KINDS, runScope} from '../pipeline/runs.js'
+import {registerPipeline} from '../pipeline/stages.js'
+import {TaskRegistry} from '../runtime/handlers.js'
+import {Worker, type WorkerSummary} from '../runtime/worker.js'
+
+/** I/O-bound agent work: two slots per core, at most 16, fewer when memory is short (about 256 MB a slot). */
+function defaultConcurrency(): number {
+  const byMemory = Math.floor(os.freemem() / (256 * 1024 ** 2))
+  return Math.max(1, Math.min(16, os.availableParallelism() * 2, byMemory || 4))
+}
+
+export default class WorkerCommand extends BaseCommand<typeof WorkerCommand> {
+  static override summary = 'Run a long-lived worker for one or more stages: lead-list, company, contact, or all.'
+  static override description = `Registers itself, heartbeats every 5 s (renewing its leases and reporting CPU, memory and GPU), claims tasks of its stages, and logs JSON lines (readable on a terminal). SIGTERM or Ctrl-C stops claiming and lets in-flight tasks finish (30 s), then releases the rest for other workers; a second signal stops at once. Exit 143 (SIGTERM) or 130 (SIGINT). Start as many as you like, on as many machines as you like, against one DATABASE_URL.`
+  static override examples = [
+    '<%= config.bin %> worker all',
+    '<%= config.bin %> worker company contact --concurrency 8 --pool eu',
+    '<%= config.bin %> worker all --run 12 --exit-when-idle',
+    'RVX_SIM_FAULTS=transient=0.1 <%= config.bin %> worker company',
+  ]
+  static override strict = false
+  static override args = {
+    type: Args.string({description: 'Stage(s) to work on: lead-list, company, contact, or all.', required: true}),
+  }
+  static override flags = {
+    concurrency: Flags.integer({summary: 'Tasks at once. Default: from cores and free memory (2 per core, at most 16).', min: 1, max: 256}),
+    pool: Flags.string({summary: 'Pool name; tasks may require one.', default: 'default'}),
+    capabilities: Flags.string({summary: 'Comma-separated capabilities this worker offers (e.g. browser,gpu).'}),
+    id: Flags.string({summary: 'Stable worker id. Default: host-pid-random.'}),
+    run: Flags.string({summary: "Only this run's tasks."}),
+    'max-tasks': Flags.integer({summary: 'Stop after this many tasks.', min: 1}),
+    'exit-when-idle': Flags.boolean({summary: 'Stop when nothing is left to do.'}),
+    'sim-latency': Flags.string({summary: 'Override simulated latency for simulated runs (env RVX_SIM_LATENCY).', helpGroup: 'SIMULATION'}),
+    'sim-faults': Flags.string({summary: 'Override simulated faults (env RVX_SIM_FAULTS).', helpGroup: 'SIMULATION'}),
+  }
+
+  async run(): Promise<WorkerSummary> {
+    const kinds = this.kinds(this.positional)
+    const scope = this.flags.run ? runScope(parseRunId(this.flags.run)) : null
+    // Validate simulation overrides now (one clear line), then hand them to the provider factory.
+    simulationOptions({latency: this.flags['sim-latency'], faults: this.flags['sim-faults']})
+    const env = {...process.env, ...(this.flags['sim-latency'] ? {RVX_SIM_LATENCY: this.flags['sim-latency']} : {}), ...(this.flags['sim-faults'] ? {RVX_SIM_FAULTS: this.flags['sim-faults']} : {})}
+
+    await this.database({schema: true})
+    const log = createLogger(this.flags['log-level'], 'rvx-worker')
+    const worker = new Worker({
+      databaseUrl: this.databaseUrl!,
+      registry: registerPipeline(new TaskRegistry(), providerFactory(env)),
+      kinds,
+      concurrency: this.flags.concurrency ?? defaultConcurrency(),
+      pool: this.flags.pool,
+      capabilities: this.flags.capabilities?.split(',').map((c) => c.trim()).filter(Boolean),
+      id: this.flags.id,
+      scope,
+      version: this.config.version,
+      logger: log,
+      maxTasks: this.flags['max-tasks'],
+      exitWhenIdle: this.flags['exit-when-idle'],
+    })
+    let signal: NodeJS.Signals | undefined
+    const onSignal = (s: NodeJS.Signals) => {
+      signal ??= s
+      worker.stop()
+    }
+
+    process.on('SIGTERM', onSignal)
+    process.on('SIGINT', onSignal)
+    try {
+      const summary = await worker.start()
+      if (signal) this.exitCode = signal === 'SIGTERM' ? ExitCode.Terminated : ExitCode.Interrupted
+      return summary
+    } finally {
+      process.off('SIGTERM', onSignal)
+      process.off('SIGINT', onSignal)
+    }
+  }
+
+  private kinds(types: string[]): string[] {
+    if (types.length === 0) throw new UsageError('name the stage(s) to work on: lead-list, company, contact, or all')
+    const kinds = new Set<string>()
+    for (const t of types) {
+      if (t === 'all') for (const k of PIPELINE_KINDS) kinds.add(k)
+      else if (PIPELINE_KINDS.includes(t as never)) kinds.add(t)
+      else throw new UsageError(`unknown worker type "${t}": use lead-list, company, contact or all`)
+    }
+
+    return [...kinds]
+  }
+}
