@@ -18,7 +18,10 @@ export interface OpenAIProviderOptions {
   timeoutMs: number
   /** Tool-calling turns before the agent must answer. */
   maxTurns: number
-  search: SearchBackend | null
+  /** A search backend, 'hosted' for OpenAI's own web search (a search model answering with citations), or none. */
+  search: SearchBackend | 'hosted' | null
+  /** The model behind hosted search. */
+  searchModel?: string
   allowPrivateFetch?: boolean
 }
 
@@ -31,7 +34,9 @@ export function openAIOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Open
     model: env.OPENAI_MODEL || 'gpt-4.1-mini',
     timeoutMs: Number(env.RVX_LLM_TIMEOUT_MS) || 120_000,
     maxTurns: 12,
-    search: searchBackendFromEnv(env),
+    // On OpenAI's own endpoint with no backend configured, its hosted web search.
+    search: searchBackendFromEnv(env) ?? (env.OPENAI_BASE_URL ? null : 'hosted'),
+    searchModel: env.OPENAI_SEARCH_MODEL || 'gpt-4o-mini-search-preview',
     allowPrivateFetch: env.RVX_ALLOW_PRIVATE_FETCH === '1',
   }
 }
@@ -66,10 +71,25 @@ export class OpenAIProvider implements ResearchProvider {
   readonly name = 'openai'
   readonly simulated = false
   private readonly client: OpenAI
+  private readonly search: SearchBackend | null
 
   constructor(private readonly options: OpenAIProviderOptions) {
     // One retry policy: the runtime's. The SDK does not retry on its own.
     this.client = new OpenAI({apiKey: options.apiKey, baseURL: options.baseURL, maxRetries: 0, timeout: options.timeoutMs})
+    this.search = options.search === 'hosted' ? this.hostedSearch(options.searchModel ?? 'gpt-4o-mini-search-preview') : options.search
+  }
+
+  /** OpenAI's hosted web search: a search model answers the query; its URL citations are the results. */
+  private hostedSearch(model: string): SearchBackend {
+    return {
+      name: 'openai-hosted',
+      search: async (query, signal) => {
+        const res = await this.client.chat.completions.create({model, web_search_options: {}, messages: [{role: 'user', content: query}]}, {signal})
+        const message = res.choices[0]?.message
+        const results = (message?.annotations ?? []).filter((a) => a.type === 'url_citation').map((a) => ({title: a.url_citation.title, url: a.url_citation.url, snippet: ''}))
+        return [...results, {title: 'summary', url: '', snippet: (message?.content ?? '').slice(0, 4000)}]
+      },
+    }
   }
 
   async discover(input: {criteria: Criteria; want: number; exclude: string[]; round: number}, ctx: CallContext): Promise<CandidateCompany[]> {
@@ -147,7 +167,7 @@ Return {"contacts": [{"full_name", "title", "tier": 1-4, "email", "phone", "link
       {type: 'function', function: {name: 'fetch_page', description: 'Fetch a public web page and return its readable text.', parameters: {type: 'object', properties: {url: {type: 'string'}}, required: ['url']}}},
       {type: 'function', function: {name: 'detect_pms', description: "Detect a company's property-management software from its website's portal links.", parameters: {type: 'object', properties: {domain: {type: 'string'}}, required: ['domain']}}},
     ]
-    if (this.options.search) {
+    if (this.search) {
       tools.push({type: 'function', function: {name: 'search_web', description: 'Search the web; returns titles, URLs and snippets.', parameters: {type: 'object', properties: {query: {type: 'string'}}, required: ['query']}}})
     }
 
@@ -174,8 +194,8 @@ Return {"contacts": [{"full_name", "title", "tier": 1-4, "email", "phone", "link
         return JSON.stringify(found)
       }
 
-      if (name === 'search_web' && this.options.search) {
-        return JSON.stringify(await this.options.search.search(String(args.query), signal))
+      if (name === 'search_web' && this.search) {
+        return JSON.stringify(await this.search.search(String(args.query), signal))
       }
 
       return `error: unknown tool ${name}`

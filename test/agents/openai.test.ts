@@ -96,6 +96,22 @@ describe('openai provider against a fake OpenAI-compatible server', function () 
     assert.doesNotMatch(error.message, /sk-test-secret/)
   })
 
+  it('searches with OpenAI\'s hosted web search when no search backend is configured', async () => {
+    const hosted = new OpenAIProvider({apiKey: 'sk-test-secret', baseURL: fake.url, model: 'gpt-4.1-mini', timeoutMs: 5000, maxTurns: 6, search: 'hosted', searchModel: 'gpt-4o-mini-search-preview'})
+    fake.reply(
+      toolCall('search_web', {query: 'Buildium property management Austin TX'}),
+      completion({content: 'Acme PM manages homes in Austin.', annotations: [{type: 'url_citation', url_citation: {title: 'Acme PM', url: 'https://acme.example', start_index: 0, end_index: 7}}]}),
+      answer({companies: [{name: 'Acme PM', domain: 'acme.example', sources: ['https://acme.example']}]}),
+    )
+    const found = await hosted.discover({criteria: {state: 'TX'}, want: 1, exclude: [], round: 1}, ctx())
+    assert.deepEqual(found.map((c) => c.domain), ['acme.example'])
+    assert.deepEqual(fake.requests[0].body.tools.map((t: {function: {name: string}}) => t.function.name), ['fetch_page', 'detect_pms', 'search_web'])
+    assert.equal(fake.requests[1].body.model, 'gpt-4o-mini-search-preview')
+    assert.deepEqual(fake.requests[1].body.web_search_options, {})
+    const toolResult = fake.requests[2].body.messages.find((m: {role: string}) => m.role === 'tool')
+    assert.match(toolResult.content, /https:\/\/acme\.example/)
+  })
+
   it('discovers and finds contacts through the same loop, dropping generic inboxes', async () => {
     fake.reply(answer({companies: [{name: 'Acme PM', domain: 'acme.example', sources: ['https://dir.example']}]}))
     const found = await provider().discover({criteria: {state: 'TX'}, want: 5, exclude: ['old.example'], round: 1}, ctx())
