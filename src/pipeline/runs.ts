@@ -2,7 +2,7 @@ import {type Kysely, sql, type Transaction} from 'kysely'
 
 import {RvxError} from '../cli/errors.js'
 import type {Database, RunRow, RunStatus} from '../db/schema.js'
-import {cancelTasks, enqueue} from '../runtime/queue.js'
+import {cancelTasks, enqueue, retryTask} from '../runtime/queue.js'
 import type {Criteria, RunSize} from './criteria.js'
 
 export const KIND = {leadList: 'lead-list', company: 'company', contact: 'contact'} as const
@@ -184,10 +184,9 @@ export async function resumeRun(db: Kysely<Database>, runId: number, changes: {c
       .where('id', '=', runId)
       .returningAll()
       .executeTakeFirstOrThrow()
-    // Tasks that failed or were quarantined get another chance.
-    await sql`
-      update tasks set status = 'queued', attempts = 0, crash_count = 0, run_after = now(), updated_at = now()
-      where scope = ${runScope(runId)} and status in ('failed', 'quarantined')`.execute(trx)
+    // Tasks that failed or were quarantined get another chance (recorded as retried).
+    const stuck = await trx.selectFrom('tasks').select('id').where('scope', '=', runScope(runId)).where('status', 'in', ['failed', 'quarantined']).execute()
+    for (const {id} of stuck) await retryTask(trx as unknown as Kysely<Database>, id, `run ${runId} resumed`)
     return updated
   })
 }
