@@ -194,3 +194,32 @@ export async function resumeRun(db: Kysely<Database>, runId: number, changes: {c
 async function cancelRunTasks(trx: Transaction<Database>, runId: number, reason: string): Promise<void> {
   await cancelTasks(trx as unknown as Kysely<Database>, {scope: runScope(runId), statuses: ['queued', 'running']}, reason)
 }
+
+export interface RunInProgress {
+  id: number
+  stage: string
+  quantity: number
+  percent: {discovery: number; research: number; contacts: number}
+}
+
+/** Runs still running, with how far each stage has come (for the fleet view). */
+export async function runsInProgress(db: Executor): Promise<RunInProgress[]> {
+  const {rows} = await sql<{id: number; stage: string; quantity: number; oversample: number; total: number; researched: number; done: number}>`
+    select r.id, r.stage, r.quantity, coalesce((r.options ->> 'oversample')::float8, 2) as oversample,
+      (select count(*)::int from companies c where c.run_id = r.id) as total,
+      (select count(*)::int from companies c where c.run_id = r.id and c.status <> 'candidate') as researched,
+      (select count(*)::int from companies c where c.run_id = r.id and c.status = 'selected'
+         and (select count(*) from contacts k where k.company_id = c.id) >= r.contacts_min) as done
+    from runs r where r.status = 'running' order by r.id`.execute(db)
+  const pct = (a: number, b: number) => (b <= 0 ? 0 : Math.min(100, Math.round((a / b) * 100)))
+  return rows.map((r) => ({
+    id: r.id,
+    stage: r.stage,
+    quantity: r.quantity,
+    percent: {
+      discovery: r.stage === 'discovery' ? pct(r.total, Math.ceil(r.quantity * r.oversample)) : 100,
+      research: r.stage === 'discovery' || r.stage === 'research' ? pct(r.researched, r.total) : 100,
+      contacts: pct(r.done, r.quantity),
+    },
+  }))
+}

@@ -80,3 +80,61 @@ export async function queueStats(db: Kysely<Database>, options: {scope?: string}
     retriesWaiting: Number(r.retries_waiting),
   }))
 }
+
+export interface WorkerView {
+  id: string
+  type: string
+  types: string[]
+  pool: string
+  host: string
+  pid: number
+  status: string
+  capabilities: string[]
+  concurrency: number
+  startedAt: Date
+  lastHeartbeatAt: Date
+  heartbeatAgeS: number
+  resourceMetrics: Record<string, unknown>
+  tasksDone: number
+  tasksFailed: number
+  currentTasks: Array<{id: number; kind: string; elapsedS: number}>
+}
+
+/** Workers with what they are running now (database clock for ages). Stopped ones only with `all`. */
+export async function listWorkers(db: Kysely<Database>, options: {all?: boolean} = {}): Promise<WorkerView[]> {
+  const {rows} = await sql<Record<string, any>>`
+    select w.*, extract(epoch from now() - w.last_heartbeat_at)::float8 as age,
+      coalesce((select json_agg(json_build_object('id', t.id, 'kind', t.kind, 'elapsedS', round(extract(epoch from now() - t.started_at)::numeric, 1)) order by t.id)
+                from tasks t where t.lease_owner = w.id and t.status = 'running'), '[]'::json) as current
+    from workers w
+    where ${options.all ?? false} or w.status <> 'stopped'
+    order by w.types, w.id
+  `.execute(db)
+  return rows.map((r) => ({
+    id: r.id,
+    type: (r.types as string[]).join(','),
+    types: r.types,
+    pool: r.pool,
+    host: r.host,
+    pid: r.pid,
+    status: r.status,
+    capabilities: r.capabilities,
+    concurrency: r.concurrency,
+    startedAt: r.started_at,
+    lastHeartbeatAt: r.last_heartbeat_at,
+    heartbeatAgeS: Math.round(Number(r.age) * 10) / 10,
+    resourceMetrics: r.resource_metrics,
+    tasksDone: Number(r.tasks_done),
+    tasksFailed: Number(r.tasks_failed),
+    currentTasks: (r.current as Array<{id: number; kind: string; elapsedS: number}>).map((c) => ({id: Number(c.id), kind: c.kind, elapsedS: Number(c.elapsedS)})),
+  }))
+}
+
+/** Removes stopped and dead workers whose last heartbeat is older than `olderThanMs`. */
+export async function pruneWorkers(db: Kysely<Database>, olderThanMs: number): Promise<string[]> {
+  const {rows} = await sql<{id: string}>`
+    delete from workers
+    where status in ('stopped', 'dead') and last_heartbeat_at < now() - ${olderThanMs}::float8 * interval '1 millisecond'
+    returning id`.execute(db)
+  return rows.map((r) => r.id)
+}

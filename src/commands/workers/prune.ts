@@ -1,0 +1,21 @@
+import {Flags} from '@oclif/core'
+
+import {BaseCommand} from '../../cli/base-command.js'
+import {parseDuration} from '../../cli/duration.js'
+import {pruneWorkers} from '../../runtime/index.js'
+
+export default class WorkersPrune extends BaseCommand<typeof WorkersPrune> {
+  static override summary = 'Remove stopped and dead workers whose last heartbeat is older than --older-than.'
+  static override examples = ['<%= config.bin %> workers prune --older-than 1h', '<%= config.bin %> workers prune --older-than 7d --json']
+  static override enableJsonFlag = true
+  static override flags = {
+    'older-than': Flags.string({summary: 'Age of the last heartbeat, e.g. 30m, 1h, 24h.', default: '1h'}),
+  }
+
+  async run(): Promise<{removed: string[]}> {
+    const ms = parseDuration(this.flags['older-than'].replace(/^(\d+)d$/, (_, d) => `${Number(d) * 24}h`), '--older-than')
+    const removed = await pruneWorkers(await this.database({schema: true}), ms)
+    this.info(`Removed ${removed.length} worker row${removed.length === 1 ? '' : 's'}.`)
+    return {removed}
+  }
+}

@@ -1,0 +1,111 @@
+import {Flags} from '@oclif/core'
+
+import {BaseCommand} from '../../cli/base-command.js'
+import {parseDuration} from '../../cli/duration.js'
+import {renderTable} from '../../cli/output.js'
+import {type RunInProgress, runsInProgress} from '../../pipeline/runs.js'
+import {sleep} from '../../runtime/backoff.js'
+import {DEFAULT_CONFIG} from '../../runtime/config.js'
+import {listWorkers, type QueueStats, queueStats, sweep, type WorkerTypeStats, workerStats, type WorkerView} from '../../runtime/index.js'
+
+export interface FleetStatus {
+  at: string
+  fleet: WorkerTypeStats[]
+  workers: WorkerView[]
+  queue: QueueStats[]
+  runs: RunInProgress[]
+}
+
+const gb = (v: unknown) => (typeof v === 'number' ? `${v.toFixed(1)}G` : '-')
+
+export default class WorkersStatus extends BaseCommand<typeof WorkersStatus> {
+  static override summary = 'The fleet at a glance: workers by type, each worker, the queue, and runs in progress.'
+  static override description = `Runs the dead-worker sweep first (the same one every worker runs), so a crashed worker shows as dead at once. --watch redraws in place on a terminal and prints timestamped blocks when piped; with --json it prints one JSON object per interval (NDJSON).`
+  static override examples = ['<%= config.bin %> workers status', '<%= config.bin %> workers status --watch', '<%= config.bin %> workers status --json | jq ".workers[] | {id, status}"', '<%= config.bin %> workers status --watch --json --interval 5s']
+  static override enableJsonFlag = true
+  static override flags = {
+    watch: Flags.boolean({summary: 'Keep refreshing until Ctrl-C.'}),
+    interval: Flags.string({summary: 'Refresh interval with --watch.', default: '2s'}),
+    all: Flags.boolean({summary: 'Include stopped workers.'}),
+  }
+
+  async run(): Promise<FleetStatus | undefined> {
+    const interval = parseDuration(this.flags.interval, '--interval')
+    const db = await this.database({schema: true})
+    const snapshot = async (): Promise<FleetStatus> => {
+      await sweep(db, DEFAULT_CONFIG)
+      const [fleet, workers, queue, runs] = await Promise.all([workerStats(db), listWorkers(db, {all: this.flags.all}), queueStats(db), runsInProgress(db)])
+      return {at: new Date().toISOString(), fleet, workers, queue, runs}
+    }
+
+    if (!this.flags.watch) {
+      const s = await snapshot()
+      if (!this.jsonEnabled()) process.stdout.write(this.render(s) + '\n')
+      return s
+    }
+
+    const stop = new AbortController()
+    const onSignal = () => stop.abort()
+    process.once('SIGINT', onSignal)
+    process.once('SIGTERM', onSignal)
+    try {
+      while (!stop.signal.aborted) {
+        const s = await snapshot()
+        if (this.jsonEnabled()) process.stdout.write(JSON.stringify(s) + '\n')
+        else if (this.mode.tty) process.stdout.write(`\u001B[H\u001B[2J${this.render(s)}\n\n(every ${this.flags.interval}; Ctrl-C to stop)\n`)
+        else process.stdout.write(`--- ${s.at}\n${this.render(s)}\n\n`)
+        await sleep(interval, stop.signal)
+      }
+    } finally {
+      process.off('SIGINT', onSignal)
+      process.off('SIGTERM', onSignal)
+    }
+
+    return undefined
+  }
+
+  private render(s: FleetStatus): string {
+    const mode = this.mode
+    const fleet = renderTable(s.fleet, [
+      {header: 'type', get: (r) => r.type},
+      {header: 'active', get: (r) => r.starting + r.idle + r.busy + r.draining},
+      {header: 'idle', get: (r) => r.idle},
+      {header: 'busy', get: (r) => r.busy},
+      {header: 'draining', get: (r) => r.draining},
+      {header: 'dead', get: (r) => r.dead},
+      {header: 'done 5m', get: (r) => r.doneLast5m},
+      {header: 'failed 5m', get: (r) => r.failedLast5m},
+    ], mode)
+    const workers = renderTable(s.workers, [
+      {header: 'worker', get: (w) => w.id},
+      {header: 'type', get: (w) => w.type},
+      {header: 'pool', get: (w) => w.pool},
+      {header: 'status', get: (w) => w.status},
+      {header: 'current task', get: (w) => (w.currentTasks.length === 0 ? '-' : `${w.currentTasks[0].kind}#${w.currentTasks[0].id} ${w.currentTasks[0].elapsedS}s${w.currentTasks.length > 1 ? ` +${w.currentTasks.length - 1}` : ''}`)},
+      {header: 'heartbeat', get: (w) => `${w.heartbeatAgeS}s ago`},
+      {header: 'cpu', get: (w) => (typeof w.resourceMetrics.cpu_percent === 'number' ? `${w.resourceMetrics.cpu_percent}%` : '-')},
+      {header: 'mem free', get: (w) => gb(w.resourceMetrics.memory_available_gb)},
+      {header: 'gpu', get: (w) => (w.resourceMetrics.gpu_type && w.resourceMetrics.gpu_type !== 'none' ? `${w.resourceMetrics.gpu_type} ${gb(w.resourceMetrics.gpu_vram_available_gb)}` : '-')},
+      {header: 'done/failed', get: (w) => `${w.tasksDone}/${w.tasksFailed}`},
+    ], mode)
+    const queue = renderTable(s.queue, [
+      {header: 'kind', get: (q) => q.kind},
+      {header: 'queued', get: (q) => q.queued},
+      {header: 'running', get: (q) => q.running},
+      {header: 'completed', get: (q) => q.completed},
+      {header: 'failed', get: (q) => q.failed},
+      {header: 'quarantined', get: (q) => q.quarantined},
+      {header: 'oldest queued', get: (q) => (q.oldestQueuedAgeS === null ? '-' : `${q.oldestQueuedAgeS}s`)},
+      {header: 'retries waiting', get: (q) => q.retriesWaiting},
+    ], mode)
+    const runs = s.runs.length === 0 ? 'no runs in progress' : renderTable(s.runs, [
+      {header: 'run', get: (r) => r.id},
+      {header: 'stage', get: (r) => r.stage},
+      {header: 'quantity', get: (r) => r.quantity},
+      {header: 'discovery', get: (r) => `${r.percent.discovery}%`},
+      {header: 'research', get: (r) => `${r.percent.research}%`},
+      {header: 'contacts', get: (r) => `${r.percent.contacts}%`},
+    ], mode)
+    return [`FLEET\n${s.fleet.length === 0 ? 'no workers' : fleet}`, `WORKERS\n${s.workers.length === 0 ? 'none' : workers}`, `QUEUE\n${s.queue.length === 0 ? 'empty' : queue}`, `RUNS\n${runs}`].join('\n\n')
+  }
+}
