@@ -132,6 +132,23 @@ describe('e2e: rvx orchestrate --provider simulated (spawned processes)', functi
     assert.equal(readCsv(result.export.files.companies).length, 8)
   })
 
+  it('reads --criteria from @file and from stdin (-)', async () => {
+    const file = path.join(out, 'criteria.json')
+    fs.writeFileSync(file, '{"state":"TX","city":"Austin"}')
+    const fromFile = await rvx(['orchestrate', '--provider', 'simulated', '--criteria', `@${file}`, '--quantity', '1', '--detach', '--json'], {env: env()})
+    assert.equal(fromFile.code, 0, fromFile.stderr)
+    const fromStdin = await rvx(['orchestrate', '--provider', 'simulated', '--criteria', '-', '--quantity', '1', '--detach', '--json'], {env: env(), input: '{"pms":"Yardi"}'})
+    assert.equal(fromStdin.code, 0, fromStdin.stderr)
+    const ids = [JSON.parse(fromFile.stdout).runId, JSON.parse(fromStdin.stdout).runId]
+    const {rows} = await sql<{criteria: unknown}>`select criteria from runs where id = any(${ids}::bigint[]) order by id`.execute(t.db)
+    assert.deepEqual(rows.map((r) => r.criteria), [{state: 'TX', city: 'Austin'}, {pms: 'Yardi'}])
+    const missing = await rvx(['orchestrate', '--provider', 'simulated', '--criteria', '@/nonexistent/c.json', '--quantity', '1'], {env: env()})
+    assert.equal(missing.code, 2)
+    assert.match(missing.stderr, /cannot read criteria file \/nonexistent\/c\.json \(ENOENT\)/)
+    await sql`update runs set status = 'canceled' where id = any(${ids}::bigint[])`.execute(t.db)
+    await sql`update tasks set status = 'canceled' where scope = any(${ids.map((i) => 'run:' + i)}::text[])`.execute(t.db)
+  })
+
   for (const [what, args, pattern] of [
     ['an unknown criteria key', ['--criteria', '{"pmz":"Buildium"}', '--quantity', '5', '--provider', 'simulated'], /unknown criteria key "pmz"/],
     ['a bad state', ['--criteria', '{"state":"Texas"}', '--quantity', '5', '--provider', 'simulated'], /criteria key "state": must be a 2-letter state code/],
