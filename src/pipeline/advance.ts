@@ -2,7 +2,7 @@ import {type Kysely, sql, type Transaction} from 'kysely'
 
 import type {Database, RunRow, RunStatus} from '../db/schema.js'
 import {cancelTasks, enqueue, retryTask} from '../runtime/queue.js'
-import {enqueueDiscovery, KIND, lockRun, runOptions, runScope} from './runs.js'
+import {companyCounts, enqueueDiscovery, KIND, lockRun, runOptions, runScope} from './runs.js'
 
 /**
  * Moves a run forward from whatever its data says now. Runs inside the
@@ -149,13 +149,6 @@ async function setRun(trx: Transaction<Database>, runId: number, values: Record<
     .set({...values, updated_at: sql`now()`} as never)
     .where('id', '=', runId)
     .execute()
-}
-
-export async function companyCounts(db: Kysely<Database> | Transaction<Database>, runId: number): Promise<{candidate: number; qualified: number; disqualified: number; selected: number}> {
-  const rows = await db.selectFrom('companies').select(['status', (eb) => eb.fn.countAll<number>().as('n')]).where('run_id', '=', runId).groupBy('status').execute()
-  const out = {candidate: 0, qualified: 0, disqualified: 0, selected: 0}
-  for (const r of rows) out[r.status] = Number(r.n)
-  return out
 }
 
 async function pendingTasks(trx: Transaction<Database>, runId: number): Promise<Record<string, number>> {

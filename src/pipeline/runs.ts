@@ -99,12 +99,8 @@ export interface RunProgress {
 /** Counts for `runs show`, progress lines and the summary. */
 export async function runProgress(db: Executor, runId: number): Promise<RunProgress> {
   const run = await getRun(db, runId)
-  const companies = await db.selectFrom('companies').select(['status', (eb) => eb.fn.countAll<number>().as('n')]).where('run_id', '=', runId).groupBy('status').execute()
-  const c = {candidate: 0, qualified: 0, disqualified: 0, selected: 0, total: 0}
-  for (const r of companies) {
-    c[r.status] = Number(r.n)
-    c.total += Number(r.n)
-  }
+  const counts = await companyCounts(db, runId)
+  const c = {...counts, total: counts.candidate + counts.qualified + counts.disqualified + counts.selected}
 
   const contacts = await db.selectFrom('contacts').select((eb) => eb.fn.countAll<number>().as('n')).where('run_id', '=', runId).executeTakeFirstOrThrow()
   const tasks: RunProgress['tasks'] = {}
@@ -136,6 +132,13 @@ export async function runProgress(db: Executor, runId: number): Promise<RunProgr
     tasks,
     usage: {calls: u.calls, inputTokens: u.input, outputTokens: u.output, costUsd: Number(u.cost)},
   }
+}
+
+export async function companyCounts(db: Executor, runId: number): Promise<{candidate: number; qualified: number; disqualified: number; selected: number}> {
+  const rows = await db.selectFrom('companies').select(['status', (eb) => eb.fn.countAll<number>().as('n')]).where('run_id', '=', runId).groupBy('status').execute()
+  const out = {candidate: 0, qualified: 0, disqualified: 0, selected: 0}
+  for (const r of rows) out[r.status] = Number(r.n)
+  return out
 }
 
 export async function listRuns(db: Executor, limit = 50): Promise<RunRow[]> {

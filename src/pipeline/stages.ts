@@ -9,6 +9,9 @@ import {advance} from './advance.js'
 import {type Criteria, normalizeDomain} from './criteria.js'
 import {getRun, KIND, lockRun, runOptions, runScope} from './runs.js'
 
+/** A model call's usage, tied to the run and task that paid for it. */
+type UsageRow = LlmUsage & {runId: number; taskId: number}
+
 export type ProviderFactory = (run: RunRow) => ResearchProvider
 
 interface RunPayload {
@@ -33,7 +36,7 @@ export function registerPipeline(registry: TaskRegistry, providerFor: ProviderFa
     const options = runOptions(run)
     const want = Math.max(1, Math.ceil((run.quantity - Number(counts.n)) * options.oversample))
     const exclude = [...known, ...(criteria.exclude_domains ?? []).map(normalizeDomain)]
-    const usage: LlmUsage[] = []
+    const usage: UsageRow[] = []
     const found = await withUsage(ctx, task, run, usage, (pctx) => providerFor(run).discover({criteria, want, exclude, round: task.payload.round}, pctx))
     const fresh = dedupe(found, new Set(exclude))
     return {
@@ -82,7 +85,7 @@ export function registerPipeline(registry: TaskRegistry, providerFor: ProviderFa
     const run = await getRun(ctx.db, task.payload.runId)
     const company = await ctx.db.selectFrom('companies').selectAll().where('id', '=', task.payload.companyId).executeTakeFirst()
     if (run.status !== 'running' || !company || company.status !== 'candidate') return {result: {skipped: true}}
-    const usage: LlmUsage[] = []
+    const usage: UsageRow[] = []
     const research = await withUsage(ctx, task, run, usage, (pctx) =>
       providerFor(run).research({criteria: run.criteria as Criteria, company: toCandidate(company)}, pctx),
     )
@@ -119,7 +122,7 @@ export function registerPipeline(registry: TaskRegistry, providerFor: ProviderFa
     const run = await getRun(ctx.db, task.payload.runId)
     const company = await ctx.db.selectFrom('companies').selectAll().where('id', '=', task.payload.companyId).executeTakeFirst()
     if (run.status !== 'running' || !company || company.status !== 'selected') return {result: {skipped: true}}
-    const usage: LlmUsage[] = []
+    const usage: UsageRow[] = []
     const found = await withUsage(ctx, task, run, usage, (pctx) => providerFor(run).findContacts({company: toCandidate(company), min: run.contacts_min, max: run.contacts_max}, pctx))
     const people = dedupeContacts(found).slice(0, run.contacts_max)
     if (people.length < run.contacts_min && ctx.attempt < task.maxAttempts) {
@@ -195,10 +198,10 @@ function dedupeContacts<T extends {fullName: string; email?: string | null; link
 }
 
 /** Runs a provider call collecting usage; usage of a failed call is saved at once (it was paid for). */
-async function withUsage<T>(ctx: TaskContext, task: ClaimedTask, run: RunRow, usage: LlmUsage[], fn: (pctx: CallContext) => Promise<T>): Promise<T> {
+async function withUsage<T>(ctx: TaskContext, task: ClaimedTask, run: RunRow, usage: UsageRow[], fn: (pctx: CallContext) => Promise<T>): Promise<T> {
   const pctx: CallContext = {
     signal: ctx.signal,
-    record: (u) => usage.push({...u, ...{runId: run.id, taskId: task.id}}),
+    record: (u) => usage.push({...u, runId: run.id, taskId: task.id}),
   }
   try {
     return await fn(pctx)
@@ -209,13 +212,12 @@ async function withUsage<T>(ctx: TaskContext, task: ClaimedTask, run: RunRow, us
   }
 }
 
-async function saveUsage(db: Kysely<Database> | Transaction<Database>, usage: LlmUsage[]): Promise<void> {
+async function saveUsage(db: Kysely<Database> | Transaction<Database>, usage: UsageRow[]): Promise<void> {
   if (usage.length === 0) return
   const rows = usage.map((u) => {
-    const ids = u as LlmUsage & {runId?: number; taskId?: number}
     return {
-      run_id: ids.runId ?? null,
-      task_id: ids.taskId ?? null,
+      run_id: u.runId,
+      task_id: u.taskId,
       provider: u.provider,
       model: u.model,
       input_tokens: u.inputTokens,

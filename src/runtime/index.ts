@@ -10,7 +10,7 @@ export {classifyError, PermanentError, retryAfterMs, SnoozeError, TransientError
 export {TaskRegistry, type HandlerOutcome, type KindOptions, type TaskContext, type TaskHandler} from './handlers.js'
 export {claimTasks, completeTask, completeTasks, failTask, releaseTask, snoozeTask, type ClaimedTask, type ClaimFilter, type Lease} from './lease.js'
 export {type Logger, silentLogger} from './logger.js'
-export {cancelTasks, countTasks, enqueue, getTask, retryTask, type EnqueueSpec, type Enqueued, type TaskRequirements} from './queue.js'
+export {cancelTasks, enqueue, getTask, retryTask, type EnqueueSpec, type Enqueued, type TaskRequirements} from './queue.js'
 export {defaultWorkerId, workerLockKey} from './registry.js'
 export {ResourceSampler, type ResourceMetrics} from './resources.js'
 export {sweep, type SweepResult} from './sweep.js'

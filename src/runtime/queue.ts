@@ -1,6 +1,6 @@
 import {type Kysely, sql} from 'kysely'
 
-import type {Database, TaskRow, TaskStatus} from '../db/schema.js'
+import type {Database, TaskRow} from '../db/schema.js'
 import {NOTIFY_CHANNEL} from './config.js'
 
 /** What a task needs from the worker that runs it; a worker claims only tasks it satisfies. */
@@ -158,14 +158,4 @@ export async function cancelTasks(db: Executor, filter: {ids?: number[]; scope?:
 
 export async function getTask(db: Executor, id: number): Promise<TaskRow | undefined> {
   return db.selectFrom('tasks').selectAll().where('id', '=', id).executeTakeFirst()
-}
-
-export async function countTasks(db: Executor, filter: {scope?: string; kind?: string} = {}): Promise<Record<TaskStatus, number>> {
-  let q = db.selectFrom('tasks').select(['status', (eb) => eb.fn.countAll<number>().as('n')]).groupBy('status')
-  if (filter.scope) q = q.where('scope', '=', filter.scope)
-  if (filter.kind) q = q.where('kind', '=', filter.kind)
-  const rows = await q.execute()
-  const out: Record<TaskStatus, number> = {queued: 0, running: 0, completed: 0, failed: 0, quarantined: 0, canceled: 0}
-  for (const r of rows) out[r.status] = Number(r.n)
-  return out
 }

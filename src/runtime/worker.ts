@@ -86,7 +86,6 @@ export class Worker {
   private timers: NodeJS.Timeout[] = []
   private readonly housekeeping = new Set<Promise<unknown>>()
   private graceTimer?: NodeJS.Timeout
-  private settledCount = 0
   private claimedCount = 0
   private deltas = {done: 0, failed: 0}
   private readonly summary: Omit<WorkerSummary, 'reason'>
@@ -329,7 +328,6 @@ export class Worker {
       .catch((error) => this.log.error({task: task.id, err: errorMessage(error)}, 'settling a task failed; the next heartbeat releases it for another try'))
       .finally(() => {
         this.inflight.delete(task.id)
-        this.settledCount++
         this.wake()
       })
   }

@@ -3,7 +3,7 @@ import {Kysely, PostgresDialect, sql} from 'kysely'
 
 import {createPool} from '../../src/db/connect.js'
 import type {Database} from '../../src/db/schema.js'
-import {claimTasks, completeTask, enqueue, retryTask, sweep, type ClaimFilter} from '../../src/runtime/index.js'
+import {claimTasks, completeTask, enqueue, queueStats, retryTask, sweep, workerStats, type ClaimFilter} from '../../src/runtime/index.js'
 import {useFreshDatabase} from '../helpers/db.js'
 
 const base: Omit<ClaimFilter, 'workerId' | 'limit'> = {
@@ -158,7 +158,6 @@ describe('runtime: stats', function () {
     await sql`
       insert into workers (id, types, host, pid, version, concurrency, status, lock_key, tasks_done)
       values ('w1', '{a}', 'h', 1, 'v', 4, 'idle', 1, 5), ('w2', '{a,b}', 'h', 2, 'v', 4, 'dead', 2, 1)`.execute(t.db)
-    const {queueStats, workerStats} = await import('../../src/runtime/index.js')
     const q = await queueStats(t.db)
     const a = q.find((r) => r.kind === 'a')!
     assert.equal(a.queued, 2)
