@@ -3,7 +3,10 @@ import type {Command} from '@oclif/core'
 import {providerFactory} from '../agents/index.js'
 import {exportRun, type ExportResult} from '../pipeline/export.js'
 import {driveRun} from '../pipeline/orchestrator.js'
-import type {RunProgress} from '../pipeline/runs.js'
+import {getRun, runOptions, type RunProgress} from '../pipeline/runs.js'
+import {mailerFromEnv} from '../monitor/mail.js'
+import {notifyRun} from '../monitor/notices.js'
+import {silentLogger} from '../runtime/logger.js'
 import {BaseCommand} from './base-command.js'
 import {ExitCode} from './exit-codes.js'
 import {describeProgress, formatCost} from './progress.js'
@@ -76,11 +79,29 @@ export abstract class RunDriverCommand<T extends typeof Command> extends BaseCom
       if (p.status === 'completed') spinner.succeed(`Run ${runId} completed: ${summary}`)
       else spinner.fail(`Run ${runId} ${p.status}: ${summary}${p.notes ? `. ${p.notes}` : ''}`)
       if (exported) this.info(`Exported ${exported.files.companies} and ${exported.files.contacts}`)
+      await this.sendNotice(runId)
       this.exitCode = p.status === 'completed' ? ExitCode.Ok : p.status === 'needs_decision' ? ExitCode.Partial : ExitCode.Failure
       return {runId, status: p.status, progress: p, export: exported, wallTimeS}
     } finally {
       process.off('SIGINT', onSignal)
       process.off('SIGTERM', onSignal)
+    }
+  }
+
+  /** The run's --notify-email mail, if it asked for one; a failure is said and left to the monitor to retry. */
+  private async sendNotice(runId: number): Promise<void> {
+    const db = await this.database({schema: true})
+    const run = await getRun(db, runId)
+    const to = runOptions(run).notifyEmail
+    if (!to) return
+    const mailer = mailerFromEnv()
+    if (!mailer) return this.notice(`not mailing ${to}: SMTP_URL is not set here (a monitor with SMTP_URL will send it)`)
+    try {
+      const result = await notifyRun(db, runId, mailer, silentLogger)
+      if (result.sent) this.info(`Mailed ${to}`)
+      else if (result.error) this.notice(`could not mail ${to} (${result.error}); rvx monitor retries it`)
+    } finally {
+      mailer.close()
     }
   }
 }

@@ -7,6 +7,7 @@ import {readCriteriaText} from '../cli/inputs.js'
 import {parseCriteria, validateSize} from '../pipeline/criteria.js'
 import {RunDriverCommand, type DriveReport} from '../cli/run-driver.js'
 import {createRun} from '../pipeline/runs.js'
+import {parseAddress, requireMailer} from '../monitor/mail.js'
 
 export interface OrchestrateResult extends Partial<DriveReport> {
   runId: number
@@ -23,6 +24,7 @@ export default class Orchestrate extends RunDriverCommand<typeof Orchestrate> {
     `<%= config.bin %> orchestrate --provider simulated --criteria '{"pms":"Buildium","state":"TX"}' --quantity 10`,
     `OPENAI_API_KEY=sk-... <%= config.bin %> orchestrate --criteria @criteria.json --quantity 50 --contacts-max 2`,
     `<%= config.bin %> orchestrate --criteria - --quantity 30 --detach --json < criteria.json`,
+    `SMTP_URL=smtp://user:pass@smtp.example.com:587 <%= config.bin %> orchestrate --criteria @criteria.json --quantity 100 --notify-email sales@example.com`,
     `<%= config.bin %> orchestrate --provider simulated --sim-latency 50ms-500ms --sim-faults transient=0.1,rate_limit=0.05 --criteria '{"state":"FL"}' --quantity 20`,
   ]
   static override enableJsonFlag = true
@@ -40,6 +42,7 @@ export default class Orchestrate extends RunDriverCommand<typeof Orchestrate> {
     'output-dir': Flags.string({summary: 'Where exports go (a run-ID folder inside).', default: './exports'}),
     format: Flags.option({options: ['csv', 'json'] as const, default: 'csv' as const, summary: 'Export format.'})(),
     timeout: Flags.string({summary: 'Stop driving after this long (e.g. 30m); the run stays resumable.'}),
+    'notify-email': Flags.string({summary: 'Mail this address the two CSVs when the run completes, or the options when it needs a decision (needs SMTP_URL).'}),
   }
 
   async run(): Promise<OrchestrateResult> {
@@ -50,11 +53,14 @@ export default class Orchestrate extends RunDriverCommand<typeof Orchestrate> {
     const simulation = provider === 'simulated' ? simulationOptions({latency: flags['sim-latency'], faults: flags['sim-faults'], seed: flags['sim-seed']}) : undefined
     const timeoutMs = flags.timeout ? parseDuration(flags.timeout, '--timeout') : undefined
     createProvider(provider, simulation) // refuses an unusable provider before anything is written
+    const notifyEmail = flags['notify-email'] ? parseAddress(flags['notify-email'], '--notify-email') : undefined
+    if (notifyEmail) requireMailer('--notify-email').close()
 
     const db = await this.database({schema: true})
-    const run = await createRun(db, {criteria, size, provider, options: {simulation, outputDir: flags['output-dir']}})
+    const run = await createRun(db, {criteria, size, provider, options: {simulation, outputDir: flags['output-dir'], notifyEmail}})
     if (flags.detach) {
       this.info(`Run ${run.id} created; start workers to do it: rvx worker all  (rvx runs show ${run.id} to follow it)`)
+      if (notifyEmail) this.info(`rvx monitor mails ${notifyEmail} when it ends (keep one running, with SMTP_URL set)`)
       return {runId: run.id, status: run.status, detached: true}
     }
 

@@ -161,6 +161,26 @@ export interface LlmCallsTable {
   created_at: Timestamp
 }
 
+export type AlertSeverity = 'info' | 'warning' | 'critical'
+
+export interface AlertsTable {
+  id: Generated<number>
+  key: string
+  kind: string
+  severity: ColumnType<AlertSeverity, AlertSeverity | undefined, AlertSeverity>
+  subject: string
+  details: Json
+  run_id: number | null
+  recipient: string | null
+  deliveries: Json
+  attempts: Generated<number>
+  next_attempt_at: Timestamp
+  last_error: string | null
+  created_at: Timestamp
+  delivered_at: NullableTimestamp
+  resolved_at: NullableTimestamp
+}
+
 export interface Database {
   rvx_meta: RvxMetaTable
   tasks: TasksTable
@@ -170,6 +190,7 @@ export interface Database {
   companies: CompaniesTable
   contacts: ContactsTable
   llm_calls: LlmCallsTable
+  alerts: AlertsTable
 }
 
 export type RunRow = Selectable<RunsTable>
@@ -181,3 +202,4 @@ export type NewTaskRow = Insertable<TasksTable>
 export type TaskUpdate = Updateable<TasksTable>
 export type WorkerRow = Selectable<WorkersTable>
 export type TaskEventRow = Selectable<TaskEventsTable>
+export type AlertRow = Selectable<AlertsTable>

@@ -17,13 +17,21 @@ export interface ExportResult {
   contacts: number
 }
 
+export interface RenderedRun {
+  runId: number
+  status: string
+  companies: number
+  contacts: number
+  /** File contents by name: companies.<format>, contacts.<format>. */
+  files: {companies: string; contacts: string}
+}
+
 /**
- * Writes the run's companies and contacts to `<dir>/run-<id>/` (so runs never
- * overwrite each other). Selected companies are exported; a run that stopped
- * short exports what it has (the selected, else the best qualified). Writing
- * twice gives the same files (temp file + rename, so a crash leaves no half file).
+ * The run's companies and contacts as CSV (or JSON) text. Selected companies
+ * are exported; a run that stopped short exports what it has (the selected,
+ * else the best qualified).
  */
-export async function exportRun(db: Kysely<Database>, runId: number, outputDir: string, format: 'csv' | 'json' = 'csv'): Promise<ExportResult> {
+export async function renderRun(db: Kysely<Database>, runId: number, format: 'csv' | 'json' = 'csv'): Promise<RenderedRun> {
   const run = await getRun(db, runId)
   let companies = await db.selectFrom('companies').selectAll().where('run_id', '=', runId).where('status', '=', 'selected').orderBy('icp_score', 'desc').orderBy('id').execute()
   if (companies.length === 0) {
@@ -63,19 +71,26 @@ export async function exportRun(db: Kysely<Database>, runId: number, outputDir: 
     confidence: k.confidence,
     sources: list(k.sources),
   }))
+  const files =
+    format === 'json'
+      ? {companies: JSON.stringify(companyRows, null, 2) + '\n', contacts: JSON.stringify(contactRows, null, 2) + '\n'}
+      : {companies: stringify(companyRows, {header: true, columns: [...COMPANY_COLUMNS]}), contacts: stringify(contactRows, {header: true, columns: [...CONTACT_COLUMNS]})}
+  return {runId, status: run.status, companies: companyRows.length, contacts: contactRows.length, files}
+}
 
+/**
+ * Writes the run's export to `<dir>/run-<id>/` (so runs never overwrite each
+ * other). Writing twice gives the same files (temp file + rename, so a crash
+ * leaves no half file).
+ */
+export async function exportRun(db: Kysely<Database>, runId: number, outputDir: string, format: 'csv' | 'json' = 'csv'): Promise<ExportResult> {
+  const rendered = await renderRun(db, runId, format)
   const dir = path.resolve(outputDir, `run-${runId}`)
   await fs.mkdir(dir, {recursive: true})
   const files = {companies: path.join(dir, `companies.${format}`), contacts: path.join(dir, `contacts.${format}`)}
-  if (format === 'json') {
-    await writeAtomic(files.companies, JSON.stringify(companyRows, null, 2) + '\n')
-    await writeAtomic(files.contacts, JSON.stringify(contactRows, null, 2) + '\n')
-  } else {
-    await writeAtomic(files.companies, stringify(companyRows, {header: true, columns: [...COMPANY_COLUMNS]}))
-    await writeAtomic(files.contacts, stringify(contactRows, {header: true, columns: [...CONTACT_COLUMNS]}))
-  }
-
-  return {runId, status: run.status, files, companies: companyRows.length, contacts: contactRows.length}
+  await writeAtomic(files.companies, rendered.files.companies)
+  await writeAtomic(files.contacts, rendered.files.contacts)
+  return {runId, status: rendered.status, files, companies: rendered.companies, contacts: rendered.contacts}
 }
 
 async function writeAtomic(file: string, content: string): Promise<void> {

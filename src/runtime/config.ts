@@ -70,4 +70,5 @@ export function resolveConfig(overrides: Partial<RuntimeConfig> = {}): RuntimeCo
 /** Advisory-lock classes (first key of the two-key form) so rvx's locks never collide with anyone else's. */
 export const LOCK_CLASS_SWEEP = 0x7276_7801
 export const LOCK_CLASS_WORKER = 0x7276_7802
+export const LOCK_CLASS_MONITOR = 0x7276_7803
 export const NOTIFY_CHANNEL = 'rvx_tasks'

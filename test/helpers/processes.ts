@@ -1,7 +1,7 @@
 import {type ChildProcess, spawn} from 'node:child_process'
 import path from 'node:path'
 
-import {ROOT} from './cli.js'
+import {BIN, cliEnv, ROOT} from './cli.js'
 
 export interface Spawned {
   child: ChildProcess
@@ -14,7 +14,15 @@ const live = new Set<ChildProcess>()
 
 /** Spawns a TypeScript script under tsx; every child is SIGKILLed at the end of the run if still alive. */
 export function spawnScript(script: string, env: NodeJS.ProcessEnv): Spawned {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, script)], {cwd: ROOT, env: {...process.env, ...env}, stdio: ['ignore', 'pipe', 'pipe']})
+  return track(spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, script)], {cwd: ROOT, env: {...process.env, ...env}, stdio: ['ignore', 'pipe', 'pipe']}))
+}
+
+/** A long-running `rvx ...` (worker, monitor) as a real process, tracked like spawnScript's. */
+export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}): Spawned {
+  return track(spawn(process.execPath, [BIN, ...args], {cwd: ROOT, env: cliEnv(env), stdio: ['ignore', 'pipe', 'pipe']}))
+}
+
+function track(child: ChildProcess): Spawned {
   live.add(child)
   let out = ''
   let err = ''

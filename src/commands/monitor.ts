@@ -1,0 +1,94 @@
+import os from 'node:os'
+import {Flags} from '@oclif/core'
+
+import {BaseCommand} from '../cli/base-command.js'
+import {parseDuration} from '../cli/duration.js'
+import {UsageError} from '../cli/errors.js'
+import {ExitCode} from '../cli/exit-codes.js'
+import {createLogger} from '../cli/logger.js'
+import {type AlertChannel, EmailChannel, WebhookChannel} from '../monitor/channels.js'
+import {mailerFromEnv, parseAddress, requireMailer} from '../monitor/mail.js'
+import {MonitorMetrics, type MetricsServer} from '../monitor/metrics.js'
+import {Monitor} from '../monitor/monitor.js'
+
+export default class MonitorCommand extends BaseCommand<typeof MonitorCommand> {
+  static override summary = 'Watch the fleet: sweep dead workers, re-plan stalled runs, alert, and serve Prometheus metrics.'
+  static override description = `Every --interval the active monitor sweeps dead workers and expired leases (their tasks go back to the queue), re-plans runs with nothing in flight, and opens an alert for each new condition: a worker died, a task failed or was quarantined, a run made no progress for --stuck-after, a run needs a decision. Each alert is sent once (to a Slack-compatible --alert-webhook and/or --alert-email through SMTP_URL), and again only if its condition clears and comes back. Runs started with --notify-email get their mail from here when no orchestrate is attached. A fleet summary is logged every interval.
+
+Start several for safety: one is active (a PostgreSQL advisory lock), the others stand by and take over within one interval when it dies. Workers sweep too, so recovery never depends on the monitor.`
+  static override examples = [
+    '<%= config.bin %> monitor',
+    '<%= config.bin %> monitor --alert-webhook https://hooks.slack.com/services/T000/B000/XXXX --metrics-port 9464',
+    'SMTP_URL=smtp://user:pass@smtp.example.com:587 <%= config.bin %> monitor --alert-email ops@example.com --stuck-after 15m',
+  ]
+  static override flags = {
+    interval: Flags.string({summary: 'How often to sweep, check and log.', default: '5s'}),
+    'dead-after': Flags.string({summary: 'A worker silent this long is dead (its tasks are requeued).', default: '15s'}),
+    'stuck-after': Flags.string({summary: 'A running run with no task finished for this long is stuck.', default: '10m'}),
+    'alert-webhook': Flags.string({summary: 'Slack-compatible incoming webhook URL for alerts.', env: 'RVX_ALERT_WEBHOOK'}),
+    'alert-email': Flags.string({summary: 'Mail alerts to this address (needs SMTP_URL).', env: 'RVX_ALERT_EMAIL'}),
+    'metrics-port': Flags.integer({summary: 'Serve Prometheus metrics on this port (0: any free port).', env: 'RVX_METRICS_PORT', min: 0, max: 65_535}),
+    'metrics-host': Flags.string({summary: 'Address the metrics server listens on.', default: '127.0.0.1'}),
+    once: Flags.boolean({summary: 'Do one interval of work and exit (for cron and scripts).'}),
+  }
+
+  async run(): Promise<void> {
+    const {flags} = this
+    const intervalMs = parseDuration(flags.interval, '--interval')
+    const deadAfterMs = parseDuration(flags['dead-after'], '--dead-after')
+    const stuckAfterMs = parseDuration(flags['stuck-after'], '--stuck-after')
+    if (intervalMs < 100) throw new UsageError('--interval must be at least 100ms')
+    if (deadAfterMs <= 5000) throw new UsageError('--dead-after must exceed the 5s heartbeat interval, e.g. 15s')
+    const channels: AlertChannel[] = []
+    if (flags['alert-webhook']) channels.push(webhook(flags['alert-webhook']))
+    if (flags['alert-email']) channels.push(new EmailChannel(requireMailer('--alert-email'), parseAddress(flags['alert-email'], '--alert-email')))
+    const mailer = mailerFromEnv()
+
+    const db = await this.database({schema: true})
+    const log = createLogger(this.flags['log-level'], 'rvx-monitor')
+    const metrics = flags['metrics-port'] === undefined ? undefined : new MonitorMetrics()
+    let server: MetricsServer | undefined
+    if (metrics) {
+      server = await metrics.serve(flags['metrics-port']!, flags['metrics-host'])
+      log.info({url: server.url}, `metrics on ${server.url}`)
+    }
+
+    const name = `${os.hostname()}-${process.pid}`
+    const monitor = new Monitor({db, databaseUrl: this.databaseUrl!, name, intervalMs, deadAfterMs, stuckAfterMs, targets: {channels, mailer}, metrics, log})
+    log.info(
+      {interval: flags.interval, deadAfter: flags['dead-after'], stuckAfter: flags['stuck-after'], channels: channels.map((c) => c.label), notices: mailer ? `via ${mailer.host}` : 'off (no SMTP_URL)'},
+      `monitor ${name} starting: every ${flags.interval}; alerts to ${channels.length > 0 ? channels.map((c) => c.label).join(' and ') : 'the log only'}`,
+    )
+    const stop = new AbortController()
+    let signal: NodeJS.Signals | undefined
+    const onSignal = (s: NodeJS.Signals) => {
+      signal ??= s
+      stop.abort()
+    }
+
+    process.on('SIGTERM', onSignal)
+    process.on('SIGINT', onSignal)
+    try {
+      await monitor.run({signal: stop.signal, once: flags.once})
+      log.info({}, 'monitor stopped')
+      if (signal) this.exitCode = signal === 'SIGTERM' ? ExitCode.Terminated : ExitCode.Interrupted
+    } finally {
+      process.off('SIGTERM', onSignal)
+      process.off('SIGINT', onSignal)
+      await server?.close()
+      mailer?.close()
+    }
+  }
+}
+
+function webhook(url: string): WebhookChannel {
+  let parsed: URL
+  try {
+    parsed = new URL(url)
+  } catch {
+    throw new UsageError('--alert-webhook is not a URL: use e.g. https://hooks.slack.com/services/...')
+  }
+
+  if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') throw new UsageError('--alert-webhook must be an http(s) URL')
+  return new WebhookChannel(url)
+}

@@ -1,0 +1,81 @@
+import os from 'node:os'
+import nodemailer, {type Transporter} from 'nodemailer'
+import {z} from 'zod'
+
+import {UsageError} from '../cli/errors.js'
+
+export interface MailAttachment {
+  filename: string
+  content: string
+  contentType?: string
+}
+
+export interface MailMessage {
+  to: string
+  subject: string
+  text: string
+  attachments?: MailAttachment[]
+}
+
+const address = z.email()
+
+/** A person's address from a flag, or a one-line usage error naming the flag. */
+export function parseAddress(text: string, flag: string): string {
+  const parsed = address.safeParse(text.trim())
+  if (!parsed.success) throw new UsageError(`${flag} "${text}" is not an email address: use e.g. ops@example.com`)
+  return parsed.data
+}
+
+/**
+ * Sends mail through the SMTP server named by SMTP_URL
+ * (smtp://user:pass@host:587, or smtps:// for TLS from the start). The URL
+ * holds a password: it is never logged or printed, only its host.
+ */
+export class Mailer {
+  readonly host: string
+  private readonly transport: Transporter
+  private readonly from: string
+
+  constructor(smtpUrl: string, from?: string) {
+    let url: URL
+    try {
+      url = new URL(smtpUrl)
+    } catch {
+      throw new UsageError('SMTP_URL is not a URL: use smtp://user:password@host:587 (or smtps:// for TLS on connect)')
+    }
+
+    if (url.protocol !== 'smtp:' && url.protocol !== 'smtps:') throw new UsageError(`SMTP_URL must start with smtp:// or smtps:// (got ${url.protocol}//)`)
+    const secure = url.protocol === 'smtps:'
+    this.host = `${url.hostname}:${url.port || (secure ? 465 : 587)}`
+    this.from = from ?? `rvx <rvx@${os.hostname()}>`
+    this.transport = nodemailer.createTransport({
+      host: url.hostname.replace(/^\[|\]$/g, ''),
+      port: Number(url.port || (secure ? 465 : 587)),
+      secure,
+      auth: url.username ? {user: decodeURIComponent(url.username), pass: decodeURIComponent(url.password)} : undefined,
+      connectionTimeout: 10_000,
+      greetingTimeout: 10_000,
+      socketTimeout: 30_000,
+    })
+  }
+
+  async send(message: MailMessage): Promise<void> {
+    await this.transport.sendMail({from: this.from, to: message.to, subject: message.subject, text: message.text, attachments: message.attachments})
+  }
+
+  close(): void {
+    this.transport.close()
+  }
+}
+
+/** The mailer SMTP_URL describes, or undefined when it is not set. */
+export function mailerFromEnv(env: NodeJS.ProcessEnv = process.env): Mailer | undefined {
+  return env.SMTP_URL ? new Mailer(env.SMTP_URL, env.RVX_MAIL_FROM) : undefined
+}
+
+/** For flags that send mail: the mailer, or a one-line error saying how to configure one. */
+export function requireMailer(flag: string, env: NodeJS.ProcessEnv = process.env): Mailer {
+  const mailer = mailerFromEnv(env)
+  if (!mailer) throw new UsageError(`${flag} needs an SMTP server: set SMTP_URL, e.g. smtp://user:password@smtp.example.com:587`)
+  return mailer
+}

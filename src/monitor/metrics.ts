@@ -1,0 +1,172 @@
+import http from 'node:http'
+import type {AddressInfo} from 'node:net'
+import {type Kysely, sql} from 'kysely'
+import {collectDefaultMetrics, Counter, Gauge, Histogram, Registry} from 'prom-client'
+
+import {RvxError} from '../cli/errors.js'
+import {ExitCode} from '../cli/exit-codes.js'
+import type {Database} from '../db/schema.js'
+import type {QueueStats, WorkerTypeStats} from '../runtime/stats.js'
+
+const WORKER_STATUSES = ['starting', 'idle', 'busy', 'draining', 'stopped', 'dead'] as const
+const TASK_STATUSES = ['queued', 'running', 'completed', 'failed', 'quarantined', 'canceled'] as const
+const RECOVERY_REASON: Record<string, string> = {requeued_after_death: 'worker_died', requeued_lease_expired: 'lease_expired'}
+
+/**
+ * The monitor's Prometheus metrics. Gauges are the fleet as of the last
+ * interval; counters count what happened since this monitor started, read
+ * incrementally from task_events and llm_calls (each row once).
+ */
+export class MonitorMetrics {
+  readonly registry = new Registry()
+  private readonly active = new Gauge({name: 'rvx_monitor_active', help: '1 when this monitor is the active one (holds the lock), 0 on standby.', registers: [this.registry]})
+  private readonly workers = new Gauge({name: 'rvx_workers', help: 'Workers by type and status.', labelNames: ['type', 'status'], registers: [this.registry]})
+  private readonly tasks = new Gauge({name: 'rvx_tasks', help: 'Tasks by kind and status (queue depth: status queued or running).', labelNames: ['kind', 'status'], registers: [this.registry]})
+  private readonly oldest = new Gauge({name: 'rvx_task_oldest_queued_seconds', help: 'Age of the oldest runnable queued task, by kind.', labelNames: ['kind'], registers: [this.registry]})
+  private readonly runs = new Gauge({name: 'rvx_runs', help: 'Runs by status.', labelNames: ['status'], registers: [this.registry]})
+  private readonly durations = new Histogram({
+    name: 'rvx_task_duration_seconds',
+    help: 'Time from claim to completion of completed tasks, by kind.',
+    labelNames: ['kind'],
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600],
+    registers: [this.registry],
+  })
+  private readonly events = new Counter({name: 'rvx_task_events_total', help: 'Task events (completed, failed, retry_scheduled, snoozed, released, ...) by kind.', labelNames: ['kind', 'event'], registers: [this.registry]})
+  private readonly recoveries = new Counter({name: 'rvx_task_recoveries_total', help: 'Tasks put back after their worker died or their lease ran out.', labelNames: ['kind', 'reason'], registers: [this.registry]})
+  private readonly fenced = new Counter({name: 'rvx_fenced_out_total', help: 'Late completions refused because the lease had moved on (never applied).', labelNames: ['kind'], registers: [this.registry]})
+  private readonly tokens = new Counter({name: 'rvx_llm_tokens_total', help: 'Model tokens used, by provider, model and direction.', labelNames: ['provider', 'model', 'direction'], registers: [this.registry]})
+  private readonly cost = new Counter({name: 'rvx_llm_cost_usd_total', help: 'Model cost in US dollars, by provider and model.', labelNames: ['provider', 'model'], registers: [this.registry]})
+  private readonly calls = new Counter({name: 'rvx_llm_calls_total', help: 'Model calls by provider, model and outcome.', labelNames: ['provider', 'model', 'outcome'], registers: [this.registry]})
+  private readonly alerts = new Counter({name: 'rvx_alerts_total', help: 'Alerts opened by this monitor, by kind.', labelNames: ['kind'], registers: [this.registry]})
+  private readonly swept = new Counter({name: 'rvx_dead_workers_total', help: 'Workers this monitor found dead.', registers: [this.registry]})
+  private readonly eventTail = new Tail()
+  private readonly callTail = new Tail()
+
+  constructor() {
+    collectDefaultMetrics({register: this.registry, prefix: 'rvx_monitor_'})
+  }
+
+  setActive(active: boolean): void {
+    this.active.set(active ? 1 : 0)
+  }
+
+  setFleet(workers: WorkerTypeStats[], queue: QueueStats[], runs: Record<string, number>): void {
+    this.workers.reset()
+    for (const w of workers) for (const s of WORKER_STATUSES) this.workers.set({type: w.type, status: s}, w[s])
+    this.tasks.reset()
+    this.oldest.reset()
+    for (const q of queue) {
+      for (const s of TASK_STATUSES) this.tasks.set({kind: q.kind, status: s}, q[s])
+      this.oldest.set({kind: q.kind}, q.oldestQueuedAgeS ?? 0)
+    }
+
+    this.runs.reset()
+    for (const [status, n] of Object.entries(runs)) this.runs.set({status}, n)
+  }
+
+  countAlerts(kinds: string[]): void {
+    for (const kind of kinds) this.alerts.inc({kind})
+  }
+
+  countDeadWorkers(n: number): void {
+    if (n > 0) this.swept.inc(n)
+  }
+
+  /** Reads task events and model calls newer than the last read into the counters. */
+  async collect(db: Kysely<Database>): Promise<void> {
+    const events = await this.eventTail.read(db, (since) =>
+      sql<{key: string; at: Date; kind: string; event: string; duration_s: number | null}>`
+        select e.task_id || ':' || e.id as key, e.at, t.kind, e.event,
+               case when e.event = 'completed' then extract(epoch from e.at - t.started_at)::float8 end as duration_s
+        from task_events e join tasks t on t.id = e.task_id
+        where e.at > ${since} and e.event <> 'claimed'`.execute(db),
+    )
+    for (const e of events) {
+      this.events.inc({kind: e.kind, event: e.event})
+      if (e.event === 'completed' && e.duration_s !== null) this.durations.observe({kind: e.kind}, Math.max(0, e.duration_s))
+      if (RECOVERY_REASON[e.event]) this.recoveries.inc({kind: e.kind, reason: RECOVERY_REASON[e.event]})
+      if (e.event === 'fenced_out') this.fenced.inc({kind: e.kind})
+    }
+
+    const calls = await this.callTail.read(db, (since) =>
+      sql<{key: string; at: Date; provider: string; model: string; outcome: string; input_tokens: number; output_tokens: number; cost: string}>`
+        select id::text as key, created_at as at, provider, model, outcome, input_tokens, output_tokens, cost_usd::text as cost
+        from llm_calls where created_at > ${since}`.execute(db),
+    )
+    for (const c of calls) {
+      this.calls.inc({provider: c.provider, model: c.model, outcome: c.outcome})
+      this.tokens.inc({provider: c.provider, model: c.model, direction: 'input'}, c.input_tokens)
+      this.tokens.inc({provider: c.provider, model: c.model, direction: 'output'}, c.output_tokens)
+      const usd = Number(c.cost)
+      if (usd > 0) this.cost.inc({provider: c.provider, model: c.model}, usd)
+    }
+  }
+
+  /** Serves /metrics (and /healthz) until closed. Port 0 picks a free one. */
+  async serve(port: number, host: string): Promise<MetricsServer> {
+    const server = http.createServer((req, res) => {
+      const path = (req.url ?? '/').split('?')[0]
+      if (req.method === 'GET' && path === '/metrics') {
+        this.registry.metrics().then(
+          (body) => res.writeHead(200, {'content-type': this.registry.contentType}).end(body),
+          (error: Error) => res.writeHead(500).end(error.message),
+        )
+      } else if (req.method === 'GET' && path === '/healthz') {
+        res.writeHead(200, {'content-type': 'text/plain'}).end('ok\n')
+      } else {
+        res.writeHead(404, {'content-type': 'text/plain'}).end('not found: try /metrics\n')
+      }
+    })
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (error: NodeJS.ErrnoException) =>
+        reject(
+          error.code === 'EADDRINUSE'
+            ? new RvxError(`metrics port ${port} on ${host} is in use: pick another --metrics-port`, {code: 'port_in_use', exitCode: ExitCode.Usage})
+            : error,
+        ),
+      )
+      server.listen(port, host, resolve)
+    })
+    const address = server.address() as AddressInfo
+    return {
+      url: `http://${host.includes(':') ? `[${host}]` : host}:${address.port}/metrics`,
+      close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    }
+  }
+}
+
+export interface MetricsServer {
+  url: string
+  close(): Promise<void>
+}
+
+/**
+ * Reads rows newer than a moving mark, each once. now() in PostgreSQL is the
+ * time a transaction started, so a row can commit with a timestamp a little
+ * older than rows already read: every read looks back a minute and skips the
+ * keys it has seen. The first read only takes note (counters start at zero).
+ */
+class Tail {
+  private mark?: Date
+  private seen = new Map<string, number>()
+
+  async read<R extends {key: string; at: Date}>(db: Kysely<Database>, query: (since: Date) => Promise<{rows: R[]}>): Promise<R[]> {
+    const first = !this.mark
+    if (!this.mark) {
+      const {rows} = await sql<{now: Date}>`select now() as now`.execute(db)
+      this.mark = rows[0].now
+    }
+
+    const since = new Date(this.mark.getTime() - 60_000)
+    const {rows} = await query(since)
+    const fresh = rows.filter((r) => !this.seen.has(r.key))
+    for (const r of fresh) {
+      this.seen.set(r.key, r.at.getTime())
+      if (r.at > this.mark) this.mark = r.at
+    }
+
+    const horizon = since.getTime()
+    for (const [key, at] of this.seen) if (at < horizon) this.seen.delete(key)
+    return first ? [] : fresh
+  }
+}

@@ -1,0 +1,161 @@
+import {type Kysely, sql} from 'kysely'
+
+import type {Database} from '../db/schema.js'
+import {advanceRun} from '../pipeline/advance.js'
+import {sleep} from '../runtime/backoff.js'
+import {DEFAULT_CONFIG} from '../runtime/config.js'
+import {errorMessage} from '../runtime/errors.js'
+import type {Logger} from '../runtime/logger.js'
+import {queueStats, workerStats} from '../runtime/stats.js'
+import {sweep} from '../runtime/sweep.js'
+import {type Condition, currentConditions, recordConditions} from './conditions.js'
+import {deliverPending, type DeliveryTargets} from './delivery.js'
+import {LeaderLock} from './leader.js'
+import type {MonitorMetrics} from './metrics.js'
+
+export interface MonitorOptions {
+  db: Kysely<Database>
+  databaseUrl: string
+  /** Shown in logs and pg_stat_activity. */
+  name: string
+  intervalMs: number
+  deadAfterMs: number
+  stuckAfterMs: number
+  /** Dead workers and failed tasks older than this are not alerted (default: an hour, or twice stuckAfter). */
+  lookbackMs?: number
+  targets: DeliveryTargets
+  metrics?: MonitorMetrics
+  log: Logger
+}
+
+export interface TickResult {
+  active: boolean
+  deadWorkers: string[]
+  requeued: number
+  advanced: number[]
+  opened: Condition[]
+  summary: string
+}
+
+/**
+ * The fleet's caretaker. Every interval the active monitor sweeps dead
+ * workers and expired leases, re-plans runs that have nothing in flight
+ * (a quarantined or failed stage task must not leave a run waiting), opens
+ * alerts for new conditions and sends them, and logs a fleet summary. Any
+ * number of monitors may run: one holds the lock and acts, the others keep
+ * their metrics current and take over within one interval when it dies.
+ */
+export class Monitor {
+  private readonly leader: LeaderLock
+  private readonly lookbackMs: number
+  private active?: boolean
+  private delivering?: Promise<unknown>
+
+  constructor(private readonly o: MonitorOptions) {
+    this.leader = new LeaderLock(o.databaseUrl, o.name)
+    this.lookbackMs = o.lookbackMs ?? Math.max(3_600_000, 2 * o.stuckAfterMs)
+  }
+
+  /** Ticks until the signal aborts (or once), then lets in-flight deliveries finish and releases the lock. */
+  async run(options: {signal?: AbortSignal; once?: boolean} = {}): Promise<void> {
+    try {
+      while (!options.signal?.aborted) {
+        const started = Date.now()
+        await this.tick()
+        if (options.once) break
+        await sleep(Math.max(0, this.o.intervalMs - (Date.now() - started)), options.signal)
+      }
+
+      await this.delivering
+    } finally {
+      await this.leader.close()
+    }
+  }
+
+  /** One interval's work. Errors are logged, never thrown: the monitor outlives a database restart. */
+  async tick(): Promise<TickResult | undefined> {
+    const active = await this.leader.hold()
+    if (active !== this.active) {
+      this.active = active
+      this.o.log.info({active}, active ? 'active: this monitor sweeps, re-plans and alerts' : 'standby: another monitor is active; this one takes over if it stops')
+    }
+
+    this.o.metrics?.setActive(active)
+    try {
+      const result: TickResult = {active, deadWorkers: [], requeued: 0, advanced: [], opened: [], summary: ''}
+      if (active) {
+        const swept = await sweep(this.o.db, {...DEFAULT_CONFIG, deadAfterMs: this.o.deadAfterMs})
+        result.deadWorkers = swept.deadWorkers
+        result.requeued = swept.requeued
+        this.o.metrics?.countDeadWorkers(swept.deadWorkers.length)
+        if (swept.deadWorkers.length > 0 || swept.requeued > 0 || swept.quarantined > 0) {
+          this.o.log.warn({dead: swept.deadWorkers, requeued: swept.requeued, quarantined: swept.quarantined}, `swept ${swept.deadWorkers.length} dead worker(s): ${swept.requeued} task(s) requeued, ${swept.quarantined} quarantined`)
+        }
+
+        result.advanced = await this.replanIdleRuns()
+        result.opened = await this.alert()
+      }
+
+      result.summary = await this.observe()
+      if (active) this.o.log.info({}, result.summary)
+      return result
+    } catch (error) {
+      this.o.log.error({err: errorMessage(error)}, `monitor tick failed (retrying next interval): ${errorMessage(error)}`)
+      return undefined
+    }
+  }
+
+  /** Runs marked running with nothing queued or running: advance decides what is next (or how they end). */
+  private async replanIdleRuns(): Promise<number[]> {
+    const {rows} = await sql<{id: number}>`
+      select r.id from runs r
+      where r.status = 'running'
+        and not exists (select 1 from tasks t where t.scope = 'run:' || r.id and t.status in ('queued', 'running'))`.execute(this.o.db)
+    for (const {id} of rows) {
+      const status = await advanceRun(this.o.db, id)
+      this.o.log.info({runId: id, status}, `run ${id} had nothing in flight; re-planned: ${status}`)
+    }
+
+    return rows.map((r) => r.id)
+  }
+
+  private async alert(): Promise<Condition[]> {
+    const conditions = await currentConditions(this.o.db, {stuckAfterMs: this.o.stuckAfterMs, lookbackMs: this.lookbackMs})
+    const {opened} = await recordConditions(this.o.db, conditions, {deliverNow: this.o.targets.channels.length === 0})
+    for (const a of opened) {
+      const level = a.severity === 'critical' ? 'error' : a.severity === 'warning' ? 'warn' : 'info'
+      this.o.log[level]({alert: a.kind, key: a.key, ...a.details}, a.recipient ? `notice for ${a.recipient}: ${a.subject}` : `alert: ${a.subject}`)
+    }
+
+    this.o.metrics?.countAlerts(opened.map((a) => a.kind))
+    this.delivering ??= deliverPending(this.o.db, this.o.targets, this.o.log)
+      .catch((error: unknown) => this.o.log.error({err: errorMessage(error)}, `alert delivery failed: ${errorMessage(error)}`))
+      .finally(() => {
+        this.delivering = undefined
+      })
+    return opened
+  }
+
+  /** Fleet, queue and runs: into the metrics, and one summary line. */
+  private async observe(): Promise<string> {
+    const [fleet, queue, runs] = await Promise.all([
+      workerStats(this.o.db),
+      queueStats(this.o.db),
+      sql<{status: string; n: number}>`select status, count(*)::int as n from runs group by status`.execute(this.o.db),
+    ])
+    const runCounts = Object.fromEntries(runs.rows.map((r) => [r.status, r.n]))
+    if (this.o.metrics) {
+      this.o.metrics.setFleet(fleet, queue, runCounts)
+      await this.o.metrics.collect(this.o.db)
+    }
+
+    const sum = <T>(rows: T[], f: (r: T) => number) => rows.reduce((n, r) => n + f(r), 0)
+    // A worker of several types counts once per type in the fleet table; the summary counts types' slots.
+    const live = sum(fleet, (w) => w.starting + w.idle + w.busy + w.draining)
+    return (
+      `fleet: ${live} live (${sum(fleet, (w) => w.busy)} busy, ${sum(fleet, (w) => w.idle)} idle, ${sum(fleet, (w) => w.draining)} draining), ${sum(fleet, (w) => w.dead)} dead; ` +
+      `queue: ${sum(queue, (q) => q.queued)} queued, ${sum(queue, (q) => q.running)} running, ${sum(queue, (q) => q.failed + q.quarantined)} failed; ` +
+      `runs: ${runCounts.running ?? 0} running, ${runCounts.needs_decision ?? 0} need a decision`
+    )
+  }
+}

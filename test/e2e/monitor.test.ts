@@ -1,0 +1,225 @@
+import assert from 'node:assert/strict'
+import {parse} from 'csv-parse/sync'
+import {sql} from 'kysely'
+
+import {parseCriteria, validateSize} from '../../src/pipeline/criteria.js'
+import {createRun} from '../../src/pipeline/runs.js'
+import {claimTasks, enqueue, failTask, retryTask} from '../../src/runtime/index.js'
+import {metricSum, parseMetrics, startSmtp, startWebhook, type SmtpCapture, type WebhookCapture} from '../helpers/capture-servers.js'
+import {hasStackTrace, lines, rvx} from '../helpers/cli.js'
+import {useFreshDatabase} from '../helpers/db.js'
+import {type Spawned, spawnCli, waitFor} from '../helpers/processes.js'
+
+const CLAIM = {workerId: 'probe-worker', limit: 1, leaseMs: 30_000, pool: 'default', capabilities: [], memoryAvailableGb: 64, gpuVramAvailableGb: 0}
+
+/** A task that failed for good, through the runtime's own calls. */
+async function failedTask(db: Parameters<typeof enqueue>[0], error: string): Promise<number> {
+  const [task] = await enqueue(db, {kind: 'probe', payload: {}, maxAttempts: 1})
+  const [claimed] = await claimTasks(db, {...CLAIM, kinds: ['probe']})
+  assert.equal(claimed.id, task.id)
+  assert.equal(await failTask(db as never, {taskId: claimed.id, epoch: claimed.epoch, workerId: CLAIM.workerId}, error, {permanent: true, retryInMs: 0}), 'failed')
+  return task.id
+}
+
+describe('e2e: rvx monitor', function () {
+  this.timeout(120_000)
+
+  describe('alerts to a webhook', () => {
+    const t = useFreshDatabase()
+    let hook: WebhookCapture
+    before(async () => {
+      hook = await startWebhook()
+    })
+    after(() => hook.close())
+    const once = () => rvx(['monitor', '--once', '--alert-webhook', hook.url], {env: {DATABASE_URL: t.url}})
+
+    it('sends each condition once, retries a failing endpoint, and alerts again only when a condition comes back', async () => {
+      const taskId = await failedTask(t.db, 'upstream said 400: bad request')
+      const run = await createRun(t.db, {criteria: parseCriteria('{"state":"TX"}'), size: validateSize({quantity: 10, contactsMin: 1, contactsMax: 3}), provider: 'simulated'})
+      await sql`update runs set status = 'needs_decision', notes = 'only 3 of 10 qualified' where id = ${run.id}`.execute(t.db)
+      hook.failNext(1, 503)
+
+      const first = await once()
+      assert.equal(first.code, 0, first.stderr)
+      assert.equal(hook.requests.length, 2, 'one refused POST, then the retry')
+      assert.deepEqual(hook.requests.map((r) => r.status), [503, 200])
+      assert.deepEqual(hook.requests[0].body, hook.requests[1].body, 'the retry sends the same message')
+      const sent = hook.requests[1].body
+      assert.deepEqual(sent.alerts.map((a: {kind: string}) => a.kind).sort(), ['run_needs_decision', 'task_failed'])
+      assert.match(sent.text, new RegExp(`task ${taskId} \\(probe\\) failed after 1 attempt: upstream said 400`))
+      assert.match(sent.text, new RegExp(`run ${run.id} needs a decision: only 3 of 10 qualified`))
+      assert.ok(!first.stderr.includes('secret-token'), 'the webhook path (its secret) is never logged')
+
+      assert.equal((await once()).code, 0)
+      assert.equal(hook.requests.length, 2, 'nothing new: nothing sent')
+
+      // The condition clears (a person retries the task)...
+      assert.ok(await retryTask(t.db, taskId))
+      assert.equal((await once()).code, 0)
+      assert.equal(hook.requests.length, 2)
+      const open = await sql<{n: number}>`select count(*)::int as n from alerts where key = ${`task:${taskId}:failed`} and resolved_at is null`.execute(t.db)
+      assert.equal(open.rows[0].n, 0, 'the alert is resolved once the task is no longer failed')
+
+      // ...and comes back: news again.
+      const [again] = await claimTasks(t.db, {...CLAIM, kinds: ['probe']})
+      await failTask(t.db, {taskId: again.id, epoch: again.epoch, workerId: CLAIM.workerId}, 'still broken', {permanent: true, retryInMs: 0})
+      assert.equal((await once()).code, 0)
+      assert.equal(hook.requests.length, 3)
+      assert.deepEqual(hook.requests[2].body.alerts.map((a: {kind: string; details: {taskId: number}}) => [a.kind, a.details.taskId]), [['task_failed', taskId]])
+    })
+
+    it('a webhook that keeps refusing leaves the alert pending with its error, to be retried later', async () => {
+      const taskId = await failedTask(t.db, 'boom')
+      hook.failNext(10, 400)
+      const result = await once()
+      assert.equal(result.code, 0, 'the monitor does not die because a channel is down')
+      assert.equal(hook.requests.at(-1)!.status, 400)
+      const row = await sql<{delivered_at: Date | null; last_error: string; attempts: number}>`select delivered_at, last_error, attempts from alerts where key = ${`task:${taskId}:failed`}`.execute(t.db)
+      assert.equal(row.rows[0].delivered_at, null)
+      assert.equal(row.rows[0].attempts, 1)
+      assert.match(row.rows[0].last_error, /HTTP 400/)
+      assert.ok(!row.rows[0].last_error.includes('secret-token'))
+    })
+
+    it('rejects bad flags with one line and exit 2', async () => {
+      for (const args of [['--alert-webhook', 'not a url'], ['--interval', 'soon'], ['--alert-email', 'ops@example.com'], ['--dead-after', '2s']]) {
+        const r = await rvx(['monitor', '--once', ...args], {env: {DATABASE_URL: t.url, SMTP_URL: ''}})
+        assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`)
+        assert.equal(lines(r.stderr).length, 1, r.stderr)
+        assert.ok(!hasStackTrace(r.stderr))
+      }
+    })
+  })
+
+  describe('mail: alerts and run notices through SMTP', () => {
+    const t = useFreshDatabase()
+    let smtp: SmtpCapture
+    before(async () => {
+      smtp = await startSmtp()
+    })
+    after(() => smtp.close())
+    const env = () => ({DATABASE_URL: t.url, SMTP_URL: smtp.url})
+
+    it('orchestrate --notify-email mails both CSVs when the run completes, once', async () => {
+      const r = await rvx(['orchestrate', '--provider', 'simulated', '--criteria', '{"pms":"Buildium","state":"TX"}', '--quantity', '5', '--notify-email', 'sales@example.com', '--output-dir', `${process.env.RVX_TEST_HOME}/exports`, '--json'], {env: env()})
+      assert.equal(r.code, 0, r.stderr)
+      const {runId} = JSON.parse(r.stdout)
+      const [mail] = await waitFor('the completion mail', async () => smtp.to('sales@example.com').length > 0 && smtp.to('sales@example.com'))
+      assert.match(mail.subject!, new RegExp(`rvx run ${runId} completed: 5 companies, \\d+ contacts`))
+      assert.deepEqual(mail.attachments.map((a) => a.filename), [`run-${runId}-companies.csv`, `run-${runId}-contacts.csv`])
+      const companies = parse(mail.attachments[0].content.toString(), {columns: true}) as Array<{domain: string}>
+      assert.equal(companies.length, 5)
+      const contacts = parse(mail.attachments[1].content.toString(), {columns: true}) as Array<{company_domain: string}>
+      assert.ok(contacts.length >= 5 && contacts.every((c) => companies.some((co) => co.domain === c.company_domain)))
+
+      // A monitor coming along later knows it was sent.
+      assert.equal((await rvx(['monitor', '--once'], {env: env()})).code, 0)
+      assert.equal(smtp.to('sales@example.com').length, 1)
+    })
+
+    it('a detached run that stalls: the monitor mails the options once, alerts ops, and mails the CSVs after accept', async () => {
+      const created = await rvx(['orchestrate', '--provider', 'simulated', '--criteria', '{"pms":"Buildium","state":"TX"}', '--quantity', '200', '--detach', '--notify-email', 'sales@example.com', '--json'], {env: env()})
+      assert.equal(created.code, 0, created.stderr)
+      const {runId} = JSON.parse(created.stdout)
+      const worker = await rvx(['worker', 'all', '--run', String(runId), '--exit-when-idle'], {env: env()})
+      assert.equal(worker.code, 0, worker.stderr)
+      const before = smtp.to('sales@example.com').length
+
+      const monitor = await rvx(['monitor', '--once', '--alert-email', 'ops@example.com'], {env: env()})
+      assert.equal(monitor.code, 0, monitor.stderr)
+      assert.ok(!monitor.stderr.includes('p@ss'), 'the SMTP password is never logged')
+      const notices = await waitFor('the decision mail', async () => smtp.to('sales@example.com').length > before && smtp.to('sales@example.com').slice(before))
+      assert.equal(notices.length, 1)
+      assert.equal(notices[0].subject, `rvx run ${runId} needs your decision`)
+      assert.match(notices[0].text!, new RegExp(`rvx runs accept ${runId}`))
+      assert.match(notices[0].text!, new RegExp(`rvx runs resume ${runId} --quantity N`))
+      const ops = smtp.to('ops@example.com')
+      assert.equal(ops.length, 1)
+      assert.match(ops[0].subject!, new RegExp(`run ${runId} needs a decision`))
+
+      assert.equal((await rvx(['monitor', '--once', '--alert-email', 'ops@example.com'], {env: env()})).code, 0)
+      assert.equal(smtp.to('sales@example.com').length, before + 1, 'sent once')
+      assert.equal(smtp.to('ops@example.com').length, 1, 'alerted once')
+
+      assert.equal((await rvx(['runs', 'accept', String(runId)], {env: env()})).code, 0)
+      assert.equal((await rvx(['monitor', '--once'], {env: env()})).code, 0)
+      const done = smtp.to('sales@example.com').at(-1)!
+      assert.match(done.subject!, new RegExp(`rvx run ${runId} completed`))
+      assert.equal(done.attachments.length, 2)
+    })
+
+    it('--notify-email without SMTP_URL, or with a bad address, is a one-line usage error before any run is created', async () => {
+      const runs = async () => (await sql<{n: number}>`select count(*)::int as n from runs`.execute(t.db)).rows[0].n
+      const count = await runs()
+      for (const [address, smtpUrl, message] of [
+        ['sales@example.com', '', /SMTP_URL/],
+        ['not-an-address', smtp.url, /not an email address/],
+      ] as const) {
+        const r = await rvx(['orchestrate', '--provider', 'simulated', '--criteria', '{"state":"TX"}', '--quantity', '1', '--notify-email', address], {env: {DATABASE_URL: t.url, SMTP_URL: smtpUrl}})
+        assert.equal(r.code, 2, r.stderr)
+        assert.equal(lines(r.stderr).length, 1, r.stderr)
+        assert.match(r.stderr, message)
+      }
+
+      assert.equal(await runs(), count)
+    })
+  })
+
+  describe('metrics and standby', () => {
+    const t = useFreshDatabase()
+    const spawned: Spawned[] = []
+    afterEach(() => {
+      for (const p of spawned.splice(0)) p.child.kill('SIGKILL')
+    })
+
+    it('serves Prometheus metrics: fleet, queue, durations, tokens', async () => {
+      const monitor = spawnCli(['monitor', '--interval', '300ms', '--metrics-port', '0'], {DATABASE_URL: t.url})
+      spawned.push(monitor)
+      const url = await waitFor('the metrics url', async () => /metrics on (http:[^\s"]+)/.exec(monitor.stderr())?.[1])
+      // Counters count from the monitor's first interval on.
+      await waitFor('the first interval', async () => monitor.stderr().includes('fleet:'))
+      const run = await rvx(['orchestrate', '--provider', 'simulated', '--criteria', '{"state":"TX"}', '--quantity', '5', '--output-dir', `${process.env.RVX_TEST_HOME}/exports`], {env: {DATABASE_URL: t.url}})
+      assert.equal(run.code, 0, run.stderr)
+      const samples = await waitFor('completions in the counters', async () => {
+        const s = parseMetrics(await (await fetch(url)).text())
+        return metricSum(s, 'rvx_task_events_total', {kind: 'contact', event: 'completed'}) >= 5 && s
+      })
+      assert.equal(metricSum(samples, 'rvx_monitor_active'), 1)
+      assert.ok(metricSum(samples, 'rvx_task_events_total', {kind: 'company', event: 'completed'}) >= 5)
+      assert.equal(metricSum(samples, 'rvx_task_duration_seconds_count', {kind: 'lead-list'}), metricSum(samples, 'rvx_task_events_total', {kind: 'lead-list', event: 'completed'}))
+      assert.ok(metricSum(samples, 'rvx_llm_tokens_total', {provider: 'simulated', direction: 'output'}) > 0)
+      assert.ok(metricSum(samples, 'rvx_llm_calls_total', {provider: 'simulated'}) > 0)
+      // The in-process workers of the finished orchestrate are stopped now.
+      assert.ok(metricSum(samples, 'rvx_workers', {type: 'company', status: 'stopped'}) >= 1)
+      assert.equal(metricSum(samples, 'rvx_tasks', {status: 'running'}), 0)
+      assert.ok(metricSum(samples, 'rvx_tasks', {kind: 'company', status: 'completed'}) >= 5)
+      assert.equal(metricSum(samples, 'rvx_runs', {status: 'completed'}), 1)
+      assert.ok(samples.some((s) => s.name === 'rvx_monitor_process_resident_memory_bytes'))
+      assert.equal((await fetch(url.replace('/metrics', '/nope'))).status, 404)
+      monitor.child.kill('SIGTERM')
+      assert.equal((await monitor.exited).code, 143)
+    })
+
+    it('a standby monitor takes over within an interval when the active one dies', async () => {
+      const env = {DATABASE_URL: t.url}
+      const first = spawnCli(['monitor', '--interval', '500ms'], env)
+      spawned.push(first)
+      await waitFor('the first monitor to be active', async () => first.stderr().includes('"active":true'))
+      const second = spawnCli(['monitor', '--interval', '500ms'], env)
+      spawned.push(second)
+      await waitFor('the second to stand by', async () => second.stderr().includes('"active":false'))
+      await new Promise((r) => setTimeout(r, 1000))
+      assert.ok(!second.stderr().includes('"active":true'), 'only one is active while both live')
+      assert.ok(!second.stderr().includes('fleet:'), 'a standby does not log fleet summaries')
+
+      first.child.kill('SIGKILL')
+      const killedAt = Date.now()
+      await waitFor('the standby to take over', async () => second.stderr().includes('"active":true'), 5000, 50)
+      const tookMs = Date.now() - killedAt
+      await waitFor('its first fleet summary', async () => second.stderr().includes('fleet:'))
+      assert.ok(tookMs < 5000, `took over after ${tookMs} ms`)
+      second.child.kill('SIGINT')
+      assert.equal((await second.exited).code, 130)
+    })
+  })
+})
