@@ -1,0 +1,144 @@
+import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import {parse} from 'csv-parse/sync'
+import {sql} from 'kysely'
+
+import {metricSum, parseMetrics} from '../helpers/capture-servers.js'
+import {rvx} from '../helpers/cli.js'
+import {useFreshDatabase} from '../helpers/db.js'
+import {type Spawned, spawnCli, waitFor} from '../helpers/processes.js'
+
+const TYPES = ['lead-list', 'company', 'contact'] as const
+const KILL_EVERY_MS = 3000
+const KILL_FOR_MS = 30_000
+
+/**
+ * The fleet under fire: a monitor, two worker processes per stage with
+ * simulated latency and faults, one detached run of 30 companies, and a
+ * random worker SIGKILLed (and replaced) every 3 s for 30 s. Nothing may be
+ * lost, duplicated or applied late.
+ */
+describe('e2e: chaos (SIGKILL workers during a run)', function () {
+  this.timeout(180_000)
+  const t = useFreshDatabase()
+  const env = () => ({DATABASE_URL: t.url})
+  const fleet = new Map<string, {type: string; proc: Spawned}>()
+  const others: Spawned[] = []
+  after(() => {
+    for (const {proc} of fleet.values()) proc.child.kill('SIGKILL')
+    for (const p of others) p.child.kill('SIGKILL')
+  })
+
+  let serial = 0
+  const startWorker = (type: string) => {
+    const id = `chaos-${type}-${++serial}`
+    fleet.set(id, {type, proc: spawnCli(['worker', type, '--id', id, '--concurrency', '3'], env())})
+    return id
+  }
+
+  it('completes with exactly 30 selected companies, no duplicates, every killed task recovered, nothing stale applied', async () => {
+    const monitor = spawnCli(['monitor', '--interval', '1s', '--metrics-port', '0'], env())
+    others.push(monitor)
+    const metricsUrl = await waitFor('the monitor', async () => /metrics on (http:[^\s"]+)/.exec(monitor.stderr())?.[1])
+    await waitFor('its first interval', async () => monitor.stderr().includes('fleet:'))
+    for (const type of TYPES) for (let i = 0; i < 2; i++) startWorker(type)
+    await waitFor('six idle workers', async () => (await sql<{n: number}>`select count(*)::int as n from workers where status = 'idle'`.execute(t.db)).rows[0].n === 6)
+
+    const created = await rvx(
+      ['orchestrate', '--provider', 'simulated', '--criteria', '{"pms":"Buildium","state":"TX"}', '--quantity', '30', '--detach', '--json', '--sim-latency', '400ms-1600ms', '--sim-faults', 'transient=0.05,rate_limit=0.03,malformed=0.02'],
+      {env: env()},
+    )
+    assert.equal(created.code, 0, created.stderr)
+    const runId: number = JSON.parse(created.stdout).runId
+
+    // Every ~3 s for 30 s: SIGKILL a worker (one holding tasks when there is one) and start a replacement.
+    const killed: string[] = []
+    const chaosEnds = Date.now() + KILL_FOR_MS
+    while (Date.now() < chaosEnds) {
+      await new Promise((r) => setTimeout(r, KILL_EVERY_MS))
+      const {rows} = await sql<{id: string}>`select distinct lease_owner as id from tasks where status = 'running' and lease_owner = any(${[...fleet.keys()]}::text[])`.execute(t.db)
+      const candidates = rows.length > 0 ? rows.map((r) => r.id) : [...fleet.keys()]
+      const victim = candidates[Math.floor(Math.random() * candidates.length)]
+      const {type, proc} = fleet.get(victim)!
+      proc.child.kill('SIGKILL')
+      await proc.exited
+      fleet.delete(victim)
+      killed.push(victim)
+      startWorker(type)
+    }
+
+    const status = await waitFor(
+      'the run to end',
+      async () => {
+        const {rows} = await sql<{status: string}>`select status from runs where id = ${runId}`.execute(t.db)
+        return rows[0].status !== 'running' && rows[0].status
+      },
+      90_000,
+      250,
+    )
+    assert.equal(status, 'completed')
+    assert.equal(killed.length, 10)
+
+    // Exactly 30 selected; no duplicate companies or contacts.
+    const companies = await sql<{selected: number; domains: number; rows: number}>`
+      select count(*) filter (where status = 'selected')::int as selected, count(distinct domain)::int as domains, count(*)::int as rows
+      from companies where run_id = ${runId}`.execute(t.db)
+    assert.equal(companies.rows[0].selected, 30)
+    assert.equal(companies.rows[0].domains, companies.rows[0].rows)
+    const dupContacts = await sql<{n: number}>`
+      select count(*)::int as n from (
+        select company_id, lower(full_name) from contacts where run_id = ${runId} group by 1, 2 having count(*) > 1
+        union all
+        select company_id, lower(email) from contacts where run_id = ${runId} and email is not null group by 1, 2 having count(*) > 1) d`.execute(t.db)
+    assert.equal(dupContacts.rows[0].n, 0)
+    const unserved = await sql<{n: number}>`
+      select count(*)::int as n from companies c
+      where c.run_id = ${runId} and c.status = 'selected' and not exists (select 1 from contacts k where k.company_id = c.id)`.execute(t.db)
+    assert.equal(unserved.rows[0].n, 0, 'every selected company has its decision makers')
+
+    // Every task terminal.
+    const open = await sql<{n: number}>`select count(*)::int as n from tasks where scope = ${`run:${runId}`} and status in ('queued', 'running')`.execute(t.db)
+    assert.equal(open.rows[0].n, 0)
+
+    // Every lease a killed worker held when it died was taken back (by the sweep, or lease expiry at worst).
+    const held = await sql<{task_id: number; lease_epoch: number; worker_id: string; recovered: boolean}>`
+      select c.task_id, c.lease_epoch, c.worker_id,
+        exists (select 1 from task_events r where r.task_id = c.task_id and r.lease_epoch = c.lease_epoch
+                  and r.event in ('requeued_after_death', 'requeued_lease_expired')) as recovered
+      from task_events c
+      where c.event = 'claimed' and c.worker_id = any(${killed}::text[])
+        and not exists (select 1 from task_events d where d.task_id = c.task_id and d.lease_epoch = c.lease_epoch
+                          and d.event in ('completed', 'failed', 'retry_scheduled', 'snoozed', 'released', 'canceled', 'fenced_out'))`.execute(t.db)
+    assert.ok(held.rows.length > 0, 'the kills hit workers holding tasks')
+    assert.deepEqual(held.rows.filter((h) => !h.recovered), [], 'every task a killed worker held was recovered')
+    await waitFor(
+      'every killed worker to be marked dead (the last kill may be seconds old)',
+      async () => (await sql<{n: number}>`select count(*)::int as n from workers where id = any(${killed}::text[]) and status = 'dead'`.execute(t.db)).rows[0].n === killed.length,
+      20_000,
+      250,
+    )
+
+    // No stale completion applied: one completion per completed task, under the task's final lease.
+    const completions = await sql<{id: number; completions: number; epoch_ok: boolean}>`
+      select t.id, count(e.*)::int as completions, bool_and(e.lease_epoch = t.lease_epoch) as epoch_ok
+      from tasks t join task_events e on e.task_id = t.id and e.event = 'completed'
+      where t.scope = ${`run:${runId}`}
+      group by t.id`.execute(t.db)
+    assert.ok(completions.rows.length > 0)
+    assert.deepEqual(completions.rows.filter((c) => c.completions !== 1 || !c.epoch_ok), [])
+    const completedTasks = await sql<{n: number}>`select count(*)::int as n from tasks where scope = ${`run:${runId}`} and status = 'completed'`.execute(t.db)
+    assert.equal(completions.rows.length, completedTasks.rows[0].n)
+
+    // The monitor counted the same recoveries the events record.
+    const recoveries = await sql<{n: number}>`select count(*)::int as n from task_events where event = 'requeued_after_death'`.execute(t.db)
+    await waitFor('the monitor to count every recovery', async () => metricSum(parseMetrics(await (await fetch(metricsUrl)).text()), 'rvx_task_recoveries_total', {reason: 'worker_died'}) === recoveries.rows[0].n, 10_000, 250)
+
+    // And the export says the same.
+    const out = `${process.env.RVX_TEST_HOME}/chaos-exports`
+    const exported = await rvx(['runs', 'export', String(runId), '--output-dir', out, '--json'], {env: env()})
+    assert.equal(exported.code, 0, exported.stderr)
+    const csv = parse(fs.readFileSync(JSON.parse(exported.stdout).files.companies, 'utf8'), {columns: true}) as Array<{domain: string}>
+    assert.equal(csv.length, 30)
+    assert.equal(new Set(csv.map((c) => c.domain)).size, 30)
+  })
+})
