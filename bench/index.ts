@@ -5,12 +5,14 @@
  *   npm run bench                 human-readable tables
  *   npm run bench -- --json       one JSON object on stdout
  *   npm run bench -- --quick      smaller counts (smoke run)
- *   npm run bench -- --only=throughput,latency,recovery,idle
+ *   npm run bench -- --only=throughput,latency,recovery,idle,fleet-recovery,stats
  *
  * (a) throughput: N no-op tasks, enqueued up front, drained at total concurrency 16
  * (b) enqueue-to-start latency with an idle worker, tasks enqueued one at a time
  * (c) rvx recovery after SIGKILL of a worker process holding a task (default settings)
  * (d) statements per second sent by an idle rvx worker (default settings)
+ * (e) recovery with real `rvx worker` processes on a pipeline task (bench/fleet.ts)
+ * (f) the fleet views (workers status, monitor) on 1,000,000 task rows (bench/fleet.ts)
  */
 import {type ChildProcess, spawn} from 'node:child_process'
 import fs from 'node:fs'
@@ -26,6 +28,7 @@ import {EmbeddedServer} from '../src/db/embedded.js'
 import {migrateToLatest} from '../src/db/migrator.js'
 import type {Database} from '../src/db/schema.js'
 import {DEFAULT_CONFIG, enqueue, sleep, TaskRegistry, Worker} from '../src/runtime/index.js'
+import {cliRecovery, statsAtScale, type StatsTiming} from './fleet.js'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const args = new Set(process.argv.slice(2))
@@ -35,6 +38,7 @@ const N_THROUGHPUT = QUICK ? 2000 : 20_000
 const N_LATENCY = QUICK ? 50 : 300
 const N_KILLS = QUICK ? 3 : 10
 const IDLE_WINDOW_S = QUICK ? 10 : 30
+const N_STATS_ROWS = QUICK ? 100_000 : 1_000_000
 const CONCURRENCY = 16
 const ONLY = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length).split(',')
 const wanted = (part: string) => !ONLY || ONLY.includes(part)
@@ -387,11 +391,30 @@ async function main(): Promise<void> {
       idle_queries_per_s = {rvx: round(await rvxIdleQueries(await fresh('b_rvx_idle', true)), 2)}
     }
 
+    let cli_recovery_s = {p50: Number.NaN, p99: Number.NaN}
+    if (wanted('fleet-recovery')) {
+      progress(`(e) recovery with real rvx worker processes, ${N_KILLS} kills, default settings`)
+      const url = await fresh('b_rvx_cli_rec', true)
+      const db = kysely(url)
+      const rec = summary(await cliRecovery(db, url, N_KILLS, progress), 2)
+      await db.destroy()
+      cli_recovery_s = {p50: rec.p50, p99: rec.p99}
+    }
+
+    let stats: {rows: number; events: number; timings: StatsTiming[]} | undefined
+    if (wanted('stats')) {
+      const db = kysely(await fresh('b_rvx_stats', true))
+      stats = await statsAtScale(db, N_STATS_ROWS, QUICK ? 5 : 20, progress)
+      await db.destroy()
+    }
+
     const result = {
       throughput,
       latency_ms,
       recovery_s,
       idle_queries_per_s,
+      cli_recovery_s,
+      stats,
       peer_recovery_defaults_s: {graphile_worker: 4 * 3600, pg_boss: 15 * 60, river: 3600, hatchet: '30-60', replaced_system: 300},
       settings: {tasks: N_THROUGHPUT, concurrency: CONCURRENCY, latency_samples: N_LATENCY, kills: N_KILLS, rvx_defaults: DEFAULT_CONFIG},
       machine: {cores: os.cpus().length, cpu: os.cpus()[0]?.model, memory_gb: Math.round(os.totalmem() / 1024 ** 3), node: process.version, date: new Date().toISOString()},
@@ -412,7 +435,14 @@ function round(n: number, digits = 0): number {
   return Math.round(n * 10 ** digits) / 10 ** digits
 }
 
-function print(r: {throughput: Record<string, number>; latency_ms: Record<string, {p50: number; p95: number; p99: number}>; recovery_s: {rvx: {p50: number; p99: number}}; idle_queries_per_s: {rvx: number}}): void {
+function print(r: {
+  throughput: Record<string, number>
+  latency_ms: Record<string, {p50: number; p95: number; p99: number}>
+  recovery_s: {rvx: {p50: number; p99: number}}
+  idle_queries_per_s: {rvx: number}
+  cli_recovery_s: {p50: number; p99: number}
+  stats?: {rows: number; events: number; timings: StatsTiming[]}
+}): void {
   const rows = Object.keys(r.throughput).map((k) => {
     const l = r.latency_ms[k]
     return `  ${k.padEnd(16)} ${String(r.throughput[k]).padStart(8)} tasks/s   latency p50 ${l.p50} ms, p95 ${l.p95} ms, p99 ${l.p99} ms   (${(r.throughput[k] / r.throughput.rvx).toFixed(2)}x rvx)`
@@ -423,6 +453,10 @@ function print(r: {throughput: Record<string, number>; latency_ms: Record<string
       ...rows,
       `rvx recovery after SIGKILL: p50 ${r.recovery_s.rvx.p50} s, p99 ${r.recovery_s.rvx.p99} s  (peers' defaults: graphile-worker 4 h, pg-boss 15 min, River 1 h, Hatchet 30-60 s)`,
       `idle rvx worker: ${r.idle_queries_per_s.rvx} queries/s`,
+      `recovery with real rvx worker processes: p50 ${r.cli_recovery_s.p50} s, p99 ${r.cli_recovery_s.p99} s`,
+      ...(r.stats
+        ? [`fleet views on ${r.stats.rows.toLocaleString('en')} tasks / ${r.stats.events.toLocaleString('en')} events (p50):`, ...r.stats.timings.map((t) => `  ${t.query.padEnd(64)} ${String(t.p50Ms).padStart(8)} ms  (${t.vsFullCount}x full count)`)]
+        : []),
       '',
     ].join('\n'),
   )

@@ -28,7 +28,7 @@ export interface ConditionOptions {
   lookbackMs: number
 }
 
-/** Every condition that holds now; a handful of small queries (recent events by BRIN, live runs, dead workers). */
+/** Every condition that holds now; a handful of small queries (failed tasks by their partial index, live runs, dead workers). */
 export async function currentConditions(db: Kysely<Database>, o: ConditionOptions): Promise<Condition[]> {
   const [dead, failed, runs] = await Promise.all([deadWorkers(db, o), failedTasks(db, o), runConditions(db, o)])
   return [...dead, ...failed, ...runs]
@@ -49,14 +49,11 @@ async function deadWorkers(db: Kysely<Database>, o: ConditionOptions): Promise<C
 }
 
 async function failedTasks(db: Kysely<Database>, o: ConditionOptions): Promise<Condition[]> {
-  // Recent terminal events (BRIN on task_events.at), then only tasks still in that state.
+  // Tasks in a terminal failure now that got there recently (the small failed/quarantined index).
   const {rows} = await sql<{id: number; kind: string; status: 'failed' | 'quarantined'; scope: string | null; last_error: string | null; attempts: number; crash_count: number}>`
     select t.id, t.kind, t.status, t.scope, t.last_error, t.attempts, t.crash_count
     from tasks t
-    where t.id in (
-      select e.task_id from task_events e
-      where e.at > now() - ${o.lookbackMs}::float8 * interval '1 millisecond' and e.event in ('failed', 'quarantined'))
-      and t.status in ('failed', 'quarantined')
+    where t.status in ('failed', 'quarantined') and t.finished_at > now() - ${o.lookbackMs}::float8 * interval '1 millisecond'
     order by t.id`.execute(db)
   return rows.map((t) => {
     const where = t.scope ? ` in ${t.scope.replace(':', ' ')}` : ''

@@ -9,7 +9,7 @@ import type {Database} from '../db/schema.js'
 import type {QueueStats, WorkerTypeStats} from '../runtime/stats.js'
 
 const WORKER_STATUSES = ['starting', 'idle', 'busy', 'draining', 'stopped', 'dead'] as const
-const TASK_STATUSES = ['queued', 'running', 'completed', 'failed', 'quarantined', 'canceled'] as const
+const TASK_STATUSES = ['queued', 'running', 'failed', 'quarantined'] as const
 const RECOVERY_REASON: Record<string, string> = {requeued_after_death: 'worker_died', requeued_lease_expired: 'lease_expired'}
 
 /**
@@ -21,7 +21,7 @@ export class MonitorMetrics {
   readonly registry = new Registry()
   private readonly active = new Gauge({name: 'rvx_monitor_active', help: '1 when this monitor is the active one (holds the lock), 0 on standby.', registers: [this.registry]})
   private readonly workers = new Gauge({name: 'rvx_workers', help: 'Workers by type and status.', labelNames: ['type', 'status'], registers: [this.registry]})
-  private readonly tasks = new Gauge({name: 'rvx_tasks', help: 'Tasks by kind and status (queue depth: status queued or running).', labelNames: ['kind', 'status'], registers: [this.registry]})
+  private readonly tasks = new Gauge({name: 'rvx_tasks', help: 'Tasks by kind and status: queue depth (queued, running) and those waiting for a person (failed, quarantined). Completions: rvx_task_events_total.', labelNames: ['kind', 'status'], registers: [this.registry]})
   private readonly oldest = new Gauge({name: 'rvx_task_oldest_queued_seconds', help: 'Age of the oldest runnable queued task, by kind.', labelNames: ['kind'], registers: [this.registry]})
   private readonly runs = new Gauge({name: 'rvx_runs', help: 'Runs by status.', labelNames: ['status'], registers: [this.registry]})
   private readonly durations = new Histogram({

@@ -40,42 +40,48 @@ export interface QueueStats {
   kind: string
   queued: number
   running: number
-  completed: number
+  /** Ended failed (attempts used up, or a permanent error) and not retried since. */
   failed: number
   quarantined: number
-  canceled: number
   /** Queued and runnable now: the oldest one's wait, in seconds. */
   oldestQueuedAgeS: number | null
   /** Queued after a failed attempt or a snooze, waiting for their run_after. */
   retriesWaiting: number
 }
 
-/** Queue depth by kind and status; one scan of the claim-shaped indexes. */
-export async function queueStats(db: Kysely<Database>, options: {scope?: string} = {}): Promise<QueueStats[]> {
-  const scope = options.scope ?? null
+/**
+ * The queue by kind: live tasks (queued, running) and the ones that need a
+ * person (failed, quarantined). Each part reads its own small partial index,
+ * never the finished history, so this stays fast however many tasks have
+ * completed (completions are counted as events: done in the last 5 minutes
+ * per worker type, rvx_task_events_total in the monitor's metrics).
+ */
+export async function queueStats(db: Kysely<Database>): Promise<QueueStats[]> {
   const {rows} = await sql<Record<string, string | number | null>>`
-    select kind,
-      count(*) filter (where status = 'queued') as queued,
-      count(*) filter (where status = 'running') as running,
-      count(*) filter (where status = 'completed') as completed,
-      count(*) filter (where status = 'failed') as failed,
-      count(*) filter (where status = 'quarantined') as quarantined,
-      count(*) filter (where status = 'canceled') as canceled,
-      extract(epoch from now() - min(run_after) filter (where status = 'queued' and run_after <= now())) as oldest,
-      count(*) filter (where status = 'queued' and run_after > now() and (attempts > 0 or updated_at > created_at)) as retries_waiting
-    from tasks
-    where ${scope}::text is null or scope = ${scope}::text
-    group by kind
-    order by kind
+    with live as (
+      select kind,
+        count(*) filter (where status = 'queued') as queued,
+        count(*) filter (where status = 'running') as running,
+        extract(epoch from now() - min(run_after) filter (where status = 'queued' and run_after <= now())) as oldest,
+        count(*) filter (where status = 'queued' and run_after > now() and (attempts > 0 or updated_at > created_at)) as retries_waiting
+      from tasks where status in ('queued', 'running')
+      group by kind
+    ), problems as (
+      select kind, count(*) filter (where status = 'failed') as failed, count(*) filter (where status = 'quarantined') as quarantined
+      from tasks where status in ('failed', 'quarantined')
+      group by kind
+    )
+    select coalesce(l.kind, p.kind) as kind, coalesce(l.queued, 0) as queued, coalesce(l.running, 0) as running,
+           coalesce(p.failed, 0) as failed, coalesce(p.quarantined, 0) as quarantined, l.oldest, coalesce(l.retries_waiting, 0) as retries_waiting
+    from live l full join problems p on p.kind = l.kind
+    order by 1
   `.execute(db)
   return rows.map((r) => ({
     kind: String(r.kind),
     queued: Number(r.queued),
     running: Number(r.running),
-    completed: Number(r.completed),
     failed: Number(r.failed),
     quarantined: Number(r.quarantined),
-    canceled: Number(r.canceled),
     oldestQueuedAgeS: r.oldest === null ? null : Math.round(Number(r.oldest) * 10) / 10,
     retriesWaiting: Number(r.retries_waiting),
   }))
@@ -102,11 +108,16 @@ export interface WorkerView {
 
 /** Workers with what they are running now (database clock for ages). Stopped ones only with `all`. */
 export async function listWorkers(db: Kysely<Database>, options: {all?: boolean} = {}): Promise<WorkerView[]> {
+  // Running tasks are read once (live-task index) and grouped by owner, not looked up per worker.
   const {rows} = await sql<Record<string, any>>`
-    select w.*, extract(epoch from now() - w.last_heartbeat_at)::float8 as age,
-      coalesce((select json_agg(json_build_object('id', t.id, 'kind', t.kind, 'elapsedS', round(extract(epoch from now() - t.started_at)::numeric, 1)) order by t.id)
-                from tasks t where t.lease_owner = w.id and t.status = 'running'), '[]'::json) as current
-    from workers w
+    with current as (
+      select t.lease_owner,
+             json_agg(json_build_object('id', t.id, 'kind', t.kind, 'elapsedS', round(extract(epoch from now() - t.started_at)::numeric, 1)) order by t.id) as tasks
+      from tasks t where t.status = 'running'
+      group by t.lease_owner
+    )
+    select w.*, extract(epoch from now() - w.last_heartbeat_at)::float8 as age, coalesce(c.tasks, '[]'::json) as current
+    from workers w left join current c on c.lease_owner = w.id
     where ${options.all ?? false} or w.status <> 'stopped'
     order by w.types, w.id
   `.execute(db)

@@ -92,7 +92,6 @@ export default class WorkersStatus extends BaseCommand<typeof WorkersStatus> {
       {header: 'kind', get: (q) => q.kind},
       {header: 'queued', get: (q) => q.queued},
       {header: 'running', get: (q) => q.running},
-      {header: 'completed', get: (q) => q.completed},
       {header: 'failed', get: (q) => q.failed},
       {header: 'quarantined', get: (q) => q.quarantined},
       {header: 'oldest queued', get: (q) => (q.oldestQueuedAgeS === null ? '-' : `${q.oldestQueuedAgeS}s`)},
