@@ -63,6 +63,30 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     process.exitCode = code
   }
 
+  /**
+   * A daemon's main loop (worker, monitor) with SIGTERM and SIGINT handed to
+   * `onSignal` (every one: a second signal may mean "stop now"); when a
+   * signal ended it, the exit code is 143 or 130.
+   */
+  protected async untilSignal<R>(onSignal: (signal: NodeJS.Signals) => void, main: () => Promise<R>): Promise<R> {
+    let first: NodeJS.Signals | undefined
+    const handler = (s: NodeJS.Signals) => {
+      first ??= s
+      onSignal(s)
+    }
+
+    process.on('SIGTERM', handler)
+    process.on('SIGINT', handler)
+    try {
+      const result = await main()
+      if (first) this.exitCode = first === 'SIGTERM' ? ExitCode.Terminated : ExitCode.Interrupted
+      return result
+    } finally {
+      process.off('SIGTERM', handler)
+      process.off('SIGINT', handler)
+    }
+  }
+
   protected get mode(): OutputMode {
     return detectMode(this.jsonEnabled())
   }

@@ -4,7 +4,6 @@ import {Flags} from '@oclif/core'
 import {BaseCommand} from '../cli/base-command.js'
 import {parseDuration} from '../cli/duration.js'
 import {UsageError} from '../cli/errors.js'
-import {ExitCode} from '../cli/exit-codes.js'
 import {createLogger} from '../cli/logger.js'
 import {type AlertChannel, EmailChannel, WebhookChannel} from '../monitor/channels.js'
 import {mailerFromEnv, parseAddress, requireMailer} from '../monitor/mail.js'
@@ -60,21 +59,10 @@ Start several for safety: one is active (a PostgreSQL advisory lock), the others
       `monitor ${name} starting: every ${flags.interval}; alerts to ${channels.length > 0 ? channels.map((c) => c.label).join(' and ') : 'the log only'}`,
     )
     const stop = new AbortController()
-    let signal: NodeJS.Signals | undefined
-    const onSignal = (s: NodeJS.Signals) => {
-      signal ??= s
-      stop.abort()
-    }
-
-    process.on('SIGTERM', onSignal)
-    process.on('SIGINT', onSignal)
     try {
-      await monitor.run({signal: stop.signal, once: flags.once})
+      await this.untilSignal(() => stop.abort(), () => monitor.run({signal: stop.signal, once: flags.once}))
       log.info({}, 'monitor stopped')
-      if (signal) this.exitCode = signal === 'SIGTERM' ? ExitCode.Terminated : ExitCode.Interrupted
     } finally {
-      process.off('SIGTERM', onSignal)
-      process.off('SIGINT', onSignal)
       await server?.close()
       mailer?.close()
     }

@@ -5,7 +5,6 @@ import {providerFactory} from '../agents/index.js'
 import {simulationOptions} from '../agents/simulated.js'
 import {BaseCommand} from '../cli/base-command.js'
 import {UsageError} from '../cli/errors.js'
-import {ExitCode} from '../cli/exit-codes.js'
 import {createLogger} from '../cli/logger.js'
 import {parseRunId} from '../cli/run-arg.js'
 import {PIPELINE_KINDS, runScope} from '../pipeline/runs.js'
@@ -67,22 +66,7 @@ export default class WorkerCommand extends BaseCommand<typeof WorkerCommand> {
       maxTasks: this.flags['max-tasks'],
       exitWhenIdle: this.flags['exit-when-idle'],
     })
-    let signal: NodeJS.Signals | undefined
-    const onSignal = (s: NodeJS.Signals) => {
-      signal ??= s
-      worker.stop()
-    }
-
-    process.on('SIGTERM', onSignal)
-    process.on('SIGINT', onSignal)
-    try {
-      const summary = await worker.start()
-      if (signal) this.exitCode = signal === 'SIGTERM' ? ExitCode.Terminated : ExitCode.Interrupted
-      return summary
-    } finally {
-      process.off('SIGTERM', onSignal)
-      process.off('SIGINT', onSignal)
-    }
+    return this.untilSignal(() => worker.stop(), () => worker.start())
   }
 
   private kinds(types: string[]): string[] {

@@ -81,6 +81,27 @@ describe('e2e: rvx monitor', function () {
       assert.ok(!row.rows[0].last_error.includes('secret-token'))
     })
 
+    it('alerts on a run that makes no progress for --stuck-after, and re-plans a run with nothing in flight', async () => {
+      const stuck = await createRun(t.db, {criteria: parseCriteria('{"state":"FL"}'), size: validateSize({quantity: 5, contactsMin: 1, contactsMax: 3}), provider: 'simulated'})
+      // A run whose only task was quarantined: nothing queued or running, nobody would look at it again.
+      const orphan = await createRun(t.db, {criteria: parseCriteria('{"state":"GA"}'), size: validateSize({quantity: 5, contactsMin: 1, contactsMax: 3}), provider: 'simulated'})
+      await sql`update tasks set status = 'quarantined', finished_at = now() where scope = ${`run:${orphan.id}`}`.execute(t.db)
+      await new Promise((r) => setTimeout(r, 1500))
+      const before = hook.requests.length
+
+      const r = await rvx(['monitor', '--once', '--stuck-after', '1s', '--alert-webhook', hook.url], {env: {DATABASE_URL: t.url}})
+      assert.equal(r.code, 0, r.stderr)
+      assert.match(r.stderr, new RegExp(`run ${orphan.id} had nothing in flight; re-planned`))
+      const {rows} = await sql<{n: number}>`select count(*)::int as n from tasks where scope = ${`run:${orphan.id}`} and status = 'queued'`.execute(t.db)
+      const status = (await sql<{status: string}>`select status from runs where id = ${orphan.id}`.execute(t.db)).rows[0].status
+      assert.ok(rows[0].n > 0 || status !== 'running', 're-planning queued more work or ended the run')
+
+      const sent = hook.requests.slice(before).flatMap((q) => q.body.alerts as Array<{kind: string; subject: string; details: {runId?: number}}>)
+      const alert = sent.find((a) => a.kind === 'run_stuck' && a.details.runId === stuck.id)
+      assert.ok(alert, JSON.stringify(sent))
+      assert.match(alert.subject, /has made no progress for \d+s \(stage discovery, 1 queued, 0 running; no live workers: start some with rvx worker all\)/)
+    })
+
     it('rejects bad flags with one line and exit 2', async () => {
       for (const args of [['--alert-webhook', 'not a url'], ['--interval', 'soon'], ['--alert-email', 'ops@example.com'], ['--dead-after', '2s']]) {
         const r = await rvx(['monitor', '--once', ...args], {env: {DATABASE_URL: t.url, SMTP_URL: ''}})
