@@ -447,15 +447,16 @@ function print(r: {
     const l = r.latency_ms[k]
     return `  ${k.padEnd(16)} ${String(r.throughput[k]).padStart(8)} tasks/s   latency p50 ${l.p50} ms, p95 ${l.p95} ms, p99 ${l.p99} ms   (${(r.throughput[k] / r.throughput.rvx).toFixed(2)}x rvx)`
   })
+  // Only what was measured (--only leaves the rest out).
+  const measured = (...values: number[]) => values.some((v) => !Number.isNaN(v))
   process.stdout.write(
     [
-      `throughput and enqueue-to-start latency (${N_THROUGHPUT} tasks, concurrency ${CONCURRENCY}):`,
-      ...rows,
-      `rvx recovery after SIGKILL: p50 ${r.recovery_s.rvx.p50} s, p99 ${r.recovery_s.rvx.p99} s  (peers' defaults: graphile-worker 4 h, pg-boss 15 min, River 1 h, Hatchet 30-60 s)`,
-      `idle rvx worker: ${r.idle_queries_per_s.rvx} queries/s`,
-      `recovery with real rvx worker processes: p50 ${r.cli_recovery_s.p50} s, p99 ${r.cli_recovery_s.p99} s`,
+      ...(measured(...Object.values(r.throughput), r.latency_ms.rvx.p50) ? [`throughput and enqueue-to-start latency (${N_THROUGHPUT} tasks, concurrency ${CONCURRENCY}):`, ...rows] : []),
+      ...(measured(r.recovery_s.rvx.p50) ? [`rvx recovery after SIGKILL: p50 ${r.recovery_s.rvx.p50} s, p99 ${r.recovery_s.rvx.p99} s  (peers' defaults: graphile-worker 4 h, pg-boss 15 min, River 1 h, Hatchet 30-60 s)`] : []),
+      ...(measured(r.idle_queries_per_s.rvx) ? [`idle rvx worker: ${r.idle_queries_per_s.rvx} queries/s`] : []),
+      ...(measured(r.cli_recovery_s.p50) ? [`recovery with real rvx worker processes: p50 ${r.cli_recovery_s.p50} s, p99 ${r.cli_recovery_s.p99} s`] : []),
       ...(r.stats
-        ? [`fleet views on ${r.stats.rows.toLocaleString('en')} tasks / ${r.stats.events.toLocaleString('en')} events (p50):`, ...r.stats.timings.map((t) => `  ${t.query.padEnd(64)} ${String(t.p50Ms).padStart(8)} ms  (${t.vsFullCount}x full count)`)]
+        ? [`fleet views on ${r.stats.rows.toLocaleString('en')} tasks / ${r.stats.events.toLocaleString('en')} events (p50):`, ...r.stats.timings.map((t) => `  ${t.query.padEnd(70)} ${String(t.p50Ms).padStart(8)} ms  (${t.vsFullCount}x full count)`)]
         : []),
       '',
     ].join('\n'),
