@@ -6,8 +6,10 @@ import {driveRun} from '../pipeline/orchestrator.js'
 import {getRun, runOptions, type RunProgress} from '../pipeline/runs.js'
 import {mailerFromEnv} from '../monitor/mail.js'
 import {notifyRun} from '../monitor/notices.js'
+import {errorMessage} from '../runtime/errors.js'
 import {silentLogger} from '../runtime/logger.js'
 import {BaseCommand} from './base-command.js'
+import {oneLine} from './errors.js'
 import {ExitCode} from './exit-codes.js'
 import {describeProgress, formatCost} from './progress.js'
 
@@ -79,8 +81,8 @@ export abstract class RunDriverCommand<T extends typeof Command> extends BaseCom
       if (p.status === 'completed') spinner.succeed(`Run ${runId} completed: ${summary}`)
       else spinner.fail(`Run ${runId} ${p.status}: ${summary}${p.notes ? `. ${p.notes}` : ''}`)
       if (exported) this.info(`Exported ${exported.files.companies} and ${exported.files.contacts}`)
-      await this.sendNotice(runId)
       this.exitCode = p.status === 'completed' ? ExitCode.Ok : p.status === 'needs_decision' ? ExitCode.Partial : ExitCode.Failure
+      await this.sendNotice(runId).catch((error: unknown) => this.notice(`could not send the run's mail (${oneLine(errorMessage(error))}); rvx monitor retries it`))
       return {runId, status: p.status, progress: p, export: exported, wallTimeS}
     } finally {
       process.off('SIGINT', onSignal)

@@ -14,17 +14,17 @@ export default class MonitorCommand extends BaseCommand<typeof MonitorCommand> {
   static override summary = 'Watch the fleet: sweep dead workers, re-plan stalled runs, alert, and serve Prometheus metrics.'
   static override description = `Every --interval the active monitor sweeps dead workers and expired leases (their tasks go back to the queue), re-plans runs with nothing in flight, and opens an alert for each new condition: a worker died, a task failed or was quarantined, a run made no progress for --stuck-after, a run needs a decision. Each alert is sent once (to a Slack-compatible --alert-webhook and/or --alert-email through SMTP_URL), and again only if its condition clears and comes back. Runs started with --notify-email get their mail from here when no orchestrate is attached. A fleet summary is logged every interval.
 
-Start several for safety: one is active (a PostgreSQL advisory lock), the others stand by and take over within one interval when it dies. Workers sweep too, so recovery never depends on the monitor.`
+Start several for safety (with the same flags): one is active (a PostgreSQL advisory lock), the others stand by and take over within one interval when it dies. Workers sweep too, so recovery never depends on the monitor.`
   static override examples = [
     '<%= config.bin %> monitor',
-    '<%= config.bin %> monitor --alert-webhook https://hooks.slack.com/services/T000/B000/XXXX --metrics-port 9464',
+    'RVX_ALERT_WEBHOOK=https://hooks.slack.com/services/T000/B000/XXXX <%= config.bin %> monitor --metrics-port 9464',
     'SMTP_URL=smtp://user:pass@smtp.example.com:587 <%= config.bin %> monitor --alert-email ops@example.com --stuck-after 15m',
   ]
   static override flags = {
     interval: Flags.string({summary: 'How often to sweep, check and log.', default: '5s'}),
     'dead-after': Flags.string({summary: 'A worker silent this long is dead (its tasks are requeued).', default: '15s'}),
     'stuck-after': Flags.string({summary: 'A running run with no task finished for this long is stuck.', default: '10m'}),
-    'alert-webhook': Flags.string({summary: 'Slack-compatible incoming webhook URL for alerts.', env: 'RVX_ALERT_WEBHOOK'}),
+    'alert-webhook': Flags.string({summary: 'Slack-compatible incoming webhook URL for alerts (its path is a secret: prefer the env var).', env: 'RVX_ALERT_WEBHOOK'}),
     'alert-email': Flags.string({summary: 'Mail alerts to this address (needs SMTP_URL).', env: 'RVX_ALERT_EMAIL'}),
     'metrics-port': Flags.integer({summary: 'Serve Prometheus metrics on this port (0: any free port).', env: 'RVX_METRICS_PORT', min: 0, max: 65_535}),
     'metrics-host': Flags.string({summary: 'Address the metrics server listens on.', default: '127.0.0.1'}),

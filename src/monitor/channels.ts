@@ -69,7 +69,7 @@ export class WebhookChannel implements AlertChannel {
           signal: AbortSignal.timeout(this.options.timeoutMs ?? 10_000),
           redirect: 'error',
         })
-        await response.body?.cancel()
+        await response.body?.cancel().catch(() => {})
         if (response.ok) return
         const message = `${this.label} answered HTTP ${response.status}`
         if (response.status >= 400 && response.status < 500 && response.status !== 408 && response.status !== 429) throw new HttpRefused(message)

@@ -154,10 +154,11 @@ export interface RecordedAlerts {
  * Opens an alert for each condition that has none open (the unique index
  * makes this once-only however many monitors race), and resolves open alerts
  * whose condition no longer holds (unless resolveOthers is false: the caller
- * knows only some conditions). With `deliverNow`, alerts (not notices)
+ * knows only some conditions). `asOf` is when the conditions were read: an
+ * alert opened since (by another process) is not resolved for being missing. With `deliverNow`, alerts (not notices)
  * are marked delivered at once: nobody configured a channel, the log is it.
  */
-export async function recordConditions(db: Kysely<Database>, conditions: Condition[], o: {deliverNow: boolean; resolveOthers?: boolean}): Promise<RecordedAlerts> {
+export async function recordConditions(db: Kysely<Database>, conditions: Condition[], o: {deliverNow: boolean; resolveOthers?: boolean; asOf?: Date}): Promise<RecordedAlerts> {
   const rows = conditions.map((c) => ({
     key: c.key,
     kind: c.kind,
@@ -179,7 +180,10 @@ export async function recordConditions(db: Kysely<Database>, conditions: Conditi
   const resolved =
     o.resolveOthers === false
       ? {numAffectedRows: 0n}
-      : await sql`update alerts set resolved_at = now() where resolved_at is null and not (key = any(${conditions.map((c) => c.key)}::text[]))`.execute(db)
+      : await sql`
+          update alerts set resolved_at = now()
+          where resolved_at is null and not (key = any(${conditions.map((c) => c.key)}::text[]))
+            and created_at < coalesce(${o.asOf ?? null}::timestamptz, now())`.execute(db)
   const byKey = new Map(conditions.map((c) => [c.key, c]))
   return {opened: opened.rows.map((r) => ({...byKey.get(r.key)!, id: r.id})), resolved: Number(resolved.numAffectedRows ?? 0)}
 }

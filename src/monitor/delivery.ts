@@ -9,7 +9,9 @@ import type {Mailer} from './mail.js'
 import {runNoticeMail} from './notices.js'
 
 /** A sender holds a row this long while it sends; a sender that dies mid-way frees it after. */
-const DELIVERY_LEASE_MS = 120_000
+const DELIVERY_LEASE_MS = 5 * 60_000
+/** Rows per round: one webhook message or mail at most this long, well inside the lease. */
+const BATCH = 50
 /** Failed deliveries back off 30 s, 1 min, 2 min ... 30 min, and give up after this many tries (about 6 hours). */
 const MAX_DELIVERY_ATTEMPTS = 16
 const RETRY_BACKOFF = {baseMs: 30_000, maxMs: 30 * 60_000, jitter: 0.2}
@@ -36,7 +38,8 @@ export interface DeliveryResult {
  * that already succeeded are not sent again.
  */
 export async function deliverPending(db: Kysely<Database>, targets: DeliveryTargets, log: Logger, options: {ids?: number[]} = {}): Promise<DeliveryResult> {
-  const rows = await leaseDue(db, options.ids)
+  // Take only what this sender can send: alerts need a channel, notices a mailer.
+  const rows = await leaseDue(db, {ids: options.ids, alerts: targets.channels.length > 0, notices: targets.mailer !== undefined})
   if (rows.length === 0) return {delivered: 0, failed: 0, errors: []}
   const sentTo = new Map<number, Record<string, string>>(rows.map((r) => [r.id, {...(r.deliveries as Record<string, string>)}]))
   const errors = new Map<number, string>()
@@ -58,12 +61,7 @@ export async function deliverPending(db: Kysely<Database>, targets: DeliveryTarg
 
   for (const notice of rows.filter((r) => r.recipient !== null)) {
     const name = `email:${notice.recipient}`
-    if (sentTo.get(notice.id)![name]) continue
-    if (!targets.mailer) {
-      errors.set(notice.id, 'SMTP_URL is not set where this notice is being sent from')
-      continue
-    }
-
+    if (sentTo.get(notice.id)![name] || !targets.mailer) continue
     try {
       await targets.mailer.send(await runNoticeMail(db, notice))
       sentTo.get(notice.id)![name] = new Date().toISOString()
@@ -77,7 +75,7 @@ export async function deliverPending(db: Kysely<Database>, targets: DeliveryTarg
   let delivered = 0
   for (const r of rows) {
     const error = errors.get(r.id)
-    const attempts = r.attempts + 1
+    const attempts = r.attempts // counted when leased
     const gaveUp = error !== undefined && attempts >= MAX_DELIVERY_ATTEMPTS
     if (!error) delivered++
     if (gaveUp) log.error({alertId: r.id, err: error}, `gave up sending "${r.subject}" after ${attempts} tries`)
@@ -85,30 +83,34 @@ export async function deliverPending(db: Kysely<Database>, targets: DeliveryTarg
       .updateTable('alerts')
       .set({
         deliveries: JSON.stringify(sentTo.get(r.id)),
-        attempts,
         last_error: error ? (gaveUp ? `gave up: ${error}` : error) : null,
         delivered_at: error && !gaveUp ? null : sql<Date>`now()`,
         next_attempt_at: error && !gaveUp ? sql<Date>`now() + ${backoffMs(attempts, RETRY_BACKOFF)}::float8 * interval '1 millisecond'` : sql<Date>`now()`,
       })
       .where('id', '=', r.id)
+      // Still ours: a sender that took over after our lease ran out has counted another attempt.
+      .where('attempts', '=', r.attempts)
       .execute()
   }
 
   return {delivered, failed: rows.length - delivered, errors: [...errors.values()]}
 }
 
-async function leaseDue(db: Kysely<Database>, ids?: number[]): Promise<AlertRow[]> {
-  const only = ids ?? null
+async function leaseDue(db: Kysely<Database>, o: {ids?: number[]; alerts: boolean; notices: boolean}): Promise<AlertRow[]> {
+  if (!o.alerts && !o.notices) return []
+  const only = o.ids ?? null
   const {rows} = await sql<AlertRow>`
     with due as materialized (
       select id from alerts
       where delivered_at is null and next_attempt_at <= now()
         and (${only}::bigint[] is null or id = any(${only}::bigint[]))
+        and (${o.alerts} or recipient is not null)
+        and (${o.notices} or recipient is null)
       order by id
-      limit 200
+      limit ${BATCH}
       for update skip locked
     )
-    update alerts a set next_attempt_at = now() + ${DELIVERY_LEASE_MS}::float8 * interval '1 millisecond'
+    update alerts a set next_attempt_at = now() + ${DELIVERY_LEASE_MS}::float8 * interval '1 millisecond', attempts = a.attempts + 1
     from due where a.id = due.id
     returning a.*`.execute(db)
   return rows.sort((a, b) => a.id - b.id)

@@ -42,7 +42,14 @@ export class LeaderLock {
   }
 
   private async connect(): Promise<void> {
-    const client = new pg.Client({connectionString: this.url, keepAlive: true, application_name: `rvx-monitor ${this.name}`.slice(0, 63), connectionTimeoutMillis: 10_000})
+    const client = new pg.Client({
+      connectionString: this.url,
+      keepAlive: true,
+      keepAliveInitialDelayMillis: 10_000,
+      query_timeout: 10_000,
+      application_name: `rvx-monitor ${this.name}`.slice(0, 63),
+      connectionTimeoutMillis: 10_000,
+    })
     client.on('error', () => {
       if (this.client === client) this.drop()
     })

@@ -111,17 +111,25 @@ export class Monitor {
       select r.id from runs r
       where r.status = 'running'
         and not exists (select 1 from tasks t where t.scope = 'run:' || r.id and t.status in ('queued', 'running'))`.execute(this.o.db)
+    const advanced: number[] = []
     for (const {id} of rows) {
-      const status = await advanceRun(this.o.db, id)
-      this.o.log.info({runId: id, status}, `run ${id} had nothing in flight; re-planned: ${status}`)
+      try {
+        const status = await advanceRun(this.o.db, id)
+        advanced.push(id)
+        this.o.log.info({runId: id, status}, `run ${id} had nothing in flight; re-planned: ${status}`)
+      } catch (error) {
+        // One run that cannot be re-planned must not stop the sweeps and alerts of the rest.
+        this.o.log.error({runId: id, err: errorMessage(error)}, `could not re-plan run ${id}: ${errorMessage(error)}`)
+      }
     }
 
-    return rows.map((r) => r.id)
+    return advanced
   }
 
   private async alert(): Promise<Condition[]> {
+    const asOf = (await sql<{now: Date}>`select now() as now`.execute(this.o.db)).rows[0].now
     const conditions = await currentConditions(this.o.db, {stuckAfterMs: this.o.stuckAfterMs, lookbackMs: this.lookbackMs})
-    const {opened} = await recordConditions(this.o.db, conditions, {deliverNow: this.o.targets.channels.length === 0})
+    const {opened} = await recordConditions(this.o.db, conditions, {deliverNow: this.o.targets.channels.length === 0, asOf})
     for (const a of opened) {
       const level = a.severity === 'critical' ? 'error' : a.severity === 'warning' ? 'warn' : 'info'
       this.o.log[level]({alert: a.kind, key: a.key, ...a.details}, a.recipient ? `notice for ${a.recipient}: ${a.subject}` : `alert: ${a.subject}`)

@@ -201,17 +201,17 @@ describe('e2e: rvx monitor', function () {
       await waitFor('the first interval', async () => monitor.stderr().includes('fleet:'))
       const run = await rvx(['orchestrate', '--provider', 'simulated', '--criteria', '{"state":"TX"}', '--quantity', '5', '--output-dir', `${process.env.RVX_TEST_HOME}/exports`], {env: {DATABASE_URL: t.url}})
       assert.equal(run.code, 0, run.stderr)
-      const samples = await waitFor('completions in the counters', async () => {
+      // Gauges are read at the start of an interval, counters at its end: wait for an interval that began after the run ended.
+      const samples = await waitFor('the finished run in the metrics', async () => {
         const s = parseMetrics(await (await fetch(url)).text())
-        return metricSum(s, 'rvx_task_events_total', {kind: 'contact', event: 'completed'}) >= 5 && s
+        return metricSum(s, 'rvx_task_events_total', {kind: 'contact', event: 'completed'}) >= 5 && metricSum(s, 'rvx_runs', {status: 'completed'}) === 1 && metricSum(s, 'rvx_workers', {type: 'company', status: 'stopped'}) >= 1 && s
       })
       assert.equal(metricSum(samples, 'rvx_monitor_active'), 1)
       assert.ok(metricSum(samples, 'rvx_task_events_total', {kind: 'company', event: 'completed'}) >= 5)
       assert.equal(metricSum(samples, 'rvx_task_duration_seconds_count', {kind: 'lead-list'}), metricSum(samples, 'rvx_task_events_total', {kind: 'lead-list', event: 'completed'}))
       assert.ok(metricSum(samples, 'rvx_llm_tokens_total', {provider: 'simulated', direction: 'output'}) > 0)
       assert.ok(metricSum(samples, 'rvx_llm_calls_total', {provider: 'simulated'}) > 0)
-      // The in-process workers of the finished orchestrate are stopped now.
-      assert.ok(metricSum(samples, 'rvx_workers', {type: 'company', status: 'stopped'}) >= 1)
+      assert.equal(metricSum(samples, 'rvx_workers', {type: 'company', status: 'idle'}), 0)
       assert.equal(metricSum(samples, 'rvx_tasks', {status: 'running'}), 0)
       assert.equal(metricSum(samples, 'rvx_runs', {status: 'completed'}), 1)
       assert.ok(samples.some((s) => s.name === 'rvx_monitor_process_resident_memory_bytes'))
