@@ -7,10 +7,10 @@ import {type Kysely, sql} from 'kysely'
 //   fill, instead of scanning every range added since the last vacuum.
 export async function up(db: Kysely<any>): Promise<void> {
   await sql`create index tasks_problems_idx on tasks (kind, finished_at) where status in ('failed', 'quarantined')`.execute(db)
-  await sql`alter index task_events_at_brin set (autosummarize = on)`.execute(db)
+  await sql`alter index if exists task_events_at_brin set (autosummarize = on)`.execute(db)
 }
 
 export async function down(db: Kysely<any>): Promise<void> {
-  await sql`alter index task_events_at_brin reset (autosummarize)`.execute(db)
+  await sql`alter index if exists task_events_at_brin reset (autosummarize)`.execute(db)
   await sql`drop index if exists tasks_problems_idx`.execute(db)
 }
