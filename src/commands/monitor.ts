@@ -14,7 +14,7 @@ export default class MonitorCommand extends BaseCommand<typeof MonitorCommand> {
   static override summary = 'Watch the fleet: sweep dead workers, re-plan stalled runs, alert, and serve Prometheus metrics.'
   static override description = `Every --interval the active monitor sweeps dead workers and expired leases (their tasks go back to the queue), re-plans runs with nothing in flight, and opens an alert for each new condition: a worker died, a task failed or was quarantined, a run made no progress for --stuck-after, a run needs a decision. Each alert is sent once (to a Slack-compatible --alert-webhook and/or --alert-email through SMTP_URL), and again only if its condition clears and comes back. Runs started with --notify-email get their mail from here when no orchestrate is attached. A fleet summary is logged every interval.
 
-Start several for safety (with the same flags): one is active (a PostgreSQL advisory lock), the others stand by and take over within one interval when it dies. Workers sweep too, so recovery never depends on the monitor.`
+Start several for safety (with the same flags): one is active (a PostgreSQL advisory lock), the others stand by and take over within one interval when it dies (or end its session when it hangs for 15 s). Workers sweep too, so recovery never depends on the monitor.`
   static override examples = [
     '<%= config.bin %> monitor',
     'RVX_ALERT_WEBHOOK=https://hooks.slack.com/services/T000/B000/XXXX <%= config.bin %> monitor --metrics-port 9464',

@@ -2,11 +2,24 @@ import pg from 'pg'
 
 import {LOCK_CLASS_MONITOR} from '../runtime/config.js'
 
+const META_KEY = 'monitor.leader'
+
+export interface Leadership {
+  active: boolean
+  /** Set when this call took the lock from a hung leader (its name). */
+  tookOverFrom?: string
+}
+
 /**
  * Which of several monitors is the active one: whoever holds a session
  * advisory lock on its own connection. PostgreSQL drops the lock the moment
  * that process dies (or its connection does), so a standby calling `hold()`
  * every interval takes over within one interval.
+ *
+ * A process can also hang with its session alive (SIGSTOP, a stuck query):
+ * the active monitor stamps `rvx_meta` on every hold(), and a standby that
+ * finds the stamp older than three of the leader's intervals (and 15 s)
+ * ends the leader's session (pg_terminate_backend) and takes the lock.
  */
 export class LeaderLock {
   private client?: pg.Client
@@ -15,23 +28,38 @@ export class LeaderLock {
   constructor(
     private readonly url: string,
     private readonly name: string,
+    private readonly intervalMs: number,
   ) {}
 
-  /** True when this process holds the lock (after trying to take it if not). Never throws: a lost connection means standby. */
-  async hold(): Promise<boolean> {
+  /** Whether this process is the active monitor now (after trying to become it). Never throws: a lost connection means standby. */
+  async hold(): Promise<Leadership> {
     try {
       if (!this.client) await this.connect()
-      if (this.held) {
-        await this.client!.query('select 1')
-        return true
+      if (!this.held) {
+        const {rows} = await this.client!.query<{ok: boolean}>('select pg_try_advisory_lock($1, 0) as ok', [LOCK_CLASS_MONITOR])
+        this.held = rows[0].ok
       }
 
-      const {rows} = await this.client!.query<{ok: boolean}>('select pg_try_advisory_lock($1, 0) as ok', [LOCK_CLASS_MONITOR])
-      this.held = rows[0].ok
-      return this.held
+      if (this.held) {
+        await this.stamp()
+        return {active: true}
+      }
+
+      const hung = await this.hungLeader()
+      if (!hung) return {active: false}
+      await this.client!.query('select pg_terminate_backend($1)', [hung.pid])
+      for (let i = 0; i < 20 && !this.held; i++) {
+        const {rows} = await this.client!.query<{ok: boolean}>('select pg_try_advisory_lock($1, 0) as ok', [LOCK_CLASS_MONITOR])
+        this.held = rows[0].ok
+        if (!this.held) await new Promise((r) => setTimeout(r, 50))
+      }
+
+      if (!this.held) return {active: false}
+      await this.stamp()
+      return {active: true, tookOverFrom: hung.name}
     } catch {
       this.drop()
-      return false
+      return {active: false}
     }
   }
 
@@ -39,6 +67,29 @@ export class LeaderLock {
     const client = this.client
     this.drop()
     await client?.end().catch(() => {})
+  }
+
+  private async stamp(): Promise<void> {
+    await this.client!.query(
+      `insert into rvx_meta (key, value, updated_at) values ($1, $2, now())
+       on conflict (key) do update set value = excluded.value, updated_at = excluded.updated_at`,
+      [META_KEY, JSON.stringify({name: this.name, intervalMs: this.intervalMs, backendPid: (this.client as unknown as {processID?: number}).processID ?? null})],
+    )
+  }
+
+  /** The lock holder's session, when the holder has not stamped for three of its intervals (and 15 s). */
+  private async hungLeader(): Promise<{pid: number; name: string} | undefined> {
+    const {rows} = await this.client!.query<{pid: number; name: string}>(
+      `select l.pid, m.value ->> 'name' as name
+       from pg_locks l
+       join rvx_meta m on m.key = $2
+       where l.locktype = 'advisory' and l.granted and l.classid::int = $1 and l.objid = 0 and l.objsubid = 2
+         and l.database = (select oid from pg_database where datname = current_database())
+         and (m.value ->> 'backendPid')::int = l.pid
+         and m.updated_at < now() - greatest(3 * coalesce((m.value ->> 'intervalMs')::float8, 5000), 15000) * interval '1 millisecond'`,
+      [LOCK_CLASS_MONITOR, META_KEY],
+    )
+    return rows[0]
   }
 
   private async connect(): Promise<void> {

@@ -52,7 +52,7 @@ export class Monitor {
   private delivering?: Promise<unknown>
 
   constructor(private readonly o: MonitorOptions) {
-    this.leader = new LeaderLock(o.databaseUrl, o.name)
+    this.leader = new LeaderLock(o.databaseUrl, o.name, o.intervalMs)
     this.lookbackMs = o.lookbackMs ?? Math.max(3_600_000, 2 * o.stuckAfterMs)
   }
 
@@ -74,7 +74,8 @@ export class Monitor {
 
   /** One interval's work. Errors are logged, never thrown: the monitor outlives a database restart. */
   async tick(): Promise<TickResult | undefined> {
-    const active = await this.leader.hold()
+    const {active, tookOverFrom} = await this.leader.hold()
+    if (tookOverFrom) this.o.log.warn({hungLeader: tookOverFrom}, `the active monitor ${tookOverFrom} stopped answering; ended its session and took over`)
     if (active !== this.active) {
       this.active = active
       this.o.log.info({active}, active ? 'active: this monitor sweeps, re-plans and alerts' : 'standby: another monitor is active; this one takes over if it stops')

@@ -241,5 +241,25 @@ describe('e2e: rvx monitor', function () {
       second.child.kill('SIGINT')
       assert.equal((await second.exited).code, 130)
     })
+
+    it('a standby ends the session of a hung active monitor (SIGSTOP) and takes over; the woken one stands by', async () => {
+      const env = {DATABASE_URL: t.url}
+      const first = spawnCli(['monitor', '--interval', '500ms'], env)
+      spawned.push(first)
+      await waitFor('the first monitor to be active', async () => first.stderr().includes('"active":true'))
+      const second = spawnCli(['monitor', '--interval', '500ms'], env)
+      spawned.push(second)
+      await waitFor('the second to stand by', async () => second.stderr().includes('"active":false'))
+
+      first.child.kill('SIGSTOP')
+      // Hung = no stamp for three of its intervals and at least 15 s.
+      await waitFor('the standby to take over from the hung one', async () => second.stderr().includes('"active":true'), 30_000, 100)
+      assert.match(second.stderr(), /stopped answering; ended its session and took over/)
+      const before = first.stderr().length
+      first.child.kill('SIGCONT')
+      await waitFor('the woken monitor to stand by', async () => first.stderr().slice(before).includes('"active":false'), 15_000)
+      await new Promise((r) => setTimeout(r, 1500))
+      assert.ok(!first.stderr().slice(before).includes('"active":true'), 'it does not take the lock back')
+    })
   })
 })
