@@ -192,6 +192,16 @@ describe('e2e: rvx monitor', function () {
     afterEach(() => {
       for (const p of spawned.splice(0)) p.child.kill('SIGKILL')
     })
+    /** Two monitors at a 500 ms interval: the first active, the second standing by. */
+    const activeAndStandby = async (): Promise<[Spawned, Spawned]> => {
+      const first = spawnCli(['monitor', '--interval', '500ms'], {DATABASE_URL: t.url})
+      spawned.push(first)
+      await waitFor('the first monitor to be active', async () => first.stderr().includes('"active":true'))
+      const second = spawnCli(['monitor', '--interval', '500ms'], {DATABASE_URL: t.url})
+      spawned.push(second)
+      await waitFor('the second to stand by', async () => second.stderr().includes('"active":false'))
+      return [first, second]
+    }
 
     it('serves Prometheus metrics: fleet, queue, durations, tokens', async () => {
       const monitor = spawnCli(['monitor', '--interval', '300ms', '--metrics-port', '0'], {DATABASE_URL: t.url})
@@ -221,13 +231,7 @@ describe('e2e: rvx monitor', function () {
     })
 
     it('a standby monitor takes over within an interval when the active one dies', async () => {
-      const env = {DATABASE_URL: t.url}
-      const first = spawnCli(['monitor', '--interval', '500ms'], env)
-      spawned.push(first)
-      await waitFor('the first monitor to be active', async () => first.stderr().includes('"active":true'))
-      const second = spawnCli(['monitor', '--interval', '500ms'], env)
-      spawned.push(second)
-      await waitFor('the second to stand by', async () => second.stderr().includes('"active":false'))
+      const [first, second] = await activeAndStandby()
       await new Promise((r) => setTimeout(r, 1000))
       assert.ok(!second.stderr().includes('"active":true'), 'only one is active while both live')
       assert.ok(!second.stderr().includes('fleet:'), 'a standby does not log fleet summaries')
@@ -243,13 +247,7 @@ describe('e2e: rvx monitor', function () {
     })
 
     it('a standby ends the session of a hung active monitor (SIGSTOP) and takes over; the woken one stands by', async () => {
-      const env = {DATABASE_URL: t.url}
-      const first = spawnCli(['monitor', '--interval', '500ms'], env)
-      spawned.push(first)
-      await waitFor('the first monitor to be active', async () => first.stderr().includes('"active":true'))
-      const second = spawnCli(['monitor', '--interval', '500ms'], env)
-      spawned.push(second)
-      await waitFor('the second to stand by', async () => second.stderr().includes('"active":false'))
+      const [first, second] = await activeAndStandby()
 
       first.child.kill('SIGSTOP')
       // Hung = no stamp for three of its intervals and at least 15 s.
