@@ -175,4 +175,18 @@ describe('runtime: stats', function () {
       ],
     )
   })
+
+  it('counts done in the last 5 minutes by the kind of task, not once per type of the worker that did it', async () => {
+    // w2 works on a and b; it completes one task of kind b.
+    const [b] = await claimTasks(t.db, {...base, kinds: ['b'], workerId: 'w2', limit: 1})
+    assert.equal(await completeTask(t.db, {taskId: b.id, epoch: b.epoch, workerId: 'w2'}), true)
+    const w = await workerStats(t.db)
+    assert.deepEqual(
+      w.map((r) => [r.type, r.doneLast5m]),
+      [
+        ['a', 0],
+        ['b', 1],
+      ],
+    )
+  })
 })
