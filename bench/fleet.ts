@@ -9,7 +9,6 @@ import {type ChildProcess, spawn} from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import {performance} from 'node:perf_hooks'
-import {fileURLToPath} from 'node:url'
 import {type Kysely, sql} from 'kysely'
 
 import type {Database} from '../src/db/schema.js'
@@ -18,8 +17,8 @@ import {MonitorMetrics} from '../src/monitor/metrics.js'
 import {parseCriteria, validateSize} from '../src/pipeline/criteria.js'
 import {cancelRun, createRun, runsInProgress} from '../src/pipeline/runs.js'
 import {DEFAULT_CONFIG, listWorkers, queueStats, sleep, workerStats} from '../src/runtime/index.js'
+import {ROOT, waitUntil} from './common.js'
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 // The compiled CLI when it is built (what users run), else the same CLI from source.
 const BIN = fs.existsSync(path.join(ROOT, 'dist', 'src', 'commands')) ? path.join(ROOT, 'bin', 'run.js') : path.join(ROOT, 'bin', 'dev.js')
 
@@ -29,14 +28,6 @@ function rvxWorker(url: string, id: string, runId: number): ChildProcess {
     env: {...process.env, DATABASE_URL: url, RVX_HOME: path.join(ROOT, '.bench-home')},
     stdio: 'ignore',
   })
-}
-
-async function until(check: () => Promise<boolean>, timeoutMs: number, everyMs = 20): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('bench step timed out')
-    await sleep(everyMs)
-  }
 }
 
 /** (e) Seconds from SIGKILL of an `rvx worker` holding a task to another `rvx worker` holding it, per kill. */
@@ -59,14 +50,14 @@ export async function cliRecovery(db: Kysely<Database>, url: string, kills: numb
     const victimId = `cli-victim-${round}`
     const rescuerId = `cli-rescuer-${round}`
     const victim = rvxWorker(url, victimId, run.id)
-    await until(async () => (await owner(run.id)) === victimId, 60_000)
+    await waitUntil(async () => (await owner(run.id)) === victimId, 60_000, 20)
     const rescuer = rvxWorker(url, rescuerId, run.id)
-    await until(async () => (await db.selectFrom('workers').select('status').where('id', '=', rescuerId).executeTakeFirst())?.status === 'idle', 60_000)
+    await waitUntil(async () => (await db.selectFrom('workers').select('status').where('id', '=', rescuerId).executeTakeFirst())?.status === 'idle', 60_000, 20)
     // Kill at a random point of the victim's heartbeat cycle.
     await sleep(500 + Math.random() * DEFAULT_CONFIG.heartbeatIntervalMs)
     const killedAt = performance.now()
     victim.kill('SIGKILL')
-    await until(async () => (await owner(run.id)) === rescuerId, 120_000)
+    await waitUntil(async () => (await owner(run.id)) === rescuerId, 120_000, 20)
     samples.push((performance.now() - killedAt) / 1000)
     progress(`rvx worker recovery ${round + 1}/${kills}: ${samples.at(-1)!.toFixed(2)} s`)
     rescuer.kill('SIGKILL')

@@ -18,7 +18,6 @@ import {type ChildProcess, spawn} from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import {fileURLToPath} from 'node:url'
 import {performance} from 'node:perf_hooks'
 import {Kysely, PostgresDialect, sql} from 'kysely'
 import pg from 'pg'
@@ -28,9 +27,9 @@ import {EmbeddedServer} from '../src/db/embedded.js'
 import {migrateToLatest} from '../src/db/migrator.js'
 import type {Database} from '../src/db/schema.js'
 import {DEFAULT_CONFIG, enqueue, sleep, TaskRegistry, Worker} from '../src/runtime/index.js'
+import {ROOT, waitUntil} from './common.js'
 import {cliRecovery, statsAtScale, type StatsTiming} from './fleet.js'
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const args = new Set(process.argv.slice(2))
 const JSON_OUT = args.has('--json')
 const QUICK = args.has('--quick')
@@ -326,14 +325,6 @@ async function bossLatency(url: string): Promise<number[]> {
 }
 
 // ---------------------------------------------------------------- main
-
-async function waitUntil(check: () => Promise<boolean>, timeoutMs = 600_000, everyMs = 50): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('bench step timed out')
-    await sleep(everyMs)
-  }
-}
 
 async function main(): Promise<void> {
   const home = fs.mkdtempSync(path.join(os.tmpdir(), 'rvx-bench-'))

@@ -3,12 +3,16 @@ import {type Kysely, sql} from 'kysely'
 // rvx_worker_stats(): "done / failed in the last 5 minutes" counted by the kind of task, not by the
 // worker that did it. A worker of several types (rvx worker all) used to add its whole count to
 // every one of its types, so each type showed the same number.
-export async function up(db: Kysely<any>): Promise<void> {
-  await sql`
-    create or replace function rvx_worker_stats()
+
+// The function's signature is unchanged (so `create or replace` keeps every caller working); only its body differs.
+const FUNCTION = sql.raw(`create or replace function rvx_worker_stats()
     returns table (type text, total bigint, starting bigint, idle bigint, busy bigint, draining bigint, stopped bigint, dead bigint,
                    tasks_done bigint, tasks_failed bigint, done_last_5m bigint, failed_last_5m bigint)
-    language sql stable as $$
+    language sql stable as`)
+
+export async function up(db: Kysely<any>): Promise<void> {
+  await sql`
+    ${FUNCTION} $$
       with per_type as (
         select unnest(w.types) as type, w.* from workers w
       ), fleet as (
@@ -40,12 +44,10 @@ export async function up(db: Kysely<any>): Promise<void> {
   `.execute(db)
 }
 
+// Back to 0002's body.
 export async function down(db: Kysely<any>): Promise<void> {
   await sql`
-    create or replace function rvx_worker_stats()
-    returns table (type text, total bigint, starting bigint, idle bigint, busy bigint, draining bigint, stopped bigint, dead bigint,
-                   tasks_done bigint, tasks_failed bigint, done_last_5m bigint, failed_last_5m bigint)
-    language sql stable as $$
+    ${FUNCTION} $$
       with per_type as (
         select unnest(w.types) as type, w.* from workers w
       ), recent as (

@@ -128,62 +128,58 @@ async function runConditions(db: Kysely<Database>, o: ConditionOptions): Promise
       })
     }
 
-    if (r.notify_email && (r.status === 'completed' || r.status === 'needs_decision')) {
-      const kind = r.status === 'completed' ? 'run_completed_notice' : 'run_needs_decision_notice'
-      out.push({
-        key: `run:${r.id}:notice:${r.status}`,
-        kind,
-        severity: 'info',
-        subject: r.status === 'completed' ? `rvx run ${r.id} completed: ${r.selected} companies` : `rvx run ${r.id} needs your decision`,
-        details: {runId: r.id},
-        runId: r.id,
-        recipient: r.notify_email,
-      })
-    }
+    if (r.notify_email && (r.status === 'completed' || r.status === 'needs_decision')) out.push(runNotice(r.id, r.status, r.notify_email, r.selected))
   }
 
   return out
 }
 
-export interface RecordedAlerts {
-  opened: Array<Condition & {id: number}>
-  resolved: number
+/**
+ * The mail a run asked for with --notify-email, as a condition: keyed by run
+ * and status, so whoever records it first (orchestrate or a monitor) is the
+ * one that sends it.
+ */
+export function runNotice(runId: number, status: 'completed' | 'needs_decision', recipient: string, selected?: number): Condition {
+  return {
+    key: `run:${runId}:notice:${status}`,
+    kind: status === 'completed' ? 'run_completed_notice' : 'run_needs_decision_notice',
+    severity: 'info',
+    subject: status === 'completed' ? `rvx run ${runId} completed${selected === undefined ? '' : `: ${selected} companies`}` : `rvx run ${runId} needs your decision`,
+    details: {runId},
+    runId,
+    recipient,
+  }
 }
 
 /**
  * Opens an alert for each condition that has none open (the unique index
- * makes this once-only however many monitors race), and resolves open alerts
- * whose condition no longer holds (unless resolveOthers is false: the caller
- * knows only some conditions). `asOf` is when the conditions were read: an
- * alert opened since (by another process) is not resolved for being missing. With `deliverNow`, alerts (not notices)
- * are marked delivered at once: nobody configured a channel, the log is it.
+ * makes this once-only however many monitors race) and returns the opened
+ * ones. With `resolveMissing`, the conditions are all that hold: open alerts
+ * not among them are resolved, unless opened after `asOf` (when the
+ * conditions were read; another process may have opened them since). With
+ * `deliverNow`, alerts (not notices) are marked delivered at once: nobody
+ * configured a channel, the log is it.
  */
-export async function recordConditions(db: Kysely<Database>, conditions: Condition[], o: {deliverNow: boolean; resolveOthers?: boolean; asOf?: Date}): Promise<RecordedAlerts> {
-  const rows = conditions.map((c) => ({
-    key: c.key,
-    kind: c.kind,
-    severity: c.severity,
-    subject: c.subject,
-    details: c.details,
-    run_id: c.runId ?? null,
-    recipient: c.recipient ?? null,
-  }))
+export async function recordConditions(
+  db: Kysely<Database>,
+  conditions: Condition[],
+  o: {deliverNow: boolean; resolveMissing?: {asOf: Date}},
+): Promise<Array<Condition & {id: number}>> {
   const opened = await sql<{id: number; key: string}>`
     insert into alerts (key, kind, severity, subject, details, run_id, recipient, delivered_at)
-    select x.key, x.kind, x.severity, x.subject, x.details, x.run_id, x.recipient,
+    select x.key, x.kind, x.severity, x.subject, x.details, x."runId", x.recipient,
            case when ${o.deliverNow} and x.recipient is null then now() end
-    from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb)
-      as x(key text, kind text, severity text, subject text, details jsonb, run_id bigint, recipient text)
-    where x.run_id is null or exists (select 1 from runs r where r.id = x.run_id)
+    from jsonb_to_recordset(${JSON.stringify(conditions)}::jsonb)
+      as x(key text, kind text, severity text, subject text, details jsonb, "runId" bigint, recipient text)
+    where x."runId" is null or exists (select 1 from runs r where r.id = x."runId")
     on conflict (key) where resolved_at is null do nothing
     returning id, key`.execute(db)
-  const resolved =
-    o.resolveOthers === false
-      ? {numAffectedRows: 0n}
-      : await sql`
-          update alerts set resolved_at = now()
-          where resolved_at is null and not (key = any(${conditions.map((c) => c.key)}::text[]))
-            and created_at < coalesce(${o.asOf ?? null}::timestamptz, now())`.execute(db)
+  if (o.resolveMissing) {
+    await sql`
+      update alerts set resolved_at = now()
+      where resolved_at is null and not (key = any(${conditions.map((c) => c.key)}::text[])) and created_at < ${o.resolveMissing.asOf}`.execute(db)
+  }
+
   const byKey = new Map(conditions.map((c) => [c.key, c]))
-  return {opened: opened.rows.map((r) => ({...byKey.get(r.key)!, id: r.id})), resolved: Number(resolved.numAffectedRows ?? 0)}
+  return opened.rows.map((r) => ({...byKey.get(r.key)!, id: r.id}))
 }

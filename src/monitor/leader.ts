@@ -35,10 +35,7 @@ export class LeaderLock {
   async hold(): Promise<Leadership> {
     try {
       if (!this.client) await this.connect()
-      if (!this.held) {
-        const {rows} = await this.client!.query<{ok: boolean}>('select pg_try_advisory_lock($1, 0) as ok', [LOCK_CLASS_MONITOR])
-        this.held = rows[0].ok
-      }
+      if (!this.held) await this.tryLock()
 
       if (this.held) {
         await this.stamp()
@@ -48,11 +45,8 @@ export class LeaderLock {
       const hung = await this.hungLeader()
       if (!hung) return {active: false}
       await this.client!.query('select pg_terminate_backend($1)', [hung.pid])
-      for (let i = 0; i < 20 && !this.held; i++) {
-        const {rows} = await this.client!.query<{ok: boolean}>('select pg_try_advisory_lock($1, 0) as ok', [LOCK_CLASS_MONITOR])
-        this.held = rows[0].ok
-        if (!this.held) await new Promise((r) => setTimeout(r, 50))
-      }
+      // The ended session lets go of the lock as soon as its backend exits.
+      for (let i = 0; i < 20 && !(await this.tryLock()); i++) await new Promise((r) => setTimeout(r, 50))
 
       if (!this.held) return {active: false}
       await this.stamp()
@@ -67,6 +61,12 @@ export class LeaderLock {
     const client = this.client
     this.drop()
     await client?.end().catch(() => {})
+  }
+
+  private async tryLock(): Promise<boolean> {
+    const {rows} = await this.client!.query<{ok: boolean}>('select pg_try_advisory_lock($1, 0) as ok', [LOCK_CLASS_MONITOR])
+    this.held = rows[0].ok
+    return this.held
   }
 
   private async stamp(): Promise<void> {

@@ -2,13 +2,14 @@ import {type Kysely, sql} from 'kysely'
 
 import type {Database} from '../db/schema.js'
 import {advanceRun} from '../pipeline/advance.js'
+import {runCountsByStatus, runsWithNothingInFlight} from '../pipeline/runs.js'
 import {sleep} from '../runtime/backoff.js'
 import {DEFAULT_CONFIG} from '../runtime/config.js'
 import {errorMessage} from '../runtime/errors.js'
 import type {Logger} from '../runtime/logger.js'
 import {queueStats, workerStats} from '../runtime/stats.js'
 import {sweep} from '../runtime/sweep.js'
-import {type Condition, currentConditions, recordConditions} from './conditions.js'
+import {currentConditions, recordConditions} from './conditions.js'
 import {deliverPending, type DeliveryTargets} from './delivery.js'
 import {LeaderLock} from './leader.js'
 import type {MonitorMetrics} from './metrics.js'
@@ -26,15 +27,6 @@ export interface MonitorOptions {
   targets: DeliveryTargets
   metrics?: MonitorMetrics
   log: Logger
-}
-
-export interface TickResult {
-  active: boolean
-  deadWorkers: string[]
-  requeued: number
-  advanced: number[]
-  opened: Condition[]
-  summary: string
 }
 
 /**
@@ -73,7 +65,7 @@ export class Monitor {
   }
 
   /** One interval's work. Errors are logged, never thrown: the monitor outlives a database restart. */
-  async tick(): Promise<TickResult | undefined> {
+  async tick(): Promise<void> {
     const {active, tookOverFrom} = await this.leader.hold()
     if (tookOverFrom) this.o.log.warn({hungLeader: tookOverFrom}, `the active monitor ${tookOverFrom} stopped answering; ended its session and took over`)
     if (active !== this.active) {
@@ -83,54 +75,41 @@ export class Monitor {
 
     this.o.metrics?.setActive(active)
     try {
-      const result: TickResult = {active, deadWorkers: [], requeued: 0, advanced: [], opened: [], summary: ''}
       if (active) {
         const swept = await sweep(this.o.db, {...DEFAULT_CONFIG, deadAfterMs: this.o.deadAfterMs})
-        result.deadWorkers = swept.deadWorkers
-        result.requeued = swept.requeued
         this.o.metrics?.countDeadWorkers(swept.deadWorkers.length)
         if (swept.deadWorkers.length > 0 || swept.requeued > 0 || swept.quarantined > 0) {
           this.o.log.warn({dead: swept.deadWorkers, requeued: swept.requeued, quarantined: swept.quarantined}, `swept ${swept.deadWorkers.length} dead worker(s): ${swept.requeued} task(s) requeued, ${swept.quarantined} quarantined`)
         }
 
-        result.advanced = await this.replanIdleRuns()
-        result.opened = await this.alert()
+        await this.replanIdleRuns()
+        await this.alert()
       }
 
-      result.summary = await this.observe()
-      if (active) this.o.log.info({}, result.summary)
-      return result
+      const summary = await this.observe()
+      if (active) this.o.log.info({}, summary)
     } catch (error) {
       this.o.log.error({err: errorMessage(error)}, `monitor tick failed (retrying next interval): ${errorMessage(error)}`)
-      return undefined
     }
   }
 
   /** Runs marked running with nothing queued or running: advance decides what is next (or how they end). */
-  private async replanIdleRuns(): Promise<number[]> {
-    const {rows} = await sql<{id: number}>`
-      select r.id from runs r
-      where r.status = 'running'
-        and not exists (select 1 from tasks t where t.scope = 'run:' || r.id and t.status in ('queued', 'running'))`.execute(this.o.db)
-    const advanced: number[] = []
-    for (const {id} of rows) {
+  private async replanIdleRuns(): Promise<void> {
+    for (const id of await runsWithNothingInFlight(this.o.db)) {
       try {
         const status = await advanceRun(this.o.db, id)
-        advanced.push(id)
         this.o.log.info({runId: id, status}, `run ${id} had nothing in flight; re-planned: ${status}`)
       } catch (error) {
         // One run that cannot be re-planned must not stop the sweeps and alerts of the rest.
         this.o.log.error({runId: id, err: errorMessage(error)}, `could not re-plan run ${id}: ${errorMessage(error)}`)
       }
     }
-
-    return advanced
   }
 
-  private async alert(): Promise<Condition[]> {
+  private async alert(): Promise<void> {
     const asOf = (await sql<{now: Date}>`select now() as now`.execute(this.o.db)).rows[0].now
     const conditions = await currentConditions(this.o.db, {stuckAfterMs: this.o.stuckAfterMs, lookbackMs: this.lookbackMs})
-    const {opened} = await recordConditions(this.o.db, conditions, {deliverNow: this.o.targets.channels.length === 0, asOf})
+    const opened = await recordConditions(this.o.db, conditions, {deliverNow: this.o.targets.channels.length === 0, resolveMissing: {asOf}})
     for (const a of opened) {
       const level = a.severity === 'critical' ? 'error' : a.severity === 'warning' ? 'warn' : 'info'
       this.o.log[level]({alert: a.kind, key: a.key, ...a.details}, a.recipient ? `notice for ${a.recipient}: ${a.subject}` : `alert: ${a.subject}`)
@@ -142,17 +121,15 @@ export class Monitor {
       .finally(() => {
         this.delivering = undefined
       })
-    return opened
   }
 
   /** Fleet, queue and runs: into the metrics, and one summary line. */
   private async observe(): Promise<string> {
-    const [fleet, queue, runs] = await Promise.all([
+    const [fleet, queue, runCounts] = await Promise.all([
       workerStats(this.o.db),
       queueStats(this.o.db),
-      sql<{status: string; n: number}>`select status, count(*)::int as n from runs group by status`.execute(this.o.db),
+      runCountsByStatus(this.o.db),
     ])
-    const runCounts = Object.fromEntries(runs.rows.map((r) => [r.status, r.n]))
     if (this.o.metrics) {
       this.o.metrics.setFleet(fleet, queue, runCounts)
       await this.o.metrics.collect(this.o.db)

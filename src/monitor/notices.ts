@@ -5,7 +5,7 @@ import type {AlertRow, Database} from '../db/schema.js'
 import type {Logger} from '../runtime/logger.js'
 import {renderRun} from '../pipeline/export.js'
 import {runProgress} from '../pipeline/runs.js'
-import {recordConditions} from './conditions.js'
+import {recordConditions, runNotice} from './conditions.js'
 import {deliverPending} from './delivery.js'
 import type {Mailer, MailMessage} from './mail.js'
 
@@ -64,9 +64,7 @@ export async function notifyRun(db: Kysely<Database>, runId: number, mailer: Mai
   const run = await db.selectFrom('runs').select(['id', 'status', 'options']).where('id', '=', runId).executeTakeFirstOrThrow()
   const to = (run.options as {notifyEmail?: string}).notifyEmail
   if (!to || (run.status !== 'completed' && run.status !== 'needs_decision')) return {sent: false}
-  const kind = run.status === 'completed' ? 'run_completed_notice' : 'run_needs_decision_notice'
-  const subject = run.status === 'completed' ? `rvx run ${runId} completed` : `rvx run ${runId} needs your decision`
-  const {opened} = await recordConditions(db, [{key: `run:${runId}:notice:${run.status}`, kind, severity: 'info', subject, details: {runId}, runId, recipient: to}], {deliverNow: false, resolveOthers: false})
+  const opened = await recordConditions(db, [runNotice(runId, run.status, to)], {deliverNow: false})
   if (opened.length === 0) return {sent: false}
   const result = await deliverPending(db, {channels: [], mailer}, log, {ids: opened.map((o) => o.id)})
   return result.delivered > 0 ? {sent: true} : {sent: false, error: result.errors[0] ?? 'not sent'}

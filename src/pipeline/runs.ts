@@ -198,6 +198,25 @@ async function cancelRunTasks(trx: Transaction<Database>, runId: number, reason:
   await cancelTasks(trx as unknown as Kysely<Database>, {scope: runScope(runId), statuses: ['queued', 'running']}, reason)
 }
 
+/**
+ * Runs marked running with no task queued or running: nothing will advance
+ * them unless someone does (a stage task ended failed or quarantined).
+ */
+export async function runsWithNothingInFlight(db: Executor): Promise<number[]> {
+  // The SQL spelling of runScope(id).
+  const {rows} = await sql<{id: number}>`
+    select r.id from runs r
+    where r.status = 'running'
+      and not exists (select 1 from tasks t where t.scope = 'run:' || r.id and t.status in ('queued', 'running'))`.execute(db)
+  return rows.map((r) => r.id)
+}
+
+/** How many runs are in each status. */
+export async function runCountsByStatus(db: Executor): Promise<Record<string, number>> {
+  const rows = await db.selectFrom('runs').select(['status', (eb) => eb.fn.countAll<number>().as('n')]).groupBy('status').execute()
+  return Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]))
+}
+
 export interface RunInProgress {
   id: number
   stage: string
