@@ -1,17 +1,17 @@
-import {UsageError} from '../cli/errors.js'
+import {UsageError} from '../shared/errors.js'
 import type {RunRow} from '../db/schema.js'
 import {OpenAIProvider, openAIOptionsFromEnv} from './openai.js'
-import type {ResearchProvider} from './provider.js'
+import type {ResearchProvider} from '../pipeline/provider.js'
 import {DEFAULT_SIMULATION, SimulatedProvider, type SimulationOptions, simulationOptions} from './simulated.js'
 
 export const PROVIDERS = ['openai', 'simulated'] as const
 export type ProviderName = (typeof PROVIDERS)[number]
 
-/** --provider, else openai when OPENAI_API_KEY is set, else a one-line error that says what to do. */
-export function chooseProvider(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): ProviderName {
-  if (flag) return flag as ProviderName
+/** The provider asked for, else openai when OPENAI_API_KEY is set, else a one-line error that says what to do. */
+export function chooseProvider(asked: string | undefined, env: NodeJS.ProcessEnv = process.env): ProviderName {
+  if (asked) return asked as ProviderName
   if (env.OPENAI_API_KEY) return 'openai'
-  throw new UsageError('no research provider: set OPENAI_API_KEY to research with OpenAI, or pass --provider simulated for the offline simulated world')
+  throw new UsageError('is not chosen and OPENAI_API_KEY is not set: set OPENAI_API_KEY to research with OpenAI, or choose simulated for the offline simulated world', {field: 'provider'})
 }
 
 /**
@@ -46,9 +46,9 @@ export function createProvider(name: string, simulation: SimulationOptions | und
   }
 
   if (name === 'openai') {
-    if (!env.OPENAI_API_KEY) throw new UsageError('--provider openai needs OPENAI_API_KEY: set it, or pass --provider simulated')
+    if (!env.OPENAI_API_KEY) throw new UsageError('openai needs OPENAI_API_KEY: set it, or choose simulated', {field: 'provider'})
     return new OpenAIProvider(openAIOptionsFromEnv(env))
   }
 
-  throw new UsageError(`unknown research provider "${name}": use openai or simulated`)
+  throw new UsageError(`"${name}" is unknown: use openai or simulated`, {field: 'provider'})
 }

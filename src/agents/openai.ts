@@ -4,7 +4,7 @@ import {z} from 'zod'
 
 import type {Criteria} from '../pipeline/criteria.js'
 import {PermanentError, SnoozeError, retryAfterMs} from '../runtime/errors.js'
-import type {CallContext, CandidateCompany, CompanyResearch, FoundContact, LlmUsage, ResearchProvider} from './provider.js'
+import type {CallContext, CandidateCompany, CompanyResearch, FoundContact, LlmUsage, ResearchProvider} from '../pipeline/provider.js'
 import {ContactsOutput, DiscoveryOutput, ResearchOutput} from './schemas.js'
 import {detectPms} from './tools/detect-pms.js'
 import {fetchPage} from './tools/fetch-page.js'

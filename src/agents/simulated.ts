@@ -1,9 +1,9 @@
-import {UsageError} from '../cli/errors.js'
+import {UsageError} from '../shared/errors.js'
 import type {Criteria} from '../pipeline/criteria.js'
 import {PMS_VENDORS} from '../pipeline/criteria.js'
 import {SnoozeError, TransientError} from '../runtime/errors.js'
 import {sleep} from '../runtime/backoff.js'
-import type {CallContext, CandidateCompany, CompanyResearch, FoundContact, ResearchProvider} from './provider.js'
+import type {CallContext, CandidateCompany, CompanyResearch, FoundContact, ResearchProvider} from '../pipeline/provider.js'
 
 /**
  * An offline, deterministic world of property-management companies, for
@@ -27,14 +27,14 @@ export const DEFAULT_SIMULATION: SimulationOptions = {seed: 1, latencyMs: [0, 0]
 export function parseLatency(text: string): [number, number] {
   const unit = (s: string) => {
     const m = /^(\d+(?:\.\d+)?)(ms|s)?$/.exec(s.trim())
-    if (!m) throw new UsageError(`--sim-latency "${text}" is not a duration range: use e.g. 50ms-500ms`)
+    if (!m) throw new UsageError(`"${text}" is not a duration range: use e.g. 50ms-500ms`, {field: 'sim_latency'})
     return Math.round(Number(m[1]) * (m[2] === 's' ? 1000 : 1))
   }
 
   const [a, b] = text.split('-')
   const min = unit(a)
   const max = b === undefined ? min : unit(b)
-  if (max < min) throw new UsageError(`--sim-latency "${text}": the maximum is below the minimum`)
+  if (max < min) throw new UsageError(`"${text}": the maximum is below the minimum`, {field: 'sim_latency'})
   return [min, max]
 }
 
@@ -44,8 +44,8 @@ export function parseFaults(text: string): SimulationOptions['faults'] {
   for (const part of text.split(',').map((p) => p.trim()).filter(Boolean)) {
     const [key, value] = part.split('=')
     const rate = Number(value)
-    if (!(key in faults)) throw new UsageError(`--sim-faults: unknown fault "${key}": use transient, rate_limit, malformed or crash`)
-    if (!Number.isFinite(rate) || rate < 0 || rate > 1) throw new UsageError(`--sim-faults: ${key} must be a rate from 0 to 1 (got "${value}")`)
+    if (!(key in faults)) throw new UsageError(`names an unknown fault "${key}": use transient, rate_limit, malformed or crash`, {field: 'sim_faults'})
+    if (!Number.isFinite(rate) || rate < 0 || rate > 1) throw new UsageError(`sets ${key} to "${value}": a rate is from 0 to 1`, {field: 'sim_faults'})
     faults[key as keyof typeof faults] = rate
   }
 

@@ -6,8 +6,9 @@ import {connectionFailure, isConnectionError} from '../db/connection-errors.js'
 import {assertSchemaCurrent} from '../db/migrator.js'
 import {resolveDatabaseUrl} from '../db/resolve.js'
 import type {Database} from '../db/schema.js'
-import {oneLine, RvxError} from './errors.js'
-import {ExitCode} from './exit-codes.js'
+import {ExitCode} from '../shared/exit-codes.js'
+import {RvxError} from '../shared/errors.js'
+import {flagWording, oneLine} from './errors.js'
 import {type Column, detectMode, type OutputMode, renderTable, type Spinner, spinner} from './output.js'
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
@@ -154,7 +155,8 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     return super.finally(error)
   }
 
-  private describeFailure(error: Error & {exitCode?: number; code?: string; oclif?: {exit?: number}}): {code: string; exitCode: number; message: string; unexpected: boolean} {
+  private describeFailure(thrown: Error & {exitCode?: number; code?: string; oclif?: {exit?: number}}): {code: string; exitCode: number; message: string; unexpected: boolean} {
+    const error = flagWording(thrown, Object.keys({...BaseCommand.baseFlags, ...this.ctor.flags})) as typeof thrown
     if (error instanceof RvxError) {
       return {code: error.code, exitCode: error.exitCode, message: oneLine(error.message), unexpected: false}
     }

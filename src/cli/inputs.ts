@@ -1,6 +1,6 @@
 import fs from 'node:fs/promises'
 
-import {UsageError} from './errors.js'
+import {UsageError} from '../shared/errors.js'
 
 /** --criteria takes JSON text, @file.json, or - for stdin. */
 export async function readCriteriaText(value: string, stdin: NodeJS.ReadStream = process.stdin): Promise<string> {

@@ -12,7 +12,3 @@ export function describeProgress(p: RunProgress): string {
     `contacts: ${p.contacts} for ${p.companies.selected}/${p.quantity} selected${inFlight('contact') ? `, ${inFlight('contact')} searching` : ''}`,
   ].join(' · ')
 }
-
-export function formatCost(usd: number): string {
-  return `$${usd.toFixed(usd < 1 ? 4 : 2)}`
-}

@@ -1,6 +1,6 @@
 import {Args} from '@oclif/core'
 
-import {UsageError} from './errors.js'
+import {UsageError} from '../shared/errors.js'
 
 /** The ID argument of the runs commands: a positive whole number. */
 export const runIdArg = Args.string({description: 'Run ID (rvx runs list shows them).', required: true})

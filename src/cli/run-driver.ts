@@ -5,13 +5,14 @@ import {exportRun, type ExportResult} from '../pipeline/export.js'
 import {driveRun} from '../pipeline/orchestrator.js'
 import {getRun, runOptions, type RunProgress} from '../pipeline/runs.js'
 import {mailerFromEnv} from '../monitor/mail.js'
-import {notifyRun} from '../monitor/notices.js'
+import {notifyRun} from '../monitor/notify.js'
 import {errorMessage} from '../runtime/errors.js'
 import {silentLogger} from '../runtime/logger.js'
 import {BaseCommand} from './base-command.js'
 import {oneLine} from './errors.js'
-import {ExitCode} from './exit-codes.js'
-import {describeProgress, formatCost} from './progress.js'
+import {ExitCode} from '../shared/exit-codes.js'
+import {formatCost} from '../shared/money.js'
+import {describeProgress} from './progress.js'
 
 export interface DriveReport {
   runId: number

@@ -2,8 +2,8 @@ import os from 'node:os'
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
-import {parseDuration} from '../cli/duration.js'
-import {UsageError} from '../cli/errors.js'
+import {parseDuration} from '../shared/duration.js'
+import {UsageError} from '../shared/errors.js'
 import {createLogger} from '../cli/logger.js'
 import {type AlertChannel, EmailChannel, WebhookChannel} from '../monitor/channels.js'
 import {mailerFromEnv, parseAddress, requireMailer} from '../monitor/mail.js'
@@ -33,14 +33,14 @@ Start several for safety (with the same flags): one is active (a PostgreSQL advi
 
   async run(): Promise<void> {
     const {flags} = this
-    const intervalMs = parseDuration(flags.interval, '--interval')
-    const deadAfterMs = parseDuration(flags['dead-after'], '--dead-after')
-    const stuckAfterMs = parseDuration(flags['stuck-after'], '--stuck-after')
+    const intervalMs = parseDuration(flags.interval, 'interval')
+    const deadAfterMs = parseDuration(flags['dead-after'], 'dead_after')
+    const stuckAfterMs = parseDuration(flags['stuck-after'], 'stuck_after')
     if (intervalMs < 100) throw new UsageError('--interval must be at least 100ms')
     if (deadAfterMs <= 5000) throw new UsageError('--dead-after must exceed the 5s heartbeat interval, e.g. 15s')
     const channels: AlertChannel[] = []
     if (flags['alert-webhook']) channels.push(webhook(flags['alert-webhook']))
-    if (flags['alert-email']) channels.push(new EmailChannel(requireMailer('--alert-email'), parseAddress(flags['alert-email'], '--alert-email')))
+    if (flags['alert-email']) channels.push(new EmailChannel(requireMailer('alert_email'), parseAddress(flags['alert-email'], 'alert_email')))
     const mailer = mailerFromEnv()
 
     const db = await this.database({schema: true})

@@ -2,7 +2,7 @@ import {Flags} from '@oclif/core'
 
 import {chooseProvider, createProvider, PROVIDERS} from '../agents/index.js'
 import {simulationOptions} from '../agents/simulated.js'
-import {parseDuration} from '../cli/duration.js'
+import {parseDuration} from '../shared/duration.js'
 import {readCriteriaText} from '../cli/inputs.js'
 import {parseCriteria, validateSize} from '../pipeline/criteria.js'
 import {RunDriverCommand, type DriveReport} from '../cli/run-driver.js'
@@ -51,10 +51,10 @@ export default class Orchestrate extends RunDriverCommand<typeof Orchestrate> {
     const size = validateSize({quantity: flags.quantity, contactsMin: flags['contacts-min'], contactsMax: flags['contacts-max']})
     const provider = chooseProvider(flags.provider)
     const simulation = provider === 'simulated' ? simulationOptions({latency: flags['sim-latency'], faults: flags['sim-faults'], seed: flags['sim-seed']}) : undefined
-    const timeoutMs = flags.timeout ? parseDuration(flags.timeout, '--timeout') : undefined
+    const timeoutMs = flags.timeout ? parseDuration(flags.timeout, 'timeout') : undefined
     createProvider(provider, simulation) // refuses an unusable provider before anything is written
-    const notifyEmail = flags['notify-email'] ? parseAddress(flags['notify-email'], '--notify-email') : undefined
-    if (notifyEmail) requireMailer('--notify-email').close()
+    const notifyEmail = flags['notify-email'] ? parseAddress(flags['notify-email'], 'notify_email') : undefined
+    if (notifyEmail) requireMailer('notify_email').close()
 
     const db = await this.database({schema: true})
     const run = await createRun(db, {criteria, size, provider, options: {simulation, outputDir: flags['output-dir'], notifyEmail}})

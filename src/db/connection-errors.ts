@@ -1,4 +1,4 @@
-import {DatabaseUnavailableError} from '../cli/errors.js'
+import {DatabaseUnavailableError} from '../shared/errors.js'
 
 /** Where a connection goes, with the password left out: safe to print. */
 export function describeTarget(url: string): string {

@@ -7,7 +7,7 @@ import os from 'node:os'
 import path from 'node:path'
 import lockfile from 'proper-lockfile'
 
-import {DatabaseUnavailableError, RvxError} from '../cli/errors.js'
+import {DatabaseUnavailableError, RvxError} from '../shared/errors.js'
 
 /**
  * The embedded PostgreSQL server: real PostgreSQL binaries from the

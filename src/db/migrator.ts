@@ -3,7 +3,7 @@ import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {FileMigrationProvider, type Kysely, Migrator, type MigrationResult} from 'kysely'
 
-import {DatabaseUnavailableError, RvxError} from '../cli/errors.js'
+import {DatabaseUnavailableError, RvxError} from '../shared/errors.js'
 import {connectionFailure, isConnectionError} from './connection-errors.js'
 
 // Works from src/db (tsx) and dist/src/db (compiled): migrations/ sits two levels up in both.

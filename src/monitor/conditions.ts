@@ -1,7 +1,7 @@
 import {type Kysely, sql} from 'kysely'
 
 import type {AlertSeverity, Database} from '../db/schema.js'
-import {formatAge} from '../cli/duration.js'
+import {formatAge} from '../shared/duration.js'
 
 /**
  * Something true about the fleet right now that a person should hear about.

@@ -2,7 +2,7 @@ import os from 'node:os'
 import nodemailer, {type Transporter} from 'nodemailer'
 import {z} from 'zod'
 
-import {UsageError} from '../cli/errors.js'
+import {UsageError} from '../shared/errors.js'
 
 export interface MailAttachment {
   filename: string
@@ -19,10 +19,10 @@ export interface MailMessage {
 
 const address = z.email()
 
-/** A person's address from a flag, or a one-line usage error naming the flag. */
-export function parseAddress(text: string, flag: string): string {
+/** A person's address, or a one-line usage error naming the input (`field`). */
+export function parseAddress(text: string, field = 'address'): string {
   const parsed = address.safeParse(text.trim())
-  if (!parsed.success) throw new UsageError(`${flag} "${text}" is not an email address: use e.g. ops@example.com`)
+  if (!parsed.success) throw new UsageError(`"${text}" is not an email address: use e.g. ops@example.com`, {field})
   return parsed.data
 }
 
@@ -73,9 +73,9 @@ export function mailerFromEnv(env: NodeJS.ProcessEnv = process.env): Mailer | un
   return env.SMTP_URL ? new Mailer(env.SMTP_URL, env.RVX_MAIL_FROM) : undefined
 }
 
-/** For flags that send mail: the mailer, or a one-line error saying how to configure one. */
-export function requireMailer(flag: string, env: NodeJS.ProcessEnv = process.env): Mailer {
+/** For inputs that send mail (`field`): the mailer, or a one-line error saying how to configure one. */
+export function requireMailer(field: string, env: NodeJS.ProcessEnv = process.env): Mailer {
   const mailer = mailerFromEnv(env)
-  if (!mailer) throw new UsageError(`${flag} needs an SMTP server: set SMTP_URL, e.g. smtp://user:password@smtp.example.com:587`)
+  if (!mailer) throw new UsageError(`needs an SMTP server: set SMTP_URL, e.g. smtp://user:password@smtp.example.com:587`, {field})
   return mailer
 }

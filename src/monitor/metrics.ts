@@ -3,8 +3,7 @@ import type {AddressInfo} from 'node:net'
 import {type Kysely, sql} from 'kysely'
 import {collectDefaultMetrics, Counter, Gauge, Histogram, Registry} from 'prom-client'
 
-import {RvxError} from '../cli/errors.js'
-import {ExitCode} from '../cli/exit-codes.js'
+import {UsageError} from '../shared/errors.js'
 import type {Database} from '../db/schema.js'
 import type {QueueStats, WorkerTypeStats} from '../runtime/stats.js'
 
@@ -121,7 +120,7 @@ export class MonitorMetrics {
       server.once('error', (error: NodeJS.ErrnoException) =>
         reject(
           error.code === 'EADDRINUSE'
-            ? new RvxError(`metrics port ${port} on ${host} is in use: pick another --metrics-port`, {code: 'port_in_use', exitCode: ExitCode.Usage})
+            ? new UsageError(`${port} on ${host} is in use: pick another`, {field: 'metrics_port', code: 'port_in_use'})
             : error,
         ),
       )

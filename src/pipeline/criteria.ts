@@ -1,6 +1,6 @@
 import {z} from 'zod'
 
-import {UsageError} from '../cli/errors.js'
+import {UsageError} from '../shared/errors.js'
 
 export const PMS_VENDORS = ['Buildium', 'AppFolio', 'Yardi', 'RealPage', 'Entrata', 'ResMan', 'Rent Manager', 'Propertyware', 'DoorLoop', 'TenantCloud', 'RentVine'] as const
 
@@ -33,17 +33,17 @@ export interface RunSize {
   contactsMax: number
 }
 
-/** Parses criteria JSON text; every problem becomes one line naming the key (exit 2). */
+/** Parses criteria JSON text; every problem becomes one line naming the key (a UsageError on the field "criteria"). */
 export function parseCriteria(text: string): Criteria {
   let raw: unknown
   try {
     raw = JSON.parse(text)
   } catch (error) {
-    throw new UsageError(`--criteria is not valid JSON (${(error as Error).message}): pass an object such as '{"pms":"Buildium","state":"TX"}'`)
+    throw new UsageError(`is not valid JSON (${(error as Error).message}): pass an object such as '{"pms":"Buildium","state":"TX"}'`, {field: 'criteria'})
   }
 
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
-    throw new UsageError(`--criteria must be a JSON object such as '{"pms":"Buildium","state":"TX"}'`)
+    throw new UsageError(`must be a JSON object such as '{"pms":"Buildium","state":"TX"}'`, {field: 'criteria'})
   }
 
   const result = CriteriaSchema.safeParse(raw)
@@ -61,10 +61,11 @@ export function parseCriteria(text: string): Criteria {
 }
 
 export function validateSize(size: RunSize): RunSize {
-  if (!Number.isInteger(size.quantity) || size.quantity < 1 || size.quantity > 10_000) throw new UsageError(`--quantity must be a whole number from 1 to 10000 (got ${size.quantity})`)
-  if (!Number.isInteger(size.contactsMin) || size.contactsMin < 1) throw new UsageError(`--contacts-min must be at least 1 (got ${size.contactsMin})`)
-  if (!Number.isInteger(size.contactsMax) || size.contactsMax > 10) throw new UsageError(`--contacts-max must be at most 10 (got ${size.contactsMax})`)
-  if (size.contactsMin > size.contactsMax) throw new UsageError(`--contacts-min (${size.contactsMin}) must not exceed --contacts-max (${size.contactsMax})`)
+  const bad = (field: string, detail: string) => new UsageError(detail, {field})
+  if (!Number.isInteger(size.quantity) || size.quantity < 1 || size.quantity > 10_000) throw bad('quantity', `must be a whole number from 1 to 10000 (got ${size.quantity})`)
+  if (!Number.isInteger(size.contactsMin) || size.contactsMin < 1) throw bad('contacts_min', `must be at least 1 (got ${size.contactsMin})`)
+  if (!Number.isInteger(size.contactsMax) || size.contactsMax > 10) throw bad('contacts_max', `must be at most 10 (got ${size.contactsMax})`)
+  if (size.contactsMin > size.contactsMax) throw bad('contacts_min', `(${size.contactsMin}) must not exceed contacts_max (${size.contactsMax})`)
   return size
 }
 

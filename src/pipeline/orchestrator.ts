@@ -1,6 +1,6 @@
 import type {Kysely} from 'kysely'
 
-import type {ResearchProvider} from '../agents/provider.js'
+import type {ResearchProvider} from './provider.js'
 import type {Database, RunRow, RunStatus} from '../db/schema.js'
 import {sleep} from '../runtime/backoff.js'
 import {TaskRegistry} from '../runtime/handlers.js'

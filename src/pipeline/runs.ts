@@ -1,6 +1,6 @@
 import {type Kysely, sql, type Transaction} from 'kysely'
 
-import {RvxError} from '../cli/errors.js'
+import {RvxError} from '../shared/errors.js'
 import type {Database, RunRow, RunStatus} from '../db/schema.js'
 import {cancelTasks, enqueue, retryTask} from '../runtime/queue.js'
 import type {Criteria, RunSize} from './criteria.js'

@@ -1,6 +1,6 @@
 import {type Kysely, sql, type Transaction} from 'kysely'
 
-import type {CallContext, CandidateCompany, LlmUsage, ResearchProvider} from '../agents/provider.js'
+import type {CallContext, CandidateCompany, LlmUsage, ResearchProvider} from './provider.js'
 import type {Database, RunRow} from '../db/schema.js'
 import type {TaskContext, TaskRegistry} from '../runtime/handlers.js'
 import type {ClaimedTask} from '../runtime/lease.js'

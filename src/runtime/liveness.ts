@@ -1,6 +1,6 @@
 import pg from 'pg'
 
-import {RvxError} from '../cli/errors.js'
+import {RvxError} from '../shared/errors.js'
 import {LOCK_CLASS_WORKER, NOTIFY_CHANNEL} from './config.js'
 import type {Logger} from './logger.js'
 
@@ -27,7 +27,7 @@ export class LivenessSession {
   async open(): Promise<void> {
     const ok = await this.connect()
     if (!ok) {
-      throw new RvxError(`worker id ${this.workerId} is in use by a live worker: pick another --id, or stop that worker first`, {code: 'worker_id_in_use'})
+      throw new RvxError(`worker id ${this.workerId} is in use by a live worker: choose another worker id, or stop that worker first`, {code: 'worker_id_in_use'})
     }
   }
 

@@ -3,7 +3,7 @@ import http from 'node:http'
 import type {AddressInfo} from 'node:net'
 
 import {OpenAIProvider} from '../../src/agents/openai.js'
-import type {LlmUsage} from '../../src/agents/provider.js'
+import type {LlmUsage} from '../../src/pipeline/provider.js'
 import {classifyError} from '../../src/runtime/errors.js'
 import {answer, completion, FakeOpenAI, toolCall} from '../helpers/fake-openai.js'
 

@@ -1,6 +1,6 @@
 import {Flags} from '@oclif/core'
 
-import {parseDuration} from '../../cli/duration.js'
+import {parseDuration} from '../../shared/duration.js'
 import {readCriteriaText} from '../../cli/inputs.js'
 import {parseRunId, runIdArg} from '../../cli/run-arg.js'
 import {type DriveReport, RunDriverCommand} from '../../cli/run-driver.js'
@@ -28,7 +28,7 @@ export default class RunsResume extends RunDriverCommand<typeof RunsResume> {
     const id = parseRunId(this.args.id)
     const criteria = this.flags.criteria ? parseCriteria(await readCriteriaText(this.flags.criteria)) : undefined
     if (this.flags.quantity !== undefined) validateSize({quantity: this.flags.quantity, contactsMin: 1, contactsMax: 1})
-    const timeoutMs = this.flags.timeout ? parseDuration(this.flags.timeout, '--timeout') : undefined
+    const timeoutMs = this.flags.timeout ? parseDuration(this.flags.timeout, 'timeout') : undefined
     const db = await this.database({schema: true})
     await resumeRun(db, id, {criteria, quantity: this.flags.quantity})
     const status = await advanceRun(db, id)

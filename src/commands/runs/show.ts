@@ -1,5 +1,5 @@
 import {BaseCommand} from '../../cli/base-command.js'
-import {formatCost} from '../../cli/progress.js'
+import {formatCost} from '../../shared/money.js'
 import {parseRunId, runIdArg} from '../../cli/run-arg.js'
 import {type RunProgress, runProgress} from '../../pipeline/runs.js'
 

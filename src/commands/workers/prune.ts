@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
-import {parseDuration} from '../../cli/duration.js'
+import {parseDuration} from '../../shared/duration.js'
 import {pruneWorkers} from '../../runtime/index.js'
 
 export default class WorkersPrune extends BaseCommand<typeof WorkersPrune> {
@@ -13,7 +13,7 @@ export default class WorkersPrune extends BaseCommand<typeof WorkersPrune> {
   }
 
   async run(): Promise<{removed: string[]}> {
-    const ms = parseDuration(this.flags['older-than'].replace(/^(\d+)d$/, (_, d) => `${Number(d) * 24}h`), '--older-than')
+    const ms = parseDuration(this.flags['older-than'].replace(/^(\d+)d$/, (_, d) => `${Number(d) * 24}h`), 'older_than')
     const removed = await pruneWorkers(await this.database({schema: true}), ms)
     this.info(`Removed ${removed.length} worker row${removed.length === 1 ? '' : 's'}.`)
     return {removed}

@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
-import {parseDuration} from '../../cli/duration.js'
+import {parseDuration} from '../../shared/duration.js'
 import {renderTable} from '../../cli/output.js'
 import {type RunInProgress, runsInProgress} from '../../pipeline/runs.js'
 import {sleep} from '../../runtime/backoff.js'
@@ -30,7 +30,7 @@ export default class WorkersStatus extends BaseCommand<typeof WorkersStatus> {
   }
 
   async run(): Promise<FleetStatus | undefined> {
-    const interval = parseDuration(this.flags.interval, '--interval')
+    const interval = parseDuration(this.flags.interval, 'interval')
     const db = await this.database({schema: true})
     const snapshot = async (): Promise<FleetStatus> => {
       await sweep(db, DEFAULT_CONFIG)

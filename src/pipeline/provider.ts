@@ -1,4 +1,4 @@
-import type {Criteria} from '../pipeline/criteria.js'
+import type {Criteria} from './criteria.js'
 
 /** A company found by discovery, before research. */
 export interface CandidateCompany {

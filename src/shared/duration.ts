@@ -1,9 +1,9 @@
 import {UsageError} from './errors.js'
 
-/** "90s", "30m", "2h", "500ms", or plain seconds -> milliseconds. */
-export function parseDuration(text: string, flag: string): number {
+/** "90s", "30m", "2h", "500ms", or plain seconds -> milliseconds. `field` names the input in the error. */
+export function parseDuration(text: string, field = 'duration'): number {
   const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$/.exec(text.trim())
-  if (!m) throw new UsageError(`${flag} "${text}" is not a duration: use e.g. 90s, 30m or 2h`)
+  if (!m) throw new UsageError(`"${text}" is not a duration: use e.g. 90s, 30m or 2h`, {field})
   const n = Number(m[1])
   const unit = m[2] ?? 's'
   return Math.round(n * {ms: 1, s: 1000, m: 60_000, h: 3_600_000}[unit]!)
