@@ -7,13 +7,6 @@ import {DEFAULT_SIMULATION, SimulatedProvider, type SimulationOptions, simulatio
 export const PROVIDERS = ['openai', 'simulated'] as const
 export type ProviderName = (typeof PROVIDERS)[number]
 
-/** The provider asked for, else openai when OPENAI_API_KEY is set, else a one-line error that says what to do. */
-export function chooseProvider(asked: string | undefined, env: NodeJS.ProcessEnv = process.env): ProviderName {
-  if (asked) return asked as ProviderName
-  if (env.OPENAI_API_KEY) return 'openai'
-  throw new UsageError('is not chosen and OPENAI_API_KEY is not set: set OPENAI_API_KEY to research with OpenAI, or choose simulated for the offline simulated world', {field: 'provider'})
-}
-
 /**
  * Providers per run, built once per process: a simulated run carries its
  * simulation settings (seed, latency, faults), so every worker process sees

@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
 
-import {chooseProvider, createProvider, PROVIDERS} from '../agents/index.js'
+import {createProvider, PROVIDERS} from '../agents/index.js'
+import {chooseProvider} from '../cli/provider-choice.js'
 import {simulationOptions} from '../agents/simulated.js'
 import {parseDuration} from '../shared/duration.js'
 import {readCriteriaText} from '../cli/inputs.js'

@@ -1,6 +1,10 @@
-import {type Kysely, sql} from 'kysely'
+import {sql} from 'kysely'
 
-import type {AlertSeverity, Database} from '../db/schema.js'
+import type {Executor} from '../db/executor.js'
+import type {AlertSeverity} from '../db/schema.js'
+import {runOfScope, runScope, runsToWatch} from '../pipeline/runs.js'
+import {scopeActivity} from '../runtime/scopes.js'
+import {liveWorkerCount, recentlyDeadWorkers, recentTerminalFailures} from '../runtime/stats.js'
 import {formatAge} from '../shared/duration.js'
 
 /**
@@ -29,92 +33,64 @@ export interface ConditionOptions {
 }
 
 /** Every condition that holds now; a handful of small queries (failed tasks by their partial index, live runs, dead workers). */
-export async function currentConditions(db: Kysely<Database>, o: ConditionOptions): Promise<Condition[]> {
+export async function currentConditions(db: Executor, o: ConditionOptions): Promise<Condition[]> {
   const [dead, failed, runs] = await Promise.all([deadWorkers(db, o), failedTasks(db, o), runConditions(db, o)])
   return [...dead, ...failed, ...runs]
 }
 
-async function deadWorkers(db: Kysely<Database>, o: ConditionOptions): Promise<Condition[]> {
-  const {rows} = await sql<{id: string; types: string[]; host: string; pid: number; silent_s: number}>`
-    select id, types, host, pid, extract(epoch from stopped_at - last_heartbeat_at)::float8 as silent_s
-    from workers
-    where status = 'dead' and stopped_at > now() - ${o.lookbackMs}::float8 * interval '1 millisecond'`.execute(db)
-  return rows.map((w) => ({
+async function deadWorkers(db: Executor, o: ConditionOptions): Promise<Condition[]> {
+  return (await recentlyDeadWorkers(db, o.lookbackMs)).map((w) => ({
     key: `worker:${w.id}:dead`,
     kind: 'worker_dead',
     severity: 'warning',
     subject: `worker ${w.id} (${w.types.join(', ')}) on ${w.host} died; its tasks were put back for other workers`,
-    details: {workerId: w.id, types: w.types, host: w.host, pid: w.pid, silentS: Math.round(w.silent_s * 10) / 10},
+    details: {workerId: w.id, types: w.types, host: w.host, pid: w.pid, silentS: w.silentS},
   }))
 }
 
-async function failedTasks(db: Kysely<Database>, o: ConditionOptions): Promise<Condition[]> {
-  // Tasks in a terminal failure now that got there recently (the small failed/quarantined index).
-  const {rows} = await sql<{id: number; kind: string; status: 'failed' | 'quarantined'; scope: string | null; last_error: string | null; attempts: number; crash_count: number}>`
-    select t.id, t.kind, t.status, t.scope, t.last_error, t.attempts, t.crash_count
-    from tasks t
-    where t.status in ('failed', 'quarantined') and t.finished_at > now() - ${o.lookbackMs}::float8 * interval '1 millisecond'
-    order by t.id`.execute(db)
-  return rows.map((t) => {
-    const where = t.scope ? ` in ${t.scope.replace(':', ' ')}` : ''
-    const why = t.last_error ? `: ${t.last_error.length > 200 ? t.last_error.slice(0, 197) + '...' : t.last_error}` : ''
+async function failedTasks(db: Executor, o: ConditionOptions): Promise<Condition[]> {
+  return (await recentTerminalFailures(db, o.lookbackMs)).map((t) => {
+    const runId = runOfScope(t.scope)
+    const where = runId !== null ? ` in run ${runId}` : t.scope ? ` in ${t.scope}` : ''
+    const why = t.lastError ? `: ${t.lastError.length > 200 ? t.lastError.slice(0, 197) + '...' : t.lastError}` : ''
     return t.status === 'quarantined'
       ? {
           key: `task:${t.id}:quarantined`,
           kind: 'task_quarantined',
           severity: 'critical',
-          subject: `task ${t.id} (${t.kind}${where}) quarantined after ${t.crash_count} crashes; rvx runs resume retries it`,
-          details: {taskId: t.id, kind: t.kind, scope: t.scope, crashes: t.crash_count, error: t.last_error},
+          subject: `task ${t.id} (${t.kind}${where}) quarantined after ${t.crashCount} crashes; rvx runs resume retries it`,
+          details: {taskId: t.id, kind: t.kind, scope: t.scope, crashes: t.crashCount, error: t.lastError},
         }
       : {
           key: `task:${t.id}:failed`,
           kind: 'task_failed',
           severity: 'warning',
           subject: `task ${t.id} (${t.kind}${where}) failed after ${t.attempts} attempt${t.attempts === 1 ? '' : 's'}${why}`,
-          details: {taskId: t.id, kind: t.kind, scope: t.scope, attempts: t.attempts, error: t.last_error},
+          details: {taskId: t.id, kind: t.kind, scope: t.scope, attempts: t.attempts, error: t.lastError},
         }
   })
 }
 
-interface RunFacts {
-  id: number
-  status: string
-  stage: string
-  quantity: number
-  notes: string | null
-  notify_email: string | null
-  selected: number
-  idle_s: number | null
-  queued: number
-  running: number
-  live_workers: number
-}
-
-async function runConditions(db: Kysely<Database>, o: ConditionOptions): Promise<Condition[]> {
-  // Live runs and runs waiting on a person; finished runs only when someone asked to be mailed.
-  const {rows} = await sql<RunFacts>`
-    select r.id, r.status, r.stage, r.quantity, r.notes, r.options ->> 'notifyEmail' as notify_email,
-      (select count(*)::int from companies c where c.run_id = r.id and c.status = 'selected') as selected,
-      case when r.status = 'running' then extract(epoch from now() - greatest(r.updated_at,
-        (select max(t.finished_at) from tasks t where t.scope = 'run:' || r.id)))::float8 end as idle_s,
-      case when r.status = 'running' then (select count(*)::int from tasks t where t.scope = 'run:' || r.id and t.status = 'queued') else 0 end as queued,
-      case when r.status = 'running' then (select count(*)::int from tasks t where t.scope = 'run:' || r.id and t.status = 'running') else 0 end as running,
-      (select count(*)::int from workers w where w.status in ('idle', 'busy', 'starting')) as live_workers
-    from runs r
-    where r.status in ('running', 'needs_decision')
-       or (r.status = 'completed' and r.options ? 'notifyEmail' and r.finished_at > now() - interval '7 days')`.execute(db)
+async function runConditions(db: Executor, o: ConditionOptions): Promise<Condition[]> {
+  const runs = await runsToWatch(db)
+  const running = runs.filter((r) => r.status === 'running')
+  const [activity, liveWorkers] = await Promise.all([scopeActivity(db, running.map((r) => runScope(r.id))), liveWorkerCount(db)])
   const out: Condition[] = []
-  for (const r of rows) {
-    if (r.status === 'running' && r.idle_s !== null && r.idle_s * 1000 >= o.stuckAfterMs) {
-      const hint = r.live_workers === 0 ? '; no live workers: start some with rvx worker all' : r.queued + r.running === 0 ? '; nothing queued' : ''
-      out.push({
-        key: `run:${r.id}:stuck`,
-        kind: 'run_stuck',
-        severity: 'warning',
-        subject: `run ${r.id} has made no progress for ${formatAge(r.idle_s)} (stage ${r.stage}, ${r.queued} queued, ${r.running} running${hint})`,
-        details: {runId: r.id, stage: r.stage, idleS: Math.round(r.idle_s), queued: r.queued, running: r.running, liveWorkers: r.live_workers},
-        runId: r.id,
-      })
+  for (const r of runs) {
+    const a = activity.get(runScope(r.id))
+    if (r.status === 'running' && a) {
+      const idleS = Math.min(r.sinceUpdateS, a.sinceLastFinishS ?? Number.POSITIVE_INFINITY)
+      if (idleS * 1000 >= o.stuckAfterMs) {
+        const hint = liveWorkers === 0 ? '; no live workers: start some with rvx worker all' : a.queued + a.running === 0 ? '; nothing queued' : ''
+        out.push({
+          key: `run:${r.id}:stuck`,
+          kind: 'run_stuck',
+          severity: 'warning',
+          subject: `run ${r.id} has made no progress for ${formatAge(idleS)} (stage ${r.stage}, ${a.queued} queued, ${a.running} running${hint})`,
+          details: {runId: r.id, stage: r.stage, idleS: Math.round(idleS), queued: a.queued, running: a.running, liveWorkers},
+          runId: r.id,
+        })
+      }
     }
 
     if (r.status === 'needs_decision') {
@@ -128,7 +104,7 @@ async function runConditions(db: Kysely<Database>, o: ConditionOptions): Promise
       })
     }
 
-    if (r.notify_email && (r.status === 'completed' || r.status === 'needs_decision')) out.push(runNotice(r.id, r.status, r.notify_email, r.selected))
+    if (r.notifyEmail && (r.status === 'completed' || r.status === 'needs_decision')) out.push(runNotice(r.id, r.status, r.notifyEmail, r.selected))
   }
 
   return out
@@ -161,7 +137,7 @@ export function runNotice(runId: number, status: 'completed' | 'needs_decision',
  * configured a channel, the log is it.
  */
 export async function recordConditions(
-  db: Kysely<Database>,
+  db: Executor,
   conditions: Condition[],
   o: {deliverNow: boolean; resolveMissing?: {asOf: Date}},
 ): Promise<Array<Condition & {id: number}>> {

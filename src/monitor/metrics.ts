@@ -1,11 +1,12 @@
 import http from 'node:http'
 import type {AddressInfo} from 'node:net'
-import {type Kysely, sql} from 'kysely'
+import {sql} from 'kysely'
 import {collectDefaultMetrics, Counter, Gauge, Histogram, Registry} from 'prom-client'
 
 import {UsageError} from '../shared/errors.js'
-import type {Database} from '../db/schema.js'
-import type {QueueStats, WorkerTypeStats} from '../runtime/stats.js'
+import type {Executor} from '../db/executor.js'
+import {llmCallsSince} from '../pipeline/usage.js'
+import {type QueueStats, taskEventsSince, type WorkerTypeStats} from '../runtime/stats.js'
 
 const WORKER_STATUSES = ['starting', 'idle', 'busy', 'draining', 'stopped', 'dead'] as const
 const TASK_STATUSES = ['queued', 'running', 'failed', 'quarantined'] as const
@@ -72,32 +73,19 @@ export class MonitorMetrics {
   }
 
   /** Reads task events and model calls newer than the last read into the counters. */
-  async collect(db: Kysely<Database>): Promise<void> {
-    const events = await this.eventTail.read(db, (since) =>
-      sql<{key: string; at: Date; kind: string; event: string; duration_s: number | null}>`
-        select e.task_id || ':' || e.id as key, e.at, t.kind, e.event,
-               case when e.event = 'completed' then extract(epoch from e.at - t.started_at)::float8 end as duration_s
-        from task_events e join tasks t on t.id = e.task_id
-        where e.at > ${since} and e.event <> 'claimed'`.execute(db),
-    )
-    for (const e of events) {
+  async collect(db: Executor): Promise<void> {
+    for (const e of await this.eventTail.read(db, (since) => taskEventsSince(db, since))) {
       this.events.inc({kind: e.kind, event: e.event})
-      if (e.event === 'completed' && e.duration_s !== null) this.durations.observe({kind: e.kind}, Math.max(0, e.duration_s))
+      if (e.event === 'completed' && e.durationS !== null) this.durations.observe({kind: e.kind}, Math.max(0, e.durationS))
       if (RECOVERY_REASON[e.event]) this.recoveries.inc({kind: e.kind, reason: RECOVERY_REASON[e.event]})
       if (e.event === 'fenced_out') this.fenced.inc({kind: e.kind})
     }
 
-    const calls = await this.callTail.read(db, (since) =>
-      sql<{key: string; at: Date; provider: string; model: string; outcome: string; input_tokens: number; output_tokens: number; cost: string}>`
-        select id::text as key, created_at as at, provider, model, outcome, input_tokens, output_tokens, cost_usd::text as cost
-        from llm_calls where created_at > ${since}`.execute(db),
-    )
-    for (const c of calls) {
+    for (const c of await this.callTail.read(db, (since) => llmCallsSince(db, since))) {
       this.calls.inc({provider: c.provider, model: c.model, outcome: c.outcome})
-      this.tokens.inc({provider: c.provider, model: c.model, direction: 'input'}, c.input_tokens)
-      this.tokens.inc({provider: c.provider, model: c.model, direction: 'output'}, c.output_tokens)
-      const usd = Number(c.cost)
-      if (usd > 0) this.cost.inc({provider: c.provider, model: c.model}, usd)
+      this.tokens.inc({provider: c.provider, model: c.model, direction: 'input'}, c.inputTokens)
+      this.tokens.inc({provider: c.provider, model: c.model, direction: 'output'}, c.outputTokens)
+      if (c.costUsd > 0) this.cost.inc({provider: c.provider, model: c.model}, c.costUsd)
     }
   }
 
@@ -149,7 +137,7 @@ class Tail {
   private mark?: Date
   private seen = new Map<string, number>()
 
-  async read<R extends {key: string; at: Date}>(db: Kysely<Database>, query: (since: Date) => Promise<{rows: R[]}>): Promise<R[]> {
+  async read<R extends {key: string; at: Date}>(db: Executor, query: (since: Date) => Promise<R[]>): Promise<R[]> {
     const first = !this.mark
     if (!this.mark) {
       const {rows} = await sql<{now: Date}>`select now() as now`.execute(db)
@@ -157,7 +145,7 @@ class Tail {
     }
 
     const since = new Date(this.mark.getTime() - 60_000)
-    const {rows} = await query(since)
+    const rows = await query(since)
     const fresh = rows.filter((r) => !this.seen.has(r.key))
     for (const r of fresh) {
       this.seen.set(r.key, r.at.getTime())

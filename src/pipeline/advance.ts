@@ -1,7 +1,9 @@
-import {type Kysely, sql, type Transaction} from 'kysely'
+import {sql, type Transaction} from 'kysely'
 
+import {type Executor, inTransaction} from '../db/executor.js'
 import type {Database, RunRow, RunStatus} from '../db/schema.js'
-import {cancelTasks, enqueue, retryTask} from '../runtime/queue.js'
+import {cancelTasks, enqueue} from '../runtime/queue.js'
+import {liveTaskCounts, retryTasks, tasksByPayload} from '../runtime/scopes.js'
 import {companyCounts, enqueueDiscovery, KIND, lockRun, runOptions, runScope} from './runs.js'
 
 /**
@@ -92,8 +94,8 @@ export async function advance(trx: Transaction<Database>, runId: number): Promis
 }
 
 /** Convenience for callers outside a stage transaction (orchestrator, monitor, resume). */
-export async function advanceRun(db: Kysely<Database>, runId: number): Promise<RunStatus> {
-  return db.transaction().execute((trx) => advance(trx, runId))
+export async function advanceRun(db: Executor, runId: number): Promise<RunStatus> {
+  return inTransaction(db, (trx) => advance(trx, runId))
 }
 
 /**
@@ -114,11 +116,11 @@ async function select(trx: Transaction<Database>, run: RunRow): Promise<void> {
         .returning(['id'])
         .execute()
     : []
-  await cancelTasks(trx as unknown as Kysely<Database>, {scope: runScope(run.id), kinds: [KIND.leadList, KIND.company], statuses: ['queued', 'running']}, 'run reached its target: no further discovery or research')
+  await cancelTasks(trx, {scope: runScope(run.id), kinds: [KIND.leadList, KIND.company], statuses: ['queued', 'running']}, 'run reached its target: no further discovery or research')
   const options = runOptions(run)
   if (picked.length > 0) {
     await enqueue(
-      trx as unknown as Kysely<Database>,
+      trx,
       picked.map((c) => ({kind: KIND.contact, payload: {runId: run.id, companyId: c.id}, scope: runScope(run.id), idempotencyKey: `run:${run.id}:contact:${c.id}`, maxAttempts: options.contactAttempts})),
     )
   }
@@ -128,14 +130,11 @@ async function select(trx: Transaction<Database>, run: RunRow): Promise<void> {
 
 /** Puts the research of up to `count` unresearched candidates back in the queue (it was canceled at the target). */
 async function reopenResearch(trx: Transaction<Database>, run: RunRow, count: number): Promise<void> {
-  const {rows} = await sql<{id: number}>`
-    select t.id from tasks t
-    join companies c on c.id = (t.payload ->> 'companyId')::bigint
-    where t.scope = ${runScope(run.id)} and t.kind = ${KIND.company} and t.status in ('canceled', 'failed', 'quarantined')
-      and c.run_id = ${run.id} and c.status = 'candidate'
-    order by c.id
-    limit ${count}`.execute(trx)
-  for (const {id} of rows) await retryTask(trx as unknown as Kysely<Database>, id, 'research reopened: a selected company had no decision makers')
+  const candidates = await trx.selectFrom('companies').select('id').where('run_id', '=', run.id).where('status', '=', 'candidate').orderBy('id').execute()
+  const stopped = await tasksByPayload(trx, {scope: runScope(run.id), kind: KIND.company, key: 'companyId', values: candidates.map((c) => c.id), statuses: ['canceled', 'failed', 'quarantined']})
+  // In company order, as the candidates were found.
+  const ids = stopped.sort((a, b) => Number(a.value) - Number(b.value)).slice(0, count).map((t) => t.id)
+  if (ids.length > 0) await retryTasks(trx, {scope: runScope(run.id), statuses: ['canceled', 'failed', 'quarantined'], ids}, 'research reopened: a selected company had no decision makers')
 }
 
 async function needsDecision(trx: Transaction<Database>, run: RunRow, notes: string): Promise<RunStatus> {
@@ -152,14 +151,5 @@ async function setRun(trx: Transaction<Database>, runId: number, values: Record<
 }
 
 async function pendingTasks(trx: Transaction<Database>, runId: number): Promise<Record<string, number>> {
-  const rows = await trx
-    .selectFrom('tasks')
-    .select(['kind', (eb) => eb.fn.countAll<number>().as('n')])
-    .where('scope', '=', runScope(runId))
-    .where('status', 'in', ['queued', 'running'])
-    .groupBy('kind')
-    .execute()
-  const out: Record<string, number> = {[KIND.leadList]: 0, [KIND.company]: 0, [KIND.contact]: 0}
-  for (const r of rows) out[r.kind] = Number(r.n)
-  return out
+  return {[KIND.leadList]: 0, [KIND.company]: 0, [KIND.contact]: 0, ...(await liveTaskCounts(trx, runScope(runId)))}
 }

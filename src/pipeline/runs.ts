@@ -1,9 +1,12 @@
-import {type Kysely, sql, type Transaction} from 'kysely'
+import {sql, type Transaction} from 'kysely'
 
-import {RvxError} from '../shared/errors.js'
+import {type Executor, inTransaction} from '../db/executor.js'
 import type {Database, RunRow, RunStatus} from '../db/schema.js'
-import {cancelTasks, enqueue, retryTask} from '../runtime/queue.js'
+import {cancelTasks, enqueue} from '../runtime/queue.js'
+import {retryTasks, scopesWithLiveTasks, taskCounts} from '../runtime/scopes.js'
+import {RvxError} from '../shared/errors.js'
 import type {Criteria, RunSize} from './criteria.js'
+import {runUsage, type RunUsage} from './usage.js'
 
 export const KIND = {leadList: 'lead-list', company: 'company', contact: 'contact'} as const
 export const PIPELINE_KINDS = [KIND.leadList, KIND.company, KIND.contact]
@@ -24,17 +27,21 @@ export interface RunOptions {
 
 export const DEFAULT_RUN_OPTIONS: RunOptions = {oversample: 2, maxDiscoveryRounds: 5, contactAttempts: 2}
 
-type Executor = Kysely<Database> | Transaction<Database>
-
 /** The scope that ties a run's tasks together (workers may be limited to it). */
 export function runScope(runId: number): string {
   return `run:${runId}`
 }
 
+/** The run a task scope belongs to, or null for a scope that is not a run's. */
+export function runOfScope(scope: string | null): number | null {
+  const m = /^run:(\d+)$/.exec(scope ?? '')
+  return m ? Number(m[1]) : null
+}
+
 /** Creates the run and its first discovery task in one transaction. */
-export async function createRun(db: Kysely<Database>, input: {criteria: Criteria; size: RunSize; provider: string; options?: Partial<RunOptions>}): Promise<RunRow> {
+export async function createRun(db: Executor, input: {criteria: Criteria; size: RunSize; provider: string; options?: Partial<RunOptions>}): Promise<RunRow> {
   const options = {...DEFAULT_RUN_OPTIONS, ...input.options}
-  return db.transaction().execute(async (trx) => {
+  return inTransaction(db, async (trx) => {
     const run = await trx
       .insertInto('runs')
       .values({
@@ -54,7 +61,7 @@ export async function createRun(db: Kysely<Database>, input: {criteria: Criteria
 }
 
 export async function enqueueDiscovery(trx: Executor, runId: number, round: number): Promise<void> {
-  await enqueue(trx as Kysely<Database>, {kind: KIND.leadList, payload: {runId, round}, scope: runScope(runId), idempotencyKey: `run:${runId}:lead-list:${round}`, maxAttempts: 3, priority: 10})
+  await enqueue(trx, {kind: KIND.leadList, payload: {runId, round}, scope: runScope(runId), idempotencyKey: `run:${runId}:lead-list:${round}`, maxAttempts: 3, priority: 10})
 }
 
 export async function getRun(db: Executor, runId: number): Promise<RunRow> {
@@ -93,7 +100,7 @@ export interface RunProgress {
   companies: {candidate: number; qualified: number; disqualified: number; selected: number; total: number}
   contacts: number
   tasks: Record<string, {queued: number; running: number; completed: number; failed: number; other: number}>
-  usage: {calls: number; inputTokens: number; outputTokens: number; costUsd: number}
+  usage: RunUsage
 }
 
 /** Counts for `runs show`, progress lines and the summary. */
@@ -105,18 +112,12 @@ export async function runProgress(db: Executor, runId: number): Promise<RunProgr
   const contacts = await db.selectFrom('contacts').select((eb) => eb.fn.countAll<number>().as('n')).where('run_id', '=', runId).executeTakeFirstOrThrow()
   const tasks: RunProgress['tasks'] = {}
   for (const kind of PIPELINE_KINDS) tasks[kind] = {queued: 0, running: 0, completed: 0, failed: 0, other: 0}
-  const rows = await db.selectFrom('tasks').select(['kind', 'status', (eb) => eb.fn.countAll<number>().as('n')]).where('scope', '=', runScope(runId)).groupBy(['kind', 'status']).execute()
-  for (const r of rows) {
+  for (const r of await taskCounts(db, runScope(runId))) {
     const t = (tasks[r.kind] ??= {queued: 0, running: 0, completed: 0, failed: 0, other: 0})
-    if (r.status === 'queued' || r.status === 'running' || r.status === 'completed' || r.status === 'failed') t[r.status] += Number(r.n)
-    else t.other += Number(r.n)
+    if (r.status === 'queued' || r.status === 'running' || r.status === 'completed' || r.status === 'failed') t[r.status] += r.count
+    else t.other += r.count
   }
 
-  const usage = await sql<{calls: number; input: number; output: number; cost: string}>`
-    select count(*)::int as calls, coalesce(sum(input_tokens), 0)::int as input, coalesce(sum(output_tokens), 0)::int as output,
-           coalesce(sum(cost_usd), 0)::text as cost
-    from llm_calls where run_id = ${runId}`.execute(db)
-  const u = usage.rows[0]
   return {
     id: run.id,
     status: run.status,
@@ -130,7 +131,7 @@ export async function runProgress(db: Executor, runId: number): Promise<RunProgr
     companies: c,
     contacts: Number(contacts.n),
     tasks,
-    usage: {calls: u.calls, inputTokens: u.input, outputTokens: u.output, costUsd: Number(u.cost)},
+    usage: await runUsage(db, runId),
   }
 }
 
@@ -146,8 +147,8 @@ export async function listRuns(db: Executor, limit = 50): Promise<RunRow[]> {
 }
 
 /** needs_decision -> completed with what it has (the decision "accept partial"). */
-export async function acceptRun(db: Kysely<Database>, runId: number): Promise<RunRow> {
-  return db.transaction().execute(async (trx) => {
+export async function acceptRun(db: Executor, runId: number): Promise<RunRow> {
+  return inTransaction(db, async (trx) => {
     const run = await lockRun(trx, runId)
     if (run.status !== 'needs_decision') throw new RvxError(`run ${runId} is ${run.status}; only a run that needs a decision can be accepted`, {code: 'run_state'})
     await cancelRunTasks(trx, runId, 'run accepted as it is')
@@ -156,8 +157,8 @@ export async function acceptRun(db: Kysely<Database>, runId: number): Promise<Ru
 }
 
 /** Stops a run for good: its unfinished tasks are canceled (running ones lose their lease). */
-export async function cancelRun(db: Kysely<Database>, runId: number): Promise<RunRow> {
-  return db.transaction().execute(async (trx) => {
+export async function cancelRun(db: Executor, runId: number): Promise<RunRow> {
+  return inTransaction(db, async (trx) => {
     const run = await lockRun(trx, runId)
     if (run.status === 'completed' || run.status === 'canceled') throw new RvxError(`run ${runId} is already ${run.status}`, {code: 'run_state'})
     await cancelRunTasks(trx, runId, 'run canceled')
@@ -169,8 +170,8 @@ export async function cancelRun(db: Kysely<Database>, runId: number): Promise<Ru
  * Makes a run that stopped short (or was interrupted) go on: status back to
  * running, with new criteria or quantity if given; discovery may search again.
  */
-export async function resumeRun(db: Kysely<Database>, runId: number, changes: {criteria?: Criteria; quantity?: number} = {}): Promise<RunRow> {
-  return db.transaction().execute(async (trx) => {
+export async function resumeRun(db: Executor, runId: number, changes: {criteria?: Criteria; quantity?: number} = {}): Promise<RunRow> {
+  return inTransaction(db, async (trx) => {
     const run = await lockRun(trx, runId)
     if (run.status === 'completed' || run.status === 'canceled') throw new RvxError(`run ${runId} is ${run.status} and cannot be resumed: start a new run`, {code: 'run_state'})
     const options = {...runOptions(run), discoveryExhausted: false, maxDiscoveryRounds: run.discovery_rounds + DEFAULT_RUN_OPTIONS.maxDiscoveryRounds}
@@ -188,14 +189,13 @@ export async function resumeRun(db: Kysely<Database>, runId: number, changes: {c
       .returningAll()
       .executeTakeFirstOrThrow()
     // Tasks that failed or were quarantined get another chance (recorded as retried).
-    const stuck = await trx.selectFrom('tasks').select('id').where('scope', '=', runScope(runId)).where('status', 'in', ['failed', 'quarantined']).execute()
-    for (const {id} of stuck) await retryTask(trx as unknown as Kysely<Database>, id, `run ${runId} resumed`)
+    await retryTasks(trx, {scope: runScope(runId)}, `run ${runId} resumed`)
     return updated
   })
 }
 
 async function cancelRunTasks(trx: Transaction<Database>, runId: number, reason: string): Promise<void> {
-  await cancelTasks(trx as unknown as Kysely<Database>, {scope: runScope(runId), statuses: ['queued', 'running']}, reason)
+  await cancelTasks(trx, {scope: runScope(runId), statuses: ['queued', 'running']}, reason)
 }
 
 /**
@@ -203,12 +203,34 @@ async function cancelRunTasks(trx: Transaction<Database>, runId: number, reason:
  * them unless someone does (a stage task ended failed or quarantined).
  */
 export async function runsWithNothingInFlight(db: Executor): Promise<number[]> {
-  // The SQL spelling of runScope(id).
-  const {rows} = await sql<{id: number}>`
-    select r.id from runs r
-    where r.status = 'running'
-      and not exists (select 1 from tasks t where t.scope = 'run:' || r.id and t.status in ('queued', 'running'))`.execute(db)
-  return rows.map((r) => r.id)
+  const running = (await db.selectFrom('runs').select('id').where('status', '=', 'running').orderBy('id').execute()).map((r) => r.id)
+  const busy = await scopesWithLiveTasks(db, running.map(runScope))
+  return running.filter((id) => !busy.has(runScope(id)))
+}
+
+export interface WatchedRun {
+  id: number
+  status: RunStatus
+  stage: string
+  quantity: number
+  notes: string | null
+  notifyEmail: string | null
+  selected: number
+  /** Seconds since the run row last changed (database clock). */
+  sinceUpdateS: number
+}
+
+/** Runs the monitor watches: live ones, those waiting on a person, and recently completed ones that asked to be mailed. */
+export async function runsToWatch(db: Executor): Promise<WatchedRun[]> {
+  const {rows} = await sql<{id: number; status: RunStatus; stage: string; quantity: number; notes: string | null; notify_email: string | null; selected: number; since_update_s: number}>`
+    select r.id, r.status, r.stage, r.quantity, r.notes, r.options ->> 'notifyEmail' as notify_email,
+      (select count(*)::int from companies c where c.run_id = r.id and c.status = 'selected') as selected,
+      extract(epoch from now() - r.updated_at)::float8 as since_update_s
+    from runs r
+    where r.status in ('running', 'needs_decision')
+       or (r.status = 'completed' and r.options ? 'notifyEmail' and r.finished_at > now() - interval '7 days')
+    order by r.id`.execute(db)
+  return rows.map((r) => ({id: r.id, status: r.status, stage: r.stage, quantity: r.quantity, notes: r.notes, notifyEmail: r.notify_email, selected: r.selected, sinceUpdateS: r.since_update_s}))
 }
 
 /** How many runs are in each status. */

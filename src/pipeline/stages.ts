@@ -73,7 +73,7 @@ export function registerPipeline(registry: TaskRegistry, providerFor: ProviderFa
         }
 
         await enqueue(
-          trx as unknown as Kysely<Database>,
+          trx,
           inserted.map((c) => ({kind: KIND.company, payload: {runId: run.id, companyId: c.id}, scope: runScope(run.id), idempotencyKey: `run:${run.id}:company:${c.id}`, maxAttempts: 3})),
         )
         await advance(trx, run.id)

@@ -29,6 +29,9 @@ export interface RuntimeConfig {
   transientBackoff: BackoffPolicy
   /** Backoff between attempts across leases. */
   attemptBackoff: BackoffPolicy
+  /** While the database is away: between reconnects and claim attempts, and between retries of a settling write. */
+  reconnectBackoff: BackoffPolicy
+  writeRetryBackoff: BackoffPolicy
   /** Graceful stop: how long in-flight tasks may run before they are released. */
   graceMs: number
   /** Stop claiming while the machine is above these (null: no limit). */
@@ -55,6 +58,8 @@ export const DEFAULT_CONFIG: RuntimeConfig = {
   transientRetries: 3,
   transientBackoff: {baseMs: 1000, maxMs: 4000, jitter: 0.25},
   attemptBackoff: {baseMs: 5000, maxMs: 10 * 60_000, jitter: 0.25},
+  reconnectBackoff: {baseMs: 250, maxMs: 2000, jitter: 0.2},
+  writeRetryBackoff: {baseMs: 200, maxMs: 2000, jitter: 0.2},
   graceMs: 30_000,
   maxCpuPercent: null,
   maxMemoryPercent: 95,

@@ -1,5 +1,6 @@
-import {type Kysely, sql, type Transaction} from 'kysely'
+import {sql, type Transaction} from 'kysely'
 
+import {type Executor, inTransaction} from '../db/executor.js'
 import type {Database, TaskEventKind} from '../db/schema.js'
 import {NOTIFY_CHANNEL} from './config.js'
 
@@ -35,8 +36,6 @@ export interface ClaimFilter {
   gpuVramAvailableGb: number
   scope?: string | null
 }
-
-type Executor = Kysely<Database> | Transaction<Database>
 
 type ClaimedRow = {
   id: number
@@ -128,7 +127,7 @@ export interface Lease {
  * (the event is recorded either way). With `apply`, the handler's writes run
  * in the same transaction, after the fence: they commit only with the completion.
  */
-export async function completeTask(db: Kysely<Database>, lease: Lease, options: {result?: unknown; apply?: (trx: Transaction<Database>) => Promise<void>} = {}): Promise<boolean> {
+export async function completeTask(db: Executor, lease: Lease, options: {result?: unknown; apply?: (trx: Transaction<Database>) => Promise<void>} = {}): Promise<boolean> {
   const result = options.result === undefined ? null : JSON.stringify(options.result)
   const statement = (ex: Executor) => sql<{id: number}>`
     with done as (
@@ -145,7 +144,7 @@ export async function completeTask(db: Kysely<Database>, lease: Lease, options: 
   let applied: boolean
   if (options.apply) {
     const apply = options.apply
-    applied = await db.transaction().execute(async (trx) => {
+    applied = await inTransaction(db, async (trx) => {
       const {rows} = await statement(trx)
       if (rows.length === 0) return false
       await apply(trx)
@@ -171,7 +170,7 @@ export async function completeTask(db: Kysely<Database>, lease: Lease, options: 
  * fence from a retry of its own commit) and the newly claimed tasks.
  */
 export async function completeTasks(
-  db: Kysely<Database>,
+  db: Executor,
   workerId: string,
   items: Array<{taskId: number; epoch: number; result?: unknown}>,
   claim?: ClaimFilter,
@@ -208,7 +207,7 @@ export type FailOutcome = 'retry_scheduled' | 'failed' | 'fenced_out'
  * remain, else (or when `permanent`) the terminal failed state.
  */
 export async function failTask(
-  db: Kysely<Database>,
+  db: Executor,
   lease: Lease,
   error: string,
   options: {permanent: boolean; retryInMs: number; onTerminal?: (trx: Transaction<Database>) => Promise<void>},
@@ -234,7 +233,7 @@ export async function failTask(
   // A terminal failure may have consequences (the pipeline re-plans its run): they commit with it.
   const onTerminal = options.onTerminal
   const rows = onTerminal
-    ? await db.transaction().execute(async (trx) => {
+    ? await inTransaction(db, async (trx) => {
         const result = (await statement(trx)).rows
         if (result[0]?.status === 'failed') await onTerminal(trx)
         return result
@@ -249,16 +248,16 @@ export async function failTask(
 }
 
 /** Back to the queue until `delayMs` from now, without using an attempt (rate limits). */
-export async function snoozeTask(db: Kysely<Database>, lease: Lease, delayMs: number, reason: string): Promise<boolean> {
+export async function snoozeTask(db: Executor, lease: Lease, delayMs: number, reason: string): Promise<boolean> {
   return requeueHeld(db, lease, 'snoozed', reason, delayMs)
 }
 
 /** Back to the queue, runnable at once, no attempt used (graceful stop). */
-export async function releaseTask(db: Kysely<Database>, lease: Lease, reason: string): Promise<boolean> {
+export async function releaseTask(db: Executor, lease: Lease, reason: string): Promise<boolean> {
   return requeueHeld(db, lease, 'released', reason, 0)
 }
 
-async function requeueHeld(db: Kysely<Database>, lease: Lease, event: TaskEventKind, reason: string, delayMs: number): Promise<boolean> {
+async function requeueHeld(db: Executor, lease: Lease, event: TaskEventKind, reason: string, delayMs: number): Promise<boolean> {
   const {rows} = await sql<{id: number}>`
     with requeued as (
       update tasks set status = 'queued', run_after = now() + ${delayMs}::float8 * interval '1 millisecond',

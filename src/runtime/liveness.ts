@@ -1,7 +1,8 @@
 import pg from 'pg'
 
 import {RvxError} from '../shared/errors.js'
-import {LOCK_CLASS_WORKER, NOTIFY_CHANNEL} from './config.js'
+import {backoffMs, sleep} from './backoff.js'
+import {type BackoffPolicy, LOCK_CLASS_WORKER, NOTIFY_CHANNEL} from './config.js'
 import type {Logger} from './logger.js'
 
 /**
@@ -21,6 +22,7 @@ export class LivenessSession {
     private readonly lockKey: number,
     private readonly handlers: {onNotify: (kind: string) => void; onReconnect: () => void},
     private readonly log: Logger,
+    private readonly backoff: BackoffPolicy,
   ) {}
 
   /** First connection: fails if another live process holds this worker id. */
@@ -71,8 +73,7 @@ export class LivenessSession {
   }
 
   private async reconnectLoop(): Promise<void> {
-    let delay = 250
-    while (!this.closed) {
+    for (let n = 1; !this.closed; n++) {
       try {
         if (await this.connect()) {
           this.reconnecting = false
@@ -84,8 +85,7 @@ export class LivenessSession {
         // server still down
       }
 
-      await new Promise((r) => setTimeout(r, delay))
-      delay = Math.min(delay * 2, 2000)
+      await sleep(backoffMs(n, this.backoff))
     }
 
     this.reconnecting = false

@@ -1,6 +1,7 @@
-import {type Kysely, sql} from 'kysely'
+import {sql} from 'kysely'
 
-import type {Database, TaskRow} from '../db/schema.js'
+import type {Executor} from '../db/executor.js'
+import type {TaskRow} from '../db/schema.js'
 import {NOTIFY_CHANNEL} from './config.js'
 
 /** What a task needs from the worker that runs it; a worker claims only tasks it satisfies. */
@@ -34,8 +35,6 @@ export interface Enqueued {
   /** False when the idempotency key already existed. */
   created: boolean
 }
-
-type Executor = Kysely<Database>
 
 export function requirementsJson(r: TaskRequirements | undefined): Record<string, unknown> {
   if (!r) return {}
@@ -158,4 +157,11 @@ export async function cancelTasks(db: Executor, filter: {ids?: number[]; scope?:
 
 export async function getTask(db: Executor, id: number): Promise<TaskRow | undefined> {
   return db.selectFrom('tasks').selectAll().where('id', '=', id).executeTakeFirst()
+}
+
+/** Whether any task of these kinds (in this scope, if given) is queued, runnable now or later. */
+export async function hasQueuedTasks(db: Executor, f: {kinds: string[]; scope?: string | null}): Promise<boolean> {
+  let q = db.selectFrom('tasks').select('id').where('status', '=', 'queued').where('kind', 'in', f.kinds)
+  if (f.scope) q = q.where('scope', '=', f.scope)
+  return (await q.limit(1).execute()).length > 0
 }

@@ -1,7 +1,8 @@
 import os from 'node:os'
-import {type Kysely, sql} from 'kysely'
+import {sql} from 'kysely'
 
-import type {Database, WorkerStatus} from '../db/schema.js'
+import type {Executor} from '../db/executor.js'
+import type {WorkerStatus} from '../db/schema.js'
 import {NOTIFY_CHANNEL} from './config.js'
 import type {ResourceMetrics} from './resources.js'
 
@@ -33,7 +34,7 @@ export function workerLockKey(id: string): number {
 }
 
 /** Inserts or revives the worker's row (a stable --id may come back after a crash). */
-export async function registerWorker(db: Kysely<Database>, w: WorkerIdentity, metrics: ResourceMetrics, status: WorkerStatus): Promise<void> {
+export async function registerWorker(db: Executor, w: WorkerIdentity, metrics: ResourceMetrics, status: WorkerStatus): Promise<void> {
   await sql`
     insert into workers (id, types, pool, host, pid, version, capabilities, concurrency, scope, status, lock_key, resource_metrics)
     values (${w.id}, ${w.types}::text[], ${w.pool}, ${os.hostname()}, ${process.pid}, ${w.version}, ${w.capabilities}::text[],
@@ -65,7 +66,7 @@ export interface HeartbeatResult {
  * must not claim while a heartbeat is in flight.
  */
 export async function heartbeat(
-  db: Kysely<Database>,
+  db: Executor,
   workerId: string,
   options: {status: WorkerStatus; metrics: ResourceMetrics; leaseMs: number; doneDelta: number; failedDelta: number; held: Array<{id: number; epoch: number}>},
 ): Promise<HeartbeatResult> {
@@ -107,7 +108,7 @@ export async function heartbeat(
   return {rowStatus: row?.row_status ?? null, leases: new Map((row?.leases ?? []).map(([id, epoch]) => [Number(id), Number(epoch)])), released: row?.released ?? 0}
 }
 
-export async function markWorker(db: Kysely<Database>, workerId: string, status: WorkerStatus, deltas: {done: number; failed: number} = {done: 0, failed: 0}): Promise<void> {
+export async function markWorker(db: Executor, workerId: string, status: WorkerStatus, deltas: {done: number; failed: number} = {done: 0, failed: 0}): Promise<void> {
   await db
     .updateTable('workers')
     .set((eb) => ({

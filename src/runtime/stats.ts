@@ -1,6 +1,6 @@
-import {type Kysely, sql} from 'kysely'
+import {sql} from 'kysely'
 
-import type {Database} from '../db/schema.js'
+import type {Executor} from '../db/executor.js'
 
 export interface WorkerTypeStats {
   type: string
@@ -18,7 +18,7 @@ export interface WorkerTypeStats {
 }
 
 /** Fleet by worker type (the same numbers psql users get from rvx_worker_stats()). */
-export async function workerStats(db: Kysely<Database>): Promise<WorkerTypeStats[]> {
+export async function workerStats(db: Executor): Promise<WorkerTypeStats[]> {
   const {rows} = await sql<Record<string, string | number>>`select * from rvx_worker_stats()`.execute(db)
   return rows.map((r) => ({
     type: String(r.type),
@@ -56,7 +56,7 @@ export interface QueueStats {
  * completed (completions are counted as events: done in the last 5 minutes
  * per worker type, rvx_task_events_total in the monitor's metrics).
  */
-export async function queueStats(db: Kysely<Database>): Promise<QueueStats[]> {
+export async function queueStats(db: Executor): Promise<QueueStats[]> {
   const {rows} = await sql<Record<string, string | number | null>>`
     with live as (
       select kind,
@@ -107,7 +107,7 @@ export interface WorkerView {
 }
 
 /** Workers with what they are running now (database clock for ages). Stopped ones only with `all`. */
-export async function listWorkers(db: Kysely<Database>, options: {all?: boolean} = {}): Promise<WorkerView[]> {
+export async function listWorkers(db: Executor, options: {all?: boolean} = {}): Promise<WorkerView[]> {
   // Running tasks are read once (live-task index) and grouped by owner, not looked up per worker.
   const {rows} = await sql<Record<string, any>>`
     with current as (
@@ -142,10 +142,74 @@ export async function listWorkers(db: Kysely<Database>, options: {all?: boolean}
 }
 
 /** Removes stopped and dead workers whose last heartbeat is older than `olderThanMs`. */
-export async function pruneWorkers(db: Kysely<Database>, olderThanMs: number): Promise<string[]> {
+export async function pruneWorkers(db: Executor, olderThanMs: number): Promise<string[]> {
   const {rows} = await sql<{id: string}>`
     delete from workers
     where status in ('stopped', 'dead') and last_heartbeat_at < now() - ${olderThanMs}::float8 * interval '1 millisecond'
     returning id`.execute(db)
   return rows.map((r) => r.id)
+}
+
+export interface DeadWorker {
+  id: string
+  types: string[]
+  host: string
+  pid: number
+  /** How long it had been silent when it was declared dead. */
+  silentS: number
+}
+
+/** Workers declared dead within the last `withinMs` (the monitor's "a worker died"). */
+export async function recentlyDeadWorkers(ex: Executor, withinMs: number): Promise<DeadWorker[]> {
+  const {rows} = await sql<{id: string; types: string[]; host: string; pid: number; silent_s: number}>`
+    select id, types, host, pid, extract(epoch from stopped_at - last_heartbeat_at)::float8 as silent_s
+    from workers
+    where status = 'dead' and stopped_at > now() - ${withinMs}::float8 * interval '1 millisecond'`.execute(ex)
+  return rows.map((w) => ({id: w.id, types: w.types, host: w.host, pid: w.pid, silentS: Math.round(w.silent_s * 10) / 10}))
+}
+
+/** Workers alive and able to take work (starting, idle or busy). */
+export async function liveWorkerCount(ex: Executor): Promise<number> {
+  const row = await ex.selectFrom('workers').select((eb) => eb.fn.countAll<number>().as('n')).where('status', 'in', ['starting', 'idle', 'busy']).executeTakeFirstOrThrow()
+  return Number(row.n)
+}
+
+export interface TerminalFailure {
+  id: number
+  kind: string
+  status: 'failed' | 'quarantined'
+  scope: string | null
+  lastError: string | null
+  attempts: number
+  crashCount: number
+}
+
+/** Tasks that ended failed or quarantined within the last `withinMs` and are still so (their small partial index). */
+export async function recentTerminalFailures(ex: Executor, withinMs: number): Promise<TerminalFailure[]> {
+  const {rows} = await sql<{id: number; kind: string; status: 'failed' | 'quarantined'; scope: string | null; last_error: string | null; attempts: number; crash_count: number}>`
+    select t.id, t.kind, t.status, t.scope, t.last_error, t.attempts, t.crash_count
+    from tasks t
+    where t.status in ('failed', 'quarantined') and t.finished_at > now() - ${withinMs}::float8 * interval '1 millisecond'
+    order by t.id`.execute(ex)
+  return rows.map((t) => ({id: t.id, kind: t.kind, status: t.status, scope: t.scope, lastError: t.last_error, attempts: t.attempts, crashCount: t.crash_count}))
+}
+
+export interface TaskEventView {
+  /** Unique per event: task id and event id. */
+  key: string
+  at: Date
+  kind: string
+  event: string
+  /** For completions: seconds from claim to completion. */
+  durationS: number | null
+}
+
+/** Task events (other than claims) recorded since `since`, with their task's kind. */
+export async function taskEventsSince(ex: Executor, since: Date): Promise<TaskEventView[]> {
+  const {rows} = await sql<{key: string; at: Date; kind: string; event: string; duration_s: number | null}>`
+    select e.task_id || ':' || e.id as key, e.at, t.kind, e.event,
+           case when e.event = 'completed' then extract(epoch from e.at - t.started_at)::float8 end as duration_s
+    from task_events e join tasks t on t.id = e.task_id
+    where e.at > ${since} and e.event <> 'claimed'`.execute(ex)
+  return rows.map((r) => ({key: r.key, at: r.at, kind: r.kind, event: r.event, durationS: r.duration_s}))
 }

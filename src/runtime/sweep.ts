@@ -1,6 +1,6 @@
-import {type Kysely, sql} from 'kysely'
+import {sql} from 'kysely'
 
-import type {Database} from '../db/schema.js'
+import type {Executor} from '../db/executor.js'
 import {LOCK_CLASS_SWEEP, LOCK_CLASS_WORKER, NOTIFY_CHANNEL, type RuntimeConfig} from './config.js'
 
 export interface SweepResult {
@@ -27,7 +27,7 @@ export interface SweepResult {
  * quarantined once they have crashed maxCrashes times. Leases that simply
  * ran out are the backstop and are treated the same way.
  */
-export async function sweep(db: Kysely<Database>, config: Pick<RuntimeConfig, 'deadAfterMs' | 'sessionGraceMs' | 'maxCrashes'>): Promise<SweepResult> {
+export async function sweep(db: Executor, config: Pick<RuntimeConfig, 'deadAfterMs' | 'sessionGraceMs' | 'maxCrashes'>): Promise<SweepResult> {
   const {rows} = await sql<{swept: boolean; dead: string[] | null; requeued: number; quarantined: number}>`
     with lock as (
       select pg_try_advisory_xact_lock(${LOCK_CLASS_SWEEP}, 0) as ok

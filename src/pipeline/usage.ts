@@ -1,0 +1,73 @@
+import {sql} from 'kysely'
+
+import type {Executor} from '../db/executor.js'
+import type {LlmUsage} from './provider.js'
+
+/** A model call's usage, tied to the run and task that paid for it. */
+export type UsageRow = LlmUsage & {runId: number; taskId: number}
+
+/** Records model calls (llm_calls); empties `usage` so nothing is saved twice. */
+export async function saveUsage(ex: Executor, usage: UsageRow[]): Promise<void> {
+  if (usage.length === 0) return
+  const rows = usage.map((u) => ({
+    run_id: u.runId,
+    task_id: u.taskId,
+    provider: u.provider,
+    model: u.model,
+    input_tokens: u.inputTokens,
+    output_tokens: u.outputTokens,
+    cached_tokens: u.cachedTokens,
+    latency_ms: Math.round(u.latencyMs),
+    cost_usd: u.costUsd,
+    outcome: u.outcome,
+  }))
+  usage.length = 0
+  await ex.insertInto('llm_calls').values(rows).execute()
+}
+
+export interface RunUsage {
+  calls: number
+  inputTokens: number
+  outputTokens: number
+  costUsd: number
+}
+
+/** What a run's model calls used and cost. */
+export async function runUsage(ex: Executor, runId: number): Promise<RunUsage> {
+  const {rows} = await sql<{calls: number; input: number; output: number; cost: string}>`
+    select count(*)::int as calls, coalesce(sum(input_tokens), 0)::int as input, coalesce(sum(output_tokens), 0)::int as output,
+           coalesce(sum(cost_usd), 0)::text as cost
+    from llm_calls where run_id = ${runId}`.execute(ex)
+  const u = rows[0]
+  return {calls: u.calls, inputTokens: u.input, outputTokens: u.output, costUsd: Number(u.cost)}
+}
+
+export interface LlmCallView {
+  key: string
+  at: Date
+  provider: string
+  model: string
+  outcome: string
+  inputTokens: number
+  outputTokens: number
+  costUsd: number
+}
+
+/** Model calls recorded since `since` (the monitor's counters). */
+export async function llmCallsSince(ex: Executor, since: Date): Promise<LlmCallView[]> {
+  const rows = await ex
+    .selectFrom('llm_calls')
+    .select(['id', 'created_at', 'provider', 'model', 'outcome', 'input_tokens', 'output_tokens', 'cost_usd'])
+    .where('created_at', '>', since)
+    .execute()
+  return rows.map((c) => ({
+    key: String(c.id),
+    at: c.created_at,
+    provider: c.provider,
+    model: c.model,
+    outcome: c.outcome,
+    inputTokens: c.input_tokens,
+    outputTokens: c.output_tokens,
+    costUsd: Number(c.cost_usd),
+  }))
+}

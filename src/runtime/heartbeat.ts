@@ -1,0 +1,92 @@
+import type {Executor} from '../db/executor.js'
+import type {WorkerStatus} from '../db/schema.js'
+import type {InFlightTasks} from './inflight.js'
+import type {Logger} from './logger.js'
+import type {DatabaseOutage} from './outage.js'
+import {heartbeat, registerWorker, type WorkerIdentity} from './registry.js'
+import {type ResourceMetrics, ResourceSampler} from './resources.js'
+
+export interface HeartbeatHost {
+  db: Executor
+  identity: WorkerIdentity
+  leaseMs: number
+  log: Logger
+  outage: DatabaseOutage
+  inflight: InFlightTasks
+  /** Runs `fn` while no claim is in flight (a heartbeat releases every lease it does not know about). */
+  exclusive<T>(fn: () => Promise<T>): Promise<T>
+  status(): WorkerStatus
+}
+
+/**
+ * A worker process's heartbeat: one statement per interval records liveness
+ * and resource metrics, renews every lease the worker runs, adds the
+ * completion counts since the last beat, and tells the worker which leases it
+ * lost (their handlers are aborted) or that it was presumed dead (it
+ * registers again).
+ */
+export class Heartbeat {
+  metrics?: ResourceMetrics
+  private readonly sampler = new ResourceSampler()
+  private deltas = {done: 0, failed: 0}
+
+  constructor(private readonly h: HeartbeatHost) {}
+
+  async sample(): Promise<ResourceMetrics> {
+    this.metrics = await this.sampler.sample()
+    return this.metrics
+  }
+
+  /** Above the worker's CPU or memory limit (as of the last sample): it should not claim. */
+  overCapacity(limits: {maxCpuPercent: number | null; maxMemoryPercent: number | null}): boolean {
+    const m = this.metrics
+    return Boolean(m && ((limits.maxCpuPercent !== null && m.cpu_percent > limits.maxCpuPercent) || (limits.maxMemoryPercent !== null && m.memory_percent > limits.maxMemoryPercent)))
+  }
+
+  countDone(): void {
+    this.deltas.done++
+  }
+
+  countFailed(): void {
+    this.deltas.failed++
+  }
+
+  /** The counts not yet written; the caller writes them (or puts them back). */
+  takeDeltas(): {done: number; failed: number} {
+    const d = this.deltas
+    this.deltas = {done: 0, failed: 0}
+    return d
+  }
+
+  /** One beat. Never throws: a database outage is the outage tracker's to report. */
+  async beat(): Promise<void> {
+    const {h} = this
+    try {
+      const metrics = await this.sample()
+      const deltas = this.takeDeltas()
+      let sentAt = 0
+      let result
+      try {
+        result = await h.exclusive(() => {
+          sentAt = Date.now()
+          return heartbeat(h.db, h.identity.id, {status: h.status(), metrics, leaseMs: h.leaseMs, doneDelta: deltas.done, failedDelta: deltas.failed, held: h.inflight.held()})
+        })
+      } catch (error) {
+        this.deltas.done += deltas.done
+        this.deltas.failed += deltas.failed
+        throw error
+      }
+
+      h.outage.up()
+      if (result.released > 0) h.log.warn({released: result.released}, 'released tasks leased to this worker that it was not running')
+      if (result.rowStatus === null || result.rowStatus === 'dead') {
+        h.log.warn({worker: h.identity.id}, 'this worker was presumed dead; its leases were revoked; registering again')
+        await registerWorker(h.db, h.identity, metrics, h.status())
+      }
+
+      for (const entry of h.inflight.dropLost(result.leases, sentAt)) h.log.warn({task: entry.task.id}, 'lease lost; handler aborted')
+    } catch (error) {
+      h.outage.down(error, 'heartbeat')
+    }
+  }
+}

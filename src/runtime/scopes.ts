@@ -1,0 +1,105 @@
+import {sql} from 'kysely'
+
+import type {Executor} from '../db/executor.js'
+import type {TaskStatus} from '../db/schema.js'
+import {NOTIFY_CHANNEL} from './config.js'
+
+/**
+ * What a user of the runtime may ask about a scope's tasks (the pipeline's
+ * scope is a run): counts, the tasks behind some payload values, a retry of
+ * those that gave up, activity for the monitor. Callers pass scopes as the
+ * strings they enqueued with; the tables stay the runtime's own.
+ */
+
+export type LiveStatus = 'queued' | 'running'
+
+/** Tasks of a scope by kind and status (all statuses that occur). */
+export async function taskCounts(ex: Executor, scope: string): Promise<Array<{kind: string; status: TaskStatus; count: number}>> {
+  const rows = await ex
+    .selectFrom('tasks')
+    .select(['kind', 'status', (eb) => eb.fn.countAll<number>().as('n')])
+    .where('scope', '=', scope)
+    .groupBy(['kind', 'status'])
+    .execute()
+  return rows.map((r) => ({kind: r.kind, status: r.status, count: Number(r.n)}))
+}
+
+/** Queued plus running tasks of a scope, by kind (kinds without any are absent). */
+export async function liveTaskCounts(ex: Executor, scope: string): Promise<Record<string, number>> {
+  const rows = await ex
+    .selectFrom('tasks')
+    .select(['kind', (eb) => eb.fn.countAll<number>().as('n')])
+    .where('scope', '=', scope)
+    .where('status', 'in', ['queued', 'running'])
+    .groupBy('kind')
+    .execute()
+  return Object.fromEntries(rows.map((r) => [r.kind, Number(r.n)]))
+}
+
+/** Of the given scopes, those with a task queued or running. */
+export async function scopesWithLiveTasks(ex: Executor, scopes: string[]): Promise<Set<string>> {
+  if (scopes.length === 0) return new Set()
+  const rows = await ex.selectFrom('tasks').select('scope').distinct().where('scope', 'in', scopes).where('status', 'in', ['queued', 'running']).execute()
+  return new Set(rows.map((r) => r.scope!))
+}
+
+export interface ScopeActivity {
+  queued: number
+  running: number
+  /** Seconds since a task of the scope last finished (completed, failed, canceled...), database clock; null if none has. */
+  sinceLastFinishS: number | null
+}
+
+/** For each scope: how much is in flight and when something last finished (the monitor's "stuck" test). */
+export async function scopeActivity(ex: Executor, scopes: string[]): Promise<Map<string, ScopeActivity>> {
+  const out = new Map<string, ScopeActivity>(scopes.map((s) => [s, {queued: 0, running: 0, sinceLastFinishS: null}]))
+  if (scopes.length === 0) return out
+  const {rows} = await sql<{scope: string; queued: number; running: number; since: number | null}>`
+    select s.scope,
+      (select count(*)::int from tasks t where t.scope = s.scope and t.status = 'queued') as queued,
+      (select count(*)::int from tasks t where t.scope = s.scope and t.status = 'running') as running,
+      extract(epoch from now() - (select max(t.finished_at) from tasks t where t.scope = s.scope))::float8 as since
+    from unnest(${scopes}::text[]) as s(scope)`.execute(ex)
+  for (const r of rows) out.set(r.scope, {queued: r.queued, running: r.running, sinceLastFinishS: r.since})
+  return out
+}
+
+/**
+ * Tasks of one kind in a scope whose payload's `key` is one of `values` (the
+ * pipeline finds "the research task of company 7" this way), oldest first.
+ */
+export async function tasksByPayload(
+  ex: Executor,
+  f: {scope: string; kind: string; key: string; values: Array<string | number>; statuses: TaskStatus[]},
+): Promise<Array<{id: number; value: string; status: TaskStatus}>> {
+  if (f.values.length === 0) return []
+  const {rows} = await sql<{id: number; value: string; status: TaskStatus}>`
+    select id, payload ->> ${f.key} as value, status from tasks
+    where scope = ${f.scope} and kind = ${f.kind} and status = any(${f.statuses}::text[])
+      and payload ->> ${f.key} = any(${f.values.map(String)}::text[])
+    order by id`.execute(ex)
+  return rows
+}
+
+/**
+ * Puts tasks of a scope that gave up (failed, quarantined; canceled if asked)
+ * back in the queue with fresh attempt and crash counts, recorded as
+ * `retried`. With `ids`, only those. Returns how many went back.
+ */
+export async function retryTasks(ex: Executor, f: {scope: string; statuses?: TaskStatus[]; ids?: number[]}, reason: string): Promise<number> {
+  const statuses = f.statuses ?? ['failed', 'quarantined']
+  const {rows} = await sql<{n: number}>`
+    with retried as (
+      update tasks set status = 'queued', attempts = 0, crash_count = 0, run_after = now(), lease_owner = null,
+        lease_expires_at = null, finished_at = null, updated_at = now()
+      where scope = ${f.scope} and status = any(${statuses}::text[]) and status in ('failed', 'quarantined', 'canceled')
+        and (${f.ids ?? null}::bigint[] is null or id = any(${f.ids ?? null}::bigint[]))
+      returning id, kind, lease_epoch
+    ), ev as (
+      insert into task_events (task_id, event, lease_epoch, reason) select id, 'retried', lease_epoch, ${reason} from retried
+    ), woken as (
+      select pg_notify(${NOTIFY_CHANNEL}, k.kind) from (select distinct kind from retried) k
+    )
+    select (select count(*)::int from retried) as n, (select count(*) from woken) as _woken`.execute(ex)
+  return rows[0]?.n ?? 0
+}

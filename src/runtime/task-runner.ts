@@ -1,0 +1,100 @@
+import type {Kysely} from 'kysely'
+
+import type {Database} from '../db/schema.js'
+import {backoffMs, sleep} from './backoff.js'
+import type {CompletionBatcher} from './completion-batcher.js'
+import type {RuntimeConfig} from './config.js'
+import {classifyError, type ErrorClass, errorMessage} from './errors.js'
+import type {HandlerOutcome, TaskRegistry} from './handlers.js'
+import type {InFlight} from './inflight.js'
+import {completeTask, failTask, snoozeTask} from './lease.js'
+import type {Logger} from './logger.js'
+
+export interface TaskRunnerDeps {
+  db: Kysely<Database>
+  workerId: string
+  registry: TaskRegistry
+  config: RuntimeConfig
+  log: Logger
+  completions: CompletionBatcher
+  /** Runs a settling write, retrying it across a database restart. */
+  retryDb<T>(fn: () => Promise<T>): Promise<T>
+  /** What the worker counts as tasks settle. */
+  tally: {completed(): void; failed(): void; retried(): void; snoozed(): void; fenced(entry: InFlight): void}
+}
+
+/**
+ * Executes one claimed task under its lease: runs its handler (transient
+ * errors retried inside the lease), then completes it (with the handler's
+ * writes, fenced), snoozes it (rate limits: no attempt used), or fails the
+ * attempt (backoff, then the terminal failed state). A task whose lease was
+ * lost meanwhile writes nothing.
+ */
+export class TaskRunner {
+  constructor(private readonly d: TaskRunnerDeps) {}
+
+  async run(entry: InFlight): Promise<void> {
+    const {d} = this
+    const {task, controller} = entry
+    const {handler, options} = d.registry.get(task.kind)!
+    const retries = options.transientRetries ?? d.config.transientRetries
+    let outcome: HandlerOutcome | void
+    for (let attempt = 0; ; attempt++) {
+      try {
+        outcome = await handler(task, {signal: controller.signal, workerId: d.workerId, attempt: task.attempts + 1, db: d.db, log: d.log})
+        break
+      } catch (error) {
+        if (entry.detached) return
+        const kind = classifyError(error)
+        if (kind.type === 'transient' && attempt < retries && !controller.signal.aborted) {
+          const delay = backoffMs(attempt + 1, d.config.transientBackoff)
+          d.log.warn({task: task.id, kind: task.kind, err: errorMessage(error), retryInMs: delay}, 'transient error; retrying in lease')
+          d.tally.retried()
+          await sleep(delay, controller.signal)
+          if (entry.detached) return
+          continue
+        }
+
+        await this.settleFailure(entry, error, kind)
+        return
+      }
+    }
+
+    if (entry.detached) return
+    const done = outcome?.apply
+      ? await d.retryDb(() => completeTask(d.db, entry.lease, {result: outcome.result, apply: outcome.apply}))
+      : await d.completions.complete({taskId: task.id, epoch: task.epoch, result: outcome ? outcome.result : undefined})
+    if (done) {
+      d.tally.completed()
+      d.log.debug({task: task.id, kind: task.kind, ms: Date.now() - entry.startedAt}, 'task completed')
+    } else {
+      d.tally.fenced(entry)
+      d.log.warn({task: task.id, kind: task.kind, epoch: task.epoch}, 'completion fenced out: the lease was revoked (task canceled, or this worker presumed dead)')
+    }
+  }
+
+  private async settleFailure(entry: InFlight, error: unknown, kind: ErrorClass): Promise<void> {
+    const {d} = this
+    const {task} = entry
+    const message = errorMessage(error)
+    if (kind.type === 'snooze') {
+      const ok = await d.retryDb(() => snoozeTask(d.db, entry.lease, kind.retryAfterMs, message))
+      if (ok) d.tally.snoozed()
+      else d.tally.fenced(entry)
+      d.log.warn({task: task.id, kind: task.kind, snoozeMs: kind.retryAfterMs}, 'rate limited; task snoozed (no attempt used)')
+      return
+    }
+
+    const permanent = kind.type === 'permanent'
+    const retryInMs = backoffMs(task.attempts + 1, d.config.attemptBackoff)
+    const onFailed = d.registry.get(task.kind)?.options.onFailed
+    const outcome = await d.retryDb(() => failTask(d.db, entry.lease, message, {permanent, retryInMs, onTerminal: onFailed ? (trx) => onFailed(trx, task) : undefined}))
+    if (outcome === 'fenced_out') {
+      d.tally.fenced(entry)
+      return
+    }
+
+    d.tally.failed()
+    d.log.warn({task: task.id, kind: task.kind, err: message, outcome, retryInMs: outcome === 'retry_scheduled' ? retryInMs : undefined}, outcome === 'failed' ? 'task failed' : 'attempt failed; retry scheduled')
+  }
+}
