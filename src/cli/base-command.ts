@@ -9,6 +9,7 @@ import type {Database} from '../db/schema.js'
 import {ExitCode} from '../shared/exit-codes.js'
 import {RvxError} from '../shared/errors.js'
 import {flagWording, oneLine} from './errors.js'
+import {withSignals} from './signals.js'
 import {type Column, detectMode, type OutputMode, renderTable, type Spinner, spinner} from './output.js'
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
@@ -65,27 +66,15 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   }
 
   /**
-   * A daemon's main loop (worker, monitor) with SIGTERM and SIGINT handed to
-   * `onSignal` (every one: a second signal may mean "stop now"); when a
-   * signal ended it, the exit code is 143 or 130.
+   * A long-running command's main work (worker, monitor, --watch) with
+   * SIGTERM and SIGINT handed to `onSignal` (every one, with its count: a
+   * second signal may mean "stop now"); when a signal ended it, the exit code
+   * is 143 or 130.
    */
-  protected async untilSignal<R>(onSignal: (signal: NodeJS.Signals) => void, main: () => Promise<R>): Promise<R> {
-    let first: NodeJS.Signals | undefined
-    const handler = (s: NodeJS.Signals) => {
-      first ??= s
-      onSignal(s)
-    }
-
-    process.on('SIGTERM', handler)
-    process.on('SIGINT', handler)
-    try {
-      const result = await main()
-      if (first) this.exitCode = first === 'SIGTERM' ? ExitCode.Terminated : ExitCode.Interrupted
-      return result
-    } finally {
-      process.off('SIGTERM', handler)
-      process.off('SIGINT', handler)
-    }
+  protected async untilSignal<R>(onSignal: (signal: NodeJS.Signals, count: number) => void, main: () => Promise<R>): Promise<R> {
+    const {result, signal} = await withSignals(onSignal, main)
+    if (signal) this.exitCode = signal === 'SIGTERM' ? ExitCode.Terminated : ExitCode.Interrupted
+    return result
   }
 
   protected get mode(): OutputMode {

@@ -1,14 +1,8 @@
 import type {RunProgress} from '../pipeline/runs.js'
+import {STAGES} from '../pipeline/stages/index.js'
 
 /** One line of run progress: what each stage has done and what is in flight. */
 export function describeProgress(p: RunProgress): string {
-  const t = p.tasks
-  const inFlight = (k: string) => (t[k] ? t[k].queued + t[k].running : 0)
-  const researched = p.companies.qualified + p.companies.disqualified + p.companies.selected
-  return [
-    `run ${p.id} ${p.status} (${p.stage})`,
-    `discovery: ${p.companies.total} found${inFlight('lead-list') ? ', searching' : ''}`,
-    `research: ${researched}/${p.companies.total} (${p.companies.qualified + p.companies.selected} qualified)`,
-    `contacts: ${p.contacts} for ${p.companies.selected}/${p.quantity} selected${inFlight('contact') ? `, ${inFlight('contact')} searching` : ''}`,
-  ].join(' · ')
+  const inFlight = (kind: string) => (p.tasks[kind] ? p.tasks[kind].queued + p.tasks[kind].running : 0)
+  return [`run ${p.id} ${p.status} (${p.stage})`, ...STAGES.map((s) => `${s.name}: ${s.describe(p, inFlight(s.kind))}`)].join(' · ')
 }

@@ -3,7 +3,8 @@ import type {Command} from '@oclif/core'
 import {providerFactory} from '../agents/index.js'
 import {exportRun, type ExportResult} from '../pipeline/export.js'
 import {driveRun} from '../pipeline/orchestrator.js'
-import {getRun, runOptions, type RunProgress} from '../pipeline/runs.js'
+import {runOptions} from '../pipeline/run-options.js'
+import {getRun, type RunProgress} from '../pipeline/runs.js'
 import {mailerFromEnv} from '../monitor/mail.js'
 import {notifyRun} from '../monitor/notify.js'
 import {errorMessage} from '../runtime/errors.js'
@@ -13,6 +14,7 @@ import {oneLine} from './errors.js'
 import {ExitCode} from '../shared/exit-codes.js'
 import {formatCost} from '../shared/money.js'
 import {describeProgress} from './progress.js'
+import {withSignals} from './signals.js'
 
 export interface DriveReport {
   runId: number
@@ -35,19 +37,17 @@ export abstract class RunDriverCommand<T extends typeof Command> extends BaseCom
     const interrupt = new AbortController()
     const force = new AbortController()
     let signal: NodeJS.Signals | undefined
-    const onSignal = (s: NodeJS.Signals) => {
-      if (signal) return force.abort()
+    const onSignal = (s: NodeJS.Signals, count: number) => {
+      if (count > 1) return force.abort()
       signal = s
       this.notice('stopping: finishing in-flight tasks (Ctrl-C again to stop at once); the run stays resumable')
       interrupt.abort()
     }
 
-    process.on('SIGINT', onSignal)
-    process.on('SIGTERM', onSignal)
-    const spinner = this.spin(`Run ${runId}: starting`)
-    let lastLine = ''
-    let lastPrinted = 0
-    try {
+    const {result: report} = await withSignals(onSignal, async () => {
+      const spinner = this.spin(`Run ${runId}: starting`)
+      let lastLine = ''
+      let lastPrinted = 0
       const result = await driveRun({
         db,
         databaseUrl: this.databaseUrl!,
@@ -85,10 +85,8 @@ export abstract class RunDriverCommand<T extends typeof Command> extends BaseCom
       this.exitCode = p.status === 'completed' ? ExitCode.Ok : p.status === 'needs_decision' ? ExitCode.Partial : ExitCode.Failure
       await this.sendNotice(runId).catch((error: unknown) => this.notice(`could not send the run's mail (${oneLine(errorMessage(error))}); rvx monitor retries it`))
       return {runId, status: p.status, progress: p, export: exported, wallTimeS}
-    } finally {
-      process.off('SIGINT', onSignal)
-      process.off('SIGTERM', onSignal)
-    }
+    })
+    return report
   }
 
   /** The run's --notify-email mail, if it asked for one; a failure is said and left to the monitor to retry. */

@@ -7,8 +7,9 @@ import {BaseCommand} from '../cli/base-command.js'
 import {UsageError} from '../shared/errors.js'
 import {createLogger} from '../cli/logger.js'
 import {parseRunId} from '../cli/run-arg.js'
-import {PIPELINE_KINDS, runScope} from '../pipeline/runs.js'
-import {registerPipeline} from '../pipeline/stages.js'
+import {runScope} from '../pipeline/run-options.js'
+import {kindsFor, stageChoices, STAGES} from '../pipeline/stages/index.js'
+import {registerPipeline} from '../pipeline/stages/skeleton.js'
 import {TaskRegistry} from '../runtime/handlers.js'
 import {Worker, type WorkerSummary} from '../runtime/worker.js'
 
@@ -19,17 +20,18 @@ function defaultConcurrency(): number {
 }
 
 export default class WorkerCommand extends BaseCommand<typeof WorkerCommand> {
-  static override summary = 'Run a long-lived worker for one or more stages: lead-list, company, contact, or all.'
-  static override description = `Registers itself, heartbeats every 5 s (renewing its leases and reporting CPU, memory and GPU), claims tasks of its stages, and logs JSON lines (readable on a terminal). SIGTERM or Ctrl-C stops claiming and lets in-flight tasks finish (30 s), then releases the rest for other workers; a second signal stops at once. Exit 143 (SIGTERM) or 130 (SIGINT). Start as many as you like, on as many machines as you like, against one DATABASE_URL.`
+  static override summary = `Run a long-lived worker for one or more stages: ${STAGES.map((s) => s.name).join(', ')}, or all.`
+  static override description = `Stages: ${STAGES.map((s) => `${s.name} (task kind ${s.kind}): ${s.summary}`).join('; ')}. Either name selects a stage.
+Registers itself, heartbeats every 5 s (renewing its leases and reporting CPU, memory and GPU), claims tasks of its stages, and logs JSON lines (readable on a terminal). SIGTERM or Ctrl-C stops claiming and lets in-flight tasks finish (30 s), then releases the rest for other workers; a second signal stops at once. Exit 143 (SIGTERM) or 130 (SIGINT). Start as many as you like, on as many machines as you like, against one DATABASE_URL.`
   static override examples = [
     '<%= config.bin %> worker all',
-    '<%= config.bin %> worker company contact --concurrency 8 --pool eu',
+    '<%= config.bin %> worker research contacts --concurrency 8 --pool eu',
     '<%= config.bin %> worker all --run 12 --exit-when-idle',
     'RVX_SIM_FAULTS=transient=0.1 <%= config.bin %> worker company',
   ]
   static override strict = false
   static override args = {
-    type: Args.string({description: 'Stage(s) to work on: lead-list, company, contact, or all.', required: true}),
+    type: Args.string({description: `Stage(s) to work on: ${stageChoices()}, or all.`, required: true}),
   }
   static override flags = {
     concurrency: Flags.integer({summary: 'Tasks at once. Default: from cores and free memory (2 per core, at most 16).', min: 1, max: 256}),
@@ -44,7 +46,7 @@ export default class WorkerCommand extends BaseCommand<typeof WorkerCommand> {
   }
 
   async run(): Promise<WorkerSummary> {
-    const kinds = this.kinds(this.positional)
+    const kinds = kindsFor(this.positional)
     const scope = this.flags.run ? runScope(parseRunId(this.flags.run)) : null
     // Validate simulation overrides now (one clear line), then hand them to the provider factory.
     simulationOptions({latency: this.flags['sim-latency'], faults: this.flags['sim-faults']})
@@ -67,17 +69,5 @@ export default class WorkerCommand extends BaseCommand<typeof WorkerCommand> {
       exitWhenIdle: this.flags['exit-when-idle'],
     })
     return this.untilSignal(() => worker.stop(), () => worker.start())
-  }
-
-  private kinds(types: string[]): string[] {
-    if (types.length === 0) throw new UsageError('name the stage(s) to work on: lead-list, company, contact, or all')
-    const kinds = new Set<string>()
-    for (const t of types) {
-      if (t === 'all') for (const k of PIPELINE_KINDS) kinds.add(k)
-      else if (PIPELINE_KINDS.includes(t as never)) kinds.add(t)
-      else throw new UsageError(`unknown worker type "${t}": use lead-list, company, contact or all`)
-    }
-
-    return [...kinds]
   }
 }

@@ -8,8 +8,10 @@ import type {Logger} from '../runtime/logger.js'
 import {Worker, type WorkerSummary} from '../runtime/worker.js'
 import type {RuntimeConfig} from '../runtime/config.js'
 import {advanceRun} from './advance.js'
-import {PIPELINE_KINDS, type RunProgress, runProgress, runScope} from './runs.js'
-import {registerPipeline} from './stages.js'
+import {runScope} from './run-options.js'
+import {type RunProgress, runProgress} from './runs.js'
+import {STAGE_KINDS} from './stages/index.js'
+import {registerPipeline} from './stages/skeleton.js'
 
 export interface DriveOptions {
   db: Kysely<Database>
@@ -46,7 +48,7 @@ export interface DriveResult {
 export async function driveRun(o: DriveOptions): Promise<DriveResult> {
   const registry = registerPipeline(new TaskRegistry(), o.providerFor)
   const stop = new AbortController()
-  const workers = PIPELINE_KINDS.map(
+  const workers = STAGE_KINDS.map(
     (kind) =>
       new Worker({
         databaseUrl: o.databaseUrl,

@@ -6,37 +6,11 @@ import {cancelTasks, enqueue} from '../runtime/queue.js'
 import {retryTasks, scopesWithLiveTasks, taskCounts} from '../runtime/scopes.js'
 import {RvxError} from '../shared/errors.js'
 import type {Criteria, RunSize} from './criteria.js'
+import {DEFAULT_RUN_OPTIONS, type RunOptions, runOptions, runScope} from './run-options.js'
+import {enqueueDiscoveryRound} from './stages/discovery.js'
+import {STAGE_KINDS} from './stages/index.js'
+import type {ProgressFacts, StageName} from './stages/stage.js'
 import {runUsage, type RunUsage} from './usage.js'
-
-export const KIND = {leadList: 'lead-list', company: 'company', contact: 'contact'} as const
-export const PIPELINE_KINDS = [KIND.leadList, KIND.company, KIND.contact]
-
-export interface RunOptions {
-  /** Candidates discovered per wanted company (default 2). */
-  oversample: number
-  /** Discovery rounds before the run asks for a decision (default 5). */
-  maxDiscoveryRounds: number
-  /** Attempts of each contact task before a company counts as having nobody findable. */
-  contactAttempts: number
-  simulation?: unknown
-  outputDir?: string
-  notifyEmail?: string
-  /** Set when a discovery round found nothing new. */
-  discoveryExhausted?: boolean
-}
-
-export const DEFAULT_RUN_OPTIONS: RunOptions = {oversample: 2, maxDiscoveryRounds: 5, contactAttempts: 2}
-
-/** The scope that ties a run's tasks together (workers may be limited to it). */
-export function runScope(runId: number): string {
-  return `run:${runId}`
-}
-
-/** The run a task scope belongs to, or null for a scope that is not a run's. */
-export function runOfScope(scope: string | null): number | null {
-  const m = /^run:(\d+)$/.exec(scope ?? '')
-  return m ? Number(m[1]) : null
-}
 
 /** Creates the run and its first discovery task in one transaction. */
 export async function createRun(db: Executor, input: {criteria: Criteria; size: RunSize; provider: string; options?: Partial<RunOptions>}): Promise<RunRow> {
@@ -55,13 +29,9 @@ export async function createRun(db: Executor, input: {criteria: Criteria; size: 
       })
       .returningAll()
       .executeTakeFirstOrThrow()
-    await enqueueDiscovery(trx, run.id, 1)
+    await enqueueDiscoveryRound(trx, run.id, 1)
     return run
   })
-}
-
-export async function enqueueDiscovery(trx: Executor, runId: number, round: number): Promise<void> {
-  await enqueue(trx, {kind: KIND.leadList, payload: {runId, round}, scope: runScope(runId), idempotencyKey: `run:${runId}:lead-list:${round}`, maxAttempts: 3, priority: 10})
 }
 
 export async function getRun(db: Executor, runId: number): Promise<RunRow> {
@@ -83,22 +53,16 @@ export async function lockRun(trx: Transaction<Database>, runId: number): Promis
   return run
 }
 
-export function runOptions(run: RunRow): RunOptions {
-  return {...DEFAULT_RUN_OPTIONS, ...(run.options as Partial<RunOptions>)}
-}
-
-export interface RunProgress {
+export interface RunProgress extends ProgressFacts {
   id: number
   status: RunStatus
   stage: string
-  quantity: number
   criteria: unknown
   provider: string
   notes: string | null
   createdAt: Date
   finishedAt: Date | null
-  companies: {candidate: number; qualified: number; disqualified: number; selected: number; total: number}
-  contacts: number
+  /** Tasks by kind and status. */
   tasks: Record<string, {queued: number; running: number; completed: number; failed: number; other: number}>
   usage: RunUsage
 }
@@ -111,7 +75,7 @@ export async function runProgress(db: Executor, runId: number): Promise<RunProgr
 
   const contacts = await db.selectFrom('contacts').select((eb) => eb.fn.countAll<number>().as('n')).where('run_id', '=', runId).executeTakeFirstOrThrow()
   const tasks: RunProgress['tasks'] = {}
-  for (const kind of PIPELINE_KINDS) tasks[kind] = {queued: 0, running: 0, completed: 0, failed: 0, other: 0}
+  for (const kind of STAGE_KINDS) tasks[kind] = {queued: 0, running: 0, completed: 0, failed: 0, other: 0}
   for (const r of await taskCounts(db, runScope(runId))) {
     const t = (tasks[r.kind] ??= {queued: 0, running: 0, completed: 0, failed: 0, other: 0})
     if (r.status === 'queued' || r.status === 'running' || r.status === 'completed' || r.status === 'failed') t[r.status] += r.count
@@ -243,7 +207,8 @@ export interface RunInProgress {
   id: number
   stage: string
   quantity: number
-  percent: {discovery: number; research: number; contacts: number}
+  /** How far each stage has come. */
+  percent: Record<StageName, number>
 }
 
 /** Runs still running, with how far each stage has come (for the fleet view). */

@@ -39,14 +39,14 @@ describe('e2e: rvx workers status / prune', function () {
     assert.deepEqual(pruned.removed, ['w-victim'])
   })
 
-  it('--watch --json prints one JSON object per interval (NDJSON) until interrupted', async () => {
+  it('--watch --json prints one JSON object per interval (NDJSON) until interrupted (exit 130, as the README says for SIGINT)', async () => {
     const child = spawnRvx(['workers', 'status', '--watch', '--json', '--interval', '200ms'], {env: env()})
     let out = ''
     child.stdout!.on('data', (d) => (out += d))
     const exited = new Promise<number | null>((resolve) => child.on('exit', resolve))
     await waitFor('three snapshots', async () => out.split('\n').filter(Boolean).length >= 3)
     child.kill('SIGINT')
-    assert.equal(await exited, 0)
+    assert.equal(await exited, 130)
     const snapshots = out.split('\n').filter(Boolean).map((l) => JSON.parse(l))
     assert.ok(snapshots.every((s) => Array.isArray(s.workers) && Array.isArray(s.queue) && typeof s.at === 'string'))
   })

@@ -2,6 +2,7 @@ import {BaseCommand} from '../../cli/base-command.js'
 import {formatCost} from '../../shared/money.js'
 import {parseRunId, runIdArg} from '../../cli/run-arg.js'
 import {type RunProgress, runProgress} from '../../pipeline/runs.js'
+import {STAGES} from '../../pipeline/stages/index.js'
 
 export default class RunsShow extends BaseCommand<typeof RunsShow> {
   static override summary = 'Show one run: status, stage, counts per stage, usage and cost.'
@@ -20,7 +21,10 @@ export default class RunsShow extends BaseCommand<typeof RunsShow> {
       ['provider', p.provider],
       ['companies', `${p.companies.total} found, ${p.companies.qualified + p.companies.selected} qualified, ${p.companies.disqualified} disqualified, ${p.companies.selected} selected`],
       ['contacts', p.contacts],
-      ...Object.entries(p.tasks).map(([kind, t]) => [`tasks ${kind}`, `${t.completed} done, ${t.queued} queued, ${t.running} running, ${t.failed} failed, ${t.other} other`] as [string, unknown]),
+      ...STAGES.map((s) => {
+        const t = p.tasks[s.kind]
+        return [`${s.name} tasks`, `${t.completed} done, ${t.queued} queued, ${t.running} running, ${t.failed} failed, ${t.other} other`] as [string, unknown]
+      }),
       ['model calls', `${p.usage.calls} (${p.usage.inputTokens} in / ${p.usage.outputTokens} out tokens, ${formatCost(p.usage.costUsd)})`],
       ['notes', p.notes],
     ]

@@ -1,20 +1,12 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
-import {parseDuration} from '../../shared/duration.js'
 import {renderTable} from '../../cli/output.js'
-import {type RunInProgress, runsInProgress} from '../../pipeline/runs.js'
+import {parseDuration} from '../../shared/duration.js'
+import {type FleetStatus, fleetStatus} from '../../monitor/fleet.js'
+import type {RunInProgress} from '../../pipeline/runs.js'
+import {STAGES} from '../../pipeline/stages/index.js'
 import {sleep} from '../../runtime/backoff.js'
-import {DEFAULT_CONFIG} from '../../runtime/config.js'
-import {listWorkers, type QueueStats, queueStats, sweep, type WorkerTypeStats, workerStats, type WorkerView} from '../../runtime/index.js'
-
-export interface FleetStatus {
-  at: string
-  fleet: WorkerTypeStats[]
-  workers: WorkerView[]
-  queue: QueueStats[]
-  runs: RunInProgress[]
-}
 
 const gb = (v: unknown) => (typeof v === 'number' ? `${v.toFixed(1)}G` : '-')
 
@@ -32,35 +24,25 @@ export default class WorkersStatus extends BaseCommand<typeof WorkersStatus> {
   async run(): Promise<FleetStatus | undefined> {
     const interval = parseDuration(this.flags.interval, 'interval')
     const db = await this.database({schema: true})
-    const snapshot = async (): Promise<FleetStatus> => {
-      await sweep(db, DEFAULT_CONFIG)
-      const [fleet, workers, queue, runs] = await Promise.all([workerStats(db), listWorkers(db, {all: this.flags.all}), queueStats(db), runsInProgress(db)])
-      return {at: new Date().toISOString(), fleet, workers, queue, runs}
-    }
-
     if (!this.flags.watch) {
-      const s = await snapshot()
+      const s = await fleetStatus(db, {all: this.flags.all})
       if (!this.jsonEnabled()) process.stdout.write(this.render(s) + '\n')
       return s
     }
 
     const stop = new AbortController()
-    const onSignal = () => stop.abort()
-    process.once('SIGINT', onSignal)
-    process.once('SIGTERM', onSignal)
-    try {
-      while (!stop.signal.aborted) {
-        const s = await snapshot()
-        if (this.jsonEnabled()) process.stdout.write(JSON.stringify(s) + '\n')
-        else if (this.mode.tty) process.stdout.write(`\u001B[H\u001B[2J${this.render(s)}\n\n(every ${this.flags.interval}; Ctrl-C to stop)\n`)
-        else process.stdout.write(`--- ${s.at}\n${this.render(s)}\n\n`)
-        await sleep(interval, stop.signal)
-      }
-    } finally {
-      process.off('SIGINT', onSignal)
-      process.off('SIGTERM', onSignal)
-    }
-
+    await this.untilSignal(
+      () => stop.abort(),
+      async () => {
+        while (!stop.signal.aborted) {
+          const s = await fleetStatus(db, {all: this.flags.all})
+          if (this.jsonEnabled()) process.stdout.write(JSON.stringify(s) + '\n')
+          else if (this.mode.tty) process.stdout.write(`\u001B[H\u001B[2J${this.render(s)}\n\n(every ${this.flags.interval}; Ctrl-C to stop)\n`)
+          else process.stdout.write(`--- ${s.at}\n${this.render(s)}\n\n`)
+          await sleep(interval, stop.signal)
+        }
+      },
+    )
     return undefined
   }
 
@@ -101,9 +83,7 @@ export default class WorkersStatus extends BaseCommand<typeof WorkersStatus> {
       {header: 'run', get: (r) => r.id},
       {header: 'stage', get: (r) => r.stage},
       {header: 'quantity', get: (r) => r.quantity},
-      {header: 'discovery', get: (r) => `${r.percent.discovery}%`},
-      {header: 'research', get: (r) => `${r.percent.research}%`},
-      {header: 'contacts', get: (r) => `${r.percent.contacts}%`},
+      ...STAGES.map((stage) => ({header: stage.name, get: (r: RunInProgress) => `${r.percent[stage.name]}%`})),
     ], mode)
     return [`FLEET\n${s.fleet.length === 0 ? 'no workers' : fleet}`, `WORKERS\n${s.workers.length === 0 ? 'none' : workers}`, `QUEUE\n${s.queue.length === 0 ? 'empty' : queue}`, `RUNS\n${runs}`].join('\n\n')
   }

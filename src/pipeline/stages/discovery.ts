@@ -1,0 +1,109 @@
+import {sql} from 'kysely'
+
+import type {Executor} from '../../db/executor.js'
+import {enqueue} from '../../runtime/queue.js'
+import {type Criteria, normalizeDomain} from '../criteria.js'
+import type {CandidateCompany} from '../provider.js'
+import {runOptions, runScope} from '../run-options.js'
+import type {RunPayload, Stage} from './stage.js'
+
+type Payload = RunPayload & {round: number}
+interface Input {
+  criteria: Criteria
+  want: number
+  exclude: string[]
+  round: number
+}
+
+/** Discovery: find candidate companies for the run, oversampling what is still wanted, never a domain twice. */
+export const discovery: Stage<Payload, Input, CandidateCompany[]> = {
+  name: 'discovery',
+  kind: 'lead-list',
+  summary: 'find candidate companies that may match the criteria',
+  maxAttempts: 3,
+  priority: 10,
+
+  async prepare({db, run, payload}) {
+    const criteria = run.criteria as Criteria
+    const known = (await db.selectFrom('companies').select('domain').where('run_id', '=', run.id).execute()).map((r) => r.domain)
+    const open = await db
+      .selectFrom('companies')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('run_id', '=', run.id)
+      .where('status', 'in', ['qualified', 'selected', 'candidate'])
+      .executeTakeFirstOrThrow()
+    const want = Math.max(1, Math.ceil((run.quantity - Number(open.n)) * runOptions(run).oversample))
+    return {criteria, want, exclude: [...known, ...(criteria.exclude_domains ?? []).map(normalizeDomain)], round: payload.round}
+  },
+
+  ask: (provider, input, ctx) => provider.discover(input, ctx),
+
+  result: (found, input) => ({found: found.length, fresh: dedupe(found, new Set(input.exclude)).length}),
+
+  async write({trx, run, payload, provider, enqueueNext}, input, found) {
+    const fresh = dedupe(found, new Set(input.exclude))
+    const inserted =
+      fresh.length === 0
+        ? []
+        : await trx
+            .insertInto('companies')
+            .values(
+              fresh.map((c) => ({
+                run_id: run.id,
+                domain: c.domain,
+                name: c.name,
+                website: c.website ?? null,
+                city: c.city ?? null,
+                state: c.state ?? null,
+                pms: c.pms ?? null,
+                units_estimate: c.unitsEstimate ?? null,
+                sources: JSON.stringify(c.sources),
+                discovered_by: provider.name,
+                discovery_round: payload.round,
+                simulated: provider.simulated,
+              })),
+            )
+            .onConflict((oc) => oc.columns(['run_id', 'domain']).doNothing())
+            .returning(['id'])
+            .execute()
+    if (inserted.length === 0) {
+      await trx.updateTable('runs').set({options: sql`options || '{"discoveryExhausted": true}'::jsonb` as never}).where('id', '=', run.id).execute()
+    }
+
+    await enqueueNext(inserted.map((c) => ({payload: {runId: run.id, companyId: c.id}, key: String(c.id)})))
+  },
+
+  describe: (p, inFlight) => `${p.companies.total} found${inFlight > 0 ? ', searching' : ''}`,
+
+  // A round's tasks done (or none left): research decides, also when the target is met already.
+  async advance(c) {
+    if (c.pending.discovery > 0 && c.companies.qualified + c.companies.selected < c.run.quantity) return 'running'
+    return c.continueWith('research')
+  },
+}
+
+/** Enqueues discovery round `round` of a run (idempotent per round). */
+export async function enqueueDiscoveryRound(ex: Executor, runId: number, round: number): Promise<void> {
+  await enqueue(ex, {
+    kind: discovery.kind,
+    payload: {runId, round},
+    scope: runScope(runId),
+    idempotencyKey: `run:${runId}:lead-list:${round}`,
+    maxAttempts: discovery.maxAttempts,
+    priority: discovery.priority,
+  })
+}
+
+/** Normalized, unique, not excluded: the same company never enters a run twice. */
+function dedupe(found: CandidateCompany[], exclude: Set<string>): CandidateCompany[] {
+  const seen = new Set<string>()
+  const out: CandidateCompany[] = []
+  for (const c of found) {
+    const domain = normalizeDomain(c.domain)
+    if (!domain || exclude.has(domain) || seen.has(domain)) continue
+    seen.add(domain)
+    out.push({...c, domain})
+  }
+
+  return out
+}

@@ -1,0 +1,79 @@
+import type {Transaction} from 'kysely'
+
+import type {Database, RunRow} from '../../db/schema.js'
+import type {HandlerOutcome, TaskContext, TaskRegistry} from '../../runtime/handlers.js'
+import type {ClaimedTask} from '../../runtime/lease.js'
+import {enqueue} from '../../runtime/queue.js'
+import {advance} from '../advance.js'
+import type {CallContext, ResearchProvider} from '../provider.js'
+import {runScope} from '../run-options.js'
+import {getRun, lockRun} from '../runs.js'
+import {saveUsage, type UsageRow} from '../usage.js'
+import {STAGES} from './index.js'
+import type {RunPayload, Stage} from './stage.js'
+
+export type ProviderFactory = (run: RunRow) => ResearchProvider
+
+/**
+ * Registers every stage on the runtime. Each task: the run guard (the run is
+ * still running and the stage has something to do), the paid call outside
+ * any transaction with its usage captured, then an `apply` that runs in the
+ * completion's transaction after the fence: lock the run, record the usage,
+ * write (only while the run is running) and advance. A worker presumed dead
+ * writes nothing; usage of a call that failed is saved at once (it was paid).
+ */
+export function registerPipeline(registry: TaskRegistry, providerFor: ProviderFactory): TaskRegistry {
+  // A stage task that fails for good writes nothing of its own; the run re-plans in the same transaction.
+  const onFailed = async (trx: Transaction<Database>, task: {payload: unknown}) => {
+    await advance(trx, (task.payload as RunPayload).runId)
+  }
+
+  STAGES.forEach((stage, i) => registry.register<RunPayload>(stage.kind, (task, ctx) => runStage(stage, STAGES[i + 1], task, ctx, providerFor), {onFailed}))
+  return registry
+}
+
+async function runStage(stage: Stage, next: Stage | undefined, task: ClaimedTask<RunPayload>, ctx: TaskContext, providerFor: ProviderFactory): Promise<HandlerOutcome> {
+  const run = await getRun(ctx.db, task.payload.runId)
+  if (run.status !== 'running') return {result: {skipped: run.status}}
+  const prepared = {db: ctx.db, run, payload: task.payload, attempt: ctx.attempt, maxAttempts: task.maxAttempts}
+  const input = await stage.prepare(prepared)
+  if (input === null) return {result: {skipped: true}}
+
+  const provider = providerFor(run)
+  const usage: UsageRow[] = []
+  const call: CallContext = {signal: ctx.signal, record: (u) => usage.push({...u, runId: run.id, taskId: task.id})}
+  let output: unknown
+  try {
+    output = await stage.ask(provider, input, {...call, prepared})
+  } catch (error) {
+    await saveUsage(ctx.db, usage).catch(() => {})
+    throw error
+  }
+
+  return {
+    result: stage.result(output, input),
+    async apply(trx: Transaction<Database>) {
+      const locked = await lockRun(trx, run.id)
+      await saveUsage(trx, usage)
+      if (locked.status !== 'running') return
+      await stage.write(
+        {
+          trx,
+          run: locked,
+          payload: task.payload,
+          provider: {name: provider.name, simulated: provider.simulated},
+          async enqueueNext(tasks) {
+            if (!next) throw new Error(`${stage.name} is the last stage: there is nothing to enqueue after it`)
+            await enqueue(
+              trx,
+              tasks.map((t) => ({kind: next.kind, payload: t.payload, scope: runScope(run.id), idempotencyKey: `${runScope(run.id)}:${next.kind}:${t.key}`, maxAttempts: next.maxAttempts, priority: next.priority})),
+            )
+          },
+        },
+        input,
+        output,
+      )
+      await advance(trx, run.id)
+    },
+  }
+}
