@@ -2,7 +2,7 @@ import {sql, type Transaction} from 'kysely'
 
 import {type Executor, inTransaction} from '../db/executor.js'
 import type {Database, RunRow, RunStatus} from '../db/schema.js'
-import {cancelTasks, enqueue} from '../runtime/queue.js'
+import {cancelTasks} from '../runtime/queue.js'
 import {retryTasks, scopesWithLiveTasks, taskCounts} from '../runtime/scopes.js'
 import {RvxError} from '../shared/errors.js'
 import type {Criteria, RunSize} from './criteria.js'

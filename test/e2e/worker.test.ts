@@ -49,9 +49,10 @@ describe('e2e: rvx worker (spawned processes)', function () {
       await dropDatabase(name)
     }
 
-    const bad = await rvx(['worker', 'research'], {env: env()})
+    const bad = await rvx(['worker', 'researchers'], {env: env()})
     assert.equal(bad.code, 2)
-    assert.match(bad.stderr, /unknown worker type "research": use lead-list, company, contact or all/)
+    assert.equal(lines(bad.stderr).length, 1)
+    assert.match(bad.stderr, /worker type "researchers" is not a stage: use discovery \(lead-list\), research \(company\), contacts \(contact\) or all/)
     assert.equal(hasStackTrace(bad.stderr), false)
   })
 })

@@ -41,13 +41,13 @@ export function perStage<T>(value: () => T): Record<StageName, T> {
  */
 export function kindsFor(words: string[]): string[] {
   const choices = `${STAGES.map((s) => `${s.name} (${s.kind})`).join(', ')} or all`
-  if (words.length === 0) throw new UsageError(`is missing: name the stage(s) to work on: ${choices}`, {field: 'type'})
+  if (words.length === 0) throw new UsageError(`is missing: name the stage(s) to work on: ${choices}`, {field: 'worker type'})
   const kinds = new Set<string>()
   for (const word of words) {
     if (word === 'all') for (const s of STAGES) kinds.add(s.kind)
     else {
       const stage = findStage(word)
-      if (!stage) throw new UsageError(`"${word}" is not a stage: use ${choices}`, {field: 'type'})
+      if (!stage) throw new UsageError(`"${word}" is not a stage: use ${choices}`, {field: 'worker type'})
       kinds.add(stage.kind)
     }
   }

@@ -1,0 +1,43 @@
+// Lint: the recommended JavaScript and TypeScript rules, Prettier for layout, and the floors of
+// architecture.md section 2: a file imports only its own floor or lower ones (shared is the lowest).
+import js from '@eslint/js'
+import prettier from 'eslint-config-prettier'
+import globals from 'globals'
+import tseslint from 'typescript-eslint'
+
+const FLOORS = ['shared', 'db', 'runtime', 'pipeline', 'agents', 'monitor', 'web', 'cli', 'commands']
+
+/** For each floor, every floor above it is off limits. */
+const layering = FLOORS.map((floor, i) => ({
+  files: [`src/${floor}/**/*.ts`],
+  rules: {
+    'no-restricted-imports': [
+      'error',
+      {
+        patterns: FLOORS.slice(i + 1).map((above) => ({
+          group: [`**/${above}/*`, `**/${above}/**`],
+          message: `src/${floor} is below src/${above}: a file imports only its own floor or lower ones (see README, "Architecture").`,
+        })),
+      },
+    ],
+  },
+}))
+
+export default tseslint.config(
+  {ignores: ['dist/', 'node_modules/', 'exports/', 'bench/out/', '.rvx-test/', '.bench-home/']},
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    languageOptions: {globals: {...globals.node}},
+    rules: {
+      // `any` is confined to a few generic plumbing types (stage table, JSON rows); say why where it appears.
+      '@typescript-eslint/no-explicit-any': 'off',
+      '@typescript-eslint/no-unused-vars': ['error', {argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none'}],
+      'no-constant-condition': ['error', {checkLoops: false}],
+    },
+  },
+  {files: ['test/**/*.ts'], languageOptions: {globals: {...globals.mocha}}},
+  {files: ['**/*.cjs'], languageOptions: {sourceType: 'commonjs'}, rules: {'@typescript-eslint/no-require-imports': 'off'}},
+  ...layering,
+  prettier,
+)
