@@ -75,7 +75,12 @@ export interface StatsTiming {
 }
 
 /** (f) Fills the database with a big history, then times each fleet view. */
-export async function statsAtScale(db: Kysely<Database>, rows: number, repeats: number, progress: (m: string) => void): Promise<{rows: number; events: number; timings: StatsTiming[]}> {
+export async function statsAtScale(
+  db: Kysely<Database>,
+  rows: number,
+  repeats: number,
+  progress: (m: string) => void,
+): Promise<{rows: number; events: number; timings: StatsTiming[]}> {
   progress(`(f) writing ${rows.toLocaleString('en')} task rows and their history`)
   // A month of history: almost all finished; a live head of queued and running work.
   await sql`

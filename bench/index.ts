@@ -39,7 +39,10 @@ const N_KILLS = QUICK ? 3 : 10
 const IDLE_WINDOW_S = QUICK ? 10 : 30
 const N_STATS_ROWS = QUICK ? 100_000 : 1_000_000
 const CONCURRENCY = 16
-const ONLY = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length).split(',')
+const ONLY = process.argv
+  .find((a) => a.startsWith('--only='))
+  ?.slice('--only='.length)
+  .split(',')
 const wanted = (part: string) => !ONLY || ONLY.includes(part)
 
 function progress(message: string): void {
@@ -90,7 +93,10 @@ function counter(count: number): {hit: () => void; done: Promise<void>} {
 
 async function rvxThroughput(url: string): Promise<number> {
   const db = kysely(url)
-  await enqueue(db, Array.from({length: N_THROUGHPUT}, () => ({kind: 'noop'})))
+  await enqueue(
+    db,
+    Array.from({length: N_THROUGHPUT}, () => ({kind: 'noop'})),
+  )
   const c = counter(N_THROUGHPUT)
   const registry = new TaskRegistry().register('noop', async () => {
     c.hit()
@@ -286,7 +292,7 @@ async function bossThroughput(url: string): Promise<number> {
   const t0 = performance.now()
   // pg-boss 10 has no concurrency option: one work() loop per slot, as its docs suggest.
   for (let i = 0; i < CONCURRENCY; i++) {
-    await boss.work("noop", {batchSize: 16, pollingIntervalSeconds: 0.5}, async (jobs) => {
+    await boss.work('noop', {batchSize: 16, pollingIntervalSeconds: 0.5}, async (jobs) => {
       for (const _ of jobs) c.hit()
       return
       c.hit()
@@ -294,7 +300,11 @@ async function bossThroughput(url: string): Promise<number> {
   }
 
   await c.done
-  await waitUntil(async () => (await boss.getQueueSize('noop')) === 0 && Number((await boss.getDb().executeSql(`select count(*) as n from pgboss.job where name = 'noop' and state <> 'completed'`, [])).rows[0].n) === 0)
+  await waitUntil(
+    async () =>
+      (await boss.getQueueSize('noop')) === 0 &&
+      Number((await boss.getDb().executeSql(`select count(*) as n from pgboss.job where name = 'noop' and state <> 'completed'`, [])).rows[0].n) === 0,
+  )
   const seconds = (performance.now() - t0) / 1000
   await boss.stop({graceful: false, wait: true})
   return N_THROUGHPUT / seconds
@@ -408,7 +418,13 @@ async function main(): Promise<void> {
       stats,
       peer_recovery_defaults_s: {graphile_worker: 4 * 3600, pg_boss: 15 * 60, river: 3600, hatchet: '30-60', replaced_system: 300},
       settings: {tasks: N_THROUGHPUT, concurrency: CONCURRENCY, latency_samples: N_LATENCY, kills: N_KILLS, rvx_defaults: DEFAULT_CONFIG},
-      machine: {cores: os.cpus().length, cpu: os.cpus()[0]?.model, memory_gb: Math.round(os.totalmem() / 1024 ** 3), node: process.version, date: new Date().toISOString()},
+      machine: {
+        cores: os.cpus().length,
+        cpu: os.cpus()[0]?.model,
+        memory_gb: Math.round(os.totalmem() / 1024 ** 3),
+        node: process.version,
+        date: new Date().toISOString(),
+      },
     }
     if (JSON_OUT) {
       process.stdout.write(JSON.stringify(result) + '\n')
@@ -442,12 +458,21 @@ function print(r: {
   const measured = (...values: number[]) => values.some((v) => !Number.isNaN(v))
   process.stdout.write(
     [
-      ...(measured(...Object.values(r.throughput), r.latency_ms.rvx.p50) ? [`throughput and enqueue-to-start latency (${N_THROUGHPUT} tasks, concurrency ${CONCURRENCY}):`, ...rows] : []),
-      ...(measured(r.recovery_s.rvx.p50) ? [`rvx recovery after SIGKILL: p50 ${r.recovery_s.rvx.p50} s, p99 ${r.recovery_s.rvx.p99} s  (peers' defaults: graphile-worker 4 h, pg-boss 15 min, River 1 h, Hatchet 30-60 s)`] : []),
+      ...(measured(...Object.values(r.throughput), r.latency_ms.rvx.p50)
+        ? [`throughput and enqueue-to-start latency (${N_THROUGHPUT} tasks, concurrency ${CONCURRENCY}):`, ...rows]
+        : []),
+      ...(measured(r.recovery_s.rvx.p50)
+        ? [
+            `rvx recovery after SIGKILL: p50 ${r.recovery_s.rvx.p50} s, p99 ${r.recovery_s.rvx.p99} s  (peers' defaults: graphile-worker 4 h, pg-boss 15 min, River 1 h, Hatchet 30-60 s)`,
+          ]
+        : []),
       ...(measured(r.idle_queries_per_s.rvx) ? [`idle rvx worker: ${r.idle_queries_per_s.rvx} queries/s`] : []),
       ...(measured(r.cli_recovery_s.p50) ? [`recovery with real rvx worker processes: p50 ${r.cli_recovery_s.p50} s, p99 ${r.cli_recovery_s.p99} s`] : []),
       ...(r.stats
-        ? [`fleet views on ${r.stats.rows.toLocaleString('en')} tasks / ${r.stats.events.toLocaleString('en')} events (p50):`, ...r.stats.timings.map((t) => `  ${t.query.padEnd(70)} ${String(t.p50Ms).padStart(8)} ms  (${t.vsFullCount}x full count)`)]
+        ? [
+            `fleet views on ${r.stats.rows.toLocaleString('en')} tasks / ${r.stats.events.toLocaleString('en')} events (p50):`,
+            ...r.stats.timings.map((t) => `  ${t.query.padEnd(70)} ${String(t.p50Ms).padStart(8)} ms  (${t.vsFullCount}x full count)`),
+          ]
         : []),
       '',
     ].join('\n'),

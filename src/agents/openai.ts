@@ -86,7 +86,9 @@ export class OpenAIProvider implements ResearchProvider {
       search: async (query, signal) => {
         const res = await this.client.chat.completions.create({model, web_search_options: {}, messages: [{role: 'user', content: query}]}, {signal})
         const message = res.choices[0]?.message
-        const results = (message?.annotations ?? []).filter((a) => a.type === 'url_citation').map((a) => ({title: a.url_citation.title, url: a.url_citation.url, snippet: ''}))
+        const results = (message?.annotations ?? [])
+          .filter((a) => a.type === 'url_citation')
+          .map((a) => ({title: a.url_citation.title, url: a.url_citation.url, snippet: ''}))
         return [...results, {title: 'summary', url: '', snippet: (message?.content ?? '').slice(0, 4000)}]
       },
     }
@@ -100,7 +102,16 @@ Return {"companies": [{"name", "domain", "website", "city", "state", "pms", "uni
       DiscoveryOutput,
       ctx,
     )
-    return out.companies.map((c) => ({name: c.name, domain: c.domain, website: c.website ?? null, city: c.city ?? null, state: c.state ?? null, pms: c.pms ?? null, unitsEstimate: c.units_estimate ?? null, sources: c.sources}))
+    return out.companies.map((c) => ({
+      name: c.name,
+      domain: c.domain,
+      website: c.website ?? null,
+      city: c.city ?? null,
+      state: c.state ?? null,
+      pms: c.pms ?? null,
+      unitsEstimate: c.units_estimate ?? null,
+      sources: c.sources,
+    }))
   }
 
   async research(input: {criteria: Criteria; company: CandidateCompany}, ctx: CallContext): Promise<CompanyResearch> {
@@ -113,7 +124,18 @@ Return {"fit": "yes"|"no"|"unknown", "score": 0-100, "tier", "confidence": "low"
       ResearchOutput,
       ctx,
     )
-    return {fit: out.fit, score: out.score, tier: out.tier, confidence: out.confidence, reasons: out.reasons, sources: out.sources, pms: out.pms ?? null, unitsEstimate: out.units_estimate ?? null, city: out.city ?? null, state: out.state ?? null}
+    return {
+      fit: out.fit,
+      score: out.score,
+      tier: out.tier,
+      confidence: out.confidence,
+      reasons: out.reasons,
+      sources: out.sources,
+      pms: out.pms ?? null,
+      unitsEstimate: out.units_estimate ?? null,
+      city: out.city ?? null,
+      state: out.state ?? null,
+    }
   }
 
   async findContacts(input: {company: CandidateCompany; min: number; max: number}, ctx: CallContext): Promise<FoundContact[]> {
@@ -128,7 +150,16 @@ Return {"contacts": [{"full_name", "title", "tier": 1-4, "email", "phone", "link
     )
     return out.contacts
       .filter((p) => !p.email || !/^(info|office|contact|admin|hello|support)@/i.test(p.email))
-      .map((p) => ({fullName: p.full_name, title: p.title, tier: p.tier as 1 | 2 | 3 | 4, email: p.email ?? null, phone: p.phone ?? null, linkedinUrl: p.linkedin_url ?? null, confidence: p.confidence, sources: p.sources}))
+      .map((p) => ({
+        fullName: p.full_name,
+        title: p.title,
+        tier: p.tier as 1 | 2 | 3 | 4,
+        email: p.email ?? null,
+        phone: p.phone ?? null,
+        linkedinUrl: p.linkedin_url ?? null,
+        confidence: p.confidence,
+        sources: p.sources,
+      }))
   }
 
   /** The agent loop: call, run requested tools, repeat; validate the answer, repairing once. */
@@ -164,11 +195,32 @@ Return {"contacts": [{"full_name", "title", "tier": 1-4, "email", "phone", "link
 
   private tools(): ChatCompletionTool[] {
     const tools: ChatCompletionTool[] = [
-      {type: 'function', function: {name: 'fetch_page', description: 'Fetch a public web page and return its readable text.', parameters: {type: 'object', properties: {url: {type: 'string'}}, required: ['url']}}},
-      {type: 'function', function: {name: 'detect_pms', description: "Detect a company's property-management software from its website's portal links.", parameters: {type: 'object', properties: {domain: {type: 'string'}}, required: ['domain']}}},
+      {
+        type: 'function',
+        function: {
+          name: 'fetch_page',
+          description: 'Fetch a public web page and return its readable text.',
+          parameters: {type: 'object', properties: {url: {type: 'string'}}, required: ['url']},
+        },
+      },
+      {
+        type: 'function',
+        function: {
+          name: 'detect_pms',
+          description: "Detect a company's property-management software from its website's portal links.",
+          parameters: {type: 'object', properties: {domain: {type: 'string'}}, required: ['domain']},
+        },
+      },
     ]
     if (this.search) {
-      tools.push({type: 'function', function: {name: 'search_web', description: 'Search the web; returns titles, URLs and snippets.', parameters: {type: 'object', properties: {query: {type: 'string'}}, required: ['query']}}})
+      tools.push({
+        type: 'function',
+        function: {
+          name: 'search_web',
+          description: 'Search the web; returns titles, URLs and snippets.',
+          parameters: {type: 'object', properties: {query: {type: 'string'}}, required: ['query']},
+        },
+      })
     }
 
     return tools
@@ -206,7 +258,15 @@ Return {"contacts": [{"full_name", "title", "tier": 1-4, "email", "phone", "link
 
   private async complete(messages: ChatCompletionMessageParam[], tools: ChatCompletionTool[], ctx: CallContext) {
     const started = Date.now()
-    const usage: Omit<LlmUsage, 'outcome'> = {provider: this.name, model: this.options.model, inputTokens: 0, outputTokens: 0, cachedTokens: 0, latencyMs: 0, costUsd: 0}
+    const usage: Omit<LlmUsage, 'outcome'> = {
+      provider: this.name,
+      model: this.options.model,
+      inputTokens: 0,
+      outputTokens: 0,
+      cachedTokens: 0,
+      latencyMs: 0,
+      costUsd: 0,
+    }
     try {
       const res = await this.client.chat.completions.create({model: this.options.model, messages, ...(tools.length > 0 ? {tools} : {})}, {signal: ctx.signal})
       const u = res.usage
@@ -228,7 +288,9 @@ Return {"contacts": [{"full_name", "title", "tier": 1-4, "email", "phone", "link
       const status = error.status
       ctx.record({...usage, latencyMs: Date.now() - started, outcome: status === 429 ? 'rate_limited' : 'error'})
       if (status === 401 || status === 403) {
-        throw new PermanentError(`the model API refused the credentials (HTTP ${status}): check OPENAI_API_KEY${this.options.baseURL ? ' and OPENAI_BASE_URL' : ''}`)
+        throw new PermanentError(
+          `the model API refused the credentials (HTTP ${status}): check OPENAI_API_KEY${this.options.baseURL ? ' and OPENAI_BASE_URL' : ''}`,
+        )
       }
 
       if (status === 429 && (error as {code?: string}).code === 'insufficient_quota') {
@@ -242,7 +304,10 @@ Return {"contacts": [{"full_name", "title", "tier": 1-4, "email", "phone", "link
 }
 
 function parseAnswer<T extends z.ZodTypeAny>(content: string, schema: T): {ok: true; value: z.infer<T>} | {ok: false; problem: string} {
-  const text = content.trim().replace(/^```(?:json)?\s*/i, '').replace(/\s*```$/, '')
+  const text = content
+    .trim()
+    .replace(/^```(?:json)?\s*/i, '')
+    .replace(/\s*```$/, '')
   if (!text) return {ok: false, problem: 'the answer was empty'}
   let json: unknown
   try {

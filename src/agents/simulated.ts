@@ -41,7 +41,10 @@ export function parseLatency(text: string): [number, number] {
 /** "transient=0.1,rate_limit=0.05,malformed=0.02,crash=0.001" -> rates. */
 export function parseFaults(text: string): SimulationOptions['faults'] {
   const faults = {...DEFAULT_SIMULATION.faults}
-  for (const part of text.split(',').map((p) => p.trim()).filter(Boolean)) {
+  for (const part of text
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean)) {
     const [key, value] = part.split('=')
     const rate = Number(value)
     if (!(key in faults)) throw new UsageError(`names an unknown fault "${key}": use transient, rate_limit, malformed or crash`, {field: 'sim_faults'})
@@ -98,10 +101,65 @@ const CITIES: Record<string, string[]> = {
   NC: ['Raleigh', 'Charlotte', 'Durham', 'Greensboro'],
 }
 const STATES = Object.keys(CITIES)
-const WORDS_A = ['Lone Star', 'Bluebonnet', 'Keystone', 'Summit', 'Oakline', 'Harbor', 'Cedar', 'Pioneer', 'Granite', 'Magnolia', 'Crescent', 'Liberty', 'Redwood', 'Sterling', 'Prairie', 'Riverbend', 'Ironwood', 'Silverleaf', 'Northgate', 'Westfield']
+const WORDS_A = [
+  'Lone Star',
+  'Bluebonnet',
+  'Keystone',
+  'Summit',
+  'Oakline',
+  'Harbor',
+  'Cedar',
+  'Pioneer',
+  'Granite',
+  'Magnolia',
+  'Crescent',
+  'Liberty',
+  'Redwood',
+  'Sterling',
+  'Prairie',
+  'Riverbend',
+  'Ironwood',
+  'Silverleaf',
+  'Northgate',
+  'Westfield',
+]
 const WORDS_B = ['Property Management', 'Realty & Management', 'Residential', 'Homes', 'Property Group', 'Rentals', 'Management Co', 'Property Services']
-const FIRST = ['Maria', 'James', 'Linda', 'Robert', 'Patricia', 'Michael', 'Jennifer', 'David', 'Elizabeth', 'Carlos', 'Aisha', 'Wei', 'Sofia', 'Daniel', 'Grace', 'Omar']
-const LAST = ['Garcia', 'Smith', 'Nguyen', 'Johnson', 'Patel', 'Williams', 'Brown', 'Martinez', 'Lee', 'Davis', 'Lopez', 'Wilson', 'Anderson', 'Thomas', 'Moore', 'Clark']
+const FIRST = [
+  'Maria',
+  'James',
+  'Linda',
+  'Robert',
+  'Patricia',
+  'Michael',
+  'Jennifer',
+  'David',
+  'Elizabeth',
+  'Carlos',
+  'Aisha',
+  'Wei',
+  'Sofia',
+  'Daniel',
+  'Grace',
+  'Omar',
+]
+const LAST = [
+  'Garcia',
+  'Smith',
+  'Nguyen',
+  'Johnson',
+  'Patel',
+  'Williams',
+  'Brown',
+  'Martinez',
+  'Lee',
+  'Davis',
+  'Lopez',
+  'Wilson',
+  'Anderson',
+  'Thomas',
+  'Moore',
+  'Clark',
+]
 const TITLES: Array<[string, 1 | 2 | 3 | 4]> = [
   ['Owner', 1],
   ['Broker/Owner', 1],
@@ -169,7 +227,18 @@ export class SimulatedProvider implements ResearchProvider {
     const tier = units < 50 ? 'low' : units < 150 ? 'medium' : units <= 1000 ? 'high' : 'enterprise'
     reasons.push(`about ${units} units (${tier}), ${c.employees} employees`)
     const score = fit === 'no' ? Math.min(30, Math.round(units / 20)) : Math.min(100, 40 + Math.round(Math.log2(units + 1) * 5) + Math.min(15, c.employees))
-    return {fit, score, tier, confidence: fit === 'yes' ? 'high' : 'medium', reasons, sources: [`${c.website}`, `${c.website}/portal`], pms: c.pms, unitsEstimate: units, city: c.city, state: c.state}
+    return {
+      fit,
+      score,
+      tier,
+      confidence: fit === 'yes' ? 'high' : 'medium',
+      reasons,
+      sources: [`${c.website}`, `${c.website}/portal`],
+      pms: c.pms,
+      unitsEstimate: units,
+      city: c.city,
+      state: c.state,
+    }
   }
 
   async findContacts(input: {company: CandidateCompany; min: number; max: number}, ctx: CallContext): Promise<FoundContact[]> {
@@ -193,7 +262,11 @@ export class SimulatedProvider implements ResearchProvider {
       let name = `${pick(r, WORDS_A)} ${pick(r, WORDS_B)}`
       const state = criteria.state ?? pick(r, STATES)
       const city = criteria.city ?? pick(r, CITIES[state] ?? ['Springfield'])
-      let slug = name.toLowerCase().replace(/&/g, 'and').replace(/[^a-z0-9]+/g, '-').replace(/-+$/, '')
+      let slug = name
+        .toLowerCase()
+        .replace(/&/g, 'and')
+        .replace(/[^a-z0-9]+/g, '-')
+        .replace(/-+$/, '')
       if (used.has(slug)) {
         name = `${name} of ${city}`
         slug = `${slug}-${city.toLowerCase().replace(/[^a-z0-9]+/g, '-')}-${i}`

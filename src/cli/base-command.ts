@@ -144,7 +144,12 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     return super.finally(error)
   }
 
-  private describeFailure(thrown: Error & {exitCode?: number; code?: string; oclif?: {exit?: number}}): {code: string; exitCode: number; message: string; unexpected: boolean} {
+  private describeFailure(thrown: Error & {exitCode?: number; code?: string; oclif?: {exit?: number}}): {
+    code: string
+    exitCode: number
+    message: string
+    unexpected: boolean
+  } {
     const error = flagWording(thrown, Object.keys({...BaseCommand.baseFlags, ...this.ctor.flags})) as typeof thrown
     if (error instanceof RvxError) {
       return {code: error.code, exitCode: error.exitCode, message: oneLine(error.message), unexpected: false}
@@ -154,7 +159,12 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     if (typeof error.oclif?.exit === 'number') {
       const exitCode = error.oclif.exit
       const hint = exitCode === ExitCode.Usage ? ` See rvx ${(this.id ?? '').replaceAll(':', ' ')} --help.` : ''
-      return {code: exitCode === ExitCode.Usage ? 'usage' : 'failure', exitCode, message: oneLine(error.message).replace(/[.:]?$/, '.') + hint, unexpected: false}
+      return {
+        code: exitCode === ExitCode.Usage ? 'usage' : 'failure',
+        exitCode,
+        message: oneLine(error.message).replace(/[.:]?$/, '.') + hint,
+        unexpected: false,
+      }
     }
 
     if (isConnectionError(error)) {
@@ -162,6 +172,11 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
       return {code: mapped.code, exitCode: mapped.exitCode, message: oneLine(mapped.message), unexpected: false}
     }
 
-    return {code: 'unexpected', exitCode: ExitCode.Failure, message: `unexpected error: ${oneLine(error.message ?? String(error))} (rerun with --log-level debug for details)`, unexpected: true}
+    return {
+      code: 'unexpected',
+      exitCode: ExitCode.Failure,
+      message: `unexpected error: ${oneLine(error.message ?? String(error))} (rerun with --log-level debug for details)`,
+      unexpected: true,
+    }
   }
 }

@@ -14,7 +14,9 @@ export async function readCriteriaText(value: string, stdin: NodeJS.ReadStream =
     try {
       return await fs.readFile(value.slice(1), 'utf8')
     } catch (error) {
-      throw new UsageError(`cannot read criteria file ${value.slice(1)} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}): check the path after @`)
+      throw new UsageError(
+        `cannot read criteria file ${value.slice(1)} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}): check the path after @`,
+      )
     }
   }
 

@@ -83,7 +83,9 @@ export abstract class RunDriverCommand<T extends typeof Command> extends BaseCom
       else spinner.fail(`Run ${runId} ${p.status}: ${summary}${p.notes ? `. ${p.notes}` : ''}`)
       if (exported) this.info(`Exported ${exported.files.companies} and ${exported.files.contacts}`)
       this.exitCode = p.status === 'completed' ? ExitCode.Ok : p.status === 'needs_decision' ? ExitCode.Partial : ExitCode.Failure
-      await this.sendNotice(runId).catch((error: unknown) => this.notice(`could not send the run's mail (${oneLine(errorMessage(error))}); rvx monitor retries it`))
+      await this.sendNotice(runId).catch((error: unknown) =>
+        this.notice(`could not send the run's mail (${oneLine(errorMessage(error))}); rvx monitor retries it`),
+      )
       return {runId, status: p.status, progress: p, export: exported, wallTimeS}
     })
     return report

@@ -4,7 +4,10 @@
  * handlers are gone when `main` settles. Resolves with main's result and the
  * first signal, if any (the command turns it into exit 130 or 143).
  */
-export async function withSignals<R>(onSignal: (signal: NodeJS.Signals, count: number) => void, main: () => Promise<R>): Promise<{result: R; signal?: NodeJS.Signals}> {
+export async function withSignals<R>(
+  onSignal: (signal: NodeJS.Signals, count: number) => void,
+  main: () => Promise<R>,
+): Promise<{result: R; signal?: NodeJS.Signals}> {
   let first: NodeJS.Signals | undefined
   let count = 0
   const handler = (signal: NodeJS.Signals) => {

@@ -6,7 +6,11 @@ import {migrateToLatest, type MigrationStatus, migrationStatus} from '../db/migr
 export default class Migrate extends BaseCommand<typeof Migrate> {
   static override summary = 'Apply pending schema migrations, or list them with --status.'
   static override description = `Safe to run from several processes at once: one applies, the others wait and find nothing to do. Run it after installing or upgrading rvx; commands that need a newer schema say so.`
-  static override examples = ['<%= config.bin %> migrate', '<%= config.bin %> migrate --status', 'DATABASE_URL=postgres://u:p@db:5432/rvx <%= config.bin %> migrate --json']
+  static override examples = [
+    '<%= config.bin %> migrate',
+    '<%= config.bin %> migrate --status',
+    'DATABASE_URL=postgres://u:p@db:5432/rvx <%= config.bin %> migrate --json',
+  ]
   static override enableJsonFlag = true
   static override flags = {
     status: Flags.boolean({summary: 'List applied and pending migrations instead of applying them.'}),

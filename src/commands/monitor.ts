@@ -24,7 +24,10 @@ Start several for safety (with the same flags): one is active (a PostgreSQL advi
     interval: Flags.string({summary: 'How often to sweep, check and log.', default: '5s'}),
     'dead-after': Flags.string({summary: 'A worker silent this long is dead (its tasks are requeued).', default: '15s'}),
     'stuck-after': Flags.string({summary: 'A running run with no task finished for this long is stuck.', default: '10m'}),
-    'alert-webhook': Flags.string({summary: 'Slack-compatible incoming webhook URL for alerts (its path is a secret: prefer the env var).', env: 'RVX_ALERT_WEBHOOK'}),
+    'alert-webhook': Flags.string({
+      summary: 'Slack-compatible incoming webhook URL for alerts (its path is a secret: prefer the env var).',
+      env: 'RVX_ALERT_WEBHOOK',
+    }),
     'alert-email': Flags.string({summary: 'Mail alerts to this address (needs SMTP_URL).', env: 'RVX_ALERT_EMAIL'}),
     'metrics-port': Flags.integer({summary: 'Serve Prometheus metrics on this port (0: any free port).', env: 'RVX_METRICS_PORT', min: 0, max: 65_535}),
     'metrics-host': Flags.string({summary: 'Address the metrics server listens on.', default: '127.0.0.1'}),
@@ -55,12 +58,21 @@ Start several for safety (with the same flags): one is active (a PostgreSQL advi
     const name = `${os.hostname()}-${process.pid}`
     const monitor = new Monitor({db, databaseUrl: this.databaseUrl!, name, intervalMs, deadAfterMs, stuckAfterMs, targets: {channels, mailer}, metrics, log})
     log.info(
-      {interval: flags.interval, deadAfter: flags['dead-after'], stuckAfter: flags['stuck-after'], channels: channels.map((c) => c.label), notices: mailer ? `via ${mailer.host}` : 'off (no SMTP_URL)'},
+      {
+        interval: flags.interval,
+        deadAfter: flags['dead-after'],
+        stuckAfter: flags['stuck-after'],
+        channels: channels.map((c) => c.label),
+        notices: mailer ? `via ${mailer.host}` : 'off (no SMTP_URL)',
+      },
       `monitor ${name} starting: every ${flags.interval}; alerts to ${channels.length > 0 ? channels.map((c) => c.label).join(' and ') : 'the log only'}`,
     )
     const stop = new AbortController()
     try {
-      await this.untilSignal(() => stop.abort(), () => monitor.run({signal: stop.signal, once: flags.once}))
+      await this.untilSignal(
+        () => stop.abort(),
+        () => monitor.run({signal: stop.signal, once: flags.once}),
+      )
       log.info({}, 'monitor stopped')
     } finally {
       await server?.close()

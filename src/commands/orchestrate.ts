@@ -36,7 +36,10 @@ export default class Orchestrate extends RunDriverCommand<typeof Orchestrate> {
     'contacts-max': Flags.integer({summary: 'Decision makers kept per company (at most 10).', default: 3}),
     provider: Flags.option({options: PROVIDERS, summary: 'Who does the research. Default: openai when OPENAI_API_KEY is set.'})(),
     'sim-latency': Flags.string({summary: 'Simulated call latency, e.g. 50ms-500ms (env RVX_SIM_LATENCY).', helpGroup: 'SIMULATION'}),
-    'sim-faults': Flags.string({summary: 'Injected faults, e.g. transient=0.1,rate_limit=0.05,malformed=0.02,crash=0.001 (env RVX_SIM_FAULTS).', helpGroup: 'SIMULATION'}),
+    'sim-faults': Flags.string({
+      summary: 'Injected faults, e.g. transient=0.1,rate_limit=0.05,malformed=0.02,crash=0.001 (env RVX_SIM_FAULTS).',
+      helpGroup: 'SIMULATION',
+    }),
     'sim-seed': Flags.integer({summary: 'Seed of the simulated world (env RVX_SIM_SEED).', helpGroup: 'SIMULATION'}),
     concurrency: Flags.integer({summary: 'In-process workers per stage.', default: 4, min: 1, max: 64}),
     detach: Flags.boolean({summary: 'Create the run and return; rvx workers do the work.'}),
@@ -51,7 +54,8 @@ export default class Orchestrate extends RunDriverCommand<typeof Orchestrate> {
     const criteria = parseCriteria(await readCriteriaText(flags.criteria))
     const size = validateSize({quantity: flags.quantity, contactsMin: flags['contacts-min'], contactsMax: flags['contacts-max']})
     const provider = chooseProvider(flags.provider)
-    const simulation = provider === 'simulated' ? simulationOptions({latency: flags['sim-latency'], faults: flags['sim-faults'], seed: flags['sim-seed']}) : undefined
+    const simulation =
+      provider === 'simulated' ? simulationOptions({latency: flags['sim-latency'], faults: flags['sim-faults'], seed: flags['sim-seed']}) : undefined
     const timeoutMs = flags.timeout ? parseDuration(flags.timeout, 'timeout') : undefined
     createProvider(provider, simulation) // refuses an unusable provider before anything is written
     const notifyEmail = flags['notify-email'] ? parseAddress(flags['notify-email'], 'notify_email') : undefined
@@ -65,6 +69,9 @@ export default class Orchestrate extends RunDriverCommand<typeof Orchestrate> {
       return {runId: run.id, status: run.status, detached: true}
     }
 
-    return {...(await this.driveAndReport(run.id, {concurrency: flags.concurrency, outputDir: flags['output-dir'], format: flags.format, timeoutMs})), detached: false}
+    return {
+      ...(await this.driveAndReport(run.id, {concurrency: flags.concurrency, outputDir: flags['output-dir'], format: flags.format, timeoutMs})),
+      detached: false,
+    }
   }
 }

@@ -49,7 +49,11 @@ Registers itself, heartbeats every 5 s (renewing its leases and reporting CPU, m
     const scope = this.flags.run ? runScope(parseRunId(this.flags.run)) : null
     // Validate simulation overrides now (one clear line), then hand them to the provider factory.
     simulationOptions({latency: this.flags['sim-latency'], faults: this.flags['sim-faults']})
-    const env = {...process.env, ...(this.flags['sim-latency'] ? {RVX_SIM_LATENCY: this.flags['sim-latency']} : {}), ...(this.flags['sim-faults'] ? {RVX_SIM_FAULTS: this.flags['sim-faults']} : {})}
+    const env = {
+      ...process.env,
+      ...(this.flags['sim-latency'] ? {RVX_SIM_LATENCY: this.flags['sim-latency']} : {}),
+      ...(this.flags['sim-faults'] ? {RVX_SIM_FAULTS: this.flags['sim-faults']} : {}),
+    }
 
     await this.database({schema: true})
     const log = createLogger(this.flags['log-level'], 'rvx-worker')
@@ -59,7 +63,10 @@ Registers itself, heartbeats every 5 s (renewing its leases and reporting CPU, m
       kinds,
       concurrency: this.flags.concurrency ?? defaultConcurrency(),
       pool: this.flags.pool,
-      capabilities: this.flags.capabilities?.split(',').map((c) => c.trim()).filter(Boolean),
+      capabilities: this.flags.capabilities
+        ?.split(',')
+        .map((c) => c.trim())
+        .filter(Boolean),
       id: this.flags.id,
       scope,
       version: this.config.version,
@@ -67,6 +74,9 @@ Registers itself, heartbeats every 5 s (renewing its leases and reporting CPU, m
       maxTasks: this.flags['max-tasks'],
       exitWhenIdle: this.flags['exit-when-idle'],
     })
-    return this.untilSignal(() => worker.stop(), () => worker.start())
+    return this.untilSignal(
+      () => worker.stop(),
+      () => worker.start(),
+    )
   }
 }

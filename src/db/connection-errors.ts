@@ -18,11 +18,16 @@ export function parseDatabaseUrl(url: string): URL {
   try {
     parsed = new URL(url)
   } catch {
-    throw new DatabaseUnavailableError('DATABASE_URL is not a valid URL: use the form postgres://user:password@host:5432/database', {code: 'database_url_invalid'})
+    throw new DatabaseUnavailableError('DATABASE_URL is not a valid URL: use the form postgres://user:password@host:5432/database', {
+      code: 'database_url_invalid',
+    })
   }
 
   if (parsed.protocol !== 'postgres:' && parsed.protocol !== 'postgresql:') {
-    throw new DatabaseUnavailableError(`DATABASE_URL must start with postgres:// (got ${parsed.protocol}//): use the form postgres://user:password@host:5432/database`, {code: 'database_url_invalid'})
+    throw new DatabaseUnavailableError(
+      `DATABASE_URL must start with postgres:// (got ${parsed.protocol}//): use the form postgres://user:password@host:5432/database`,
+      {code: 'database_url_invalid'},
+    )
   }
 
   return parsed
@@ -34,10 +39,21 @@ const unreachable = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOU
 export function isConnectionError(error: unknown): boolean {
   const code = (error as {code?: unknown})?.code
   if (typeof code !== 'string') {
-    return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(String((error as Error)?.message ?? ''))
+    return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(
+      String((error as Error)?.message ?? ''),
+    )
   }
 
-  return unreachable.has(code) || code.startsWith('08') || code.startsWith('28') || code === '3D000' || code === '57P01' || code === '57P02' || code === '57P03' || code === '53300'
+  return (
+    unreachable.has(code) ||
+    code.startsWith('08') ||
+    code.startsWith('28') ||
+    code === '3D000' ||
+    code === '57P01' ||
+    code === '57P02' ||
+    code === '57P03' ||
+    code === '53300'
+  )
 }
 
 /**
@@ -50,23 +66,44 @@ export function connectionFailure(error: unknown, url: string): DatabaseUnavaila
   const cause = error
   switch (code) {
     case 'ECONNREFUSED':
-      return new DatabaseUnavailableError(`cannot connect to PostgreSQL at ${target}: connection refused. Is the server running? Check DATABASE_URL (or unset it to use the embedded server).`, {cause, code: 'database_unreachable'})
+      return new DatabaseUnavailableError(
+        `cannot connect to PostgreSQL at ${target}: connection refused. Is the server running? Check DATABASE_URL (or unset it to use the embedded server).`,
+        {cause, code: 'database_unreachable'},
+      )
     case 'ENOTFOUND':
     case 'EAI_AGAIN':
-      return new DatabaseUnavailableError(`cannot connect to PostgreSQL at ${target}: host not found. Check the host name in DATABASE_URL.`, {cause, code: 'database_unreachable'})
+      return new DatabaseUnavailableError(`cannot connect to PostgreSQL at ${target}: host not found. Check the host name in DATABASE_URL.`, {
+        cause,
+        code: 'database_unreachable',
+      })
     case 'ETIMEDOUT':
     case 'EHOSTUNREACH':
     case 'ENETUNREACH':
-      return new DatabaseUnavailableError(`cannot connect to PostgreSQL at ${target}: the network did not answer. Check DATABASE_URL and that the host is reachable.`, {cause, code: 'database_unreachable'})
+      return new DatabaseUnavailableError(
+        `cannot connect to PostgreSQL at ${target}: the network did not answer. Check DATABASE_URL and that the host is reachable.`,
+        {cause, code: 'database_unreachable'},
+      )
     case '28P01':
     case '28000':
-      return new DatabaseUnavailableError(`PostgreSQL at ${target} refused the credentials: check the user name and password in DATABASE_URL.`, {cause, code: 'database_auth_failed'})
+      return new DatabaseUnavailableError(`PostgreSQL at ${target} refused the credentials: check the user name and password in DATABASE_URL.`, {
+        cause,
+        code: 'database_auth_failed',
+      })
     case '3D000':
-      return new DatabaseUnavailableError(`database does not exist at ${target}: create it (createdb) or fix the database name in DATABASE_URL.`, {cause, code: 'database_missing'})
+      return new DatabaseUnavailableError(`database does not exist at ${target}: create it (createdb) or fix the database name in DATABASE_URL.`, {
+        cause,
+        code: 'database_missing',
+      })
     case '53300':
-      return new DatabaseUnavailableError(`PostgreSQL at ${target} has no free connections: lower worker concurrency or raise max_connections.`, {cause, code: 'database_unreachable'})
+      return new DatabaseUnavailableError(`PostgreSQL at ${target} has no free connections: lower worker concurrency or raise max_connections.`, {
+        cause,
+        code: 'database_unreachable',
+      })
     case '57P03':
-      return new DatabaseUnavailableError(`PostgreSQL at ${target} is starting up or shutting down: try again in a few seconds.`, {cause, code: 'database_unreachable'})
+      return new DatabaseUnavailableError(`PostgreSQL at ${target} is starting up or shutting down: try again in a few seconds.`, {
+        cause,
+        code: 'database_unreachable',
+      })
     default: {
       const reason = String((error as Error)?.message ?? error).split('\n')[0]
       return new DatabaseUnavailableError(`cannot use PostgreSQL at ${target}: ${reason}. Check DATABASE_URL.`, {cause, code: 'database_unreachable'})

@@ -122,7 +122,10 @@ export class EmbeddedServer {
       if (state.version !== STATE_VERSION || typeof state.port !== 'number' || typeof state.password !== 'string') throw new Error('unexpected content')
       return state
     } catch (error) {
-      throw new DatabaseUnavailableError(`${this.stateFile} is damaged (${(error as Error).message}): stop any server using ${this.dataDir} and move RVX_HOME aside to start fresh.`, {cause: error})
+      throw new DatabaseUnavailableError(
+        `${this.stateFile} is damaged (${(error as Error).message}): stop any server using ${this.dataDir} and move RVX_HOME aside to start fresh.`,
+        {cause: error},
+      )
     }
   }
 
@@ -236,15 +239,25 @@ export class EmbeddedServer {
       await fs.writeFile(probe, '')
       await fs.rm(probe)
     } catch (error) {
-      throw new DatabaseUnavailableError(`the rvx data directory ${this.dir} is not writable (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}): set RVX_HOME to a directory you can write, or set DATABASE_URL to use another PostgreSQL.`, {cause: error, code: 'data_dir_not_writable'})
+      throw new DatabaseUnavailableError(
+        `the rvx data directory ${this.dir} is not writable (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}): set RVX_HOME to a directory you can write, or set DATABASE_URL to use another PostgreSQL.`,
+        {cause: error, code: 'data_dir_not_writable'},
+      )
     }
   }
 
   private async lock(): Promise<() => Promise<void>> {
     try {
-      return await lockfile.lock(this.dir, {lockfilePath: path.join(this.dir, 'start.lock'), retries: {retries: 120, factor: 1, minTimeout: 250, maxTimeout: 250}, stale: 30_000})
+      return await lockfile.lock(this.dir, {
+        lockfilePath: path.join(this.dir, 'start.lock'),
+        retries: {retries: 120, factor: 1, minTimeout: 250, maxTimeout: 250},
+        stale: 30_000,
+      })
     } catch (error) {
-      throw new DatabaseUnavailableError(`another rvx process has been starting the embedded server for over 30 s (lock ${path.join(this.dir, 'start.lock')}): wait, or remove the lock if no rvx process is running.`, {cause: error, code: 'embedded_lock_timeout'})
+      throw new DatabaseUnavailableError(
+        `another rvx process has been starting the embedded server for over 30 s (lock ${path.join(this.dir, 'start.lock')}): wait, or remove the lock if no rvx process is running.`,
+        {cause: error, code: 'embedded_lock_timeout'},
+      )
     }
   }
 
@@ -293,7 +306,10 @@ export class EmbeddedServer {
     const pidFile = path.join(this.dataDir, 'postmaster.pid')
     const pid = await readPid(pidFile)
     if (pid !== null && isAlive(pid) && !(await isPostgresProcess(pid))) {
-      throw new DatabaseUnavailableError(`stale lock file ${pidFile}: it names pid ${pid}, which is not PostgreSQL. Make sure no server uses ${this.dataDir}, delete the file, and run rvx db start again.`, {code: 'stale_lock_file'})
+      throw new DatabaseUnavailableError(
+        `stale lock file ${pidFile}: it names pid ${pid}, which is not PostgreSQL. Make sure no server uses ${this.dataDir}, delete the file, and run rvx db start again.`,
+        {code: 'stale_lock_file'},
+      )
     }
   }
 
@@ -312,15 +328,22 @@ export class EmbeddedServer {
 
     const log = await readFrom(this.logFile, logStart)
     if (/could not bind|Address already in use/i.test(log)) {
-      throw new DatabaseUnavailableError(`port ${state.port} on 127.0.0.1 is already in use: stop what holds it, or set RVX_PG_PORT to a free port.`, {code: 'port_in_use'})
+      throw new DatabaseUnavailableError(`port ${state.port} on 127.0.0.1 is already in use: stop what holds it, or set RVX_PG_PORT to a free port.`, {
+        code: 'port_in_use',
+      })
     }
 
     if (/lock file .* already exists/i.test(log)) {
-      throw new DatabaseUnavailableError(`stale lock file ${path.join(this.dataDir, 'postmaster.pid')}: make sure no server uses ${this.dataDir}, delete the file, and run rvx db start again.`, {code: 'stale_lock_file'})
+      throw new DatabaseUnavailableError(
+        `stale lock file ${path.join(this.dataDir, 'postmaster.pid')}: make sure no server uses ${this.dataDir}, delete the file, and run rvx db start again.`,
+        {code: 'stale_lock_file'},
+      )
     }
 
     if (/Permission denied/i.test(log + result.output)) {
-      throw new DatabaseUnavailableError(`the embedded server cannot write ${this.dataDir} (permission denied): fix its ownership or set RVX_HOME elsewhere.`, {code: 'data_dir_not_writable'})
+      throw new DatabaseUnavailableError(`the embedded server cannot write ${this.dataDir} (permission denied): fix its ownership or set RVX_HOME elsewhere.`, {
+        code: 'data_dir_not_writable',
+      })
     }
 
     const why = lastLine(log) || lastLine(result.output) || `pg_ctl exited with ${result.code}`
@@ -351,7 +374,10 @@ export class EmbeddedServer {
     try {
       mod = await import(pkg)
     } catch (error) {
-      throw new DatabaseUnavailableError(`no embedded PostgreSQL for ${os.platform()}-${os.arch()} (${pkg} is not installed): set DATABASE_URL to an external PostgreSQL.`, {cause: error, code: 'embedded_unsupported'})
+      throw new DatabaseUnavailableError(
+        `no embedded PostgreSQL for ${os.platform()}-${os.arch()} (${pkg} is not installed): set DATABASE_URL to an external PostgreSQL.`,
+        {cause: error, code: 'embedded_unsupported'},
+      )
     }
 
     await hydrateSymlinks(path.dirname(path.dirname(mod.initdb)))
@@ -371,7 +397,10 @@ export class EmbeddedServer {
     const created = spawnSync('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', 'rvx-postgres'], {stdio: 'ignore'})
     const user = created.status === 0 ? lookupUser('rvx-postgres') : lookupUser('nobody')
     if (!user) {
-      throw new DatabaseUnavailableError('rvx runs as root and PostgreSQL refuses root, but no unprivileged OS user could be found or created: set RVX_PG_OS_USER to one.', {code: 'embedded_no_os_user'})
+      throw new DatabaseUnavailableError(
+        'rvx runs as root and PostgreSQL refuses root, but no unprivileged OS user could be found or created: set RVX_PG_OS_USER to one.',
+        {code: 'embedded_no_os_user'},
+      )
     }
 
     return user
@@ -407,9 +436,18 @@ async function assertPortFree(port: number): Promise<void> {
     server.unref()
     server.once('error', (error: NodeJS.ErrnoException) => {
       if (error.code === 'EADDRINUSE') {
-        reject(new DatabaseUnavailableError(`port ${port} on 127.0.0.1 is already in use: stop what holds it, or set RVX_PG_PORT to a free port.`, {code: 'port_in_use'}))
+        reject(
+          new DatabaseUnavailableError(`port ${port} on 127.0.0.1 is already in use: stop what holds it, or set RVX_PG_PORT to a free port.`, {
+            code: 'port_in_use',
+          }),
+        )
       } else {
-        reject(new DatabaseUnavailableError(`cannot listen on 127.0.0.1:${port} (${error.code}): set RVX_PG_PORT to another port.`, {cause: error, code: 'port_in_use'}))
+        reject(
+          new DatabaseUnavailableError(`cannot listen on 127.0.0.1:${port} (${error.code}): set RVX_PG_PORT to another port.`, {
+            cause: error,
+            code: 'port_in_use',
+          }),
+        )
       }
     })
     server.listen(port, '127.0.0.1', () => server.close(() => resolve()))
@@ -574,6 +612,9 @@ async function readFrom(p: string, offset: number): Promise<string> {
 }
 
 function lastLine(text: string): string {
-  const lines = text.split('\n').map((l) => l.trim()).filter((l) => l.length > 0 && !/^waiting for server|^stopped waiting|^pg_ctl: could not start server|^Examine the log output/.test(l))
+  const lines = text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l.length > 0 && !/^waiting for server|^stopped waiting|^pg_ctl: could not start server|^Examine the log output/.test(l))
   return (lines.at(-1) ?? '').replace(/^\S+ \S+ \S+ \[\d+\] /, '')
 }

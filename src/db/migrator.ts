@@ -42,7 +42,10 @@ export async function migrateToLatest(db: Kysely<any>, url: string): Promise<Mig
   if (error) {
     if (isConnectionError(error)) throw connectionFailure(error, url)
     const failed = results?.find((r) => r.status === 'Error')
-    throw new RvxError(`migration ${failed?.migrationName ?? '(unknown)'} failed: ${(error as Error).message ?? error}. Nothing of it was applied.`, {cause: error, code: 'migration_failed'})
+    throw new RvxError(`migration ${failed?.migrationName ?? '(unknown)'} failed: ${(error as Error).message ?? error}. Nothing of it was applied.`, {
+      cause: error,
+      code: 'migration_failed',
+    })
   }
 
   return results ?? []
@@ -52,6 +55,9 @@ export async function migrateToLatest(db: Kysely<any>, url: string): Promise<Mig
 export async function assertSchemaCurrent(db: Kysely<any>): Promise<void> {
   const pending = (await migrationStatus(db)).filter((m) => m.status === 'pending')
   if (pending.length > 0) {
-    throw new DatabaseUnavailableError(`the database schema is not up to date (${pending.length} pending migration${pending.length === 1 ? '' : 's'}): run rvx migrate`, {code: 'schema_outdated'})
+    throw new DatabaseUnavailableError(
+      `the database schema is not up to date (${pending.length} pending migration${pending.length === 1 ? '' : 's'}): run rvx migrate`,
+      {code: 'schema_outdated'},
+    )
   }
 }

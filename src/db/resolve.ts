@@ -10,7 +10,9 @@ export async function resolveDatabaseUrl(options: {url?: string; notice?: (messa
   const server = new EmbeddedServer()
   const result = await server.start()
   if (result.started) {
-    options.notice?.(`started the embedded PostgreSQL server on 127.0.0.1:${result.port} (data in ${server.dataDir}); it keeps running for other rvx commands: rvx db stop stops it`)
+    options.notice?.(
+      `started the embedded PostgreSQL server on 127.0.0.1:${result.port} (data in ${server.dataDir}); it keeps running for other rvx commands: rvx db stop stops it`,
+    )
   }
 
   return result.url

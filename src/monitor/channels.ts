@@ -103,7 +103,11 @@ export class EmailChannel implements AlertChannel {
     await this.mailer.send({
       to: this.to,
       subject: alertTitle(alerts),
-      text: [...lines, '', 'Details: rvx workers status, rvx runs list. Each alert is sent once; it is sent again only if the condition clears and comes back.'].join('\n'),
+      text: [
+        ...lines,
+        '',
+        'Details: rvx workers status, rvx runs list. Each alert is sent once; it is sent again only if the condition clears and comes back.',
+      ].join('\n'),
     })
   }
 }

@@ -24,7 +24,8 @@ export interface Condition {
   recipient?: string | null
 }
 
-export type ConditionKind = 'worker_dead' | 'task_failed' | 'task_quarantined' | 'run_stuck' | 'run_needs_decision' | 'run_completed_notice' | 'run_needs_decision_notice'
+export type ConditionKind =
+  'worker_dead' | 'task_failed' | 'task_quarantined' | 'run_stuck' | 'run_needs_decision' | 'run_completed_notice' | 'run_needs_decision_notice'
 
 export interface ConditionOptions {
   /** A running run with no task finished for this long is stuck. */
@@ -75,7 +76,13 @@ async function failedTasks(db: Executor, o: ConditionOptions): Promise<Condition
 async function runConditions(db: Executor, o: ConditionOptions): Promise<Condition[]> {
   const runs = await runsToWatch(db)
   const running = runs.filter((r) => r.status === 'running')
-  const [activity, liveWorkers] = await Promise.all([scopeActivity(db, running.map((r) => runScope(r.id))), liveWorkerCount(db)])
+  const [activity, liveWorkers] = await Promise.all([
+    scopeActivity(
+      db,
+      running.map((r) => runScope(r.id)),
+    ),
+    liveWorkerCount(db),
+  ])
   const out: Condition[] = []
   for (const r of runs) {
     const a = activity.get(runScope(r.id))
@@ -121,7 +128,8 @@ export function runNotice(runId: number, status: 'completed' | 'needs_decision',
     key: `run:${runId}:notice:${status}`,
     kind: status === 'completed' ? 'run_completed_notice' : 'run_needs_decision_notice',
     severity: 'info',
-    subject: status === 'completed' ? `rvx run ${runId} completed${selected === undefined ? '' : `: ${selected} companies`}` : `rvx run ${runId} needs your decision`,
+    subject:
+      status === 'completed' ? `rvx run ${runId} completed${selected === undefined ? '' : `: ${selected} companies`}` : `rvx run ${runId} needs your decision`,
     details: {runId},
     runId,
     recipient,

@@ -73,7 +73,10 @@ export class LeaderLock {
     await this.client!.query(
       `insert into rvx_meta (key, value, updated_at) values ($1, $2, now())
        on conflict (key) do update set value = excluded.value, updated_at = excluded.updated_at`,
-      [META_KEY, JSON.stringify({name: this.name, intervalMs: this.intervalMs, backendPid: (this.client as unknown as {processID?: number}).processID ?? null})],
+      [
+        META_KEY,
+        JSON.stringify({name: this.name, intervalMs: this.intervalMs, backendPid: (this.client as unknown as {processID?: number}).processID ?? null}),
+      ],
     )
   }
 

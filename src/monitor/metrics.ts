@@ -19,10 +19,24 @@ const RECOVERY_REASON: Record<string, string> = {requeued_after_death: 'worker_d
  */
 export class MonitorMetrics {
   readonly registry = new Registry()
-  private readonly active = new Gauge({name: 'rvx_monitor_active', help: '1 when this monitor is the active one (holds the lock), 0 on standby.', registers: [this.registry]})
+  private readonly active = new Gauge({
+    name: 'rvx_monitor_active',
+    help: '1 when this monitor is the active one (holds the lock), 0 on standby.',
+    registers: [this.registry],
+  })
   private readonly workers = new Gauge({name: 'rvx_workers', help: 'Workers by type and status.', labelNames: ['type', 'status'], registers: [this.registry]})
-  private readonly tasks = new Gauge({name: 'rvx_tasks', help: 'Tasks by kind and status: queue depth (queued, running) and those waiting for a person (failed, quarantined). Completions: rvx_task_events_total.', labelNames: ['kind', 'status'], registers: [this.registry]})
-  private readonly oldest = new Gauge({name: 'rvx_task_oldest_queued_seconds', help: 'Age of the oldest runnable queued task, by kind.', labelNames: ['kind'], registers: [this.registry]})
+  private readonly tasks = new Gauge({
+    name: 'rvx_tasks',
+    help: 'Tasks by kind and status: queue depth (queued, running) and those waiting for a person (failed, quarantined). Completions: rvx_task_events_total.',
+    labelNames: ['kind', 'status'],
+    registers: [this.registry],
+  })
+  private readonly oldest = new Gauge({
+    name: 'rvx_task_oldest_queued_seconds',
+    help: 'Age of the oldest runnable queued task, by kind.',
+    labelNames: ['kind'],
+    registers: [this.registry],
+  })
   private readonly runs = new Gauge({name: 'rvx_runs', help: 'Runs by status.', labelNames: ['status'], registers: [this.registry]})
   private readonly durations = new Histogram({
     name: 'rvx_task_duration_seconds',
@@ -31,13 +45,48 @@ export class MonitorMetrics {
     buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600],
     registers: [this.registry],
   })
-  private readonly events = new Counter({name: 'rvx_task_events_total', help: 'Task events (completed, failed, retry_scheduled, snoozed, released, ...) by kind.', labelNames: ['kind', 'event'], registers: [this.registry]})
-  private readonly recoveries = new Counter({name: 'rvx_task_recoveries_total', help: 'Tasks put back after their worker died or their lease ran out.', labelNames: ['kind', 'reason'], registers: [this.registry]})
-  private readonly fenced = new Counter({name: 'rvx_fenced_out_total', help: 'Late completions refused because the lease had moved on (never applied).', labelNames: ['kind'], registers: [this.registry]})
-  private readonly tokens = new Counter({name: 'rvx_llm_tokens_total', help: 'Model tokens used, by provider, model and direction.', labelNames: ['provider', 'model', 'direction'], registers: [this.registry]})
-  private readonly cost = new Counter({name: 'rvx_llm_cost_usd_total', help: 'Model cost in US dollars, by provider and model.', labelNames: ['provider', 'model'], registers: [this.registry]})
-  private readonly calls = new Counter({name: 'rvx_llm_calls_total', help: 'Model calls by provider, model and outcome.', labelNames: ['provider', 'model', 'outcome'], registers: [this.registry]})
-  private readonly alerts = new Counter({name: 'rvx_alerts_total', help: 'Alerts opened by this monitor, by kind.', labelNames: ['kind'], registers: [this.registry]})
+  private readonly events = new Counter({
+    name: 'rvx_task_events_total',
+    help: 'Task events (completed, failed, retry_scheduled, snoozed, released, ...) by kind.',
+    labelNames: ['kind', 'event'],
+    registers: [this.registry],
+  })
+  private readonly recoveries = new Counter({
+    name: 'rvx_task_recoveries_total',
+    help: 'Tasks put back after their worker died or their lease ran out.',
+    labelNames: ['kind', 'reason'],
+    registers: [this.registry],
+  })
+  private readonly fenced = new Counter({
+    name: 'rvx_fenced_out_total',
+    help: 'Late completions refused because the lease had moved on (never applied).',
+    labelNames: ['kind'],
+    registers: [this.registry],
+  })
+  private readonly tokens = new Counter({
+    name: 'rvx_llm_tokens_total',
+    help: 'Model tokens used, by provider, model and direction.',
+    labelNames: ['provider', 'model', 'direction'],
+    registers: [this.registry],
+  })
+  private readonly cost = new Counter({
+    name: 'rvx_llm_cost_usd_total',
+    help: 'Model cost in US dollars, by provider and model.',
+    labelNames: ['provider', 'model'],
+    registers: [this.registry],
+  })
+  private readonly calls = new Counter({
+    name: 'rvx_llm_calls_total',
+    help: 'Model calls by provider, model and outcome.',
+    labelNames: ['provider', 'model', 'outcome'],
+    registers: [this.registry],
+  })
+  private readonly alerts = new Counter({
+    name: 'rvx_alerts_total',
+    help: 'Alerts opened by this monitor, by kind.',
+    labelNames: ['kind'],
+    registers: [this.registry],
+  })
   private readonly swept = new Counter({name: 'rvx_dead_workers_total', help: 'Workers this monitor found dead.', registers: [this.registry]})
   private readonly eventTail = new Tail()
   private readonly callTail = new Tail()
@@ -107,9 +156,7 @@ export class MonitorMetrics {
     await new Promise<void>((resolve, reject) => {
       server.once('error', (error: NodeJS.ErrnoException) =>
         reject(
-          error.code === 'EADDRINUSE'
-            ? new UsageError(`${port} on ${host} is in use: pick another`, {field: 'metrics_port', code: 'port_in_use'})
-            : error,
+          error.code === 'EADDRINUSE' ? new UsageError(`${port} on ${host} is in use: pick another`, {field: 'metrics_port', code: 'port_in_use'}) : error,
         ),
       )
       server.listen(port, host, resolve)

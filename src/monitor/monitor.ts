@@ -70,7 +70,10 @@ export class Monitor {
     if (tookOverFrom) this.o.log.warn({hungLeader: tookOverFrom}, `the active monitor ${tookOverFrom} stopped answering; ended its session and took over`)
     if (active !== this.active) {
       this.active = active
-      this.o.log.info({active}, active ? 'active: this monitor sweeps, re-plans and alerts' : 'standby: another monitor is active; this one takes over if it stops')
+      this.o.log.info(
+        {active},
+        active ? 'active: this monitor sweeps, re-plans and alerts' : 'standby: another monitor is active; this one takes over if it stops',
+      )
     }
 
     this.o.metrics?.setActive(active)
@@ -79,7 +82,10 @@ export class Monitor {
         const swept = await sweep(this.o.db, {...DEFAULT_CONFIG, deadAfterMs: this.o.deadAfterMs})
         this.o.metrics?.countDeadWorkers(swept.deadWorkers.length)
         if (swept.deadWorkers.length > 0 || swept.requeued > 0 || swept.quarantined > 0) {
-          this.o.log.warn({dead: swept.deadWorkers, requeued: swept.requeued, quarantined: swept.quarantined}, `swept ${swept.deadWorkers.length} dead worker(s): ${swept.requeued} task(s) requeued, ${swept.quarantined} quarantined`)
+          this.o.log.warn(
+            {dead: swept.deadWorkers, requeued: swept.requeued, quarantined: swept.quarantined},
+            `swept ${swept.deadWorkers.length} dead worker(s): ${swept.requeued} task(s) requeued, ${swept.quarantined} quarantined`,
+          )
         }
 
         await this.replanIdleRuns()
@@ -125,11 +131,7 @@ export class Monitor {
 
   /** Fleet, queue and runs: into the metrics, and one summary line. */
   private async observe(): Promise<string> {
-    const [fleet, queue, runCounts] = await Promise.all([
-      workerStats(this.o.db),
-      queueStats(this.o.db),
-      runCountsByStatus(this.o.db),
-    ])
+    const [fleet, queue, runCounts] = await Promise.all([workerStats(this.o.db), queueStats(this.o.db), runCountsByStatus(this.o.db)])
     if (this.o.metrics) {
       this.o.metrics.setFleet(fleet, queue, runCounts)
       await this.o.metrics.collect(this.o.db)

@@ -80,13 +80,24 @@ async function select(trx: Transaction<Database>, run: RunRow): Promise<RunStatu
           .updateTable('companies')
           .set({status: 'selected'})
           .where('id', 'in', (eb) =>
-            eb.selectFrom('companies').select('id').where('run_id', '=', run.id).where('status', '=', 'qualified').orderBy('icp_score', 'desc').orderBy('id').limit(missing),
+            eb
+              .selectFrom('companies')
+              .select('id')
+              .where('run_id', '=', run.id)
+              .where('status', '=', 'qualified')
+              .orderBy('icp_score', 'desc')
+              .orderBy('id')
+              .limit(missing),
           )
           .returning(['id'])
           .execute()
       : []
   const [discovery, research, contacts] = [stageNamed('discovery'), stageNamed('research'), stageNamed('contacts')]
-  await cancelTasks(trx, {scope: runScope(run.id), kinds: [discovery.kind, research.kind], statuses: ['queued', 'running']}, 'run reached its target: no further discovery or research')
+  await cancelTasks(
+    trx,
+    {scope: runScope(run.id), kinds: [discovery.kind, research.kind], statuses: ['queued', 'running']},
+    'run reached its target: no further discovery or research',
+  )
   if (picked.length > 0) {
     await enqueue(
       trx,
@@ -108,13 +119,20 @@ async function select(trx: Transaction<Database>, run: RunRow): Promise<RunStatu
 async function reopenResearch(trx: Transaction<Database>, run: RunRow, count: number): Promise<void> {
   const candidates = await trx.selectFrom('companies').select('id').where('run_id', '=', run.id).where('status', '=', 'candidate').orderBy('id').execute()
   const statuses = ['canceled', 'failed', 'quarantined'] as const
-  const stopped = await tasksByPayload(trx, {scope: runScope(run.id), kind: stageNamed('research').kind, key: 'companyId', values: candidates.map((c) => c.id), statuses: [...statuses]})
+  const stopped = await tasksByPayload(trx, {
+    scope: runScope(run.id),
+    kind: stageNamed('research').kind,
+    key: 'companyId',
+    values: candidates.map((c) => c.id),
+    statuses: [...statuses],
+  })
   // In company order, as the candidates were found.
   const ids = stopped
     .sort((a, b) => Number(a.value) - Number(b.value))
     .slice(0, count)
     .map((t) => t.id)
-  if (ids.length > 0) await retryTasks(trx, {scope: runScope(run.id), statuses: [...statuses], ids}, 'research reopened: a selected company had no decision makers')
+  if (ids.length > 0)
+    await retryTasks(trx, {scope: runScope(run.id), statuses: [...statuses], ids}, 'research reopened: a selected company had no decision makers')
 }
 
 async function setRun(trx: Transaction<Database>, runId: number, values: Record<string, unknown>): Promise<void> {

@@ -2,7 +2,19 @@ import {z} from 'zod'
 
 import {UsageError} from '../shared/errors.js'
 
-export const PMS_VENDORS = ['Buildium', 'AppFolio', 'Yardi', 'RealPage', 'Entrata', 'ResMan', 'Rent Manager', 'Propertyware', 'DoorLoop', 'TenantCloud', 'RentVine'] as const
+export const PMS_VENDORS = [
+  'Buildium',
+  'AppFolio',
+  'Yardi',
+  'RealPage',
+  'Entrata',
+  'ResMan',
+  'Rent Manager',
+  'Propertyware',
+  'DoorLoop',
+  'TenantCloud',
+  'RentVine',
+] as const
 
 /** What a run asks for. Unknown keys are errors: a typo must not silently widen a paid search. */
 export const CriteriaSchema = z
@@ -62,7 +74,8 @@ export function parseCriteria(text: string): Criteria {
 
 export function validateSize(size: RunSize): RunSize {
   const bad = (field: string, detail: string) => new UsageError(detail, {field})
-  if (!Number.isInteger(size.quantity) || size.quantity < 1 || size.quantity > 10_000) throw bad('quantity', `must be a whole number from 1 to 10000 (got ${size.quantity})`)
+  if (!Number.isInteger(size.quantity) || size.quantity < 1 || size.quantity > 10_000)
+    throw bad('quantity', `must be a whole number from 1 to 10000 (got ${size.quantity})`)
   if (!Number.isInteger(size.contactsMin) || size.contactsMin < 1) throw bad('contacts_min', `must be at least 1 (got ${size.contactsMin})`)
   if (!Number.isInteger(size.contactsMax) || size.contactsMax > 10) throw bad('contacts_max', `must be at most 10 (got ${size.contactsMax})`)
   if (size.contactsMin > size.contactsMax) throw bad('contacts_min', `(${size.contactsMin}) must not exceed contacts_max (${size.contactsMax})`)
@@ -74,6 +87,9 @@ export function normalizeDomain(input: string): string {
   let s = input.trim().toLowerCase()
   s = s.replace(/^[a-z][a-z0-9+.-]*:\/\//, '')
   s = s.split(/[/?#]/)[0]
-  s = s.replace(/:\d+$/, '').replace(/^www\./, '').replace(/\.$/, '')
+  s = s
+    .replace(/:\d+$/, '')
+    .replace(/^www\./, '')
+    .replace(/\.$/, '')
   return s
 }

@@ -6,8 +6,35 @@ import type {Kysely} from 'kysely'
 import type {Database} from '../db/schema.js'
 import {getRun} from './runs.js'
 
-export const COMPANY_COLUMNS = ['company_name', 'domain', 'website', 'city', 'state', 'pms', 'units_estimate', 'icp_fit', 'icp_score', 'icp_tier', 'confidence', 'reasons', 'sources', 'discovered_by', 'researched_at'] as const
-export const CONTACT_COLUMNS = ['company_name', 'company_domain', 'full_name', 'title', 'tier', 'email', 'phone', 'linkedin_url', 'confidence', 'sources'] as const
+export const COMPANY_COLUMNS = [
+  'company_name',
+  'domain',
+  'website',
+  'city',
+  'state',
+  'pms',
+  'units_estimate',
+  'icp_fit',
+  'icp_score',
+  'icp_tier',
+  'confidence',
+  'reasons',
+  'sources',
+  'discovered_by',
+  'researched_at',
+] as const
+export const CONTACT_COLUMNS = [
+  'company_name',
+  'company_domain',
+  'full_name',
+  'title',
+  'tier',
+  'email',
+  'phone',
+  'linkedin_url',
+  'confidence',
+  'sources',
+] as const
 
 export interface ExportResult {
   runId: number
@@ -33,13 +60,31 @@ export interface RenderedRun {
  */
 export async function renderRun(db: Kysely<Database>, runId: number, format: 'csv' | 'json' = 'csv'): Promise<RenderedRun> {
   const run = await getRun(db, runId)
-  let companies = await db.selectFrom('companies').selectAll().where('run_id', '=', runId).where('status', '=', 'selected').orderBy('icp_score', 'desc').orderBy('id').execute()
+  let companies = await db
+    .selectFrom('companies')
+    .selectAll()
+    .where('run_id', '=', runId)
+    .where('status', '=', 'selected')
+    .orderBy('icp_score', 'desc')
+    .orderBy('id')
+    .execute()
   if (companies.length === 0) {
-    companies = await db.selectFrom('companies').selectAll().where('run_id', '=', runId).where('status', '=', 'qualified').orderBy('icp_score', 'desc').orderBy('id').limit(run.quantity).execute()
+    companies = await db
+      .selectFrom('companies')
+      .selectAll()
+      .where('run_id', '=', runId)
+      .where('status', '=', 'qualified')
+      .orderBy('icp_score', 'desc')
+      .orderBy('id')
+      .limit(run.quantity)
+      .execute()
   }
 
   const ids = companies.map((c) => c.id)
-  const contacts = ids.length === 0 ? [] : await db.selectFrom('contacts').selectAll().where('company_id', 'in', ids).orderBy('company_id').orderBy('tier').orderBy('id').execute()
+  const contacts =
+    ids.length === 0
+      ? []
+      : await db.selectFrom('contacts').selectAll().where('company_id', 'in', ids).orderBy('company_id').orderBy('tier').orderBy('id').execute()
   const byId = new Map(companies.map((c) => [c.id, c]))
   const list = (v: unknown) => (Array.isArray(v) ? v.join('; ') : '')
   const companyRows = companies.map((c) => ({
@@ -74,7 +119,10 @@ export async function renderRun(db: Kysely<Database>, runId: number, format: 'cs
   const files =
     format === 'json'
       ? {companies: JSON.stringify(companyRows, null, 2) + '\n', contacts: JSON.stringify(contactRows, null, 2) + '\n'}
-      : {companies: stringify(companyRows, {header: true, columns: [...COMPANY_COLUMNS]}), contacts: stringify(contactRows, {header: true, columns: [...CONTACT_COLUMNS]})}
+      : {
+          companies: stringify(companyRows, {header: true, columns: [...COMPANY_COLUMNS]}),
+          contacts: stringify(contactRows, {header: true, columns: [...CONTACT_COLUMNS]}),
+        }
   return {runId, status: run.status, companies: companyRows.length, contacts: contactRows.length, files}
 }
 

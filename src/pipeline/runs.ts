@@ -73,7 +73,11 @@ export async function runProgress(db: Executor, runId: number): Promise<RunProgr
   const counts = await companyCounts(db, runId)
   const c = {...counts, total: counts.candidate + counts.qualified + counts.disqualified + counts.selected}
 
-  const contacts = await db.selectFrom('contacts').select((eb) => eb.fn.countAll<number>().as('n')).where('run_id', '=', runId).executeTakeFirstOrThrow()
+  const contacts = await db
+    .selectFrom('contacts')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('run_id', '=', runId)
+    .executeTakeFirstOrThrow()
   const tasks: RunProgress['tasks'] = {}
   for (const kind of STAGE_KINDS) tasks[kind] = {queued: 0, running: 0, completed: 0, failed: 0, other: 0}
   for (const r of await taskCounts(db, runScope(runId))) {
@@ -100,7 +104,12 @@ export async function runProgress(db: Executor, runId: number): Promise<RunProgr
 }
 
 export async function companyCounts(db: Executor, runId: number): Promise<{candidate: number; qualified: number; disqualified: number; selected: number}> {
-  const rows = await db.selectFrom('companies').select(['status', (eb) => eb.fn.countAll<number>().as('n')]).where('run_id', '=', runId).groupBy('status').execute()
+  const rows = await db
+    .selectFrom('companies')
+    .select(['status', (eb) => eb.fn.countAll<number>().as('n')])
+    .where('run_id', '=', runId)
+    .groupBy('status')
+    .execute()
   const out = {candidate: 0, qualified: 0, disqualified: 0, selected: 0}
   for (const r of rows) out[r.status] = Number(r.n)
   return out
@@ -114,9 +123,21 @@ export async function listRuns(db: Executor, limit = 50): Promise<RunRow[]> {
 export async function acceptRun(db: Executor, runId: number): Promise<RunRow> {
   return inTransaction(db, async (trx) => {
     const run = await lockRun(trx, runId)
-    if (run.status !== 'needs_decision') throw new RvxError(`run ${runId} is ${run.status}; only a run that needs a decision can be accepted`, {code: 'run_state'})
+    if (run.status !== 'needs_decision')
+      throw new RvxError(`run ${runId} is ${run.status}; only a run that needs a decision can be accepted`, {code: 'run_state'})
     await cancelRunTasks(trx, runId, 'run accepted as it is')
-    return trx.updateTable('runs').set({status: 'completed', stage: 'done', finished_at: sql`now()` as never, updated_at: sql`now()` as never, notes: sql`coalesce(notes, '') || ' Accepted as it is.'` as never}).where('id', '=', runId).returningAll().executeTakeFirstOrThrow()
+    return trx
+      .updateTable('runs')
+      .set({
+        status: 'completed',
+        stage: 'done',
+        finished_at: sql`now()` as never,
+        updated_at: sql`now()` as never,
+        notes: sql`coalesce(notes, '') || ' Accepted as it is.'` as never,
+      })
+      .where('id', '=', runId)
+      .returningAll()
+      .executeTakeFirstOrThrow()
   })
 }
 
@@ -126,7 +147,12 @@ export async function cancelRun(db: Executor, runId: number): Promise<RunRow> {
     const run = await lockRun(trx, runId)
     if (run.status === 'completed' || run.status === 'canceled') throw new RvxError(`run ${runId} is already ${run.status}`, {code: 'run_state'})
     await cancelRunTasks(trx, runId, 'run canceled')
-    return trx.updateTable('runs').set({status: 'canceled', finished_at: sql`now()` as never, updated_at: sql`now()` as never}).where('id', '=', runId).returningAll().executeTakeFirstOrThrow()
+    return trx
+      .updateTable('runs')
+      .set({status: 'canceled', finished_at: sql`now()` as never, updated_at: sql`now()` as never})
+      .where('id', '=', runId)
+      .returningAll()
+      .executeTakeFirstOrThrow()
   })
 }
 
@@ -137,7 +163,8 @@ export async function cancelRun(db: Executor, runId: number): Promise<RunRow> {
 export async function resumeRun(db: Executor, runId: number, changes: {criteria?: Criteria; quantity?: number} = {}): Promise<RunRow> {
   return inTransaction(db, async (trx) => {
     const run = await lockRun(trx, runId)
-    if (run.status === 'completed' || run.status === 'canceled') throw new RvxError(`run ${runId} is ${run.status} and cannot be resumed: start a new run`, {code: 'run_state'})
+    if (run.status === 'completed' || run.status === 'canceled')
+      throw new RvxError(`run ${runId} is ${run.status} and cannot be resumed: start a new run`, {code: 'run_state'})
     const options = {...runOptions(run), discoveryExhausted: false, maxDiscoveryRounds: run.discovery_rounds + DEFAULT_RUN_OPTIONS.maxDiscoveryRounds}
     const updated = await trx
       .updateTable('runs')
@@ -186,7 +213,16 @@ export interface WatchedRun {
 
 /** Runs the monitor watches: live ones, those waiting on a person, and recently completed ones that asked to be mailed. */
 export async function runsToWatch(db: Executor): Promise<WatchedRun[]> {
-  const {rows} = await sql<{id: number; status: RunStatus; stage: string; quantity: number; notes: string | null; notify_email: string | null; selected: number; since_update_s: number}>`
+  const {rows} = await sql<{
+    id: number
+    status: RunStatus
+    stage: string
+    quantity: number
+    notes: string | null
+    notify_email: string | null
+    selected: number
+    since_update_s: number
+  }>`
     select r.id, r.status, r.stage, r.quantity, r.notes, r.options ->> 'notifyEmail' as notify_email,
       (select count(*)::int from companies c where c.run_id = r.id and c.status = 'selected') as selected,
       extract(epoch from now() - r.updated_at)::float8 as since_update_s
@@ -194,12 +230,25 @@ export async function runsToWatch(db: Executor): Promise<WatchedRun[]> {
     where r.status in ('running', 'needs_decision')
        or (r.status = 'completed' and r.options ? 'notifyEmail' and r.finished_at > now() - interval '7 days')
     order by r.id`.execute(db)
-  return rows.map((r) => ({id: r.id, status: r.status, stage: r.stage, quantity: r.quantity, notes: r.notes, notifyEmail: r.notify_email, selected: r.selected, sinceUpdateS: r.since_update_s}))
+  return rows.map((r) => ({
+    id: r.id,
+    status: r.status,
+    stage: r.stage,
+    quantity: r.quantity,
+    notes: r.notes,
+    notifyEmail: r.notify_email,
+    selected: r.selected,
+    sinceUpdateS: r.since_update_s,
+  }))
 }
 
 /** How many runs are in each status. */
 export async function runCountsByStatus(db: Executor): Promise<Record<string, number>> {
-  const rows = await db.selectFrom('runs').select(['status', (eb) => eb.fn.countAll<number>().as('n')]).groupBy('status').execute()
+  const rows = await db
+    .selectFrom('runs')
+    .select(['status', (eb) => eb.fn.countAll<number>().as('n')])
+    .groupBy('status')
+    .execute()
   return Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]))
 }
 

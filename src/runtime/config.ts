@@ -67,8 +67,10 @@ export const DEFAULT_CONFIG: RuntimeConfig = {
 
 export function resolveConfig(overrides: Partial<RuntimeConfig> = {}): RuntimeConfig {
   const config = {...DEFAULT_CONFIG, ...Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined))} as RuntimeConfig
-  if (config.leaseMs <= config.heartbeatIntervalMs) throw new Error(`leaseMs (${config.leaseMs}) must exceed heartbeatIntervalMs (${config.heartbeatIntervalMs})`)
-  if (config.deadAfterMs <= config.heartbeatIntervalMs) throw new Error(`deadAfterMs (${config.deadAfterMs}) must exceed heartbeatIntervalMs (${config.heartbeatIntervalMs})`)
+  if (config.leaseMs <= config.heartbeatIntervalMs)
+    throw new Error(`leaseMs (${config.leaseMs}) must exceed heartbeatIntervalMs (${config.heartbeatIntervalMs})`)
+  if (config.deadAfterMs <= config.heartbeatIntervalMs)
+    throw new Error(`deadAfterMs (${config.deadAfterMs}) must exceed heartbeatIntervalMs (${config.heartbeatIntervalMs})`)
   return config
 }
 

@@ -32,7 +32,21 @@ export class SnoozeError extends Error {
 
 export type ErrorClass = {type: 'permanent'} | {type: 'transient'} | {type: 'snooze'; retryAfterMs: number} | {type: 'error'}
 
-const TRANSIENT_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNABORTED', 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'])
+const TRANSIENT_CODES = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EAI_AGAIN',
+  'ENOTFOUND',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ECONNABORTED',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+])
 const DEFAULT_RATE_LIMIT_MS = 30_000
 
 export function classifyError(error: unknown): ErrorClass {
@@ -63,7 +77,9 @@ export function classifyError(error: unknown): ErrorClass {
 export function retryAfterMs(headers: unknown, now: number = Date.now()): number | undefined {
   if (!headers) return undefined
   const get = (name: string): string | null | undefined =>
-    typeof (headers as Headers).get === 'function' ? (headers as Headers).get(name) : ((headers as Record<string, string>)[name] ?? (headers as Record<string, string>)[name.toLowerCase()])
+    typeof (headers as Headers).get === 'function'
+      ? (headers as Headers).get(name)
+      : ((headers as Record<string, string>)[name] ?? (headers as Record<string, string>)[name.toLowerCase()])
   const ms = get('retry-after-ms')
   if (ms && Number.isFinite(Number(ms))) return Math.max(0, Number(ms))
   const value = get('retry-after')

@@ -40,7 +40,11 @@ export class Heartbeat {
   /** Above the worker's CPU or memory limit (as of the last sample): it should not claim. */
   overCapacity(limits: {maxCpuPercent: number | null; maxMemoryPercent: number | null}): boolean {
     const m = this.metrics
-    return Boolean(m && ((limits.maxCpuPercent !== null && m.cpu_percent > limits.maxCpuPercent) || (limits.maxMemoryPercent !== null && m.memory_percent > limits.maxMemoryPercent)))
+    return Boolean(
+      m &&
+      ((limits.maxCpuPercent !== null && m.cpu_percent > limits.maxCpuPercent) ||
+        (limits.maxMemoryPercent !== null && m.memory_percent > limits.maxMemoryPercent)),
+    )
   }
 
   countDone(): void {
@@ -69,7 +73,14 @@ export class Heartbeat {
       try {
         result = await h.exclusive(() => {
           sentAt = Date.now()
-          return heartbeat(h.db, h.identity.id, {status: h.status(), metrics, leaseMs: h.leaseMs, doneDelta: deltas.done, failedDelta: deltas.failed, held: h.inflight.held()})
+          return heartbeat(h.db, h.identity.id, {
+            status: h.status(),
+            metrics,
+            leaseMs: h.leaseMs,
+            doneDelta: deltas.done,
+            failedDelta: deltas.failed,
+            held: h.inflight.held(),
+          })
         })
       } catch (error) {
         this.deltas.done += deltas.done

@@ -127,9 +127,14 @@ export interface Lease {
  * (the event is recorded either way). With `apply`, the handler's writes run
  * in the same transaction, after the fence: they commit only with the completion.
  */
-export async function completeTask(db: Executor, lease: Lease, options: {result?: unknown; apply?: (trx: Transaction<Database>) => Promise<void>} = {}): Promise<boolean> {
+export async function completeTask(
+  db: Executor,
+  lease: Lease,
+  options: {result?: unknown; apply?: (trx: Transaction<Database>) => Promise<void>} = {},
+): Promise<boolean> {
   const result = options.result === undefined ? null : JSON.stringify(options.result)
-  const statement = (ex: Executor) => sql<{id: number}>`
+  const statement = (ex: Executor) =>
+    sql<{id: number}>`
     with done as (
       update tasks set status = 'completed', result = ${result}::jsonb, lease_owner = null, lease_expires_at = null,
         finished_at = now(), updated_at = now()
@@ -212,7 +217,8 @@ export async function failTask(
   error: string,
   options: {permanent: boolean; retryInMs: number; onTerminal?: (trx: Transaction<Database>) => Promise<void>},
 ): Promise<FailOutcome> {
-  const statement = (ex: Executor) => sql<{status: string}>`
+  const statement = (ex: Executor) =>
+    sql<{status: string}>`
     with failed as (
       update tasks t set
         attempts = t.attempts + 1,

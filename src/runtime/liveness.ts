@@ -29,7 +29,9 @@ export class LivenessSession {
   async open(): Promise<void> {
     const ok = await this.connect()
     if (!ok) {
-      throw new RvxError(`worker id ${this.workerId} is in use by a live worker: choose another worker id, or stop that worker first`, {code: 'worker_id_in_use'})
+      throw new RvxError(`worker id ${this.workerId} is in use by a live worker: choose another worker id, or stop that worker first`, {
+        code: 'worker_id_in_use',
+      })
     }
   }
 
@@ -41,7 +43,12 @@ export class LivenessSession {
   }
 
   private async connect(): Promise<boolean> {
-    const client = new pg.Client({connectionString: this.url, keepAlive: true, application_name: `rvx-worker ${this.workerId}`.slice(0, 63), connectionTimeoutMillis: 10_000})
+    const client = new pg.Client({
+      connectionString: this.url,
+      keepAlive: true,
+      application_name: `rvx-worker ${this.workerId}`.slice(0, 63),
+      connectionTimeoutMillis: 10_000,
+    })
     client.on('error', (error) => {
       this.log.warn({err: error.message}, 'liveness session lost; reconnecting')
       this.scheduleReconnect(client)

@@ -132,7 +132,11 @@ export async function retryTask(db: Executor, taskId: number, reason = 'retried 
  * Cancels tasks that have not finished: queued ones never run; running ones
  * lose their lease, so their worker's result is fenced out.
  */
-export async function cancelTasks(db: Executor, filter: {ids?: number[]; scope?: string; kinds?: string[]; statuses?: Array<'queued' | 'running'>}, reason: string): Promise<number> {
+export async function cancelTasks(
+  db: Executor,
+  filter: {ids?: number[]; scope?: string; kinds?: string[]; statuses?: Array<'queued' | 'running'>},
+  reason: string,
+): Promise<number> {
   const statuses = filter.statuses ?? ['queued']
   const {rows} = await sql<{n: number}>`
     with target as (

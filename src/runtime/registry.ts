@@ -105,10 +105,19 @@ export async function heartbeat(
            (select count(*) from woken) as _woken
   `.execute(db)
   const row = rows[0]
-  return {rowStatus: row?.row_status ?? null, leases: new Map((row?.leases ?? []).map(([id, epoch]) => [Number(id), Number(epoch)])), released: row?.released ?? 0}
+  return {
+    rowStatus: row?.row_status ?? null,
+    leases: new Map((row?.leases ?? []).map(([id, epoch]) => [Number(id), Number(epoch)])),
+    released: row?.released ?? 0,
+  }
 }
 
-export async function markWorker(db: Executor, workerId: string, status: WorkerStatus, deltas: {done: number; failed: number} = {done: 0, failed: 0}): Promise<void> {
+export async function markWorker(
+  db: Executor,
+  workerId: string,
+  status: WorkerStatus,
+  deltas: {done: number; failed: number} = {done: 0, failed: 0},
+): Promise<void> {
   await db
     .updateTable('workers')
     .set((eb) => ({

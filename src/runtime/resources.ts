@@ -62,7 +62,11 @@ export class ResourceSampler {
           return resolve(none)
         }
 
-        const gpus = stdout.trim().split('\n').filter(Boolean).map((line) => line.split(',').map((s) => s.trim()))
+        const gpus = stdout
+          .trim()
+          .split('\n')
+          .filter(Boolean)
+          .map((line) => line.split(',').map((s) => s.trim()))
         if (gpus.length === 0) return resolve(none)
         resolve({
           type: `nvidia ${gpus[0][0]}${gpus.length > 1 ? ` x${gpus.length}` : ''}`,

@@ -137,7 +137,11 @@ export async function listWorkers(db: Executor, options: {all?: boolean} = {}): 
     resourceMetrics: r.resource_metrics,
     tasksDone: Number(r.tasks_done),
     tasksFailed: Number(r.tasks_failed),
-    currentTasks: (r.current as Array<{id: number; kind: string; elapsedS: number}>).map((c) => ({id: Number(c.id), kind: c.kind, elapsedS: Number(c.elapsedS)})),
+    currentTasks: (r.current as Array<{id: number; kind: string; elapsedS: number}>).map((c) => ({
+      id: Number(c.id),
+      kind: c.kind,
+      elapsedS: Number(c.elapsedS),
+    })),
   }))
 }
 
@@ -170,7 +174,11 @@ export async function recentlyDeadWorkers(ex: Executor, withinMs: number): Promi
 
 /** Workers alive and able to take work (starting, idle or busy). */
 export async function liveWorkerCount(ex: Executor): Promise<number> {
-  const row = await ex.selectFrom('workers').select((eb) => eb.fn.countAll<number>().as('n')).where('status', 'in', ['starting', 'idle', 'busy']).executeTakeFirstOrThrow()
+  const row = await ex
+    .selectFrom('workers')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('status', 'in', ['starting', 'idle', 'busy'])
+    .executeTakeFirstOrThrow()
   return Number(row.n)
 }
 
@@ -186,7 +194,15 @@ export interface TerminalFailure {
 
 /** Tasks that ended failed or quarantined within the last `withinMs` and are still so (their small partial index). */
 export async function recentTerminalFailures(ex: Executor, withinMs: number): Promise<TerminalFailure[]> {
-  const {rows} = await sql<{id: number; kind: string; status: 'failed' | 'quarantined'; scope: string | null; last_error: string | null; attempts: number; crash_count: number}>`
+  const {rows} = await sql<{
+    id: number
+    kind: string
+    status: 'failed' | 'quarantined'
+    scope: string | null
+    last_error: string | null
+    attempts: number
+    crash_count: number
+  }>`
     select t.id, t.kind, t.status, t.scope, t.last_error, t.attempts, t.crash_count
     from tasks t
     where t.status in ('failed', 'quarantined') and t.finished_at > now() - ${withinMs}::float8 * interval '1 millisecond'

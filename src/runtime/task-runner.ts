@@ -69,7 +69,10 @@ export class TaskRunner {
       d.log.debug({task: task.id, kind: task.kind, ms: Date.now() - entry.startedAt}, 'task completed')
     } else {
       d.tally.fenced(entry)
-      d.log.warn({task: task.id, kind: task.kind, epoch: task.epoch}, 'completion fenced out: the lease was revoked (task canceled, or this worker presumed dead)')
+      d.log.warn(
+        {task: task.id, kind: task.kind, epoch: task.epoch},
+        'completion fenced out: the lease was revoked (task canceled, or this worker presumed dead)',
+      )
     }
   }
 
@@ -88,13 +91,18 @@ export class TaskRunner {
     const permanent = kind.type === 'permanent'
     const retryInMs = backoffMs(task.attempts + 1, d.config.attemptBackoff)
     const onFailed = d.registry.get(task.kind)?.options.onFailed
-    const outcome = await d.retryDb(() => failTask(d.db, entry.lease, message, {permanent, retryInMs, onTerminal: onFailed ? (trx) => onFailed(trx, task) : undefined}))
+    const outcome = await d.retryDb(() =>
+      failTask(d.db, entry.lease, message, {permanent, retryInMs, onTerminal: onFailed ? (trx) => onFailed(trx, task) : undefined}),
+    )
     if (outcome === 'fenced_out') {
       d.tally.fenced(entry)
       return
     }
 
     d.tally.failed()
-    d.log.warn({task: task.id, kind: task.kind, err: message, outcome, retryInMs: outcome === 'retry_scheduled' ? retryInMs : undefined}, outcome === 'failed' ? 'task failed' : 'attempt failed; retry scheduled')
+    d.log.warn(
+      {task: task.id, kind: task.kind, err: message, outcome, retryInMs: outcome === 'retry_scheduled' ? retryInMs : undefined},
+      outcome === 'failed' ? 'task failed' : 'attempt failed; retry scheduled',
+    )
   }
 }

@@ -324,7 +324,8 @@ export class Worker {
   /** Starts a claimed task in the background; its slot frees (and the loop wakes) when it is settled. */
   private execute(task: ClaimedTask): void {
     const entry = this.inflight.add(task, this.id)
-    void this.runner.run(entry)
+    void this.runner
+      .run(entry)
       .catch((error) => this.log.error({task: task.id, err: errorMessage(error)}, 'settling a task failed; the next heartbeat releases it for another try'))
       .finally(() => {
         this.inflight.delete(task.id)
@@ -390,7 +391,11 @@ export class Worker {
 
   private overCapacity(): boolean {
     const over = this.heartbeat.overCapacity(this.config)
-    if (over && !this.overCapacityLogged) this.log.warn({cpu: this.heartbeat.metrics?.cpu_percent, memory: this.heartbeat.metrics?.memory_percent}, 'over capacity: not claiming until resources free up')
+    if (over && !this.overCapacityLogged)
+      this.log.warn(
+        {cpu: this.heartbeat.metrics?.cpu_percent, memory: this.heartbeat.metrics?.memory_percent},
+        'over capacity: not claiming until resources free up',
+      )
     this.overCapacityLogged = over
     return over
   }

@@ -56,7 +56,9 @@ describe('agent tools: fetch_page and detect_pms against a local site', function
         res.end(`<html><body><h1>Residents</h1><p>Pay rent online: <a href="${portal}">Resident login</a></p></body></html>`)
       } else {
         // The home page has no vendor link itself: only a portal-looking link to follow.
-        res.end(`<html><head><script>var x = 1</script></head><body><nav>Menu</nav><h1>${vendor} Homes PM</h1><p>Family-owned property management since 1998.</p><a href="/${vendor}/residents">Tenant Portal</a><a href="/${vendor}/about">About</a></body></html>`)
+        res.end(
+          `<html><head><script>var x = 1</script></head><body><nav>Menu</nav><h1>${vendor} Homes PM</h1><p>Family-owned property management since 1998.</p><a href="/${vendor}/residents">Tenant Portal</a><a href="/${vendor}/about">About</a></body></html>`,
+        )
       }
     })
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
@@ -96,19 +98,46 @@ describe('agent tools: fetch_page and detect_pms against a local site', function
   })
 
   it('gives up after its time limit, as a transient error', async () => {
-    await assert.rejects(fetchPage(`${base}/slow`, {allowPrivate: true, timeoutMs: 200}), (e: Error) => e.name === 'TransientError' && /timed out after 200 ms/.test(e.message))
+    await assert.rejects(
+      fetchPage(`${base}/slow`, {allowPrivate: true, timeoutMs: 200}),
+      (e: Error) => e.name === 'TransientError' && /timed out after 200 ms/.test(e.message),
+    )
   })
 
   it('refuses loopback, private and metadata addresses by default (before connecting)', async () => {
-    for (const target of [`${base}/Buildium/`, 'http://10.0.0.1/', 'http://169.254.169.254/latest/meta-data/', 'http://[::1]/', 'http://192.168.1.1/', 'http://localhost/']) {
-      await assert.rejects(fetchPage(target, {allowPrivate: false}), (e: Error) => e.name === 'PermanentError' && /refusing to fetch .*RVX_ALLOW_PRIVATE_FETCH=1/.test(e.message), target)
+    for (const target of [
+      `${base}/Buildium/`,
+      'http://10.0.0.1/',
+      'http://169.254.169.254/latest/meta-data/',
+      'http://[::1]/',
+      'http://192.168.1.1/',
+      'http://localhost/',
+    ]) {
+      await assert.rejects(
+        fetchPage(target, {allowPrivate: false}),
+        (e: Error) => e.name === 'PermanentError' && /refusing to fetch .*RVX_ALLOW_PRIVATE_FETCH=1/.test(e.message),
+        target,
+      )
     }
 
     await assert.rejects(fetchPage('file:///etc/passwd', {allowPrivate: true}), /only http and https/)
   })
 
   it('classifies addresses', () => {
-    for (const a of ['127.0.0.1', '10.1.2.3', '172.16.0.1', '192.168.0.10', '169.254.169.254', '100.64.0.1', '0.0.0.0', '::1', 'fd00::1', 'fe80::1', '::ffff:127.0.0.1']) assert.equal(isPrivateAddress(a), true, a)
+    for (const a of [
+      '127.0.0.1',
+      '10.1.2.3',
+      '172.16.0.1',
+      '192.168.0.10',
+      '169.254.169.254',
+      '100.64.0.1',
+      '0.0.0.0',
+      '::1',
+      'fd00::1',
+      'fe80::1',
+      '::ffff:127.0.0.1',
+    ])
+      assert.equal(isPrivateAddress(a), true, a)
     for (const a of ['93.184.216.34', '8.8.8.8', '2606:4700::1111', '172.32.0.1']) assert.equal(isPrivateAddress(a), false, a)
   })
 })

@@ -30,7 +30,10 @@ describe('rvx migrate', function () {
     const first = await rvx(['migrate', '--json'], {env: {DATABASE_URL: url}})
     assert.equal(first.code, 0, first.stderr)
     const applied = JSON.parse(first.stdout)
-    assert.deepEqual(applied.applied, status.migrations.map((m: {name: string}) => m.name))
+    assert.deepEqual(
+      applied.applied,
+      status.migrations.map((m: {name: string}) => m.name),
+    )
     assert.equal(applied.pending, 0)
 
     const second = await rvx(['migrate'], {env: {DATABASE_URL: url}})
@@ -52,7 +55,10 @@ describe('rvx migrate', function () {
     try {
       const all = await migrationStatus(handle.db)
       assert.equal(total, all.length, 'each migration applied exactly once across both processes')
-      const rows = await handle.db.selectFrom(MIGRATION_TABLE as any).select('name' as any).execute()
+      const rows = await handle.db
+        .selectFrom(MIGRATION_TABLE as any)
+        .select('name' as any)
+        .execute()
       assert.equal(rows.length, all.length)
     } finally {
       await handle.close()

@@ -3,7 +3,10 @@ import assert from 'node:assert/strict'
 import {renderTable} from '../../src/cli/output.js'
 
 describe('renderTable', () => {
-  const rows = [{n: 'alpha', v: 1}, {n: 'b', v: null}]
+  const rows = [
+    {n: 'alpha', v: 1},
+    {n: 'b', v: null},
+  ]
   const cols = [
     {header: 'name', get: (r: (typeof rows)[0]) => r.n},
     {header: 'value', get: (r: (typeof rows)[0]) => r.v},

@@ -42,10 +42,27 @@ describe('e2e: chaos (SIGKILL workers during a run)', function () {
     const metricsUrl = await waitFor('the monitor', async () => /metrics on (http:[^\s"]+)/.exec(monitor.stderr())?.[1])
     await waitFor('its first interval', async () => monitor.stderr().includes('fleet:'))
     for (const type of TYPES) for (let i = 0; i < 2; i++) startWorker(type)
-    await waitFor('six idle workers', async () => (await sql<{n: number}>`select count(*)::int as n from workers where status = 'idle'`.execute(t.db)).rows[0].n === 6)
+    await waitFor(
+      'six idle workers',
+      async () => (await sql<{n: number}>`select count(*)::int as n from workers where status = 'idle'`.execute(t.db)).rows[0].n === 6,
+    )
 
     const created = await rvx(
-      ['orchestrate', '--provider', 'simulated', '--criteria', '{"pms":"Buildium","state":"TX"}', '--quantity', '30', '--detach', '--json', '--sim-latency', '400ms-1600ms', '--sim-faults', 'transient=0.05,rate_limit=0.03,malformed=0.02'],
+      [
+        'orchestrate',
+        '--provider',
+        'simulated',
+        '--criteria',
+        '{"pms":"Buildium","state":"TX"}',
+        '--quantity',
+        '30',
+        '--detach',
+        '--json',
+        '--sim-latency',
+        '400ms-1600ms',
+        '--sim-faults',
+        'transient=0.05,rate_limit=0.03,malformed=0.02',
+      ],
       {env: env()},
     )
     assert.equal(created.code, 0, created.stderr)
@@ -56,7 +73,9 @@ describe('e2e: chaos (SIGKILL workers during a run)', function () {
     const chaosEnds = Date.now() + KILL_FOR_MS
     while (Date.now() < chaosEnds) {
       await new Promise((r) => setTimeout(r, KILL_EVERY_MS))
-      const {rows} = await sql<{id: string}>`select distinct lease_owner as id from tasks where status = 'running' and lease_owner = any(${[...fleet.keys()]}::text[])`.execute(t.db)
+      const {rows} = await sql<{
+        id: string
+      }>`select distinct lease_owner as id from tasks where status = 'running' and lease_owner = any(${[...fleet.keys()]}::text[])`.execute(t.db)
       const candidates = rows.length > 0 ? rows.map((r) => r.id) : [...fleet.keys()]
       const victim = candidates[Math.floor(Math.random() * candidates.length)]
       const {type, proc} = fleet.get(victim)!
@@ -110,10 +129,16 @@ describe('e2e: chaos (SIGKILL workers during a run)', function () {
         and not exists (select 1 from task_events d where d.task_id = c.task_id and d.lease_epoch = c.lease_epoch
                           and d.event in ('completed', 'failed', 'retry_scheduled', 'snoozed', 'released', 'canceled', 'fenced_out'))`.execute(t.db)
     assert.ok(held.rows.length > 0, 'the kills hit workers holding tasks')
-    assert.deepEqual(held.rows.filter((h) => !h.recovered), [], 'every task a killed worker held was recovered')
+    assert.deepEqual(
+      held.rows.filter((h) => !h.recovered),
+      [],
+      'every task a killed worker held was recovered',
+    )
     await waitFor(
       'every killed worker to be marked dead (the last kill may be seconds old)',
-      async () => (await sql<{n: number}>`select count(*)::int as n from workers where id = any(${killed}::text[]) and status = 'dead'`.execute(t.db)).rows[0].n === killed.length,
+      async () =>
+        (await sql<{n: number}>`select count(*)::int as n from workers where id = any(${killed}::text[]) and status = 'dead'`.execute(t.db)).rows[0].n ===
+        killed.length,
       20_000,
       250,
     )
@@ -125,13 +150,22 @@ describe('e2e: chaos (SIGKILL workers during a run)', function () {
       where t.scope = ${`run:${runId}`}
       group by t.id`.execute(t.db)
     assert.ok(completions.rows.length > 0)
-    assert.deepEqual(completions.rows.filter((c) => c.completions !== 1 || !c.epoch_ok), [])
+    assert.deepEqual(
+      completions.rows.filter((c) => c.completions !== 1 || !c.epoch_ok),
+      [],
+    )
     const completedTasks = await sql<{n: number}>`select count(*)::int as n from tasks where scope = ${`run:${runId}`} and status = 'completed'`.execute(t.db)
     assert.equal(completions.rows.length, completedTasks.rows[0].n)
 
     // The monitor counted the same recoveries the events record.
     const recoveries = await sql<{n: number}>`select count(*)::int as n from task_events where event = 'requeued_after_death'`.execute(t.db)
-    await waitFor('the monitor to count every recovery', async () => metricSum(parseMetrics(await (await fetch(metricsUrl)).text()), 'rvx_task_recoveries_total', {reason: 'worker_died'}) === recoveries.rows[0].n, 10_000, 250)
+    await waitFor(
+      'the monitor to count every recovery',
+      async () =>
+        metricSum(parseMetrics(await (await fetch(metricsUrl)).text()), 'rvx_task_recoveries_total', {reason: 'worker_died'}) === recoveries.rows[0].n,
+      10_000,
+      250,
+    )
 
     // And the export says the same.
     const out = `${process.env.RVX_TEST_HOME}/chaos-exports`

@@ -18,7 +18,10 @@ async function failedTask(db: Parameters<typeof enqueue>[0], error: string): Pro
   const [task] = await enqueue(db, {kind: 'probe', payload: {}, maxAttempts: 1})
   const [claimed] = await claimTasks(db, {...CLAIM, kinds: ['probe']})
   assert.equal(claimed.id, task.id)
-  assert.equal(await failTask(db as never, {taskId: claimed.id, epoch: claimed.epoch, workerId: CLAIM.workerId}, error, {permanent: true, retryInMs: 0}), 'failed')
+  assert.equal(
+    await failTask(db as never, {taskId: claimed.id, epoch: claimed.epoch, workerId: CLAIM.workerId}, error, {permanent: true, retryInMs: 0}),
+    'failed',
+  )
   return task.id
 }
 
@@ -36,14 +39,21 @@ describe('e2e: rvx monitor', function () {
 
     it('sends each condition once, retries a failing endpoint, and alerts again only when a condition comes back', async () => {
       const taskId = await failedTask(t.db, 'upstream said 400: bad request')
-      const run = await createRun(t.db, {criteria: parseCriteria('{"state":"TX"}'), size: validateSize({quantity: 10, contactsMin: 1, contactsMax: 3}), provider: 'simulated'})
+      const run = await createRun(t.db, {
+        criteria: parseCriteria('{"state":"TX"}'),
+        size: validateSize({quantity: 10, contactsMin: 1, contactsMax: 3}),
+        provider: 'simulated',
+      })
       await sql`update runs set status = 'needs_decision', notes = 'only 3 of 10 qualified' where id = ${run.id}`.execute(t.db)
       hook.failNext(1, 503)
 
       const first = await once()
       assert.equal(first.code, 0, first.stderr)
       assert.equal(hook.requests.length, 2, 'one refused POST, then the retry')
-      assert.deepEqual(hook.requests.map((r) => r.status), [503, 200])
+      assert.deepEqual(
+        hook.requests.map((r) => r.status),
+        [503, 200],
+      )
       assert.deepEqual(hook.requests[0].body, hook.requests[1].body, 'the retry sends the same message')
       const sent = hook.requests[1].body
       assert.deepEqual(sent.alerts.map((a: {kind: string}) => a.kind).sort(), ['run_needs_decision', 'task_failed'])
@@ -66,7 +76,10 @@ describe('e2e: rvx monitor', function () {
       await failTask(t.db, {taskId: again.id, epoch: again.epoch, workerId: CLAIM.workerId}, 'still broken', {permanent: true, retryInMs: 0})
       assert.equal((await once()).code, 0)
       assert.equal(hook.requests.length, 3)
-      assert.deepEqual(hook.requests[2].body.alerts.map((a: {kind: string; details: {taskId: number}}) => [a.kind, a.details.taskId]), [['task_failed', taskId]])
+      assert.deepEqual(
+        hook.requests[2].body.alerts.map((a: {kind: string; details: {taskId: number}}) => [a.kind, a.details.taskId]),
+        [['task_failed', taskId]],
+      )
     })
 
     it('a webhook that keeps refusing leaves the alert pending with its error, to be retried later', async () => {
@@ -75,7 +88,11 @@ describe('e2e: rvx monitor', function () {
       const result = await once()
       assert.equal(result.code, 0, 'the monitor does not die because a channel is down')
       assert.equal(hook.requests.at(-1)!.status, 400)
-      const row = await sql<{delivered_at: Date | null; last_error: string; attempts: number}>`select delivered_at, last_error, attempts from alerts where key = ${`task:${taskId}:failed`}`.execute(t.db)
+      const row = await sql<{
+        delivered_at: Date | null
+        last_error: string
+        attempts: number
+      }>`select delivered_at, last_error, attempts from alerts where key = ${`task:${taskId}:failed`}`.execute(t.db)
       assert.equal(row.rows[0].delivered_at, null)
       assert.equal(row.rows[0].attempts, 1)
       assert.match(row.rows[0].last_error, /HTTP 400/)
@@ -83,9 +100,17 @@ describe('e2e: rvx monitor', function () {
     })
 
     it('alerts on a run that makes no progress for --stuck-after, and re-plans a run with nothing in flight', async () => {
-      const stuck = await createRun(t.db, {criteria: parseCriteria('{"state":"FL"}'), size: validateSize({quantity: 5, contactsMin: 1, contactsMax: 3}), provider: 'simulated'})
+      const stuck = await createRun(t.db, {
+        criteria: parseCriteria('{"state":"FL"}'),
+        size: validateSize({quantity: 5, contactsMin: 1, contactsMax: 3}),
+        provider: 'simulated',
+      })
       // A run whose only task was quarantined: nothing queued or running, nobody would look at it again.
-      const orphan = await createRun(t.db, {criteria: parseCriteria('{"state":"GA"}'), size: validateSize({quantity: 5, contactsMin: 1, contactsMax: 3}), provider: 'simulated'})
+      const orphan = await createRun(t.db, {
+        criteria: parseCriteria('{"state":"GA"}'),
+        size: validateSize({quantity: 5, contactsMin: 1, contactsMax: 3}),
+        provider: 'simulated',
+      })
       await sql`update tasks set status = 'quarantined', finished_at = now() where scope = ${`run:${orphan.id}`}`.execute(t.db)
       await new Promise((r) => setTimeout(r, 1500))
       const before = hook.requests.length
@@ -104,7 +129,12 @@ describe('e2e: rvx monitor', function () {
     })
 
     it('rejects bad flags with one line and exit 2', async () => {
-      for (const args of [['--alert-webhook', 'not a url'], ['--interval', 'soon'], ['--alert-email', 'ops@example.com'], ['--dead-after', '2s']]) {
+      for (const args of [
+        ['--alert-webhook', 'not a url'],
+        ['--interval', 'soon'],
+        ['--alert-email', 'ops@example.com'],
+        ['--dead-after', '2s'],
+      ]) {
         const r = await rvx(['monitor', '--once', ...args], {env: {DATABASE_URL: t.url, SMTP_URL: ''}})
         assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`)
         assert.equal(lines(r.stderr).length, 1, r.stderr)
@@ -123,12 +153,31 @@ describe('e2e: rvx monitor', function () {
     const env = () => ({DATABASE_URL: t.url, SMTP_URL: smtp.url})
 
     it('orchestrate --notify-email mails both CSVs when the run completes, once', async () => {
-      const r = await rvx(['orchestrate', '--provider', 'simulated', '--criteria', '{"pms":"Buildium","state":"TX"}', '--quantity', '5', '--notify-email', 'sales@example.com', '--output-dir', `${process.env.RVX_TEST_HOME}/exports`, '--json'], {env: env()})
+      const r = await rvx(
+        [
+          'orchestrate',
+          '--provider',
+          'simulated',
+          '--criteria',
+          '{"pms":"Buildium","state":"TX"}',
+          '--quantity',
+          '5',
+          '--notify-email',
+          'sales@example.com',
+          '--output-dir',
+          `${process.env.RVX_TEST_HOME}/exports`,
+          '--json',
+        ],
+        {env: env()},
+      )
       assert.equal(r.code, 0, r.stderr)
       const {runId} = JSON.parse(r.stdout)
       const [mail] = await waitFor('the completion mail', async () => smtp.to('sales@example.com').length > 0 && smtp.to('sales@example.com'))
       assert.match(mail.subject!, new RegExp(`rvx run ${runId} completed: 5 companies, \\d+ contacts`))
-      assert.deepEqual(mail.attachments.map((a) => a.filename), [`run-${runId}-companies.csv`, `run-${runId}-contacts.csv`])
+      assert.deepEqual(
+        mail.attachments.map((a) => a.filename),
+        [`run-${runId}-companies.csv`, `run-${runId}-contacts.csv`],
+      )
       const companies = parse(mail.attachments[0].content.toString(), {columns: true}) as Array<{domain: string}>
       assert.equal(companies.length, 5)
       const contacts = parse(mail.attachments[1].content.toString(), {columns: true}) as Array<{company_domain: string}>
@@ -140,7 +189,22 @@ describe('e2e: rvx monitor', function () {
     })
 
     it('a detached run that stalls: the monitor mails the options once, alerts ops, and mails the CSVs after accept', async () => {
-      const created = await rvx(['orchestrate', '--provider', 'simulated', '--criteria', '{"pms":"Buildium","state":"TX"}', '--quantity', '200', '--detach', '--notify-email', 'sales@example.com', '--json'], {env: env()})
+      const created = await rvx(
+        [
+          'orchestrate',
+          '--provider',
+          'simulated',
+          '--criteria',
+          '{"pms":"Buildium","state":"TX"}',
+          '--quantity',
+          '200',
+          '--detach',
+          '--notify-email',
+          'sales@example.com',
+          '--json',
+        ],
+        {env: env()},
+      )
       assert.equal(created.code, 0, created.stderr)
       const {runId} = JSON.parse(created.stdout)
       const worker = await rvx(['worker', 'all', '--run', String(runId), '--exit-when-idle'], {env: env()})
@@ -177,7 +241,9 @@ describe('e2e: rvx monitor', function () {
         ['sales@example.com', '', /SMTP_URL/],
         ['not-an-address', smtp.url, /not an email address/],
       ] as const) {
-        const r = await rvx(['orchestrate', '--provider', 'simulated', '--criteria', '{"state":"TX"}', '--quantity', '1', '--notify-email', address], {env: {DATABASE_URL: t.url, SMTP_URL: smtpUrl}})
+        const r = await rvx(['orchestrate', '--provider', 'simulated', '--criteria', '{"state":"TX"}', '--quantity', '1', '--notify-email', address], {
+          env: {DATABASE_URL: t.url, SMTP_URL: smtpUrl},
+        })
         assert.equal(r.code, 2, r.stderr)
         assert.equal(lines(r.stderr).length, 1, r.stderr)
         assert.match(r.stderr, message)
@@ -210,16 +276,27 @@ describe('e2e: rvx monitor', function () {
       const url = await waitFor('the metrics url', async () => /metrics on (http:[^\s"]+)/.exec(monitor.stderr())?.[1])
       // Counters count from the monitor's first interval on.
       await waitFor('the first interval', async () => monitor.stderr().includes('fleet:'))
-      const run = await rvx(['orchestrate', '--provider', 'simulated', '--criteria', '{"state":"TX"}', '--quantity', '5', '--output-dir', `${process.env.RVX_TEST_HOME}/exports`], {env: {DATABASE_URL: t.url}})
+      const run = await rvx(
+        ['orchestrate', '--provider', 'simulated', '--criteria', '{"state":"TX"}', '--quantity', '5', '--output-dir', `${process.env.RVX_TEST_HOME}/exports`],
+        {env: {DATABASE_URL: t.url}},
+      )
       assert.equal(run.code, 0, run.stderr)
       // Gauges are read at the start of an interval, counters at its end: wait for an interval that began after the run ended.
       const samples = await waitFor('the finished run in the metrics', async () => {
         const s = parseMetrics(await (await fetch(url)).text())
-        return metricSum(s, 'rvx_task_events_total', {kind: 'contact', event: 'completed'}) >= 5 && metricSum(s, 'rvx_runs', {status: 'completed'}) === 1 && metricSum(s, 'rvx_workers', {type: 'company', status: 'stopped'}) >= 1 && s
+        return (
+          metricSum(s, 'rvx_task_events_total', {kind: 'contact', event: 'completed'}) >= 5 &&
+          metricSum(s, 'rvx_runs', {status: 'completed'}) === 1 &&
+          metricSum(s, 'rvx_workers', {type: 'company', status: 'stopped'}) >= 1 &&
+          s
+        )
       })
       assert.equal(metricSum(samples, 'rvx_monitor_active'), 1)
       assert.ok(metricSum(samples, 'rvx_task_events_total', {kind: 'company', event: 'completed'}) >= 5)
-      assert.equal(metricSum(samples, 'rvx_task_duration_seconds_count', {kind: 'lead-list'}), metricSum(samples, 'rvx_task_events_total', {kind: 'lead-list', event: 'completed'}))
+      assert.equal(
+        metricSum(samples, 'rvx_task_duration_seconds_count', {kind: 'lead-list'}),
+        metricSum(samples, 'rvx_task_events_total', {kind: 'lead-list', event: 'completed'}),
+      )
       assert.ok(metricSum(samples, 'rvx_llm_tokens_total', {provider: 'simulated', direction: 'output'}) > 0)
       assert.ok(metricSum(samples, 'rvx_llm_calls_total', {provider: 'simulated'}) > 0)
       assert.equal(metricSum(samples, 'rvx_workers', {type: 'company', status: 'idle'}), 0)
@@ -244,7 +321,11 @@ describe('e2e: rvx monitor', function () {
       const holder = await sql<{application_name: string}>`
         select a.application_name from pg_locks l join pg_stat_activity a on a.pid = l.pid
         where l.locktype = 'advisory' and l.granted and l.classid::int = ${LOCK_CLASS_MONITOR} and l.objid = 0`.execute(t.db)
-      assert.deepEqual(holder.rows.map((r) => r.application_name.endsWith(`-${second.child.pid}`)), [true], 'the lock is now held by the standby, and only by it')
+      assert.deepEqual(
+        holder.rows.map((r) => r.application_name.endsWith(`-${second.child.pid}`)),
+        [true],
+        'the lock is now held by the standby, and only by it',
+      )
       second.child.kill('SIGINT')
       assert.equal((await second.exited).code, 130)
     })

@@ -29,7 +29,10 @@ describe('e2e: rvx orchestrate --provider simulated (spawned processes)', functi
   }
 
   it('quantity 20 completes with exactly 20 companies, 1-3 contacts each, no duplicates, parseable CSVs', async () => {
-    const res = await rvx(['orchestrate', '--provider', 'simulated', '--criteria', '{"pms":"Buildium","state":"TX"}', '--quantity', '20', '--output-dir', out, '--json'], {env: env()})
+    const res = await rvx(
+      ['orchestrate', '--provider', 'simulated', '--criteria', '{"pms":"Buildium","state":"TX"}', '--quantity', '20', '--output-dir', out, '--json'],
+      {env: env()},
+    )
     assert.equal(res.code, 0, res.stderr)
     const result = JSON.parse(res.stdout)
     assert.equal(result.status, 'completed')
@@ -46,13 +49,18 @@ describe('e2e: rvx orchestrate --provider simulated (spawned processes)', functi
     const perCompany = new Map<string, number>()
     for (const c of contacts) perCompany.set(c.company_domain, (perCompany.get(c.company_domain) ?? 0) + 1)
     assert.equal(perCompany.size, 20)
-    assert.ok([...perCompany.values()].every((n) => n >= 1 && n <= 3), 'contacts within min..max')
+    assert.ok(
+      [...perCompany.values()].every((n) => n >= 1 && n <= 3),
+      'contacts within min..max',
+    )
     assert.equal(new Set(contacts.map((c) => `${c.company_domain}|${c.full_name.toLowerCase()}`)).size, contacts.length, 'no duplicate contacts')
 
     const {rows} = await sql<{n: number}>`select count(*)::int as n from companies where run_id = ${result.runId} and status = 'selected'`.execute(t.db)
     assert.equal(rows[0].n, 20)
     // No paid work left behind: every task of the run is finished.
-    const open = await sql<{n: number}>`select count(*)::int as n from tasks where scope = ${'run:' + result.runId} and status in ('queued', 'running')`.execute(t.db)
+    const open = await sql<{
+      n: number
+    }>`select count(*)::int as n from tasks where scope = ${'run:' + result.runId} and status in ('queued', 'running')`.execute(t.db)
     assert.equal(open.rows[0].n, 0)
 
     // Export is idempotent: same files, same bytes.
@@ -65,7 +73,22 @@ describe('e2e: rvx orchestrate --provider simulated (spawned processes)', functi
 
   it('still completes with transient errors, rate limits and malformed output injected', async () => {
     const res = await rvx(
-      ['orchestrate', '--provider', 'simulated', '--criteria', '{"state":"FL"}', '--quantity', '10', '--sim-faults', 'transient=0.15,rate_limit=0.1,malformed=0.05', '--sim-seed', '7', '--output-dir', out, '--json'],
+      [
+        'orchestrate',
+        '--provider',
+        'simulated',
+        '--criteria',
+        '{"state":"FL"}',
+        '--quantity',
+        '10',
+        '--sim-faults',
+        'transient=0.15,rate_limit=0.1,malformed=0.05',
+        '--sim-seed',
+        '7',
+        '--output-dir',
+        out,
+        '--json',
+      ],
       {env: env()},
     )
     assert.equal(res.code, 0, res.stderr + res.stdout.slice(0, 3000))
@@ -78,7 +101,10 @@ describe('e2e: rvx orchestrate --provider simulated (spawned processes)', functi
   })
 
   it('a quantity beyond the simulated supply exits 4 with a partial export, and can be accepted', async () => {
-    const res = await rvx(['orchestrate', '--provider', 'simulated', '--criteria', '{"pms":"AppFolio","state":"NC"}', '--quantity', '500', '--output-dir', out, '--json'], {env: env()})
+    const res = await rvx(
+      ['orchestrate', '--provider', 'simulated', '--criteria', '{"pms":"AppFolio","state":"NC"}', '--quantity', '500', '--output-dir', out, '--json'],
+      {env: env()},
+    )
     assert.equal(res.code, 4, res.stderr)
     const result = JSON.parse(res.stdout)
     assert.equal(result.status, 'needs_decision')
@@ -106,17 +132,40 @@ describe('e2e: rvx orchestrate --provider simulated (spawned processes)', functi
     const canceled = await rvx(['runs', 'cancel', String(runId), '--json'], {env: env()})
     assert.equal(JSON.parse(canceled.stdout).status, 'canceled')
     const {rows} = await sql<{status: string}>`select status from tasks where scope = ${'run:' + runId}`.execute(t.db)
-    assert.deepEqual(rows.map((r) => r.status), ['canceled'])
+    assert.deepEqual(
+      rows.map((r) => r.status),
+      ['canceled'],
+    )
   })
 
   it('Ctrl-C drains and leaves the run resumable; runs resume finishes it', async () => {
     const last = (await sql<{id: number | null}>`select max(id)::int as id from runs`.execute(t.db)).rows[0].id ?? 0
-    const child = spawnRvx(['orchestrate', '--provider', 'simulated', '--criteria', '{"state":"TX","units_min":50}', '--quantity', '8', '--sim-latency', '100ms-300ms', '--output-dir', out, '--json'], {env: env()})
+    const child = spawnRvx(
+      [
+        'orchestrate',
+        '--provider',
+        'simulated',
+        '--criteria',
+        '{"state":"TX","units_min":50}',
+        '--quantity',
+        '8',
+        '--sim-latency',
+        '100ms-300ms',
+        '--output-dir',
+        out,
+        '--json',
+      ],
+      {env: env()},
+    )
     let stdout = ''
     child.stdout!.on('data', (d) => (stdout += d))
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
     const runId = await waitFor('the run to start researching', async () => {
-      const {rows} = await sql<{id: number}>`select r.id from runs r where r.id > ${last} and exists (select 1 from companies c where c.run_id = r.id and c.status <> 'candidate') order by id desc limit 1`.execute(t.db)
+      const {rows} = await sql<{
+        id: number
+      }>`select r.id from runs r where r.id > ${last} and exists (select 1 from companies c where c.run_id = r.id and c.status <> 'candidate') order by id desc limit 1`.execute(
+        t.db,
+      )
       return rows[0]?.id
     })
     child.kill('SIGINT')
@@ -137,11 +186,17 @@ describe('e2e: rvx orchestrate --provider simulated (spawned processes)', functi
     fs.writeFileSync(file, '{"state":"TX","city":"Austin"}')
     const fromFile = await rvx(['orchestrate', '--provider', 'simulated', '--criteria', `@${file}`, '--quantity', '1', '--detach', '--json'], {env: env()})
     assert.equal(fromFile.code, 0, fromFile.stderr)
-    const fromStdin = await rvx(['orchestrate', '--provider', 'simulated', '--criteria', '-', '--quantity', '1', '--detach', '--json'], {env: env(), input: '{"pms":"Yardi"}'})
+    const fromStdin = await rvx(['orchestrate', '--provider', 'simulated', '--criteria', '-', '--quantity', '1', '--detach', '--json'], {
+      env: env(),
+      input: '{"pms":"Yardi"}',
+    })
     assert.equal(fromStdin.code, 0, fromStdin.stderr)
     const ids = [JSON.parse(fromFile.stdout).runId, JSON.parse(fromStdin.stdout).runId]
     const {rows} = await sql<{criteria: unknown}>`select criteria from runs where id = any(${ids}::bigint[]) order by id`.execute(t.db)
-    assert.deepEqual(rows.map((r) => r.criteria), [{state: 'TX', city: 'Austin'}, {pms: 'Yardi'}])
+    assert.deepEqual(
+      rows.map((r) => r.criteria),
+      [{state: 'TX', city: 'Austin'}, {pms: 'Yardi'}],
+    )
     const missing = await rvx(['orchestrate', '--provider', 'simulated', '--criteria', '@/nonexistent/c.json', '--quantity', '1'], {env: env()})
     assert.equal(missing.code, 2)
     assert.match(missing.stderr, /cannot read criteria file \/nonexistent\/c\.json \(ENOENT\)/)
@@ -155,7 +210,11 @@ describe('e2e: rvx orchestrate --provider simulated (spawned processes)', functi
     ['a wrong type', ['--criteria', '{"units_min":"fifty"}', '--quantity', '5', '--provider', 'simulated'], /criteria key "units_min"/],
     ['invalid JSON', ['--criteria', '{pms:', '--quantity', '5', '--provider', 'simulated'], /--criteria is not valid JSON/],
     ['quantity 0', ['--criteria', '{}', '--quantity', '0', '--provider', 'simulated'], /--quantity must be a whole number from 1 to 10000/],
-    ['contacts-min above contacts-max', ['--criteria', '{}', '--quantity', '5', '--contacts-min', '4', '--contacts-max', '2', '--provider', 'simulated'], /--contacts-min \(4\) must not exceed --contacts-max \(2\)/],
+    [
+      'contacts-min above contacts-max',
+      ['--criteria', '{}', '--quantity', '5', '--contacts-min', '4', '--contacts-max', '2', '--provider', 'simulated'],
+      /--contacts-min \(4\) must not exceed --contacts-max \(2\)/,
+    ],
     ['no provider and no key', ['--criteria', '{}', '--quantity', '5'], /set OPENAI_API_KEY.*--provider simulated/],
   ] as const) {
     it(`rejects ${what} with exit 2 and one line, writing nothing`, async () => {
@@ -183,12 +242,29 @@ describe('e2e: rvx orchestrate with the openai provider against a fake OpenAI-co
     fake.route = (body) => {
       const prompt: string = body.messages[1].content
       if (prompt.startsWith('Find') && prompt.includes('property-management companies')) {
-        return answer({companies: [1, 2, 3, 4].map((i) => ({name: `Lone Star PM ${i}`, domain: `https://www.lonestar${i}.example/`, city: 'Austin', state: 'TX', sources: ['https://dir.example']}))})
+        return answer({
+          companies: [1, 2, 3, 4].map((i) => ({
+            name: `Lone Star PM ${i}`,
+            domain: `https://www.lonestar${i}.example/`,
+            city: 'Austin',
+            state: 'TX',
+            sources: ['https://dir.example'],
+          })),
+        })
       }
 
       if (prompt.startsWith('Qualify')) {
         const i = Number(/Lone Star PM (\d)/.exec(prompt)![1])
-        return answer({fit: i % 2 === 0 ? 'no' : 'yes', score: 50 + i * 10, tier: 'medium', confidence: 'high', reasons: [`checked ${i}`], sources: [`https://lonestar${i}.example`], pms: 'Buildium', units_estimate: 100 + i})
+        return answer({
+          fit: i % 2 === 0 ? 'no' : 'yes',
+          score: 50 + i * 10,
+          tier: 'medium',
+          confidence: 'high',
+          reasons: [`checked ${i}`],
+          sources: [`https://lonestar${i}.example`],
+          pms: 'Buildium',
+          units_estimate: 100 + i,
+        })
       }
 
       return answer({contacts: [{full_name: 'Dana Broker', title: 'Broker/Owner', tier: 1, email: 'dana@lonestar.example', confidence: 'high', sources: []}]})
@@ -210,7 +286,10 @@ describe('e2e: rvx orchestrate with the openai provider against a fake OpenAI-co
     const companies = parse(fs.readFileSync(result.export.files.companies, 'utf8'), {columns: true}) as Array<Record<string, string>>
     assert.deepEqual(companies.map((c) => c.domain).sort(), ['lonestar1.example', 'lonestar3.example'], 'normalized domains, qualified ones only')
     assert.ok(companies.every((c) => c.discovered_by === 'openai'))
-    const {rows} = await sql<{calls: number; tokens: number}>`select count(*)::int as calls, sum(input_tokens)::int as tokens from llm_calls where run_id = ${result.runId}`.execute(t.db)
+    const {rows} = await sql<{
+      calls: number
+      tokens: number
+    }>`select count(*)::int as calls, sum(input_tokens)::int as tokens from llm_calls where run_id = ${result.runId}`.execute(t.db)
     assert.ok(rows[0].calls >= 1 + 2 + 2, `every model call recorded (${rows[0].calls})`)
     assert.equal(result.progress.usage.calls, rows[0].calls)
     assert.ok(result.progress.usage.costUsd > 0)

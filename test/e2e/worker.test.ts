@@ -24,14 +24,23 @@ describe('e2e: rvx worker (spawned processes)', function () {
     assert.equal(show.status, 'completed')
     assert.equal(show.companies.selected, 6)
     const {rows} = await sql<{id: string; status: string; types: string[]}>`select id, status, types from workers order by id`.execute(t.db)
-    assert.deepEqual(rows.map((r) => [r.id, r.status]), [['w-a', 'stopped'], ['w-b', 'stopped']])
+    assert.deepEqual(
+      rows.map((r) => [r.id, r.status]),
+      [
+        ['w-a', 'stopped'],
+        ['w-b', 'stopped'],
+      ],
+    )
     assert.deepEqual(rows[0].types.sort(), ['company', 'contact', 'lead-list'])
   })
 
   it('SIGTERM stops it gracefully with exit 143', async () => {
     const child = spawnRvx(['worker', 'all', '--id', 'w-term'], {env: env()})
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
-    await waitFor('the worker to register', async () => (await sql<{n: number}>`select count(*)::int as n from workers where id = 'w-term' and status = 'idle'`.execute(t.db)).rows[0].n === 1)
+    await waitFor(
+      'the worker to register',
+      async () => (await sql<{n: number}>`select count(*)::int as n from workers where id = 'w-term' and status = 'idle'`.execute(t.db)).rows[0].n === 1,
+    )
     child.kill('SIGTERM')
     assert.equal(await exited, 143)
     const {rows} = await sql<{status: string}>`select status from workers where id = 'w-term'`.execute(t.db)

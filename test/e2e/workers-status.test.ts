@@ -13,7 +13,10 @@ describe('e2e: rvx workers status / prune', function () {
   it('shows a SIGKILLed worker as dead within the dead-after window, in --json', async () => {
     const child = spawnRvx(['worker', 'all', '--id', 'w-victim'], {env: env()})
     const exited = new Promise((resolve) => child.on('exit', resolve))
-    await waitFor('the worker to register', async () => (await sql<{n: number}>`select count(*)::int as n from workers where id = 'w-victim' and status = 'idle'`.execute(t.db)).rows[0].n === 1)
+    await waitFor(
+      'the worker to register',
+      async () => (await sql<{n: number}>`select count(*)::int as n from workers where id = 'w-victim' and status = 'idle'`.execute(t.db)).rows[0].n === 1,
+    )
     const live = JSON.parse((await rvx(['workers', 'status', '--json'], {env: env()})).stdout)
     const before = live.workers.find((w: {id: string}) => w.id === 'w-victim')
     assert.equal(before.status, 'idle')
@@ -47,7 +50,10 @@ describe('e2e: rvx workers status / prune', function () {
     await waitFor('three snapshots', async () => out.split('\n').filter(Boolean).length >= 3)
     child.kill('SIGINT')
     assert.equal(await exited, 130)
-    const snapshots = out.split('\n').filter(Boolean).map((l) => JSON.parse(l))
+    const snapshots = out
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l))
     assert.ok(snapshots.every((s) => Array.isArray(s.workers) && Array.isArray(s.queue) && typeof s.at === 'string'))
   })
 })

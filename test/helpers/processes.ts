@@ -14,7 +14,9 @@ const live = new Set<ChildProcess>()
 
 /** Spawns a TypeScript script under tsx; every child is SIGKILLed at the end of the run if still alive. */
 export function spawnScript(script: string, env: NodeJS.ProcessEnv): Spawned {
-  return track(spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, script)], {cwd: ROOT, env: {...process.env, ...env}, stdio: ['ignore', 'pipe', 'pipe']}))
+  return track(
+    spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, script)], {cwd: ROOT, env: {...process.env, ...env}, stdio: ['ignore', 'pipe', 'pipe']}),
+  )
 }
 
 /** A long-running `rvx ...` (worker, monitor) as a real process, tracked like spawnScript's. */

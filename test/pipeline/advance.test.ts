@@ -50,7 +50,15 @@ const cases: Array<{name: string; given: Setup; expect: Expect}> = [
   },
   {
     name: 'discovery done, research in flight: the run is in research',
-    given: {quantity: 3, stage: 'discovery', companies: [{status: 'candidate'}, {status: 'candidate'}], tasks: [{stage: 'research', status: 'queued'}, {stage: 'research', status: 'running'}]},
+    given: {
+      quantity: 3,
+      stage: 'discovery',
+      companies: [{status: 'candidate'}, {status: 'candidate'}],
+      tasks: [
+        {stage: 'research', status: 'queued'},
+        {stage: 'research', status: 'running'},
+      ],
+    },
     expect: {status: 'running', stage: 'research', live: {discovery: 0, research: 2}},
   },
   {
@@ -94,12 +102,25 @@ const cases: Array<{name: string; given: Setup; expect: Expect}> = [
   },
   {
     name: 'contact searches in flight: wait',
-    given: {quantity: 2, stage: 'contacts', companies: [{status: 'selected', contacts: 1}, {status: 'selected'}], tasks: [{stage: 'contacts', status: 'running', company: 1}]},
+    given: {
+      quantity: 2,
+      stage: 'contacts',
+      companies: [{status: 'selected', contacts: 1}, {status: 'selected'}],
+      tasks: [{stage: 'contacts', status: 'running', company: 1}],
+    },
     expect: {status: 'running', stage: 'contacts', selected: [0, 1], live: {contacts: 1}},
   },
   {
     name: 'every selected company has decision makers: completed',
-    given: {quantity: 2, stage: 'contacts', companies: [{status: 'selected', contacts: 2}, {status: 'selected', contacts: 1}, {status: 'qualified', score: 99}]},
+    given: {
+      quantity: 2,
+      stage: 'contacts',
+      companies: [
+        {status: 'selected', contacts: 2},
+        {status: 'selected', contacts: 1},
+        {status: 'qualified', score: 99},
+      ],
+    },
     expect: {status: 'completed', stage: 'done', selected: [0, 1]},
   },
   {
@@ -107,7 +128,12 @@ const cases: Array<{name: string; given: Setup; expect: Expect}> = [
     given: {
       quantity: 2,
       stage: 'contacts',
-      companies: [{status: 'selected', score: 90, contacts: 1}, {status: 'selected', score: 80, contacts: 0}, {status: 'qualified', score: 40}, {status: 'qualified', score: 60}],
+      companies: [
+        {status: 'selected', score: 90, contacts: 1},
+        {status: 'selected', score: 80, contacts: 0},
+        {status: 'qualified', score: 40},
+        {status: 'qualified', score: 60},
+      ],
     },
     expect: {status: 'running', stage: 'contacts', selected: [0, 3], disqualified: [1], live: {contacts: 1}},
   },
@@ -128,8 +154,19 @@ const cases: Array<{name: string; given: Setup; expect: Expect}> = [
   },
   {
     name: 'no spare, no candidate, discovery exhausted: needs a decision',
-    given: {quantity: 2, stage: 'contacts', options: {discoveryExhausted: true}, companies: [{status: 'selected', contacts: 1}, {status: 'selected', contacts: 0}, {status: 'disqualified'}]},
-    expect: {status: 'needs_decision', stage: 'contacts', selected: [0], disqualified: [1, 2], notes: /only 1 of 2 companies qualified and have at least 1 decision makers/},
+    given: {
+      quantity: 2,
+      stage: 'contacts',
+      options: {discoveryExhausted: true},
+      companies: [{status: 'selected', contacts: 1}, {status: 'selected', contacts: 0}, {status: 'disqualified'}],
+    },
+    expect: {
+      status: 'needs_decision',
+      stage: 'contacts',
+      selected: [0],
+      disqualified: [1, 2],
+      notes: /only 1 of 2 companies qualified and have at least 1 decision makers/,
+    },
   },
 ]
 
@@ -185,7 +222,12 @@ describe('pipeline: advance() decisions (one row per case, real database)', func
     ]
     for (const r of rows) {
       it(`quantity ${r.quantity}, ${r.open} open, oversample ${r.oversample ?? 'default'}: asks for ${r.want}`, async () => {
-        const {runId} = await arrange({quantity: r.quantity, stage: 'discovery', options: r.oversample ? {oversample: r.oversample} : {}, companies: Array.from({length: r.open}, () => ({status: 'candidate' as const}))})
+        const {runId} = await arrange({
+          quantity: r.quantity,
+          stage: 'discovery',
+          options: r.oversample ? {oversample: r.oversample} : {},
+          companies: Array.from({length: r.open}, () => ({status: 'candidate' as const})),
+        })
         const run = await t.db.selectFrom('runs').selectAll().where('id', '=', runId).executeTakeFirstOrThrow()
         const input = await discovery.prepare({db: t.db, run, payload: {runId, round: 1}, attempt: 1, maxAttempts: 3})
         assert.equal(input?.want, r.want)
@@ -212,19 +254,36 @@ describe('pipeline: advance() decisions (one row per case, real database)', func
     for (const [i, c] of g.companies.entries()) {
       const row = await t.db
         .insertInto('companies')
-        .values({run_id: run.id, domain: `c${i}-${run.id}.example`, name: `Company ${i}`, status: c.status, icp_score: c.score ?? null, sources: '[]', reasons: '[]', discovered_by: 'test'})
+        .values({
+          run_id: run.id,
+          domain: `c${i}-${run.id}.example`,
+          name: `Company ${i}`,
+          status: c.status,
+          icp_score: c.score ?? null,
+          sources: '[]',
+          reasons: '[]',
+          discovered_by: 'test',
+        })
         .returning('id')
         .executeTakeFirstOrThrow()
       companyIds.push(row.id)
       for (let k = 0; k < (c.contacts ?? 0); k++) {
-        await t.db.insertInto('contacts').values({run_id: run.id, company_id: row.id, full_name: `Person ${k}`, sources: '[]'}).execute()
+        await t.db
+          .insertInto('contacts')
+          .values({run_id: run.id, company_id: row.id, full_name: `Person ${k}`, sources: '[]'})
+          .execute()
       }
     }
 
     for (const [i, task] of (g.tasks ?? []).entries()) {
       const stage = stageNamed(task.stage)
       const companyId = task.company === undefined ? undefined : companyIds[task.company]
-      const [created] = await enqueue(t.db, {kind: stage.kind, payload: {runId: run.id, companyId, round: 1}, scope: runScope(run.id), idempotencyKey: `test:${run.id}:${i}`})
+      const [created] = await enqueue(t.db, {
+        kind: stage.kind,
+        payload: {runId: run.id, companyId, round: 1},
+        scope: runScope(run.id),
+        idempotencyKey: `test:${run.id}:${i}`,
+      })
       if (task.status !== 'queued') {
         await sql`update tasks set status = ${task.status}, lease_owner = ${task.status === 'running' ? 'someone' : null},
           lease_expires_at = ${task.status === 'running' ? sql`now() + interval '1 minute'` : null} where id = ${created.id}`.execute(t.db)

@@ -23,7 +23,13 @@ describe('pipeline: the stage table', () => {
   })
 
   it('an unknown or missing worker type is a usage error that lists the choices', () => {
-    assert.throws(() => kindsFor(['bogus']), (e: unknown) => e instanceof UsageError && /"bogus" is not a stage: use discovery \(lead-list\)/.test(e.message))
-    assert.throws(() => kindsFor([]), (e: unknown) => e instanceof UsageError && /name the stage\(s\) to work on/.test(e.message))
+    assert.throws(
+      () => kindsFor(['bogus']),
+      (e: unknown) => e instanceof UsageError && /"bogus" is not a stage: use discovery \(lead-list\)/.test(e.message),
+    )
+    assert.throws(
+      () => kindsFor([]),
+      (e: unknown) => e instanceof UsageError && /name the stage\(s\) to work on/.test(e.message),
+    )
   })
 })

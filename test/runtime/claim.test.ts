@@ -26,13 +26,28 @@ describe('runtime: enqueue, claim and fencing', function () {
   it('enqueues one or many, honours idempotency keys, and returns ids in input order', async () => {
     const [one] = await enqueue(t.db, {kind: 'k', payload: {n: 1}, idempotencyKey: 'a'})
     assert.equal(one.created, true)
-    const again = await enqueue(t.db, [{kind: 'k', payload: {n: 2}}, {kind: 'k', idempotencyKey: 'a'}, {kind: 'k', payload: {n: 3}}])
+    const again = await enqueue(t.db, [
+      {kind: 'k', payload: {n: 2}},
+      {kind: 'k', idempotencyKey: 'a'},
+      {kind: 'k', payload: {n: 3}},
+    ])
     assert.equal(again[1].id, one.id)
     assert.equal(again[1].created, false)
     const rows = await t.db.selectFrom('tasks').select(['id', 'payload']).where('id', 'in', [again[0].id, again[2].id]).orderBy('id').execute()
-    assert.deepEqual(rows.map((r) => r.payload), [{n: 2}, {n: 3}])
+    assert.deepEqual(
+      rows.map((r) => r.payload),
+      [{n: 2}, {n: 3}],
+    )
     assert.ok(again[0].id < again[2].id)
-    assert.equal((await t.db.selectFrom('tasks').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()).n, 3)
+    assert.equal(
+      (
+        await t.db
+          .selectFrom('tasks')
+          .select((eb) => eb.fn.countAll<number>().as('n'))
+          .executeTakeFirstOrThrow()
+      ).n,
+      3,
+    )
   })
 
   it('claims by priority, then age, and not before run_after', async () => {
@@ -43,12 +58,18 @@ describe('runtime: enqueue, claim and fencing', function () {
       {kind: 'other', payload: 'other kind'},
     ])
     const claimed = await claimTasks(t.db, {...base, workerId: 'w1', limit: 10})
-    assert.deepEqual(claimed.map((c) => c.payload), ['high', 'low'])
+    assert.deepEqual(
+      claimed.map((c) => c.payload),
+      ['high', 'low'],
+    )
     assert.ok(claimed.every((c) => c.epoch === 1))
   })
 
   it('8 concurrent claimers over 2,000 tasks never double-claim', async () => {
-    await enqueue(t.db, Array.from({length: 2000}, (_, i) => ({kind: 'k', payload: i})))
+    await enqueue(
+      t.db,
+      Array.from({length: 2000}, (_, i) => ({kind: 'k', payload: i})),
+    )
     const claimers = Array.from({length: 8}, (_, i) => {
       const db = new Kysely<Database>({dialect: new PostgresDialect({pool: createPool(t.url, {max: 1})})})
       return {db, id: `claimer-${i}`}
@@ -95,12 +116,16 @@ describe('runtime: enqueue, claim and fencing', function () {
     assert.equal(second.epoch, first.epoch + 1)
 
     let applied = false
-    const stale = await completeTask(t.db, {taskId: id, epoch: first.epoch, workerId: 'stale'}, {
-      result: {from: 'stale'},
-      apply: async () => {
-        applied = true
+    const stale = await completeTask(
+      t.db,
+      {taskId: id, epoch: first.epoch, workerId: 'stale'},
+      {
+        result: {from: 'stale'},
+        apply: async () => {
+          applied = true
+        },
       },
-    })
+    )
     assert.equal(stale, false)
     assert.equal(applied, false, "a fenced-out worker's writes never run")
     assert.equal(await completeTask(t.db, {taskId: id, epoch: second.epoch, workerId: 'fresh'}, {result: {from: 'fresh'}}), true)
@@ -130,7 +155,10 @@ describe('runtime: enqueue, claim and fencing', function () {
       {kind: 'k', payload: 'eu', requirements: {pool: 'eu'}},
     ])
     const plain = await claimTasks(t.db, {...base, workerId: 'plain', limit: 10})
-    assert.deepEqual(plain.map((c) => c.payload), ['any'])
+    assert.deepEqual(
+      plain.map((c) => c.payload),
+      ['any'],
+    )
     const gpu = await claimTasks(t.db, {...base, workerId: 'gpu', limit: 10, capabilities: ['gpu'], gpuVramAvailableGb: 24})
     assert.deepEqual(gpu.map((c) => c.payload).sort(), ['gpu', 'vram'])
     const eu = await claimTasks(t.db, {...base, workerId: 'eu', limit: 10, pool: 'eu', capabilities: ['browser', 'gpu'], memoryAvailableGb: 128})

@@ -41,7 +41,10 @@ describe('runtime: crashes, signals and restarts (real processes)', function () 
   it('SIGKILL mid-task: another worker completes the task, the crash is counted, no attempt used', async () => {
     const a = startWorker(t.url, 'victim')
     await workerUp(t.db, 'victim')
-    const tasks = await enqueue(t.db, [1, 2, 3].map(() => ({kind: 'sleep', payload: {ms: 30_000}})))
+    const tasks = await enqueue(
+      t.db,
+      [1, 2, 3].map(() => ({kind: 'sleep', payload: {ms: 30_000}})),
+    )
     await waitFor('victim to hold all three', async () => {
       const {rows} = await sql<{n: number}>`select count(*)::int as n from tasks where lease_owner = 'victim' and status = 'running'`.execute(t.db)
       return rows[0].n === 3
@@ -65,12 +68,18 @@ describe('runtime: crashes, signals and restarts (real processes)', function () 
       assert.equal(task.attempts, 0)
       assert.deepEqual(task.result, {by: 'rescuer'})
       const events = await t.db.selectFrom('task_events').select(['event', 'worker_id']).where('task_id', '=', id).orderBy('id').execute()
-      assert.deepEqual(events.map((e) => `${e.event}:${e.worker_id}`), ['claimed:victim', 'requeued_after_death:victim', 'claimed:rescuer', 'completed:rescuer'])
+      assert.deepEqual(
+        events.map((e) => `${e.event}:${e.worker_id}`),
+        ['claimed:victim', 'requeued_after_death:victim', 'claimed:rescuer', 'completed:rescuer'],
+      )
     }
 
     const {rows} = await sql<{task_id: number; n: number}>`select task_id, count(*)::int as n from effects group by task_id`.execute(t.db)
     assert.equal(rows.length, 3)
-    assert.ok(rows.every((r) => r.n === 1), 'each effect applied exactly once')
+    assert.ok(
+      rows.every((r) => r.n === 1),
+      'each effect applied exactly once',
+    )
     const victim = await t.db.selectFrom('workers').select('status').where('id', '=', 'victim').executeTakeFirstOrThrow()
     assert.equal(victim.status, 'dead')
   })
@@ -79,7 +88,10 @@ describe('runtime: crashes, signals and restarts (real processes)', function () 
     const frozen = startWorker(t.url, 'frozen')
     await workerUp(t.db, 'frozen')
     const [task] = await enqueue(t.db, {kind: 'sleep', payload: {ms: 1500}})
-    await waitFor('frozen to hold the task', async () => (await t.db.selectFrom('tasks').select('lease_owner').where('id', '=', task.id).executeTakeFirstOrThrow()).lease_owner === 'frozen')
+    await waitFor(
+      'frozen to hold the task',
+      async () => (await t.db.selectFrom('tasks').select('lease_owner').where('id', '=', task.id).executeTakeFirstOrThrow()).lease_owner === 'frozen',
+    )
     frozen.child.kill('SIGSTOP')
     // Its session stays open (the process is alive), so only the heartbeat timeout can tell.
     await waitFor('frozen to be presumed dead', async () => {
@@ -91,7 +103,10 @@ describe('runtime: crashes, signals and restarts (real processes)', function () 
     assert.deepEqual(requeued, {status: 'queued', crash_count: 1, attempts: 0})
 
     const rescuer = startWorker(t.url, 'rescuer2')
-    await waitFor('the rescuer to complete it', async () => (await t.db.selectFrom('tasks').select('status').where('id', '=', task.id).executeTakeFirstOrThrow()).status === 'completed')
+    await waitFor(
+      'the rescuer to complete it',
+      async () => (await t.db.selectFrom('tasks').select('status').where('id', '=', task.id).executeTakeFirstOrThrow()).status === 'completed',
+    )
     frozen.child.kill('SIGCONT')
     await new Promise((r) => setTimeout(r, 2500))
     for (const w of [frozen, rescuer]) w.child.kill('SIGTERM')
@@ -100,7 +115,10 @@ describe('runtime: crashes, signals and restarts (real processes)', function () 
     assert.equal(JSON.parse(frozen.stdout().trim()).fencedOut, 1, 'its stale result was rejected: ' + frozen.stderr())
 
     const effects = await sql<{worker_id: string}>`select worker_id from effects where task_id = ${task.id}`.execute(t.db)
-    assert.deepEqual(effects.rows.map((r) => r.worker_id), ['rescuer2'])
+    assert.deepEqual(
+      effects.rows.map((r) => r.worker_id),
+      ['rescuer2'],
+    )
     const row = await t.db.selectFrom('tasks').selectAll().where('id', '=', task.id).executeTakeFirstOrThrow()
     assert.deepEqual(row.result, {by: 'rescuer2'})
     const frozenRow = await t.db.selectFrom('workers').select('status').where('id', '=', 'frozen').executeTakeFirstOrThrow()
@@ -163,7 +181,10 @@ describe('runtime: crashes, signals and restarts (real processes)', function () 
     const w = startWorker(t.url, 'forced', {RVX_TEST_RUNTIME_CONFIG: JSON.stringify({...FAST, graceMs: 60_000})})
     await workerUp(t.db, 'forced')
     const [task] = await enqueue(t.db, {kind: 'sleep', payload: {ms: 60_000}})
-    await waitFor('running', async () => (await t.db.selectFrom('tasks').select('status').where('id', '=', task.id).executeTakeFirstOrThrow()).status === 'running')
+    await waitFor(
+      'running',
+      async () => (await t.db.selectFrom('tasks').select('status').where('id', '=', task.id).executeTakeFirstOrThrow()).status === 'running',
+    )
     w.child.kill('SIGTERM')
     await new Promise((r) => setTimeout(r, 300))
     w.child.kill('SIGTERM')
@@ -199,7 +220,10 @@ describe('runtime: PostgreSQL restarted mid-run (own server)', function () {
     await migrateToLatest(db, url)
     await sql`create table effects (task_id bigint not null, worker_id text not null)`.execute(db)
     const total = 300
-    await enqueue(db, Array.from({length: total}, () => ({kind: 'sleep', payload: {ms: 40}})))
+    await enqueue(
+      db,
+      Array.from({length: total}, () => ({kind: 'sleep', payload: {ms: 40}})),
+    )
     const workers = [startWorker(url, 'r1'), startWorker(url, 'r2')]
     await waitFor('some progress', async () => {
       const {rows} = await sql<{n: number}>`select count(*)::int as n from tasks where status = 'completed'`.execute(db)
@@ -230,7 +254,10 @@ describe('runtime: PostgreSQL restarted mid-run (own server)', function () {
     })
     for (const w of workers) w.child.kill('SIGTERM')
     const exits = await Promise.all(workers.map((w) => w.exited))
-    assert.ok(exits.every((e) => e.code === 143), `workers survived the restart and stopped on SIGTERM: ${JSON.stringify(exits)} ${workers.map((w) => w.stderr().slice(-3000)).join("\n---\n")}`)
+    assert.ok(
+      exits.every((e) => e.code === 143),
+      `workers survived the restart and stopped on SIGTERM: ${JSON.stringify(exits)} ${workers.map((w) => w.stderr().slice(-3000)).join('\n---\n')}`,
+    )
 
     const {rows: effects} = await sql<{dupes: number; n: number}>`
       select count(*) filter (where c > 1)::int as dupes, count(*)::int as n from (select task_id, count(*) as c from effects group by task_id) x`.execute(db)

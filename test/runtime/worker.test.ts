@@ -1,7 +1,18 @@
 import assert from 'node:assert/strict'
 import {sql} from 'kysely'
 
-import {classifyError, enqueue, PermanentError, retryAfterMs, retryTask, SnoozeError, TaskRegistry, TransientError, Worker, type RuntimeConfig} from '../../src/runtime/index.js'
+import {
+  classifyError,
+  enqueue,
+  PermanentError,
+  retryAfterMs,
+  retryTask,
+  SnoozeError,
+  TaskRegistry,
+  TransientError,
+  Worker,
+  type RuntimeConfig,
+} from '../../src/runtime/index.js'
 import {waitFor} from '../helpers/processes.js'
 import {useFreshDatabase} from '../helpers/db.js'
 
@@ -92,7 +103,11 @@ describe('runtime: Worker semantics (in-process, real PostgreSQL)', function () 
     startWorker(registry)
     const [{id}] = await enqueue(t.db, {kind: 'limited'})
     const snoozed = await waitFor('the snooze', async () => {
-      const r = await t.db.selectFrom('tasks').select(['status', 'attempts', sql<number>`extract(epoch from run_after - updated_at)`.as('delay')]).where('id', '=', id).executeTakeFirstOrThrow()
+      const r = await t.db
+        .selectFrom('tasks')
+        .select(['status', 'attempts', sql<number>`extract(epoch from run_after - updated_at)`.as('delay')])
+        .where('id', '=', id)
+        .executeTakeFirstOrThrow()
       return r.status === 'queued' && calls === 1 ? r : undefined
     })
     assert.equal(snoozed.attempts, 0)
@@ -118,7 +133,7 @@ describe('runtime: Worker semantics (in-process, real PostgreSQL)', function () 
     assert.match(row.last_error!, /401 invalid api key/)
   })
 
-  it('runs the kind\'s onFailed hook in the transaction that fails a task for good', async () => {
+  it("runs the kind's onFailed hook in the transaction that fails a task for good", async () => {
     await sql`create table if not exists failures (task_id bigint)`.execute(t.db)
     const registry = new TaskRegistry().register(
       'doomed',
@@ -135,7 +150,10 @@ describe('runtime: Worker semantics (in-process, real PostgreSQL)', function () 
     const [{id}] = await enqueue(t.db, {kind: 'doomed'})
     assert.equal((await settled(id)).status, 'failed')
     const {rows} = await sql<{task_id: number}>`select task_id from failures`.execute(t.db)
-    assert.deepEqual(rows.map((r) => Number(r.task_id)), [id])
+    assert.deepEqual(
+      rows.map((r) => Number(r.task_id)),
+      [id],
+    )
   })
 
   it('uses up attempts with backoff, ends failed, and a retry then succeeds', async () => {
@@ -189,7 +207,10 @@ describe('runtime: Worker semantics (in-process, real PostgreSQL)', function () 
       if (task.payload.bad) throw {weird: true}
     })
     startWorker(registry)
-    const [bad, good] = await enqueue(t.db, [{kind: 'odd', payload: {bad: true}, maxAttempts: 1}, {kind: 'odd', payload: {bad: false}}])
+    const [bad, good] = await enqueue(t.db, [
+      {kind: 'odd', payload: {bad: true}, maxAttempts: 1},
+      {kind: 'odd', payload: {bad: false}},
+    ])
     assert.equal((await settled(bad.id)).status, 'failed')
     assert.equal((await settled(good.id)).status, 'completed')
   })
@@ -199,10 +220,23 @@ describe('runtime: Worker semantics (in-process, real PostgreSQL)', function () 
     const w = startWorker(registry, {pool: 'gpu-pool', capabilities: ['browser']})
     const row = await waitFor('a heartbeat with metrics', async () => {
       const r = await t.db.selectFrom('workers').selectAll().where('id', '=', w.id).executeTakeFirst()
-      return r && (r.resource_metrics as {cpu_percent?: number}).cpu_percent !== undefined && Date.now() - new Date(r.started_at).getTime() > 400 ? r : undefined
+      return r && (r.resource_metrics as {cpu_percent?: number}).cpu_percent !== undefined && Date.now() - new Date(r.started_at).getTime() > 400
+        ? r
+        : undefined
     })
     const m = row.resource_metrics as Record<string, unknown>
-    for (const key of ['cpu_percent', 'cpu_cores_physical', 'cpu_cores_available', 'cpu_load_1min', 'cpu_load_5min', 'memory_percent', 'memory_available_gb', 'gpu_vram_total_gb', 'gpu_vram_available_gb', 'gpu_type']) {
+    for (const key of [
+      'cpu_percent',
+      'cpu_cores_physical',
+      'cpu_cores_available',
+      'cpu_load_1min',
+      'cpu_load_5min',
+      'memory_percent',
+      'memory_available_gb',
+      'gpu_vram_total_gb',
+      'gpu_vram_available_gb',
+      'gpu_type',
+    ]) {
       assert.ok(key in m, `resource_metrics has ${key}`)
     }
 
@@ -236,7 +270,11 @@ describe('runtime: Worker semantics (in-process, real PostgreSQL)', function () 
     await waitFor('two tasks', async () => ran.length === 2)
     await new Promise((r) => setTimeout(r, 700))
     assert.deepEqual(ran.sort(), ['browser', 'plain'])
-    const gpu = await t.db.selectFrom('tasks').select('status').where(sql<boolean>`payload = '"gpu"'::jsonb`).executeTakeFirstOrThrow()
+    const gpu = await t.db
+      .selectFrom('tasks')
+      .select('status')
+      .where(sql<boolean>`payload = '"gpu"'::jsonb`)
+      .executeTakeFirstOrThrow()
     assert.equal(gpu.status, 'queued')
   })
 
@@ -256,7 +294,10 @@ describe('runtime: error classification', () => {
   it('reads status codes, socket errors and Retry-After the way SDKs shape them', async () => {
     assert.deepEqual(classifyError(Object.assign(new Error('x'), {status: 500})), {type: 'transient'})
     assert.deepEqual(classifyError(Object.assign(new Error('x'), {status: 401})), {type: 'permanent'})
-    assert.deepEqual(classifyError(Object.assign(new Error('x'), {status: 429, headers: new Headers({'retry-after': '7'})})), {type: 'snooze', retryAfterMs: 7000})
+    assert.deepEqual(classifyError(Object.assign(new Error('x'), {status: 429, headers: new Headers({'retry-after': '7'})})), {
+      type: 'snooze',
+      retryAfterMs: 7000,
+    })
     assert.deepEqual(classifyError(new SnoozeError('later', 1234)), {type: 'snooze', retryAfterMs: 1234})
     assert.deepEqual(classifyError(new TransientError('t')), {type: 'transient'})
     assert.deepEqual(classifyError(new Error('fetch failed', {cause: Object.assign(new Error('reset'), {code: 'ECONNRESET'})})), {type: 'transient'})
@@ -275,7 +316,10 @@ describe('runtime: heartbeats during busy claiming', function () {
       n++
       await new Promise((r) => setTimeout(r, 2))
     })
-    await enqueue(t.db, Array.from({length: 600}, () => ({kind: 'quick'})))
+    await enqueue(
+      t.db,
+      Array.from({length: 600}, () => ({kind: 'quick'})),
+    )
     const worker = new Worker({databaseUrl: t.url, registry, concurrency: 8, config: {...FAST, heartbeatIntervalMs: 40, leaseMs: 1500}})
     const running = worker.start()
     await waitFor('all done', async () => {

@@ -43,10 +43,17 @@ export async function fetchPage(rawUrl: string, options: FetchOptions = {}): Pro
     await assertPublicUrl(url, allowPrivate)
     let response: Response
     try {
-      response = await fetch(url, {redirect: 'manual', signal, headers: {'user-agent': 'rvx-research/0.1 (+https://example.invalid/rvx)', accept: 'text/html,application/xhtml+xml,text/plain;q=0.9,*/*;q=0.5'}})
+      response = await fetch(url, {
+        redirect: 'manual',
+        signal,
+        headers: {'user-agent': 'rvx-research/0.1 (+https://example.invalid/rvx)', accept: 'text/html,application/xhtml+xml,text/plain;q=0.9,*/*;q=0.5'},
+      })
     } catch (error) {
       if (timeout.aborted) throw new TransientError(`timed out after ${o.timeoutMs} ms fetching ${url.href}`)
-      throw new TransientError(`could not fetch ${url.href}: ${(error as Error).cause ? String(((error as Error).cause as Error).message) : (error as Error).message}`, {cause: error})
+      throw new TransientError(
+        `could not fetch ${url.href}: ${(error as Error).cause ? String(((error as Error).cause as Error).message) : (error as Error).message}`,
+        {cause: error},
+      )
     }
 
     if (response.status >= 300 && response.status < 400 && response.headers.get('location')) {

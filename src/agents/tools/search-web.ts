@@ -33,7 +33,11 @@ export function searchBackendFromEnv(env: NodeJS.ProcessEnv = process.env): Sear
     return {
       name: 'brave',
       async search(query, signal) {
-        const data = await getJson(`https://api.search.brave.com/res/v1/web/search?count=10&q=${encodeURIComponent(query)}`, {'x-subscription-token': key, accept: 'application/json'}, signal)
+        const data = await getJson(
+          `https://api.search.brave.com/res/v1/web/search?count=10&q=${encodeURIComponent(query)}`,
+          {'x-subscription-token': key, accept: 'application/json'},
+          signal,
+        )
         const web = (data.web as {results?: Array<Record<string, string>>}) ?? {}
         return (web.results ?? []).map((r) => ({title: r.title, url: r.url, snippet: r.description ?? ''}))
       },
@@ -45,7 +49,12 @@ export function searchBackendFromEnv(env: NodeJS.ProcessEnv = process.env): Sear
     return {
       name: 'serper',
       async search(query, signal) {
-        const data = await getJson('https://google.serper.dev/search', {'x-api-key': key, 'content-type': 'application/json'}, signal, JSON.stringify({q: query, num: 10}))
+        const data = await getJson(
+          'https://google.serper.dev/search',
+          {'x-api-key': key, 'content-type': 'application/json'},
+          signal,
+          JSON.stringify({q: query, num: 10}),
+        )
         return ((data.organic as Array<Record<string, string>>) ?? []).map((r) => ({title: r.title, url: r.link, snippet: r.snippet ?? ''}))
       },
     }

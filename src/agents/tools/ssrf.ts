@@ -28,7 +28,17 @@ export function isPrivateAddress(address: string): boolean {
   }
 
   const v6 = ip.toLowerCase()
-  return v6 === '::' || v6 === '::1' || v6.startsWith('fc') || v6.startsWith('fd') || v6.startsWith('fe8') || v6.startsWith('fe9') || v6.startsWith('fea') || v6.startsWith('feb') || v6.startsWith('ff')
+  return (
+    v6 === '::' ||
+    v6 === '::1' ||
+    v6.startsWith('fc') ||
+    v6.startsWith('fd') ||
+    v6.startsWith('fe8') ||
+    v6.startsWith('fe9') ||
+    v6.startsWith('fea') ||
+    v6.startsWith('feb') ||
+    v6.startsWith('ff')
+  )
 }
 
 export function privateFetchAllowed(env: NodeJS.ProcessEnv = process.env): boolean {
@@ -43,5 +53,8 @@ export async function assertPublicUrl(url: URL, allowPrivate: boolean): Promise<
   const addresses = net.isIP(host) ? [host] : (await dns.lookup(host, {all: true}).catch(() => [])).map((a) => a.address)
   if (addresses.length === 0) throw new PermanentError(`cannot resolve ${host}`)
   const bad = addresses.find(isPrivateAddress)
-  if (bad) throw new PermanentError(`refusing to fetch ${url.host}: it resolves to ${bad}, a private, loopback or link-local address (set RVX_ALLOW_PRIVATE_FETCH=1 to allow)`)
+  if (bad)
+    throw new PermanentError(
+      `refusing to fetch ${url.host}: it resolves to ${bad}, a private, loopback or link-local address (set RVX_ALLOW_PRIVATE_FETCH=1 to allow)`,
+    )
 }

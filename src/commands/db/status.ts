@@ -3,7 +3,8 @@ import {EmbeddedServer, type ServerStatus} from '../../db/embedded.js'
 
 export default class DbStatus extends BaseCommand<typeof DbStatus> {
   static override summary = 'Show whether the embedded PostgreSQL server is running, and where.'
-  static override description = 'Exits 0 whether or not the server runs; read "running" (or --json) to tell. The URL is shown with its password masked: rvx db url prints the full one.'
+  static override description =
+    'Exits 0 whether or not the server runs; read "running" (or --json) to tell. The URL is shown with its password masked: rvx db url prints the full one.'
   static override examples = ['<%= config.bin %> db status', '<%= config.bin %> db status --json']
   static override enableJsonFlag = true
 

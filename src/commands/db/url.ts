@@ -5,7 +5,8 @@ import {EmbeddedServer} from '../../db/embedded.js'
 
 export default class DbUrl extends BaseCommand<typeof DbUrl> {
   static override summary = 'Print the connection URL of the embedded PostgreSQL server (starting it if needed).'
-  static override description = 'The URL carries the password: it is for psql and other tools on this machine (psql "$(rvx db url)"). Give it to workers elsewhere only with care: the server listens on 127.0.0.1 only.'
+  static override description =
+    'The URL carries the password: it is for psql and other tools on this machine (psql "$(rvx db url)"). Give it to workers elsewhere only with care: the server listens on 127.0.0.1 only.'
   static override examples = ['psql "$(<%= config.bin %> db url)"', 'export DATABASE_URL=$(<%= config.bin %> db url)']
   static override enableJsonFlag = true
   static override flags = {

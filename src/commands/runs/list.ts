@@ -11,9 +11,20 @@ export default class RunsList extends BaseCommand<typeof RunsList> {
     limit: Flags.integer({summary: 'How many runs to show.', default: 20, min: 1, max: 1000}),
   }
 
-  async run(): Promise<{runs: Array<{id: number; status: string; stage: string; quantity: number; provider: string; criteria: unknown; createdAt: Date; finishedAt: Date | null}>}> {
+  async run(): Promise<{
+    runs: Array<{id: number; status: string; stage: string; quantity: number; provider: string; criteria: unknown; createdAt: Date; finishedAt: Date | null}>
+  }> {
     const db = await this.database({schema: true})
-    const runs = (await listRuns(db, this.flags.limit)).map((r) => ({id: r.id, status: r.status, stage: r.stage, quantity: r.quantity, provider: r.provider, criteria: r.criteria, createdAt: r.created_at, finishedAt: r.finished_at}))
+    const runs = (await listRuns(db, this.flags.limit)).map((r) => ({
+      id: r.id,
+      status: r.status,
+      stage: r.stage,
+      quantity: r.quantity,
+      provider: r.provider,
+      criteria: r.criteria,
+      createdAt: r.created_at,
+      finishedAt: r.finished_at,
+    }))
     if (runs.length === 0) this.info('No runs yet: start one with rvx orchestrate.')
     else
       this.table(runs, [

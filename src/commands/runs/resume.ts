@@ -10,8 +10,13 @@ import {resumeRun} from '../../pipeline/runs.js'
 
 export default class RunsResume extends RunDriverCommand<typeof RunsResume> {
   static override summary = 'Continue a run that was interrupted or needs a decision, optionally with wider criteria or a new quantity.'
-  static override description = 'Without --detach, drives the run like rvx orchestrate (same exit codes); failed and quarantined tasks of the run get another chance.'
-  static override examples = ['<%= config.bin %> runs resume 12', `<%= config.bin %> runs resume 12 --criteria '{"state":"TX"}'`, '<%= config.bin %> runs resume 12 --quantity 15 --detach']
+  static override description =
+    'Without --detach, drives the run like rvx orchestrate (same exit codes); failed and quarantined tasks of the run get another chance.'
+  static override examples = [
+    '<%= config.bin %> runs resume 12',
+    `<%= config.bin %> runs resume 12 --criteria '{"state":"TX"}'`,
+    '<%= config.bin %> runs resume 12 --quantity 15 --detach',
+  ]
   static override enableJsonFlag = true
   static override args = {id: runIdArg}
   static override flags = {
@@ -37,6 +42,9 @@ export default class RunsResume extends RunDriverCommand<typeof RunsResume> {
       return {runId: id, status, detached: true}
     }
 
-    return {...(await this.driveAndReport(id, {concurrency: this.flags.concurrency, outputDir: this.flags['output-dir'], format: this.flags.format, timeoutMs})), detached: false}
+    return {
+      ...(await this.driveAndReport(id, {concurrency: this.flags.concurrency, outputDir: this.flags['output-dir'], format: this.flags.format, timeoutMs})),
+      detached: false,
+    }
   }
 }

@@ -19,7 +19,10 @@ export default class RunsShow extends BaseCommand<typeof RunsShow> {
       ['criteria', JSON.stringify(p.criteria)],
       ['quantity', p.quantity],
       ['provider', p.provider],
-      ['companies', `${p.companies.total} found, ${p.companies.qualified + p.companies.selected} qualified, ${p.companies.disqualified} disqualified, ${p.companies.selected} selected`],
+      [
+        'companies',
+        `${p.companies.total} found, ${p.companies.qualified + p.companies.selected} qualified, ${p.companies.disqualified} disqualified, ${p.companies.selected} selected`,
+      ],
       ['contacts', p.contacts],
       ...STAGES.map((s) => {
         const t = p.tasks[s.kind]

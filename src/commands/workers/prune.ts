@@ -13,7 +13,10 @@ export default class WorkersPrune extends BaseCommand<typeof WorkersPrune> {
   }
 
   async run(): Promise<{removed: string[]}> {
-    const ms = parseDuration(this.flags['older-than'].replace(/^(\d+)d$/, (_, d) => `${Number(d) * 24}h`), 'older_than')
+    const ms = parseDuration(
+      this.flags['older-than'].replace(/^(\d+)d$/, (_, d) => `${Number(d) * 24}h`),
+      'older_than',
+    )
     const removed = await pruneWorkers(await this.database({schema: true}), ms)
     this.info(`Removed ${removed.length} worker row${removed.length === 1 ? '' : 's'}.`)
     return {removed}

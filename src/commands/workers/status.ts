@@ -13,7 +13,12 @@ const gb = (v: unknown) => (typeof v === 'number' ? `${v.toFixed(1)}G` : '-')
 export default class WorkersStatus extends BaseCommand<typeof WorkersStatus> {
   static override summary = 'The fleet at a glance: workers by type, each worker, the queue, and runs in progress.'
   static override description = `Runs the dead-worker sweep first (the same one every worker runs), so a crashed worker shows as dead at once. --watch redraws in place on a terminal and prints timestamped blocks when piped; with --json it prints one JSON object per interval (NDJSON).`
-  static override examples = ['<%= config.bin %> workers status', '<%= config.bin %> workers status --watch', '<%= config.bin %> workers status --json | jq ".workers[] | {id, status}"', '<%= config.bin %> workers status --watch --json --interval 5s']
+  static override examples = [
+    '<%= config.bin %> workers status',
+    '<%= config.bin %> workers status --watch',
+    '<%= config.bin %> workers status --json | jq ".workers[] | {id, status}"',
+    '<%= config.bin %> workers status --watch --json --interval 5s',
+  ]
   static override enableJsonFlag = true
   static override flags = {
     watch: Flags.boolean({summary: 'Keep refreshing until Ctrl-C.'}),
@@ -48,43 +53,79 @@ export default class WorkersStatus extends BaseCommand<typeof WorkersStatus> {
 
   private render(s: FleetStatus): string {
     const mode = this.mode
-    const fleet = renderTable(s.fleet, [
-      {header: 'type', get: (r) => r.type},
-      {header: 'active', get: (r) => r.starting + r.idle + r.busy + r.draining},
-      {header: 'idle', get: (r) => r.idle},
-      {header: 'busy', get: (r) => r.busy},
-      {header: 'draining', get: (r) => r.draining},
-      {header: 'dead', get: (r) => r.dead},
-      {header: 'done 5m', get: (r) => r.doneLast5m},
-      {header: 'failed 5m', get: (r) => r.failedLast5m},
-    ], mode)
-    const workers = renderTable(s.workers, [
-      {header: 'worker', get: (w) => w.id},
-      {header: 'type', get: (w) => w.type},
-      {header: 'pool', get: (w) => w.pool},
-      {header: 'status', get: (w) => w.status},
-      {header: 'current task', get: (w) => (w.currentTasks.length === 0 ? '-' : `${w.currentTasks[0].kind}#${w.currentTasks[0].id} ${w.currentTasks[0].elapsedS}s${w.currentTasks.length > 1 ? ` +${w.currentTasks.length - 1}` : ''}`)},
-      {header: 'heartbeat', get: (w) => `${w.heartbeatAgeS}s ago`},
-      {header: 'cpu', get: (w) => (typeof w.resourceMetrics.cpu_percent === 'number' ? `${w.resourceMetrics.cpu_percent}%` : '-')},
-      {header: 'mem free', get: (w) => gb(w.resourceMetrics.memory_available_gb)},
-      {header: 'gpu', get: (w) => (w.resourceMetrics.gpu_type && w.resourceMetrics.gpu_type !== 'none' ? `${w.resourceMetrics.gpu_type} ${gb(w.resourceMetrics.gpu_vram_available_gb)}` : '-')},
-      {header: 'done/failed', get: (w) => `${w.tasksDone}/${w.tasksFailed}`},
-    ], mode)
-    const queue = renderTable(s.queue, [
-      {header: 'kind', get: (q) => q.kind},
-      {header: 'queued', get: (q) => q.queued},
-      {header: 'running', get: (q) => q.running},
-      {header: 'failed', get: (q) => q.failed},
-      {header: 'quarantined', get: (q) => q.quarantined},
-      {header: 'oldest queued', get: (q) => (q.oldestQueuedAgeS === null ? '-' : `${q.oldestQueuedAgeS}s`)},
-      {header: 'retries waiting', get: (q) => q.retriesWaiting},
-    ], mode)
-    const runs = s.runs.length === 0 ? 'no runs in progress' : renderTable(s.runs, [
-      {header: 'run', get: (r) => r.id},
-      {header: 'stage', get: (r) => r.stage},
-      {header: 'quantity', get: (r) => r.quantity},
-      ...STAGES.map((stage) => ({header: stage.name, get: (r: RunInProgress) => `${r.percent[stage.name]}%`})),
-    ], mode)
-    return [`FLEET\n${s.fleet.length === 0 ? 'no workers' : fleet}`, `WORKERS\n${s.workers.length === 0 ? 'none' : workers}`, `QUEUE\n${s.queue.length === 0 ? 'empty' : queue}`, `RUNS\n${runs}`].join('\n\n')
+    const fleet = renderTable(
+      s.fleet,
+      [
+        {header: 'type', get: (r) => r.type},
+        {header: 'active', get: (r) => r.starting + r.idle + r.busy + r.draining},
+        {header: 'idle', get: (r) => r.idle},
+        {header: 'busy', get: (r) => r.busy},
+        {header: 'draining', get: (r) => r.draining},
+        {header: 'dead', get: (r) => r.dead},
+        {header: 'done 5m', get: (r) => r.doneLast5m},
+        {header: 'failed 5m', get: (r) => r.failedLast5m},
+      ],
+      mode,
+    )
+    const workers = renderTable(
+      s.workers,
+      [
+        {header: 'worker', get: (w) => w.id},
+        {header: 'type', get: (w) => w.type},
+        {header: 'pool', get: (w) => w.pool},
+        {header: 'status', get: (w) => w.status},
+        {
+          header: 'current task',
+          get: (w) =>
+            w.currentTasks.length === 0
+              ? '-'
+              : `${w.currentTasks[0].kind}#${w.currentTasks[0].id} ${w.currentTasks[0].elapsedS}s${w.currentTasks.length > 1 ? ` +${w.currentTasks.length - 1}` : ''}`,
+        },
+        {header: 'heartbeat', get: (w) => `${w.heartbeatAgeS}s ago`},
+        {header: 'cpu', get: (w) => (typeof w.resourceMetrics.cpu_percent === 'number' ? `${w.resourceMetrics.cpu_percent}%` : '-')},
+        {header: 'mem free', get: (w) => gb(w.resourceMetrics.memory_available_gb)},
+        {
+          header: 'gpu',
+          get: (w) =>
+            w.resourceMetrics.gpu_type && w.resourceMetrics.gpu_type !== 'none'
+              ? `${w.resourceMetrics.gpu_type} ${gb(w.resourceMetrics.gpu_vram_available_gb)}`
+              : '-',
+        },
+        {header: 'done/failed', get: (w) => `${w.tasksDone}/${w.tasksFailed}`},
+      ],
+      mode,
+    )
+    const queue = renderTable(
+      s.queue,
+      [
+        {header: 'kind', get: (q) => q.kind},
+        {header: 'queued', get: (q) => q.queued},
+        {header: 'running', get: (q) => q.running},
+        {header: 'failed', get: (q) => q.failed},
+        {header: 'quarantined', get: (q) => q.quarantined},
+        {header: 'oldest queued', get: (q) => (q.oldestQueuedAgeS === null ? '-' : `${q.oldestQueuedAgeS}s`)},
+        {header: 'retries waiting', get: (q) => q.retriesWaiting},
+      ],
+      mode,
+    )
+    const runs =
+      s.runs.length === 0
+        ? 'no runs in progress'
+        : renderTable(
+            s.runs,
+            [
+              {header: 'run', get: (r) => r.id},
+              {header: 'stage', get: (r) => r.stage},
+              {header: 'quantity', get: (r) => r.quantity},
+              ...STAGES.map((stage) => ({header: stage.name, get: (r: RunInProgress) => `${r.percent[stage.name]}%`})),
+            ],
+            mode,
+          )
+    return [
+      `FLEET\n${s.fleet.length === 0 ? 'no workers' : fleet}`,
+      `WORKERS\n${s.workers.length === 0 ? 'none' : workers}`,
+      `QUEUE\n${s.queue.length === 0 ? 'empty' : queue}`,
+      `RUNS\n${runs}`,
+    ].join('\n\n')
   }
 }

@@ -20,7 +20,8 @@ export const contacts: Stage<Payload, {company: CompanyRow; min: number; max: nu
   async ask(provider, {company, min, max}, ctx) {
     const people = dedupeContacts(await provider.findContacts({company: toCandidate(company), min, max}, ctx)).slice(0, max)
     // Try again later (another attempt, with backoff); the last attempt settles for what it has.
-    if (people.length < min && ctx.prepared.attempt < ctx.prepared.maxAttempts) throw new Error(`found ${people.length} of at least ${min} decision makers at ${company.domain}`)
+    if (people.length < min && ctx.prepared.attempt < ctx.prepared.maxAttempts)
+      throw new Error(`found ${people.length} of at least ${min} decision makers at ${company.domain}`)
     return people
   },
 
@@ -81,7 +82,11 @@ function dedupeContacts<T extends {fullName: string; email?: string | null; link
   const keys = new Set<string>()
   const out: T[] = []
   for (const p of [...people].sort((a, b) => a.tier - b.tier)) {
-    const k = [`n:${p.fullName.trim().toLowerCase()}`, p.email ? `e:${p.email.toLowerCase()}` : '', p.linkedinUrl ? `l:${p.linkedinUrl.toLowerCase()}` : ''].filter(Boolean)
+    const k = [
+      `n:${p.fullName.trim().toLowerCase()}`,
+      p.email ? `e:${p.email.toLowerCase()}` : '',
+      p.linkedinUrl ? `l:${p.linkedinUrl.toLowerCase()}` : '',
+    ].filter(Boolean)
     if (k.some((x) => keys.has(x))) continue
     for (const x of k) keys.add(x)
     out.push(p)

@@ -67,7 +67,11 @@ export const discovery: Stage<Payload, Input, CandidateCompany[]> = {
             .returning(['id'])
             .execute()
     if (inserted.length === 0) {
-      await trx.updateTable('runs').set({options: sql`options || '{"discoveryExhausted": true}'::jsonb` as never}).where('id', '=', run.id).execute()
+      await trx
+        .updateTable('runs')
+        .set({options: sql`options || '{"discoveryExhausted": true}'::jsonb` as never})
+        .where('id', '=', run.id)
+        .execute()
     }
 
     await enqueueNext(inserted.map((c) => ({payload: {runId: run.id, companyId: c.id}, key: String(c.id)})))

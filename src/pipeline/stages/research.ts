@@ -45,7 +45,8 @@ export const research: Stage<Payload, {criteria: Criteria; company: CompanyRow},
       .execute()
   },
 
-  describe: (p) => `${p.companies.qualified + p.companies.disqualified + p.companies.selected}/${p.companies.total} (${p.companies.qualified + p.companies.selected} qualified)`,
+  describe: (p) =>
+    `${p.companies.qualified + p.companies.disqualified + p.companies.selected}/${p.companies.total} (${p.companies.qualified + p.companies.selected} qualified)`,
 
   /**
    * Target met: select. Work in flight: wait. Nothing in flight and short of
@@ -64,11 +65,22 @@ export const research: Stage<Payload, {criteria: Criteria; company: CompanyRow},
     // Short of the target: still find decision makers for what qualified, then ask.
     if (c.companies.qualified > 0) return c.select()
     const why = c.options.discoveryExhausted ? 'discovery found no new companies' : `${c.run.discovery_rounds} discovery rounds done`
-    return c.needsDecision(`${why}: ${qualified} of ${c.run.quantity} qualified companies. Accept what there is (rvx runs accept ${c.run.id}), widen the criteria and resume, or cancel.`)
+    return c.needsDecision(
+      `${why}: ${qualified} of ${c.run.quantity} qualified companies. Accept what there is (rvx runs accept ${c.run.id}), widen the criteria and resume, or cancel.`,
+    )
   },
 }
 
 /** A company row as the provider sees it. */
 export function toCandidate(c: CompanyRow): CandidateCompany {
-  return {name: c.name, domain: c.domain, website: c.website, city: c.city, state: c.state, pms: c.pms, unitsEstimate: c.units_estimate, sources: (c.sources as string[]) ?? []}
+  return {
+    name: c.name,
+    domain: c.domain,
+    website: c.website,
+    city: c.city,
+    state: c.state,
+    pms: c.pms,
+    unitsEstimate: c.units_estimate,
+    sources: (c.sources as string[]) ?? [],
+  }
 }

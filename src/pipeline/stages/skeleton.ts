@@ -32,7 +32,13 @@ export function registerPipeline(registry: TaskRegistry, providerFor: ProviderFa
   return registry
 }
 
-async function runStage(stage: Stage, next: Stage | undefined, task: ClaimedTask<RunPayload>, ctx: TaskContext, providerFor: ProviderFactory): Promise<HandlerOutcome> {
+async function runStage(
+  stage: Stage,
+  next: Stage | undefined,
+  task: ClaimedTask<RunPayload>,
+  ctx: TaskContext,
+  providerFor: ProviderFactory,
+): Promise<HandlerOutcome> {
   const run = await getRun(ctx.db, task.payload.runId)
   if (run.status !== 'running') return {result: {skipped: run.status}}
   const prepared = {db: ctx.db, run, payload: task.payload, attempt: ctx.attempt, maxAttempts: task.maxAttempts}
@@ -66,7 +72,14 @@ async function runStage(stage: Stage, next: Stage | undefined, task: ClaimedTask
             if (!next) throw new Error(`${stage.name} is the last stage: there is nothing to enqueue after it`)
             await enqueue(
               trx,
-              tasks.map((t) => ({kind: next.kind, payload: t.payload, scope: runScope(run.id), idempotencyKey: `${runScope(run.id)}:${next.kind}:${t.key}`, maxAttempts: next.maxAttempts, priority: next.priority})),
+              tasks.map((t) => ({
+                kind: next.kind,
+                payload: t.payload,
+                scope: runScope(run.id),
+                idempotencyKey: `${runScope(run.id)}:${next.kind}:${t.key}`,
+                maxAttempts: next.maxAttempts,
+                priority: next.priority,
+              })),
             )
           },
         },
