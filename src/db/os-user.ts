@@ -1,0 +1,77 @@
+import {spawnSync} from 'node:child_process'
+import fs from 'node:fs/promises'
+import path from 'node:path'
+
+import {DatabaseUnavailableError} from '../shared/errors.js'
+
+/** The unprivileged OS user the embedded server runs as when rvx runs as root (PostgreSQL refuses root). */
+export interface OsUser {
+  name: string
+  uid: number
+  gid: number
+}
+
+export function lookupUser(name: string): OsUser | null {
+  const res = spawnSync('id', ['-u', name], {encoding: 'utf8'})
+  const gid = spawnSync('id', ['-g', name], {encoding: 'utf8'})
+  if (res.status !== 0 || gid.status !== 0) return null
+  return {name, uid: Number(res.stdout.trim()), gid: Number(gid.stdout.trim())}
+}
+
+/**
+ * The server's OS user must be able to reach its data directory. When an
+ * ancestor (typically /root, mode 0700) bars it, grant search-only access
+ * (o+x: enter, not list) on that directory and say so.
+ */
+export async function grantTraversal(target: string, user: OsUser, ownDir: string): Promise<void> {
+  const granted: string[] = []
+  let dir = path.dirname(target)
+  const chain: string[] = []
+  while (true) {
+    chain.unshift(dir)
+    const parent = path.dirname(dir)
+    if (parent === dir) break
+    dir = parent
+  }
+
+  for (const d of chain) {
+    const st = await fs.stat(d)
+    const bit = st.uid === user.uid ? 0o100 : st.gid === user.gid ? 0o010 : 0o001
+    if ((st.mode & bit) === 0) {
+      await fs.chmod(d, (st.mode & 0o7777) | 0o001)
+      if (!isWithin(d, ownDir)) granted.push(d)
+    }
+  }
+
+  if (granted.length > 0) {
+    process.stderr.write(`rvx: granted search-only access (o+x) on ${granted.join(', ')} so PostgreSQL, running as OS user ${user.name}, can reach its data\n`)
+  }
+}
+
+export function isWithin(p: string, dir: string): boolean {
+  const rel = path.relative(dir, p)
+  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel))
+}
+
+/**
+ * The OS user the embedded server runs as when rvx is root: the one asked for
+ * (RVX_PG_OS_USER), else the one it ran as before, else `postgres`, else a
+ * system user `rvx-postgres` created for it.
+ */
+export function serverOsUser(wanted: string | undefined, remembered: string | undefined): OsUser {
+  for (const name of [wanted, remembered, 'postgres', 'rvx-postgres'].filter(Boolean) as string[]) {
+    const user = lookupUser(name)
+    if (user) return user
+  }
+
+  const created = spawnSync('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', 'rvx-postgres'], {stdio: 'ignore'})
+  const user = created.status === 0 ? lookupUser('rvx-postgres') : lookupUser('nobody')
+  if (!user) {
+    throw new DatabaseUnavailableError(
+      'rvx runs as root and PostgreSQL refuses root, but no unprivileged OS user could be found or created: set RVX_PG_OS_USER to one.',
+      {code: 'embedded_no_os_user'},
+    )
+  }
+
+  return user
+}

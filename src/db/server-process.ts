@@ -1,0 +1,110 @@
+import {spawn} from 'node:child_process'
+import {readFileSync} from 'node:fs'
+import fs from 'node:fs/promises'
+import os from 'node:os'
+
+import type {OsUser} from './os-user.js'
+
+/** The embedded server's processes and files as the OS shows them: spawn as its user, pid files, liveness, log lines. */
+
+export function quoteSetting(value: string): string {
+  return value === '' ? "''" : /^[\w./:-]+$/.test(value) ? value : `'${value.replaceAll("'", "''")}'`
+}
+
+export async function run(command: string, args: string[], osUser: OsUser | null): Promise<{code: number; output: string}> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, {
+      cwd: '/',
+      stdio: ['ignore', 'pipe', 'pipe'],
+      ...(osUser ? {uid: osUser.uid, gid: osUser.gid} : {}),
+      env: {...process.env, LC_ALL: 'C', ...(osUser ? {HOME: '/'} : {})},
+    })
+    let output = ''
+    child.stdout.on('data', (chunk) => {
+      output += chunk
+    })
+    child.stderr.on('data', (chunk) => {
+      output += chunk
+    })
+    child.on('error', reject)
+    child.on('close', (code) => resolve({code: code ?? 1, output}))
+  })
+}
+
+export async function readPid(file: string): Promise<number | null> {
+  try {
+    const pid = Number.parseInt((await fs.readFile(file, 'utf8')).split('\n')[0], 10)
+    return Number.isInteger(pid) && pid > 0 ? pid : null
+  } catch {
+    return null
+  }
+}
+
+export function readPidSync(file: string): number | null {
+  try {
+    const pid = Number.parseInt(readFileSync(file, 'utf8').split('\n')[0], 10)
+    return Number.isInteger(pid) && pid > 0 ? pid : null
+  } catch {
+    return null
+  }
+}
+
+/** True for a running process; false for none and for a zombie (exited, not yet reaped by its new parent). */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false
+  }
+
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z'
+  } catch {
+    return os.platform() !== 'linux'
+  }
+}
+
+export async function isPostgresProcess(pid: number): Promise<boolean> {
+  if (os.platform() !== 'linux') return true
+  try {
+    const cmdline = await fs.readFile(`/proc/${pid}/cmdline`, 'utf8')
+    return /postgres/.test(cmdline)
+  } catch {
+    return false
+  }
+}
+
+export function lastLine(text: string): string {
+  const lines = text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l.length > 0 && !/^waiting for server|^stopped waiting|^pg_ctl: could not start server|^Examine the log output/.test(l))
+  return (lines.at(-1) ?? '').replace(/^\S+ \S+ \S+ \[\d+\] /, '')
+}
+
+export async function exists(p: string): Promise<boolean> {
+  try {
+    await fs.access(p)
+    return true
+  } catch {
+    return false
+  }
+}
+
+export async function fileSize(p: string): Promise<number> {
+  try {
+    return (await fs.stat(p)).size
+  } catch {
+    return 0
+  }
+}
+
+export async function readFrom(p: string, offset: number): Promise<string> {
+  try {
+    const buf = await fs.readFile(p)
+    return buf.subarray(offset).toString('utf8')
+  } catch {
+    return ''
+  }
+}
