@@ -8,6 +8,7 @@ import {readCriteriaText} from '../cli/inputs.js'
 import {parseCriteria, validateSize} from '../pipeline/criteria.js'
 import {RunDriverCommand, type DriveReport} from '../cli/run-driver.js'
 import {createRun} from '../pipeline/runs.js'
+import {STAGES} from '../pipeline/stages/index.js'
 import {parseAddress, requireMailer} from '../monitor/mail.js'
 
 export interface OrchestrateResult extends Partial<DriveReport> {
@@ -18,7 +19,7 @@ export interface OrchestrateResult extends Partial<DriveReport> {
 
 export default class Orchestrate extends RunDriverCommand<typeof Orchestrate> {
   static override summary = 'Create a lead-list run and drive it to the end: discovery, research, contacts, CSV export.'
-  static override description = `Without --detach, runs workers of all three stages in this process (external rvx workers may join), shows progress, exports when the run ends and prints a summary. Exit 0 when the run completed, 4 when it needs a decision (a partial export is written), 1 when it failed. Ctrl-C drains the workers gracefully and leaves the run resumable (rvx runs resume ID); a second Ctrl-C stops at once.
+  static override description = `Without --detach, runs workers of every stage (${STAGES.map((s) => s.name).join(', ')}) in this process (external rvx workers may join), shows progress, exports when the run ends and prints a summary. Exit 0 when the run completed, 4 when it needs a decision (a partial export is written), 1 when it failed. Ctrl-C drains the workers gracefully and leaves the run resumable (rvx runs resume ID); a second Ctrl-C stops at once.
 
 --criteria keys: pms, state (2 letters), city, units_min, units_max, natural_request, exclude_domains.`
   static override examples = [
