@@ -24,6 +24,7 @@ export interface TasksTable {
   attempts: Generated<number>
   max_attempts: Generated<number>
   crash_count: Generated<number>
+  snoozes: Generated<number>
   lease_owner: string | null
   lease_epoch: Generated<number>
   lease_expires_at: NullableTimestamp

@@ -1,4 +1,4 @@
-import {backoffMs, sleep} from '../runtime/backoff.js'
+import {backoffMs, serverDelayMs, sleep} from '../runtime/backoff.js'
 import {retryAfterMs} from '../runtime/errors.js'
 import type {Mailer} from './mail.js'
 
@@ -60,7 +60,8 @@ export class WebhookChannel implements AlertChannel {
     })
     const tries = this.options.tries ?? 4
     for (let attempt = 1; ; attempt++) {
-      let waitMs = backoffMs(attempt, {baseMs: this.options.baseDelayMs ?? 1000, maxMs: 15_000, jitter: 0.2})
+      const backoff = {baseMs: this.options.baseDelayMs ?? 1000, maxMs: 15_000, jitter: 0.2}
+      let waitMs = backoffMs(attempt, backoff)
       try {
         const response = await fetch(this.url, {
           method: 'POST',
@@ -74,7 +75,8 @@ export class WebhookChannel implements AlertChannel {
         const message = `${this.label} answered HTTP ${response.status}`
         if (response.status >= 400 && response.status < 500 && response.status !== 408 && response.status !== 429) throw new HttpRefused(message)
         const after = retryAfterMs(response.headers)
-        if (after !== undefined) waitMs = Math.min(after, 30_000)
+        // The receiver's Retry-After, held between the first backoff step and 30 s.
+        if (after !== undefined) waitMs = serverDelayMs(after, attempt, {minMs: backoff.baseMs, maxMs: 30_000, backoff})
         if (attempt >= tries) throw new Error(message)
       } catch (error) {
         if (error instanceof HttpRefused || attempt >= tries) throw error

@@ -7,6 +7,17 @@ export function backoffMs(n: number, policy: BackoffPolicy, random: () => number
   return Math.max(0, Math.round(raw - spread + random() * 2 * spread))
 }
 
+/**
+ * How long to wait when a server said how long (Retry-After): its word held
+ * between `minMs` and `maxMs`, so a hostile or broken server can neither make
+ * us hammer it (0) nor park work for years; without a usable word, backoff
+ * number `n`.
+ */
+export function serverDelayMs(serverMs: number | undefined, n: number, policy: {minMs: number; maxMs: number; backoff: BackoffPolicy}): number {
+  if (serverMs === undefined || !Number.isFinite(serverMs) || serverMs <= 0) return Math.min(policy.maxMs, Math.max(policy.minMs, backoffMs(n, policy.backoff)))
+  return Math.min(policy.maxMs, Math.max(policy.minMs, serverMs))
+}
+
 /** Resolves after ms, or at once (without throwing) when the signal aborts. */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {

@@ -29,6 +29,12 @@ export interface RuntimeConfig {
   transientBackoff: BackoffPolicy
   /** Backoff between attempts across leases. */
   attemptBackoff: BackoffPolicy
+  /**
+   * Rate limits (429): a server's Retry-After is held between minMs and maxMs;
+   * without a usable one (missing, 0) the task backs off by its snooze count.
+   * After maxSnoozes the task fails (a person decides: quota, concurrency).
+   */
+  snooze: SnoozePolicy
   /** While the database is away: between reconnects and claim attempts, and between retries of a settling write. */
   reconnectBackoff: BackoffPolicy
   writeRetryBackoff: BackoffPolicy
@@ -37,6 +43,13 @@ export interface RuntimeConfig {
   /** Stop claiming while the machine is above these (null: no limit). */
   maxCpuPercent: number | null
   maxMemoryPercent: number | null
+}
+
+export interface SnoozePolicy {
+  minMs: number
+  maxMs: number
+  backoff: BackoffPolicy
+  maxSnoozes: number
 }
 
 export interface BackoffPolicy {
@@ -58,6 +71,7 @@ export const DEFAULT_CONFIG: RuntimeConfig = {
   transientRetries: 3,
   transientBackoff: {baseMs: 1000, maxMs: 4000, jitter: 0.25},
   attemptBackoff: {baseMs: 5000, maxMs: 10 * 60_000, jitter: 0.25},
+  snooze: {minMs: 1000, maxMs: 15 * 60_000, backoff: {baseMs: 2000, maxMs: 5 * 60_000, jitter: 0.25}, maxSnoozes: 30},
   reconnectBackoff: {baseMs: 250, maxMs: 2000, jitter: 0.2},
   writeRetryBackoff: {baseMs: 200, maxMs: 2000, jitter: 0.2},
   graceMs: 30_000,

@@ -20,17 +20,21 @@ export class TransientError extends Error {
   }
 }
 
-/** Come back later (429 / Retry-After): the task is snoozed until then without using an attempt. */
+/**
+ * Come back later (429 / Retry-After): the task is snoozed without using an
+ * attempt, for what the server asked (held within the runtime's bounds), or
+ * backing off when it did not say (`retryAfterMs` undefined).
+ */
 export class SnoozeError extends Error {
-  readonly retryAfterMs: number
-  constructor(message: string, retryAfterMs: number, options?: {cause?: unknown}) {
+  readonly retryAfterMs: number | undefined
+  constructor(message: string, retryAfterMs: number | undefined, options?: {cause?: unknown}) {
     super(message, options)
     this.name = 'SnoozeError'
     this.retryAfterMs = retryAfterMs
   }
 }
 
-export type ErrorClass = {type: 'permanent'} | {type: 'transient'} | {type: 'snooze'; retryAfterMs: number} | {type: 'error'}
+export type ErrorClass = {type: 'permanent'} | {type: 'transient'} | {type: 'snooze'; retryAfterMs: number | undefined} | {type: 'error'}
 
 const TRANSIENT_CODES = new Set([
   'ECONNRESET',
@@ -47,17 +51,16 @@ const TRANSIENT_CODES = new Set([
   'UND_ERR_HEADERS_TIMEOUT',
   'UND_ERR_BODY_TIMEOUT',
 ])
-const DEFAULT_RATE_LIMIT_MS = 30_000
 
 export function classifyError(error: unknown): ErrorClass {
   // By name, not instanceof: a handler may throw these from another copy of this module.
   const e = error as {name?: string; code?: unknown; status?: unknown; statusCode?: unknown; headers?: unknown; cause?: unknown; retryAfterMs?: unknown}
-  if (e?.name === 'SnoozeError' && typeof e.retryAfterMs === 'number') return {type: 'snooze', retryAfterMs: e.retryAfterMs}
+  if (e?.name === 'SnoozeError') return {type: 'snooze', retryAfterMs: typeof e.retryAfterMs === 'number' ? e.retryAfterMs : undefined}
   if (e?.name === 'PermanentError') return {type: 'permanent'}
   if (e?.name === 'TransientError') return {type: 'transient'}
   if (e?.name === 'ZodError') return {type: 'permanent'}
   const status = typeof e?.status === 'number' ? e.status : typeof e?.statusCode === 'number' ? e.statusCode : undefined
-  if (status === 429) return {type: 'snooze', retryAfterMs: retryAfterMs(e.headers) ?? DEFAULT_RATE_LIMIT_MS}
+  if (status === 429) return {type: 'snooze', retryAfterMs: retryAfterMs(e.headers)}
   if (status !== undefined) {
     if (status === 408 || status === 409 || status >= 500) return {type: 'transient'}
     if (status >= 400) return {type: 'permanent'}

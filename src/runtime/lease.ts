@@ -20,6 +20,8 @@ export interface ClaimedTask<P = unknown> {
   attempts: number
   maxAttempts: number
   crashCount: number
+  /** Times it was snoozed (rate limited) so far. */
+  snoozes: number
   epoch: number
   scope: string | null
   createdAt: Date
@@ -45,6 +47,7 @@ type ClaimedRow = {
   attempts: number
   max_attempts: number
   crash_count: number
+  snoozes: number
   lease_epoch: number
   scope: string | null
   created_at: Date
@@ -87,7 +90,7 @@ function claimCtes(f: ClaimFilter) {
           started_at = now(), updated_at = now()
       from picked
       where t.id = picked.id
-      returning t.id, t.kind, t.payload, t.priority, t.attempts, t.max_attempts, t.crash_count, t.lease_epoch, t.scope, t.created_at
+      returning t.id, t.kind, t.payload, t.priority, t.attempts, t.max_attempts, t.crash_count, t.snoozes, t.lease_epoch, t.scope, t.created_at
     ), claim_ev as (
       insert into task_events (task_id, event, worker_id, lease_epoch)
       select id, 'claimed', ${f.workerId}, lease_epoch from leased
@@ -103,6 +106,7 @@ function toClaimed(r: ClaimedRow): ClaimedTask {
     attempts: r.attempts,
     maxAttempts: r.max_attempts,
     crashCount: r.crash_count,
+    snoozes: r.snoozes,
     epoch: r.lease_epoch,
     scope: r.scope,
     createdAt: r.created_at,
@@ -253,7 +257,7 @@ export async function failTask(
   return rows[0].status === 'failed' ? 'failed' : 'retry_scheduled'
 }
 
-/** Back to the queue until `delayMs` from now, without using an attempt (rate limits). */
+/** Back to the queue until `delayMs` from now, without using an attempt (rate limits); counted in `snoozes`. */
 export async function snoozeTask(db: Executor, lease: Lease, delayMs: number, reason: string): Promise<boolean> {
   return requeueHeld(db, lease, 'snoozed', reason, delayMs)
 }
@@ -267,7 +271,8 @@ async function requeueHeld(db: Executor, lease: Lease, event: TaskEventKind, rea
   const {rows} = await sql<{id: number}>`
     with requeued as (
       update tasks set status = 'queued', run_after = now() + ${delayMs}::float8 * interval '1 millisecond',
-        lease_owner = null, lease_expires_at = null, updated_at = now()
+        lease_owner = null, lease_expires_at = null, updated_at = now(),
+        snoozes = snoozes + case when ${event} = 'snoozed' then 1 else 0 end
       where id = ${lease.taskId} and lease_epoch = ${lease.epoch} and status = 'running'
       returning id, kind, lease_epoch
     ), ev as (

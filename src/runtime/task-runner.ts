@@ -1,7 +1,7 @@
 import type {Kysely} from 'kysely'
 
 import type {Database} from '../db/schema.js'
-import {backoffMs, sleep} from './backoff.js'
+import {backoffMs, serverDelayMs, sleep} from './backoff.js'
 import type {CompletionBatcher} from './completion-batcher.js'
 import type {RuntimeConfig} from './config.js'
 import {classifyError, type ErrorClass, errorMessage} from './errors.js'
@@ -79,16 +79,23 @@ export class TaskRunner {
   private async settleFailure(entry: InFlight, error: unknown, kind: ErrorClass): Promise<void> {
     const {d} = this
     const {task} = entry
-    const message = errorMessage(error)
+    let message = errorMessage(error)
+    let permanent = kind.type === 'permanent'
     if (kind.type === 'snooze') {
-      const ok = await d.retryDb(() => snoozeTask(d.db, entry.lease, kind.retryAfterMs, message))
-      if (ok) d.tally.snoozed()
-      else d.tally.fenced(entry)
-      d.log.warn({task: task.id, kind: task.kind, snoozeMs: kind.retryAfterMs}, 'rate limited; task snoozed (no attempt used)')
-      return
+      if (task.snoozes < d.config.snooze.maxSnoozes) {
+        const delayMs = serverDelayMs(kind.retryAfterMs, task.snoozes + 1, d.config.snooze)
+        const ok = await d.retryDb(() => snoozeTask(d.db, entry.lease, delayMs, message))
+        if (ok) d.tally.snoozed()
+        else d.tally.fenced(entry)
+        d.log.warn({task: task.id, kind: task.kind, snoozeMs: delayMs, askedMs: kind.retryAfterMs}, 'rate limited; task snoozed (no attempt used)')
+        return
+      }
+
+      // Rate limited over and over: retrying forever only burns the quota; a person decides.
+      permanent = true
+      message = `rate limited ${task.snoozes + 1} times (last: ${message}): the rate limit is too tight for this fleet; lower its concurrency or raise the quota, then retry the task`
     }
 
-    const permanent = kind.type === 'permanent'
     const retryInMs = backoffMs(task.attempts + 1, d.config.attemptBackoff)
     const onFailed = d.registry.get(task.kind)?.options.onFailed
     const outcome = await d.retryDb(() =>
