@@ -4,7 +4,15 @@ import {z} from 'zod'
 
 import type {Criteria} from '../pipeline/criteria.js'
 import {PermanentError, SnoozeError, retryAfterMs} from '../runtime/errors.js'
-import type {CallContext, CandidateCompany, CompanyResearch, FoundContact, LlmUsage, ResearchProvider} from '../pipeline/provider.js'
+import {
+  type CallContext,
+  type CandidateCompany,
+  type CompanyResearch,
+  type FoundContact,
+  type LlmUsage,
+  ProviderUnusableError,
+  type ResearchProvider,
+} from '../pipeline/provider.js'
 import {ContactsOutput, DiscoveryOutput, ResearchOutput} from './schemas.js'
 import {detectPms} from './tools/detect-pms.js'
 import {fetchPage} from './tools/fetch-page.js'
@@ -281,23 +289,32 @@ Return {"contacts": [{"full_name", "title", "tier": 1-4, "email", "phone", "link
         outcome: 'ok',
       })
       const message = res.choices[0]?.message
-      if (!message) throw new PermanentError('the model returned no choices')
+      if (!message)
+        throw new ProviderUnusableError(
+          `the model ${this.options.model} returned no choices: check OPENAI_MODEL${this.options.baseURL ? ' and OPENAI_BASE_URL' : ''}`,
+        )
       return message
     } catch (error) {
       if (!(error instanceof OpenAI.APIError)) throw error
       const status = error.status
       ctx.record({...usage, latencyMs: Date.now() - started, outcome: status === 429 ? 'rate_limited' : 'error'})
       if (status === 401 || status === 403) {
-        throw new PermanentError(
+        throw new ProviderUnusableError(
           `the model API refused the credentials (HTTP ${status}): check OPENAI_API_KEY${this.options.baseURL ? ' and OPENAI_BASE_URL' : ''}`,
         )
       }
 
       if (status === 429 && (error as {code?: string}).code === 'insufficient_quota') {
-        throw new PermanentError('the OpenAI account behind OPENAI_API_KEY has no quota left: check its billing')
+        throw new ProviderUnusableError('the OpenAI account behind OPENAI_API_KEY has no quota left: check its billing')
       }
 
-      if (status === 429) throw new SnoozeError(`rate limited by the model API (HTTP 429)`, retryAfterMs(error.headers) ?? 30_000, {cause: error})
+      if ((error as {code?: string}).code === 'context_length_exceeded') {
+        throw new ProviderUnusableError(
+          `the model ${this.options.model} cannot take rvx's prompts (context length exceeded): use a model with a larger context (OPENAI_MODEL)`,
+        )
+      }
+
+      if (status === 429) throw new SnoozeError(`rate limited by the model API (HTTP 429)`, retryAfterMs(error.headers), {cause: error})
       throw error
     }
   }

@@ -25,7 +25,7 @@ export interface Condition {
 }
 
 export type ConditionKind =
-  'worker_dead' | 'task_failed' | 'task_quarantined' | 'run_stuck' | 'run_needs_decision' | 'run_completed_notice' | 'run_needs_decision_notice'
+  'worker_dead' | 'task_failed' | 'task_quarantined' | 'run_stuck' | 'run_needs_decision' | 'run_failed' | 'run_completed_notice' | 'run_needs_decision_notice'
 
 export interface ConditionOptions {
   /** A running run with no task finished for this long is stuck. */
@@ -74,7 +74,7 @@ async function failedTasks(db: Executor, o: ConditionOptions): Promise<Condition
 }
 
 async function runConditions(db: Executor, o: ConditionOptions): Promise<Condition[]> {
-  const runs = await runsToWatch(db)
+  const runs = await runsToWatch(db, o.lookbackMs)
   const running = runs.filter((r) => r.status === 'running')
   const [activity, liveWorkers] = await Promise.all([
     scopeActivity(
@@ -99,6 +99,17 @@ async function runConditions(db: Executor, o: ConditionOptions): Promise<Conditi
           runId: r.id,
         })
       }
+    }
+
+    if (r.status === 'failed') {
+      out.push({
+        key: `run:${r.id}:failed`,
+        kind: 'run_failed',
+        severity: 'critical',
+        subject: `run ${r.id} failed: ${r.notes ?? 'a failure no retry can fix'}`,
+        details: {runId: r.id, selected: r.selected, quantity: r.quantity, notes: r.notes},
+        runId: r.id,
+      })
     }
 
     if (r.status === 'needs_decision') {

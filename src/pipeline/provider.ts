@@ -1,3 +1,4 @@
+import {PermanentError} from '../runtime/errors.js'
 import type {Criteria} from './criteria.js'
 
 /** A company found by discovery, before research. */
@@ -62,4 +63,17 @@ export interface ResearchProvider {
   discover(input: {criteria: Criteria; want: number; exclude: string[]; round: number}, ctx: CallContext): Promise<CandidateCompany[]>
   research(input: {criteria: Criteria; company: CandidateCompany}, ctx: CallContext): Promise<CompanyResearch>
   findContacts(input: {company: CandidateCompany; min: number; max: number}, ctx: CallContext): Promise<FoundContact[]>
+}
+
+/**
+ * The provider cannot work for this run at all (credentials refused, no quota
+ * left, the model rejects rvx's requests): no retry fixes it, so the run stops
+ * at once as failed with this message as the cause, and continues after the
+ * fix with `rvx runs resume`.
+ */
+export class ProviderUnusableError extends PermanentError {
+  constructor(message: string, options?: {cause?: unknown}) {
+    super(message, options)
+    this.name = 'ProviderUnusableError'
+  }
 }

@@ -171,6 +171,7 @@ export async function resumeRun(db: Executor, runId: number, changes: {criteria?
       .set({
         status: 'running',
         notes: null,
+        finished_at: null,
         options: JSON.stringify(options),
         ...(changes.criteria ? {criteria: JSON.stringify(changes.criteria)} : {}),
         ...(changes.quantity ? {quantity: changes.quantity} : {}),
@@ -179,10 +180,34 @@ export async function resumeRun(db: Executor, runId: number, changes: {criteria?
       .where('id', '=', runId)
       .returningAll()
       .executeTakeFirstOrThrow()
-    // Tasks that failed or were quarantined get another chance (recorded as retried).
-    await retryTasks(trx, {scope: runScope(runId)}, `run ${runId} resumed`)
+    // Tasks that failed or were quarantined get another chance (recorded as retried), and so do those a failure of the run stopped.
+    await retryTasks(trx, {scope: runScope(runId), canceledBecause: runFailedReason(runId)}, `run ${runId} resumed`)
     return updated
   })
+}
+
+const runFailedReason = (runId: number) => `run ${runId} failed`
+
+/**
+ * Stops a running run at once as failed, with `cause` for people (runs show,
+ * the orchestrate summary, the monitor's alert): its other tasks are
+ * canceled (running ones lose their lease), so nothing more is paid for.
+ * `resumeRun` after the fix puts those tasks back. Call inside a transaction.
+ */
+export async function failRun(trx: Transaction<Database>, runId: number, cause: string): Promise<void> {
+  const run = await lockRun(trx, runId)
+  if (run.status !== 'running') return
+  await cancelRunTasks(trx, runId, runFailedReason(runId))
+  await trx
+    .updateTable('runs')
+    .set({
+      status: 'failed',
+      notes: `${cause}. Fix that, then rvx runs resume ${runId} continues the run.`,
+      finished_at: sql`now()` as never,
+      updated_at: sql`now()` as never,
+    })
+    .where('id', '=', runId)
+    .execute()
 }
 
 async function cancelRunTasks(trx: Transaction<Database>, runId: number, reason: string): Promise<void> {
@@ -211,8 +236,11 @@ export interface WatchedRun {
   sinceUpdateS: number
 }
 
-/** Runs the monitor watches: live ones, those waiting on a person, and recently completed ones that asked to be mailed. */
-export async function runsToWatch(db: Executor): Promise<WatchedRun[]> {
+/**
+ * Runs the monitor watches: live ones, those waiting on a person, those that
+ * failed within `failedWithinMs`, and recently completed ones that asked to be mailed.
+ */
+export async function runsToWatch(db: Executor, failedWithinMs: number): Promise<WatchedRun[]> {
   const {rows} = await sql<{
     id: number
     status: RunStatus
@@ -228,6 +256,7 @@ export async function runsToWatch(db: Executor): Promise<WatchedRun[]> {
       extract(epoch from now() - r.updated_at)::float8 as since_update_s
     from runs r
     where r.status in ('running', 'needs_decision')
+       or (r.status = 'failed' and r.finished_at > now() - ${failedWithinMs}::float8 * interval '1 millisecond')
        or (r.status = 'completed' and r.options ? 'notifyEmail' and r.finished_at > now() - interval '7 days')
     order by r.id`.execute(db)
   return rows.map((r) => ({

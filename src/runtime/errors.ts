@@ -53,10 +53,10 @@ const TRANSIENT_CODES = new Set([
 ])
 
 export function classifyError(error: unknown): ErrorClass {
-  // By name, not instanceof: a handler may throw these from another copy of this module.
+  // By class, and by name for a handler that throws these from another copy of this module.
   const e = error as {name?: string; code?: unknown; status?: unknown; statusCode?: unknown; headers?: unknown; cause?: unknown; retryAfterMs?: unknown}
   if (e?.name === 'SnoozeError') return {type: 'snooze', retryAfterMs: typeof e.retryAfterMs === 'number' ? e.retryAfterMs : undefined}
-  if (e?.name === 'PermanentError') return {type: 'permanent'}
+  if (error instanceof PermanentError || e?.name === 'PermanentError') return {type: 'permanent'}
   if (e?.name === 'TransientError') return {type: 'transient'}
   if (e?.name === 'ZodError') return {type: 'permanent'}
   const status = typeof e?.status === 'number' ? e.status : typeof e?.statusCode === 'number' ? e.statusCode : undefined

@@ -27,8 +27,8 @@ export type TaskHandler<P = any> = (task: ClaimedTask<P>, ctx: TaskContext) => P
 export interface KindOptions {
   /** Overrides the worker's transient-retry count for this kind. */
   transientRetries?: number
-  /** Runs in the transaction that fails a task for good (attempts used up, or a permanent error). */
-  onFailed?: (trx: Transaction<Database>, task: ClaimedTask) => Promise<void>
+  /** Runs in the transaction that fails a task for good (attempts used up, or a permanent error), with the error that ended it. */
+  onFailed?: (trx: Transaction<Database>, task: ClaimedTask, error: unknown) => Promise<void>
 }
 
 /** Task kind -> handler. The runtime knows kinds only as names. */

@@ -84,15 +84,23 @@ export async function tasksByPayload(
 /**
  * Puts tasks of a scope that gave up (failed, quarantined; canceled if asked)
  * back in the queue with fresh attempt and crash counts, recorded as
- * `retried`. With `ids`, only those. Returns how many went back.
+ * `retried`. With `ids`, only those; with `canceledBecause`, also the tasks
+ * whose latest cancellation gave that reason. Returns how many went back.
  */
-export async function retryTasks(ex: Executor, f: {scope: string; statuses?: TaskStatus[]; ids?: number[]}, reason: string): Promise<number> {
+export async function retryTasks(
+  ex: Executor,
+  f: {scope: string; statuses?: TaskStatus[]; ids?: number[]; canceledBecause?: string},
+  reason: string,
+): Promise<number> {
   const statuses = f.statuses ?? ['failed', 'quarantined']
   const {rows} = await sql<{n: number}>`
     with retried as (
       update tasks set status = 'queued', attempts = 0, crash_count = 0, run_after = now(), lease_owner = null,
         lease_expires_at = null, finished_at = null, updated_at = now()
-      where scope = ${f.scope} and status = any(${statuses}::text[]) and status in ('failed', 'quarantined', 'canceled')
+      where scope = ${f.scope} and status in ('failed', 'quarantined', 'canceled')
+        and (status = any(${statuses}::text[])
+          or (status = 'canceled' and ${f.canceledBecause ?? null}::text = (
+                select e.reason from task_events e where e.task_id = tasks.id and e.event = 'canceled' order by e.id desc limit 1)))
         and (${f.ids ?? null}::bigint[] is null or id = any(${f.ids ?? null}::bigint[]))
       returning id, kind, lease_epoch
     ), ev as (

@@ -99,7 +99,7 @@ export class TaskRunner {
     const retryInMs = backoffMs(task.attempts + 1, d.config.attemptBackoff)
     const onFailed = d.registry.get(task.kind)?.options.onFailed
     const outcome = await d.retryDb(() =>
-      failTask(d.db, entry.lease, message, {permanent, retryInMs, onTerminal: onFailed ? (trx) => onFailed(trx, task) : undefined}),
+      failTask(d.db, entry.lease, message, {permanent, retryInMs, onTerminal: onFailed ? (trx) => onFailed(trx, task, error) : undefined}),
     )
     if (outcome === 'fenced_out') {
       d.tally.fenced(entry)

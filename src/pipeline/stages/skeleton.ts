@@ -5,9 +5,9 @@ import type {HandlerOutcome, TaskContext, TaskRegistry} from '../../runtime/hand
 import type {ClaimedTask} from '../../runtime/lease.js'
 import {enqueue} from '../../runtime/queue.js'
 import {advance} from '../advance.js'
-import type {CallContext, ResearchProvider} from '../provider.js'
+import {type CallContext, ProviderUnusableError, type ResearchProvider} from '../provider.js'
 import {runScope} from '../run-options.js'
-import {getRun, lockRun} from '../runs.js'
+import {failRun, getRun, lockRun} from '../runs.js'
 import {saveUsage, type UsageRow} from '../usage.js'
 import {STAGES} from './index.js'
 import type {RunPayload, Stage} from './stage.js'
@@ -23,9 +23,12 @@ export type ProviderFactory = (run: RunRow) => ResearchProvider
  * writes nothing; usage of a call that failed is saved at once (it was paid).
  */
 export function registerPipeline(registry: TaskRegistry, providerFor: ProviderFactory): TaskRegistry {
-  // A stage task that fails for good writes nothing of its own; the run re-plans in the same transaction.
-  const onFailed = async (trx: Transaction<Database>, task: {payload: unknown}) => {
-    await advance(trx, (task.payload as RunPayload).runId)
+  // A stage task that fails for good writes nothing of its own: the run re-plans in the same transaction, or,
+  // when the provider cannot be used at all, stops at once as failed with the cause.
+  const onFailed = async (trx: Transaction<Database>, task: {payload: unknown}, error: unknown) => {
+    const runId = (task.payload as RunPayload).runId
+    if (error instanceof ProviderUnusableError) await failRun(trx, runId, error.message)
+    else await advance(trx, runId)
   }
 
   STAGES.forEach((stage, i) => registry.register<RunPayload>(stage.kind, (task, ctx) => runStage(stage, STAGES[i + 1], task, ctx, providerFor), {onFailed}))
