@@ -43,7 +43,7 @@ function guardedConnector(options: GuardOptions): buildConnector.connector {
   const trusted = new Set(options.allowOrigins ?? [])
   return (target, callback) => {
     const host = target.hostname.replace(/^\[|\]$/g, '')
-    const isTrusted = trusted.has(`${target.protocol}//${net.isIPv6(host) ? `[${host}]` : host}:${target.port}`)
+    const isTrusted = trusted.size > 0 && trusted.has(new URL(`${target.protocol}//${net.isIPv6(host) ? `[${host}]` : host}${target.port ? `:${target.port}` : ''}`).origin)
     if (net.isIP(host)) {
       // net.connect skips the lookup for a literal, so it is checked here.
       const verdict = checkAddress(host, options.allowPrivate || isTrusted)

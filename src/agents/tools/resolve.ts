@@ -6,8 +6,8 @@ const resolvers = new Map<string, dns.promises.Resolver>()
 
 /**
  * The DNS server named by RVX_DNS_SERVER (host or host:port), or null for
- * the system resolver. Tests point it at a server of their own; the email
- * checks use it for MX answers too.
+ * the system resolver. Tests point it at a server of their own; DNS checks
+ * beyond addresses (MX) can ask the same resolver.
  */
 export function dnsResolver(server: string | undefined = process.env.RVX_DNS_SERVER): dns.promises.Resolver | null {
   if (!server) return null
