@@ -3,7 +3,8 @@ import type {ChatCompletionMessageParam, ChatCompletionTool} from 'openai/resour
 import {z} from 'zod'
 
 import type {Criteria} from '../pipeline/criteria.js'
-import {PermanentError, SnoozeError, retryAfterMs} from '../runtime/errors.js'
+import {PermanentError} from '../runtime/errors.js'
+import {fromOpenAIError} from './openai-errors.js'
 import {
   type CallContext,
   type CandidateCompany,
@@ -15,8 +16,36 @@ import {
 } from '../pipeline/provider.js'
 import {ContactsOutput, DiscoveryOutput, ResearchOutput} from './schemas.js'
 import {detectPms} from './tools/detect-pms.js'
+import {FetchBudget} from './tools/fetch-budget.js'
 import {fetchPage} from './tools/fetch-page.js'
 import {searchBackendFromEnv, type SearchBackend} from './tools/search-web.js'
+
+/** What one agent call (discover, research or find contacts) may spend, whatever the model asks for. */
+export interface AgentLimits {
+  /** Model turns before the agent must answer; the last one is offered no tools, and tools asked for on it are not run. */
+  maxTurns: number
+  /** Tool calls run per turn; the rest get an error result, not run. */
+  maxToolCallsPerTurn: number
+  /** The whole call, model calls and tools together. */
+  deadlineMs: number
+  /** HTTP requests by fetch_page and detect_pms (each redirect hop and each page counts); beyond it a fetch answers an error. */
+  maxFetches: number
+  /** Body bytes those requests may read in all. */
+  maxFetchBytes: number
+}
+
+export const DEFAULT_AGENT_LIMITS: AgentLimits = {
+  // Search, a handful of pages, detect_pms, the answer and one repair turn fit with room to spare.
+  maxTurns: 12,
+  // More than 8 in one turn is a model looping or a page steering it; at most 12 x 8 tool calls per agent call.
+  maxToolCallsPerTurn: 8,
+  // 12 turns of a slow model (20-40 s) plus fetches of up to 15 s each; past 10 minutes the call is going nowhere.
+  deadlineMs: 10 * 60_000,
+  // Enough for the pages one company's research needs; detect_pms alone reads up to 4.
+  maxFetches: 40,
+  // Eight pages at the 1 MB page limit; typical pages are 50-300 KB.
+  maxFetchBytes: 8_000_000,
+}
 
 export interface OpenAIProviderOptions {
   apiKey: string
@@ -24,8 +53,8 @@ export interface OpenAIProviderOptions {
   model: string
   /** Per model call. */
   timeoutMs: number
-  /** Tool-calling turns before the agent must answer. */
-  maxTurns: number
+  /** Overrides of DEFAULT_AGENT_LIMITS. */
+  limits?: Partial<AgentLimits>
   /** A search backend, 'hosted' for OpenAI's own web search (a search model answering with citations), or none. */
   search: SearchBackend | 'hosted' | null
   /** The model behind hosted search. */
@@ -35,13 +64,12 @@ export interface OpenAIProviderOptions {
 
 export function openAIOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): OpenAIProviderOptions {
   const apiKey = env.OPENAI_API_KEY
-  if (!apiKey) throw new PermanentError('OPENAI_API_KEY is not set: set it, or use --provider simulated')
+  if (!apiKey) throw new PermanentError('OPENAI_API_KEY is not set: set it, or use the simulated provider')
   return {
     apiKey,
     baseURL: env.OPENAI_BASE_URL || undefined,
     model: env.OPENAI_MODEL || 'gpt-4.1-mini',
     timeoutMs: Number(env.RVX_LLM_TIMEOUT_MS) || 120_000,
-    maxTurns: 12,
     // On OpenAI's own endpoint with no backend configured, its hosted web search.
     search: searchBackendFromEnv(env) ?? (env.OPENAI_BASE_URL ? null : 'hosted'),
     searchModel: env.OPENAI_SEARCH_MODEL || 'gpt-4o-mini-search-preview',
@@ -74,14 +102,17 @@ When done, answer with one JSON object only (no prose, no code fences) matching 
  * tools rvx runs, a zod-validated JSON answer with one repair turn, usage
  * recorded for every call, and errors shaped for the runtime (429 snoozes,
  * 401/403 fail at once naming the variable to fix, 5xx and timeouts retry).
+ * Every call is bounded by AgentLimits, whatever the model asks for.
  */
 export class OpenAIProvider implements ResearchProvider {
   readonly name = 'openai'
   readonly simulated = false
   private readonly client: OpenAI
   private readonly search: SearchBackend | null
+  private readonly limits: AgentLimits
 
   constructor(private readonly options: OpenAIProviderOptions) {
+    this.limits = {...DEFAULT_AGENT_LIMITS, ...options.limits}
     // One retry policy: the runtime's. The SDK does not retry on its own.
     this.client = new OpenAI({apiKey: options.apiKey, baseURL: options.baseURL, maxRetries: 0, timeout: options.timeoutMs})
     this.search = options.search === 'hosted' ? this.hostedSearch(options.searchModel ?? 'gpt-4o-mini-search-preview') : options.search
@@ -170,35 +201,65 @@ Return {"contacts": [{"full_name", "title", "tier": 1-4, "email", "phone", "link
       }))
   }
 
-  /** The agent loop: call, run requested tools, repeat; validate the answer, repairing once. */
+  /** One agent call within its deadline and fetch budget (AgentLimits). */
   async agent<T extends z.ZodTypeAny>(task: string, schema: T, ctx: CallContext): Promise<z.infer<T>> {
+    const deadline = AbortSignal.timeout(this.limits.deadlineMs)
+    const bounded: CallContext = {...ctx, signal: AbortSignal.any([ctx.signal, deadline])}
+    try {
+      return await this.loop(task, schema, bounded, new FetchBudget(this.limits.maxFetches, this.limits.maxFetchBytes))
+    } catch (error) {
+      // A budget, like the turn limit: another attempt would spend it again.
+      if (deadline.aborted && !ctx.signal.aborted)
+        throw new PermanentError(`the agent did not finish within its deadline of ${this.limits.deadlineMs} ms`, {cause: error})
+      throw error
+    }
+  }
+
+  /** The agent loop: call, run requested tools (at most maxToolCallsPerTurn), repeat; validate the answer, repairing once. */
+  private async loop<T extends z.ZodTypeAny>(task: string, schema: T, ctx: CallContext, budget: FetchBudget): Promise<z.infer<T>> {
+    const {maxTurns, maxToolCallsPerTurn} = this.limits
     const messages: ChatCompletionMessageParam[] = [
       {role: 'system', content: SYSTEM},
       {role: 'user', content: `${task}\n\nJSON schema of the answer:\n${JSON.stringify(z.toJSONSchema(schema, {io: 'input'}))}`},
     ]
     let repaired = false
-    for (let turn = 0; turn < this.options.maxTurns; turn++) {
-      const last = turn === this.options.maxTurns - 1
-      const message = await this.complete(messages, last ? [] : this.tools(), ctx)
-      messages.push(message)
-      if (message.tool_calls?.length) {
-        for (const call of message.tool_calls) {
-          if (call.type !== 'function') continue
-          const content = await this.runTool(call.function.name, call.function.arguments, ctx.signal)
+    for (let turn = 0; turn < maxTurns; turn++) {
+      ctx.signal.throwIfAborted()
+      const last = turn === maxTurns - 1
+      const {message, truncated} = await this.complete(messages, last ? [] : this.tools(), ctx)
+      const calls = truncated ? [] : (message.tool_calls ?? [])
+      // A cut-off message's tool calls are cut off too: it goes back as text only.
+      messages.push(truncated ? {role: 'assistant', content: message.content ?? ''} : message)
+      if (calls.length > 0 && !last) {
+        for (const [i, call] of calls.entries()) {
+          const content =
+            i >= maxToolCallsPerTurn
+              ? `error: not run: at most ${maxToolCallsPerTurn} tool calls per turn; ask again for what you still need`
+              : call.type === 'function'
+                ? await this.runTool(call.function.name, call.function.arguments, ctx.signal, budget)
+                : `error: not run: only function tools exist here`
           messages.push({role: 'tool', tool_call_id: call.id, content})
         }
 
         continue
       }
 
-      const parsed = parseAnswer(message.content ?? '', schema)
+      // On the last turn no tools were offered; any the model asks for anyway are not run.
+      const parsed = truncated
+        ? {ok: false as const, problem: 'the answer was cut off at the output token limit (finish_reason "length"); it is incomplete'}
+        : parseAnswer(message.content ?? '', schema)
       if (parsed.ok) return parsed.value
+      if (last && calls.length > 0) throw new PermanentError(`the model asked for tools on its last turn (${maxTurns}) instead of answering; they were not run`)
       if (repaired) throw new PermanentError(`the model's answer failed validation after a repair turn: ${parsed.problem}`)
       repaired = true
-      messages.push({role: 'user', content: `Your answer did not validate: ${parsed.problem}. Reply with only the corrected JSON object, nothing else.`})
+      const shorter = truncated ? ' Keep it short enough to fit: fewer items, shorter strings.' : ''
+      messages.push({
+        role: 'user',
+        content: `Your answer did not validate: ${parsed.problem}. Reply with only the corrected JSON object, nothing else.${shorter}`,
+      })
     }
 
-    throw new PermanentError(`the model did not answer within ${this.options.maxTurns} turns`)
+    throw new PermanentError(`the model did not answer within ${maxTurns} turns`)
   }
 
   private tools(): ChatCompletionTool[] {
@@ -235,7 +296,7 @@ Return {"contacts": [{"full_name", "title", "tier": 1-4, "email", "phone", "link
   }
 
   /** Tools never throw into the loop: a failure becomes text the model can react to. */
-  private async runTool(name: string, rawArgs: string, signal: AbortSignal): Promise<string> {
+  private async runTool(name: string, rawArgs: string, signal: AbortSignal, budget: FetchBudget): Promise<string> {
     let args: Record<string, string>
     try {
       args = JSON.parse(rawArgs || '{}')
@@ -245,12 +306,12 @@ Return {"contacts": [{"full_name", "title", "tier": 1-4, "email", "phone", "link
 
     try {
       if (name === 'fetch_page') {
-        const page = await fetchPage(String(args.url), {signal, allowPrivate: this.options.allowPrivateFetch})
+        const page = await fetchPage(String(args.url), {signal, budget, allowPrivate: this.options.allowPrivateFetch})
         return `${page.url} (HTTP ${page.status})\n${page.text.slice(0, 12_000)}`
       }
 
       if (name === 'detect_pms') {
-        const found = await detectPms(String(args.domain), {signal, allowPrivate: this.options.allowPrivateFetch})
+        const found = await detectPms(String(args.domain), {signal, budget, allowPrivate: this.options.allowPrivateFetch})
         return JSON.stringify(found)
       }
 
@@ -264,6 +325,7 @@ Return {"contacts": [{"full_name", "title", "tier": 1-4, "email", "phone", "link
     }
   }
 
+  /** One model call, its usage recorded whatever happens; an answer cut off at the token limit is recorded as malformed. */
   private async complete(messages: ChatCompletionMessageParam[], tools: ChatCompletionTool[], ctx: CallContext) {
     const started = Date.now()
     const usage: Omit<LlmUsage, 'outcome'> = {
@@ -275,48 +337,33 @@ Return {"contacts": [{"full_name", "title", "tier": 1-4, "email", "phone", "link
       latencyMs: 0,
       costUsd: 0,
     }
+    let res: OpenAI.Chat.ChatCompletion
     try {
-      const res = await this.client.chat.completions.create({model: this.options.model, messages, ...(tools.length > 0 ? {tools} : {})}, {signal: ctx.signal})
-      const u = res.usage
-      const cached = u?.prompt_tokens_details?.cached_tokens ?? 0
-      ctx.record({
-        ...usage,
-        inputTokens: u?.prompt_tokens ?? 0,
-        outputTokens: u?.completion_tokens ?? 0,
-        cachedTokens: cached,
-        latencyMs: Date.now() - started,
-        costUsd: estimateCost(this.options.model, u?.prompt_tokens ?? 0, cached, u?.completion_tokens ?? 0),
-        outcome: 'ok',
-      })
-      const message = res.choices[0]?.message
-      if (!message)
-        throw new ProviderUnusableError(
-          `the model ${this.options.model} returned no choices: check OPENAI_MODEL${this.options.baseURL ? ' and OPENAI_BASE_URL' : ''}`,
-        )
-      return message
-    } catch (error) {
-      if (!(error instanceof OpenAI.APIError)) throw error
-      const status = error.status
-      ctx.record({...usage, latencyMs: Date.now() - started, outcome: status === 429 ? 'rate_limited' : 'error'})
-      if (status === 401 || status === 403) {
-        throw new ProviderUnusableError(
-          `the model API refused the credentials (HTTP ${status}): check OPENAI_API_KEY${this.options.baseURL ? ' and OPENAI_BASE_URL' : ''}`,
-        )
-      }
-
-      if (status === 429 && (error as {code?: string}).code === 'insufficient_quota') {
-        throw new ProviderUnusableError('the OpenAI account behind OPENAI_API_KEY has no quota left: check its billing')
-      }
-
-      if ((error as {code?: string}).code === 'context_length_exceeded') {
-        throw new ProviderUnusableError(
-          `the model ${this.options.model} cannot take rvx's prompts (context length exceeded): use a model with a larger context (OPENAI_MODEL)`,
-        )
-      }
-
-      if (status === 429) throw new SnoozeError(`rate limited by the model API (HTTP 429)`, retryAfterMs(error.headers), {cause: error})
+      res = await this.client.chat.completions.create({model: this.options.model, messages, ...(tools.length > 0 ? {tools} : {})}, {signal: ctx.signal})
+    } catch (caught) {
+      const {error, outcome} = fromOpenAIError(caught, {baseURL: this.options.baseURL, timeoutMs: this.options.timeoutMs})
+      ctx.record({...usage, latencyMs: Date.now() - started, outcome})
       throw error
     }
+
+    const u = res.usage
+    const cached = u?.prompt_tokens_details?.cached_tokens ?? 0
+    const choice = res.choices[0]
+    const truncated = choice?.finish_reason === 'length'
+    ctx.record({
+      ...usage,
+      inputTokens: u?.prompt_tokens ?? 0,
+      outputTokens: u?.completion_tokens ?? 0,
+      cachedTokens: cached,
+      latencyMs: Date.now() - started,
+      costUsd: estimateCost(this.options.model, u?.prompt_tokens ?? 0, cached, u?.completion_tokens ?? 0),
+      outcome: truncated ? 'malformed' : 'ok',
+    })
+    if (!choice?.message)
+      throw new ProviderUnusableError(
+        `the model ${this.options.model} returned no choices: check OPENAI_MODEL${this.options.baseURL ? ' and OPENAI_BASE_URL' : ''}`,
+      )
+    return {message: choice.message, truncated}
   }
 }
 

@@ -2,10 +2,10 @@ import assert from 'node:assert/strict'
 import http from 'node:http'
 import type {AddressInfo} from 'node:net'
 
-import {OpenAIProvider} from '../../src/agents/openai.js'
+import {type AgentLimits, OpenAIProvider} from '../../src/agents/openai.js'
 import type {LlmUsage} from '../../src/pipeline/provider.js'
 import {classifyError} from '../../src/runtime/errors.js'
-import {answer, completion, FakeOpenAI, toolCall} from '../helpers/fake-openai.js'
+import {answer, completion, FakeOpenAI, toolCall, toolCalls, truncated} from '../helpers/fake-openai.js'
 
 const GOOD_RESEARCH = {
   fit: 'yes',
@@ -22,13 +22,16 @@ describe('openai provider against a fake OpenAI-compatible server', function () 
   const fake = new FakeOpenAI()
   let site: http.Server
   let siteUrl: string
+  let siteHits: string[]
   let usage: LlmUsage[]
 
   before(async () => {
     await fake.start()
-    site = http.createServer((_req, res) => {
+    site = http.createServer((req, res) => {
+      siteHits.push(req.url!)
       res.writeHead(200, {'content-type': 'text/html'})
-      res.end('<html><body><h1>Acme Property Management</h1><a href="https://acme.managebuilding.com/Resident">Resident Portal</a></body></html>')
+      if (req.url === '/big') res.end(`<html><body><p>${'Acme rents homes. '.repeat(6000)}</p></body></html>`)
+      else res.end('<html><body><h1>Acme Property Management</h1><a href="https://acme.managebuilding.com/Resident">Resident Portal</a></body></html>')
     })
     await new Promise<void>((resolve) => site.listen(0, '127.0.0.1', resolve))
     siteUrl = `http://127.0.0.1:${(site.address() as AddressInfo).port}/`
@@ -42,19 +45,24 @@ describe('openai provider against a fake OpenAI-compatible server', function () 
   beforeEach(() => {
     fake.reset()
     usage = []
+    siteHits = []
   })
 
-  function provider(): OpenAIProvider {
+  function provider(limits: Partial<AgentLimits> = {}, timeoutMs = 5000): OpenAIProvider {
     return new OpenAIProvider({
       apiKey: 'sk-test-secret',
       baseURL: fake.url,
       model: 'gpt-4.1-mini',
-      timeoutMs: 5000,
-      maxTurns: 6,
+      timeoutMs,
+      limits: {maxTurns: 6, ...limits},
       search: null,
       allowPrivateFetch: true,
     })
   }
+
+  /** The tool results the model was sent in request `i`. */
+  const toolResults = (i: number): string[] =>
+    fake.requests[i].body.messages.filter((m: {role: string}) => m.role === 'tool').map((m: {content: string}) => m.content)
 
   const ctx = () => ({signal: new AbortController().signal, record: (u: LlmUsage) => usage.push(u)})
   const company = {name: 'Acme PM', domain: 'acme.example', website: 'https://acme.example', sources: []}
@@ -137,9 +145,9 @@ describe('openai provider against a fake OpenAI-compatible server', function () 
       baseURL: fake.url,
       model: 'gpt-4.1-mini',
       timeoutMs: 5000,
-      maxTurns: 6,
       search: 'hosted',
       searchModel: 'gpt-4o-mini-search-preview',
+      limits: {maxTurns: 6},
     })
     fake.reply(
       toolCall('search_web', {query: 'Buildium property management Austin TX'}),
@@ -186,5 +194,93 @@ describe('openai provider against a fake OpenAI-compatible server', function () 
       people.map((p) => p.fullName),
       ['Ann Owner'],
     )
+  })
+
+  it('runs at most 8 tool calls of a turn that asks for 40; the others get an error result and are not run', async () => {
+    fake.reply(toolCalls(Array.from({length: 40}, (_, i) => ['fetch_page', {url: `${siteUrl}page/${i}`}] as [string, unknown])), answer(GOOD_RESEARCH))
+    await provider().research({criteria: {}, company}, ctx())
+    assert.deepEqual(
+      siteHits,
+      Array.from({length: 8}, (_, i) => `/page/${i}`),
+    )
+    const results = toolResults(1)
+    assert.equal(results.length, 40, 'every tool call got a result')
+    assert.ok(results.slice(0, 8).every((r) => /Acme Property Management/.test(r)))
+    assert.ok(results.slice(8).every((r) => r === 'error: not run: at most 8 tool calls per turn; ask again for what you still need'))
+  })
+
+  it('does not run tools the model asks for on its last turn, where none were offered', async () => {
+    fake.reply(toolCall('fetch_page', {url: `${siteUrl}first`}), toolCall('fetch_page', {url: `${siteUrl}on-the-last-turn`}))
+    const error = await provider({maxTurns: 2})
+      .research({criteria: {}, company}, ctx())
+      .catch((e) => e)
+    assert.equal(error.name, 'PermanentError')
+    assert.match(error.message, /asked for tools on its last turn \(2\) instead of answering; they were not run/)
+    assert.equal(fake.requests[1].body.tools, undefined, 'no tools offered on the last turn')
+    assert.deepEqual(siteHits, ['/first'])
+  })
+
+  it('answers fetches beyond the budget with an error to the model: requests, then bytes', async () => {
+    fake.reply(...[1, 2, 3, 4, 5].map((i) => toolCall('fetch_page', {url: `${siteUrl}n/${i}`})), answer(GOOD_RESEARCH))
+    await provider({maxTurns: 8, maxFetches: 3}).research({criteria: {}, company}, ctx())
+    assert.deepEqual(siteHits, ['/n/1', '/n/2', '/n/3'])
+    const results = toolResults(5)
+    assert.match(results[2], /Acme Property Management/)
+    assert.match(results[3], /^error: not fetching .*\/n\/4: this research step has spent its fetch budget \(3 requests\); answer with what you have$/)
+    assert.match(results[4], /spent its fetch budget \(3 requests\)/)
+
+    fake.reset()
+    siteHits = []
+    fake.reply(...[1, 2, 3].map(() => toolCall('fetch_page', {url: `${siteUrl}big`})), answer(GOOD_RESEARCH))
+    await provider({maxFetchBytes: 150_000}).research({criteria: {}, company}, ctx())
+    assert.deepEqual(siteHits, ['/big', '/big'], 'the third fetch was not made')
+    assert.match(toolResults(3)[2], /spent its fetch budget \(150000 bytes\)/)
+  })
+
+  it('stops at its deadline, aborting the model call in flight, as a permanent failure', async () => {
+    fake.reply({...answer(GOOD_RESEARCH), delayMs: 4000})
+    const error = await provider({deadlineMs: 300})
+      .research({criteria: {}, company}, ctx())
+      .catch((e) => e)
+    assert.ok(error instanceof Error, 'no answer after the deadline')
+    assert.deepEqual(classifyError(error), {type: 'permanent'})
+    assert.match(error.message, /did not finish within its deadline of 300 ms/)
+    assert.equal(usage[0].outcome, 'error')
+  })
+
+  it('records an answer cut off at the token limit as malformed, says it was truncated, and repairs once', async () => {
+    fake.reply(truncated('{"fit": "yes", "score": 82, "reasons": ["tenant por'), answer(GOOD_RESEARCH))
+    const result = await provider().research({criteria: {}, company}, ctx())
+    assert.equal(result.score, 82)
+    assert.deepEqual(
+      usage.map((u) => u.outcome),
+      ['malformed', 'ok'],
+    )
+    const repair = fake.requests[1].body.messages.at(-1)
+    assert.match(repair.content, /cut off at the output token limit \(finish_reason "length"\)/)
+    assert.doesNotMatch(repair.content, /not JSON/)
+
+    fake.reset()
+    usage = []
+    fake.reply(truncated('{"fit": "ye'), truncated('{"fi'))
+    const error = await provider()
+      .research({criteria: {}, company}, ctx())
+      .catch((e) => e)
+    assert.equal(error.name, 'PermanentError')
+    assert.match(error.message, /after a repair turn: the answer was cut off at the output token limit/)
+    assert.deepEqual(
+      usage.map((u) => u.outcome),
+      ['malformed', 'malformed'],
+    )
+  })
+
+  it('treats a model API timeout as transient (classified by its class, APIConnectionTimeoutError)', async () => {
+    fake.reply({...answer(GOOD_RESEARCH), delayMs: 3000})
+    const error = await provider({}, 200)
+      .research({criteria: {}, company}, ctx())
+      .catch((e) => e)
+    assert.deepEqual(classifyError(error), {type: 'transient'})
+    assert.match(error.message, /the model API did not answer within 200 ms/)
+    assert.equal(usage[0].outcome, 'error')
   })
 })

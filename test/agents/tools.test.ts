@@ -2,9 +2,10 @@ import assert from 'node:assert/strict'
 import http from 'node:http'
 import type {AddressInfo} from 'node:net'
 
-import {detectPms, PMS_SIGNATURES} from '../../src/agents/tools/detect-pms.js'
+import {detectPms, PMS_VENDORS} from '../../src/agents/tools/detect-pms.js'
 import {fetchPage} from '../../src/agents/tools/fetch-page.js'
 import {isPrivateAddress} from '../../src/agents/tools/ssrf.js'
+import {spawnScript, waitFor} from '../helpers/processes.js'
 
 /** One portal host per vendor, as their customers' sites link to them. */
 const PORTALS: Record<string, string> = {
@@ -37,6 +38,25 @@ describe('agent tools: fetch_page and detect_pms against a local site', function
       if (url.pathname === '/big') {
         res.writeHead(200, {'content-type': 'text/plain'})
         res.end('x'.repeat(200_000))
+        return
+      }
+
+      if (url.pathname === '/deep') {
+        res.writeHead(200, {'content-type': 'text/html'})
+        res.end(
+          `<html><body><h1>Deep Homes PM</h1><p>Managing rentals since 2001.</p>${'<div>'.repeat(10_000)}Nested office hours${'</div>'.repeat(10_000)}<p>Call us today.</p></body></html>`,
+        )
+        return
+      }
+
+      if (url.pathname === '/evidence') {
+        res.writeHead(200, {'content-type': 'text/html'})
+        res.end(`<html><body>
+          <p>We switched to <a href="https://www.buildium.com/">Buildium</a> in 2020.</p>
+          <a href="https://acme.managebuilding.com/Resident/portal/login">Pay
+             rent &amp; log in</a>
+          <form action="https://acme.managebuilding.com/Resident/apps/payments"></form>
+          <a href="/contact">Contact</a></body></html>`)
         return
       }
 
@@ -78,7 +98,7 @@ describe('agent tools: fetch_page and detect_pms against a local site', function
   }
 
   it('knows every vendor in domain.md', () => {
-    assert.deepEqual(PMS_SIGNATURES.map((s) => s.vendor).sort(), Object.keys(PORTALS).sort())
+    assert.deepEqual(PMS_VENDORS.map((s) => s.vendor).sort(), Object.keys(PORTALS).sort())
   })
 
   it('says unknown (null) when nothing matches, never a guess', async () => {
@@ -97,6 +117,34 @@ describe('agent tools: fetch_page and detect_pms against a local site', function
     assert.equal(big.text.length, 10_000)
   })
 
+  it('keeps the text of a page of 10,000 nested elements (html-to-text overflowed its stack on it)', async () => {
+    const page = await fetchPage(`${base}/deep`, {allowPrivate: true})
+    assert.match(page.text, /Deep Homes PM/)
+    assert.match(page.text, /Managing rentals since 2001\./)
+    assert.match(page.text, /Nested office hours/)
+    assert.match(page.text, /Call us today\./)
+  })
+
+  it("reports each piece of evidence with its link, host, anchor text and whether it is a portal or the vendor's own site", async () => {
+    const result = await detectPms('acme.example', {baseUrl: `${base}/evidence`, allowPrivate: true})
+    assert.equal(result.pms, 'Buildium')
+    assert.deepEqual(
+      result.evidence.map(({vendor, kind, url, host, text}) => ({vendor, kind, url, host, text})),
+      [
+        {vendor: 'Buildium', kind: 'marketing', url: 'https://www.buildium.com/', host: 'www.buildium.com', text: 'Buildium'},
+        {
+          vendor: 'Buildium',
+          kind: 'portal',
+          url: 'https://acme.managebuilding.com/Resident/portal/login',
+          host: 'acme.managebuilding.com',
+          text: 'Pay rent & log in',
+        },
+        {vendor: 'Buildium', kind: 'portal', url: 'https://acme.managebuilding.com/Resident/apps/payments', host: 'acme.managebuilding.com', text: ''},
+      ],
+    )
+    assert.ok(result.evidence.every((e) => e.page === `${base}/evidence`))
+  })
+
   it('gives up after its time limit, as a transient error', async () => {
     await assert.rejects(
       fetchPage(`${base}/slow`, {allowPrivate: true, timeoutMs: 200}),
@@ -105,20 +153,19 @@ describe('agent tools: fetch_page and detect_pms against a local site', function
   })
 
   it('refuses loopback, private and metadata addresses by default (before connecting)', async () => {
-    for (const target of [
-      `${base}/Buildium/`,
-      'http://10.0.0.1/',
-      'http://169.254.169.254/latest/meta-data/',
-      'http://[::1]/',
-      'http://192.168.1.1/',
-      'http://localhost/',
-    ]) {
+    for (const target of [`${base}/Buildium/`, 'http://10.0.0.1/', 'http://[::1]/', 'http://192.168.1.1/', 'http://localhost/']) {
       await assert.rejects(
         fetchPage(target, {allowPrivate: false}),
         (e: Error) => e.name === 'PermanentError' && /refusing to fetch .*RVX_ALLOW_PRIVATE_FETCH=1/.test(e.message),
         target,
       )
     }
+
+    // Metadata is refused with RVX_ALLOW_PRIVATE_FETCH=1 too, so the message does not suggest it.
+    await assert.rejects(
+      fetchPage('http://169.254.169.254/latest/meta-data/', {allowPrivate: false}),
+      (e: Error) => e.name === 'PermanentError' && /refusing to fetch .*cloud metadata.*never fetched$/.test(e.message),
+    )
 
     await assert.rejects(fetchPage('file:///etc/passwd', {allowPrivate: true}), /only http and https/)
   })
@@ -139,5 +186,60 @@ describe('agent tools: fetch_page and detect_pms against a local site', function
     ])
       assert.equal(isPrivateAddress(a), true, a)
     for (const a of ['93.184.216.34', '8.8.8.8', '2606:4700::1111', '172.32.0.1']) assert.equal(isPrivateAddress(a), false, a)
+  })
+})
+
+describe('detect_pms and fetch_page on a 1 MB hostile page', function () {
+  this.timeout(90_000)
+  let server: http.Server
+  let served = 0
+
+  // The shapes that froze the old scan or a tree builder: a 400 KB run of [\w-] (the vendor patterns backtracked
+  // quadratically on it), 80,000 unclosed tags and 80,000 stray end tags (a search of the open-element stack per
+  // tag), then a real portal link.
+  const page = `<html><body><p>${'a-'.repeat(200_000)}</p>${'<b>'.repeat(80_000)}${'</x>'.repeat(80_000)}<a href="https://acme.managebuilding.com/Resident">Resident portal</a></body></html>`
+
+  before(async () => {
+    assert.ok(page.length > 900_000 && page.length < 1_000_000, 'just under the 1 MB page limit, so the link is read')
+    server = http.createServer((_req, res) => {
+      res.writeHead(200, {'content-type': 'text/html'})
+      res.end(page, () => served++)
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  })
+
+  after(() => {
+    server.closeAllConnections()
+    server.close()
+  })
+
+  it('is read while the process keeps answering (its event loop never freezes), and the portal is still found', async () => {
+    // In a child process: a frozen event loop there cannot freeze this test runner, and this side can tell.
+    const child = spawnScript('test/helpers/detect-pms-child.ts', {RVX_TEST_PMS_URL: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`})
+    const pongs = () =>
+      child
+        .stdout()
+        .split('\n')
+        .filter((l) => l === 'pong').length
+    try {
+      // Once after detect_pms got the page, once after fetch_page got it: each time the process must answer.
+      for (const n of [1, 2]) {
+        await waitFor(`the page to be served (${n})`, async () => served >= n, 30_000, 20)
+        child.child.kill('SIGUSR2')
+        await waitFor(`the process to answer a ping from its event loop after reading the page (${n})`, async () => pongs() >= n, 20_000, 20)
+      }
+
+      const pms = JSON.parse(await waitFor('detect_pms to finish', async () => /^pms (.*)$/m.exec(child.stdout())?.[1], 20_000, 50))
+      assert.equal(pms.pms, 'Buildium')
+      assert.deepEqual(
+        pms.evidence.map((e: {kind: string; host: string; text: string}) => [e.kind, e.host, e.text]),
+        [['portal', 'acme.managebuilding.com', 'Resident portal']],
+      )
+      const text = JSON.parse(await waitFor('fetch_page to finish', async () => /^text (.*)$/m.exec(child.stdout())?.[1], 20_000, 50))
+      assert.match(text, /Resident portal$/)
+    } finally {
+      child.child.kill('SIGKILL')
+      await child.exited
+    }
   })
 })

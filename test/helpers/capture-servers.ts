@@ -92,3 +92,33 @@ export function parseMetrics(text: string): Array<{name: string; labels: Record<
 export function metricSum(samples: ReturnType<typeof parseMetrics>, name: string, where: Record<string, string> = {}): number {
   return samples.filter((s) => s.name === name && Object.entries(where).every(([k, v]) => s.labels[k] === v)).reduce((n, s) => n + s.value, 0)
 }
+
+export interface Canary {
+  port: number
+  /** TCP connections accepted (a TLS handshake or a bare connect counts too). */
+  connections: number
+  /** Request lines (method and path) of the HTTP requests that got through. */
+  requests: string[]
+  close(): Promise<void>
+}
+
+/** An HTTP server on 127.0.0.1 that a guarded fetch must never reach: it counts every connection and request. */
+export async function startCanary(): Promise<Canary> {
+  const server = http.createServer((req, res) => {
+    canary.requests.push(`${req.method} ${req.url}`)
+    res.writeHead(200, {'content-type': 'text/html'}).end('<html><body><h1>canary: internal page</h1></body></html>')
+  })
+  server.on('connection', () => canary.connections++)
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const canary: Canary = {
+    port: (server.address() as AddressInfo).port,
+    connections: 0,
+    requests: [],
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections()
+        server.close(() => resolve())
+      }),
+  }
+  return canary
+}

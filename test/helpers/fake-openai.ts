@@ -5,6 +5,8 @@ export interface ScriptedReply {
   status?: number
   headers?: Record<string, string>
   body: unknown
+  /** Answer this late (a slow or hung model); the request is recorded at once. */
+  delayMs?: number
 }
 
 /**
@@ -27,8 +29,14 @@ export class FakeOpenAI {
         this.requests.push({path: req.url ?? '', auth: req.headers.authorization, body: raw ? JSON.parse(raw) : null})
         const body = raw ? JSON.parse(raw) : null
         const reply = this.route ? this.route(body) : (this.script.shift() ?? {status: 500, body: {error: {message: 'script exhausted'}}})
-        res.writeHead(reply.status ?? 200, {'content-type': 'application/json', ...reply.headers})
-        res.end(JSON.stringify(reply.body))
+        const send = () => {
+          if (res.destroyed) return
+          res.writeHead(reply.status ?? 200, {'content-type': 'application/json', ...reply.headers})
+          res.end(JSON.stringify(reply.body))
+        }
+        if (!reply.delayMs) return send()
+        const timer = setTimeout(send, reply.delayMs)
+        res.on('close', () => clearTimeout(timer))
       })
     })
     await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve))
@@ -46,26 +54,39 @@ export class FakeOpenAI {
   }
 
   async stop(): Promise<void> {
+    this.server?.closeAllConnections()
     await new Promise<void>((resolve) => this.server?.close(() => resolve()))
   }
 }
 
 let n = 0
-export function completion(message: Record<string, unknown>, usage = {prompt_tokens: 100, completion_tokens: 20}) {
+export function completion(message: Record<string, unknown>, usage = {prompt_tokens: 100, completion_tokens: 20}, finishReason?: string) {
   return {
     body: {
       id: `chatcmpl-${++n}`,
       object: 'chat.completion',
       created: 0,
       model: 'gpt-4.1-mini',
-      choices: [{index: 0, finish_reason: message.tool_calls ? 'tool_calls' : 'stop', message: {role: 'assistant', content: null, ...message}}],
+      choices: [
+        {index: 0, finish_reason: finishReason ?? (message.tool_calls ? 'tool_calls' : 'stop'), message: {role: 'assistant', content: null, ...message}},
+      ],
       usage: {...usage, total_tokens: usage.prompt_tokens + usage.completion_tokens, prompt_tokens_details: {cached_tokens: 40}},
     },
   }
 }
 
 export function toolCall(name: string, args: unknown) {
-  return completion({tool_calls: [{id: `call_${++n}`, type: 'function', function: {name, arguments: JSON.stringify(args)}}]})
+  return toolCalls([[name, args]])
+}
+
+/** One turn asking for several tool calls at once. */
+export function toolCalls(calls: Array<[name: string, args: unknown]>) {
+  return completion({tool_calls: calls.map(([name, args]) => ({id: `call_${++n}`, type: 'function', function: {name, arguments: JSON.stringify(args)}}))})
+}
+
+/** An answer cut off at the output token limit (finish_reason "length"). */
+export function truncated(content: string) {
+  return completion({content}, undefined, 'length')
 }
 
 export function answer(json: unknown) {

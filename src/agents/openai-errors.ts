@@ -1,0 +1,50 @@
+import OpenAI from 'openai'
+
+import {PermanentError, SnoozeError, TransientError, retryAfterMs} from '../runtime/errors.js'
+import {type LlmUsage, ProviderUnusableError} from '../pipeline/provider.js'
+
+/**
+ * An openai-node error as the runtime's error classes, decided by class:
+ * openai v6 errors all carry the name "Error", so the runtime's by-name
+ * classification would miss, say, a timeout (APIConnectionTimeoutError).
+ * An abort of our own signal (shutdown, the agent's deadline) passes through
+ * for the caller to word.
+ */
+export function fromOpenAIError(error: unknown, api: {baseURL?: string; timeoutMs: number}): {error: unknown; outcome: LlmUsage['outcome']} {
+  const fix = `check OPENAI_API_KEY${api.baseURL ? ' and OPENAI_BASE_URL' : ''}`
+  if (!(error instanceof OpenAI.APIError) || error instanceof OpenAI.APIUserAbortError) return {error, outcome: 'error'}
+  if (error instanceof OpenAI.APIConnectionTimeoutError)
+    return {error: new TransientError(`the model API did not answer within ${api.timeoutMs} ms`, {cause: error}), outcome: 'error'}
+  if (error instanceof OpenAI.APIConnectionError) {
+    // fetch's own error says only "fetch failed"; the socket error under it says why.
+    const cause = error.cause as (Error & {cause?: Error}) | undefined
+    const why = cause?.cause?.message ?? cause?.message ?? error.message
+    return {error: new TransientError(`cannot reach the model API${api.baseURL ? ` at ${api.baseURL}` : ''}: ${why}`, {cause: error}), outcome: 'error'}
+  }
+
+  if (error instanceof OpenAI.AuthenticationError || error instanceof OpenAI.PermissionDeniedError) {
+    return {error: new ProviderUnusableError(`the model API refused the credentials (HTTP ${error.status}): ${fix}`), outcome: 'error'}
+  }
+
+  if (error instanceof OpenAI.RateLimitError) {
+    if (error.code === 'insufficient_quota') {
+      return {error: new ProviderUnusableError('the OpenAI account behind OPENAI_API_KEY has no quota left: check its billing'), outcome: 'rate_limited'}
+    }
+
+    // Without a usable Retry-After the runtime's snooze policy backs off.
+    return {error: new SnoozeError('rate limited by the model API (HTTP 429)', retryAfterMs(error.headers), {cause: error}), outcome: 'rate_limited'}
+  }
+
+  if (error instanceof OpenAI.InternalServerError || error instanceof OpenAI.ConflictError || error.status === 408) {
+    return {error: new TransientError(`the model API failed: ${error.message}`, {cause: error}), outcome: 'error'}
+  }
+
+  if (error.code === 'context_length_exceeded') {
+    return {
+      error: new ProviderUnusableError(`the model cannot take rvx's prompts (context length exceeded): use a model with a larger context (OPENAI_MODEL)`),
+      outcome: 'error',
+    }
+  }
+
+  return {error: new PermanentError(`the model API refused the request: ${error.message}`, {cause: error}), outcome: 'error'}
+}
