@@ -120,8 +120,8 @@ export async function renderRun(db: Kysely<Database>, runId: number, format: 'cs
     format === 'json'
       ? {companies: JSON.stringify(companyRows, null, 2) + '\n', contacts: JSON.stringify(contactRows, null, 2) + '\n'}
       : {
-          companies: stringify(companyRows, {header: true, columns: [...COMPANY_COLUMNS]}),
-          contacts: stringify(contactRows, {header: true, columns: [...CONTACT_COLUMNS]}),
+          companies: stringify(companyRows, {header: true, columns: [...COMPANY_COLUMNS], cast: {string: neutralizeFormula}}),
+          contacts: stringify(contactRows, {header: true, columns: [...CONTACT_COLUMNS], cast: {string: neutralizeFormula}}),
         }
   return {runId, status: run.status, companies: companyRows.length, contacts: contactRows.length, files}
 }
@@ -145,4 +145,14 @@ async function writeAtomic(file: string, content: string): Promise<void> {
   const tmp = `${file}.${process.pid}.tmp`
   await fs.writeFile(tmp, content)
   await fs.rename(tmp, file)
+}
+
+/**
+ * A CSV cell a spreadsheet would run as a formula (it starts with =, +, -, @,
+ * a tab or a carriage return) gets a leading apostrophe, so it is shown as
+ * text: company names and sources come from web pages and models. The JSON
+ * export keeps the raw value.
+ */
+export function neutralizeFormula(value: string): string {
+  return /^[=+\-@\t\r]/.test(value) ? `'${value}` : value
 }
