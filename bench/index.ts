@@ -255,7 +255,7 @@ async function throughputAll(server: Server, systems: System[]): Promise<Record<
   return Object.fromEntries(
     systems.map((s) => {
       const tasksPerS = spread(runs.get(s.key)!.map((r) => r.tasks_per_s), 0)
-      return [s.key, {runs: runs.get(s.key)!, tasks_per_s: tasksPerS, vs_rvx: round(tasksPerS.median / rvxMedian, 2)}]
+      return [s.key, {runs: runs.get(s.key)!, tasks_per_s: tasksPerS, vs_rvx: round(tasksPerS.median / rvxMedian, 3)}]
     }),
   )
 }
@@ -485,7 +485,7 @@ function print(r: Result): void {
     for (const s of r.systems) {
       const x = t.results[s.key]
       const capped = x.runs.some((run) => run.completed < t.tasks) ? `   capped: ${x.runs.map((run) => num(run.completed)).join(' / ')} of ${num(t.tasks)} done in ${t.cap_s} s` : ''
-      out.push(`  ${s.name.padEnd(width)} ${range(x.tasks_per_s).padStart(26)} tasks/s   ${x.vs_rvx.toFixed(2).padStart(5)}x rvx${capped}`)
+      out.push(`  ${s.name.padEnd(width)} ${range(x.tasks_per_s).padStart(26)} tasks/s   ${x.vs_rvx.toFixed(x.vs_rvx < 0.01 ? 3 : 2).padStart(5)}x rvx${capped}`)
     }
   }
 
