@@ -1,49 +1,66 @@
 /**
  * rvx runtime vs graphile-worker vs pg-boss, side by side, in one run on one
- * embedded PostgreSQL (each system gets its own database on that server).
+ * embedded PostgreSQL. Each peer runs at its defaults and at its best documented
+ * settings (bench/systems.ts), every system with the same concurrency and the
+ * same number of connections, each run in its own fresh database.
  *
  *   npm run bench                 human-readable tables
  *   npm run bench -- --json       one JSON object on stdout
- *   npm run bench -- --quick      smaller counts (smoke run)
+ *   npm run bench -- --quick      smaller counts, one repeat (smoke run)
  *   npm run bench -- --only=throughput,latency,recovery,idle,fleet-recovery,stats
+ *   npm run bench -- --repeats=3 --systems=rvx,graphile_worker   (keys by prefix)
  *
- * (a) throughput: N no-op tasks, enqueued up front, drained at total concurrency 16
+ * (a) throughput: N no-op tasks enqueued up front, drained at concurrency 16
  * (b) enqueue-to-start latency with an idle worker, tasks enqueued one at a time
  * (c) rvx recovery after SIGKILL of a worker process holding a task (default settings)
  * (d) statements per second sent by an idle rvx worker (default settings)
  * (e) recovery with real `rvx worker` processes on a pipeline task (bench/fleet.ts)
  * (f) the fleet views (workers status, monitor) on 1,000,000 task rows (bench/fleet.ts)
+ *
+ * (a) and (b) treat every configuration alike: a warm-up first, then `--repeats`
+ * rounds whose order alternates (forward, then reversed), and before each run a
+ * checkpoint and no autovacuum worker busy; the previous run's database is dropped.
  */
 import {type ChildProcess, spawn} from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import {performance} from 'node:perf_hooks'
-import {Kysely, PostgresDialect, sql} from 'kysely'
+import {sql} from 'kysely'
 import pg from 'pg'
 
-import {createPool} from '../src/db/connect.js'
 import {EmbeddedServer} from '../src/db/embedded.js'
 import {migrateToLatest} from '../src/db/migrator.js'
-import type {Database} from '../src/db/schema.js'
 import {DEFAULT_CONFIG, enqueue, sleep, TaskRegistry, Worker} from '../src/runtime/index.js'
-import {ROOT, waitUntil} from './common.js'
+import {kysely, ROOT, waitUntil} from './common.js'
 import {cliRecovery, statsAtScale, type StatsTiming} from './fleet.js'
+import {allSystems, connectionsFor, type System} from './systems.js'
 
-const args = new Set(process.argv.slice(2))
-const JSON_OUT = args.has('--json')
-const QUICK = args.has('--quick')
+const argv = process.argv.slice(2)
+const flag = (name: string) => argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3)
+const JSON_OUT = argv.includes('--json')
+const QUICK = argv.includes('--quick')
+const REPEATS = Number(flag('repeats') ?? (QUICK ? 1 : 3))
+const ONLY = flag('only')?.split(',')
+const SYSTEMS_WANTED = flag('systems')?.split(',')
+const CONCURRENCY = 16
 const N_THROUGHPUT = QUICK ? 2000 : 20_000
-const N_LATENCY = QUICK ? 50 : 300
+/** A run stops here if it has not drained (pg-boss at its defaults completes 8 tasks/s by construction). */
+const THROUGHPUT_CAP_S = QUICK ? 15 : 60
+const N_WARMUP = QUICK ? 500 : 2000
+const WARMUP_CAP_S = 10
+const N_LATENCY = QUICK ? 50 : 200
+const LATENCY_WARMUP = 10
+/** Arrivals average 4/s: half of pg-boss's default ceiling (8/s), so no backlog builds and each start is a dispatch, not a queue. */
+const LATENCY_MEAN_GAP_MS = 250
 const N_KILLS = QUICK ? 3 : 10
 const IDLE_WINDOW_S = QUICK ? 10 : 30
 const N_STATS_ROWS = QUICK ? 100_000 : 1_000_000
-const CONCURRENCY = 16
-const ONLY = process.argv
-  .find((a) => a.startsWith('--only='))
-  ?.slice('--only='.length)
-  .split(',')
 const wanted = (part: string) => !ONLY || ONLY.includes(part)
+if (!Number.isInteger(REPEATS) || REPEATS < 1) {
+  process.stderr.write('--repeats must be a whole number of at least 1\n')
+  process.exit(2)
+}
 
 function progress(message: string): void {
   process.stderr.write(`[bench] ${message}\n`)
@@ -55,89 +72,232 @@ function percentile(sorted: number[], p: number): number {
   return sorted[i]
 }
 
-function summary(values: number[], digits = 1): {p50: number; p95: number; p99: number} {
-  const s = [...values].sort((a, b) => a - b)
-  const r = (n: number) => Math.round(n * 10 ** digits) / 10 ** digits
-  return {p50: r(percentile(s, 50)), p95: r(percentile(s, 95)), p99: r(percentile(s, 99))}
+function round(n: number, digits = 0): number {
+  return Math.round(n * 10 ** digits) / 10 ** digits
 }
 
-async function createDb(adminUrl: string, name: string): Promise<string> {
-  const client = new pg.Client({connectionString: adminUrl})
-  await client.connect()
-  await client.query(`drop database if exists ${name} with (force)`)
-  await client.query(`create database ${name}`)
-  await client.end()
-  const u = new URL(adminUrl)
+function summary(values: number[], digits = 1): {p50: number; p95: number; p99: number} {
+  const s = [...values].sort((a, b) => a - b)
+  return {p50: round(percentile(s, 50), digits), p95: round(percentile(s, 95), digits), p99: round(percentile(s, 99), digits)}
+}
+
+/** Median and range of the repeats of one measure. */
+interface Spread {
+  median: number
+  min: number
+  max: number
+}
+
+function spread(values: number[], digits = 1): Spread {
+  const s = [...values].sort((a, b) => a - b)
+  const mid = s.length / 2
+  const median = s.length % 2 ? s[Math.floor(mid)] : (s[mid - 1] + s[mid]) / 2
+  return {median: round(median, digits), min: round(s[0], digits), max: round(s.at(-1)!, digits)}
+}
+
+// ---------------------------------------------------------------- databases
+
+interface Server {
+  adminUrl: string
+  /** A session on the server's maintenance database. */
+  admin: pg.Client
+}
+
+async function createDb(server: Server, name: string): Promise<string> {
+  await server.admin.query(`drop database if exists ${name} with (force)`)
+  await server.admin.query(`create database ${name}`)
+  const u = new URL(server.adminUrl)
   u.pathname = `/${name}`
   return u.toString()
 }
 
-function kysely(url: string, max = 4): Kysely<Database> {
-  return new Kysely<Database>({dialect: new PostgresDialect({pool: createPool(url, {max})})})
+async function dropDb(server: Server, name: string): Promise<void> {
+  // Some pools end without awaiting (graphile-worker's release()): let their sessions go before forcing the rest.
+  const sessions = async () => Number((await server.admin.query('select count(*) as n from pg_stat_activity where datname = $1', [name])).rows[0].n)
+  await waitUntil(async () => (await sessions()) === 0, 10_000, 50).catch(() => {})
+  await server.admin.query(`drop database if exists ${name} with (force)`)
 }
 
-/** Resolves when `count` handler calls have happened. */
-function counter(count: number): {hit: () => void; done: Promise<void>} {
-  let n = 0
-  let resolve!: () => void
-  const done = new Promise<void>((r) => (resolve = r))
-  return {
-    hit() {
-      if (++n === count) resolve()
-    },
-    done,
-  }
-}
-
-// ---------------------------------------------------------------- rvx
-
-async function rvxThroughput(url: string): Promise<number> {
-  const db = kysely(url)
-  await enqueue(
-    db,
-    Array.from({length: N_THROUGHPUT}, () => ({kind: 'noop'})),
+/** Before a measured run: the previous run's dirty pages written and no autovacuum worker busy, so no run pays for another's. */
+async function settle(server: Server): Promise<void> {
+  await server.admin.query('checkpoint')
+  await waitUntil(
+    async () => Number((await server.admin.query(`select count(*) as n from pg_stat_activity where backend_type = 'autovacuum worker'`)).rows[0].n) === 0,
+    120_000,
+    200,
   )
-  const c = counter(N_THROUGHPUT)
-  const registry = new TaskRegistry().register('noop', async () => {
-    c.hit()
-  })
-  const worker = new Worker({databaseUrl: url, registry, concurrency: CONCURRENCY})
-  const t0 = performance.now()
-  const running = worker.start()
-  await c.done
-  // Count only what is durably completed.
-  await waitUntil(async () => (await sql<{n: number}>`select count(*)::int as n from tasks where status = 'completed'`.execute(db)).rows[0].n === N_THROUGHPUT)
-  const seconds = (performance.now() - t0) / 1000
-  worker.stop()
-  await running
-  await db.destroy()
-  return N_THROUGHPUT / seconds
 }
 
-async function rvxLatency(url: string): Promise<number[]> {
-  const db = kysely(url)
-  let started: (() => void) | undefined
-  const registry = new TaskRegistry().register('ping', async () => {
-    started?.()
+/** Runs `fn` against a fresh database that is dropped afterwards. */
+async function inFreshDb<T>(server: Server, name: string, fn: (url: string) => Promise<T>): Promise<T> {
+  const url = await createDb(server, name)
+  try {
+    return await fn(url)
+  } finally {
+    await dropDb(server, name)
+  }
+}
+
+// ---------------------------------------------------------------- (a) and (b), the same for every system
+
+interface ThroughputRun {
+  tasks_per_s: number
+  /** Tasks durably finished within the cap. */
+  completed: number
+  seconds: number
+}
+
+/** N tasks enqueued up front; from the first task start to the last durable completion, or the cap. */
+async function throughputRun(server: Server, system: System, name: string, n: number, capS: number): Promise<ThroughputRun> {
+  return inFreshDb(server, name, async (url) => {
+    await system.prepare(url)
+    await system.enqueue(url, n)
+    const check = new pg.Client({connectionString: url})
+    await check.connect()
+    try {
+      await check.query('vacuum analyze')
+      await settle(server)
+      let first = 0
+      const running = await system.start(url, () => {
+        if (first === 0) first = performance.now()
+      })
+      const started = performance.now()
+      let left = n
+      let end = 0
+      try {
+        while ((left = await system.live(check)) > 0 && performance.now() - started < capS * 1000) await sleep(20)
+        end = performance.now()
+      } finally {
+        await running.stop()
+      }
+
+      const seconds = first === 0 ? Number.NaN : (end - first) / 1000
+      return {tasks_per_s: round((n - left) / seconds), completed: n - left, seconds: round(seconds, 2)}
+    } finally {
+      await check.end()
+    }
   })
-  const worker = new Worker({databaseUrl: url, registry, concurrency: CONCURRENCY})
-  const running = worker.start()
-  await sleep(1000)
-  const samples: number[] = []
-  for (let i = 0; i < N_LATENCY; i++) {
-    const hit = new Promise<void>((r) => (started = r))
-    const t0 = performance.now()
-    await enqueue(db, {kind: 'ping'})
-    await hit
-    samples.push(performance.now() - t0)
-    await sleep(5)
+}
+
+/** A seeded generator, so every system sees the same arrival times. */
+function seeded(seed: number): () => number {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = Math.imul(a ^ (a >>> 15), 1 | a)
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296
+  }
+}
+
+/**
+ * With the worker idle: single tasks at random moments (Poisson arrivals, one every LATENCY_MEAN_GAP_MS on
+ * average, the same seeded schedule for every system), each timed from its enqueue call to its handler's start.
+ * Arrivals do not wait for the previous start, so a polling system is met at random points of its poll cycle.
+ */
+async function latencyRun(server: Server, system: System, name: string, samples: number): Promise<number[]> {
+  return inFreshDb(server, name, async (url) => {
+    await system.prepare(url)
+    const client = new pg.Client({connectionString: url})
+    await client.connect()
+    await client.query('vacuum analyze')
+    await client.end()
+    await settle(server)
+    const total = LATENCY_WARMUP + samples
+    const enqueuedAt: number[] = []
+    const startedAt = new Map<number, number>()
+    const running = await system.start(url, (tag) => {
+      if (tag !== undefined && !startedAt.has(tag)) startedAt.set(tag, performance.now())
+    })
+    try {
+      await sleep(1000)
+      const random = seeded(16)
+      const sends: Array<Promise<void>> = []
+      let failure: unknown
+      let next = performance.now()
+      for (let i = 0; i < total; i++) {
+        next += -Math.log(1 - random()) * LATENCY_MEAN_GAP_MS
+        await sleep(Math.max(0, next - performance.now()))
+        enqueuedAt[i] = performance.now()
+        sends.push(running.enqueueOne(i).catch((error: unknown) => void (failure ??= error)))
+      }
+
+      await Promise.all(sends)
+      if (failure) throw failure
+      await waitUntil(async () => startedAt.size >= total, 60_000, 20)
+    } finally {
+      await running.stop()
+    }
+
+    return enqueuedAt.slice(LATENCY_WARMUP).map((at, i) => startedAt.get(LATENCY_WARMUP + i)! - at)
+  })
+}
+
+/** Repeat r runs the systems forward when r is even, reversed when odd. */
+const orderOf = (systems: System[], repeat: number) => (repeat % 2 === 0 ? systems : [...systems].reverse())
+
+interface ThroughputResult {
+  runs: ThroughputRun[]
+  tasks_per_s: Spread
+  /** Median over rvx's median. */
+  vs_rvx: number
+}
+
+async function throughputAll(server: Server, systems: System[]): Promise<Record<string, ThroughputResult>> {
+  progress(`(a) warm-up: ${N_WARMUP} tasks per configuration (at most ${WARMUP_CAP_S} s), not recorded`)
+  for (const system of systems) await throughputRun(server, system, `b_warm_${system.key}`, N_WARMUP, WARMUP_CAP_S)
+  const runs = new Map<string, ThroughputRun[]>(systems.map((s) => [s.key, []]))
+  for (let repeat = 0; repeat < REPEATS; repeat++) {
+    for (const system of orderOf(systems, repeat)) {
+      const run = await throughputRun(server, system, `b_tp_${system.key}_${repeat}`, N_THROUGHPUT, THROUGHPUT_CAP_S)
+      runs.get(system.key)!.push(run)
+      progress(`(a) ${repeat + 1}/${REPEATS} ${system.name}: ${run.tasks_per_s} tasks/s (${run.completed} in ${run.seconds} s)`)
+    }
   }
 
-  worker.stop()
-  await running
-  await db.destroy()
-  return samples
+  const rvxMedian = runs.has('rvx')
+    ? spread(
+        runs.get('rvx')!.map((r) => r.tasks_per_s),
+        0,
+      ).median
+    : Number.NaN
+  return Object.fromEntries(
+    systems.map((s) => {
+      const tasksPerS = spread(
+        runs.get(s.key)!.map((r) => r.tasks_per_s),
+        0,
+      )
+      return [s.key, {runs: runs.get(s.key)!, tasks_per_s: tasksPerS, vs_rvx: round(tasksPerS.median / rvxMedian, 3)}]
+    }),
+  )
 }
+
+interface LatencyResult {
+  runs: Array<{p50: number; p95: number; p99: number}>
+  p50: Spread
+  p95: Spread
+  p99: Spread
+}
+
+async function latencyAll(server: Server, systems: System[]): Promise<Record<string, LatencyResult>> {
+  const runs = new Map<string, LatencyResult['runs']>(systems.map((s) => [s.key, []]))
+  for (let repeat = 0; repeat < REPEATS; repeat++) {
+    for (const system of orderOf(systems, repeat)) {
+      const run = summary(await latencyRun(server, system, `b_lat_${system.key}_${repeat}`, N_LATENCY))
+      runs.get(system.key)!.push(run)
+      progress(`(b) ${repeat + 1}/${REPEATS} ${system.name}: p50 ${run.p50} / p95 ${run.p95} / p99 ${run.p99} ms`)
+    }
+  }
+
+  return Object.fromEntries(
+    systems.map((s) => {
+      const r = runs.get(s.key)!
+      return [s.key, {runs: r, p50: spread(r.map((x) => x.p50)), p95: spread(r.map((x) => x.p95)), p99: spread(r.map((x) => x.p99))}]
+    }),
+  )
+}
+
+// ---------------------------------------------------------------- rvx only: (c) and (d)
 
 async function rvxRecovery(url: string): Promise<number[]> {
   const db = kysely(url)
@@ -208,194 +368,62 @@ async function rvxIdleQueries(url: string): Promise<number> {
   }
 }
 
-// ---------------------------------------------------------------- graphile-worker
-
-async function graphileThroughput(url: string): Promise<number> {
-  const {run, runMigrations} = await import('graphile-worker')
-  await runMigrations({connectionString: url, logger: quietGraphileLogger(await import('graphile-worker'))})
-  const client = new pg.Client({connectionString: url})
-  await client.connect()
-  await client.query(`select graphile_worker.add_job('noop', '{}'::json) from generate_series(1, $1)`, [N_THROUGHPUT])
-  await client.end()
-  const c = counter(N_THROUGHPUT)
-  const t0 = performance.now()
-  const runner = await run({
-    connectionString: url,
-    concurrency: CONCURRENCY,
-    noHandleSignals: true,
-    logger: quietGraphileLogger(await import('graphile-worker')),
-    taskList: {
-      async noop() {
-        c.hit()
-      },
-    },
-  })
-  await c.done
-  const check = new pg.Client({connectionString: url})
-  await check.connect()
-  await waitUntil(async () => Number((await check.query('select count(*) as n from graphile_worker.jobs')).rows[0].n) === 0)
-  const seconds = (performance.now() - t0) / 1000
-  await check.end()
-  await runner.stop()
-  return N_THROUGHPUT / seconds
-}
-
-async function graphileLatency(url: string): Promise<number[]> {
-  const gw = await import('graphile-worker')
-  await gw.runMigrations({connectionString: url, logger: quietGraphileLogger(gw)})
-  let started: (() => void) | undefined
-  const runner = await gw.run({
-    connectionString: url,
-    concurrency: CONCURRENCY,
-    noHandleSignals: true,
-    logger: quietGraphileLogger(gw),
-    taskList: {
-      async ping() {
-        started?.()
-      },
-    },
-  })
-  const utils = await gw.makeWorkerUtils({connectionString: url, logger: quietGraphileLogger(gw)})
-  await sleep(1000)
-  const samples: number[] = []
-  for (let i = 0; i < N_LATENCY; i++) {
-    const hit = new Promise<void>((r) => (started = r))
-    const t0 = performance.now()
-    await utils.addJob('ping', {})
-    await hit
-    samples.push(performance.now() - t0)
-    await sleep(5)
-  }
-
-  await utils.release()
-  await runner.stop()
-  return samples
-}
-
-function quietGraphileLogger(gw: typeof import('graphile-worker')) {
-  return new gw.Logger(() => () => {})
-}
-
-// ---------------------------------------------------------------- pg-boss
-
-async function bossThroughput(url: string): Promise<number> {
-  const {default: PgBoss} = await import('pg-boss')
-  const boss = new PgBoss({connectionString: url, max: CONCURRENCY + 4})
-  boss.on('error', () => {})
-  await boss.start()
-  await boss.createQueue('noop')
-  for (let i = 0; i < N_THROUGHPUT; i += 5000) {
-    await boss.insert(Array.from({length: Math.min(5000, N_THROUGHPUT - i)}, () => ({name: 'noop', data: {}})))
-  }
-
-  const c = counter(N_THROUGHPUT)
-  const t0 = performance.now()
-  // pg-boss 10 has no concurrency option: one work() loop per slot, as its docs suggest.
-  for (let i = 0; i < CONCURRENCY; i++) {
-    await boss.work('noop', {batchSize: 16, pollingIntervalSeconds: 0.5}, async (jobs) => {
-      for (const _ of jobs) c.hit()
-      return
-      c.hit()
-    })
-  }
-
-  await c.done
-  await waitUntil(
-    async () =>
-      (await boss.getQueueSize('noop')) === 0 &&
-      Number((await boss.getDb().executeSql(`select count(*) as n from pgboss.job where name = 'noop' and state <> 'completed'`, [])).rows[0].n) === 0,
-  )
-  const seconds = (performance.now() - t0) / 1000
-  await boss.stop({graceful: false, wait: true})
-  return N_THROUGHPUT / seconds
-}
-
-async function bossLatency(url: string): Promise<number[]> {
-  const {default: PgBoss} = await import('pg-boss')
-  const boss = new PgBoss({connectionString: url})
-  boss.on('error', () => {})
-  await boss.start()
-  await boss.createQueue('ping')
-  let started: (() => void) | undefined
-  await boss.work('ping', async () => {
-    started?.()
-  })
-  await sleep(1000)
-  const samples: number[] = []
-  for (let i = 0; i < Math.min(N_LATENCY, 60); i++) {
-    const hit = new Promise<void>((r) => (started = r))
-    const t0 = performance.now()
-    await boss.send('ping', {})
-    await hit
-    samples.push(performance.now() - t0)
-  }
-
-  await boss.stop({graceful: false, wait: true})
-  return samples
-}
-
 // ---------------------------------------------------------------- main
 
+/** Peers' recovery after a crash, from their documentation: not measured here. */
+const PEER_RECOVERY_DOCUMENTED_S = {graphile_worker: 4 * 3600, pg_boss: 15 * 60}
+
 async function main(): Promise<void> {
+  const systems = allSystems(CONCURRENCY, progress).filter((s) => !SYSTEMS_WANTED || SYSTEMS_WANTED.some((w) => s.key.startsWith(w)))
   const home = fs.mkdtempSync(path.join(os.tmpdir(), 'rvx-bench-'))
-  const server = new EmbeddedServer({home, env: {...process.env, RVX_PG_PORT: ''}, settings: {max_connections: '300'}})
-  const cleanup = () => server.stopNowSync()
+  const embedded = new EmbeddedServer({home, env: {...process.env, RVX_PG_PORT: ''}, settings: {max_connections: '300'}})
+  const cleanup = () => embedded.stopNowSync()
   process.once('exit', cleanup)
   try {
-    const {url: adminUrl} = await server.start()
-    progress(`embedded PostgreSQL on ${new URL(adminUrl).host}; ${os.cpus().length} cores, ${(os.totalmem() / 1024 ** 3).toFixed(0)} GiB`)
+    const {url: adminUrl} = await embedded.start()
+    const admin = new pg.Client({connectionString: adminUrl})
+    await admin.connect()
+    const server: Server = {adminUrl, admin}
+    const pgVersion = (await admin.query('show server_version')).rows[0].server_version as string
+    progress(`embedded PostgreSQL ${pgVersion} on ${new URL(adminUrl).host}; ${os.cpus().length} cores, ${(os.totalmem() / 1024 ** 3).toFixed(0)} GiB`)
 
-    const fresh = async (name: string, migrate: boolean) => {
-      const url = await createDb(adminUrl, name)
-      if (migrate) {
-        const db = kysely(url)
-        await migrateToLatest(db, url)
-        await db.destroy()
-      }
-
+    const fresh = async (name: string) => {
+      const url = await createDb(server, name)
+      const db = kysely(url)
+      await migrateToLatest(db, url)
+      await db.destroy()
       return url
     }
 
-    const empty = {p50: Number.NaN, p95: Number.NaN, p99: Number.NaN}
-    let throughput = {rvx: Number.NaN, graphile_worker: Number.NaN, pg_boss: Number.NaN}
+    let throughput: Record<string, ThroughputResult> | undefined
     if (wanted('throughput')) {
-      progress(`(a) throughput, ${N_THROUGHPUT} no-op tasks at concurrency ${CONCURRENCY}`)
-      throughput = {
-        rvx: round(await rvxThroughput(await fresh('b_rvx_tp', true))),
-        graphile_worker: round(await graphileThroughput(await fresh('b_gw_tp', false))),
-        pg_boss: round(await bossThroughput(await fresh('b_boss_tp', false))),
-      }
-      progress(`    ${JSON.stringify(throughput)}`)
+      progress(`(a) throughput, ${N_THROUGHPUT} no-op tasks at concurrency ${CONCURRENCY}, ${REPEATS} repeats`)
+      throughput = await throughputAll(server, systems)
     }
 
-    let latency_ms = {rvx: empty, graphile_worker: empty, pg_boss: empty}
+    let latency_ms: Record<string, LatencyResult> | undefined
     if (wanted('latency')) {
-      progress(`(b) enqueue-to-start latency, ${N_LATENCY} tasks one at a time`)
-      latency_ms = {
-        rvx: summary(await rvxLatency(await fresh('b_rvx_lat', true))),
-        graphile_worker: summary(await graphileLatency(await fresh('b_gw_lat', false))),
-        pg_boss: summary(await bossLatency(await fresh('b_boss_lat', false))),
-      }
-      progress(`    ${JSON.stringify(latency_ms)}`)
+      progress(`(b) enqueue-to-start latency, ${N_LATENCY} single tasks at random moments, ${REPEATS} repeats`)
+      latency_ms = await latencyAll(server, systems)
     }
 
-    let recovery_s = {rvx: {p50: Number.NaN, p99: Number.NaN}}
+    let recovery_s: {p50: number; p99: number} | undefined
     if (wanted('recovery')) {
       progress(`(c) rvx recovery after SIGKILL, ${N_KILLS} kills, default settings`)
-      const rec = summary(await rvxRecovery(await fresh('b_rvx_rec', true)), 2)
-      recovery_s = {rvx: {p50: rec.p50, p99: rec.p99}}
+      const rec = summary(await rvxRecovery(await fresh('b_rvx_rec')), 2)
+      recovery_s = {p50: rec.p50, p99: rec.p99}
     }
 
-    let idle_queries_per_s = {rvx: Number.NaN}
+    let idle_queries_per_s: number | undefined
     if (wanted('idle')) {
       progress(`(d) idle rvx worker, ${IDLE_WINDOW_S} s window`)
-      idle_queries_per_s = {rvx: round(await rvxIdleQueries(await fresh('b_rvx_idle', true)), 2)}
+      idle_queries_per_s = round(await rvxIdleQueries(await fresh('b_rvx_idle')), 2)
     }
 
-    let cli_recovery_s = {p50: Number.NaN, p99: Number.NaN}
+    let cli_recovery_s: {p50: number; p99: number} | undefined
     if (wanted('fleet-recovery')) {
       progress(`(e) recovery with real rvx worker processes, ${N_KILLS} kills, default settings`)
-      const url = await fresh('b_rvx_cli_rec', true)
+      const url = await fresh('b_rvx_cli_rec')
       const db = kysely(url)
       const rec = summary(await cliRecovery(db, url, N_KILLS, progress), 2)
       await db.destroy()
@@ -404,25 +432,33 @@ async function main(): Promise<void> {
 
     let stats: {rows: number; events: number; timings: StatsTiming[]} | undefined
     if (wanted('stats')) {
-      const db = kysely(await fresh('b_rvx_stats', true))
+      const db = kysely(await fresh('b_rvx_stats'))
       stats = await statsAtScale(db, N_STATS_ROWS, QUICK ? 5 : 20, progress)
       await db.destroy()
     }
 
-    const result = {
-      throughput,
-      latency_ms,
-      recovery_s,
-      idle_queries_per_s,
+    await admin.end()
+    const result: Result = {
+      systems: systems.map(({key, name, version, connections, settings, ceiling}) => ({key, name, version, connections, settings, ceiling})),
+      throughput: throughput && {tasks: N_THROUGHPUT, cap_s: THROUGHPUT_CAP_S, warmup_tasks: N_WARMUP, results: throughput},
+      latency_ms: latency_ms && {
+        samples: N_LATENCY,
+        warmup_samples: LATENCY_WARMUP,
+        mean_gap_ms: LATENCY_MEAN_GAP_MS,
+        arrivals: 'poisson, seeded',
+        results: latency_ms,
+      },
+      recovery_s: recovery_s && {rvx: recovery_s, peers_documented_default_not_measured: PEER_RECOVERY_DOCUMENTED_S},
+      idle_queries_per_s: idle_queries_per_s === undefined ? undefined : {rvx: idle_queries_per_s},
       cli_recovery_s,
       stats,
-      peer_recovery_defaults_s: {graphile_worker: 4 * 3600, pg_boss: 15 * 60, river: 3600, hatchet: '30-60', replaced_system: 300},
-      settings: {tasks: N_THROUGHPUT, concurrency: CONCURRENCY, latency_samples: N_LATENCY, kills: N_KILLS, rvx_defaults: DEFAULT_CONFIG},
+      settings: {concurrency: CONCURRENCY, connections_per_system: connectionsFor(CONCURRENCY), repeats: REPEATS, kills: N_KILLS, rvx_defaults: DEFAULT_CONFIG},
       machine: {
         cores: os.cpus().length,
         cpu: os.cpus()[0]?.model,
         memory_gb: Math.round(os.totalmem() / 1024 ** 3),
         node: process.version,
+        postgres: pgVersion,
         date: new Date().toISOString(),
       },
     }
@@ -432,51 +468,83 @@ async function main(): Promise<void> {
       print(result)
     }
   } finally {
-    await server.stop().catch(() => {})
+    await embedded.stop().catch(() => {})
     process.removeListener('exit', cleanup)
     fs.rmSync(home, {recursive: true, force: true})
   }
 }
 
-function round(n: number, digits = 0): number {
-  return Math.round(n * 10 ** digits) / 10 ** digits
+interface Result {
+  systems: Array<Pick<System, 'key' | 'name' | 'version' | 'connections' | 'settings' | 'ceiling'>>
+  throughput?: {tasks: number; cap_s: number; warmup_tasks: number; results: Record<string, ThroughputResult>}
+  latency_ms?: {samples: number; warmup_samples: number; mean_gap_ms: number; arrivals: string; results: Record<string, LatencyResult>}
+  recovery_s?: {rvx: {p50: number; p99: number}; peers_documented_default_not_measured: Record<string, number>}
+  idle_queries_per_s?: {rvx: number}
+  cli_recovery_s?: {p50: number; p99: number}
+  stats?: {rows: number; events: number; timings: StatsTiming[]}
+  settings: Record<string, unknown>
+  machine: Record<string, unknown>
 }
 
-function print(r: {
-  throughput: Record<string, number>
-  latency_ms: Record<string, {p50: number; p95: number; p99: number}>
-  recovery_s: {rvx: {p50: number; p99: number}}
-  idle_queries_per_s: {rvx: number}
-  cli_recovery_s: {p50: number; p99: number}
-  stats?: {rows: number; events: number; timings: StatsTiming[]}
-}): void {
-  const rows = Object.keys(r.throughput).map((k) => {
-    const l = r.latency_ms[k]
-    return `  ${k.padEnd(16)} ${String(r.throughput[k]).padStart(8)} tasks/s   latency p50 ${l.p50} ms, p95 ${l.p95} ms, p99 ${l.p99} ms   (${(r.throughput[k] / r.throughput.rvx).toFixed(2)}x rvx)`
-  })
-  // Only what was measured (--only leaves the rest out).
-  const measured = (...values: number[]) => values.some((v) => !Number.isNaN(v))
-  process.stdout.write(
-    [
-      ...(measured(...Object.values(r.throughput), r.latency_ms.rvx.p50)
-        ? [`throughput and enqueue-to-start latency (${N_THROUGHPUT} tasks, concurrency ${CONCURRENCY}):`, ...rows]
-        : []),
-      ...(measured(r.recovery_s.rvx.p50)
-        ? [
-            `rvx recovery after SIGKILL: p50 ${r.recovery_s.rvx.p50} s, p99 ${r.recovery_s.rvx.p99} s  (peers' defaults: graphile-worker 4 h, pg-boss 15 min, River 1 h, Hatchet 30-60 s)`,
-          ]
-        : []),
-      ...(measured(r.idle_queries_per_s.rvx) ? [`idle rvx worker: ${r.idle_queries_per_s.rvx} queries/s`] : []),
-      ...(measured(r.cli_recovery_s.p50) ? [`recovery with real rvx worker processes: p50 ${r.cli_recovery_s.p50} s, p99 ${r.cli_recovery_s.p99} s`] : []),
-      ...(r.stats
-        ? [
-            `fleet views on ${r.stats.rows.toLocaleString('en')} tasks / ${r.stats.events.toLocaleString('en')} events (p50):`,
-            ...r.stats.timings.map((t) => `  ${t.query.padEnd(70)} ${String(t.p50Ms).padStart(8)} ms  (${t.vsFullCount}x full count)`),
-          ]
-        : []),
-      '',
-    ].join('\n'),
-  )
+const num = (n: number) => n.toLocaleString('en')
+const range = (s: Spread, unit = '') => `${num(s.median)}${unit} (${num(s.min)}-${num(s.max)})`
+
+/** Only what was measured (--only leaves the rest out); every table says what it measured. */
+function print(r: Result): void {
+  const out: string[] = []
+  const width = Math.max(...r.systems.map((s) => s.name.length)) + 2
+  if (r.throughput || r.latency_ms) {
+    out.push(`configurations (concurrency ${CONCURRENCY} each, each run in a fresh database; ${REPEATS} runs each, order alternating):`)
+    for (const s of r.systems) {
+      out.push(`  ${s.name} (${s.version})`, `      connections: ${s.connections}`, ...s.settings.map((x) => `      ${x}`))
+      if (s.ceiling) out.push(`      poll-bound ceiling: ${num(s.ceiling.tasksPerS)} tasks/s (${s.ceiling.how})`)
+    }
+  }
+
+  if (r.throughput) {
+    const t = r.throughput
+    out.push(
+      `(a) throughput: ${num(t.tasks)} no-op tasks enqueued up front, then VACUUM ANALYZE; from the first task start to the last durable completion (cap ${t.cap_s} s); median (min-max) of ${REPEATS}:`,
+    )
+    for (const s of r.systems) {
+      const x = t.results[s.key]
+      const capped = x.runs.some((run) => run.completed < t.tasks)
+        ? `   capped: ${x.runs.map((run) => num(run.completed)).join(' / ')} of ${num(t.tasks)} done in ${t.cap_s} s`
+        : ''
+      out.push(
+        `  ${s.name.padEnd(width)} ${range(x.tasks_per_s).padStart(26)} tasks/s   ${x.vs_rvx.toFixed(x.vs_rvx < 0.01 ? 3 : 2).padStart(5)}x rvx${capped}`,
+      )
+    }
+  }
+
+  if (r.latency_ms) {
+    const l = r.latency_ms
+    out.push(
+      `(b) enqueue-to-start latency, idle worker: ${l.samples} single tasks at random moments (after ${l.warmup_samples} not recorded; Poisson, one per ${l.mean_gap_ms} ms on average, same schedule for all); ms, median (min-max) of ${REPEATS}:`,
+    )
+    for (const s of r.systems) {
+      const x = l.results[s.key]
+      out.push(`  ${s.name.padEnd(width)} p50 ${range(x.p50).padEnd(24)} p95 ${range(x.p95).padEnd(24)} p99 ${range(x.p99)}`)
+    }
+  }
+
+  if (r.recovery_s) {
+    const peers = r.recovery_s.peers_documented_default_not_measured
+    out.push(
+      `(c) rvx recovery after SIGKILL: p50 ${r.recovery_s.rvx.p50} s, p99 ${r.recovery_s.rvx.p99} s   (documented defaults, not measured: graphile-worker ${peers.graphile_worker / 3600} h, pg-boss ${peers.pg_boss / 60} min)`,
+    )
+  }
+
+  if (r.idle_queries_per_s) out.push(`(d) idle rvx worker: ${r.idle_queries_per_s.rvx} queries/s`)
+  if (r.cli_recovery_s) out.push(`(e) recovery with real rvx worker processes: p50 ${r.cli_recovery_s.p50} s, p99 ${r.cli_recovery_s.p99} s`)
+  if (r.stats) {
+    out.push(
+      `(f) fleet views on ${num(r.stats.rows)} tasks / ${num(r.stats.events)} events (p50):`,
+      ...r.stats.timings.map((t) => `  ${t.query.padEnd(70)} ${String(t.p50Ms).padStart(8)} ms  (${t.vsFullCount}x full count)`),
+    )
+  }
+
+  process.stdout.write([...out, ''].join('\n'))
 }
 
 await main()
