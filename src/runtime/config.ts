@@ -43,6 +43,8 @@ export interface RuntimeConfig {
   /** Stop claiming while the machine is above these (null: no limit). */
   maxCpuPercent: number | null
   maxMemoryPercent: number | null
+  /** At most this many tasks claimed ahead of free slots (only workers whose tasks are shorter than a claim use any). */
+  maxClaimAhead: number
 }
 
 export interface SnoozePolicy {
@@ -77,6 +79,7 @@ export const DEFAULT_CONFIG: RuntimeConfig = {
   graceMs: 30_000,
   maxCpuPercent: null,
   maxMemoryPercent: 95,
+  maxClaimAhead: 500,
 }
 
 export function resolveConfig(overrides: Partial<RuntimeConfig> = {}): RuntimeConfig {

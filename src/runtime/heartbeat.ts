@@ -68,19 +68,13 @@ export class Heartbeat {
     try {
       const metrics = await this.sample()
       const deltas = this.takeDeltas()
-      let sentAt = 0
+      let sent = new Set<number>()
       let result
       try {
         result = await h.exclusive(() => {
-          sentAt = Date.now()
-          return heartbeat(h.db, h.identity.id, {
-            status: h.status(),
-            metrics,
-            leaseMs: h.leaseMs,
-            doneDelta: deltas.done,
-            failedDelta: deltas.failed,
-            held: h.inflight.held(),
-          })
+          const held = h.inflight.held()
+          sent = new Set(held.map((l) => l.id))
+          return heartbeat(h.db, h.identity.id, {status: h.status(), metrics, leaseMs: h.leaseMs, doneDelta: deltas.done, failedDelta: deltas.failed, held})
         })
       } catch (error) {
         this.deltas.done += deltas.done
@@ -95,7 +89,7 @@ export class Heartbeat {
         await registerWorker(h.db, h.identity, metrics, h.status())
       }
 
-      for (const entry of h.inflight.dropLost(result.leases, sentAt)) h.log.warn({task: entry.task.id}, 'lease lost; handler aborted')
+      for (const entry of h.inflight.dropLost(result.leases, sent)) h.log.warn({task: entry.task.id}, 'lease lost; handler aborted')
     } catch (error) {
       h.outage.down(error, 'heartbeat')
     }

@@ -1,46 +1,102 @@
 import type {ClaimedTask, Lease} from './lease.js'
 
-/** A claimed task this worker is running, with the lease it holds. */
+/** A task this worker holds the lease of: running its handler, or claimed ahead and waiting for a free slot. */
 export interface InFlight {
   task: ClaimedTask
   lease: Lease
   controller: AbortController
+  /** When its handler started (0 while it waits for a slot). */
   startedAt: number
+  running: boolean
   /** Settled by someone else (released on forced stop, lease lost): the handler's own outcome is dropped. */
   detached: boolean
   /** Counted once as fenced out, whichever path noticed first. */
   fenced: boolean
 }
 
-/** The tasks a worker is running, keyed by task id. */
+/**
+ * The tasks a worker holds, keyed by task id: the running ones (at most its
+ * concurrency) and the ones claimed ahead, which start in claim order as
+ * slots free up, with no round trip to the database. Every one of them is
+ * leased to the worker, so the heartbeat renews them all.
+ */
 export class InFlightTasks {
   private readonly entries = new Map<number, InFlight>()
+  private readonly waiting: InFlight[] = []
+  private runningCount = 0
 
   constructor(private readonly onFenced: () => void) {}
 
-  add(task: ClaimedTask, workerId: string): InFlight {
+  /** Takes a claimed task: running at once (`run`), or waiting for a slot. */
+  add(task: ClaimedTask, workerId: string, run: boolean): InFlight {
     const entry: InFlight = {
       task,
       lease: {taskId: task.id, epoch: task.epoch, workerId},
       controller: new AbortController(),
-      startedAt: Date.now(),
+      startedAt: 0,
+      running: false,
       detached: false,
       fenced: false,
     }
     this.entries.set(task.id, entry)
+    if (run) this.markRunning(entry)
+    else this.waiting.push(entry)
     return entry
   }
 
-  delete(taskId: number): void {
-    this.entries.delete(taskId)
+  /** The next waiting task, now running; undefined when none waits. */
+  startNext(): InFlight | undefined {
+    while (this.waiting.length > 0) {
+      const entry = this.waiting.shift()!
+      if (entry.detached) continue
+      this.markRunning(entry)
+      return entry
+    }
+
+    return undefined
   }
 
+  /** Its handler is done and only a batched completion is left: the slot is free for the next task; the lease is still held. */
+  settling(entry: InFlight): void {
+    if (!entry.running) return
+    entry.running = false
+    this.runningCount--
+  }
+
+  delete(taskId: number): void {
+    const entry = this.entries.get(taskId)
+    if (!entry) return
+    this.entries.delete(taskId)
+    if (entry.running) this.runningCount--
+  }
+
+  /** Tasks held: running, waiting, and settling (a completion on its way). */
   get size(): number {
     return this.entries.size
   }
 
+  /** Tasks running or waiting for a slot (not those only settling). */
+  get unsettled(): number {
+    return this.runningCount + this.waiting.length
+  }
+
+  get running(): number {
+    return this.runningCount
+  }
+
   values(): InFlight[] {
     return [...this.entries.values()]
+  }
+
+  /** Waiting tasks, taken out (a graceful stop releases them at once). */
+  takeWaiting(): InFlight[] {
+    const taken = this.waiting.splice(0).filter((e) => !e.detached)
+    for (const entry of taken) {
+      entry.detached = true
+      this.entries.delete(entry.task.id)
+    }
+
+    return taken
   }
 
   /** The leases this worker still stands behind (what a heartbeat renews). */
@@ -58,29 +114,44 @@ export class InFlightTasks {
   }
 
   /**
-   * Detaches and aborts handlers whose lease a heartbeat did not renew
-   * (canceled, or this worker presumed dead): their result would be fenced
-   * out anyway. Only tasks started before the heartbeat was sent are judged.
+   * Drops the tasks whose lease a heartbeat did not renew (canceled, or this
+   * worker presumed dead): waiting ones are forgotten, running ones are
+   * aborted (their result would be fenced out anyway). Only the tasks the
+   * heartbeat named (`sent`) are judged. Returns the running ones dropped.
    */
-  dropLost(renewed: Map<number, number>, sentAt: number): InFlight[] {
-    const lost = this.values().filter((e) => !e.detached && e.startedAt < sentAt && renewed.get(e.task.id) !== e.task.epoch)
+  dropLost(renewed: Map<number, number>, sent: Set<number>): InFlight[] {
+    const lost = this.values().filter((e) => !e.detached && sent.has(e.task.id) && renewed.get(e.task.id) !== e.task.epoch)
+    const aborted: InFlight[] = []
     for (const entry of lost) {
       entry.detached = true
+      if (!entry.running) {
+        this.entries.delete(entry.task.id)
+        continue
+      }
+
       this.fenced(entry)
       entry.controller.abort(new Error('lease lost'))
+      aborted.push(entry)
     }
 
-    return lost
+    return aborted
   }
 
-  /** Detaches and aborts every handler (forced stop); returns them so their leases can be released. */
+  /** Detaches every task (forced stop): running handlers are aborted; all are returned so their leases can be released. */
   detachAll(why: string): InFlight[] {
-    const all = this.values()
+    const all = this.values().filter((e) => !e.detached)
     for (const entry of all) {
       entry.detached = true
-      entry.controller.abort(new Error(`worker stopping: ${why}`))
+      if (entry.running) entry.controller.abort(new Error(`worker stopping: ${why}`))
     }
 
+    this.waiting.length = 0
     return all
+  }
+
+  private markRunning(entry: InFlight): void {
+    entry.running = true
+    entry.startedAt = Date.now()
+    this.runningCount++
   }
 }

@@ -267,6 +267,29 @@ export async function releaseTask(db: Executor, lease: Lease, reason: string): P
   return requeueHeld(db, lease, 'released', reason, 0)
 }
 
+/** Releases many held tasks in one statement (a stopping worker's): runnable at once, no attempt used. Returns how many. */
+export async function releaseTasks(db: Executor, leases: Lease[], reason: string): Promise<number> {
+  if (leases.length === 0) return 0
+  const input = JSON.stringify(leases.map((l) => ({id: l.taskId, epoch: l.epoch, worker: l.workerId})))
+  const {rows} = await sql<{n: number}>`
+    with input as (
+      select * from jsonb_to_recordset(${input}::jsonb) as x(id bigint, epoch bigint, worker text)
+    ), requeued as (
+      update tasks t set status = 'queued', run_after = now(), lease_owner = null, lease_expires_at = null, updated_at = now()
+      from input i
+      where t.id = i.id and t.lease_epoch = i.epoch and t.status = 'running'
+      returning t.id, t.kind, t.lease_epoch, i.worker
+    ), ev as (
+      insert into task_events (task_id, event, worker_id, lease_epoch, reason)
+      select id, 'released', worker, lease_epoch, ${reason} from requeued
+    ), woken as (
+      select pg_notify(${NOTIFY_CHANNEL}, k.kind) from (select distinct kind from requeued) k
+    )
+    select (select count(*)::int from requeued) as n, (select count(*) from woken) as _woken
+  `.execute(db)
+  return rows[0]?.n ?? 0
+}
+
 async function requeueHeld(db: Executor, lease: Lease, event: TaskEventKind, reason: string, delayMs: number): Promise<boolean> {
   const {rows} = await sql<{id: number}>`
     with requeued as (

@@ -19,8 +19,10 @@ export interface TaskRunnerDeps {
   completions: CompletionBatcher
   /** Runs a settling write, retrying it across a database restart. */
   retryDb<T>(fn: () => Promise<T>): Promise<T>
+  /** The handler is done and only a batched completion is left: its slot may take the next task. */
+  handlerDone(entry: InFlight): void
   /** What the worker counts as tasks settle. */
-  tally: {completed(): void; failed(): void; retried(): void; snoozed(): void; fenced(entry: InFlight): void}
+  tally: {completed(handlerMs: number): void; failed(): void; retried(): void; snoozed(): void; fenced(entry: InFlight): void}
 }
 
 /**
@@ -39,9 +41,12 @@ export class TaskRunner {
     const {handler, options} = d.registry.get(task.kind)!
     const retries = options.transientRetries ?? d.config.transientRetries
     let outcome: HandlerOutcome | void
+    let handlerMs = 0
     for (let attempt = 0; ; attempt++) {
       try {
+        const started = performance.now()
         outcome = await handler(task, {signal: controller.signal, workerId: d.workerId, attempt: task.attempts + 1, db: d.db, log: d.log})
+        handlerMs = performance.now() - started
         break
       } catch (error) {
         if (entry.detached) return
@@ -61,11 +66,12 @@ export class TaskRunner {
     }
 
     if (entry.detached) return
+    if (!outcome?.apply) d.handlerDone(entry)
     const done = outcome?.apply
       ? await d.retryDb(() => completeTask(d.db, entry.lease, {result: outcome.result, apply: outcome.apply}))
       : await d.completions.complete({taskId: task.id, epoch: task.epoch, result: outcome ? outcome.result : undefined})
     if (done) {
-      d.tally.completed()
+      d.tally.completed(handlerMs)
       d.log.debug({task: task.id, kind: task.kind, ms: Date.now() - entry.startedAt}, 'task completed')
     } else {
       d.tally.fenced(entry)

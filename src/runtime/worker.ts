@@ -3,6 +3,7 @@ import {Kysely, PostgresDialect} from 'kysely'
 import {createPool} from '../db/connect.js'
 import type {Database, WorkerStatus} from '../db/schema.js'
 import {backoffMs} from './backoff.js'
+import {ClaimAhead} from './claim-ahead.js'
 import {CompletionBatcher} from './completion-batcher.js'
 import {Doorbell} from './doorbell.js'
 import {resolveConfig, type RuntimeConfig} from './config.js'
@@ -10,8 +11,8 @@ import {errorMessage} from './errors.js'
 import type {TaskRegistry} from './handlers.js'
 import {Heartbeat} from './heartbeat.js'
 import {Housekeeping} from './housekeeping.js'
-import {InFlightTasks} from './inflight.js'
-import {type ClaimedTask, type ClaimFilter, claimTasks, completeTask, completeTasks, releaseTask} from './lease.js'
+import {type InFlight, InFlightTasks} from './inflight.js'
+import {type ClaimedTask, type ClaimFilter, claimTasks, completeTask, completeTasks, releaseTasks} from './lease.js'
 import {LivenessSession} from './liveness.js'
 import {type Logger, silentLogger} from './logger.js'
 import {DatabaseOutage} from './outage.js'
@@ -74,6 +75,7 @@ export class Worker {
   private readonly inflight: InFlightTasks
   private readonly heartbeat: Heartbeat
   private readonly runner: TaskRunner
+  private readonly claimAhead: ClaimAhead
   private liveness?: LivenessSession
   private readonly doorbell = new Doorbell()
   private draining = false
@@ -116,6 +118,7 @@ export class Worker {
       lockKey: workerLockKey(this.id),
     }
     this.summary = {id: this.id, completed: 0, failed: 0, retried: 0, snoozed: 0, released: 0, fencedOut: 0}
+    this.claimAhead = new ClaimAhead(this.concurrency, this.config.maxClaimAhead)
     this.outage = new DatabaseOutage(this.log, this.config.writeRetryBackoff)
     this.inflight = new InFlightTasks(() => this.summary.fencedOut++)
     this.heartbeat = new Heartbeat({
@@ -132,7 +135,7 @@ export class Worker {
       // Claim the successors in the same statement: one commit per batch instead of two.
       completeBatch: (items) =>
         this.claiming(
-          () => (this.draining || this.overCapacity() ? 0 : this.budget(items.length)),
+          () => (this.draining || this.overCapacity() ? 0 : this.budget()),
           async (want) => {
             const result = await this.retryDb(() => completeTasks(this.db, this.id, items, want > 0 ? this.claimFilter(want) : undefined))
             this.accept(result.claimed)
@@ -149,8 +152,15 @@ export class Worker {
       log: this.log,
       completions,
       retryDb: (fn) => this.retryDb(fn),
+      handlerDone: (entry) => {
+        // A completion without writes of its own is durable once its batch commits (a crash before that
+        // requeues the task, as any crash does); the slot need not wait for it.
+        this.inflight.settling(entry)
+        this.startWaiting()
+      },
       tally: {
-        completed: () => {
+        completed: (ms) => {
+          this.claimAhead.taskTook(ms)
           this.summary.completed++
           this.heartbeat.countDone()
         },
@@ -231,6 +241,8 @@ export class Worker {
       this.log.info({inflight: this.inflight.size, graceMs: this.config.graceMs}, 'stopping: no new claims; waiting for in-flight tasks')
       this.housekeeping.track(this.retryDb(() => markWorker(this.db, this.id, 'draining'), 2000).catch(() => {}))
       this.graceTimer = setTimeout(() => this.forceStop('grace period over'), this.config.graceMs)
+      // Tasks claimed ahead have not started: another worker may have them now.
+      this.housekeeping.track(this.release(this.inflight.takeWaiting(), 'draining'))
       this.doorbell.ring()
     }
 
@@ -295,10 +307,16 @@ export class Worker {
     return hasQueuedTasks(this.db, {kinds: this.kinds, scope: this.identity.scope}).catch(() => true)
   }
 
-  /** Free slots, counting `freed` tasks that are about to complete, within the maxTasks budget. */
-  private budget(freed = 0): number {
-    const free = this.concurrency - this.inflight.size + freed
-    return this.opts.maxTasks === undefined ? free : Math.min(free, this.opts.maxTasks - this.claimedCount)
+  /**
+   * How many to claim: free slots plus the claim-ahead target (tasks whose
+   * completion is on its way hold no slot), within the maxTasks budget.
+   * Claimed-ahead tasks are refilled in batches (once half are used up).
+   */
+  private budget(): number {
+    const ahead = this.claimAhead.target()
+    const room = this.concurrency + ahead - this.inflight.unsettled
+    if (ahead > 0 && room < ahead / 2) return 0
+    return this.opts.maxTasks === undefined ? room : Math.min(room, this.opts.maxTasks - this.claimedCount)
   }
 
   private claimFilter(limit: number): ClaimFilter {
@@ -316,21 +334,34 @@ export class Worker {
     }
   }
 
+  /** Claimed tasks run at once while slots are free; the rest wait, leased to this worker, for a slot. */
   private accept(claimed: ClaimedTask[]): void {
     this.claimedCount += claimed.length
-    for (const task of claimed) this.execute(task)
+    for (const task of claimed) {
+      const entry = this.inflight.add(task, this.id, !this.draining && this.inflight.running < this.concurrency)
+      if (entry.running) this.execute(entry)
+    }
   }
 
-  /** Starts a claimed task in the background; its slot frees (and the loop wakes) when it is settled. */
-  private execute(task: ClaimedTask): void {
-    const entry = this.inflight.add(task, this.id)
+  /** Runs a task in the background; when it is settled, the next waiting task takes its slot and the loop wakes to claim more. */
+  private execute(entry: InFlight): void {
     void this.runner
       .run(entry)
-      .catch((error) => this.log.error({task: task.id, err: errorMessage(error)}, 'settling a task failed; the next heartbeat releases it for another try'))
+      .catch((error) => this.log.error({task: entry.task.id, err: errorMessage(error)}, 'settling a task failed; the next heartbeat releases it for another try'))
       .finally(() => {
-        this.inflight.delete(task.id)
+        this.inflight.delete(entry.task.id)
+        this.startWaiting()
         this.doorbell.ring()
       })
+  }
+
+  /** Fills free slots with tasks claimed ahead. */
+  private startWaiting(): void {
+    while (!this.draining && this.inflight.running < this.concurrency) {
+      const next = this.inflight.startNext()
+      if (!next) return
+      this.execute(next)
+    }
   }
 
   /** Forced stop: abort every handler and release its task (runnable at once, no attempt used). */
@@ -340,13 +371,15 @@ export class Worker {
     this.draining = true
     this.doorbell.ring()
     if (this.inflight.size > 0) this.log.warn({inflight: this.inflight.size, why}, 'releasing unfinished tasks')
-    this.releasing = Promise.all(
-      this.inflight.detachAll(why).map(async (entry) => {
-        const ok = await this.retryDb(() => releaseTask(this.db, entry.lease, `worker ${this.id} stopped: ${why}`), 5000).catch(() => false)
-        if (ok) this.summary.released++
-      }),
-    ).then(() => {})
+    this.releasing = this.release(this.inflight.detachAll(why), why)
     this.doorbell.ring()
+  }
+
+  /** Gives tasks back to the queue, runnable at once, no attempt used. */
+  private async release(entries: InFlight[], why: string): Promise<void> {
+    if (entries.length === 0) return
+    const released = await this.retryDb(() => releaseTasks(this.db, entries.map((e) => e.lease), `worker ${this.id} stopped: ${why}`), 5000).catch(() => 0)
+    this.summary.released += released
   }
 
   /** After the loop: wait for in-flight tasks (the grace timer forces a release when it runs out). */
@@ -375,7 +408,13 @@ export class Worker {
    * pages: measured slower. `want` is read inside, when the slots are known.
    */
   private claiming<T>(want: () => number, fn: (n: number) => Promise<T>): Promise<T> {
-    return this.exclusive(() => fn(Math.max(0, want())))
+    return this.exclusive(async () => {
+      const n = Math.max(0, want())
+      const started = performance.now()
+      const result = await fn(n)
+      if (n > 0) this.claimAhead.claimTook(performance.now() - started)
+      return result
+    })
   }
 
   private exclusive<T>(fn: () => Promise<T>): Promise<T> {
@@ -386,7 +425,7 @@ export class Worker {
 
   private status(): WorkerStatus {
     if (this.draining) return 'draining'
-    return this.inflight.size > 0 ? 'busy' : 'idle'
+    return this.inflight.running > 0 ? 'busy' : 'idle'
   }
 
   private overCapacity(): boolean {
