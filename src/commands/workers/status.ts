@@ -44,23 +44,20 @@ export default class WorkersStatus extends BaseCommand<typeof WorkersStatus> {
       return s
     }
 
+    // Ctrl-C ends the watch like any interrupted command: exit 130 (SIGTERM: 143).
     const stop = new AbortController()
-    const onSignal = () => stop.abort()
-    process.once('SIGINT', onSignal)
-    process.once('SIGTERM', onSignal)
-    try {
-      while (!stop.signal.aborted) {
-        const s = await snapshot()
-        if (this.jsonEnabled()) process.stdout.write(JSON.stringify(s) + '\n')
-        else if (this.mode.tty) process.stdout.write(`\u001B[H\u001B[2J${this.render(s)}\n\n(every ${this.flags.interval}; Ctrl-C to stop)\n`)
-        else process.stdout.write(`--- ${s.at}\n${this.render(s)}\n\n`)
-        await sleep(interval, stop.signal)
-      }
-    } finally {
-      process.off('SIGINT', onSignal)
-      process.off('SIGTERM', onSignal)
-    }
-
+    await this.untilSignal(
+      () => stop.abort(),
+      async () => {
+        while (!stop.signal.aborted) {
+          const s = await snapshot()
+          if (this.jsonEnabled()) process.stdout.write(JSON.stringify(s) + '\n')
+          else if (this.mode.tty) process.stdout.write(`\u001B[H\u001B[2J${this.render(s)}\n\n(every ${this.flags.interval}; Ctrl-C to stop)\n`)
+          else process.stdout.write(`--- ${s.at}\n${this.render(s)}\n\n`)
+          await sleep(interval, stop.signal)
+        }
+      },
+    )
     return undefined
   }
 
