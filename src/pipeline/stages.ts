@@ -127,7 +127,6 @@ export function registerPipeline(registry: TaskRegistry, providerFor: ProviderFa
     const people = dedupeContacts(found).slice(0, run.contacts_max)
     if (people.length < run.contacts_min && ctx.attempt < task.maxAttempts) {
       // Try again later (another attempt, with backoff); the last attempt settles for what it has.
-      await saveUsage(ctx.db, usage)
       throw new Error(`found ${people.length} of at least ${run.contacts_min} decision makers at ${company.domain}`)
     }
 
@@ -197,7 +196,11 @@ function dedupeContacts<T extends {fullName: string; email?: string | null; link
   return out
 }
 
-/** Runs a provider call collecting usage; usage of a failed call is saved at once (it was paid for). */
+/**
+ * Runs a provider call collecting usage, and saves it at once: it was paid for
+ * whatever becomes of the result (a failure, or a completion fenced out after a
+ * cancel or a presumed death). What could not be saved now goes with the completion.
+ */
 async function withUsage<T>(ctx: TaskContext, task: ClaimedTask, run: RunRow, usage: UsageRow[], fn: (pctx: CallContext) => Promise<T>): Promise<T> {
   const pctx: CallContext = {
     signal: ctx.signal,
@@ -205,10 +208,8 @@ async function withUsage<T>(ctx: TaskContext, task: ClaimedTask, run: RunRow, us
   }
   try {
     return await fn(pctx)
-  } catch (error) {
+  } finally {
     await saveUsage(ctx.db, usage).catch(() => {})
-    usage.length = 0
-    throw error
   }
 }
 
@@ -228,6 +229,6 @@ async function saveUsage(db: Kysely<Database> | Transaction<Database>, usage: Us
       outcome: u.outcome,
     }
   })
-  usage.length = 0
   await db.insertInto('llm_calls').values(rows).execute()
+  usage.length = 0
 }

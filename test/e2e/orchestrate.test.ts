@@ -5,9 +5,10 @@ import path from 'node:path'
 import {parse} from 'csv-parse/sync'
 import {sql} from 'kysely'
 
+import {DEFAULT_SIMULATION, SimulatedProvider} from '../../src/agents/simulated.js'
 import {COMPANY_COLUMNS, CONTACT_COLUMNS} from '../../src/pipeline/export.js'
 import {hasStackTrace, lines, rvx, spawnRvx} from '../helpers/cli.js'
-import {waitFor} from '../helpers/processes.js'
+import {spawnCli, waitFor} from '../helpers/processes.js'
 import {answer, FakeOpenAI} from '../helpers/fake-openai.js'
 import {useFreshDatabase} from '../helpers/db.js'
 
@@ -93,7 +94,7 @@ describe('e2e: rvx orchestrate --provider simulated (spawned processes)', functi
     assert.equal(JSON.parse(accepted.stdout).status, 'completed')
   })
 
-  it('--detach --json prints the run id; runs show and runs list report it; cancel stops it', async () => {
+  it('--detach --json prints the run id; runs show and runs list report it; cancel drops its queued task', async () => {
     const res = await rvx(['orchestrate', '--provider', 'simulated', '--criteria', '{"state":"CA"}', '--quantity', '5', '--detach', '--json'], {env: env()})
     assert.equal(res.code, 0, res.stderr)
     const {runId} = JSON.parse(res.stdout)
@@ -107,6 +108,63 @@ describe('e2e: rvx orchestrate --provider simulated (spawned processes)', functi
     assert.equal(JSON.parse(canceled.stdout).status, 'canceled')
     const {rows} = await sql<{status: string}>`select status from tasks where scope = ${'run:' + runId}`.execute(t.db)
     assert.deepEqual(rows.map((r) => r.status), ['canceled'])
+  })
+
+  it('runs cancel stops running work: in-flight results are fenced out and never applied, no model call starts after it, the run ends canceled', async () => {
+    const created = await rvx(['orchestrate', '--provider', 'simulated', '--criteria', '{"pms":"Yardi","state":"FL"}', '--quantity', '5', '--detach', '--json'], {env: env()})
+    assert.equal(created.code, 0, created.stderr)
+    const {runId} = JSON.parse(created.stdout)
+    const scope = `run:${runId}`
+    // Slow model calls, so research tasks are still in flight when the cancel lands.
+    const worker = spawnCli(['worker', 'all', '--run', String(runId), '--id', 'w-cancel', '--concurrency', '4', '--sim-latency', '3s-4s'], env())
+    await waitFor('research to be under way', async () => {
+      const {rows} = await sql<{n: number}>`select count(*)::int as n from tasks where scope = ${scope} and kind = 'company' and status = 'running'`.execute(t.db)
+      return rows[0].n >= 2
+    })
+    const canceled = await rvx(['runs', 'cancel', String(runId), '--json'], {env: env()})
+    assert.equal(canceled.code, 0, canceled.stderr)
+    assert.equal(JSON.parse(canceled.stdout).status, 'canceled')
+    // The worker finishes what it had in flight (its late results meet the fence), then stops.
+    worker.child.kill('SIGTERM')
+    assert.equal((await worker.exited).code, 143, worker.stderr())
+
+    // The cancel's moment on the database clock, and the tasks in flight then: claimed, not yet settled.
+    const cancelAt = (await sql<{at: Date}>`select min(e.at) as at from task_events e join tasks t on t.id = e.task_id where t.scope = ${scope} and e.event = 'canceled'`.execute(t.db)).rows[0].at
+    const {rows: inflight} = await sql<{task_id: number; lease_epoch: number; kind: string; status: string; company_id: number}>`
+      select c.task_id, c.lease_epoch, t.kind, t.status, (t.payload ->> 'companyId')::bigint as company_id
+      from task_events c join tasks t on t.id = c.task_id
+      where t.scope = ${scope} and c.event = 'claimed' and c.at <= ${cancelAt}
+        and not exists (select 1 from task_events s where s.task_id = c.task_id and s.lease_epoch = c.lease_epoch
+                          and s.event in ('completed', 'failed', 'retry_scheduled', 'snoozed', 'released') and s.at < ${cancelAt})`.execute(t.db)
+    const stopped = inflight.filter((i) => i.status === 'canceled')
+    assert.ok(stopped.length >= 1, `the cancel caught running tasks: ${JSON.stringify(inflight)}`)
+
+    // Their results were rejected, never applied: no completion under their lease, their companies unresearched.
+    const ids = stopped.map((i) => i.task_id)
+    const {rows: completedLate} = await sql<{n: number}>`select count(*)::int as n from task_events where task_id = any(${ids}::bigint[]) and event = 'completed'`.execute(t.db)
+    assert.equal(completedLate[0].n, 0)
+    const companies = stopped.filter((i) => i.kind === 'company').map((i) => i.company_id)
+    const {rows: researched} = await sql<{n: number}>`select count(*)::int as n from companies where id = any(${companies}::bigint[]) and (status <> 'candidate' or researched_at is not null)`.execute(t.db)
+    assert.equal(researched[0].n, 0, 'no research result of a canceled task was applied')
+    const summary = lines(worker.stderr()).map((l) => JSON.parse(l)).find((l) => l.msg === 'worker stopped')
+    assert.equal(summary.fencedOut, stopped.length, 'the worker counted each of them as fenced out')
+    // Every late result that reached the fence as a completion was paid for: its model call is recorded.
+    const {rows: rejected} = await sql<{task_id: number; calls: number}>`
+      select e.task_id, (select count(*)::int from llm_calls l where l.task_id = e.task_id) as calls
+      from task_events e where e.task_id = any(${ids}::bigint[]) and e.event = 'fenced_out'`.execute(t.db)
+    assert.deepEqual(rejected.filter((r) => r.calls === 0), [], 'a fenced-out call is still a paid call')
+
+    // Nothing started after the cancel: no claim, and no model call but those of the tasks in flight then.
+    const {rows: claimsAfter} = await sql<{n: number}>`select count(*)::int as n from task_events e join tasks t on t.id = e.task_id where t.scope = ${scope} and e.event = 'claimed' and e.at > ${cancelAt}`.execute(t.db)
+    assert.equal(claimsAfter[0].n, 0)
+    const {rows: callsAfter} = await sql<{task_id: number}>`select task_id from llm_calls where run_id = ${runId} and created_at > ${cancelAt}`.execute(t.db)
+    const inflightIds = new Set(inflight.map((i) => Number(i.task_id)))
+    assert.deepEqual(callsAfter.filter((c) => !inflightIds.has(Number(c.task_id))), [], 'no model call from work that started after the cancel')
+
+    const {rows: end} = await sql<{status: string}>`select status from runs where id = ${runId}`.execute(t.db)
+    assert.equal(end[0].status, 'canceled')
+    const {rows: open} = await sql<{n: number}>`select count(*)::int as n from tasks where scope = ${scope} and status in ('queued', 'running')`.execute(t.db)
+    assert.equal(open[0].n, 0)
   })
 
   it('Ctrl-C drains and leaves the run resumable; runs resume finishes it', async () => {
