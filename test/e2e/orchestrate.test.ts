@@ -7,6 +7,7 @@ import {sql} from 'kysely'
 
 import {DEFAULT_SIMULATION, SimulatedProvider} from '../../src/agents/simulated.js'
 import {COMPANY_COLUMNS, CONTACT_COLUMNS} from '../../src/pipeline/export.js'
+import {cancelRun} from '../../src/pipeline/runs.js'
 import {hasStackTrace, lines, rvx, spawnRvx} from '../helpers/cli.js'
 import {spawnCli, waitFor} from '../helpers/processes.js'
 import {answer, FakeOpenAI} from '../helpers/fake-openai.js'
@@ -188,6 +189,43 @@ describe('e2e: rvx orchestrate --provider simulated (spawned processes)', functi
     const result = JSON.parse(resumed.stdout)
     assert.equal(result.status, 'completed')
     assert.equal(readCsv(result.export.files.companies).length, 8)
+  })
+
+  it('exclude_domains keeps those companies out of the run (any spelling); --format json exports JSON', async () => {
+    // The simulated world is deterministic: these are the companies discovery would find first.
+    const criteria = {pms: 'Buildium', state: 'TX', city: 'Plano'}
+    const world = (await new SimulatedProvider(DEFAULT_SIMULATION).discover({criteria, want: 20, exclude: [], round: 1}, {signal: new AbortController().signal, record() {}})).map((c) => c.domain)
+    const excluded = [world[0], world[1]]
+    const res = await rvx(['orchestrate', '--provider', 'simulated', '--criteria', JSON.stringify({...criteria, exclude_domains: [excluded[0].toUpperCase(), `https://www.${excluded[1]}/about`]}), '--quantity', '3', '--format', 'json', '--output-dir', out, '--json'], {env: env()})
+    assert.equal(res.code, 0, res.stderr)
+    const result = JSON.parse(res.stdout)
+    const {rows} = await sql<{domain: string}>`select domain from companies where run_id = ${result.runId} and discovery_round = 1 order by id`.execute(t.db)
+    // Two candidates per company wanted, the excluded ones skipped: the next six of the world.
+    assert.deepEqual(rows.map((r) => r.domain), world.slice(2, 8))
+
+    assert.match(result.export.files.companies, /companies\.json$/)
+    assert.match(result.export.files.contacts, /contacts\.json$/)
+    const companies = JSON.parse(fs.readFileSync(result.export.files.companies, 'utf8')) as Array<Record<string, unknown>>
+    const contacts = JSON.parse(fs.readFileSync(result.export.files.contacts, 'utf8')) as Array<Record<string, unknown>>
+    assert.equal(companies.length, 3)
+    assert.deepEqual(Object.keys(companies[0]), [...COMPANY_COLUMNS])
+    assert.ok(companies.every((c) => !excluded.includes(c.domain as string) && c.pms === 'Buildium' && c.city === 'Plano'))
+    assert.ok(contacts.length >= 3 && contacts.every((k) => companies.some((c) => c.domain === k.company_domain)))
+    assert.deepEqual(Object.keys(contacts[0]), [...CONTACT_COLUMNS])
+  })
+
+  it('--timeout stops driving, exits 4 and leaves the run resumable with nothing leased', async () => {
+    const res = await rvx(['orchestrate', '--provider', 'simulated', '--criteria', '{"state":"NC"}', '--quantity', '10', '--sim-latency', '2s-3s', '--timeout', '1s', '--output-dir', out, '--json'], {env: env()})
+    assert.equal(res.code, 4, res.stderr)
+    const result = JSON.parse(res.stdout)
+    assert.equal(result.status, 'running')
+    assert.equal(result.export, undefined, 'no export of a run that is not done')
+    const {rows} = await sql<{status: string; selected: number; leased: number}>`
+      select r.status, (select count(*)::int from companies c where c.run_id = r.id and c.status = 'selected') as selected,
+             (select count(*)::int from tasks t where t.scope = 'run:' || r.id and t.status = 'running') as leased
+      from runs r where r.id = ${result.runId}`.execute(t.db)
+    assert.deepEqual(rows[0], {status: 'running', selected: 0, leased: 0})
+    await cancelRun(t.db, result.runId)
   })
 
   it('reads --criteria from @file and from stdin (-)', async () => {
