@@ -155,7 +155,10 @@ describe('e2e: rvx orchestrate --provider simulated (spawned processes)', functi
       from task_events e where e.task_id = any(${ids}::bigint[]) and e.event = 'fenced_out'`.execute(t.db)
     assert.deepEqual(rejected.filter((r) => r.calls === 0), [], 'a fenced-out call is still a paid call')
 
-    // Nothing started after the cancel: no claim, and no model call but those of the tasks in flight then.
+    // Nothing started after the cancel. The cancel commits the run as canceled and every queued task with it, so no
+    // claim can follow; a handler reads the run's status before it calls the model; a completion landing after it
+    // enqueues nothing (advance leaves a canceled run alone). What may still arrive is the calls that were already under
+    // way: those of the tasks in flight at the cancel, recorded when they return (paid for, fenced out or not).
     const {rows: claimsAfter} = await sql<{n: number}>`select count(*)::int as n from task_events e join tasks t on t.id = e.task_id where t.scope = ${scope} and e.event = 'claimed' and e.at > ${cancelAt}`.execute(t.db)
     assert.equal(claimsAfter[0].n, 0)
     const {rows: callsAfter} = await sql<{task_id: number}>`select task_id from llm_calls where run_id = ${runId} and created_at > ${cancelAt}`.execute(t.db)
