@@ -6,7 +6,7 @@ import type {LlmUsage} from './provider.js'
 /** A model call's usage, tied to the run and task that paid for it. */
 export type UsageRow = LlmUsage & {runId: number; taskId: number}
 
-/** Records model calls (llm_calls); empties `usage` so nothing is saved twice. */
+/** Records model calls (llm_calls); empties `usage` once saved, so nothing is saved twice and nothing unsaved is lost. */
 export async function saveUsage(ex: Executor, usage: UsageRow[]): Promise<void> {
   if (usage.length === 0) return
   const rows = usage.map((u) => ({
@@ -21,8 +21,8 @@ export async function saveUsage(ex: Executor, usage: UsageRow[]): Promise<void> 
     cost_usd: u.costUsd,
     outcome: u.outcome,
   }))
-  usage.length = 0
   await ex.insertInto('llm_calls').values(rows).execute()
+  usage.length = 0
 }
 
 export interface RunUsage {

@@ -347,7 +347,9 @@ export class Worker {
   private execute(entry: InFlight): void {
     void this.runner
       .run(entry)
-      .catch((error) => this.log.error({task: entry.task.id, err: errorMessage(error)}, 'settling a task failed; the next heartbeat releases it for another try'))
+      .catch((error) =>
+        this.log.error({task: entry.task.id, err: errorMessage(error)}, 'settling a task failed; the next heartbeat releases it for another try'),
+      )
       .finally(() => {
         this.inflight.delete(entry.task.id)
         this.startWaiting()
@@ -378,7 +380,15 @@ export class Worker {
   /** Gives tasks back to the queue, runnable at once, no attempt used. */
   private async release(entries: InFlight[], why: string): Promise<void> {
     if (entries.length === 0) return
-    const released = await this.retryDb(() => releaseTasks(this.db, entries.map((e) => e.lease), `worker ${this.id} stopped: ${why}`), 5000).catch(() => 0)
+    const released = await this.retryDb(
+      () =>
+        releaseTasks(
+          this.db,
+          entries.map((e) => e.lease),
+          `worker ${this.id} stopped: ${why}`,
+        ),
+      5000,
+    ).catch(() => 0)
     this.summary.released += released
   }
 

@@ -65,6 +65,18 @@ describe('agent tools: fetch_page and detect_pms against a local site', function
         return
       }
 
+      if (vendor === 'nowhere') {
+        // A PM company's site whose portal page links to no vendor (it takes rent by check).
+        res.writeHead(200, {'content-type': 'text/html; charset=utf-8'})
+        if (page === 'residents')
+          res.end('<html><body><h1>Residents</h1><p>Mail your rent check to our office. <a href="https://example.com/forms">Forms</a></p></body></html>')
+        else
+          res.end(
+            '<html><body><h1>Nowhere Homes PM</h1><p>Family-owned since 1998.</p><a href="/nowhere/residents">Tenant Portal</a><a href="/nowhere/about">About</a></body></html>',
+          )
+        return
+      }
+
       const portal = PORTALS[vendor]
       if (!portal) {
         res.writeHead(404).end('not found')
@@ -101,9 +113,11 @@ describe('agent tools: fetch_page and detect_pms against a local site', function
     assert.deepEqual(PMS_VENDORS.map((s) => s.vendor).sort(), Object.keys(PORTALS).sort())
   })
 
-  it('says unknown (null) when nothing matches, never a guess', async () => {
-    const result = await detectPms('acme.example', {baseUrl: `${base}/nowhere/`, allowPrivate: true}).catch(() => null)
-    assert.ok(result === null || result.pms === null)
+  it('says unknown (null) when the site and its portal page link to no vendor, never a guess', async () => {
+    const result = await detectPms('acme.example', {baseUrl: `${base}/nowhere/`, allowPrivate: true})
+    assert.equal(result.pms, null)
+    assert.deepEqual(result.evidence, [])
+    assert.deepEqual(result.pagesChecked, [`${base}/nowhere/`, `${base}/nowhere/residents`], 'it looked at the home page and followed the portal link')
   })
 
   it('turns HTML into readable text, follows redirects, and cuts at the size limit', async () => {

@@ -11,12 +11,15 @@ import {type Spawned, spawnCli, waitFor} from '../helpers/processes.js'
 const TYPES = ['lead-list', 'company', 'contact'] as const
 const KILL_EVERY_MS = 3000
 const KILL_FOR_MS = 30_000
+const FROZEN = 'chaos-frozen'
 
 /**
  * The fleet under fire: a monitor, two worker processes per stage with
  * simulated latency and faults, one detached run of 30 companies, and a
- * random worker SIGKILLed (and replaced) every 3 s for 30 s. Nothing may be
- * lost, duplicated or applied late.
+ * random worker SIGKILLed (and replaced) every 3 s for 30 s. Meanwhile a
+ * seventh worker is frozen (SIGSTOP) in the middle of its tasks until it is
+ * presumed dead, then woken (SIGCONT) while the run goes on: its late results
+ * must be rejected. Nothing may be lost, duplicated or applied late.
  */
 describe('e2e: chaos (SIGKILL workers during a run)', function () {
   this.timeout(180_000)
@@ -36,16 +39,22 @@ describe('e2e: chaos (SIGKILL workers during a run)', function () {
     return id
   }
 
-  it('completes with exactly 30 selected companies, no duplicates, every killed task recovered, nothing stale applied', async () => {
+  it("completes with exactly 30 selected companies, no duplicates, every killed task recovered, a frozen worker's late results fenced out", async () => {
     const monitor = spawnCli(['monitor', '--interval', '1s', '--metrics-port', '0'], env())
     others.push(monitor)
     const metricsUrl = await waitFor('the monitor', async () => /metrics on (http:[^\s"]+)/.exec(monitor.stderr())?.[1])
     await waitFor('its first interval', async () => monitor.stderr().includes('fleet:'))
     for (const type of TYPES) for (let i = 0; i < 2; i++) startWorker(type)
+    // The one to freeze: never killed, no injected faults, so each of its tasks is asleep in a model call most of the time.
+    const frozen = spawnCli(['worker', 'all', '--id', FROZEN, '--concurrency', '3', '--sim-latency', '1s-2s', '--sim-faults', 'transient=0'], env())
+    others.push(frozen)
     await waitFor(
-      'six idle workers',
-      async () => (await sql<{n: number}>`select count(*)::int as n from workers where status = 'idle'`.execute(t.db)).rows[0].n === 6,
-    )
+      'seven idle workers',
+      async () => (await sql<{n: number}>`select count(*)::int as n from workers where status = 'idle'`.execute(t.db)).rows[0].n === 7,
+      60_000,
+    ).catch(async (error) => {
+      throw new Error(`${error.message}: ${JSON.stringify((await sql`select id, status from workers`.execute(t.db)).rows)} ${frozen.stderr().slice(-2000)}`)
+    })
 
     const created = await rvx(
       [
@@ -68,6 +77,35 @@ describe('e2e: chaos (SIGKILL workers during a run)', function () {
     assert.equal(created.code, 0, created.stderr)
     const runId: number = JSON.parse(created.stdout).runId
 
+    // Freeze the seventh worker while it is inside research calls (claimed a moment ago, still running; not the one
+    // discovery task, which would hold up the whole run); wake it once
+    // it has been presumed dead (15 s without a heartbeat: its session is alive, so only the timeout can tell).
+    let runAtWake = ''
+    const freezer = (async () => {
+      await waitFor(
+        'the seventh worker to be in the middle of tasks',
+        async () => {
+          const {rows} = await sql<{
+            n: number
+          }>`select count(*)::int as n from tasks where lease_owner = ${FROZEN} and kind = 'company' and status = 'running' and started_at < now() - interval '300 milliseconds'`.execute(
+            t.db,
+          )
+          return rows[0].n > 0
+        },
+        30_000,
+        50,
+      )
+      frozen.child.kill('SIGSTOP')
+      await waitFor(
+        'the frozen worker to be presumed dead',
+        async () => (await sql<{status: string}>`select status from workers where id = ${FROZEN}`.execute(t.db)).rows[0].status === 'dead',
+        40_000,
+        250,
+      )
+      runAtWake = (await sql<{status: string}>`select status from runs where id = ${runId}`.execute(t.db)).rows[0].status
+      frozen.child.kill('SIGCONT')
+    })()
+
     // Every ~3 s for 30 s: SIGKILL a worker (one holding tasks when there is one) and start a replacement.
     const killed: string[] = []
     const chaosEnds = Date.now() + KILL_FOR_MS
@@ -80,11 +118,14 @@ describe('e2e: chaos (SIGKILL workers during a run)', function () {
       const victim = candidates[Math.floor(Math.random() * candidates.length)]
       const {type, proc} = fleet.get(victim)!
       proc.child.kill('SIGKILL')
-      await proc.exited
+      assert.equal((await proc.exited).signal, 'SIGKILL')
       fleet.delete(victim)
       killed.push(victim)
       startWorker(type)
     }
+
+    await freezer
+    assert.equal(runAtWake, 'running', 'the frozen worker woke up mid-run')
 
     const status = await waitFor(
       'the run to end',
@@ -96,7 +137,7 @@ describe('e2e: chaos (SIGKILL workers during a run)', function () {
       250,
     )
     assert.equal(status, 'completed')
-    assert.equal(killed.length, 10)
+    assert.ok(killed.length > 0)
 
     // Exactly 30 selected; no duplicate companies or contacts.
     const companies = await sql<{selected: number; domains: number; rows: number}>`
@@ -157,6 +198,34 @@ describe('e2e: chaos (SIGKILL workers during a run)', function () {
     const completedTasks = await sql<{n: number}>`select count(*)::int as n from tasks where scope = ${`run:${runId}`} and status = 'completed'`.execute(t.db)
     assert.equal(completions.rows.length, completedTasks.rows[0].n)
 
+    // The frozen worker's leases were taken back when it was presumed dead, and what it delivered after waking was
+    // rejected (fenced_out, at its stale epochs), never completed or applied: the completion and the stage's writes
+    // (companies, contacts) commit in one transaction, behind the fence.
+    const {rows: revoked} = await sql<{task_id: number; lease_epoch: number; completed: number; fenced: number}>`
+      select c.task_id, c.lease_epoch,
+        (select count(*)::int from task_events d where d.task_id = c.task_id and d.lease_epoch = c.lease_epoch and d.event = 'completed') as completed,
+        (select count(*)::int from task_events f where f.task_id = c.task_id and f.lease_epoch = c.lease_epoch and f.event = 'fenced_out' and f.worker_id = ${FROZEN}) as fenced
+      from task_events c
+      where c.event = 'claimed' and c.worker_id = ${FROZEN}
+        and exists (select 1 from task_events r where r.task_id = c.task_id and r.lease_epoch = c.lease_epoch and r.event = 'requeued_after_death' and r.worker_id = ${FROZEN})`.execute(
+      t.db,
+    )
+    assert.ok(revoked.length > 0, 'the frozen worker held tasks when it was presumed dead')
+    assert.deepEqual(
+      revoked.filter((r) => r.completed > 0),
+      [],
+      'no stale completion',
+    )
+    assert.ok(
+      revoked.some((r) => r.fenced > 0),
+      `its late results reached the fence and were rejected: ${JSON.stringify(revoked)}`,
+    )
+    const {rows: fencedElsewhere} = await sql<{n: number}>`
+      select count(*)::int as n from task_events f join tasks t on t.id = f.task_id
+      where f.event = 'fenced_out' and f.worker_id = ${FROZEN} and f.lease_epoch = t.lease_epoch and t.status = 'completed'`.execute(t.db)
+    assert.equal(fencedElsewhere[0].n, 0, 'a rejected result is never the one a task completed with')
+    assert.equal(frozen.child.exitCode, null, 'the woken worker carries on')
+
     // The monitor counted the same recoveries the events record.
     const recoveries = await sql<{n: number}>`select count(*)::int as n from task_events where event = 'requeued_after_death'`.execute(t.db)
     await waitFor(
@@ -171,8 +240,29 @@ describe('e2e: chaos (SIGKILL workers during a run)', function () {
     const out = `${process.env.RVX_TEST_HOME}/chaos-exports`
     const exported = await rvx(['runs', 'export', String(runId), '--output-dir', out, '--json'], {env: env()})
     assert.equal(exported.code, 0, exported.stderr)
-    const csv = parse(fs.readFileSync(JSON.parse(exported.stdout).files.companies, 'utf8'), {columns: true}) as Array<{domain: string}>
+    const files = JSON.parse(exported.stdout).files
+    const csv = parse(fs.readFileSync(files.companies, 'utf8'), {columns: true}) as Array<{domain: string}>
     assert.equal(csv.length, 30)
-    assert.equal(new Set(csv.map((c) => c.domain)).size, 30)
+    const domains = new Set(csv.map((c) => c.domain))
+    assert.equal(domains.size, 30)
+    const people = parse(fs.readFileSync(files.contacts, 'utf8'), {columns: true}) as Array<{company_domain: string; full_name: string; email: string}>
+    assert.ok(
+      people.every((p) => domains.has(p.company_domain)),
+      'every contact belongs to an exported company',
+    )
+    assert.equal(new Set(people.map((p) => `${p.company_domain}|${p.full_name.toLowerCase()}`)).size, people.length, 'no contact twice')
+    const emails = people.map((p) => p.email.toLowerCase()).filter(Boolean)
+    assert.equal(new Set(emails).size, emails.length, 'no email twice')
+    const perCompany = new Map<string, number>()
+    for (const p of people) perCompany.set(p.company_domain, (perCompany.get(p.company_domain) ?? 0) + 1)
+    assert.equal(perCompany.size, 30)
+    assert.ok(
+      [...perCompany.values()].every((n) => n >= 1 && n <= 3),
+      'one to three decision makers each',
+    )
+    const stored = await sql<{
+      n: number
+    }>`select count(*)::int as n from contacts k join companies c on c.id = k.company_id where c.run_id = ${runId} and c.status = 'selected'`.execute(t.db)
+    assert.equal(people.length, stored.rows[0].n)
   })
 })

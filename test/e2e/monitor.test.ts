@@ -34,6 +34,7 @@ describe('e2e: rvx monitor', function () {
     before(async () => {
       hook = await startWebhook()
     })
+    beforeEach(() => hook.reset())
     after(() => hook.close())
     const once = () => rvx(['monitor', '--once', '--alert-webhook', hook.url], {env: {DATABASE_URL: t.url}})
 
@@ -99,7 +100,7 @@ describe('e2e: rvx monitor', function () {
       assert.ok(!row.rows[0].last_error.includes('secret-token'))
     })
 
-    it('alerts on a run that makes no progress for --stuck-after, and re-plans a run with nothing in flight', async () => {
+    it('alerts on a run that makes no progress for --stuck-after (delivered), and re-plans a run with nothing in flight', async () => {
       const stuck = await createRun(t.db, {
         criteria: parseCriteria('{"state":"FL"}'),
         size: validateSize({quantity: 5, contactsMin: 1, contactsMax: 3}),
@@ -113,19 +114,36 @@ describe('e2e: rvx monitor', function () {
       })
       await sql`update tasks set status = 'quarantined', finished_at = now() where scope = ${`run:${orphan.id}`}`.execute(t.db)
       await new Promise((r) => setTimeout(r, 1500))
-      const before = hook.requests.length
 
       const r = await rvx(['monitor', '--once', '--stuck-after', '1s', '--alert-webhook', hook.url], {env: {DATABASE_URL: t.url}})
       assert.equal(r.code, 0, r.stderr)
-      assert.match(r.stderr, new RegExp(`run ${orphan.id} had nothing in flight; re-planned`))
-      const {rows} = await sql<{n: number}>`select count(*)::int as n from tasks where scope = ${`run:${orphan.id}`} and status = 'queued'`.execute(t.db)
-      const status = (await sql<{status: string}>`select status from runs where id = ${orphan.id}`.execute(t.db)).rows[0].status
-      assert.ok(rows[0].n > 0 || status !== 'running', 're-planning queued more work or ended the run')
+      // Re-planned: the quarantined discovery left the run short, so a second discovery round is queued and it runs on.
+      assert.match(r.stderr, new RegExp(`run ${orphan.id} had nothing in flight; re-planned: running`))
+      const replanned = (
+        await sql<{status: string; stage: string; discovery_rounds: number}>`select status, stage, discovery_rounds from runs where id = ${orphan.id}`.execute(
+          t.db,
+        )
+      ).rows[0]
+      assert.deepEqual(replanned, {status: 'running', stage: 'discovery', discovery_rounds: 2})
+      const {rows: queued} = await sql<{
+        kind: string
+        payload: {round: number}
+      }>`select kind, payload from tasks where scope = ${`run:${orphan.id}`} and status = 'queued'`.execute(t.db)
+      assert.deepEqual(
+        queued.map((q) => [q.kind, q.payload.round]),
+        [['lead-list', 2]],
+      )
 
-      const sent = hook.requests.slice(before).flatMap((q) => q.body.alerts as Array<{kind: string; subject: string; details: {runId?: number}}>)
-      const alert = sent.find((a) => a.kind === 'run_stuck' && a.details.runId === stuck.id)
-      assert.ok(alert, JSON.stringify(sent))
+      // The stuck run's alert was delivered (a POST the endpoint accepted), and recorded as delivered.
+      const delivered = hook.requests
+        .filter((q) => q.status === 200)
+        .flatMap((q) => q.body.alerts as Array<{kind: string; subject: string; details: {runId?: number}}>)
+      const alert = delivered.find((a) => a.kind === 'run_stuck' && a.details.runId === stuck.id)
+      assert.ok(alert, JSON.stringify(hook.requests))
       assert.match(alert.subject, /has made no progress for \d+s \(stage discovery, 1 queued, 0 running; no live workers: start some with rvx worker all\)/)
+      const row = await sql<{delivered_at: Date | null}>`select delivered_at from alerts where key = ${`run:${stuck.id}:stuck`}`.execute(t.db)
+      assert.ok(row.rows[0].delivered_at, 'recorded as delivered')
+      assert.ok(!delivered.some((a) => a.kind === 'run_stuck' && a.details.runId === orphan.id), 'the re-planned run is not stuck')
     })
 
     it('rejects bad flags with one line and exit 2', async () => {
@@ -140,6 +158,82 @@ describe('e2e: rvx monitor', function () {
         assert.equal(lines(r.stderr).length, 1, r.stderr)
         assert.ok(!hasStackTrace(r.stderr))
       }
+    })
+  })
+
+  describe('alerts: a worker dies, a task is quarantined', () => {
+    const t = useFreshDatabase()
+    let hook: WebhookCapture
+    const spawned: Spawned[] = []
+    before(async () => {
+      hook = await startWebhook()
+    })
+    after(async () => {
+      for (const p of spawned) p.child.kill('SIGKILL')
+      await hook.close()
+    })
+
+    it('sends worker_dead for each crashed worker and task_quarantined for the task that crashed them three times, once each', async () => {
+      const env = {DATABASE_URL: t.url}
+      const monitor = spawnCli(['monitor', '--interval', '500ms', '--alert-webhook', hook.url], env)
+      spawned.push(monitor)
+      await waitFor('the monitor to be active', async () => monitor.stderr().includes('"active":true'))
+      // Every model call of this run kills its worker process (the simulated OOM killer).
+      const created = await rvx(
+        ['orchestrate', '--provider', 'simulated', '--criteria', '{"state":"TX"}', '--quantity', '3', '--detach', '--json', '--sim-faults', 'crash=1'],
+        {env},
+      )
+      assert.equal(created.code, 0, created.stderr)
+      const {runId} = JSON.parse(created.stdout)
+      const [{id: taskId}] = (await sql<{id: number}>`select id from tasks where scope = ${`run:${runId}`}`.execute(t.db)).rows
+
+      // Three workers: one takes the discovery task and dies; the monitor's sweep puts it back; the next one takes it...
+      const workers = ['crasher-1', 'crasher-2', 'crasher-3'].map((id) => spawnCli(['worker', 'all', '--id', id, '--concurrency', '1'], env))
+      spawned.push(...workers)
+      const exits = await Promise.all(workers.map((w) => w.exited))
+      assert.deepEqual(
+        exits.map((e) => e.signal),
+        ['SIGKILL', 'SIGKILL', 'SIGKILL'],
+        'each died on the task',
+      )
+      const task = await waitFor(
+        'the task to be quarantined',
+        async () => {
+          const row = await t.db.selectFrom('tasks').select(['status', 'crash_count']).where('id', '=', taskId).executeTakeFirstOrThrow()
+          return row.status === 'quarantined' && row
+        },
+        45_000,
+      )
+      assert.equal(task.crash_count, 3)
+
+      type Sent = {kind: string; severity: string; subject: string; details: {workerId?: string; taskId?: number; crashes?: number}}
+      const delivered = () => hook.requests.filter((q) => q.status === 200).flatMap((q) => q.body.alerts as Sent[])
+      await waitFor(
+        'the alerts',
+        async () => delivered().filter((a) => a.kind === 'worker_dead').length === 3 && delivered().some((a) => a.kind === 'task_quarantined'),
+        45_000,
+      )
+      const dead = delivered().filter((a) => a.kind === 'worker_dead')
+      assert.deepEqual(dead.map((a) => a.details.workerId).sort(), ['crasher-1', 'crasher-2', 'crasher-3'])
+      for (const a of dead)
+        assert.match(
+          a.subject,
+          new RegExp(`^worker ${a.details.workerId} \\(lead-list, company, contact\\) on .+ died; its tasks were put back for other workers$`),
+        )
+      const [quarantined] = delivered().filter((a) => a.kind === 'task_quarantined')
+      assert.equal(quarantined.severity, 'critical')
+      assert.deepEqual([quarantined.details.taskId, quarantined.details.crashes], [taskId, 3])
+      assert.match(quarantined.subject, new RegExp(`^task ${taskId} \\(lead-list in run ${runId}\\) quarantined after 3 crashes; rvx runs resume retries it$`))
+
+      // Once each: a few more intervals send none of them again.
+      const sentBefore = hook.requests.length
+      const intervals = (monitor.stderr().match(/fleet:/g) ?? []).length
+      await waitFor('three more monitor intervals', async () => (monitor.stderr().match(/fleet:/g) ?? []).length >= intervals + 3, 10_000)
+      const again = hook.requests
+        .slice(sentBefore)
+        .flatMap((q) => q.body.alerts as Sent[])
+        .filter((a) => a.kind === 'worker_dead' || a.kind === 'task_quarantined')
+      assert.deepEqual(again, [])
     })
   })
 
@@ -308,7 +402,7 @@ describe('e2e: rvx monitor', function () {
       assert.equal((await monitor.exited).code, 143)
     })
 
-    it('a standby monitor takes over within an interval when the active one dies', async () => {
+    it('a standby monitor takes over when the active one dies', async () => {
       const [first, second] = await activeAndStandby()
       await new Promise((r) => setTimeout(r, 1000))
       assert.ok(!second.stderr().includes('"active":true'), 'only one is active while both live')

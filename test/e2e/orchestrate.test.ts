@@ -5,9 +5,11 @@ import path from 'node:path'
 import {parse} from 'csv-parse/sync'
 import {sql} from 'kysely'
 
+import {DEFAULT_SIMULATION, SimulatedProvider} from '../../src/agents/simulated.js'
 import {COMPANY_COLUMNS, CONTACT_COLUMNS} from '../../src/pipeline/export.js'
+import {cancelRun} from '../../src/pipeline/runs.js'
 import {hasStackTrace, lines, rvx, spawnRvx} from '../helpers/cli.js'
-import {waitFor} from '../helpers/processes.js'
+import {spawnCli, waitFor} from '../helpers/processes.js'
 import {answer, FakeOpenAI} from '../helpers/fake-openai.js'
 import {useFreshDatabase} from '../helpers/db.js'
 
@@ -119,7 +121,7 @@ describe('e2e: rvx orchestrate --provider simulated (spawned processes)', functi
     assert.equal(JSON.parse(accepted.stdout).status, 'completed')
   })
 
-  it('--detach --json prints the run id; runs show and runs list report it; cancel stops it', async () => {
+  it('--detach --json prints the run id; runs show and runs list report it; cancel drops its queued task', async () => {
     const res = await rvx(['orchestrate', '--provider', 'simulated', '--criteria', '{"state":"CA"}', '--quantity', '5', '--detach', '--json'], {env: env()})
     assert.equal(res.code, 0, res.stderr)
     const {runId} = JSON.parse(res.stdout)
@@ -136,6 +138,93 @@ describe('e2e: rvx orchestrate --provider simulated (spawned processes)', functi
       rows.map((r) => r.status),
       ['canceled'],
     )
+  })
+
+  it('runs cancel stops running work: in-flight results are fenced out and never applied, no model call starts after it, the run ends canceled', async () => {
+    const created = await rvx(
+      ['orchestrate', '--provider', 'simulated', '--criteria', '{"pms":"Yardi","state":"FL"}', '--quantity', '5', '--detach', '--json'],
+      {env: env()},
+    )
+    assert.equal(created.code, 0, created.stderr)
+    const {runId} = JSON.parse(created.stdout)
+    const scope = `run:${runId}`
+    // Slow model calls, so research tasks are still in flight when the cancel lands.
+    const worker = spawnCli(['worker', 'all', '--run', String(runId), '--id', 'w-cancel', '--concurrency', '4', '--sim-latency', '3s-4s'], env())
+    await waitFor('research to be under way', async () => {
+      const {rows} = await sql<{n: number}>`select count(*)::int as n from tasks where scope = ${scope} and kind = 'company' and status = 'running'`.execute(
+        t.db,
+      )
+      return rows[0].n >= 2
+    })
+    const canceled = await rvx(['runs', 'cancel', String(runId), '--json'], {env: env()})
+    assert.equal(canceled.code, 0, canceled.stderr)
+    assert.equal(JSON.parse(canceled.stdout).status, 'canceled')
+    // The worker finishes what it had in flight (its late results meet the fence), then stops.
+    worker.child.kill('SIGTERM')
+    assert.equal((await worker.exited).code, 143, worker.stderr())
+
+    // The cancel's moment on the database clock, and the tasks in flight then: claimed, not yet settled.
+    const cancelAt = (
+      await sql<{
+        at: Date
+      }>`select min(e.at) as at from task_events e join tasks t on t.id = e.task_id where t.scope = ${scope} and e.event = 'canceled'`.execute(t.db)
+    ).rows[0].at
+    const {rows: inflight} = await sql<{task_id: number; lease_epoch: number; kind: string; status: string; company_id: number}>`
+      select c.task_id, c.lease_epoch, t.kind, t.status, (t.payload ->> 'companyId')::bigint as company_id
+      from task_events c join tasks t on t.id = c.task_id
+      where t.scope = ${scope} and c.event = 'claimed' and c.at <= ${cancelAt}
+        and not exists (select 1 from task_events s where s.task_id = c.task_id and s.lease_epoch = c.lease_epoch
+                          and s.event in ('completed', 'failed', 'retry_scheduled', 'snoozed', 'released') and s.at < ${cancelAt})`.execute(t.db)
+    const stopped = inflight.filter((i) => i.status === 'canceled')
+    assert.ok(stopped.length >= 1, `the cancel caught running tasks: ${JSON.stringify(inflight)}`)
+
+    // Their results were rejected, never applied: no completion under their lease, their companies unresearched.
+    const ids = stopped.map((i) => i.task_id)
+    const {rows: completedLate} = await sql<{
+      n: number
+    }>`select count(*)::int as n from task_events where task_id = any(${ids}::bigint[]) and event = 'completed'`.execute(t.db)
+    assert.equal(completedLate[0].n, 0)
+    const companies = stopped.filter((i) => i.kind === 'company').map((i) => i.company_id)
+    const {rows: researched} = await sql<{
+      n: number
+    }>`select count(*)::int as n from companies where id = any(${companies}::bigint[]) and (status <> 'candidate' or researched_at is not null)`.execute(t.db)
+    assert.equal(researched[0].n, 0, 'no research result of a canceled task was applied')
+    const summary = lines(worker.stderr())
+      .map((l) => JSON.parse(l))
+      .find((l) => l.msg === 'worker stopped')
+    assert.equal(summary.fencedOut, stopped.length, 'the worker counted each of them as fenced out')
+    // Every late result that reached the fence as a completion was paid for: its model call is recorded.
+    const {rows: rejected} = await sql<{task_id: number; calls: number}>`
+      select e.task_id, (select count(*)::int from llm_calls l where l.task_id = e.task_id) as calls
+      from task_events e where e.task_id = any(${ids}::bigint[]) and e.event = 'fenced_out'`.execute(t.db)
+    assert.deepEqual(
+      rejected.filter((r) => r.calls === 0),
+      [],
+      'a fenced-out call is still a paid call',
+    )
+
+    // Nothing started after the cancel. The cancel commits the run as canceled and every queued task with it, so no
+    // claim can follow; a handler reads the run's status before it calls the model; a completion landing after it
+    // enqueues nothing (advance leaves a canceled run alone). What may still arrive is the calls that were already under
+    // way: those of the tasks in flight at the cancel, recorded when they return (paid for, fenced out or not).
+    const {rows: claimsAfter} = await sql<{
+      n: number
+    }>`select count(*)::int as n from task_events e join tasks t on t.id = e.task_id where t.scope = ${scope} and e.event = 'claimed' and e.at > ${cancelAt}`.execute(
+      t.db,
+    )
+    assert.equal(claimsAfter[0].n, 0)
+    const {rows: callsAfter} = await sql<{task_id: number}>`select task_id from llm_calls where run_id = ${runId} and created_at > ${cancelAt}`.execute(t.db)
+    const inflightIds = new Set(inflight.map((i) => Number(i.task_id)))
+    assert.deepEqual(
+      callsAfter.filter((c) => !inflightIds.has(Number(c.task_id))),
+      [],
+      'no model call from work that started after the cancel',
+    )
+
+    const {rows: end} = await sql<{status: string}>`select status from runs where id = ${runId}`.execute(t.db)
+    assert.equal(end[0].status, 'canceled')
+    const {rows: open} = await sql<{n: number}>`select count(*)::int as n from tasks where scope = ${scope} and status in ('queued', 'running')`.execute(t.db)
+    assert.equal(open[0].n, 0)
   })
 
   it('Ctrl-C drains and leaves the run resumable; runs resume finishes it', async () => {
@@ -179,6 +268,82 @@ describe('e2e: rvx orchestrate --provider simulated (spawned processes)', functi
     const result = JSON.parse(resumed.stdout)
     assert.equal(result.status, 'completed')
     assert.equal(readCsv(result.export.files.companies).length, 8)
+  })
+
+  it('exclude_domains keeps those companies out of the run (any spelling); --format json exports JSON', async () => {
+    // The simulated world is deterministic: these are the companies discovery would find first.
+    const criteria = {pms: 'Buildium', state: 'TX', city: 'Plano'}
+    const world = (
+      await new SimulatedProvider(DEFAULT_SIMULATION).discover({criteria, want: 20, exclude: [], round: 1}, {signal: new AbortController().signal, record() {}})
+    ).map((c) => c.domain)
+    const excluded = [world[0], world[1]]
+    const res = await rvx(
+      [
+        'orchestrate',
+        '--provider',
+        'simulated',
+        '--criteria',
+        JSON.stringify({...criteria, exclude_domains: [excluded[0].toUpperCase(), `https://www.${excluded[1]}/about`]}),
+        '--quantity',
+        '3',
+        '--format',
+        'json',
+        '--output-dir',
+        out,
+        '--json',
+      ],
+      {env: env()},
+    )
+    assert.equal(res.code, 0, res.stderr)
+    const result = JSON.parse(res.stdout)
+    const {rows} = await sql<{domain: string}>`select domain from companies where run_id = ${result.runId} and discovery_round = 1 order by id`.execute(t.db)
+    // Two candidates per company wanted, the excluded ones skipped: the next six of the world.
+    assert.deepEqual(
+      rows.map((r) => r.domain),
+      world.slice(2, 8),
+    )
+
+    assert.match(result.export.files.companies, /companies\.json$/)
+    assert.match(result.export.files.contacts, /contacts\.json$/)
+    const companies = JSON.parse(fs.readFileSync(result.export.files.companies, 'utf8')) as Array<Record<string, unknown>>
+    const contacts = JSON.parse(fs.readFileSync(result.export.files.contacts, 'utf8')) as Array<Record<string, unknown>>
+    assert.equal(companies.length, 3)
+    assert.deepEqual(Object.keys(companies[0]), [...COMPANY_COLUMNS])
+    assert.ok(companies.every((c) => !excluded.includes(c.domain as string) && c.pms === 'Buildium' && c.city === 'Plano'))
+    assert.ok(contacts.length >= 3 && contacts.every((k) => companies.some((c) => c.domain === k.company_domain)))
+    assert.deepEqual(Object.keys(contacts[0]), [...CONTACT_COLUMNS])
+  })
+
+  it('--timeout stops driving, exits 4 and leaves the run resumable with nothing leased', async () => {
+    const res = await rvx(
+      [
+        'orchestrate',
+        '--provider',
+        'simulated',
+        '--criteria',
+        '{"state":"NC"}',
+        '--quantity',
+        '10',
+        '--sim-latency',
+        '2s-3s',
+        '--timeout',
+        '1s',
+        '--output-dir',
+        out,
+        '--json',
+      ],
+      {env: env()},
+    )
+    assert.equal(res.code, 4, res.stderr)
+    const result = JSON.parse(res.stdout)
+    assert.equal(result.status, 'running')
+    assert.equal(result.export, undefined, 'no export of a run that is not done')
+    const {rows} = await sql<{status: string; selected: number; leased: number}>`
+      select r.status, (select count(*)::int from companies c where c.run_id = r.id and c.status = 'selected') as selected,
+             (select count(*)::int from tasks t where t.scope = 'run:' || r.id and t.status = 'running') as leased
+      from runs r where r.id = ${result.runId}`.execute(t.db)
+    assert.deepEqual(rows[0], {status: 'running', selected: 0, leased: 0})
+    await cancelRun(t.db, result.runId)
   })
 
   it('reads --criteria from @file and from stdin (-)', async () => {

@@ -42,18 +42,26 @@ describe('e2e: rvx workers status / prune', function () {
     assert.deepEqual(pruned.removed, ['w-victim'])
   })
 
-  it('--watch --json prints one JSON object per interval (NDJSON) until interrupted (exit 130, as the README says for SIGINT)', async () => {
-    const child = spawnRvx(['workers', 'status', '--watch', '--json', '--interval', '200ms'], {env: env()})
-    let out = ''
-    child.stdout!.on('data', (d) => (out += d))
-    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve))
-    await waitFor('three snapshots', async () => out.split('\n').filter(Boolean).length >= 3)
-    child.kill('SIGINT')
-    assert.equal(await exited, 130)
-    const snapshots = out
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => JSON.parse(l))
-    assert.ok(snapshots.every((s) => Array.isArray(s.workers) && Array.isArray(s.queue) && typeof s.at === 'string'))
-  })
+  for (const [signal, code] of [
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+  ] as const) {
+    it(`--watch --json prints one JSON object per interval (NDJSON) until ${signal}, then exits ${code}`, async () => {
+      const child = spawnRvx(['workers', 'status', '--watch', '--json', '--interval', '200ms'], {env: env()})
+      let out = ''
+      let err = ''
+      child.stdout!.on('data', (d) => (out += d))
+      child.stderr!.on('data', (d) => (err += d))
+      const exited = new Promise<{code: number | null; signal: NodeJS.Signals | null}>((resolve) => child.on('exit', (c, s) => resolve({code: c, signal: s})))
+      await waitFor('three snapshots', async () => out.split('\n').filter(Boolean).length >= 3)
+      child.kill(signal)
+      assert.deepEqual(await exited, {code, signal: null}, err)
+      const snapshots = out
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l))
+      assert.ok(snapshots.every((s) => Array.isArray(s.workers) && Array.isArray(s.queue) && typeof s.at === 'string'))
+      assert.equal(err, '', 'nothing on stderr: stopping is not an error')
+    })
+  }
 })

@@ -7,8 +7,10 @@ export interface WebhookCapture {
   url: string
   /** Parsed JSON bodies of every POST, in order (failed answers included). */
   requests: Array<{status: number; body: any}>
-  /** Answer the next N requests with this status (then 200). */
+  /** Answer the next N requests with this status (then 200); replaces any failures still queued. */
   failNext(n: number, status?: number): void
+  /** Forgets queued failures and recorded requests (between tests: nothing carries over). */
+  reset(): void
   close(): Promise<void>
 }
 
@@ -30,6 +32,10 @@ export async function startWebhook(): Promise<WebhookCapture> {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/services/T0/B0/secret-token`,
     requests,
     failNext: (n, status = 503) => (failures = Array.from({length: n}, () => status)),
+    reset: () => {
+      failures = []
+      requests.length = 0
+    },
     close: () => new Promise((resolve) => server.close(() => resolve())),
   }
 }

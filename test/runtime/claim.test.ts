@@ -50,19 +50,40 @@ describe('runtime: enqueue, claim and fencing', function () {
     )
   })
 
-  it('claims by priority, then age, and not before run_after', async () => {
+  it('claims by priority, then age (oldest runnable first), and not before run_after', async () => {
+    const minutesAgo = (m: number) => new Date(Date.now() - m * 60_000)
+    // Ids run against age within a priority: the newest task has the lowest id.
     await enqueue(t.db, [
-      {kind: 'k', payload: 'low'},
-      {kind: 'k', payload: 'high', priority: 10},
+      {kind: 'k', payload: 'low, new'},
+      {kind: 'k', payload: 'high, new', priority: 10},
       {kind: 'k', payload: 'later', priority: 100, runAfter: 60_000},
-      {kind: 'other', payload: 'other kind'},
+      {kind: 'other', payload: 'other kind', priority: 50},
     ])
-    const claimed = await claimTasks(t.db, {...base, workerId: 'w1', limit: 10})
-    assert.deepEqual(
-      claimed.map((c) => c.payload),
-      ['high', 'low'],
-    )
-    assert.ok(claimed.every((c) => c.epoch === 1))
+    await enqueue(t.db, [
+      {kind: 'k', payload: 'low, oldest', runAfter: minutesAgo(10)},
+      {kind: 'k', payload: 'high, old', priority: 10, runAfter: minutesAgo(5)},
+      {kind: 'k', payload: 'low, old', runAfter: minutesAgo(5)},
+    ])
+    // One at a time, so the order of the claims is the order of the queue.
+    const order: unknown[] = []
+    for (let i = 0; i < 10; i++) {
+      const [task] = await claimTasks(t.db, {...base, workerId: 'w1', limit: 1})
+      if (!task) break
+      assert.equal(task.epoch, 1)
+      order.push(task.payload)
+    }
+
+    assert.deepEqual(order, ['high, old', 'high, new', 'low, oldest', 'low, old', 'low, new'])
+  })
+
+  it('a batch claim takes the best of the queue by the same order', async () => {
+    await enqueue(t.db, [
+      {kind: 'k', payload: 'new'},
+      {kind: 'k', payload: 'urgent', priority: 5},
+    ])
+    await enqueue(t.db, [{kind: 'k', payload: 'old', runAfter: new Date(Date.now() - 60_000)}])
+    const claimed = await claimTasks(t.db, {...base, workerId: 'w1', limit: 2})
+    assert.deepEqual(claimed.map((c) => c.payload).sort(), ['old', 'urgent'])
   })
 
   it('8 concurrent claimers over 2,000 tasks never double-claim', async () => {
@@ -179,13 +200,20 @@ describe('runtime: enqueue, claim and fencing', function () {
 describe('runtime: stats', function () {
   const t = useFreshDatabase()
 
+  beforeEach(async () => {
+    await sql`truncate tasks, task_events, workers restart identity cascade`.execute(t.db)
+  })
+
+  const workers = () =>
+    sql`
+    insert into workers (id, types, host, pid, version, concurrency, status, lock_key, tasks_done)
+    values ('w1', '{a}', 'h', 1, 'v', 4, 'idle', 1, 5), ('w2', '{a,b}', 'h', 2, 'v', 4, 'dead', 2, 1)`.execute(t.db)
+
   it('reports the queue by kind and status, and the fleet by type', async () => {
     const tasks = await enqueue(t.db, [{kind: 'a'}, {kind: 'a'}, {kind: 'a', runAfter: 60_000}, {kind: 'b'}])
     await sql`update tasks set status = 'failed' where id = ${tasks[1].id}`.execute(t.db)
     await sql`update tasks set attempts = 1 where id = ${tasks[2].id}`.execute(t.db)
-    await sql`
-      insert into workers (id, types, host, pid, version, concurrency, status, lock_key, tasks_done)
-      values ('w1', '{a}', 'h', 1, 'v', 4, 'idle', 1, 5), ('w2', '{a,b}', 'h', 2, 'v', 4, 'dead', 2, 1)`.execute(t.db)
+    await workers()
     const q = await queueStats(t.db)
     const a = q.find((r) => r.kind === 'a')!
     assert.equal(a.queued, 2)
@@ -205,6 +233,8 @@ describe('runtime: stats', function () {
   })
 
   it('counts done in the last 5 minutes by the kind of task, not once per type of the worker that did it', async () => {
+    await workers()
+    await enqueue(t.db, [{kind: 'a'}, {kind: 'b'}])
     // w2 works on a and b; it completes one task of kind b.
     const [b] = await claimTasks(t.db, {...base, kinds: ['b'], workerId: 'w2', limit: 1})
     assert.equal(await completeTask(t.db, {taskId: b.id, epoch: b.epoch, workerId: 'w2'}), true)

@@ -11,7 +11,7 @@ import type {Database} from '../../src/db/schema.js'
 import {enqueue, sweep} from '../../src/runtime/index.js'
 import {useFreshDatabase} from '../helpers/db.js'
 import {spawnScript, waitFor, type Spawned} from '../helpers/processes.js'
-import {FAST} from './worker.test.js'
+import {FAST} from '../helpers/runtime.js'
 
 const SCRIPT = 'test/fixtures/worker-process.ts'
 
@@ -214,50 +214,95 @@ describe('runtime: PostgreSQL restarted mid-run (own server)', function () {
     fs.rmSync(home, {recursive: true, force: true})
   })
 
-  it('loses nothing: workers reconnect and every task completes exactly once', async () => {
+  it('loses nothing and kills nobody: workers reconnect, no worker is presumed dead, every task completes exactly once', async () => {
     const url = (await server.url())!
     db = new Kysely<Database>({dialect: new PostgresDialect({pool: createPool(url)})})
     await migrateToLatest(db, url)
     await sql`create table effects (task_id bigint not null, worker_id text not null)`.execute(db)
+    // Leases and dead-after longer than the restart takes: nothing may expire, so any death is the session rule's doing.
+    const config = {...FAST, leaseMs: 10_000, deadAfterMs: 10_000}
     const total = 300
     await enqueue(
       db,
       Array.from({length: total}, () => ({kind: 'sleep', payload: {ms: 40}})),
     )
-    const workers = [startWorker(url, 'r1'), startWorker(url, 'r2')]
+    const workers = [
+      startWorker(url, 'r1', {RVX_TEST_RUNTIME_CONFIG: JSON.stringify(config)}),
+      startWorker(url, 'r2', {RVX_TEST_RUNTIME_CONFIG: JSON.stringify(config)}),
+    ]
     await waitFor('some progress', async () => {
       const {rows} = await sql<{n: number}>`select count(*)::int as n from tasks where status = 'completed'`.execute(db)
       return rows[0].n >= 40
     })
+    const registered = await db.selectFrom('workers').select(['id', 'started_at']).orderBy('id').execute()
+    assert.deepEqual(
+      registered.map((w) => w.id),
+      ['r1', 'r2'],
+    )
 
     await server.stop()
+    // Every session is gone after a restart, and the workers' last heartbeats are older than the session grace:
+    // a sweep that trusted the session rule now would kill them all. This process sweeps from the first moment
+    // the server answers (before the workers' next heartbeat), and on until the end, as a monitor would.
+    const dead: string[] = []
+    let sweeping = true
+    const sweeper = (async () => {
+      while (sweeping) {
+        try {
+          dead.push(...(await sweep(db, {deadAfterMs: config.deadAfterMs, sessionGraceMs: config.sessionGraceMs!, maxCrashes: 3})).deadWorkers)
+        } catch {
+          // the server is down
+        }
+
+        await new Promise((r) => setTimeout(r, 20))
+      }
+    })()
     await new Promise((r) => setTimeout(r, 1500))
     await server.start()
 
     let last = 'no answer yet'
-    await waitFor(
-      'every task completed after the restart',
-      async () => {
-        try {
-          const {rows} = await sql<{status: string; n: number}>`select status, count(*)::int as n from tasks group by status`.execute(db)
-          last = JSON.stringify(rows)
-          return rows.length === 1 && rows[0].status === 'completed' && rows[0].n === total
-        } catch (error) {
-          last = (error as Error).message
-          return false
-        }
-      },
-      60_000,
-      250,
-    ).catch((error) => {
-      throw new Error(`${error.message}; last: ${last}; workers: ${workers.map((w) => w.stderr().slice(-1500)).join(' | ')}`)
-    })
+    try {
+      await waitFor(
+        'every task completed after the restart',
+        async () => {
+          try {
+            const {rows} = await sql<{status: string; n: number}>`select status, count(*)::int as n from tasks group by status`.execute(db)
+            last = JSON.stringify(rows)
+            return rows.length === 1 && rows[0].status === 'completed' && rows[0].n === total
+          } catch (error) {
+            last = (error as Error).message
+            return false
+          }
+        },
+        60_000,
+        250,
+      ).catch((error) => {
+        throw new Error(`${error.message}; last: ${last}; workers: ${workers.map((w) => w.stderr().slice(-1500)).join(' | ')}`)
+      })
+    } finally {
+      sweeping = false
+      await sweeper
+    }
+
     for (const w of workers) w.child.kill('SIGTERM')
     const exits = await Promise.all(workers.map((w) => w.exited))
     assert.ok(
       exits.every((e) => e.code === 143),
       `workers survived the restart and stopped on SIGTERM: ${JSON.stringify(exits)} ${workers.map((w) => w.stderr().slice(-3000)).join('\n---\n')}`,
     )
+
+    // Nobody was declared dead: no sweep found one, no task was requeued after a death, no crash counted, no worker registered again.
+    assert.deepEqual(dead, [], 'no worker presumed dead')
+    const {rows: recovered} = await sql<{event: string; n: number}>`
+      select event, count(*)::int as n from task_events where event in ('requeued_after_death', 'requeued_lease_expired', 'quarantined') group by event`.execute(
+      db,
+    )
+    assert.deepEqual(recovered, [], 'no task recovered from a worker presumed dead')
+    const {rows: crashes} = await sql<{n: number}>`select count(*)::int as n from tasks where crash_count > 0`.execute(db)
+    assert.equal(crashes[0].n, 0, 'no crash counted')
+    const after = await db.selectFrom('workers').select(['id', 'started_at']).orderBy('id').execute()
+    assert.deepEqual(after, registered, 'each worker kept its one registration')
+    assert.doesNotMatch(workers[0].stderr() + workers[1].stderr(), /presumed dead/)
 
     const {rows: effects} = await sql<{dupes: number; n: number}>`
       select count(*) filter (where c > 1)::int as dupes, count(*)::int as n from (select task_id, count(*) as c from effects group by task_id) x`.execute(db)

@@ -1,33 +1,10 @@
 import assert from 'node:assert/strict'
 import {sql} from 'kysely'
 
-import {
-  classifyError,
-  enqueue,
-  PermanentError,
-  retryAfterMs,
-  retryTask,
-  SnoozeError,
-  TaskRegistry,
-  TransientError,
-  Worker,
-  type RuntimeConfig,
-} from '../../src/runtime/index.js'
+import {classifyError, enqueue, PermanentError, retryAfterMs, retryTask, SnoozeError, TaskRegistry, TransientError, Worker} from '../../src/runtime/index.js'
 import {waitFor} from '../helpers/processes.js'
 import {useFreshDatabase} from '../helpers/db.js'
-
-/** Fast timings so the tests finish quickly; the semantics are the same as the defaults'. */
-export const FAST: Partial<RuntimeConfig> = {
-  heartbeatIntervalMs: 300,
-  deadAfterMs: 3000,
-  sessionGraceMs: 1000,
-  leaseMs: 1500,
-  sweepIntervalMs: 250,
-  pollIntervalMs: 500,
-  transientBackoff: {baseMs: 20, maxMs: 80, jitter: 0.25},
-  attemptBackoff: {baseMs: 50, maxMs: 200, jitter: 0},
-  graceMs: 2000,
-}
+import {FAST} from '../helpers/runtime.js'
 
 describe('runtime: Worker semantics (in-process, real PostgreSQL)', function () {
   this.timeout(60_000)
@@ -163,13 +140,26 @@ describe('runtime: Worker semantics (in-process, real PostgreSQL)', function () 
       calls++
       if (fail) throw new Error('parse error in response')
     })
-    startWorker(registry)
+    const attemptBackoff = {baseMs: 400, maxMs: 2000, jitter: 0}
+    startWorker(registry, {config: {...FAST, attemptBackoff}})
     const [{id}] = await enqueue(t.db, {kind: 'sometimes', maxAttempts: 3})
     const row = await settled(id)
     assert.equal(row.status, 'failed')
     assert.equal(row.attempts, 3)
     assert.equal(calls, 3, 'an unclassified error is not retried inside the lease')
-    assert.deepEqual(await events(id), ['claimed', 'retry_scheduled', 'claimed', 'retry_scheduled', 'claimed', 'failed'])
+    const timeline = await t.db
+      .selectFrom('task_events')
+      .select(['event', sql<number>`extract(epoch from at) * 1000`.as('ms')])
+      .where('task_id', '=', id)
+      .orderBy('id')
+      .execute()
+    assert.deepEqual(
+      timeline.map((e) => e.event),
+      ['claimed', 'retry_scheduled', 'claimed', 'retry_scheduled', 'claimed', 'failed'],
+    )
+    // Each retry waits its backoff (database clock): 400 ms after the first failure, 800 ms after the second.
+    const gaps = [1, 3].map((i) => Number(timeline[i + 1].ms) - Number(timeline[i].ms))
+    assert.ok(gaps[0] >= 400 && gaps[1] >= 800, `claims waited out the backoff: ${gaps.map((g) => Math.round(g))} ms`)
 
     fail = false
     assert.equal(await retryTask(t.db, id), true)
@@ -204,6 +194,7 @@ describe('runtime: Worker semantics (in-process, real PostgreSQL)', function () 
 
   it('survives a handler that throws something odd, and keeps working', async () => {
     const registry = new TaskRegistry().register<{bad: boolean}>('odd', async (task) => {
+      // eslint-disable-next-line no-throw-literal
       if (task.payload.bad) throw {weird: true}
     })
     startWorker(registry)
@@ -245,6 +236,19 @@ describe('runtime: Worker semantics (in-process, real PostgreSQL)', function () 
     assert.equal(row.pool, 'gpu-pool')
     assert.deepEqual(row.capabilities, ['browser'])
     assert.ok(['idle', 'busy'].includes(row.status))
+    // It keeps beating: last_heartbeat_at moves on (database clock) with fresh metrics, and the worker is
+    // never presumed dead on the way (a dead worker registers again: a new started_at).
+    const later = await waitFor(
+      'the next heartbeats',
+      async () => {
+        const r = await t.db.selectFrom('workers').selectAll().where('id', '=', w.id).executeTakeFirstOrThrow()
+        return r.last_heartbeat_at.getTime() > row.last_heartbeat_at.getTime() + (FAST.heartbeatIntervalMs as number) ? r : undefined
+      },
+      10_000,
+      50,
+    )
+    assert.notEqual((later.resource_metrics as {sampled_at: string}).sampled_at, m.sampled_at)
+    assert.deepEqual([later.status, later.started_at], [row.status, row.started_at], 'the same registration, alive throughout')
     // The GIN index makes metric queries cheap: e.g. workers with no GPU.
     const {rows} = await sql<{id: string}>`select id from workers where resource_metrics @> '{"gpu_type":"none"}'`.execute(t.db)
     assert.equal(rows.length, m.gpu_type === 'none' ? 1 : 0)
@@ -278,15 +282,47 @@ describe('runtime: Worker semantics (in-process, real PostgreSQL)', function () 
     assert.equal(gpu.status, 'queued')
   })
 
-  it('stops claiming while over its memory threshold', async () => {
+  it('stops claiming while over its memory threshold, and claims again once under it', async () => {
     let ran = 0
     const registry = new TaskRegistry().register('m', async () => {
       ran++
     })
-    startWorker(registry, {config: {...FAST, maxMemoryPercent: 0}})
-    await enqueue(t.db, {kind: 'm'})
-    await new Promise((r) => setTimeout(r, 1000))
+    const warnings: string[] = []
+    const logger = {debug() {}, info() {}, error() {}, warn: (_o: object, m: string) => warnings.push(m)}
+    const w = startWorker(registry, {config: {...FAST, maxMemoryPercent: 0}, logger})
+    const [{id}] = await enqueue(t.db, {kind: 'm'})
+    await waitFor('the worker to say it is over capacity', async () => warnings.some((m) => m.startsWith('over capacity')))
+    // Its enqueue notification and several polls (500 ms each) come and go: the task stays queued.
+    await new Promise((r) => setTimeout(r, 4 * (FAST.pollIntervalMs as number)))
     assert.equal(ran, 0)
+    assert.equal((await t.db.selectFrom('tasks').select('status').where('id', '=', id).executeTakeFirstOrThrow()).status, 'queued')
+
+    // The same worker, with memory to spare (a threshold no machine is over): it takes the task.
+    w.config.maxMemoryPercent = 100
+    assert.equal((await settled(id)).status, 'completed')
+    assert.equal(ran, 1)
+  })
+
+  it('a new task wakes an idle worker through LISTEN/NOTIFY, long before its poll', async () => {
+    const pollIntervalMs = 60_000
+    const registry = new TaskRegistry().register('n', async () => {})
+    startWorker(registry, {config: {...FAST, pollIntervalMs}})
+    // A first task, so the worker has claimed, finished, and gone back to waiting on its (minute-long) poll.
+    const [first] = await enqueue(t.db, {kind: 'n'})
+    const done = await settled(first.id)
+    await new Promise((r) => setTimeout(r, 300))
+    const [second] = await enqueue(t.db, {kind: 'n'})
+    // The poll cannot fire before a minute after the first task finished; the wait gives up long before.
+    const row = await waitFor(
+      'the second task to run',
+      async () => {
+        const r = await t.db.selectFrom('tasks').selectAll().where('id', '=', second.id).executeTakeFirstOrThrow()
+        return r.status === 'completed' ? r : undefined
+      },
+      pollIntervalMs / 2,
+    )
+    const sincePollArmed = row.started_at!.getTime() - done.finished_at!.getTime()
+    assert.ok(sincePollArmed < pollIntervalMs, `started ${sincePollArmed} ms after the worker went idle: woken, not polled`)
   })
 })
 

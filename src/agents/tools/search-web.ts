@@ -11,10 +11,14 @@ export interface SearchBackend {
   search(query: string, signal?: AbortSignal): Promise<SearchResult[]>
 }
 
+const BRAVE_URL = 'https://api.search.brave.com/res/v1/web/search'
+const SERPER_URL = 'https://google.serper.dev/search'
+
 /**
  * The search_web backend, chosen by environment: a SearXNG instance
  * (RVX_SEARXNG_URL), Brave (BRAVE_API_KEY) or Serper (SERPER_API_KEY).
- * None set: the agent works without search_web.
+ * None set: the agent works without search_web. RVX_BRAVE_URL and
+ * RVX_SERPER_URL replace those APIs' endpoints (a proxy, a test server).
  */
 export function searchBackendFromEnv(env: NodeJS.ProcessEnv = process.env): SearchBackend | null {
   if (env.RVX_SEARXNG_URL) {
@@ -33,11 +37,10 @@ export function searchBackendFromEnv(env: NodeJS.ProcessEnv = process.env): Sear
     return {
       name: 'brave',
       async search(query, signal) {
-        const data = await getJson(
-          `https://api.search.brave.com/res/v1/web/search?count=10&q=${encodeURIComponent(query)}`,
-          {'x-subscription-token': key, accept: 'application/json'},
-          signal,
-        )
+        const url = new URL(env.RVX_BRAVE_URL || BRAVE_URL)
+        url.searchParams.set('count', '10')
+        url.searchParams.set('q', query)
+        const data = await getJson(url.href, {'x-subscription-token': key, accept: 'application/json'}, signal)
         const web = (data.web as {results?: Array<Record<string, string>>}) ?? {}
         return (web.results ?? []).map((r) => ({title: r.title, url: r.url, snippet: r.description ?? ''}))
       },
@@ -50,7 +53,7 @@ export function searchBackendFromEnv(env: NodeJS.ProcessEnv = process.env): Sear
       name: 'serper',
       async search(query, signal) {
         const data = await getJson(
-          'https://google.serper.dev/search',
+          env.RVX_SERPER_URL || SERPER_URL,
           {'x-api-key': key, 'content-type': 'application/json'},
           signal,
           JSON.stringify({q: query, num: 10}),

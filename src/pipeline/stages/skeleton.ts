@@ -54,9 +54,10 @@ async function runStage(
   let output: unknown
   try {
     output = await stage.ask(provider, input, {...call, prepared})
-  } catch (error) {
+  } finally {
+    // Paid for whatever becomes of the result (a failure, or a completion fenced out after a cancel or a
+    // presumed death): saved now; what could not be saved now goes with the completion.
     await saveUsage(ctx.db, usage).catch(() => {})
-    throw error
   }
 
   return {

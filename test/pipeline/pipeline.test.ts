@@ -1,0 +1,315 @@
+import assert from 'node:assert/strict'
+import {sql} from 'kysely'
+
+import type {FoundContact, ResearchProvider} from '../../src/pipeline/provider.js'
+import {DEFAULT_SIMULATION, SimulatedProvider} from '../../src/agents/simulated.js'
+import {advanceRun} from '../../src/pipeline/advance.js'
+import {driveRun} from '../../src/pipeline/orchestrator.js'
+import {runScope} from '../../src/pipeline/run-options.js'
+import {createRun} from '../../src/pipeline/runs.js'
+import {claimTasks, enqueue, retryTask, sweep} from '../../src/runtime/index.js'
+import {rvx} from '../helpers/cli.js'
+import {useFreshDatabase} from '../helpers/db.js'
+import {FAST} from '../helpers/runtime.js'
+
+const SIZE = {contactsMin: 1, contactsMax: 3}
+const TARGET_REACHED = 'run reached its target: no further discovery or research'
+
+/** The simulated world, with some of its answers replaced. */
+function provider(overrides: Partial<Pick<ResearchProvider, 'discover' | 'research' | 'findContacts'>> = {}, supply?: number): ResearchProvider {
+  const sim = new SimulatedProvider({...DEFAULT_SIMULATION, ...(supply === undefined ? {} : {supply})})
+  return {
+    name: sim.name,
+    simulated: true,
+    discover: (input, ctx) => sim.discover(input, ctx),
+    research: (input, ctx) => sim.research(input, ctx),
+    findContacts: (input, ctx) => sim.findContacts(input, ctx),
+    ...overrides,
+  }
+}
+
+/**
+ * The pipeline's promises about what gets selected, researched and paid for,
+ * on the real runtime and database: runs driven in-process by the
+ * orchestrator's workers (one slot per stage, so the order of the work, and
+ * with the deterministic simulated world the whole run, is fixed).
+ */
+describe('pipeline: selection, oversampling, replacement and resume', function () {
+  this.timeout(60_000)
+  const t = useFreshDatabase()
+
+  const drive = (runId: number, research: ResearchProvider) =>
+    driveRun({db: t.db, databaseUrl: t.url, runId, providerFor: () => research, concurrency: 1, signal: new AbortController().signal, config: FAST})
+
+  async function companies(runId: number) {
+    return t.db.selectFrom('companies').selectAll().where('run_id', '=', runId).orderBy('id').execute()
+  }
+
+  async function tasksOf(runId: number, kind: string) {
+    const {rows} = await sql<{id: number; status: string; company_id: number}>`
+      select id, status, (payload ->> 'companyId')::bigint as company_id from tasks where scope = ${runScope(runId)} and kind = ${kind} order by id`.execute(
+      t.db,
+    )
+    return rows.map((r) => ({...r, company_id: Number(r.company_id)}))
+  }
+
+  async function events(taskId: number): Promise<Array<{event: string; reason: string | null}>> {
+    return t.db.selectFrom('task_events').select(['event', 'reason']).where('task_id', '=', taskId).orderBy('id').execute()
+  }
+
+  async function contactsBy(runId: number): Promise<Map<number, number>> {
+    const rows = await t.db
+      .selectFrom('contacts')
+      .select(['company_id', (eb) => eb.fn.countAll<number>().as('n')])
+      .where('run_id', '=', runId)
+      .groupBy('company_id')
+      .execute()
+    return new Map(rows.map((r) => [Number(r.company_id), Number(r.n)]))
+  }
+
+  it('discovery oversamples 2x; at the target, queued research is canceled and never paid for', async () => {
+    const run = await createRun(t.db, {criteria: {pms: 'Buildium', state: 'TX'}, size: {quantity: 4, ...SIZE}, provider: 'simulated'})
+    assert.equal((await drive(run.id, provider())).status, 'completed')
+
+    const found = await companies(run.id)
+    assert.equal(found.filter((c) => c.discovery_round === 1).length, 8, 'two candidates per company wanted')
+    assert.deepEqual(
+      (await tasksOf(run.id, 'lead-list')).map((l) => l.status),
+      ['completed'],
+      'one discovery round was enough',
+    )
+    assert.equal(found.filter((c) => c.status === 'selected').length, 4)
+
+    const research = await tasksOf(run.id, 'company')
+    const canceled = research.filter((r) => r.status === 'canceled')
+    assert.ok(canceled.length > 0 && research.every((r) => ['completed', 'canceled'].includes(r.status)), JSON.stringify(research))
+    for (const task of canceled) {
+      assert.deepEqual(await events(task.id), [{event: 'canceled', reason: TARGET_REACHED}], 'canceled while queued, never claimed')
+      assert.equal(found.find((c) => c.id === task.company_id)!.status, 'candidate')
+    }
+
+    const {rows: paid} = await sql<{
+      task_id: number
+    }>`select distinct task_id from llm_calls l join tasks t on t.id = l.task_id where t.scope = ${runScope(run.id)} and t.kind = 'company'`.execute(t.db)
+    assert.deepEqual(
+      paid.map((p) => Number(p.task_id)).sort((a, b) => a - b),
+      research.filter((r) => r.status === 'completed').map((r) => r.id),
+      'research calls only for the companies researched',
+    )
+  })
+
+  it('selects the best --quantity by ICP score, only they get a contact search, and one without decision makers gives its place to the next best', async () => {
+    const run = await createRun(t.db, {criteria: {state: 'TX'}, size: {quantity: 3, ...SIZE}, provider: 'simulated'})
+    // More qualified than wanted (as when research finishes around the target), ids in a different order than scores.
+    const scores = [55, 91, 70, 84, 62, 77]
+    const qualified = await t.db
+      .insertInto('companies')
+      .values(
+        scores.map((score) => ({
+          run_id: run.id,
+          domain: `score-${score}.example`,
+          name: `Score ${score} PM`,
+          status: 'qualified' as const,
+          icp_fit: 'yes' as const,
+          icp_score: score,
+          reasons: '[]',
+          sources: '[]',
+          discovered_by: 'simulated',
+          researched_at: new Date(),
+        })),
+      )
+      .returning(['id', 'icp_score'])
+      .execute()
+    const scoreOf = new Map(qualified.map((q) => [Number(q.id), q.icp_score]))
+    const candidate = await t.db
+      .insertInto('companies')
+      .values({run_id: run.id, domain: 'unresearched.example', name: 'Unresearched PM', reasons: '[]', sources: '[]', discovered_by: 'simulated'})
+      .returning('id')
+      .executeTakeFirstOrThrow()
+    await enqueue(t.db, {kind: 'company', payload: {runId: run.id, companyId: candidate.id}, scope: runScope(run.id)})
+
+    assert.equal(await advanceRun(t.db, run.id), 'running')
+    const selectedScores = async () =>
+      (await companies(run.id))
+        .filter((c) => c.status === 'selected')
+        .map((c) => c.icp_score)
+        .sort((a, b) => b! - a!)
+    assert.deepEqual(await selectedScores(), [91, 84, 77])
+    assert.deepEqual(
+      (await tasksOf(run.id, 'contact')).map((c) => scoreOf.get(c.company_id)),
+      [91, 84, 77],
+      'a contact search for each selected company, no other',
+    )
+    assert.deepEqual(
+      [...(await tasksOf(run.id, 'lead-list')), ...(await tasksOf(run.id, 'company'))].map((x) => x.status),
+      ['canceled', 'canceled'],
+      'no discovery or research past the target',
+    )
+
+    // The best one has nobody findable.
+    const person = (domain: string): FoundContact => ({
+      fullName: 'Dana Owner',
+      title: 'Owner',
+      tier: 1,
+      email: `dana@${domain}`,
+      confidence: 'high',
+      sources: [],
+    })
+    const research = provider({
+      discover: async () => assert.fail('no discovery past the target'),
+      research: async () => assert.fail('no research past the target'),
+      findContacts: async ({company}) => (company.domain === 'score-91.example' ? [] : [person(company.domain)]),
+    })
+    assert.equal((await drive(run.id, research)).status, 'completed')
+
+    assert.deepEqual(await selectedScores(), [84, 77, 70], 'the next best by score took its place')
+    const dropped = (await companies(run.id)).find((c) => c.icp_score === 91)!
+    assert.equal(dropped.status, 'disqualified')
+    assert.ok((dropped.reasons as string[]).includes('fewer than 1 decision makers found'), JSON.stringify(dropped.reasons))
+    assert.deepEqual(
+      (await tasksOf(run.id, 'contact')).map((c) => scoreOf.get(c.company_id)),
+      [91, 84, 77, 70],
+    )
+    const contacts = await contactsBy(run.id)
+    assert.deepEqual(
+      [...contacts.keys()].map((id) => scoreOf.get(id)).sort((a, b) => b! - a!),
+      [84, 77, 70],
+      'contacts only for the selected',
+    )
+    assert.deepEqual(
+      (await companies(run.id))
+        .filter((c) => c.status === 'qualified')
+        .map((c) => c.icp_score)
+        .sort(),
+      [55, 62],
+    )
+  })
+
+  it('a selected company without decision makers gives its place: research stopped at the target is reopened', async () => {
+    const run = await createRun(t.db, {criteria: {pms: 'Buildium', state: 'TX'}, size: {quantity: 3, ...SIZE}, provider: 'simulated'})
+    const sim = provider()
+    let nobody: string | undefined
+    const research = provider({
+      findContacts: async (input, ctx) => {
+        nobody ??= input.company.domain
+        return input.company.domain === nobody ? [] : sim.findContacts(input, ctx)
+      },
+    })
+    assert.equal((await drive(run.id, research)).status, 'completed')
+
+    const all = await companies(run.id)
+    const dropped = all.find((c) => c.domain === nobody)!
+    assert.equal(dropped.status, 'disqualified')
+    assert.ok((dropped.reasons as string[]).includes('fewer than 1 decision makers found'))
+    const contactTasks = await tasksOf(run.id, 'contact')
+    const droppedTask = contactTasks.find((c) => c.company_id === dropped.id)!
+    assert.deepEqual(
+      (await events(droppedTask.id)).map((e) => e.event),
+      ['claimed', 'retry_scheduled', 'claimed', 'completed'],
+      'a second try, then it settles for nobody',
+    )
+
+    const selected = all.filter((c) => c.status === 'selected')
+    assert.equal(selected.length, 3)
+    const contacts = await contactsBy(run.id)
+    assert.ok(selected.every((c) => (contacts.get(c.id) ?? 0) >= 1) && !contacts.has(dropped.id))
+    assert.equal(contactTasks.length, 4, 'one more contact search: the replacement')
+    // The replacement had been left unresearched at the target; its research was reopened for it.
+    const replacement = selected.find((c) => c.id === contactTasks.at(-1)!.company_id)!
+    const researchTask = (await tasksOf(run.id, 'company')).find((r) => r.company_id === replacement.id)!
+    assert.deepEqual(
+      (await events(researchTask.id)).map((e) => e.reason ?? e.event),
+      [TARGET_REACHED, 'research reopened: a selected company had no decision makers', 'claimed', 'completed'],
+    )
+    assert.ok(
+      all.filter((c) => c.status === 'qualified').every((c) => c.icp_score! <= replacement.icp_score!),
+      'nothing better was left waiting',
+    )
+  })
+
+  it('runs resume --criteria widens a run that needed a decision, and its failed and quarantined tasks get another chance', async () => {
+    // A small world: eight companies in Austin, not enough for six; two of them cannot be researched at first.
+    const supply = 8
+    const narrow = {pms: 'Buildium', state: 'TX', city: 'Austin'}
+    const run = await createRun(t.db, {
+      criteria: narrow,
+      size: {quantity: 6, ...SIZE},
+      provider: 'simulated',
+      options: {simulation: {...DEFAULT_SIMULATION, supply}},
+    })
+    const world = await provider({}, supply).discover({criteria: narrow, want: 8, exclude: [], round: 1}, {signal: new AbortController().signal, record() {}})
+    const broken = new Set([world[2].domain, world[4].domain])
+    const sim = provider({}, supply)
+    const flaky = provider(
+      {
+        research: async (input, ctx) => {
+          if (broken.has(input.company.domain)) throw Object.assign(new Error('upstream said 400: bad request'), {status: 400})
+          return sim.research(input, ctx)
+        },
+      },
+      supply,
+    )
+    assert.equal((await drive(run.id, flaky)).status, 'needs_decision')
+    const stuck = (await tasksOf(run.id, 'company')).filter((r) => r.status === 'failed')
+    assert.equal(stuck.length, 2)
+
+    // One of them then crashed its worker three times (a claim whose lease lapses, swept as a crash) and sits quarantined.
+    const [quarantined, failed] = stuck
+    assert.ok(await retryTask(t.db, quarantined.id))
+    for (let i = 0; i < 3; i++) {
+      const [claimed] = await claimTasks(t.db, {
+        workerId: 'ghost',
+        kinds: ['company'],
+        scope: runScope(run.id),
+        limit: 1,
+        leaseMs: 1,
+        pool: 'default',
+        capabilities: [],
+        memoryAvailableGb: 64,
+        gpuVramAvailableGb: 0,
+      })
+      assert.equal(claimed.id, quarantined.id)
+      await new Promise((r) => setTimeout(r, 10))
+      await sweep(t.db, {deadAfterMs: 15_000, sessionGraceMs: 2000, maxCrashes: 3})
+    }
+
+    assert.equal((await t.db.selectFrom('tasks').select('status').where('id', '=', quarantined.id).executeTakeFirstOrThrow()).status, 'quarantined')
+
+    // Wider: all of Texas. The resumed run is driven by a spawned rvx, in the run's own simulated world.
+    const resumed = await rvx(
+      [
+        'runs',
+        'resume',
+        String(run.id),
+        '--criteria',
+        '{"pms":"Buildium","state":"TX"}',
+        '--output-dir',
+        `${process.env.RVX_TEST_HOME}/resume-exports`,
+        '--json',
+      ],
+      {env: {DATABASE_URL: t.url}},
+    )
+    assert.equal(resumed.code, 0, resumed.stderr)
+    assert.equal(JSON.parse(resumed.stdout).status, 'completed')
+
+    for (const task of [quarantined, failed]) {
+      const history = await events(task.id)
+      assert.equal(history.filter((e) => e.event === 'retried').at(-1)!.reason, `run ${run.id} resumed`)
+      assert.equal(history.at(-1)!.event, 'completed')
+      const company = (await companies(run.id)).find((c) => c.id === task.company_id)!
+      assert.notEqual(company.status, 'candidate', `${company.domain} was researched after all`)
+    }
+
+    const all = await companies(run.id)
+    const selected = all.filter((c) => c.status === 'selected')
+    assert.equal(selected.length, 6)
+    assert.ok(
+      selected.some((c) => c.city !== 'Austin'),
+      `the wider criteria found more of Texas: ${selected.map((c) => c.city)}`,
+    )
+    assert.deepEqual((await t.db.selectFrom('runs').select('criteria').where('id', '=', run.id).executeTakeFirstOrThrow()).criteria, {
+      pms: 'Buildium',
+      state: 'TX',
+    })
+  })
+})
