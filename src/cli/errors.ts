@@ -1,9 +1,10 @@
 import {UsageError} from '../shared/errors.js'
+import {scrub} from '../shared/secrets.js'
 
 /** First line of an error's message, so nothing multi-line ever reaches the terminal. */
 export function oneLine(message: string): string {
   const line =
-    message
+    scrub(message)
       .split('\n')
       .map((s) => s.trim())
       .find((s) => s.length > 0) ?? 'unknown error'

@@ -96,3 +96,5 @@ export const LOCK_CLASS_SWEEP = 0x7276_7801
 export const LOCK_CLASS_WORKER = 0x7276_7802
 export const LOCK_CLASS_MONITOR = 0x7276_7803
 export const NOTIFY_CHANNEL = 'rvx_tasks'
+/** Payload: the id of a worker whose leases were revoked (its tasks canceled): it checks its leases at once. */
+export const REVOKED_CHANNEL = 'rvx_revoked'

@@ -1,3 +1,5 @@
+import {scrub} from '../shared/secrets.js'
+
 /**
  * How a handler's failure is treated. Handlers may throw these to say so;
  * anything else is classified from what it carries (HTTP status, socket
@@ -92,7 +94,8 @@ export function retryAfterMs(headers: unknown, now: number = Date.now()): number
   return Number.isNaN(date) ? undefined : Math.max(0, date - now)
 }
 
+/** An error as one text for logs and the database: its class and message, secrets taken out, at most 2,000 characters. */
 export function errorMessage(error: unknown): string {
-  const message = error instanceof Error ? `${error.name === 'Error' ? '' : error.name + ': '}${error.message}` : String(error)
+  const message = scrub(error instanceof Error ? `${error.name === 'Error' ? '' : error.name + ': '}${error.message}` : String(error))
   return message.length > 2000 ? message.slice(0, 2000) + '...' : message
 }

@@ -2,7 +2,7 @@ import pg from 'pg'
 
 import {RvxError} from '../shared/errors.js'
 import {backoffMs, sleep} from './backoff.js'
-import {type BackoffPolicy, LOCK_CLASS_WORKER, NOTIFY_CHANNEL} from './config.js'
+import {type BackoffPolicy, LOCK_CLASS_WORKER, NOTIFY_CHANNEL, REVOKED_CHANNEL} from './config.js'
 import type {Logger} from './logger.js'
 
 /**
@@ -20,7 +20,7 @@ export class LivenessSession {
     private readonly url: string,
     private readonly workerId: string,
     private readonly lockKey: number,
-    private readonly handlers: {onNotify: (kind: string) => void; onReconnect: () => void},
+    private readonly handlers: {onNotify: (kind: string) => void; onReconnect: () => void; onRevoked: () => void},
     private readonly log: Logger,
     private readonly backoff: BackoffPolicy,
   ) {}
@@ -56,6 +56,7 @@ export class LivenessSession {
     client.on('end', () => this.scheduleReconnect(client))
     client.on('notification', (msg) => {
       if (msg.channel === NOTIFY_CHANNEL && msg.payload) this.handlers.onNotify(msg.payload)
+      if (msg.channel === REVOKED_CHANNEL && msg.payload === this.workerId) this.handlers.onRevoked()
     })
     await client.connect()
     const {rows} = await client.query<{ok: boolean}>('select pg_try_advisory_lock($1, $2) as ok', [LOCK_CLASS_WORKER, this.lockKey])
@@ -66,6 +67,7 @@ export class LivenessSession {
     }
 
     await client.query(`listen ${NOTIFY_CHANNEL}`)
+    await client.query(`listen ${REVOKED_CHANNEL}`)
     this.client = client
     return true
   }

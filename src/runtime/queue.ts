@@ -2,7 +2,7 @@ import {sql} from 'kysely'
 
 import type {Executor} from '../db/executor.js'
 import type {TaskRow} from '../db/schema.js'
-import {NOTIFY_CHANNEL} from './config.js'
+import {NOTIFY_CHANNEL, REVOKED_CHANNEL} from './config.js'
 
 /** What a task needs from the worker that runs it; a worker claims only tasks it satisfies. */
 export interface TaskRequirements {
@@ -130,7 +130,8 @@ export async function retryTask(db: Executor, taskId: number, reason = 'retried 
 
 /**
  * Cancels tasks that have not finished: queued ones never run; running ones
- * lose their lease, so their worker's result is fenced out.
+ * lose their lease, so their worker's result is fenced out, and their worker
+ * is told at once (it aborts their handlers).
  */
 export async function cancelTasks(
   db: Executor,
@@ -141,7 +142,7 @@ export async function cancelTasks(
   const {rows} = await sql<{n: number}>`
     with target as (
       -- Rows locked right now are being settled by their worker: let them finish (and never deadlock with it).
-      select id from tasks
+      select id, lease_owner from tasks
       where status = any(${statuses}::text[])
         and (${filter.ids ?? null}::bigint[] is null or id = any(${filter.ids ?? null}::bigint[]))
         and (${filter.scope ?? null}::text is null or scope = ${filter.scope ?? null}::text)
@@ -153,8 +154,11 @@ export async function cancelTasks(
       returning t.id, t.lease_owner, t.lease_epoch
     ), ev as (
       insert into task_events (task_id, event, lease_epoch, reason) select id, 'canceled', lease_epoch, ${reason} from canceled
+    ), revoked as (
+      -- Workers holding canceled tasks hear it at once (at commit): they stop those handlers instead of finishing paid work.
+      select pg_notify(${REVOKED_CHANNEL}, o.owner) from (select distinct lease_owner as owner from target where lease_owner is not null) o
     )
-    select count(*)::int as n from canceled
+    select (select count(*)::int from canceled) as n, (select count(*) from revoked) as _revoked
   `.execute(db)
   return rows[0]?.n ?? 0
 }

@@ -191,6 +191,8 @@ export class Worker {
           this.housekeeping.track(this.heartbeat.beat())
           this.doorbell.ring()
         },
+        // Some of our tasks were canceled: a heartbeat now learns which, and stops them.
+        onRevoked: () => this.housekeeping.track(this.heartbeat.beat()),
       },
       this.log,
       this.config.reconnectBackoff,
@@ -341,6 +343,9 @@ export class Worker {
       const entry = this.inflight.add(task, this.id, !this.draining && this.inflight.running < this.concurrency)
       if (entry.running) this.execute(entry)
     }
+
+    // A claim that was on its way when the stop came: give it back now, not after the grace period.
+    if (this.draining) this.housekeeping.track(this.release(this.inflight.takeWaiting(), 'draining'))
   }
 
   /** Runs a task in the background; when it is settled, the next waiting task takes its slot and the loop wakes to claim more. */

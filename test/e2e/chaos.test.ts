@@ -111,10 +111,14 @@ describe('e2e: chaos (SIGKILL workers during a run)', function () {
     const chaosEnds = Date.now() + KILL_FOR_MS
     while (Date.now() < chaosEnds) {
       await new Promise((r) => setTimeout(r, KILL_EVERY_MS))
-      const {rows} = await sql<{
-        id: string
-      }>`select distinct lease_owner as id from tasks where status = 'running' and lease_owner = any(${[...fleet.keys()]}::text[])`.execute(t.db)
-      const candidates = rows.length > 0 ? rows.map((r) => r.id) : [...fleet.keys()]
+      // A worker holding tasks when there is one, else any registered one (a replacement still starting up has
+      // no row yet: killing it would test nothing, and it could never be marked dead).
+      const {rows} = await sql<{id: string; holding: boolean}>`
+        select w.id, exists (select 1 from tasks t where t.status = 'running' and t.lease_owner = w.id) as holding
+        from workers w where w.id = any(${[...fleet.keys()]}::text[]) and w.status in ('idle', 'busy')`.execute(t.db)
+      const holding = rows.filter((r) => r.holding)
+      const candidates = (holding.length > 0 ? holding : rows).map((r) => r.id)
+      if (candidates.length === 0) continue
       const victim = candidates[Math.floor(Math.random() * candidates.length)]
       const {type, proc} = fleet.get(victim)!
       proc.child.kill('SIGKILL')

@@ -14,3 +14,5 @@ const pms = await detectPms('hostile.example', {baseUrl: url, allowPrivate: true
 process.stdout.write(`pms ${JSON.stringify(pms)}\n`)
 const page = await fetchPage(url, {allowPrivate: true})
 process.stdout.write(`text ${JSON.stringify(page.text)}\n`)
+// Stay up (answering pings) until the test is done with this process.
+setInterval(() => {}, 60_000)

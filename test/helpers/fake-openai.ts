@@ -17,7 +17,7 @@ export class FakeOpenAI {
   readonly requests: Array<{path: string; auth: string | undefined; body: any}> = []
   private script: ScriptedReply[] = []
   /** When set, answers every request by looking at it instead of from the script. */
-  route?: (body: any) => ScriptedReply
+  route?: (body: any, request: {auth: string | undefined}) => ScriptedReply
   private server?: http.Server
   url = ''
 
@@ -28,7 +28,9 @@ export class FakeOpenAI {
       req.on('end', () => {
         this.requests.push({path: req.url ?? '', auth: req.headers.authorization, body: raw ? JSON.parse(raw) : null})
         const body = raw ? JSON.parse(raw) : null
-        const reply = this.route ? this.route(body) : (this.script.shift() ?? {status: 500, body: {error: {message: 'script exhausted'}}})
+        const reply = this.route
+          ? this.route(body, {auth: req.headers.authorization})
+          : (this.script.shift() ?? {status: 500, body: {error: {message: 'script exhausted'}}})
         const send = () => {
           if (res.destroyed) return
           res.writeHead(reply.status ?? 200, {'content-type': 'application/json', ...reply.headers})

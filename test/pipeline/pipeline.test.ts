@@ -38,8 +38,17 @@ describe('pipeline: selection, oversampling, replacement and resume', function (
   this.timeout(60_000)
   const t = useFreshDatabase()
 
+  // One slot per stage and no claiming ahead: each stage takes its next task only when the last one is done.
   const drive = (runId: number, research: ResearchProvider) =>
-    driveRun({db: t.db, databaseUrl: t.url, runId, providerFor: () => research, concurrency: 1, signal: new AbortController().signal, config: FAST})
+    driveRun({
+      db: t.db,
+      databaseUrl: t.url,
+      runId,
+      providerFor: () => research,
+      concurrency: 1,
+      signal: new AbortController().signal,
+      config: {...FAST, maxClaimAhead: 0},
+    })
 
   async function companies(runId: number) {
     return t.db.selectFrom('companies').selectAll().where('run_id', '=', runId).orderBy('id').execute()

@@ -194,7 +194,7 @@ describe('runtime: Worker semantics (in-process, real PostgreSQL)', function () 
 
   it('survives a handler that throws something odd, and keeps working', async () => {
     const registry = new TaskRegistry().register<{bad: boolean}>('odd', async (task) => {
-      // eslint-disable-next-line no-throw-literal
+       
       if (task.payload.bad) throw {weird: true}
     })
     startWorker(registry)

@@ -4,6 +4,7 @@ import type {Database, RunRow} from '../../db/schema.js'
 import type {HandlerOutcome, TaskContext, TaskRegistry} from '../../runtime/handlers.js'
 import type {ClaimedTask} from '../../runtime/lease.js'
 import {enqueue} from '../../runtime/queue.js'
+import {scrub} from '../../shared/secrets.js'
 import {advance} from '../advance.js'
 import {type CallContext, ProviderUnusableError, type ResearchProvider} from '../provider.js'
 import {runScope} from '../run-options.js'
@@ -27,7 +28,7 @@ export function registerPipeline(registry: TaskRegistry, providerFor: ProviderFa
   // when the provider cannot be used at all, stops at once as failed with the cause.
   const onFailed = async (trx: Transaction<Database>, task: {payload: unknown}, error: unknown) => {
     const runId = (task.payload as RunPayload).runId
-    if (error instanceof ProviderUnusableError) await failRun(trx, runId, error.message)
+    if (error instanceof ProviderUnusableError) await failRun(trx, runId, scrub(error.message))
     else await advance(trx, runId)
   }
 

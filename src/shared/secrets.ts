@@ -1,0 +1,58 @@
+/**
+ * Secrets rvx holds (API keys, passwords, webhook paths) must never be
+ * printed, logged or stored, also when an upstream server echoes them back in
+ * an error body. scrub() takes them out of any text before it goes anywhere:
+ * the values found in the environment, any a caller registers, and tokens
+ * that look like keys whatever their source.
+ */
+
+const REDACTED = '[redacted]'
+const known = new Set<string>()
+let fromEnv: NodeJS.ProcessEnv | undefined
+
+/** Environment variables whose whole value is a secret. */
+const SECRET_NAME = /(^|_)(KEY|TOKEN|SECRET|PASSWORD|PASS)$/i
+/** Environment variables holding URLs whose password (and, for webhooks, path) is a secret. */
+const SECRET_URLS = ['DATABASE_URL', 'SMTP_URL', 'RVX_ALERT_WEBHOOK', 'OPENAI_BASE_URL', 'RVX_SEARXNG_URL']
+/** Shapes of credentials, wherever they come from: OpenAI-style keys, bearer tokens, passwords in URLs. */
+const SHAPES: Array<[RegExp, string]> = [
+  [/\bsk-[A-Za-z0-9_-]{12,}/g, REDACTED],
+  [/\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{12,}/gi, `$1 ${REDACTED}`],
+  [/(\b[a-z][a-z0-9+.-]*:\/\/[^\s:/@]+:)[^\s@/]+@/gi, `$1${REDACTED}@`],
+]
+
+/** A value that must never be shown (ignored when too short to be told apart from ordinary text). */
+export function registerSecret(value: string | undefined | null): void {
+  if (value && value.length >= 6) known.add(value)
+}
+
+/** Registers the secrets in an environment: *_KEY, *_TOKEN, *_SECRET, *_PASSWORD values and the credentials in URL variables. */
+export function registerSecretsFrom(env: NodeJS.ProcessEnv): void {
+  for (const [name, value] of Object.entries(env)) if (value && SECRET_NAME.test(name)) registerSecret(value)
+  for (const name of SECRET_URLS) {
+    const value = env[name]
+    if (!value) continue
+    try {
+      const url = new URL(value)
+      registerSecret(decodeURIComponent(url.password))
+      registerSecret(url.password)
+      // A Slack-style webhook's path is its credential.
+      if (name === 'RVX_ALERT_WEBHOOK' && url.pathname.length > 1) registerSecret(url.pathname)
+    } catch {
+      // not a URL: nothing to take out
+    }
+  }
+}
+
+/** The text with every known secret and every credential-shaped token replaced by [redacted]. */
+export function scrub(text: string): string {
+  if (fromEnv !== process.env) {
+    fromEnv = process.env
+    registerSecretsFrom(process.env)
+  }
+
+  let out = text
+  for (const secret of known) if (out.includes(secret)) out = out.split(secret).join(REDACTED)
+  for (const [shape, replacement] of SHAPES) out = out.replace(shape, replacement)
+  return out
+}
