@@ -4,7 +4,9 @@ import type {ClaimedTask, Lease} from './lease.js'
 export interface InFlight {
   task: ClaimedTask
   lease: Lease
-  controller: AbortController
+  /** Aborted when the lease is lost or the worker is forced to stop (made on first use: most handlers finish first). */
+  readonly signal: AbortSignal
+  abort(reason: Error): void
   /** When its handler started (0 while it waits for a slot). */
   startedAt: number
   running: boolean
@@ -29,10 +31,20 @@ export class InFlightTasks {
 
   /** Takes a claimed task: running at once (`run`), or waiting for a slot. */
   add(task: ClaimedTask, workerId: string, run: boolean): InFlight {
+    let controller: AbortController | undefined
+    let abortedWith: Error | undefined
     const entry: InFlight = {
       task,
       lease: {taskId: task.id, epoch: task.epoch, workerId},
-      controller: new AbortController(),
+      get signal() {
+        controller ??= new AbortController()
+        if (abortedWith && !controller.signal.aborted) controller.abort(abortedWith)
+        return controller.signal
+      },
+      abort(reason) {
+        abortedWith ??= reason
+        controller?.abort(reason)
+      },
       startedAt: 0,
       running: false,
       detached: false,
@@ -130,7 +142,7 @@ export class InFlightTasks {
       }
 
       this.fenced(entry)
-      entry.controller.abort(new Error('lease lost'))
+      entry.abort(new Error('lease lost'))
       aborted.push(entry)
     }
 
@@ -142,7 +154,7 @@ export class InFlightTasks {
     const all = this.values().filter((e) => !e.detached)
     for (const entry of all) {
       entry.detached = true
-      if (entry.running) entry.controller.abort(new Error(`worker stopping: ${why}`))
+      if (entry.running) entry.abort(new Error(`worker stopping: ${why}`))
     }
 
     this.waiting.length = 0

@@ -37,7 +37,7 @@ export class TaskRunner {
 
   async run(entry: InFlight): Promise<void> {
     const {d} = this
-    const {task, controller} = entry
+    const {task} = entry
     const {handler, options} = d.registry.get(task.kind)!
     const retries = options.transientRetries ?? d.config.transientRetries
     let outcome: HandlerOutcome | void
@@ -45,17 +45,26 @@ export class TaskRunner {
     for (let attempt = 0; ; attempt++) {
       try {
         const started = performance.now()
-        outcome = await handler(task, {signal: controller.signal, workerId: d.workerId, attempt: task.attempts + 1, db: d.db, log: d.log})
+        outcome = await handler(task, {
+          // Read on use: a handler that never looks at its signal costs no AbortController.
+          get signal() {
+            return entry.signal
+          },
+          workerId: d.workerId,
+          attempt: task.attempts + 1,
+          db: d.db,
+          log: d.log,
+        })
         handlerMs = performance.now() - started
         break
       } catch (error) {
         if (entry.detached) return
         const kind = classifyError(error)
-        if (kind.type === 'transient' && attempt < retries && !controller.signal.aborted) {
+        if (kind.type === 'transient' && attempt < retries && !entry.signal.aborted) {
           const delay = backoffMs(attempt + 1, d.config.transientBackoff)
           d.log.warn({task: task.id, kind: task.kind, err: errorMessage(error), retryInMs: delay}, 'transient error; retrying in lease')
           d.tally.retried()
-          await sleep(delay, controller.signal)
+          await sleep(delay, entry.signal)
           if (entry.detached) return
           continue
         }
