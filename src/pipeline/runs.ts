@@ -6,6 +6,7 @@ import {cancelTasks} from '../runtime/queue.js'
 import {retryTasks, scopesWithLiveTasks, taskCounts} from '../runtime/scopes.js'
 import {RvxError} from '../shared/errors.js'
 import type {Criteria, RunSize} from './criteria.js'
+import {criteriaOf} from './verification.js'
 import {DEFAULT_RUN_OPTIONS, type RunOptions, runOptions, runScope} from './run-options.js'
 import {enqueueDiscoveryRound} from './stages/discovery.js'
 import {STAGE_KINDS} from './stages/index.js'
@@ -53,6 +54,11 @@ export async function lockRun(trx: Transaction<Database>, runId: number): Promis
   return run
 }
 
+/** SQL: a contact (table alias `k`) that counts toward contacts_min: its email, if any, was not found bad. */
+export function usableContact(alias: string) {
+  return sql`(${sql.ref(`${alias}.email_status`)} is null or ${sql.ref(`${alias}.email_status`)} not in ('no_mx', 'invalid'))`
+}
+
 export interface RunProgress extends ProgressFacts {
   id: number
   status: RunStatus
@@ -62,6 +68,8 @@ export interface RunProgress extends ProgressFacts {
   notes: string | null
   createdAt: Date
   finishedAt: Date | null
+  /** Per criterion (and the site check): selected companies it matched or left unknown, and candidates it kept out. */
+  verdicts: Record<string, {selectedMatch: number; selectedUnknown: number; disqualified: number}>
   /** Tasks by kind and status. */
   tasks: Record<string, {queued: number; running: number; completed: number; failed: number; other: number}>
   usage: RunUsage
@@ -98,9 +106,22 @@ export async function runProgress(db: Executor, runId: number): Promise<RunProgr
     finishedAt: run.finished_at,
     companies: c,
     contacts: Number(contacts.n),
+    verdicts: await verdictSummary(db, runId, [...criteriaOf(run.criteria as Criteria), 'site', 'portfolio']),
     tasks,
     usage: await runUsage(db, runId),
   }
+}
+
+async function verdictSummary(db: Executor, runId: number, keys: string[]): Promise<RunProgress['verdicts']> {
+  const {rows} = await sql<{key: string; selected_match: number; selected_unknown: number; disqualified: number}>`
+    select k.key,
+      count(*) filter (where c.status = 'selected' and c.verdicts -> k.key ->> 'verdict' = 'match')::int as selected_match,
+      count(*) filter (where c.status = 'selected' and c.verdicts -> k.key ->> 'verdict' = 'unknown')::int as selected_unknown,
+      count(*) filter (where c.status = 'disqualified' and k.key = any(c.disqualified_by))::int as disqualified
+    from unnest(${keys}::text[]) as k(key) left join companies c on c.run_id = ${runId}
+    group by k.key`.execute(db)
+  const byKey = new Map(rows.map((r) => [r.key, {selectedMatch: r.selected_match, selectedUnknown: r.selected_unknown, disqualified: r.disqualified}]))
+  return Object.fromEntries(keys.map((k) => [k, byKey.get(k) ?? {selectedMatch: 0, selectedUnknown: 0, disqualified: 0}]))
 }
 
 export async function companyCounts(db: Executor, runId: number): Promise<{candidate: number; qualified: number; disqualified: number; selected: number}> {
@@ -296,7 +317,7 @@ export async function runsInProgress(db: Executor): Promise<RunInProgress[]> {
       (select count(*)::int from companies c where c.run_id = r.id) as total,
       (select count(*)::int from companies c where c.run_id = r.id and c.status <> 'candidate') as researched,
       (select count(*)::int from companies c where c.run_id = r.id and c.status = 'selected'
-         and (select count(*) from contacts k where k.company_id = c.id) >= r.contacts_min) as done
+         and (select count(*) from contacts k where k.company_id = c.id and ${usableContact('k')}) >= r.contacts_min) as done
     from runs r where r.status = 'running' order by r.id`.execute(db)
   const pct = (a: number, b: number) => (b <= 0 ? 0 : Math.min(100, Math.round((a / b) * 100)))
   return rows.map((r) => ({

@@ -8,14 +8,14 @@ import {classifyError} from '../../src/runtime/errors.js'
 import {answer, completion, FakeOpenAI, toolCall, toolCalls, truncated} from '../helpers/fake-openai.js'
 
 const GOOD_RESEARCH = {
-  fit: 'yes',
-  score: 82,
-  tier: 'medium',
+  verdicts: {pms: {verdict: 'match', evidence: [{url: 'https://acme.example', quote: 'Pay rent online'}]}},
+  portfolio: 'residential',
+  units_estimate: 120,
+  employees_estimate: 8,
   confidence: 'high',
   reasons: ['tenant portal on Buildium'],
   sources: ['https://acme.example'],
   pms: 'Buildium',
-  units_estimate: 120,
 }
 
 describe('openai provider against a fake OpenAI-compatible server', function () {
@@ -70,9 +70,10 @@ describe('openai provider against a fake OpenAI-compatible server', function () 
   it('runs a multi-turn tool-calling conversation and validates the answer', async () => {
     fake.reply(toolCall('fetch_page', {url: siteUrl}), answer(GOOD_RESEARCH))
     const result = await provider().research({criteria: {pms: 'Buildium'}, company}, ctx())
-    assert.equal(result.fit, 'yes')
+    assert.equal(result.verdicts.pms?.verdict, 'match')
     assert.equal(result.pms, 'Buildium')
     assert.equal(result.unitsEstimate, 120)
+    assert.ok(result.seen.includes(siteUrl), 'the page it fetched is among what it read')
 
     assert.equal(fake.requests.length, 2)
     assert.equal(fake.requests[0].auth, 'Bearer sk-test-secret')
@@ -96,7 +97,7 @@ describe('openai provider against a fake OpenAI-compatible server', function () 
   it('repairs a malformed answer with one more turn', async () => {
     fake.reply(answer('Sure! Here is what I found: acme is great'), answer(GOOD_RESEARCH))
     const result = await provider().research({criteria: {}, company}, ctx())
-    assert.equal(result.score, 82)
+    assert.equal(result.unitsEstimate, 120)
     const repair = fake.requests[1].body.messages.at(-1)
     assert.equal(repair.role, 'user')
     assert.match(repair.content, /did not validate: the answer is not JSON/)
@@ -251,7 +252,7 @@ describe('openai provider against a fake OpenAI-compatible server', function () 
   it('records an answer cut off at the token limit as malformed, says it was truncated, and repairs once', async () => {
     fake.reply(truncated('{"fit": "yes", "score": 82, "reasons": ["tenant por'), answer(GOOD_RESEARCH))
     const result = await provider().research({criteria: {}, company}, ctx())
-    assert.equal(result.score, 82)
+    assert.equal(result.unitsEstimate, 120)
     assert.deepEqual(
       usage.map((u) => u.outcome),
       ['malformed', 'ok'],

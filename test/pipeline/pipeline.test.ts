@@ -21,6 +21,7 @@ function provider(overrides: Partial<Pick<ResearchProvider, 'discover' | 'resear
   return {
     name: sim.name,
     simulated: true,
+    checks: sim.checks,
     discover: (input, ctx) => sim.discover(input, ctx),
     research: (input, ctx) => sim.research(input, ctx),
     findContacts: (input, ctx) => sim.findContacts(input, ctx),

@@ -24,6 +24,13 @@ export default class RunsShow extends BaseCommand<typeof RunsShow> {
         `${p.companies.total} found, ${p.companies.qualified + p.companies.selected} qualified, ${p.companies.disqualified} disqualified, ${p.companies.selected} selected`,
       ],
       ['contacts', p.contacts],
+      ...Object.entries(p.verdicts).map(
+        ([key, v]) =>
+          [
+            `verified ${key}`,
+            `${key === 'portfolio' ? '' : `selected: ${v.selectedMatch} match, ${v.selectedUnknown} unknown; `}kept ${v.disqualified} out`,
+          ] as [string, unknown],
+      ),
       ...STAGES.map((s) => {
         const t = p.tasks[s.kind]
         return [`${s.name} tasks`, `${t.completed} done, ${t.queued} queued, ${t.running} running, ${t.failed} failed, ${t.other} other`] as [string, unknown]
