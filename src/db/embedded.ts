@@ -7,7 +7,7 @@ import lockfile from 'proper-lockfile'
 
 import {DatabaseUnavailableError, RvxError} from '../shared/errors.js'
 import {binary} from './binaries.js'
-import {grantTraversal, type OsUser, serverOsUser} from './os-user.js'
+import {assertOwnUser, grantTraversal, type OsUser, serverOsUser} from './os-user.js'
 import {assertPortFree, envPort, freePort} from './ports.js'
 import {exists, fileSize, isAlive, isPostgresProcess, lastLine, quoteSetting, readFrom, readPid, readPidSync, run} from './server-process.js'
 
@@ -360,7 +360,12 @@ export class EmbeddedServer {
 
   /** PostgreSQL refuses to run as root; when we are root, it runs as an unprivileged OS user. */
   private async serverOsUser(): Promise<OsUser | null> {
-    if (typeof process.getuid !== 'function' || process.getuid() !== 0) return null
-    return serverOsUser(this.env.RVX_PG_OS_USER?.trim(), (await this.state())?.osUser ?? undefined)
+    const wanted = this.env.RVX_PG_OS_USER?.trim() || undefined
+    if (typeof process.getuid !== 'function' || process.getuid() !== 0) {
+      assertOwnUser(wanted)
+      return null
+    }
+
+    return serverOsUser(wanted, (await this.state())?.osUser ?? undefined)
   }
 }
