@@ -432,7 +432,7 @@ async function main(): Promise<void> {
       print(result)
     }
   } finally {
-    await server.stop().catch(() => {})
+    await server.destroy().catch(() => {})
     process.removeListener('exit', cleanup)
     fs.rmSync(home, {recursive: true, force: true})
   }

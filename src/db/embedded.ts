@@ -6,10 +6,11 @@ import path from 'node:path'
 import lockfile from 'proper-lockfile'
 
 import {DatabaseUnavailableError, RvxError} from '../shared/errors.js'
-import {binary} from './binaries.js'
-import {assertOwnUser, grantTraversal, type OsUser, serverOsUser} from './os-user.js'
+import {installedPrograms, programPath, readyInstalledPrograms} from './binaries.js'
+import {assertOwnUser, type OsUser, serverOsUser} from './os-user.js'
 import {assertPortFree, envPort, freePort} from './ports.js'
 import {exists, fileSize, isAlive, isPostgresProcess, lastLine, quoteSetting, readFrom, readPid, readPidSync, run} from './server-process.js'
+import {clusterDirFor, clusterPrograms, moveLegacyCluster, prepareClusterDir, searchOnlyAncestors} from './system-dir.js'
 
 /**
  * The embedded PostgreSQL server: real PostgreSQL binaries from the
@@ -18,8 +19,10 @@ import {exists, fileSize, isAlive, isPostgresProcess, lastLine, quoteSetting, re
  *
  * Layout under $RVX_HOME/pg:
  *   server.json   port, user, password (0600, owned by the invoking user)
- *   data/         the cluster (owned by the OS user postgres runs as)
+ *   data/         the cluster
  *   log/          server log
+ * As root, data/ and log/ live in the system directory instead, with a copy
+ * of the programs, where the server's OS user can reach them (system-dir.ts).
  */
 
 const STATE_VERSION = 1
@@ -41,6 +44,8 @@ export interface ServerStatus {
   home: string
   dataDir: string
   logFile: string
+  /** The PostgreSQL programs the server runs from: the install, or (as root) the cluster's copy. */
+  programsDir: string | null
   initialized: boolean
   running: boolean
   pid: number | null
@@ -55,6 +60,8 @@ export interface StartResult {
   url: string
   port: number
   pid: number | null
+  /** Things a person should hear once: where a new cluster's data lives, a cluster that was moved. */
+  notices: string[]
 }
 
 export function rvxHome(env: NodeJS.ProcessEnv = process.env): string {
@@ -79,20 +86,26 @@ export interface EmbeddedServerOptions {
 export class EmbeddedServer {
   readonly home: string
   readonly dir: string
+  /** As root, the cluster's directory in the system directory; null otherwise. */
+  readonly clusterDir: string | null
   readonly dataDir: string
   readonly logDir: string
   readonly logFile: string
   readonly stateFile: string
   private readonly options: EmbeddedServerOptions
   private readonly env: NodeJS.ProcessEnv
+  /** The layout before the system directory: $RVX_HOME/pg/data and log/. */
+  private readonly legacy: {data: string; log: string}
 
   constructor(options: EmbeddedServerOptions = {}) {
     this.options = options
     this.env = options.env ?? process.env
     this.home = options.home ? path.resolve(options.home) : rvxHome(this.env)
     this.dir = path.join(this.home, 'pg')
-    this.dataDir = path.join(this.dir, 'data')
-    this.logDir = path.join(this.dir, 'log')
+    this.legacy = {data: path.join(this.dir, 'data'), log: path.join(this.dir, 'log')}
+    this.clusterDir = isRoot() ? clusterDirFor(this.home, this.env) : null
+    this.dataDir = this.clusterDir ? path.join(this.clusterDir, 'data') : this.legacy.data
+    this.logDir = this.clusterDir ? path.join(this.clusterDir, 'log') : this.legacy.log
     this.logFile = path.join(this.logDir, 'server.log')
     this.stateFile = path.join(this.dir, 'server.json')
   }
@@ -122,15 +135,24 @@ export class EmbeddedServer {
   async status(): Promise<ServerStatus> {
     const state = await this.state()
     const pid = await this.runningPid()
+    const legacy = await this.legacyInUse()
+    const dataDir = legacy ? this.legacy.data : this.dataDir
     return {
       home: this.home,
-      dataDir: this.dataDir,
-      logFile: this.logFile,
-      initialized: state !== null && (await exists(path.join(this.dataDir, 'PG_VERSION'))),
+      dataDir,
+      logFile: legacy ? path.join(this.legacy.log, 'server.log') : this.logFile,
+      programsDir:
+        this.clusterDir && !legacy
+          ? path.join(this.clusterDir, 'pgsql')
+          : await installedPrograms().then(
+              (p) => p.nativeDir,
+              () => null,
+            ),
+      initialized: state !== null && (await exists(path.join(dataDir, 'PG_VERSION'))),
       running: pid !== null,
       pid,
       port: state?.port ?? null,
-      version: await this.serverVersion(),
+      version: await this.serverVersion(dataDir),
       url: state ? connectionUrl(state, {maskPassword: true}) : null,
     }
   }
@@ -149,7 +171,7 @@ export class EmbeddedServer {
   async start(): Promise<StartResult> {
     const known = await this.state()
     const pid = known ? await this.runningPid() : null
-    if (known && pid !== null) return {started: false, url: connectionUrl(known), port: known.port, pid}
+    if (known && pid !== null) return {started: false, url: connectionUrl(known), port: known.port, pid, notices: []}
 
     await this.ensureHome()
     const release = await this.lock()
@@ -157,12 +179,22 @@ export class EmbeddedServer {
       let state = await this.state()
       const running = await this.runningPid()
       if (state && running !== null) {
-        return {started: false, url: connectionUrl(state), port: state.port, pid: running}
+        return {started: false, url: connectionUrl(state), port: state.port, pid: running, notices: []}
       }
 
+      const notices: string[] = []
       const osUser = await this.serverOsUser()
+      const programs = await this.programs(osUser, {refresh: true})
+      if (osUser && (await this.legacyInUse())) notices.push(await this.moveLegacy(osUser))
       if (!state || !(await exists(path.join(this.dataDir, 'PG_VERSION')))) {
-        state = await this.initialize(osUser)
+        state = await this.initialize(osUser, programs)
+        if (osUser) {
+          notices.push(
+            `as root, rvx keeps the embedded server's data in ${this.dataDir}, where only OS user ${osUser.name} (the server) and root can read it; RVX_HOME holds its credentials`,
+          )
+        }
+      } else if (osUser) {
+        await this.assertOwner(osUser)
       }
 
       const wanted = this.options.port ?? envPort(this.env) ?? state.port
@@ -173,9 +205,9 @@ export class EmbeddedServer {
 
       await this.checkStaleLock()
       await assertPortFree(state.port)
-      await this.launch(state, osUser)
+      await this.launch(state, osUser, programs)
       await this.createDatabase(state)
-      return {started: true, url: connectionUrl(state), port: state.port, pid: await this.runningPid()}
+      return {started: true, url: connectionUrl(state), port: state.port, pid: await this.runningPid(), notices}
     } finally {
       await release()
     }
@@ -183,15 +215,42 @@ export class EmbeddedServer {
 
   /** Stops the server (fast shutdown: open sessions are ended). Returns false when it was not running. */
   async stop(): Promise<boolean> {
-    if (!(await exists(this.dataDir))) return false
-    if ((await this.runningPid()) === null) return false
+    const pid = await this.runningPid()
+    if (pid === null) return false
+    if (await this.legacyInUse()) return this.stopBySignal(pid)
     const osUser = await this.serverOsUser()
-    const result = await run(await binary('pgCtl'), ['stop', '-D', this.dataDir, '-m', 'fast', '-w', '-t', '60'], osUser)
+    const programs = await this.programs(osUser, {refresh: false})
+    const result = await run(programPath(programs, 'pg_ctl'), ['stop', '-D', this.dataDir, '-m', 'fast', '-w', '-t', '60'], osUser)
     if (result.code !== 0 && (await this.runningPid()) !== null) {
       throw new RvxError(`could not stop the embedded PostgreSQL server: ${lastLine(result.output)}. See ${this.logFile}.`)
     }
 
     return true
+  }
+
+  /**
+   * A server of the old layout, which its OS user may no longer be able to
+   * reach through RVX_HOME's parents: root stops it the way pg_ctl's fast
+   * mode does, with SIGINT, and waits for it to go.
+   */
+  private async stopBySignal(pid: number): Promise<boolean> {
+    try {
+      process.kill(pid, 'SIGINT')
+    } catch {
+      return false
+    }
+
+    for (let i = 0; i < 600 && isAlive(pid); i++) await new Promise((resolve) => setTimeout(resolve, 100))
+    if (isAlive(pid))
+      throw new RvxError(`the embedded PostgreSQL server (pid ${pid}) did not stop within 60 s: see ${path.join(this.legacy.log, 'server.log')}.`)
+    return true
+  }
+
+  /** Stops the server and deletes everything of it: the cluster (wherever it lives) and $RVX_HOME/pg. For tests and benches. */
+  async destroy(): Promise<void> {
+    await this.stop()
+    if (this.clusterDir) await fs.rm(this.clusterDir, {recursive: true, force: true})
+    await fs.rm(this.dir, {recursive: true, force: true})
   }
 
   /** Synchronous immediate stop, for exit handlers (tests) that cannot await. */
@@ -208,14 +267,15 @@ export class EmbeddedServer {
 
   /** The postmaster's pid if a PostgreSQL server is running on our data directory. */
   async runningPid(): Promise<number | null> {
-    const pid = await readPid(path.join(this.dataDir, 'postmaster.pid'))
+    const dataDir = (await this.legacyInUse()) ? this.legacy.data : this.dataDir
+    const pid = await readPid(path.join(dataDir, 'postmaster.pid'))
     if (pid === null || !isAlive(pid)) return null
     return (await isPostgresProcess(pid)) ? pid : null
   }
 
-  private async serverVersion(): Promise<string | null> {
+  private async serverVersion(dataDir: string): Promise<string | null> {
     try {
-      return (await fs.readFile(path.join(this.dataDir, 'PG_VERSION'), 'utf8')).trim()
+      return (await fs.readFile(path.join(dataDir, 'PG_VERSION'), 'utf8')).trim()
     } catch {
       return null
     }
@@ -251,7 +311,7 @@ export class EmbeddedServer {
     }
   }
 
-  private async initialize(osUser: OsUser | null): Promise<ServerState> {
+  private async initialize(osUser: OsUser | null, programs: string): Promise<ServerState> {
     const state: ServerState = {
       version: STATE_VERSION,
       port: this.options.port ?? envPort(this.env) ?? (await freePort()),
@@ -269,12 +329,11 @@ export class EmbeddedServer {
     await fs.writeFile(pwFile, state.password + '\n', {mode: 0o600})
     try {
       if (osUser) {
-        await grantTraversal(this.dataDir, osUser, this.home)
         for (const p of [this.dataDir, this.logDir, pwFile]) await fs.chown(p, osUser.uid, osUser.gid)
       }
 
       const args = ['-D', this.dataDir, '-U', state.user, `--pwfile=${pwFile}`, '--auth=scram-sha-256', '--encoding=UTF8', '--no-locale', '--no-instructions']
-      const result = await run(await binary('initdb'), args, osUser)
+      const result = await run(programPath(programs, 'initdb'), args, osUser)
       if (result.code !== 0) {
         throw new DatabaseUnavailableError(`initdb failed for ${this.dataDir}: ${lastLine(result.output)}`, {code: 'embedded_init_failed'})
       }
@@ -303,7 +362,7 @@ export class EmbeddedServer {
     }
   }
 
-  private async launch(state: ServerState, osUser: OsUser | null): Promise<void> {
+  private async launch(state: ServerState, osUser: OsUser | null, programs: string): Promise<void> {
     const settings: Record<string, string> = {
       listen_addresses: '127.0.0.1',
       unix_socket_directories: '',
@@ -313,7 +372,7 @@ export class EmbeddedServer {
     const serverArgs = [`-p ${state.port}`, ...Object.entries(settings).map(([k, v]) => `-c ${k}=${quoteSetting(v)}`)].join(' ')
     const args = ['start', '-D', this.dataDir, '-l', this.logFile, '-w', '-t', '60', '-o', serverArgs]
     const logStart = await fileSize(this.logFile)
-    const result = await run(await binary('pgCtl'), args, osUser)
+    const result = await run(programPath(programs, 'pg_ctl'), args, osUser)
     if (result.code === 0 && (await this.runningPid()) !== null) return
 
     const log = await readFrom(this.logFile, logStart)
@@ -358,14 +417,55 @@ export class EmbeddedServer {
     }
   }
 
+  /**
+   * The native dir to run PostgreSQL's programs from: as root, the cluster's
+   * own copy (made or refreshed here), else the install itself.
+   */
+  private async programs(osUser: OsUser | null, options: {refresh: boolean}): Promise<string> {
+    if (!osUser || !this.clusterDir) return (await readyInstalledPrograms()).nativeDir
+    await prepareClusterDir(this.clusterDir, this.home, osUser)
+    return clusterPrograms(this.clusterDir, await installedPrograms(), osUser, options)
+  }
+
+  /** As root, a cluster still in the old layout under RVX_HOME (not yet moved to the system directory). */
+  private async legacyInUse(): Promise<boolean> {
+    return this.clusterDir !== null && !(await exists(path.join(this.dataDir, 'PG_VERSION'))) && (await exists(path.join(this.legacy.data, 'PG_VERSION')))
+  }
+
+  private async moveLegacy(osUser: OsUser): Promise<string> {
+    await moveLegacyCluster(this.legacy, {data: this.dataDir, log: this.logDir})
+    await fs.chmod(this.dir, 0o700)
+    const opened = await searchOnlyAncestors(this.dir)
+    const undo =
+      opened.length > 0
+        ? `; older rvx opened ${opened.join(', ')} to all users (o+x): chmod o-x ${opened.join(' ')} closes that again if nothing else needs it`
+        : ''
+    return `moved the embedded server's data from ${this.legacy.data} to ${this.dataDir}: as root, rvx keeps it where only OS user ${osUser.name} (the server) and root can read it${undo}`
+  }
+
+  /** An existing cluster runs as the OS user that owns it; another one (RVX_PG_OS_USER changed) could not read it. */
+  private async assertOwner(osUser: OsUser): Promise<void> {
+    const {uid} = await fs.stat(this.dataDir)
+    if (uid !== osUser.uid) {
+      throw new DatabaseUnavailableError(
+        `the embedded server's data in ${this.dataDir} belongs to uid ${uid}, not to OS user ${osUser.name}: unset RVX_PG_OS_USER, or chown -R ${osUser.name} ${this.dataDir} ${this.logDir}.`,
+        {code: 'embedded_os_user'},
+      )
+    }
+  }
+
   /** PostgreSQL refuses to run as root; when we are root, it runs as an unprivileged OS user. */
   private async serverOsUser(): Promise<OsUser | null> {
     const wanted = this.env.RVX_PG_OS_USER?.trim() || undefined
-    if (typeof process.getuid !== 'function' || process.getuid() !== 0) {
+    if (!isRoot()) {
       assertOwnUser(wanted)
       return null
     }
 
     return serverOsUser(wanted, (await this.state())?.osUser ?? undefined)
   }
+}
+
+function isRoot(): boolean {
+  return typeof process.getuid === 'function' && process.getuid() === 0
 }

@@ -1,6 +1,4 @@
 import {spawnSync} from 'node:child_process'
-import fs from 'node:fs/promises'
-import path from 'node:path'
 
 import {DatabaseUnavailableError} from '../shared/errors.js'
 
@@ -16,41 +14,6 @@ export function lookupUser(name: string): OsUser | null {
   const gid = spawnSync('id', ['-g', '--', name], {encoding: 'utf8'})
   if (res.status !== 0 || gid.status !== 0) return null
   return {name, uid: Number(res.stdout.trim()), gid: Number(gid.stdout.trim())}
-}
-
-/**
- * The server's OS user must be able to reach its data directory. When an
- * ancestor (typically /root, mode 0700) bars it, grant search-only access
- * (o+x: enter, not list) on that directory and say so.
- */
-export async function grantTraversal(target: string, user: OsUser, ownDir: string): Promise<void> {
-  const granted: string[] = []
-  let dir = path.dirname(target)
-  const chain: string[] = []
-  while (true) {
-    chain.unshift(dir)
-    const parent = path.dirname(dir)
-    if (parent === dir) break
-    dir = parent
-  }
-
-  for (const d of chain) {
-    const st = await fs.stat(d)
-    const bit = st.uid === user.uid ? 0o100 : st.gid === user.gid ? 0o010 : 0o001
-    if ((st.mode & bit) === 0) {
-      await fs.chmod(d, (st.mode & 0o7777) | 0o001)
-      if (!isWithin(d, ownDir)) granted.push(d)
-    }
-  }
-
-  if (granted.length > 0) {
-    process.stderr.write(`rvx: granted search-only access (o+x) on ${granted.join(', ')} so PostgreSQL, running as OS user ${user.name}, can reach its data\n`)
-  }
-}
-
-export function isWithin(p: string, dir: string): boolean {
-  const rel = path.relative(dir, p)
-  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel))
 }
 
 /**

@@ -108,7 +108,8 @@ describe('rvx db (embedded PostgreSQL, spawned processes)', function () {
     assert.equal((await rvx(['db', 'start'], {env})).code, 0)
     assert.equal((await rvx(['db', 'stop'], {env})).code, 0)
     // A lock naming a live process that is not PostgreSQL (this test runner).
-    fs.writeFileSync(path.join(home, 'pg', 'data', 'postmaster.pid'), `${process.pid}\n${path.join(home, 'pg', 'data')}\n`)
+    const {dataDir} = JSON.parse((await rvx(['db', 'status', '--json'], {env})).stdout)
+    fs.writeFileSync(path.join(dataDir, 'postmaster.pid'), `${process.pid}\n${dataDir}\n`)
     const res = await rvx(['db', 'start'], {env})
     assert.equal(res.code, 3)
     assert.equal(lines(res.stderr).filter((l) => l.startsWith('Error:')).length, 1)
