@@ -7,10 +7,14 @@ import lockfile from 'proper-lockfile'
 
 import {DatabaseUnavailableError, RvxError} from '../shared/errors.js'
 import {installedPrograms, programPath, readyInstalledPrograms} from './binaries.js'
+import {type LegacyLayout, legacyInUse, legacyLayout, moveLegacyCluster} from './legacy-layout.js'
 import {assertOwnUser, type OsUser, serverOsUser} from './os-user.js'
 import {assertPortFree, envPort, freePort} from './ports.js'
-import {exists, fileSize, isAlive, isPostgresProcess, lastLine, quoteSetting, readFrom, readPid, readPidSync, run} from './server-process.js'
-import {clusterDirFor, clusterPrograms, moveLegacyCluster, prepareClusterDir, searchOnlyAncestors} from './system-dir.js'
+import {exists, fileSize, isAlive, isPostgresProcess, lastLine, quoteSetting, readFrom, readPid, readPidSync, run, stopBySignal} from './server-process.js'
+import {connectionUrl, readState, type ServerState, STATE_VERSION, writeState} from './server-state.js'
+import {assertClusterOwner, clusterDirFor, clusterPrograms, prepareClusterDir} from './system-dir.js'
+
+export {connectionUrl, type ServerState} from './server-state.js'
 
 /**
  * The embedded PostgreSQL server: real PostgreSQL binaries from the
@@ -25,20 +29,8 @@ import {clusterDirFor, clusterPrograms, moveLegacyCluster, prepareClusterDir, se
  * of the programs, where the server's OS user can reach them (system-dir.ts).
  */
 
-const STATE_VERSION = 1
 const DB_USER = 'rvx'
 const DB_NAME = 'rvx'
-
-export interface ServerState {
-  version: number
-  port: number
-  user: string
-  password: string
-  database: string
-  /** OS user the server runs as when rvx itself runs as root; null otherwise. */
-  osUser: string | null
-  createdAt: string
-}
 
 export interface ServerStatus {
   home: string
@@ -69,11 +61,6 @@ export function rvxHome(env: NodeJS.ProcessEnv = process.env): string {
   return home ? path.resolve(home) : path.join(os.homedir(), '.rvx')
 }
 
-export function connectionUrl(state: ServerState, options: {database?: string; maskPassword?: boolean} = {}): string {
-  const password = options.maskPassword ? '****' : encodeURIComponent(state.password)
-  return `postgres://${encodeURIComponent(state.user)}:${password}@127.0.0.1:${state.port}/${encodeURIComponent(options.database ?? state.database)}`
-}
-
 export interface EmbeddedServerOptions {
   home?: string
   /** Port to use; default RVX_PG_PORT, else the port chosen at init, else a free one. */
@@ -95,14 +82,14 @@ export class EmbeddedServer {
   private readonly options: EmbeddedServerOptions
   private readonly env: NodeJS.ProcessEnv
   /** The layout before the system directory: $RVX_HOME/pg/data and log/. */
-  private readonly legacy: {data: string; log: string}
+  private readonly legacy: LegacyLayout
 
   constructor(options: EmbeddedServerOptions = {}) {
     this.options = options
     this.env = options.env ?? process.env
     this.home = options.home ? path.resolve(options.home) : rvxHome(this.env)
     this.dir = path.join(this.home, 'pg')
-    this.legacy = {data: path.join(this.dir, 'data'), log: path.join(this.dir, 'log')}
+    this.legacy = legacyLayout(this.dir)
     this.clusterDir = isRoot() ? clusterDirFor(this.home, this.env) : null
     this.dataDir = this.clusterDir ? path.join(this.clusterDir, 'data') : this.legacy.data
     this.logDir = this.clusterDir ? path.join(this.clusterDir, 'log') : this.legacy.log
@@ -112,24 +99,7 @@ export class EmbeddedServer {
 
   /** Reads server.json; null before the first start. */
   async state(): Promise<ServerState | null> {
-    let raw: string
-    try {
-      raw = await fs.readFile(this.stateFile, 'utf8')
-    } catch (error) {
-      if (['ENOENT', 'ENOTDIR'].includes((error as NodeJS.ErrnoException).code ?? '')) return null
-      throw new DatabaseUnavailableError(`cannot read ${this.stateFile}: ${(error as Error).message}. Check the permissions of RVX_HOME.`, {cause: error})
-    }
-
-    try {
-      const state = JSON.parse(raw) as ServerState
-      if (state.version !== STATE_VERSION || typeof state.port !== 'number' || typeof state.password !== 'string') throw new Error('unexpected content')
-      return state
-    } catch (error) {
-      throw new DatabaseUnavailableError(
-        `${this.stateFile} is damaged (${(error as Error).message}): stop any server using ${this.dataDir} and move RVX_HOME aside to start fresh.`,
-        {cause: error},
-      )
-    }
+    return readState(this.stateFile, this.dataDir)
   }
 
   async status(): Promise<ServerStatus> {
@@ -185,7 +155,7 @@ export class EmbeddedServer {
       const notices: string[] = []
       const osUser = await this.serverOsUser()
       const programs = await this.programs(osUser, {refresh: true})
-      if (osUser && (await this.legacyInUse())) notices.push(await this.moveLegacy(osUser))
+      if (osUser && (await this.legacyInUse())) notices.push(await moveLegacyCluster(this.legacy, {data: this.dataDir, log: this.logDir}, osUser))
       if (!state || !(await exists(path.join(this.dataDir, 'PG_VERSION')))) {
         state = await this.initialize(osUser, programs)
         if (osUser) {
@@ -194,13 +164,13 @@ export class EmbeddedServer {
           )
         }
       } else if (osUser) {
-        await this.assertOwner(osUser)
+        await assertClusterOwner(this.dataDir, this.logDir, osUser)
       }
 
       const wanted = this.options.port ?? envPort(this.env) ?? state.port
       if (wanted !== state.port) {
         state = {...state, port: wanted}
-        await this.writeState(state)
+        await writeState(this.stateFile, state)
       }
 
       await this.checkStaleLock()
@@ -217,7 +187,15 @@ export class EmbeddedServer {
   async stop(): Promise<boolean> {
     const pid = await this.runningPid()
     if (pid === null) return false
-    if (await this.legacyInUse()) return this.stopBySignal(pid)
+    if (await this.legacyInUse()) {
+      // Its OS user may no longer reach it through RVX_HOME's parents to run pg_ctl: root stops it as pg_ctl's fast mode does.
+      if (!(await stopBySignal(pid, 'SIGINT', 60_000))) {
+        throw new RvxError(`the embedded PostgreSQL server (pid ${pid}) did not stop within 60 s: see ${path.join(this.legacy.log, 'server.log')}.`)
+      }
+
+      return true
+    }
+
     const osUser = await this.serverOsUser()
     const programs = await this.programs(osUser, {refresh: false})
     const result = await run(programPath(programs, 'pg_ctl'), ['stop', '-D', this.dataDir, '-m', 'fast', '-w', '-t', '60'], osUser)
@@ -225,24 +203,6 @@ export class EmbeddedServer {
       throw new RvxError(`could not stop the embedded PostgreSQL server: ${lastLine(result.output)}. See ${this.logFile}.`)
     }
 
-    return true
-  }
-
-  /**
-   * A server of the old layout, which its OS user may no longer be able to
-   * reach through RVX_HOME's parents: root stops it the way pg_ctl's fast
-   * mode does, with SIGINT, and waits for it to go.
-   */
-  private async stopBySignal(pid: number): Promise<boolean> {
-    try {
-      process.kill(pid, 'SIGINT')
-    } catch {
-      return false
-    }
-
-    for (let i = 0; i < 600 && isAlive(pid); i++) await new Promise((resolve) => setTimeout(resolve, 100))
-    if (isAlive(pid))
-      throw new RvxError(`the embedded PostgreSQL server (pid ${pid}) did not stop within 60 s: see ${path.join(this.legacy.log, 'server.log')}.`)
     return true
   }
 
@@ -341,14 +301,8 @@ export class EmbeddedServer {
       await fs.rm(pwFile, {force: true})
     }
 
-    await this.writeState(state)
+    await writeState(this.stateFile, state)
     return state
-  }
-
-  private async writeState(state: ServerState): Promise<void> {
-    const tmp = `${this.stateFile}.${process.pid}.tmp`
-    await fs.writeFile(tmp, JSON.stringify(state, null, 2) + '\n', {mode: 0o600})
-    await fs.rename(tmp, this.stateFile)
   }
 
   private async checkStaleLock(): Promise<void> {
@@ -429,29 +383,7 @@ export class EmbeddedServer {
 
   /** As root, a cluster still in the old layout under RVX_HOME (not yet moved to the system directory). */
   private async legacyInUse(): Promise<boolean> {
-    return this.clusterDir !== null && !(await exists(path.join(this.dataDir, 'PG_VERSION'))) && (await exists(path.join(this.legacy.data, 'PG_VERSION')))
-  }
-
-  private async moveLegacy(osUser: OsUser): Promise<string> {
-    await moveLegacyCluster(this.legacy, {data: this.dataDir, log: this.logDir})
-    await fs.chmod(this.dir, 0o700)
-    const opened = await searchOnlyAncestors(this.dir)
-    const undo =
-      opened.length > 0
-        ? `; older rvx opened ${opened.join(', ')} to all users (o+x): chmod o-x ${opened.join(' ')} closes that again if nothing else needs it`
-        : ''
-    return `moved the embedded server's data from ${this.legacy.data} to ${this.dataDir}: as root, rvx keeps it where only OS user ${osUser.name} (the server) and root can read it${undo}`
-  }
-
-  /** An existing cluster runs as the OS user that owns it; another one (RVX_PG_OS_USER changed) could not read it. */
-  private async assertOwner(osUser: OsUser): Promise<void> {
-    const {uid} = await fs.stat(this.dataDir)
-    if (uid !== osUser.uid) {
-      throw new DatabaseUnavailableError(
-        `the embedded server's data in ${this.dataDir} belongs to uid ${uid}, not to OS user ${osUser.name}: unset RVX_PG_OS_USER, or chown -R ${osUser.name} ${this.dataDir} ${this.logDir}.`,
-        {code: 'embedded_os_user'},
-      )
-    }
+    return this.clusterDir !== null && legacyInUse(this.legacy, this.dataDir)
   }
 
   /** PostgreSQL refuses to run as root; when we are root, it runs as an unprivileged OS user. */

@@ -40,6 +40,18 @@ export async function run(command: string, args: string[], osUser: OsUser | null
   })
 }
 
+/** Sends `signal` and waits (bounded) for the process to go; false when it is still there. */
+export async function stopBySignal(pid: number, signal: NodeJS.Signals, timeoutMs: number): Promise<boolean> {
+  try {
+    process.kill(pid, signal)
+  } catch {
+    return !isAlive(pid)
+  }
+
+  for (let waited = 0; waited < timeoutMs && isAlive(pid); waited += 100) await new Promise((resolve) => setTimeout(resolve, 100))
+  return !isAlive(pid)
+}
+
 export async function readPid(file: string): Promise<number | null> {
   try {
     const pid = Number.parseInt((await fs.readFile(file, 'utf8')).split('\n')[0], 10)

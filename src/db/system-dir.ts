@@ -91,43 +91,15 @@ async function prepare(clusterDir: string, home: string, user: OsUser): Promise<
   await fs.writeFile(path.join(clusterDir, 'rvx-home'), home + '\n', {mode: 0o640})
 }
 
-/**
- * Moves a cluster of the layout before the system directory ($RVX_HOME/pg/data
- * and log/, reachable only because older rvx opened the directories above
- * RVX_HOME to all users) into the cluster's directory. The server is stopped.
- */
-export async function moveLegacyCluster(from: {data: string; log: string}, to: {data: string; log: string}): Promise<void> {
-  await fs.rm(to.data, {recursive: true, force: true})
-  await move(from.data, to.data)
-  if ((await exists(from.log)) && !(await exists(to.log))) await move(from.log, to.log)
-}
-
-async function move(from: string, to: string): Promise<void> {
-  try {
-    await fs.rename(from, to)
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'EXDEV') throw error
-    // Another file system: copy with owners and modes (as root), then remove the original.
-    const result = await run('cp', ['-a', from, to], null)
-    if (result.code !== 0) throw new Error(`cp -a ${from} ${to}: ${lastLine(result.output)}`)
-    await fs.rm(from, {recursive: true, force: true})
+/** An existing cluster runs as the OS user that owns it; another one (RVX_PG_OS_USER changed) could not read it. */
+export async function assertClusterOwner(dataDir: string, logDir: string, user: OsUser): Promise<void> {
+  const {uid} = await fs.stat(dataDir)
+  if (uid !== user.uid) {
+    throw new DatabaseUnavailableError(
+      `the embedded server's data in ${dataDir} belongs to uid ${uid}, not to OS user ${user.name}: unset RVX_PG_OS_USER, or chown -R ${user.name} ${dataDir} ${logDir}.`,
+      {code: 'embedded_os_user'},
+    )
   }
-}
-
-/**
- * Directories above `dir` that others may enter but not list (o+x without
- * o+r): what older rvx did to /root and the like. Reported so a person can
- * close them again; rvx never changes them back on its own, since something
- * else may rely on them now.
- */
-export async function searchOnlyAncestors(dir: string): Promise<string[]> {
-  const found: string[] = []
-  for (let d = path.dirname(dir); path.dirname(d) !== d; d = path.dirname(d)) {
-    const st = await fs.stat(d).catch(() => null)
-    if (st && (st.mode & 0o005) === 0o001) found.unshift(d)
-  }
-
-  return found
 }
 
 /** mkdir that tells whether it created the directory. */
