@@ -72,3 +72,8 @@ export async function applyPending(db: Kysely<any>, url: string): Promise<string
   const results = await migrateToLatest(db, url)
   return results.filter((r) => r.status === 'Success').map((r) => r.migrationName)
 }
+
+/** The migrations this build of rvx knows, by name: the level a current schema is at. */
+export async function knownMigrations(): Promise<string[]> {
+  return Object.keys(await new FileMigrationProvider({fs, path, migrationFolder: MIGRATIONS_DIR}).getMigrations()).sort()
+}
