@@ -154,7 +154,7 @@ export class EmbeddedServer {
 
       const notices: string[] = []
       const osUser = await this.serverOsUser()
-      const programs = await this.programs(osUser, {refresh: true})
+      const programs = await this.programs(osUser, {start: true})
       if (osUser && (await this.legacyInUse())) notices.push(await moveLegacyCluster(this.legacy, {data: this.dataDir, log: this.logDir}, osUser))
       if (!state || !(await exists(path.join(this.dataDir, 'PG_VERSION')))) {
         state = await this.initialize(osUser, programs)
@@ -197,7 +197,7 @@ export class EmbeddedServer {
     }
 
     const osUser = await this.serverOsUser()
-    const programs = await this.programs(osUser, {refresh: false})
+    const programs = await this.programs(osUser, {start: false})
     const result = await run(programPath(programs, 'pg_ctl'), ['stop', '-D', this.dataDir, '-m', 'fast', '-w', '-t', '60'], osUser)
     if (result.code !== 0 && (await this.runningPid()) !== null) {
       throw new RvxError(`could not stop the embedded PostgreSQL server: ${lastLine(result.output)}. See ${this.logFile}.`)
@@ -373,9 +373,9 @@ export class EmbeddedServer {
 
   /**
    * The native dir to run PostgreSQL's programs from: as root, the cluster's
-   * own copy (made or refreshed here), else the install itself.
+   * own copy (made, refreshed and checked here), else the install itself.
    */
-  private async programs(osUser: OsUser | null, options: {refresh: boolean}): Promise<string> {
+  private async programs(osUser: OsUser | null, options: {start: boolean}): Promise<string> {
     if (!osUser || !this.clusterDir) return (await readyInstalledPrograms()).nativeDir
     await prepareClusterDir(this.clusterDir, this.home, osUser)
     return clusterPrograms(this.clusterDir, await installedPrograms(), osUser, options)

@@ -80,6 +80,10 @@ async function prepare(clusterDir: string, home: string, user: OsUser): Promise<
     )
   }
 
+  // Said before anything is copied there: the server user must be able to pass through every directory down to it.
+  const closed = await firstClosedDirectory(clusterDir, user)
+  if (closed) throw unreachable(user, closed)
+
   await mkdirOwn(clusterDir)
   const own = await fs.lstat(clusterDir)
   if (!own.isDirectory() || own.uid !== 0) {
@@ -116,18 +120,16 @@ async function mkdirOwn(dir: string): Promise<boolean> {
 const STAMP = '.rvx-release'
 
 /**
- * The cluster's copy of the install's PostgreSQL programs, made (or replaced
- * when the installed release changed and `refresh` allows it: only while the
- * server is stopped) and checked to run as `user`. Returns its native dir.
+ * The cluster's copy of the install's PostgreSQL programs, made when missing,
+ * and on `start` (the server is stopped) replaced when the installed release
+ * changed and checked to run as `user`. Returns its native dir.
  */
-export async function clusterPrograms(clusterDir: string, installed: InstalledPrograms, user: OsUser, options: {refresh: boolean}): Promise<string> {
+export async function clusterPrograms(clusterDir: string, installed: InstalledPrograms, user: OsUser, options: {start: boolean}): Promise<string> {
   const dir = path.join(clusterDir, 'pgsql')
   const current = await fs.readFile(path.join(dir, STAMP), 'utf8').catch(() => null)
-  if (current === null || (options.refresh && current.trim() !== installed.release)) {
-    await copyPrograms(installed, dir, user)
-    await probe(dir, user)
-  }
-
+  const copy = current === null || (options.start && current.trim() !== installed.release)
+  if (copy) await copyPrograms(installed, dir, user)
+  if (copy || options.start) await probe(dir, user)
   return dir
 }
 
@@ -181,17 +183,20 @@ async function probe(dir: string, user: OsUser): Promise<void> {
   try {
     result = await run(program, ['--version'], user)
   } catch (error) {
-    const closed = await firstClosedDirectory(program, user)
-    const where = closed ? `${closed.dir} (mode ${octal(closed.mode)}) is closed to it` : `it cannot reach ${program}`
-    throw systemDirError(
-      `PostgreSQL runs as OS user ${user.name}, and ${where}: set RVX_PG_SYSTEM_DIR to a directory that user can reach (default ${DEFAULT_SYSTEM_DIR}), or set DATABASE_URL.`,
-      error,
-    )
+    throw unreachable(user, await firstClosedDirectory(program, user), program, error)
   }
 
   if (result.code !== 0) {
     throw systemDirError(`the PostgreSQL programs copied to ${dir} do not run as OS user ${user.name}: ${lastLine(result.output)}.`)
   }
+}
+
+function unreachable(user: OsUser, closed: {dir: string; mode: number} | null, target?: string, cause?: unknown): DatabaseUnavailableError {
+  const where = closed ? `${closed.dir} (mode ${octal(closed.mode)}) is closed to it` : `it cannot reach ${target}`
+  return systemDirError(
+    `PostgreSQL runs as OS user ${user.name}, and ${where}: set RVX_PG_SYSTEM_DIR to a directory that user can reach (default ${DEFAULT_SYSTEM_DIR}), or set DATABASE_URL.`,
+    cause,
+  )
 }
 
 /** The first directory on the way to `target` that `user` may not pass through (by its mode bits), if any. */

@@ -117,6 +117,7 @@ describe('where the embedded server keeps its files (as root: a system directory
     assert.match(res.stderr, new RegExp(`^Error: PostgreSQL runs as OS user \\S+, and ${closed} \\(mode 0700\\) is closed to it: set RVX_PG_SYSTEM_DIR`))
     assert.equal(hasStackTrace(res.stderr), false)
     assert.doesNotMatch(res.stderr, /EACCES/)
+    assert.deepEqual(fs.readdirSync(path.join(closed, 'system')), [], 'said before anything was copied there')
   })
 
   it('refuses a system directory that others could write (exit 3, one line)', async () => {
