@@ -3,7 +3,7 @@ import type {Kysely} from 'kysely'
 
 import {type DatabaseHandle, openDatabase} from '../db/connect.js'
 import {connectionFailure, isConnectionError} from '../db/connection-errors.js'
-import {assertSchemaCurrent} from '../db/migrator.js'
+import {applyPending, assertSchemaCurrent} from '../db/migrator.js'
 import {resolveDatabaseUrl} from '../db/resolve.js'
 import type {Database} from '../db/schema.js'
 import {ExitCode} from '../shared/exit-codes.js'
@@ -81,14 +81,25 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     return detectMode(this.jsonEnabled())
   }
 
-  /** The database, opened on first use. `schema: true` refuses to go on if migrations are pending. */
+  /**
+   * The database, opened on first use. `schema: true` needs the current
+   * schema: the embedded database (rvx's own) gets pending migrations applied
+   * here; an external one (--database-url) is migrated on purpose, with
+   * `rvx migrate`, so pending migrations are an error.
+   */
   protected async database(options: {schema?: boolean} = {}): Promise<Kysely<Database>> {
     if (!this.dbHandle) {
       const url = await resolveDatabaseUrl({url: this.flags['database-url'], notice: (m) => this.notice(m)})
       this.dbHandle = await openDatabase(url, {applicationName: `rvx ${this.id ?? ''}`.trim()})
     }
 
-    if (options.schema) await assertSchemaCurrent(this.dbHandle.db)
+    if (options.schema && this.flags['database-url']) await assertSchemaCurrent(this.dbHandle.db)
+    else if (options.schema) {
+      const applied = await applyPending(this.dbHandle.db, this.dbHandle.url)
+      if (applied.length > 0)
+        this.notice(`applied ${applied.length} migration${applied.length === 1 ? '' : 's'} to the embedded database (its schema follows rvx)`)
+    }
+
     return this.dbHandle.db
   }
 

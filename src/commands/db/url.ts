@@ -16,6 +16,7 @@ export default class DbUrl extends BaseCommand<typeof DbUrl> {
   async run(): Promise<{url: string}> {
     const server = new EmbeddedServer()
     const result = await server.start()
+    for (const notice of result.notices) this.notice(notice)
     if (result.started) this.notice(`started the embedded PostgreSQL server on 127.0.0.1:${result.port}`)
     const url = (await server.url(this.flags.database)) ?? result.url
     this.out(url)
