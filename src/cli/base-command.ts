@@ -10,7 +10,7 @@ import {ExitCode} from '../shared/exit-codes.js'
 import {RvxError} from '../shared/errors.js'
 import {flagWording, oneLine} from './errors.js'
 import {withSignals} from './signals.js'
-import {type Column, detectMode, type OutputMode, renderTable, type Spinner, spinner} from './output.js'
+import {type Column, detectMode, type OutputMode, printable, renderTable, type Spinner, spinner} from './output.js'
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
 export type BaseArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
@@ -98,12 +98,12 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   /** Status chatter for people: stderr, silent under --json. */
   protected info(message: string): void {
-    if (!this.jsonEnabled()) process.stderr.write(`${message}\n`)
+    if (!this.jsonEnabled()) process.stderr.write(`${printable(message)}\n`)
   }
 
   /** Something a person must see even under --json (it goes to stderr, so JSON on stdout stays clean). */
   protected notice(message: string): void {
-    process.stderr.write(`rvx: ${message}\n`)
+    process.stderr.write(`rvx: ${printable(message)}\n`)
   }
 
   /** Data for people: stdout, silent under --json (the returned object is the data then). */
@@ -128,7 +128,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     if (this.jsonEnabled()) {
       this.logJson({error: {code: failure.code, exitCode: failure.exitCode, message: failure.message}})
     } else {
-      process.stderr.write(`Error: ${failure.message}\n`)
+      process.stderr.write(`Error: ${printable(failure.message)}\n`)
     }
 
     if (failure.unexpected && this.flags?.['log-level'] && ['debug', 'trace'].includes(this.flags['log-level'])) {

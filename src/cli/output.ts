@@ -35,8 +35,27 @@ export function renderTable<Row>(rows: Row[], columns: Array<Column<Row>>, mode:
 function formatCell(value: unknown): string {
   if (value === null || value === undefined) return '-'
   if (value instanceof Date) return value.toISOString()
-  if (typeof value === 'object') return JSON.stringify(value)
-  return String(value)
+  if (typeof value === 'object') return printable(JSON.stringify(value))
+  return printable(String(value))
+}
+
+/**
+ * Characters that must not reach a terminal raw: C0 and C1 controls (escape
+ * sequences, carriage returns that overwrite a line), bidirectional
+ * overrides and isolates (text that reads differently from what it is), line
+ * and paragraph separators, and lone surrogates.
+ */
+const UNPRINTABLE =
+  // eslint-disable-next-line no-control-regex -- matching control characters is the point
+  /[\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u2028-\u202E\u2066-\u2069]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g
+
+/**
+ * Text from the database, the web or a model made safe to print: each
+ * character above shows as its escape (\u202E), so a table or a line shows
+ * what is stored and cannot be reordered or rewritten by it.
+ */
+export function printable(text: string): string {
+  return text.replace(UNPRINTABLE, (c) => `\\u${c.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}`)
 }
 
 /**
@@ -53,29 +72,29 @@ export interface Spinner {
 export function spinner(text: string, mode: OutputMode): Spinner {
   if (mode.json) return {update() {}, succeed() {}, fail() {}, stop() {}}
   if (!mode.tty) {
-    process.stderr.write(`${text}...\n`)
+    process.stderr.write(`${printable(text)}...\n`)
     return {
       update() {},
       succeed(t) {
-        if (t) process.stderr.write(`${t}\n`)
+        if (t) process.stderr.write(`${printable(t)}\n`)
       },
       fail(t) {
-        if (t) process.stderr.write(`${t}\n`)
+        if (t) process.stderr.write(`${printable(t)}\n`)
       },
       stop() {},
     }
   }
 
-  const s: Ora = ora({text, stream: process.stderr, discardStdin: false, color: 'cyan', isEnabled: true}).start()
+  const s: Ora = ora({text: printable(text), stream: process.stderr, discardStdin: false, color: 'cyan', isEnabled: true}).start()
   return {
     update(t) {
-      s.text = t
+      s.text = printable(t)
     },
     succeed(t) {
-      s.succeed(t)
+      s.succeed(t === undefined ? t : printable(t))
     },
     fail(t) {
-      s.fail(t)
+      s.fail(t === undefined ? t : printable(t))
     },
     stop() {
       s.stop()
