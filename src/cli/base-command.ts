@@ -8,7 +8,7 @@ import {resolveDatabaseUrl} from '../db/resolve.js'
 import type {Database} from '../db/schema.js'
 import {ExitCode} from '../shared/exit-codes.js'
 import {RvxError} from '../shared/errors.js'
-import {flagWording, oneLine} from './errors.js'
+import {type FlagFacts, flagWording, isParseError, oneLine, parseErrorLine} from './errors.js'
 import {withSignals} from './signals.js'
 import {type Column, detectMode, type OutputMode, printable, renderTable, type Spinner, spinner} from './output.js'
 
@@ -150,19 +150,29 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     message: string
     unexpected: boolean
   } {
-    const error = flagWording(thrown, Object.keys({...BaseCommand.baseFlags, ...this.ctor.flags})) as typeof thrown
+    const error = flagWording(thrown, Object.keys({...this.ctor.baseFlags, ...this.ctor.flags})) as typeof thrown
     if (error instanceof RvxError) {
       return {code: error.code, exitCode: error.exitCode, message: oneLine(error.message), unexpected: false}
     }
 
-    // oclif's parse errors (unknown flag, missing argument, bad option value).
+    // oclif's parse errors (unknown flag, missing argument or flag, bad value): bad input, exit 2.
+    const hint = ` See rvx ${(this.id ?? '').replaceAll(':', ' ')} --help.`
+    if (isParseError(error)) {
+      const flags = {...this.ctor.baseFlags, ...this.ctor.flags} as Record<string, FlagFacts>
+      return {
+        code: 'usage',
+        exitCode: ExitCode.Usage,
+        message: oneLine(parseErrorLine(error, flags, this.argv)).replace(/[.:]?$/, '.') + hint,
+        unexpected: false,
+      }
+    }
+
     if (typeof error.oclif?.exit === 'number') {
       const exitCode = error.oclif.exit
-      const hint = exitCode === ExitCode.Usage ? ` See rvx ${(this.id ?? '').replaceAll(':', ' ')} --help.` : ''
       return {
         code: exitCode === ExitCode.Usage ? 'usage' : 'failure',
         exitCode,
-        message: oneLine(error.message).replace(/[.:]?$/, '.') + hint,
+        message: oneLine(error.message).replace(/[.:]?$/, '.') + (exitCode === ExitCode.Usage ? hint : ''),
         unexpected: false,
       }
     }

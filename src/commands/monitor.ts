@@ -5,6 +5,7 @@ import {BaseCommand} from '../cli/base-command.js'
 import {parseDuration} from '../shared/duration.js'
 import {UsageError} from '../shared/errors.js'
 import {createLogger} from '../cli/logger.js'
+import {ranged} from '../cli/flags.js'
 import {type AlertChannel, EmailChannel, WebhookChannel} from '../monitor/channels.js'
 import {mailerFromEnv, parseAddress, requireMailer} from '../monitor/mail.js'
 import {MonitorMetrics, type MetricsServer} from '../monitor/metrics.js'
@@ -29,7 +30,7 @@ Start several for safety (with the same flags): one is active (a PostgreSQL advi
       env: 'RVX_ALERT_WEBHOOK',
     }),
     'alert-email': Flags.string({summary: 'Mail alerts to this address (needs SMTP_URL).', env: 'RVX_ALERT_EMAIL'}),
-    'metrics-port': Flags.integer({summary: 'Serve Prometheus metrics on this port (0: any free port).', env: 'RVX_METRICS_PORT', min: 0, max: 65_535}),
+    'metrics-port': Flags.integer(ranged({summary: 'Serve Prometheus metrics on this port (0: any free port).', env: 'RVX_METRICS_PORT', min: 0, max: 65_535})),
     'metrics-host': Flags.string({summary: 'Address the metrics server listens on.', default: '127.0.0.1'}),
     once: Flags.boolean({summary: 'Do one interval of work and exit (for cron and scripts).'}),
   }

@@ -5,6 +5,7 @@ import {chooseProvider} from '../cli/provider-choice.js'
 import {simulationOptions} from '../agents/simulated.js'
 import {parseDuration} from '../shared/duration.js'
 import {readCriteriaText} from '../cli/inputs.js'
+import {ranged} from '../cli/flags.js'
 import {parseCriteria, validateSize} from '../pipeline/criteria.js'
 import {RunDriverCommand, type DriveReport} from '../cli/run-driver.js'
 import {createRun} from '../pipeline/runs.js'
@@ -32,17 +33,17 @@ export default class Orchestrate extends RunDriverCommand<typeof Orchestrate> {
   static override enableJsonFlag = true
   static override flags = {
     criteria: Flags.string({summary: 'What to look for: JSON, @file.json, or - for stdin.', required: true}),
-    quantity: Flags.integer({summary: 'How many qualified companies to deliver (1-10000).', required: true}),
-    'contacts-min': Flags.integer({summary: 'Decision makers required per company.', default: 1}),
-    'contacts-max': Flags.integer({summary: 'Decision makers kept per company (at most 10).', default: 3}),
+    quantity: Flags.integer(ranged({summary: 'How many qualified companies to deliver.', required: true, min: 1, max: 10_000})),
+    'contacts-min': Flags.integer(ranged({summary: 'Decision makers required per company.', default: 1, min: 1, max: 10})),
+    'contacts-max': Flags.integer(ranged({summary: 'Decision makers kept per company.', default: 3, min: 1, max: 10})),
     provider: Flags.option({options: PROVIDERS, summary: 'Who does the research. Default: openai when OPENAI_API_KEY is set.'})(),
     'sim-latency': Flags.string({summary: 'Simulated call latency, e.g. 50ms-500ms (env RVX_SIM_LATENCY).', helpGroup: 'SIMULATION'}),
     'sim-faults': Flags.string({
       summary: 'Injected faults, e.g. transient=0.1,rate_limit=0.05,malformed=0.02,crash=0.001 (env RVX_SIM_FAULTS).',
       helpGroup: 'SIMULATION',
     }),
-    'sim-seed': Flags.integer({summary: 'Seed of the simulated world (env RVX_SIM_SEED).', helpGroup: 'SIMULATION'}),
-    concurrency: Flags.integer({summary: 'In-process workers per stage.', default: 4, min: 1, max: 64}),
+    'sim-seed': Flags.integer(ranged({summary: 'Seed of the simulated world (env RVX_SIM_SEED).', helpGroup: 'SIMULATION', min: 0, max: 4_294_967_295})),
+    concurrency: Flags.integer(ranged({summary: 'In-process workers per stage.', default: 4, min: 1, max: 64})),
     detach: Flags.boolean({summary: 'Create the run and return; rvx workers do the work.'}),
     'output-dir': Flags.string({summary: 'Where exports go (a run-ID folder inside).', default: './exports'}),
     format: Flags.option({options: ['csv', 'json'] as const, default: 'csv' as const, summary: 'Export format.'})(),

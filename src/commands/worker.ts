@@ -5,6 +5,7 @@ import {providerFactory} from '../agents/index.js'
 import {simulationOptions} from '../agents/simulated.js'
 import {BaseCommand} from '../cli/base-command.js'
 import {createLogger} from '../cli/logger.js'
+import {ranged} from '../cli/flags.js'
 import {parseRunId} from '../cli/run-arg.js'
 import {runScope} from '../pipeline/run-options.js'
 import {kindsFor, stageChoices, STAGES} from '../pipeline/stages/index.js'
@@ -33,12 +34,12 @@ Registers itself, heartbeats every 5 s (renewing its leases and reporting CPU, m
     type: Args.string({description: `Stage(s) to work on: ${stageChoices()}, or all.`, required: true}),
   }
   static override flags = {
-    concurrency: Flags.integer({summary: 'Tasks at once. Default: from cores and free memory (2 per core, at most 16).', min: 1, max: 256}),
+    concurrency: Flags.integer(ranged({summary: 'Tasks at once. Default: from cores and free memory (2 per core, at most 16).', min: 1, max: 256})),
     pool: Flags.string({summary: 'Pool name; tasks may require one.', default: 'default'}),
     capabilities: Flags.string({summary: 'Comma-separated capabilities this worker offers (e.g. browser,gpu).'}),
     id: Flags.string({summary: 'Stable worker id. Default: host-pid-random.'}),
     run: Flags.string({summary: "Only this run's tasks."}),
-    'max-tasks': Flags.integer({summary: 'Stop after this many tasks.', min: 1}),
+    'max-tasks': Flags.integer(ranged({summary: 'Stop after this many tasks.', min: 1, max: 1_000_000_000})),
     'exit-when-idle': Flags.boolean({summary: 'Stop when nothing is left to do.'}),
     'sim-latency': Flags.string({summary: 'Override simulated latency for simulated runs (env RVX_SIM_LATENCY).', helpGroup: 'SIMULATION'}),
     'sim-faults': Flags.string({summary: 'Override simulated faults (env RVX_SIM_FAULTS).', helpGroup: 'SIMULATION'}),

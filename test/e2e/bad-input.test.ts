@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import {sql} from 'kysely'
 
-import {rvx} from '../helpers/cli.js'
+import {type CliOptions, type CliResult, hasStackTrace, lines, rvx} from '../helpers/cli.js'
 import {useFreshDatabase} from '../helpers/db.js'
 
 /**
@@ -8,6 +12,97 @@ import {useFreshDatabase} from '../helpers/db.js'
  * binary: each bad input gets exit 2 (or the documented code), exactly one
  * line on stderr that names the problem, no stack trace, and nothing written.
  */
+describe('e2e: bad input on the command line', function () {
+  this.timeout(120_000)
+  const t = useFreshDatabase()
+  let scratch: string
+
+  before(() => {
+    scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'rvx-bad-input-'))
+  })
+
+  after(() => fs.rmSync(scratch, {recursive: true, force: true}))
+
+  const env = (extra: NodeJS.ProcessEnv = {}) => ({DATABASE_URL: t.url, OPENAI_API_KEY: '', ...extra})
+  const runCount = async () => (await sql<{n: number}>`select count(*)::int as n from runs`.execute(t.db)).rows[0].n
+
+  /** Runs rvx and checks the shape every bad input must have; returns the one error line. */
+  async function refused(args: string[], expected: {code?: number; pattern: RegExp}, options: CliOptions = {}): Promise<{line: string; result: CliResult}> {
+    const result = await rvx(args, {...options, env: env(options.env)})
+    const what = `rvx ${args.join(' ')}`
+    assert.equal(result.code, expected.code ?? 2, `${what}: exit code\n${result.stderr}`)
+    assert.equal(hasStackTrace(result.stderr), false, `${what}: stack trace\n${result.stderr}`)
+    assert.deepEqual(lines(result.stderr).length, 1, `${what}: one line on stderr\n${result.stderr}`)
+    const line = lines(result.stderr)[0]
+    assert.match(line, expected.pattern, what)
+    return {line, result}
+  }
+
+  describe('11: oclif parse errors keep the line that says what is wrong', () => {
+    for (const [args, pattern] of [
+      [['orchestrate', '--criteria', '{}'], /^Error: --quantity is required\. See rvx orchestrate --help\.$/],
+      [['orchestrate', '--provider', 'simulated', '--criteria', '{}', '--quantity', '1.5'], /--quantity must be a whole number from 1 to 10000 \(got 1\.5\)/],
+      [
+        ['orchestrate', '--provider', 'simulated', '--criteria', '{}', '--quantity', '1', '--concurrency', '0'],
+        /--concurrency must be a whole number from 1 to 64 \(got 0\)/,
+      ],
+      [['runs', 'list', '--limit', '-5'], /--limit must be a whole number from 1 to 1000 \(got -5\)/],
+      [['worker', 'all', '--max-tasks', '0'], /--max-tasks must be a whole number from 1 to \d+ \(got 0\)/],
+      [['monitor', '--metrics-port', '70000'], /--metrics-port must be a whole number from 0 to 65535 \(got 70000\)/],
+      [['worker'], /missing argument TYPE: Stage\(s\) to work on: discovery \(lead-list\), research \(company\), contacts \(contact\), or all/],
+      [['runs', 'show'], /missing argument ID: Run ID/],
+    ] as const) {
+      it(`rvx ${args.join(' ')}`, async () => {
+        const before = await runCount()
+        const {line} = await refused([...args], {pattern})
+        assert.doesNotMatch(line, /The following error occurred|^Error: Parsing --[\w-]+\.( See|$)/)
+        assert.equal(await runCount(), before, 'no run row')
+      })
+    }
+
+    it('names the environment variable when the bad value came from one (RVX_METRICS_PORT=70000)', async () => {
+      await refused(['monitor'], {pattern: /^Error: RVX_METRICS_PORT must be a whole number from 0 to 65535 \(got 70000\)/}, {env: {RVX_METRICS_PORT: '70000'}})
+    })
+  })
+
+  describe('14: bad choices and unknown commands are usage errors (exit 2)', () => {
+    for (const [args, pattern, extraEnv] of [
+      [
+        ['orchestrate', '--provider', 'simulated', '--criteria', '{}', '--quantity', '1', '--format', 'xml'],
+        /--format must be one of csv, json \(got xml\)/,
+        {},
+      ],
+      [['orchestrate', '--provider', 'bogus', '--criteria', '{}', '--quantity', '1'], /--provider must be one of openai, simulated \(got bogus\)/, {}],
+      [['runs', 'list', '--log-level', 'loud'], /--log-level must be one of trace, debug, info, warn, error, silent \(got loud\)/, {}],
+      [['runs', 'list'], /^Error: RVX_LOG_LEVEL must be one of trace, debug, info, warn, error, silent \(got loud\)/, {RVX_LOG_LEVEL: 'loud'}],
+      [['runs', 'export', '1', '--format', 'xml'], /--format must be one of csv, json \(got xml\)/, {}],
+      [['nosuchcmd'], /^Error: rvx has no command "nosuchcmd": rvx --help lists the commands$/, {}],
+      [['runs', 'nosuch'], /^Error: rvx runs has no command "nosuch": rvx runs --help lists its commands$/, {}],
+    ] as const) {
+      it(`rvx ${args.join(' ')}${Object.keys(extraEnv).length > 0 ? ` with ${JSON.stringify(extraEnv)}` : ''}`, async () => {
+        const before = await runCount()
+        await refused([...args], {pattern}, {env: {...extraEnv}})
+        assert.equal(await runCount(), before, 'no run row')
+      })
+    }
+
+    it('with --json, an unknown command prints {"error": ...} on stdout and exits 2', async () => {
+      const r = await rvx(['nosuchcmd', '--json'], {env: env()})
+      assert.equal(r.code, 2, r.stderr)
+      assert.deepEqual(JSON.parse(r.stdout), {
+        error: {code: 'command_not_found', exitCode: 2, message: 'rvx has no command "nosuchcmd": rvx --help lists the commands'},
+      })
+      assert.equal(r.stderr, '')
+    })
+
+    it('with --json, a bad choice prints {"error": ...} with exit code 2', async () => {
+      const r = await rvx(['runs', 'list', '--limit', '5', '--json'], {env: env({RVX_LOG_LEVEL: 'loud'})})
+      assert.equal(r.code, 2, r.stderr)
+      assert.equal(JSON.parse(r.stdout).error.exitCode, 2)
+    })
+  })
+})
+
 describe('e2e: stored text reaches the terminal escaped', function () {
   this.timeout(120_000)
   const t = useFreshDatabase()

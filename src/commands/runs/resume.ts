@@ -2,6 +2,7 @@ import {Flags} from '@oclif/core'
 
 import {parseDuration} from '../../shared/duration.js'
 import {readCriteriaText} from '../../cli/inputs.js'
+import {ranged} from '../../cli/flags.js'
 import {parseRunId, runIdArg} from '../../cli/run-arg.js'
 import {type DriveReport, RunDriverCommand} from '../../cli/run-driver.js'
 import {advanceRun} from '../../pipeline/advance.js'
@@ -21,8 +22,8 @@ export default class RunsResume extends RunDriverCommand<typeof RunsResume> {
   static override args = {id: runIdArg}
   static override flags = {
     criteria: Flags.string({summary: 'New criteria (JSON, @file.json or -), e.g. wider than before.'}),
-    quantity: Flags.integer({summary: 'New target quantity.'}),
-    concurrency: Flags.integer({summary: 'In-process workers per stage.', default: 4, min: 1, max: 64}),
+    quantity: Flags.integer(ranged({summary: 'New target quantity.', min: 1, max: 10_000})),
+    concurrency: Flags.integer(ranged({summary: 'In-process workers per stage.', default: 4, min: 1, max: 64})),
     detach: Flags.boolean({summary: 'Mark the run running again and return; rvx workers do the work.'}),
     'output-dir': Flags.string({summary: 'Where exports go.', default: './exports'}),
     format: Flags.option({options: ['csv', 'json'] as const, default: 'csv' as const, summary: 'Export format.'})(),
