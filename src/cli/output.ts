@@ -1,6 +1,8 @@
 import Table from 'cli-table3'
 import ora, {type Ora} from 'ora'
 
+import {codePoint, UNSAFE_CHARACTERS} from '../shared/text.js'
+
 export interface OutputMode {
   json: boolean
   /** stderr is an interactive terminal: spinners animate, colours allowed. */
@@ -40,22 +42,12 @@ function formatCell(value: unknown): string {
 }
 
 /**
- * Characters that must not reach a terminal raw: C0 and C1 controls (escape
- * sequences, carriage returns that overwrite a line), bidirectional
- * overrides and isolates (text that reads differently from what it is), line
- * and paragraph separators, and lone surrogates.
- */
-const UNPRINTABLE =
-  // eslint-disable-next-line no-control-regex -- matching control characters is the point
-  /[\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u2028-\u202E\u2066-\u2069]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g
-
-/**
  * Text from the database, the web or a model made safe to print: each
- * character above shows as its escape (\u202E), so a table or a line shows
- * what is stored and cannot be reordered or rewritten by it.
+ * control or direction character shows as its escape (\u202E), so a table or
+ * a line shows what is stored and cannot be reordered or rewritten by it.
  */
 export function printable(text: string): string {
-  return text.replace(UNPRINTABLE, (c) => `\\u${c.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}`)
+  return text.replace(UNSAFE_CHARACTERS, (c) => `\\u${codePoint(c).slice(2)}`)
 }
 
 /**

@@ -38,6 +38,35 @@ describe('e2e: bad input on the command line', function () {
     return {line, result}
   }
 
+  describe('10: criteria text that jsonb or a terminal cannot take', () => {
+    for (const [what, criteria, pattern] of [
+      ['a NUL', '{"city":"Aus\\u0000tin"}', /^Error: criteria key "city": contains U\+0000, a control or direction character, at position 4: remove it$/],
+      ['a right-to-left override', '{"pms":"Build\\u202Eium"}', /^Error: criteria key "pms": contains U\+202E/],
+      ['a lone surrogate', '{"exclude_domains":["a\\ud800.example"]}', /^Error: criteria key "exclude_domains.0": contains U\+D800/],
+    ] as const) {
+      it(`orchestrate refuses ${what} in a criteria value with exit 2, writing nothing`, async () => {
+        const before = await runCount()
+        await refused(['orchestrate', '--provider', 'simulated', '--criteria', criteria, '--quantity', '1', '--detach'], {pattern})
+        assert.equal(await runCount(), before, 'no run row')
+      })
+    }
+
+    it('runs resume --criteria refuses a NUL with exit 2 and leaves the run as it was', async () => {
+      const created = await rvx(['orchestrate', '--provider', 'simulated', '--criteria', '{"state":"TX"}', '--quantity', '1', '--detach', '--json'], {
+        env: env(),
+      })
+      assert.equal(created.code, 0, created.stderr)
+      const {runId} = JSON.parse(created.stdout)
+      await sql`update runs set status = 'needs_decision' where id = ${runId}`.execute(t.db)
+      await refused(['runs', 'resume', String(runId), '--criteria', '{"city":"Aus\\u0000tin"}', '--detach'], {
+        pattern: /^Error: criteria key "city": contains U\+0000/,
+      })
+      const {rows} = await sql<{status: string; criteria: unknown}>`select status, criteria from runs where id = ${runId}`.execute(t.db)
+      assert.deepEqual(rows[0], {status: 'needs_decision', criteria: {state: 'TX'}})
+      await rvx(['runs', 'cancel', String(runId)], {env: env()})
+    })
+  })
+
   describe('11: oclif parse errors keep the line that says what is wrong', () => {
     for (const [args, pattern] of [
       [['orchestrate', '--criteria', '{}'], /^Error: --quantity is required\. See rvx orchestrate --help\.$/],
