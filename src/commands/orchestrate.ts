@@ -4,7 +4,7 @@ import {createProvider, PROVIDERS} from '../agents/index.js'
 import {chooseProvider} from '../cli/provider-choice.js'
 import {simulationOptions} from '../agents/simulated.js'
 import {parseDuration} from '../shared/duration.js'
-import {readCriteriaText} from '../cli/inputs.js'
+import {checkOutputDir, readCriteriaText} from '../cli/inputs.js'
 import {ranged} from '../cli/flags.js'
 import {parseCriteria, validateSize} from '../pipeline/criteria.js'
 import {RunDriverCommand, type DriveReport} from '../cli/run-driver.js'
@@ -62,6 +62,7 @@ export default class Orchestrate extends RunDriverCommand<typeof Orchestrate> {
     createProvider(provider, simulation) // refuses an unusable provider before anything is written
     const notifyEmail = flags['notify-email'] ? parseAddress(flags['notify-email'], 'notify_email') : undefined
     if (notifyEmail) requireMailer('notify_email').close()
+    if (!flags.detach) await checkOutputDir(flags['output-dir'])
 
     const db = await this.database({schema: true})
     const run = await createRun(db, {criteria, size, provider, options: {simulation, outputDir: flags['output-dir'], notifyEmail}})

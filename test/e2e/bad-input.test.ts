@@ -94,6 +94,100 @@ describe('e2e: bad input on the command line', function () {
     })
   })
 
+  describe('12/13: --output-dir is checked before anything is created or paid for', () => {
+    const orchestrate = (dir: string) => ['orchestrate', '--provider', 'simulated', '--criteria', '{"state":"TX"}', '--quantity', '1', '--output-dir', dir]
+
+    it('an existing file: exit 2, one line, no run, the file untouched', async () => {
+      const file = path.join(scratch, 'a-file')
+      fs.writeFileSync(file, 'keep me')
+      const before = await runCount()
+      await refused(orchestrate(file), {pattern: new RegExp(`^Error: --output-dir ${file} cannot hold the export: ${file} is a file; pick another directory$`)})
+      assert.equal(await runCount(), before, 'no run row')
+      assert.equal(fs.readFileSync(file, 'utf8'), 'keep me')
+    })
+
+    for (const dir of ['/proc', '/proc/rvx/exports', '/sys/rvx']) {
+      it(`orchestrate --output-dir ${dir}: exit 2 at once (no hang), no run`, async () => {
+        const before = await runCount()
+        await refused(
+          orchestrate(dir),
+          {pattern: /cannot hold the export: \/(proc|sys) is on (proc|sysfs), a kernel pseudo filesystem; pick another directory$/},
+          {timeoutMs: 30_000},
+        )
+        assert.equal(await runCount(), before, 'no run row')
+      })
+    }
+
+    it('an unwritable directory: exit 2, nothing created', async function () {
+      const locked = path.join(scratch, 'locked')
+      fs.mkdirSync(locked, {mode: 0o555})
+      fs.chmodSync(locked, 0o555)
+      fs.chmodSync(scratch, 0o755)
+      // root may write anywhere: try it as an unprivileged user then.
+      const as = process.getuid?.() === 0 ? {uid: 65_534, gid: 65_534, env: {HOME: path.join(scratch, 'no-home')}} : {}
+      const before = await runCount()
+      await refused(orchestrate(path.join(locked, 'exports')), {pattern: new RegExp(`cannot hold the export: ${locked} is not writable \\(EACCES\\)`)}, as)
+      assert.equal(await runCount(), before, 'no run row')
+      assert.deepEqual(fs.readdirSync(locked), [])
+    })
+
+    it('runs resume and runs export refuse /proc too, and the run stays as it was', async () => {
+      const created = await rvx(['orchestrate', '--provider', 'simulated', '--criteria', '{"state":"CA"}', '--quantity', '1', '--detach', '--json'], {
+        env: env(),
+      })
+      assert.equal(created.code, 0, created.stderr)
+      const {runId} = JSON.parse(created.stdout)
+      await sql`update runs set status = 'needs_decision' where id = ${runId}`.execute(t.db)
+      await refused(
+        ['runs', 'resume', String(runId), '--output-dir', '/proc/x'],
+        {pattern: /^Error: --output-dir \/proc\/x cannot hold the export/},
+        {timeoutMs: 30_000},
+      )
+      await refused(
+        ['runs', 'export', String(runId), '--output-dir', '/proc/x'],
+        {pattern: /^Error: --output-dir \/proc\/x cannot hold the export/},
+        {timeoutMs: 30_000},
+      )
+      const {rows} = await sql<{status: string}>`select status from runs where id = ${runId}`.execute(t.db)
+      assert.equal(rows[0].status, 'needs_decision')
+      await rvx(['runs', 'cancel', String(runId)], {env: env()})
+    })
+
+    it('RVX_HOME under /proc: exit 3 with one line, no hang', async () => {
+      const r = await rvx(['runs', 'list'], {env: {RVX_HOME: '/proc/rvx-home'}, timeoutMs: 30_000})
+      assert.equal(r.code, 3, r.stderr)
+      assert.equal(lines(r.stderr).length, 1, r.stderr)
+      assert.match(
+        r.stderr,
+        /^Error: the rvx data directory \/proc\/rvx-home\/pg is not writable \(\/proc is on proc, a kernel pseudo filesystem\): set RVX_HOME/,
+      )
+      assert.equal(hasStackTrace(r.stderr), false)
+    })
+
+    it('an export that still fails after the run is paid for says that rvx runs export ID writes the files', async () => {
+      const out = path.join(scratch, 'exports-later')
+      fs.mkdirSync(out)
+      // The run's own folder is taken by a file: the check of --output-dir passes, the export cannot.
+      const {rows} = await sql<{next: number}>`select coalesce(last_value, 0)::int + 1 as next from pg_sequences where sequencename = 'runs_id_seq'`.execute(
+        t.db,
+      )
+      const runId = rows[0].next
+      fs.writeFileSync(path.join(out, `run-${runId}`), '')
+      const r = await rvx([...orchestrate(out), '--json'], {env: env()})
+      assert.equal(r.code, 1, r.stderr)
+      const {error} = JSON.parse(r.stdout)
+      assert.equal(error.code, 'export_failed')
+      assert.equal(
+        error.message,
+        `run ${runId} is completed but its export to ${out} failed (${path.join(out, `run-${runId}`)} is a file): rvx runs export ${runId} --output-dir DIR writes the files`,
+      )
+      const recovered = await rvx(['runs', 'export', String(runId), '--output-dir', path.join(scratch, 'new', 'nested'), '--json'], {env: env()})
+      assert.equal(recovered.code, 0, recovered.stderr)
+      assert.equal(JSON.parse(recovered.stdout).companies, 1)
+      assert.ok(fs.existsSync(path.join(scratch, 'new', 'nested', `run-${runId}`, 'companies.csv')))
+    })
+  })
+
   describe('14: bad choices and unknown commands are usage errors (exit 2)', () => {
     for (const [args, pattern, extraEnv] of [
       [

@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {parseDuration} from '../../shared/duration.js'
-import {readCriteriaText} from '../../cli/inputs.js'
+import {checkOutputDir, readCriteriaText} from '../../cli/inputs.js'
 import {ranged} from '../../cli/flags.js'
 import {parseRunId, runIdArg} from '../../cli/run-arg.js'
 import {type DriveReport, RunDriverCommand} from '../../cli/run-driver.js'
@@ -35,6 +35,7 @@ export default class RunsResume extends RunDriverCommand<typeof RunsResume> {
     const criteria = this.flags.criteria ? parseCriteria(await readCriteriaText(this.flags.criteria)) : undefined
     if (this.flags.quantity !== undefined) validateSize({quantity: this.flags.quantity, contactsMin: 1, contactsMax: 1})
     const timeoutMs = this.flags.timeout ? parseDuration(this.flags.timeout, 'timeout') : undefined
+    if (!this.flags.detach) await checkOutputDir(this.flags['output-dir'])
     const db = await this.database({schema: true})
     await resumeRun(db, id, {criteria, quantity: this.flags.quantity})
     const status = await advanceRun(db, id)
