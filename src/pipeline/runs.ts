@@ -4,7 +4,7 @@ import {type Executor, inTransaction} from '../db/executor.js'
 import type {Database, RunRow, RunStatus} from '../db/schema.js'
 import {cancelTasks} from '../runtime/queue.js'
 import {retryTasks, scopesWithLiveTasks, taskCounts} from '../runtime/scopes.js'
-import {RvxError} from '../shared/errors.js'
+import {RvxError, UsageError} from '../shared/errors.js'
 import type {Criteria, RunSize} from './criteria.js'
 import {DEFAULT_RUN_OPTIONS, type RunOptions, runOptions, runScope} from './run-options.js'
 import {enqueueDiscoveryRound} from './stages/discovery.js'
@@ -165,6 +165,17 @@ export async function resumeRun(db: Executor, runId: number, changes: {criteria?
     const run = await lockRun(trx, runId)
     if (run.status === 'completed' || run.status === 'canceled')
       throw new RvxError(`run ${runId} is ${run.status} and cannot be resumed: start a new run`, {code: 'run_state'})
+    // Selected companies are not unselected: a smaller target would complete the run with more than it asks for.
+    if (changes.quantity !== undefined) {
+      const {selected} = await companyCounts(trx, runId)
+      if (changes.quantity < selected) {
+        throw new UsageError(
+          `${changes.quantity} is below the ${selected} companies run ${runId} has already selected: ask for ${selected} or more, or take the run as it is with rvx runs accept ${runId}`,
+          {field: 'quantity'},
+        )
+      }
+    }
+
     const options = {...runOptions(run), discoveryExhausted: false, maxDiscoveryRounds: run.discovery_rounds + DEFAULT_RUN_OPTIONS.maxDiscoveryRounds}
     const updated = await trx
       .updateTable('runs')
@@ -173,7 +184,7 @@ export async function resumeRun(db: Executor, runId: number, changes: {criteria?
         notes: null,
         options: JSON.stringify(options),
         ...(changes.criteria ? {criteria: JSON.stringify(changes.criteria)} : {}),
-        ...(changes.quantity ? {quantity: changes.quantity} : {}),
+        ...(changes.quantity !== undefined ? {quantity: changes.quantity} : {}),
         updated_at: sql`now()` as never,
       })
       .where('id', '=', runId)

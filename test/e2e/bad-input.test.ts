@@ -188,6 +188,43 @@ describe('e2e: bad input on the command line', function () {
     })
   })
 
+  describe('15: runs resume --quantity below what the run has selected', () => {
+    it('refuses with one line that says how many are selected; the run stays as it was and nothing is exported', async () => {
+      const created = await rvx(['orchestrate', '--provider', 'simulated', '--criteria', '{"state":"NV"}', '--quantity', '5', '--detach', '--json'], {
+        env: env(),
+      })
+      assert.equal(created.code, 0, created.stderr)
+      const {runId} = JSON.parse(created.stdout)
+      await sql`update runs set status = 'needs_decision' where id = ${runId}`.execute(t.db)
+      for (let i = 0; i < 5; i++) {
+        await t.db
+          .insertInto('companies')
+          .values({
+            run_id: runId,
+            domain: `s${i}.example`,
+            name: `S${i}`,
+            status: 'selected',
+            icp_score: 90,
+            sources: '[]',
+            reasons: '[]',
+            discovered_by: 'test',
+          })
+          .execute()
+      }
+
+      const out = path.join(scratch, 'resume-out')
+      await refused(['runs', 'resume', String(runId), '--quantity', '2', '--output-dir', out], {
+        pattern: new RegExp(
+          `^Error: --quantity 2 is below the 5 companies run ${runId} has already selected: ask for 5 or more, or take the run as it is with rvx runs accept ${runId}$`,
+        ),
+      })
+      const {rows} = await sql<{status: string; quantity: number}>`select status, quantity from runs where id = ${runId}`.execute(t.db)
+      assert.deepEqual(rows[0], {status: 'needs_decision', quantity: 5})
+      assert.equal(fs.existsSync(out), false, 'no export')
+      await rvx(['runs', 'cancel', String(runId)], {env: env()})
+    })
+  })
+
   describe('14: bad choices and unknown commands are usage errors (exit 2)', () => {
     for (const [args, pattern, extraEnv] of [
       [
