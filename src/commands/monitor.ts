@@ -22,9 +22,9 @@ Start several for safety (with the same flags): one is active (a PostgreSQL advi
     'SMTP_URL=smtp://user:pass@smtp.example.com:587 <%= config.bin %> monitor --alert-email ops@example.com --stuck-after 15m',
   ]
   static override flags = {
-    interval: Flags.string({summary: 'How often to sweep, check and log.', default: '5s'}),
-    'dead-after': Flags.string({summary: 'A worker silent this long is dead (its tasks are requeued).', default: '15s'}),
-    'stuck-after': Flags.string({summary: 'A running run with no task finished for this long is stuck.', default: '10m'}),
+    interval: Flags.string({summary: 'How often to sweep, check and log (100ms-24d).', default: '5s'}),
+    'dead-after': Flags.string({summary: 'A worker silent this long is dead (its tasks are requeued); more than 5s, at most 24d.', default: '15s'}),
+    'stuck-after': Flags.string({summary: 'A running run with no task finished for this long is stuck (1s-24d).', default: '10m'}),
     'alert-webhook': Flags.string({
       summary: 'Slack-compatible incoming webhook URL for alerts (its path is a secret: prefer the env var).',
       env: 'RVX_ALERT_WEBHOOK',
@@ -37,10 +37,9 @@ Start several for safety (with the same flags): one is active (a PostgreSQL advi
 
   async run(): Promise<void> {
     const {flags} = this
-    const intervalMs = parseDuration(flags.interval, 'interval')
+    const intervalMs = parseDuration(flags.interval, 'interval', {min: 100})
     const deadAfterMs = parseDuration(flags['dead-after'], 'dead_after')
-    const stuckAfterMs = parseDuration(flags['stuck-after'], 'stuck_after')
-    if (intervalMs < 100) throw new UsageError('--interval must be at least 100ms')
+    const stuckAfterMs = parseDuration(flags['stuck-after'], 'stuck_after', {min: 1000})
     if (deadAfterMs <= 5000) throw new UsageError('--dead-after must exceed the 5s heartbeat interval, e.g. 15s')
     const channels: AlertChannel[] = []
     if (flags['alert-webhook']) channels.push(webhook(flags['alert-webhook']))

@@ -47,7 +47,7 @@ export default class Orchestrate extends RunDriverCommand<typeof Orchestrate> {
     detach: Flags.boolean({summary: 'Create the run and return; rvx workers do the work.'}),
     'output-dir': Flags.string({summary: 'Where exports go (a run-ID folder inside).', default: './exports'}),
     format: Flags.option({options: ['csv', 'json'] as const, default: 'csv' as const, summary: 'Export format.'})(),
-    timeout: Flags.string({summary: 'Stop driving after this long (e.g. 30m); the run stays resumable.'}),
+    timeout: Flags.string({summary: 'Stop driving after this long (e.g. 30m; 1s-24d); the run stays resumable.'}),
     'notify-email': Flags.string({summary: 'Mail this address the two CSVs when the run completes, or the options when it needs a decision (needs SMTP_URL).'}),
   }
 
@@ -58,7 +58,7 @@ export default class Orchestrate extends RunDriverCommand<typeof Orchestrate> {
     const provider = chooseProvider(flags.provider)
     const simulation =
       provider === 'simulated' ? simulationOptions({latency: flags['sim-latency'], faults: flags['sim-faults'], seed: flags['sim-seed']}) : undefined
-    const timeoutMs = flags.timeout ? parseDuration(flags.timeout, 'timeout') : undefined
+    const timeoutMs = flags.timeout === undefined ? undefined : parseDuration(flags.timeout, 'timeout', {min: 1000})
     createProvider(provider, simulation) // refuses an unusable provider before anything is written
     const notifyEmail = flags['notify-email'] ? parseAddress(flags['notify-email'], 'notify_email') : undefined
     if (notifyEmail) requireMailer('notify_email').close()

@@ -225,6 +225,36 @@ describe('e2e: bad input on the command line', function () {
     })
   })
 
+  describe('16: workers status --watch --interval below a floor', () => {
+    for (const interval of ['0', '100ms']) {
+      it(`--interval ${interval}: exit 2 at once`, async () => {
+        await refused(
+          ['workers', 'status', '--watch', '--interval', interval],
+          {pattern: new RegExp(`^Error: --interval must be at least 500ms \\(got ${interval}\\)$`)},
+          {timeoutMs: 30_000},
+        )
+      })
+    }
+  })
+
+  describe('18: durations with no sane meaning are usage errors', () => {
+    it('workers prune --older-than 999999999d: exit 2 with the maximum', async () => {
+      await refused(['workers', 'prune', '--older-than', '999999999d'], {pattern: /^Error: --older-than must be at most 3650d \(got 999999999d\)$/})
+    })
+
+    it('orchestrate --timeout 0: exit 2 that says what the value must be, no run', async () => {
+      const before = await runCount()
+      await refused(['orchestrate', '--provider', 'simulated', '--criteria', '{}', '--quantity', '1', '--timeout', '0'], {
+        pattern: /^Error: --timeout must be at least 1s \(got 0\)$/,
+      })
+      assert.equal(await runCount(), before, 'no run row')
+    })
+
+    it('monitor --stuck-after 0: exit 2', async () => {
+      await refused(['monitor', '--once', '--stuck-after', '0'], {pattern: /^Error: --stuck-after must be at least 1s \(got 0\)$/})
+    })
+  })
+
   describe('14: bad choices and unknown commands are usage errors (exit 2)', () => {
     for (const [args, pattern, extraEnv] of [
       [

@@ -43,7 +43,7 @@ describe('e2e: rvx workers status / prune', function () {
   })
 
   it('--watch --json prints one JSON object per interval (NDJSON) until interrupted (exit 130, as the README says for SIGINT)', async () => {
-    const child = spawnRvx(['workers', 'status', '--watch', '--json', '--interval', '200ms'], {env: env()})
+    const child = spawnRvx(['workers', 'status', '--watch', '--json', '--interval', '500ms'], {env: env()})
     let out = ''
     child.stdout!.on('data', (d) => (out += d))
     const exited = new Promise<number | null>((resolve) => child.on('exit', resolve))

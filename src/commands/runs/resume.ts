@@ -27,14 +27,14 @@ export default class RunsResume extends RunDriverCommand<typeof RunsResume> {
     detach: Flags.boolean({summary: 'Mark the run running again and return; rvx workers do the work.'}),
     'output-dir': Flags.string({summary: 'Where exports go.', default: './exports'}),
     format: Flags.option({options: ['csv', 'json'] as const, default: 'csv' as const, summary: 'Export format.'})(),
-    timeout: Flags.string({summary: 'Stop driving after this long (e.g. 30m).'}),
+    timeout: Flags.string({summary: 'Stop driving after this long (e.g. 30m; 1s-24d).'}),
   }
 
   async run(): Promise<Partial<DriveReport> & {runId: number; status: string; detached: boolean}> {
     const id = parseRunId(this.args.id)
     const criteria = this.flags.criteria ? parseCriteria(await readCriteriaText(this.flags.criteria)) : undefined
     if (this.flags.quantity !== undefined) validateSize({quantity: this.flags.quantity, contactsMin: 1, contactsMax: 1})
-    const timeoutMs = this.flags.timeout ? parseDuration(this.flags.timeout, 'timeout') : undefined
+    const timeoutMs = this.flags.timeout === undefined ? undefined : parseDuration(this.flags.timeout, 'timeout', {min: 1000})
     if (!this.flags.detach) await checkOutputDir(this.flags['output-dir'])
     const db = await this.database({schema: true})
     await resumeRun(db, id, {criteria, quantity: this.flags.quantity})
