@@ -1,6 +1,7 @@
 import {stripVTControlCharacters} from 'node:util'
 
 import {UsageError} from '../shared/errors.js'
+import {onCommandLine} from './flags.js'
 
 /** First line of an error's message, so nothing multi-line ever reaches the terminal. */
 export function oneLine(message: string): string {
@@ -53,8 +54,7 @@ export function parseErrorLine(error: Error & {args?: Array<{name: string; descr
     .filter((s) => s.length > 0 && s !== 'See more help with --help')
   const label = (name: string) => {
     const env = flags[name]?.env
-    const given = argv.some((a) => a === `--${name}` || a.startsWith(`--${name}=`))
-    return !given && env && process.env[env] !== undefined ? env : `--${name}`
+    return !onCommandLine(argv, name) && env && process.env[env] !== undefined ? env : `--${name}`
   }
 
   const parsing = /^Parsing --([\w-]+)$/.exec(lines[0] ?? '')

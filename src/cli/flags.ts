@@ -6,3 +6,8 @@
 export function ranged<const T extends {summary: string; min: number; max: number}>(options: T): T {
   return {...options, summary: `${options.summary.replace(/\.$/, '')} (${options.min}-${options.max}).`}
 }
+
+/** Whether `--name` is on the command line itself (not from its env var or default). */
+export function onCommandLine(argv: string[], name: string): boolean {
+  return argv.some((a) => a === `--${name}` || a.startsWith(`--${name}=`))
+}

@@ -5,7 +5,7 @@ import {BaseCommand} from '../cli/base-command.js'
 import {parseDuration} from '../shared/duration.js'
 import {UsageError} from '../shared/errors.js'
 import {createLogger} from '../cli/logger.js'
-import {ranged} from '../cli/flags.js'
+import {onCommandLine, ranged} from '../cli/flags.js'
 import {type AlertChannel, EmailChannel, WebhookChannel} from '../monitor/channels.js'
 import {mailerFromEnv, parseAddress, requireMailer} from '../monitor/mail.js'
 import {MonitorMetrics, type MetricsServer} from '../monitor/metrics.js'
@@ -41,6 +41,8 @@ Start several for safety (with the same flags): one is active (a PostgreSQL advi
     const deadAfterMs = parseDuration(flags['dead-after'], 'dead_after')
     const stuckAfterMs = parseDuration(flags['stuck-after'], 'stuck_after', {min: 1000})
     if (deadAfterMs <= 5000) throw new UsageError('--dead-after must exceed the 5s heartbeat interval, e.g. 15s')
+    if (onCommandLine(this.argv, 'metrics-host') && flags['metrics-port'] === undefined)
+      throw new UsageError('--metrics-host needs --metrics-port (or RVX_METRICS_PORT): without a port there is no metrics server')
     const channels: AlertChannel[] = []
     if (flags['alert-webhook']) channels.push(webhook(flags['alert-webhook']))
     if (flags['alert-email']) channels.push(new EmailChannel(requireMailer('alert_email'), parseAddress(flags['alert-email'], 'alert_email')))

@@ -237,6 +237,25 @@ describe('e2e: bad input on the command line', function () {
     }
   })
 
+  describe('17: a bad --metrics-host is blamed on the metrics listener, not the database', () => {
+    it('a name that does not resolve: exit 2, one line naming --metrics-host', async () => {
+      const {line} = await refused(['monitor', '--once', '--metrics-port', '0', '--metrics-host', 'nonexistent.invalid'], {
+        pattern: /^Error: --metrics-host nonexistent\.invalid does not resolve \(ENOTFOUND\): listen on an address of this machine/,
+      })
+      assert.doesNotMatch(line, /PostgreSQL|DATABASE_URL/)
+    })
+
+    it('an address of another machine: exit 2', async () => {
+      await refused(['monitor', '--once', '--metrics-port', '0', '--metrics-host', '192.0.2.1'], {
+        pattern: /^Error: --metrics-host 192\.0\.2\.1 is not an address of this machine/,
+      })
+    })
+
+    it('--metrics-host without a port is not silently ignored', async () => {
+      await refused(['monitor', '--once', '--metrics-host', '0.0.0.0'], {pattern: /^Error: --metrics-host needs --metrics-port/})
+    })
+  })
+
   describe('18: durations with no sane meaning are usage errors', () => {
     it('workers prune --older-than 999999999d: exit 2 with the maximum', async () => {
       await refused(['workers', 'prune', '--older-than', '999999999d'], {pattern: /^Error: --older-than must be at most 3650d \(got 999999999d\)$/})
