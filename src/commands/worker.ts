@@ -8,9 +8,11 @@ import {createLogger} from '../cli/logger.js'
 import {ranged} from '../cli/flags.js'
 import {parseRunId} from '../cli/run-arg.js'
 import {runScope} from '../pipeline/run-options.js'
+import {getRun} from '../pipeline/runs.js'
 import {kindsFor, stageChoices, STAGES} from '../pipeline/stages/index.js'
 import {registerPipeline} from '../pipeline/stages/skeleton.js'
 import {TaskRegistry} from '../runtime/handlers.js'
+import {RvxError} from '../shared/errors.js'
 import {Worker, type WorkerSummary} from '../runtime/worker.js'
 
 /** I/O-bound agent work: two slots per core, at most 16, fewer when memory is short (about 256 MB a slot). */
@@ -47,7 +49,7 @@ Registers itself, heartbeats every 5 s (renewing its leases and reporting CPU, m
 
   async run(): Promise<WorkerSummary> {
     const kinds = kindsFor(this.positional)
-    const scope = this.flags.run ? runScope(parseRunId(this.flags.run)) : null
+    const runId = this.flags.run === undefined ? undefined : parseRunId(this.flags.run, 'run')
     // Validate simulation overrides now (one clear line), then hand them to the provider factory.
     simulationOptions({latency: this.flags['sim-latency'], faults: this.flags['sim-faults']})
     const env = {
@@ -56,7 +58,15 @@ Registers itself, heartbeats every 5 s (renewing its leases and reporting CPU, m
       ...(this.flags['sim-faults'] ? {RVX_SIM_FAULTS: this.flags['sim-faults']} : {}),
     }
 
-    await this.database({schema: true})
+    const db = await this.database({schema: true})
+    // A worker kept to one run that has no work now and never will would idle (or exit) without a word.
+    if (runId !== undefined) {
+      const run = await getRun(db, runId)
+      if (run.status === 'completed' || run.status === 'canceled') {
+        throw new RvxError(`run ${runId} is ${run.status}: it has no work left for a worker`, {code: 'run_state'})
+      }
+    }
+
     const log = createLogger(this.flags['log-level'], 'rvx-worker')
     const worker = new Worker({
       databaseUrl: this.databaseUrl!,
@@ -69,7 +79,7 @@ Registers itself, heartbeats every 5 s (renewing its leases and reporting CPU, m
         .map((c) => c.trim())
         .filter(Boolean),
       id: this.flags.id,
-      scope,
+      scope: runId === undefined ? null : runScope(runId),
       version: this.config.version,
       logger: log,
       maxTasks: this.flags['max-tasks'],
