@@ -67,7 +67,9 @@ export default class Orchestrate extends RunDriverCommand<typeof Orchestrate> {
     const db = await this.database({schema: true})
     const run = await createRun(db, {criteria, size, provider, options: {simulation, outputDir: flags['output-dir'], notifyEmail}})
     if (flags.detach) {
-      this.info(`Run ${run.id} created; start workers to do it: rvx worker all  (rvx runs show ${run.id} to follow it)`)
+      this.info(
+        `Run ${run.id} created; start workers to do it: rvx worker all  (rvx runs show ${run.id} to follow it; when it is done, rvx runs export ${run.id} writes its CSVs)`,
+      )
       if (notifyEmail) this.info(`rvx monitor mails ${notifyEmail} when it ends (keep one running, with SMTP_URL set)`)
       return {runId: run.id, status: run.status, detached: true}
     }

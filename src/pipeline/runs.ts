@@ -1,7 +1,7 @@
 import {sql, type Transaction} from 'kysely'
 
 import {type Executor, inTransaction} from '../db/executor.js'
-import type {Database, RunRow, RunStatus} from '../db/schema.js'
+import type {Database, RunRow, RunStatus, TaskStatus} from '../db/schema.js'
 import {cancelTasks} from '../runtime/queue.js'
 import {retryTasks, scopesWithLiveTasks, taskCounts} from '../runtime/scopes.js'
 import {RvxError, UsageError} from '../shared/errors.js'
@@ -63,7 +63,7 @@ export interface RunProgress extends ProgressFacts {
   createdAt: Date
   finishedAt: Date | null
   /** Tasks by kind and status. */
-  tasks: Record<string, {queued: number; running: number; completed: number; failed: number; other: number}>
+  tasks: Record<string, Record<TaskStatus, number>>
   usage: RunUsage
 }
 
@@ -79,12 +79,9 @@ export async function runProgress(db: Executor, runId: number): Promise<RunProgr
     .where('run_id', '=', runId)
     .executeTakeFirstOrThrow()
   const tasks: RunProgress['tasks'] = {}
-  for (const kind of STAGE_KINDS) tasks[kind] = {queued: 0, running: 0, completed: 0, failed: 0, other: 0}
-  for (const r of await taskCounts(db, runScope(runId))) {
-    const t = (tasks[r.kind] ??= {queued: 0, running: 0, completed: 0, failed: 0, other: 0})
-    if (r.status === 'queued' || r.status === 'running' || r.status === 'completed' || r.status === 'failed') t[r.status] += r.count
-    else t.other += r.count
-  }
+  const none = (): Record<TaskStatus, number> => ({queued: 0, running: 0, completed: 0, failed: 0, quarantined: 0, canceled: 0})
+  for (const kind of STAGE_KINDS) tasks[kind] = none()
+  for (const r of await taskCounts(db, runScope(runId))) (tasks[r.kind] ??= none())[r.status] += r.count
 
   return {
     id: run.id,

@@ -4,6 +4,7 @@ import os from 'node:os'
 import path from 'node:path'
 import {sql} from 'kysely'
 
+import {EmbeddedServer} from '../../src/db/embedded.js'
 import {type CliOptions, type CliResult, hasStackTrace, lines, rvx} from '../helpers/cli.js'
 import {useFreshDatabase} from '../helpers/db.js'
 
@@ -21,7 +22,11 @@ describe('e2e: bad input on the command line', function () {
     scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'rvx-bad-input-'))
   })
 
-  after(() => fs.rmSync(scratch, {recursive: true, force: true}))
+  after(async () => {
+    // Nothing here should start an embedded server; if a regression did, it must not outlive the test.
+    await new EmbeddedServer({home: path.join(scratch, 'db-home')}).stop().catch(() => {})
+    fs.rmSync(scratch, {recursive: true, force: true})
+  })
 
   const env = (extra: NodeJS.ProcessEnv = {}) => ({DATABASE_URL: t.url, OPENAI_API_KEY: '', ...extra})
   const runCount = async () => (await sql<{n: number}>`select count(*)::int as n from runs`.execute(t.db)).rows[0].n
@@ -271,6 +276,91 @@ describe('e2e: bad input on the command line', function () {
 
     it('monitor --stuck-after 0: exit 2', async () => {
       await refused(['monitor', '--once', '--stuck-after', '0'], {pattern: /^Error: --stuck-after must be at least 1s \(got 0\)$/})
+    })
+  })
+
+  describe('18: IDs, worker --run, db url --database-url', () => {
+    for (const id of ['99999999999999999999', '0x2', '1e3', '2.0', '-1', '0']) {
+      it(`runs show ${id}: exit 2, an ID is a positive decimal whole number`, async () => {
+        await refused(['runs', 'show', id], {
+          pattern: new RegExp(`^Error: "${id.replace('.', '\\.')}" is not a run ID: use the number rvx runs list shows \\(from 1 to 9007199254740991\\)$`),
+        })
+      })
+    }
+
+    it('worker --run 0x2: exit 2 naming --run', async () => {
+      await refused(['worker', 'all', '--run', '0x2', '--exit-when-idle'], {pattern: /^Error: --run "0x2" is not a run ID/})
+    })
+
+    it('worker --run with no such run: one line, not a silent idle exit; no worker registered', async () => {
+      await refused(['worker', 'all', '--run', '999999', '--exit-when-idle'], {
+        code: 1,
+        pattern: /^Error: run 999999 does not exist: rvx runs list shows the runs there are$/,
+      })
+      const {rows} = await sql<{n: number}>`select count(*)::int as n from workers`.execute(t.db)
+      assert.equal(rows[0].n, 0)
+    })
+
+    it('worker --run with a finished run: one line that says so', async () => {
+      const created = await rvx(['orchestrate', '--provider', 'simulated', '--criteria', '{"state":"OR"}', '--quantity', '1', '--detach', '--json'], {
+        env: env(),
+      })
+      const {runId} = JSON.parse(created.stdout)
+      assert.equal((await rvx(['runs', 'cancel', String(runId)], {env: env()})).code, 0)
+      await refused(['worker', 'all', '--run', String(runId), '--exit-when-idle'], {
+        code: 1,
+        pattern: new RegExp(`^Error: run ${runId} is canceled: it has no work left for a worker$`),
+      })
+    })
+
+    it('db url --database-url X is refused, not ignored; DATABASE_URL in the environment does not break rvx db', async () => {
+      const home = path.join(scratch, 'db-home')
+      await refused(
+        ['db', 'url', '--database-url', 'postgres://u:p@db.example:5432/x'],
+        {
+          pattern: /^Error: --database-url does not apply here: rvx db url works on the embedded server under RVX_HOME, not on another PostgreSQL$/,
+        },
+        {env: {RVX_HOME: home}},
+      )
+      const status = await rvx(['db', 'status', '--json'], {env: {RVX_HOME: home, DATABASE_URL: 'postgres://u:p@db.example:5432/x'}})
+      assert.equal(status.code, 0, status.stderr)
+      assert.equal(JSON.parse(status.stdout).running, false)
+      const help = await rvx(['db', 'url', '--help'], {env: {RVX_HOME: home}})
+      assert.doesNotMatch(help.stdout, /--database-url/)
+    })
+  })
+
+  describe('18: what runs show and orchestrate --detach say', () => {
+    it('runs show text says qualified and selected as --json counts them, and canceled tasks as canceled', async () => {
+      const created = await rvx(['orchestrate', '--provider', 'simulated', '--criteria', '{"state":"UT"}', '--quantity', '2', '--detach', '--json'], {
+        env: env(),
+      })
+      const {runId} = JSON.parse(created.stdout)
+      const statuses = ['selected', 'selected', 'qualified', 'disqualified', 'disqualified', 'disqualified', 'candidate'] as const
+      for (const [i, status] of statuses.entries()) {
+        await t.db
+          .insertInto('companies')
+          .values({run_id: runId, domain: `u${i}.example`, name: `U${i}`, status, icp_score: 70, sources: '[]', reasons: '[]', discovered_by: 'test'})
+          .execute()
+      }
+
+      assert.equal((await rvx(['runs', 'cancel', String(runId)], {env: env()})).code, 0)
+      const json = JSON.parse((await rvx(['runs', 'show', String(runId), '--json'], {env: env()})).stdout)
+      assert.deepEqual(json.companies, {candidate: 1, qualified: 1, disqualified: 3, selected: 2, total: 7})
+      assert.deepEqual(json.tasks['lead-list'], {queued: 0, running: 0, completed: 0, failed: 0, quarantined: 0, canceled: 1})
+      const text = await rvx(['runs', 'show', String(runId)], {env: env()})
+      assert.equal(text.code, 0, text.stderr)
+      const row = (name: string) => lines(text.stdout).find((l) => l.startsWith(name))
+      assert.equal(row('companies'), 'companies        7 found: 2 selected, 1 qualified (not selected), 3 disqualified, 1 not yet researched')
+      assert.equal(row('discovery tasks'), 'discovery tasks  0 completed, 0 queued, 0 running, 0 failed, 0 quarantined, 1 canceled')
+    })
+
+    it('orchestrate --detach says how to get the export when the run is done', async () => {
+      const r = await rvx(['orchestrate', '--provider', 'simulated', '--criteria', '{"state":"ID"}', '--quantity', '1', '--detach'], {env: env()})
+      assert.equal(r.code, 0, r.stderr)
+      const runId = Number(/^Run (\d+) created/.exec(r.stderr)?.[1])
+      assert.match(r.stderr, new RegExp(`when it is done, rvx runs export ${runId} writes its CSVs`))
+      await rvx(['runs', 'cancel', String(runId)], {env: env()})
     })
   })
 

@@ -40,7 +40,9 @@ export default class RunsResume extends RunDriverCommand<typeof RunsResume> {
     await resumeRun(db, id, {criteria, quantity: this.flags.quantity})
     const status = await advanceRun(db, id)
     if (this.flags.detach) {
-      this.info(`Run ${id} is ${status} again; rvx workers will pick it up.`)
+      this.info(
+        `Run ${id} is ${status} again; rvx workers will pick it up (rvx runs show ${id} to follow it; when it is done, rvx runs export ${id} writes its CSVs)`,
+      )
       return {runId: id, status, detached: true}
     }
 
