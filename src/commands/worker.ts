@@ -12,7 +12,6 @@ import {getRun} from '../pipeline/runs.js'
 import {kindsFor, stageChoices, STAGES} from '../pipeline/stages/index.js'
 import {registerPipeline} from '../pipeline/stages/skeleton.js'
 import {TaskRegistry} from '../runtime/handlers.js'
-import {RvxError} from '../shared/errors.js'
 import {Worker, type WorkerSummary} from '../runtime/worker.js'
 
 /** I/O-bound agent work: two slots per core, at most 16, fewer when memory is short (about 256 MB a slot). */
@@ -59,15 +58,13 @@ Registers itself, heartbeats every 5 s (renewing its leases and reporting CPU, m
     }
 
     const db = await this.database({schema: true})
-    // A worker kept to one run that has no work now and never will would idle (or exit) without a word.
-    if (runId !== undefined) {
-      const run = await getRun(db, runId)
-      if (run.status === 'completed' || run.status === 'canceled') {
-        throw new RvxError(`run ${runId} is ${run.status}: it has no work left for a worker`, {code: 'run_state'})
-      }
+    // A worker kept to one run names a run that exists; one that is over is said, not left to idle without a word.
+    const run = runId === undefined ? undefined : await getRun(db, runId)
+    const log = createLogger(this.flags['log-level'], 'rvx-worker')
+    if (run && (run.status === 'completed' || run.status === 'canceled')) {
+      log.warn({runId: run.id, status: run.status}, `run ${run.id} is ${run.status}: this worker will find no tasks of it`)
     }
 
-    const log = createLogger(this.flags['log-level'], 'rvx-worker')
     const worker = new Worker({
       databaseUrl: this.databaseUrl!,
       registry: registerPipeline(new TaskRegistry(), providerFactory(env)),
