@@ -35,7 +35,7 @@ Registers itself, heartbeats every 5 s (renewing its leases and reporting CPU, m
     type: Args.string({description: `Stage(s) to work on: ${stageChoices()}, or all.`, required: true}),
   }
   static override flags = {
-    concurrency: Flags.integer(ranged({summary: 'Tasks at once. Default: from cores and free memory (2 per core, at most 16).', min: 1, max: 256})),
+    concurrency: Flags.integer(ranged({summary: 'Tasks at once; by default 2 per core, at most 16, fewer when free memory is short.', min: 1, max: 256})),
     pool: Flags.string({summary: 'Pool name; tasks may require one.', default: 'default'}),
     capabilities: Flags.string({summary: 'Comma-separated capabilities this worker offers (e.g. browser,gpu).'}),
     id: Flags.string({summary: 'Stable worker id. Default: host-pid-random.'}),

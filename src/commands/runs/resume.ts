@@ -22,7 +22,7 @@ export default class RunsResume extends RunDriverCommand<typeof RunsResume> {
   static override args = {id: runIdArg}
   static override flags = {
     criteria: Flags.string({summary: 'New criteria (JSON, @file.json or -), e.g. wider than before.'}),
-    quantity: Flags.integer(ranged({summary: 'New target quantity.', min: 1, max: 10_000})),
+    quantity: Flags.integer(ranged({summary: 'New target quantity, not below what the run has already selected.', min: 1, max: 10_000})),
     concurrency: Flags.integer(ranged({summary: 'In-process workers per stage.', default: 4, min: 1, max: 64})),
     detach: Flags.boolean({summary: 'Mark the run running again and return; rvx workers do the work.'}),
     'output-dir': Flags.string({summary: 'Where exports go.', default: './exports'}),
