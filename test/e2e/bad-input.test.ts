@@ -293,12 +293,13 @@ describe('e2e: bad input on the command line', function () {
     })
 
     it('worker --run with no such run: one line, not a silent idle exit; no worker registered', async () => {
+      const workers = async () => (await sql<{n: number}>`select count(*)::int as n from workers`.execute(t.db)).rows[0].n
+      const before = await workers()
       await refused(['worker', 'all', '--run', '999999', '--exit-when-idle'], {
         code: 1,
         pattern: /^Error: run 999999 does not exist: rvx runs list shows the runs there are$/,
       })
-      const {rows} = await sql<{n: number}>`select count(*)::int as n from workers`.execute(t.db)
-      assert.equal(rows[0].n, 0)
+      assert.equal(await workers(), before, 'no worker registered')
     })
 
     it('worker --run with a finished run says so before it idles', async () => {
