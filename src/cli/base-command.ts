@@ -8,9 +8,9 @@ import {resolveDatabaseUrl} from '../db/resolve.js'
 import type {Database} from '../db/schema.js'
 import {ExitCode} from '../shared/exit-codes.js'
 import {RvxError} from '../shared/errors.js'
-import {flagWording, oneLine} from './errors.js'
+import {type FlagFacts, flagWording, isParseError, oneLine, parseErrorLine} from './errors.js'
 import {withSignals} from './signals.js'
-import {type Column, detectMode, type OutputMode, renderTable, type Spinner, spinner} from './output.js'
+import {type Column, detectMode, type OutputMode, printable, renderTable, type Spinner, spinner} from './output.js'
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
 export type BaseArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
@@ -109,12 +109,12 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   /** Status chatter for people: stderr, silent under --json. */
   protected info(message: string): void {
-    if (!this.jsonEnabled()) process.stderr.write(`${message}\n`)
+    if (!this.jsonEnabled()) process.stderr.write(`${printable(message)}\n`)
   }
 
   /** Something a person must see even under --json (it goes to stderr, so JSON on stdout stays clean). */
   protected notice(message: string): void {
-    process.stderr.write(`rvx: ${message}\n`)
+    process.stderr.write(`rvx: ${printable(message)}\n`)
   }
 
   /** Data for people: stdout, silent under --json (the returned object is the data then). */
@@ -139,7 +139,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     if (this.jsonEnabled()) {
       this.logJson({error: {code: failure.code, exitCode: failure.exitCode, message: failure.message}})
     } else {
-      process.stderr.write(`Error: ${failure.message}\n`)
+      process.stderr.write(`Error: ${printable(failure.message)}\n`)
     }
 
     if (failure.unexpected && this.flags?.['log-level'] && ['debug', 'trace'].includes(this.flags['log-level'])) {
@@ -161,19 +161,29 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     message: string
     unexpected: boolean
   } {
-    const error = flagWording(thrown, Object.keys({...BaseCommand.baseFlags, ...this.ctor.flags})) as typeof thrown
+    const error = flagWording(thrown, Object.keys({...this.ctor.baseFlags, ...this.ctor.flags})) as typeof thrown
     if (error instanceof RvxError) {
       return {code: error.code, exitCode: error.exitCode, message: oneLine(error.message), unexpected: false}
     }
 
-    // oclif's parse errors (unknown flag, missing argument, bad option value).
+    // oclif's parse errors (unknown flag, missing argument or flag, bad value): bad input, exit 2.
+    const hint = ` See rvx ${(this.id ?? '').replaceAll(':', ' ')} --help.`
+    if (isParseError(error)) {
+      const flags = {...this.ctor.baseFlags, ...this.ctor.flags} as Record<string, FlagFacts>
+      return {
+        code: 'usage',
+        exitCode: ExitCode.Usage,
+        message: oneLine(parseErrorLine(error, flags, this.argv)).replace(/[.:]?$/, '.') + hint,
+        unexpected: false,
+      }
+    }
+
     if (typeof error.oclif?.exit === 'number') {
       const exitCode = error.oclif.exit
-      const hint = exitCode === ExitCode.Usage ? ` See rvx ${(this.id ?? '').replaceAll(':', ' ')} --help.` : ''
       return {
         code: exitCode === ExitCode.Usage ? 'usage' : 'failure',
         exitCode,
-        message: oneLine(error.message).replace(/[.:]?$/, '.') + hint,
+        message: oneLine(error.message).replace(/[.:]?$/, '.') + (exitCode === ExitCode.Usage ? hint : ''),
         unexpected: false,
       }
     }

@@ -5,6 +5,7 @@ import os from 'node:os'
 import path from 'node:path'
 import lockfile from 'proper-lockfile'
 
+import {makeDirectory} from '../shared/directories.js'
 import {DatabaseUnavailableError, RvxError} from '../shared/errors.js'
 import {installedPrograms, programPath, readyInstalledPrograms} from './binaries.js'
 import {type LegacyLayout, legacyInUse, legacyLayout, moveLegacyCluster} from './legacy-layout.js'
@@ -243,14 +244,14 @@ export class EmbeddedServer {
 
   private async ensureHome(): Promise<void> {
     try {
-      await fs.mkdir(this.dir, {recursive: true, mode: 0o700})
+      await makeDirectory(this.dir, 0o700)
       await fs.access(this.dir, fsConstants.W_OK)
       const probe = path.join(this.dir, `.write-test-${process.pid}`)
       await fs.writeFile(probe, '')
       await fs.rm(probe)
     } catch (error) {
       throw new DatabaseUnavailableError(
-        `the rvx data directory ${this.dir} is not writable (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}): set RVX_HOME to a directory you can write, or set DATABASE_URL to use another PostgreSQL.`,
+        `the rvx data directory ${this.dir} is not writable (${error instanceof RvxError ? error.message : ((error as NodeJS.ErrnoException).code ?? (error as Error).message)}): set RVX_HOME to a directory you can write, or set DATABASE_URL to use another PostgreSQL.`,
         {cause: error, code: 'data_dir_not_writable'},
       )
     }

@@ -4,6 +4,7 @@ import {stringify} from 'csv-stringify/sync'
 import type {Kysely} from 'kysely'
 
 import type {Database} from '../db/schema.js'
+import {makeDirectory} from '../shared/directories.js'
 import {getRun} from './runs.js'
 import {type FinalVerdict, VERDICT_KEYS} from './verification.js'
 
@@ -141,7 +142,7 @@ export async function renderRun(db: Kysely<Database>, runId: number, format: 'cs
 export async function exportRun(db: Kysely<Database>, runId: number, outputDir: string, format: 'csv' | 'json' = 'csv'): Promise<ExportResult> {
   const rendered = await renderRun(db, runId, format)
   const dir = path.resolve(outputDir, `run-${runId}`)
-  await fs.mkdir(dir, {recursive: true})
+  await makeDirectory(dir)
   const files = {companies: path.join(dir, `companies.${format}`), contacts: path.join(dir, `contacts.${format}`)}
   await writeAtomic(files.companies, rendered.files.companies)
   await writeAtomic(files.contacts, rendered.files.contacts)

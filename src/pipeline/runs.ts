@@ -1,10 +1,10 @@
 import {sql, type Transaction} from 'kysely'
 
 import {type Executor, inTransaction} from '../db/executor.js'
-import type {Database, RunRow, RunStatus} from '../db/schema.js'
+import type {Database, RunRow, RunStatus, TaskStatus} from '../db/schema.js'
 import {cancelTasks} from '../runtime/queue.js'
 import {retryTasks, scopesWithLiveTasks, taskCounts} from '../runtime/scopes.js'
-import {RvxError} from '../shared/errors.js'
+import {RvxError, UsageError} from '../shared/errors.js'
 import type {Criteria, RunSize} from './criteria.js'
 import {criteriaOf} from './verification.js'
 import {DEFAULT_RUN_OPTIONS, type RunOptions, runOptions, runScope} from './run-options.js'
@@ -71,7 +71,7 @@ export interface RunProgress extends ProgressFacts {
   /** Per criterion (and the site check): selected companies it matched or left unknown, and candidates it kept out. */
   verdicts: Record<string, {selectedMatch: number; selectedUnknown: number; disqualified: number}>
   /** Tasks by kind and status. */
-  tasks: Record<string, {queued: number; running: number; completed: number; failed: number; other: number}>
+  tasks: Record<string, Record<TaskStatus, number>>
   usage: RunUsage
 }
 
@@ -87,12 +87,9 @@ export async function runProgress(db: Executor, runId: number): Promise<RunProgr
     .where('run_id', '=', runId)
     .executeTakeFirstOrThrow()
   const tasks: RunProgress['tasks'] = {}
-  for (const kind of STAGE_KINDS) tasks[kind] = {queued: 0, running: 0, completed: 0, failed: 0, other: 0}
-  for (const r of await taskCounts(db, runScope(runId))) {
-    const t = (tasks[r.kind] ??= {queued: 0, running: 0, completed: 0, failed: 0, other: 0})
-    if (r.status === 'queued' || r.status === 'running' || r.status === 'completed' || r.status === 'failed') t[r.status] += r.count
-    else t.other += r.count
-  }
+  const none = (): Record<TaskStatus, number> => ({queued: 0, running: 0, completed: 0, failed: 0, quarantined: 0, canceled: 0})
+  for (const kind of STAGE_KINDS) tasks[kind] = none()
+  for (const r of await taskCounts(db, runScope(runId))) (tasks[r.kind] ??= none())[r.status] += r.count
 
   return {
     id: run.id,
@@ -186,6 +183,17 @@ export async function resumeRun(db: Executor, runId: number, changes: {criteria?
     const run = await lockRun(trx, runId)
     if (run.status === 'completed' || run.status === 'canceled')
       throw new RvxError(`run ${runId} is ${run.status} and cannot be resumed: start a new run`, {code: 'run_state'})
+    // Selected companies are not unselected: a smaller target would complete the run with more than it asks for.
+    if (changes.quantity !== undefined) {
+      const {selected} = await companyCounts(trx, runId)
+      if (changes.quantity < selected) {
+        throw new UsageError(
+          `${changes.quantity} is below the ${selected} companies run ${runId} has already selected: ask for ${selected} or more, or take the run as it is with rvx runs accept ${runId}`,
+          {field: 'quantity'},
+        )
+      }
+    }
+
     const options = {...runOptions(run), discoveryExhausted: false, maxDiscoveryRounds: run.discovery_rounds + DEFAULT_RUN_OPTIONS.maxDiscoveryRounds}
     const updated = await trx
       .updateTable('runs')
@@ -195,7 +203,7 @@ export async function resumeRun(db: Executor, runId: number, changes: {criteria?
         finished_at: null,
         options: JSON.stringify(options),
         ...(changes.criteria ? {criteria: JSON.stringify(changes.criteria)} : {}),
-        ...(changes.quantity ? {quantity: changes.quantity} : {}),
+        ...(changes.quantity !== undefined ? {quantity: changes.quantity} : {}),
         updated_at: sql`now()` as never,
       })
       .where('id', '=', runId)

@@ -1,7 +1,7 @@
-import {BaseCommand} from '../../cli/base-command.js'
+import {EmbeddedServerCommand} from '../../cli/embedded-server-command.js'
 import {EmbeddedServer, type ServerStatus} from '../../db/embedded.js'
 
-export default class DbStatus extends BaseCommand<typeof DbStatus> {
+export default class DbStatus extends EmbeddedServerCommand<typeof DbStatus> {
   static override summary = 'Show whether the embedded PostgreSQL server is running, and where.'
   static override description =
     'Exits 0 whether or not the server runs; read "running" (or --json) to tell. The URL is shown with its password masked: rvx db url prints the full one. "data" is where the cluster lives: $RVX_HOME/pg/data, or as root a directory of its own under /var/lib/rvx (RVX_PG_SYSTEM_DIR).'

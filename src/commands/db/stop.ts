@@ -1,7 +1,7 @@
-import {BaseCommand} from '../../cli/base-command.js'
+import {EmbeddedServerCommand} from '../../cli/embedded-server-command.js'
 import {EmbeddedServer} from '../../db/embedded.js'
 
-export default class DbStop extends BaseCommand<typeof DbStop> {
+export default class DbStop extends EmbeddedServerCommand<typeof DbStop> {
   static override summary = 'Stop the embedded PostgreSQL server.'
   static override description =
     'Open connections are closed (fast shutdown); the data stays where rvx db status shows it. The next rvx command that needs a database starts it again.'
