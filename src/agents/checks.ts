@@ -52,7 +52,7 @@ export class WebChecks implements SiteChecks {
 
     let home
     try {
-      home = await this.io.fetchPage(`https://${domain}/`, signal)
+      home = await this.io.fetchPage(homeUrl(company, domain), signal)
     } catch (error) {
       facts.site.reason = `${domain} did not answer: ${(error as Error).message}`
       return facts
@@ -187,6 +187,18 @@ export function webChecks(options: {allowPrivateFetch?: boolean} = {}): WebCheck
       }
     },
   })
+}
+
+/** The company's website when it is on its own domain (a model cannot point the check elsewhere), else https://<domain>/. */
+function homeUrl(company: CandidateCompany, domain: string): string {
+  try {
+    const url = new URL(company.website ?? '')
+    if ((url.protocol === 'https:' || url.protocol === 'http:') && sameSite(url.hostname, domain)) return url.href
+  } catch {
+    // no usable website
+  }
+
+  return `https://${domain}/`
 }
 
 function sameSite(host: string, site: string): boolean {

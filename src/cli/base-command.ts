@@ -119,7 +119,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   /** Data for people: stdout, silent under --json (the returned object is the data then). */
   protected out(message: string): void {
-    if (!this.jsonEnabled()) process.stdout.write(`${message}\n`)
+    if (!this.jsonEnabled()) process.stdout.write(`${printable(message)}\n`)
   }
 
   protected table<Row>(rows: Row[], columns: Array<Column<Row>>): void {

@@ -10,6 +10,7 @@ import {parseCriteria, validateSize} from '../pipeline/criteria.js'
 import {RunDriverCommand, type DriveReport} from '../cli/run-driver.js'
 import {createRun} from '../pipeline/runs.js'
 import {STAGES} from '../pipeline/stages/index.js'
+import {ACCEPTABLE_UNKNOWN, parseAcceptUnknown} from '../pipeline/verification.js'
 import {parseAddress, requireMailer} from '../monitor/mail.js'
 
 export interface OrchestrateResult extends Partial<DriveReport> {
@@ -48,6 +49,9 @@ export default class Orchestrate extends RunDriverCommand<typeof Orchestrate> {
     'output-dir': Flags.string({summary: 'Where exports go (a run-ID folder inside).', default: './exports'}),
     format: Flags.option({options: ['csv', 'json'] as const, default: 'csv' as const, summary: 'Export format.'})(),
     timeout: Flags.string({summary: 'Stop driving after this long (e.g. 30m; 1s-24d); the run stays resumable.'}),
+    'accept-unknown': Flags.string({
+      summary: `Criteria whose "unknown" verdict still qualifies a company (comma-separated: ${ACCEPTABLE_UNKNOWN.join(', ')}). Default: every criterion must match.`,
+    }),
     'notify-email': Flags.string({summary: 'Mail this address the two CSVs when the run completes, or the options when it needs a decision (needs SMTP_URL).'}),
   }
 
@@ -61,11 +65,12 @@ export default class Orchestrate extends RunDriverCommand<typeof Orchestrate> {
     const timeoutMs = flags.timeout === undefined ? undefined : parseDuration(flags.timeout, 'timeout', {min: 1000})
     createProvider(provider, simulation) // refuses an unusable provider before anything is written
     const notifyEmail = flags['notify-email'] ? parseAddress(flags['notify-email'], 'notify_email') : undefined
+    const acceptUnknown = flags['accept-unknown'] === undefined ? undefined : parseAcceptUnknown(flags['accept-unknown'])
     if (notifyEmail) requireMailer('notify_email').close()
     if (!flags.detach) await checkOutputDir(flags['output-dir'])
 
     const db = await this.database({schema: true})
-    const run = await createRun(db, {criteria, size, provider, options: {simulation, outputDir: flags['output-dir'], notifyEmail}})
+    const run = await createRun(db, {criteria, size, provider, options: {simulation, outputDir: flags['output-dir'], notifyEmail, acceptUnknown}})
     if (flags.detach) {
       this.info(
         `Run ${run.id} created; start workers to do it: rvx worker all  (rvx runs show ${run.id} to follow it; when it is done, rvx runs export ${run.id} writes its CSVs)`,

@@ -1,3 +1,4 @@
+import {UsageError} from '../shared/errors.js'
 import type {Criteria} from './criteria.js'
 import type {CompanyResearch, CriterionName, Evidence, SiteFacts, Verdict} from './provider.js'
 
@@ -16,6 +17,27 @@ export const VERDICT_KEYS: readonly VerdictKey[] = ['pms', 'state', 'city', 'uni
 
 /** Verdicts that may be accepted when unknown (`--accept-unknown`). */
 export const ACCEPTABLE_UNKNOWN: readonly VerdictKey[] = ['pms', 'state', 'city', 'units', 'site']
+
+/** "pms,units" -> ['pms', 'units'], or a usage error naming what cannot be accepted. */
+export function parseAcceptUnknown(text: string): VerdictKey[] {
+  const keys = [
+    ...new Set(
+      text
+        .split(',')
+        .map((k) => k.trim().toLowerCase())
+        .filter(Boolean),
+    ),
+  ]
+  const bad = keys.filter((k) => !(ACCEPTABLE_UNKNOWN as readonly string[]).includes(k))
+  if (keys.length === 0 || bad.length > 0) {
+    throw new UsageError(
+      `${bad.length > 0 ? `names ${bad.map((b) => `"${b}"`).join(', ')}, which cannot be accepted unknown` : 'is empty'}: use ${ACCEPTABLE_UNKNOWN.join(', ')}`,
+      {field: 'accept_unknown'},
+    )
+  }
+
+  return keys as VerdictKey[]
+}
 
 export interface FinalVerdict {
   verdict: Verdict

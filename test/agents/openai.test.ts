@@ -104,10 +104,10 @@ describe('openai provider against a fake OpenAI-compatible server', function () 
   })
 
   it('treats empty output after tools as malformed, and fails permanently if the repair fails too', async () => {
-    fake.reply(toolCall('detect_pms', {domain: 'acme.example'}), completion({content: ''}), answer({fit: 'maybe'}))
+    fake.reply(toolCall('detect_pms', {domain: 'acme.example'}), completion({content: ''}), answer({confidence: 'maybe'}))
     await assert.rejects(
       provider().research({criteria: {}, company}, ctx()),
-      (e: Error) => e.name === 'PermanentError' && /failed validation after a repair turn: fit/.test(e.message),
+      (e: Error) => e.name === 'PermanentError' && /failed validation after a repair turn: confidence/.test(e.message),
     )
   })
 
@@ -173,7 +173,7 @@ describe('openai provider against a fake OpenAI-compatible server', function () 
     assert.match(toolResult.content, /https:\/\/acme\.example/)
   })
 
-  it('discovers and finds contacts through the same loop, dropping generic inboxes', async () => {
+  it('discovers and finds contacts through the same loop; its checks drop a shared inbox the model returned', async () => {
     fake.reply(answer({companies: [{name: 'Acme PM', domain: 'acme.example', sources: ['https://dir.example']}]}))
     const found = await provider().discover({criteria: {state: 'TX'}, want: 5, exclude: ['old.example'], round: 1}, ctx())
     assert.deepEqual(
@@ -190,11 +190,15 @@ describe('openai provider against a fake OpenAI-compatible server', function () 
         ],
       }),
     )
-    const people = await provider().findContacts({company, min: 1, max: 3}, ctx())
+    const p = provider()
+    const people = await p.findContacts({company, min: 1, max: 3}, ctx())
     assert.deepEqual(
-      people.map((p) => p.fullName),
-      ['Ann Owner'],
+      people.map((x) => x.fullName),
+      ['Ann Owner', 'Front Desk'],
     )
+    const desk = await p.checks.checkContact(people[1], ['acme.example'], new AbortController().signal)
+    assert.deepEqual([desk.email, desk.emailStatus], [null, 'invalid'])
+    assert.match(desk.notes.join(' '), /info@acme\.example is a shared inbox/)
   })
 
   it('runs at most 8 tool calls of a turn that asks for 40; the others get an error result and are not run', async () => {
