@@ -161,7 +161,11 @@ describe('agent tools: search_web backends against local servers', function () {
       assert.ok(fake.requests[0].body.tools.some((t: {function: {name: string}}) => t.function.name === 'search_web'))
       assert.equal(seen.filter((s) => s.path === '/searxng/search').length, 1)
       const tool = fake.requests[1].body.messages.find((m: {role: string}) => m.role === 'tool')
-      assert.deepEqual(JSON.parse(tool.content).slice(0, 2), [
+      // Search results reach the model fenced as untrusted data.
+      const [fence, body, end] = (tool.content as string).split('\n')
+      assert.match(fence, /^<<<untrusted search results /)
+      assert.equal(end, '<<<end untrusted>>>')
+      assert.deepEqual(JSON.parse(body).slice(0, 2), [
         {title: 'PM 0', url: 'https://pm0.example/', snippet: 'Rentals in Austin #0'},
         {title: 'PM 1', url: 'https://pm1.example/', snippet: 'Rentals in Austin #1'},
       ])
