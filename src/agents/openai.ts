@@ -12,12 +12,12 @@ import {
   type CandidateCompany,
   type CompanyResearch,
   type FoundContact,
-  type LlmUsage,
   ProviderUnusableError,
   type ResearchProvider,
   type SiteChecks,
 } from '../pipeline/provider.js'
 import {costUsd, priceOf} from './prices.js'
+import {endpointName, quotaKey} from './quota.js'
 import {ContactsOutput, DiscoveryOutput, ResearchOutput} from './schemas.js'
 import {webChecks} from './checks.js'
 import {detectPms} from './tools/detect-pms.js'
@@ -82,7 +82,6 @@ export function openAIOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Open
   }
 }
 
-const DEFAULT_ENDPOINT = 'https://api.openai.com/v1'
 /** What a call is assumed to cost at most in output tokens (rvx's answers are a few hundred). */
 const MAX_OUTPUT_TOKENS = 1500
 /** A 429 met mid-conversation waits in place, keeping the paid turns, this many times, each at most this long. */
@@ -112,6 +111,8 @@ export class OpenAIProvider implements ResearchProvider {
   readonly name = 'openai'
   readonly simulated = false
   readonly checks: SiteChecks
+  readonly models: readonly string[]
+  readonly identity: string
   private readonly client: OpenAI
   private readonly search: SearchBackend | null
   private readonly limits: AgentLimits
@@ -121,6 +122,8 @@ export class OpenAIProvider implements ResearchProvider {
     // One retry policy: the runtime's. The SDK does not retry on its own.
     this.client = new OpenAI({apiKey: options.apiKey, baseURL: options.baseURL, maxRetries: 0, timeout: options.timeoutMs})
     this.checks = webChecks({allowPrivateFetch: options.allowPrivateFetch})
+    this.models = options.search === 'hosted' ? [options.model, options.searchModel ?? 'gpt-4o-mini-search-preview'] : [options.model]
+    this.identity = `openai ${options.model}${options.baseURL ? ` at ${endpointName(options.baseURL)}` : ''}`
     this.search = options.search === 'hosted' ? this.hostedSearch(options.searchModel ?? 'gpt-4o-mini-search-preview') : options.search
   }
 
@@ -379,7 +382,7 @@ Return {"contacts": [{"full_name", "title", "tier": 1-4, "email", "phone", "link
     const inputTokens = Math.ceil(promptChars / 4)
     const price = priceOf(model)
     const plan = {
-      quota: `${this.options.baseURL ?? DEFAULT_ENDPOINT} ${model}`,
+      quota: quotaKey('openai', model, this.options.baseURL),
       inputTokens,
       outputTokens: MAX_OUTPUT_TOKENS,
       maxUsd: price ? costUsd(model, inputTokens, 0, MAX_OUTPUT_TOKENS) : null,
@@ -394,7 +397,7 @@ Return {"contacts": [{"full_name", "title", "tier": 1-4, "email", "phone", "link
         ;({data, response} = await send(ctx.signal))
       } catch (caught) {
         const {error, outcome} = fromOpenAIError(caught, {baseURL: this.options.baseURL, timeoutMs: this.options.timeoutMs})
-        await admission.settle({status: (caught as {status?: number}).status ?? 0, headers: (caught as {headers?: unknown}).headers})
+        await admission.settle({status: (caught as {status?: number}).status ?? 0, headers: (caught as {headers?: unknown}).headers, costUsd: 0})
         ctx.record({...base, latencyMs: Date.now() - started, outcome})
         if (error instanceof SnoozeError && limited <= IN_PLACE_RATE_LIMITS) {
           const waitMs = serverDelayMs(error.retryAfterMs, limited, DEFAULT_CONFIG.snooze)
@@ -410,14 +413,21 @@ Return {"contacts": [{"full_name", "title", "tier": 1-4, "email", "phone", "link
 
       const u = data.usage
       const cached = u?.prompt_tokens_details?.cached_tokens ?? 0
-      await admission.settle({status: response.status, inputTokens: u?.prompt_tokens, outputTokens: u?.completion_tokens, headers: response.headers})
+      const billed = costUsd(model, u?.prompt_tokens ?? 0, cached, u?.completion_tokens ?? 0)
+      await admission.settle({
+        status: response.status,
+        inputTokens: u?.prompt_tokens,
+        outputTokens: u?.completion_tokens,
+        headers: response.headers,
+        costUsd: billed,
+      })
       ctx.record({
         ...base,
         inputTokens: u?.prompt_tokens ?? 0,
         outputTokens: u?.completion_tokens ?? 0,
         cachedTokens: cached,
         latencyMs: Date.now() - started,
-        costUsd: costUsd(model, u?.prompt_tokens ?? 0, cached, u?.completion_tokens ?? 0),
+        costUsd: billed,
         outcome: data.choices[0]?.finish_reason === 'length' ? 'malformed' : 'ok',
       })
       return {data}

@@ -71,3 +71,17 @@ export function costUsd(model: string, input: number, cached: number, output: nu
   if (!p) return 0
   return ((input - cached) * p.input + cached * p.cached + output * p.output) / 1_000_000
 }
+
+/**
+ * A budget needs a price for every model a provider is billed for: a usage
+ * error naming the first model without one and how to give it a price.
+ */
+export function requirePrices(models: readonly string[], flag = 'max-usd'): void {
+  const missing = models.find((m) => !priceOf(m))
+  if (missing) {
+    throw new UsageError(
+      `needs the price of ${missing}, which rvx does not know: give it in a JSON file (RVX_PRICES=prices.json, {"${missing}": {"input": 1, "cached": 0.5, "output": 2}} in USD per million tokens), or run without a budget`,
+      {field: flag},
+    )
+  }
+}

@@ -15,6 +15,7 @@ import {sleep} from '../runtime/backoff.js'
 import {SnoozeError, TransientError} from '../runtime/errors.js'
 import {UsageError} from '../shared/errors.js'
 import {WebChecks} from './checks.js'
+import {quotaKey} from './quota.js'
 import {costUsd} from './prices.js'
 import {SimulatedWeb} from './simulated/web.js'
 import {hash32, pick, rng, truthOf, worldFor} from './simulated/world.js'
@@ -156,13 +157,19 @@ class SimulatedChecks implements SiteChecks {
   }
 }
 
+/** The simulated world's model (priced in the built-in table so budgets can be tried offline). */
+const SIM_MODEL = 'sim-1'
+
 export class SimulatedProvider implements ResearchProvider {
   readonly name = 'simulated'
   readonly simulated = true
   readonly checks: SiteChecks
+  readonly models = [SIM_MODEL]
+  readonly identity: string
 
   constructor(private readonly options: SimulationOptions = DEFAULT_SIMULATION) {
     this.checks = new SimulatedChecks(options.seed)
+    this.identity = `simulated ${SIM_MODEL} seed ${options.seed}`
   }
 
   async discover(input: {criteria: Criteria; want: number; exclude: string[]; round: number}, ctx: CallContext): Promise<CandidateCompany[]> {
@@ -268,15 +275,15 @@ export class SimulatedProvider implements ResearchProvider {
 
   /** One simulated model call: admitted like a real one (quota, budget), its latency, usage, cost and injected faults. */
   private async call(ctx: CallContext, inputTokens: number, outputTokens: number): Promise<void> {
-    const model = 'sim-1'
-    const admission = await ctx.admit({quota: `simulated ${model}`, inputTokens, outputTokens, maxUsd: costUsd(model, inputTokens, 0, outputTokens)})
+    const model = SIM_MODEL
+    const admission = await ctx.admit({quota: quotaKey('simulated', model), inputTokens, outputTokens, maxUsd: costUsd(model, inputTokens, 0, outputTokens)})
     const [min, max] = this.options.latencyMs
     const started = Date.now()
     try {
       if (max > 0) await sleep(min + Math.random() * (max - min), ctx.signal)
       if (ctx.signal.aborted) throw new Error('aborted')
     } catch (error) {
-      await admission.settle({status: 0})
+      await admission.settle({status: 0, costUsd: 0})
       throw error
     }
 
@@ -291,18 +298,18 @@ export class SimulatedProvider implements ResearchProvider {
     }
 
     if (roll < f.crash + f.transient) {
-      await admission.settle({status: 503})
+      await admission.settle({status: 503, costUsd: paid.costUsd})
       ctx.record({...paid, outcome: 'error'})
       throw new TransientError('simulated upstream error (HTTP 503)')
     }
 
     if (roll < f.crash + f.transient + f.rate_limit) {
-      await admission.settle({status: 429})
+      await admission.settle({status: 429, costUsd: 0})
       ctx.record({...usage, outputTokens: 0, costUsd: 0, outcome: 'rate_limited'})
       throw new SnoozeError('simulated rate limit (HTTP 429, Retry-After: 1)', 1000)
     }
 
-    await admission.settle({status: 200, inputTokens, outputTokens})
+    await admission.settle({status: 200, inputTokens, outputTokens, costUsd: paid.costUsd})
     if (roll < f.crash + f.transient + f.rate_limit + f.malformed) {
       ctx.record({...paid, outcome: 'malformed'})
       throw new Error('simulated malformed model output (failed schema validation after repair)')

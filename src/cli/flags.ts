@@ -1,3 +1,7 @@
+import {Flags} from '@oclif/core'
+
+import {parseUsd} from '../shared/money.js'
+
 /**
  * A whole-number flag's options with its range in the help ("(1-64)", or
  * "(env X; 1-64)" after a parenthesis), from the same min and max that
@@ -14,3 +18,6 @@ export function ranged<const T extends {summary: string; min: number; max: numbe
 export function onCommandLine(argv: string[], name: string): boolean {
   return argv.some((a) => a === `--${name}` || a.startsWith(`--${name}=`))
 }
+
+/** A budget flag in US dollars (parseUsd: above 0, at most 1,000,000). */
+export const usdFlag = (summary: string) => Flags.custom<number>({summary, helpValue: 'USD', parse: async (input, _ctx, opts) => parseUsd(input, opts.name)})()

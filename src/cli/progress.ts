@@ -1,8 +1,27 @@
 import type {RunProgress} from '../pipeline/runs.js'
 import {STAGES} from '../pipeline/stages/index.js'
+import type {RunUsage} from '../pipeline/usage.js'
+import {formatCost} from '../shared/money.js'
 
 /** One line of run progress: what each stage has done and what is in flight. */
 export function describeProgress(p: RunProgress): string {
   const inFlight = (kind: string) => (p.tasks[kind] ? p.tasks[kind].queued + p.tasks[kind].running : 0)
   return [`run ${p.id} ${p.status} (${p.stage})`, ...STAGES.map((s) => `${s.name}: ${s.describe(p, inFlight(s.kind))}`)].join(' · ')
+}
+
+/** What a run's model calls cost, per qualified lead (selected company), against its budget: "$0.4100 for 10 leads ($0.0410 per lead) of a $5.00 budget". */
+export function describeSpend(p: Pick<RunProgress, 'usage' | 'maxUsd'> & {companies: {selected: number}}): string {
+  const u = p.usage
+  const perLead = p.companies.selected > 0 ? ` (${formatCost(u.costUsd / p.companies.selected)} per lead)` : ''
+  return `${formatCost(u.costUsd)} for ${p.companies.selected} leads${perLead}${p.maxUsd === null ? '' : ` of a ${formatCost(p.maxUsd)} budget`}`
+}
+
+/** The model calls behind it: calls that did work, tokens, 429s, time spent waiting for the quota, cache hits. */
+export function describeCalls(u: RunUsage): string {
+  return `${u.calls} calls, ${u.inputTokens} in / ${u.outputTokens} out tokens, ${u.rateLimited} rate-limited (429), ${u.quotaWaitS}s waiting for the quota, ${u.cacheHits} from the cache`
+}
+
+/** What suppression kept out of a run. */
+export function describeSuppression(s: RunProgress['suppression']): string {
+  return `${s.delivered} domains delivered by earlier runs, ${s.excluded} excluded; ${s.dropped} found again and dropped`
 }

@@ -13,8 +13,7 @@ import {BaseCommand} from './base-command.js'
 import {oneLine} from './errors.js'
 import {ExitCode} from '../shared/exit-codes.js'
 import {RvxError} from '../shared/errors.js'
-import {formatCost} from '../shared/money.js'
-import {describeProgress} from './progress.js'
+import {describeCalls, describeProgress, describeSpend, describeSuppression} from './progress.js'
 import {withSignals} from './signals.js'
 
 export interface DriveReport {
@@ -84,9 +83,10 @@ export abstract class RunDriverCommand<T extends typeof Command> extends BaseCom
         p.status === 'completed' || p.status === 'needs_decision'
           ? await exportRun(db, runId, o.outputDir, o.format).catch((error: unknown) => void (exportError = error))
           : undefined
-      const summary = `${p.companies.selected} companies, ${p.contacts} contacts, ${p.usage.inputTokens + p.usage.outputTokens} tokens, ${formatCost(p.usage.costUsd)}, ${wallTimeS}s`
+      const summary = `${p.companies.selected} companies, ${p.contacts} contacts, ${describeSpend(p)}, ${wallTimeS}s`
       if (p.status === 'completed') spinner.succeed(`Run ${runId} completed: ${summary}`)
       else spinner.fail(`Run ${runId} ${p.status}: ${summary}${p.notes ? `. ${p.notes}` : ''}`)
+      this.info(`Model: ${describeCalls(p.usage)}. Kept out: ${describeSuppression(p.suppression)}.`)
       if (exported) this.info(`Exported ${exported.files.companies} and ${exported.files.contacts}`)
       this.exitCode = p.status === 'completed' ? ExitCode.Ok : p.status === 'needs_decision' ? ExitCode.Partial : ExitCode.Failure
       await this.sendNotice(runId).catch((error: unknown) =>

@@ -1,11 +1,14 @@
 import {Flags} from '@oclif/core'
 
+import {CONCURRENCY, defaultConcurrency} from '../cli/concurrency.js'
+
 import {createProvider, PROVIDERS} from '../agents/index.js'
 import {chooseProvider} from '../cli/provider-choice.js'
 import {simulationOptions} from '../agents/simulated.js'
 import {parseDuration} from '../shared/duration.js'
-import {checkOutputDir, readCriteriaText} from '../cli/inputs.js'
-import {ranged} from '../cli/flags.js'
+import {checkOutputDir, readCriteriaText, readExcludeDomains} from '../cli/inputs.js'
+import {ranged, usdFlag} from '../cli/flags.js'
+import {requirePrices} from '../agents/prices.js'
 import {parseCriteria, validateSize} from '../pipeline/criteria.js'
 import {RunDriverCommand, type DriveReport} from '../cli/run-driver.js'
 import {createRun} from '../pipeline/runs.js'
@@ -29,6 +32,8 @@ export default class Orchestrate extends RunDriverCommand<typeof Orchestrate> {
     `OPENAI_API_KEY=sk-... <%= config.bin %> orchestrate --criteria @criteria.json --quantity 50 --contacts-max 2`,
     `<%= config.bin %> orchestrate --criteria - --quantity 30 --detach --json < criteria.json`,
     `SMTP_URL=smtp://user:pass@smtp.example.com:587 <%= config.bin %> orchestrate --criteria @criteria.json --quantity 100 --notify-email sales@example.com`,
+    `OPENAI_API_KEY=sk-... <%= config.bin %> orchestrate --criteria @criteria.json --quantity 25 --max-usd 5`,
+    `<%= config.bin %> orchestrate --criteria @criteria.json --quantity 50 --exclude @hubspot-companies.csv`,
     `<%= config.bin %> orchestrate --provider simulated --sim-latency 50ms-500ms --sim-faults transient=0.1,rate_limit=0.05 --criteria '{"state":"FL"}' --quantity 20`,
   ]
   static override enableJsonFlag = true
@@ -44,13 +49,26 @@ export default class Orchestrate extends RunDriverCommand<typeof Orchestrate> {
       helpGroup: 'SIMULATION',
     }),
     'sim-seed': Flags.integer(ranged({summary: 'Seed of the simulated world (env RVX_SIM_SEED).', helpGroup: 'SIMULATION', min: 0, max: 4_294_967_295})),
-    concurrency: Flags.integer(ranged({summary: 'In-process workers per stage.', default: 4, min: 1, max: 64})),
+    concurrency: Flags.integer(
+      ranged({summary: 'Tasks in flight per stage in this process; by default sized from free memory, 4 to 64.', min: CONCURRENCY.min, max: CONCURRENCY.max}),
+    ),
     detach: Flags.boolean({summary: 'Create the run and return; rvx workers do the work.'}),
     'output-dir': Flags.string({summary: 'Where exports go (a run-ID folder inside).', default: './exports'}),
     format: Flags.option({options: ['csv', 'json'] as const, default: 'csv' as const, summary: 'Export format.'})(),
     timeout: Flags.string({summary: 'Stop driving after this long (e.g. 30m; 1s-24d); the run stays resumable.'}),
     'accept-unknown': Flags.string({
       summary: `Criteria whose "unknown" verdict still qualifies a company (comma-separated: ${ACCEPTABLE_UNKNOWN.join(', ')}). Default: every criterion must match.`,
+    }),
+    'max-usd': usdFlag('Budget for model calls in US dollars: the run stops calling models before it would pass it, and asks for a decision (exit 4).'),
+    fresh: Flags.boolean({
+      summary: 'Research and search contacts again even for companies researched within --cache-ttl (the answers still fill the cache).',
+      helpGroup: 'CACHE',
+    }),
+    'cache-ttl': Flags.string({summary: 'Reuse research and contacts younger than this (e.g. 7d, 12h; 1m-365d).', default: '30d', helpGroup: 'CACHE'}),
+    'include-delivered': Flags.boolean({summary: 'Allow companies that earlier completed runs delivered (by default they are kept out).', helpGroup: 'CACHE'}),
+    exclude: Flags.string({
+      summary: 'Companies never to deliver: @crm.csv (a column named domain, website or url) or a comma-separated list of domains.',
+      helpGroup: 'CACHE',
     }),
     'notify-email': Flags.string({summary: 'Mail this address the two CSVs when the run completes, or the options when it needs a decision (needs SMTP_URL).'}),
   }
@@ -63,14 +81,33 @@ export default class Orchestrate extends RunDriverCommand<typeof Orchestrate> {
     const simulation =
       provider === 'simulated' ? simulationOptions({latency: flags['sim-latency'], faults: flags['sim-faults'], seed: flags['sim-seed']}) : undefined
     const timeoutMs = flags.timeout === undefined ? undefined : parseDuration(flags.timeout, 'timeout', {min: 1000})
-    createProvider(provider, simulation) // refuses an unusable provider before anything is written
+    // Refuses an unusable provider, and a budget for a model without a price, before anything is written.
+    const models = createProvider(provider, simulation).models
+    if (flags['max-usd'] !== undefined) requirePrices(models)
     const notifyEmail = flags['notify-email'] ? parseAddress(flags['notify-email'], 'notify_email') : undefined
     const acceptUnknown = flags['accept-unknown'] === undefined ? undefined : parseAcceptUnknown(flags['accept-unknown'])
     if (notifyEmail) requireMailer('notify_email').close()
+    const cacheTtlMs = parseDuration(flags['cache-ttl'], 'cache-ttl', {min: 60_000, max: 365 * 24 * 3600_000})
+    const excludeDomains = flags.exclude === undefined ? undefined : await readExcludeDomains(flags.exclude)
     if (!flags.detach) await checkOutputDir(flags['output-dir'])
 
     const db = await this.database({schema: true})
-    const run = await createRun(db, {criteria, size, provider, options: {simulation, outputDir: flags['output-dir'], notifyEmail, acceptUnknown}})
+    const run = await createRun(db, {
+      criteria,
+      size,
+      provider,
+      options: {
+        simulation,
+        outputDir: flags['output-dir'],
+        notifyEmail,
+        acceptUnknown,
+        cacheTtlMs,
+        ...(flags.fresh ? {fresh: true} : {}),
+        ...(flags['include-delivered'] ? {includeDelivered: true} : {}),
+      },
+      maxUsd: flags['max-usd'],
+      excludeDomains,
+    })
     if (flags.detach) {
       this.info(
         `Run ${run.id} created; start workers to do it: rvx worker all  (rvx runs show ${run.id} to follow it; when it is done, rvx runs export ${run.id} writes its CSVs)`,
@@ -80,7 +117,12 @@ export default class Orchestrate extends RunDriverCommand<typeof Orchestrate> {
     }
 
     return {
-      ...(await this.driveAndReport(run.id, {concurrency: flags.concurrency, outputDir: flags['output-dir'], format: flags.format, timeoutMs})),
+      ...(await this.driveAndReport(run.id, {
+        concurrency: flags.concurrency ?? defaultConcurrency(),
+        outputDir: flags['output-dir'],
+        format: flags.format,
+        timeoutMs,
+      })),
       detached: false,
     }
   }

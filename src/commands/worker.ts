@@ -1,8 +1,8 @@
-import os from 'node:os'
 import {Args, Flags} from '@oclif/core'
 
 import {providerFactory} from '../agents/index.js'
 import {simulationOptions} from '../agents/simulated.js'
+import {CONCURRENCY, defaultConcurrency} from '../cli/concurrency.js'
 import {BaseCommand} from '../cli/base-command.js'
 import {createLogger} from '../cli/logger.js'
 import {ranged} from '../cli/flags.js'
@@ -13,12 +13,6 @@ import {kindsFor, stageChoices, STAGES} from '../pipeline/stages/index.js'
 import {registerPipeline} from '../pipeline/stages/skeleton.js'
 import {TaskRegistry} from '../runtime/handlers.js'
 import {Worker, type WorkerSummary} from '../runtime/worker.js'
-
-/** I/O-bound agent work: two slots per core, at most 16, fewer when memory is short (about 256 MB a slot). */
-function defaultConcurrency(): number {
-  const byMemory = Math.floor(os.freemem() / (256 * 1024 ** 2))
-  return Math.max(1, Math.min(16, os.availableParallelism() * 2, byMemory || 4))
-}
 
 export default class WorkerCommand extends BaseCommand<typeof WorkerCommand> {
   static override summary = `Run a long-lived worker for one or more stages: ${STAGES.map((s) => s.name).join(', ')}, or all.`
@@ -35,7 +29,13 @@ Registers itself, heartbeats every 5 s (renewing its leases and reporting CPU, m
     type: Args.string({description: `Stage(s) to work on: ${stageChoices()}, or all.`, required: true}),
   }
   static override flags = {
-    concurrency: Flags.integer(ranged({summary: 'Tasks at once; by default 2 per core, at most 16, fewer when free memory is short.', min: 1, max: 256})),
+    concurrency: Flags.integer(
+      ranged({
+        summary: 'Tasks at once; by default sized from free memory, 4 to 64 (the pacing sets the model request rate).',
+        min: CONCURRENCY.min,
+        max: CONCURRENCY.max,
+      }),
+    ),
     pool: Flags.string({summary: 'Pool name; tasks may require one.', default: 'default'}),
     capabilities: Flags.string({summary: 'Comma-separated capabilities this worker offers (e.g. browser,gpu).'}),
     id: Flags.string({summary: 'Stable worker id. Default: host-pid-random.'}),

@@ -100,6 +100,8 @@ export interface RunsTable {
   discovery_rounds: Generated<number>
   /** The run's budget in US dollars (null: none). */
   max_usd: ColumnType<string | null, number | string | null | undefined, number | string | null>
+  /** Candidates discovery dropped because an earlier run delivered them or the run excludes them. */
+  suppressed: Generated<number>
   options: Json
   notes: string | null
   created_at: Timestamp
@@ -135,6 +137,8 @@ export interface CompaniesTable {
   /** The deterministic checks' facts (PMS links, address, own domains). */
   checks: Json
   disqualified_by: Generated<string[]>
+  /** Judged from the research cache (researched_at is the original research's date). */
+  from_cache: Generated<boolean>
   created_at: Timestamp
 }
 
@@ -152,6 +156,7 @@ export interface ContactsTable {
   sources: Json
   simulated: Generated<boolean>
   email_status: 'valid_domain' | 'no_mx' | 'invalid' | 'unchecked' | null
+  from_cache: Generated<boolean>
   created_at: Timestamp
 }
 
@@ -190,8 +195,26 @@ export interface RateLimitsTable {
 export interface BudgetHoldsTable {
   id: Generated<number>
   run_id: number
+  task_id: number
   usd: ColumnType<string, number | string, number | string>
   expires_at: Timestamp
+}
+
+export interface ResearchCacheTable {
+  kind: 'research' | 'contacts'
+  key: string
+  domain: string
+  provider: string
+  value: Json
+  cost_usd: ColumnType<string, number | string | undefined, number | string>
+  created_at: Timestamp
+  hits: Generated<number>
+  last_hit_at: NullableTimestamp
+}
+
+export interface RunExclusionsTable {
+  run_id: number
+  domain: string
 }
 
 export type AlertSeverity = 'info' | 'warning' | 'critical'
@@ -226,6 +249,8 @@ export interface Database {
   alerts: AlertsTable
   rate_limits: RateLimitsTable
   budget_holds: BudgetHoldsTable
+  research_cache: ResearchCacheTable
+  run_exclusions: RunExclusionsTable
 }
 
 export type RunRow = Selectable<RunsTable>

@@ -24,6 +24,7 @@ export const COMPANY_COLUMNS = [
   'sources',
   'discovered_by',
   'researched_at',
+  'from_cache',
   ...VERDICT_KEYS.flatMap((k) => [`${k}_verdict`, `${k}_evidence`] as const),
 ] as const
 export const CONTACT_COLUMNS = [
@@ -38,6 +39,7 @@ export const CONTACT_COLUMNS = [
   'confidence',
   'sources',
   'email_status',
+  'from_cache',
 ] as const
 
 export interface ExportResult {
@@ -107,6 +109,7 @@ export async function renderRun(db: Kysely<Database>, runId: number, format: 'cs
     sources: list(c.sources),
     discovered_by: c.discovered_by,
     researched_at: c.researched_at?.toISOString() ?? null,
+    from_cache: c.from_cache,
     ...verdictColumns(c.verdicts as Partial<Record<string, FinalVerdict>>),
     // JSON only (CSV takes the columns above): every verdict with its full evidence, URL and quote.
     verdicts: c.verdicts,
@@ -123,13 +126,14 @@ export async function renderRun(db: Kysely<Database>, runId: number, format: 'cs
     confidence: k.confidence,
     sources: list(k.sources),
     email_status: k.email_status,
+    from_cache: k.from_cache,
   }))
   const files =
     format === 'json'
       ? {companies: JSON.stringify(companyRows, null, 2) + '\n', contacts: JSON.stringify(contactRows, null, 2) + '\n'}
       : {
-          companies: stringify(companyRows, {header: true, columns: [...COMPANY_COLUMNS], cast: {string: neutralizeFormula}}),
-          contacts: stringify(contactRows, {header: true, columns: [...CONTACT_COLUMNS], cast: {string: neutralizeFormula}}),
+          companies: stringify(companyRows, {header: true, columns: [...COMPANY_COLUMNS], cast: {string: neutralizeFormula, boolean: (b) => String(b)}}),
+          contacts: stringify(contactRows, {header: true, columns: [...CONTACT_COLUMNS], cast: {string: neutralizeFormula, boolean: (b) => String(b)}}),
         }
   return {runId, status: run.status, companies: companyRows.length, contacts: contactRows.length, files}
 }

@@ -125,7 +125,8 @@ export interface CallPlan {
 /** A paid call let through: how long it waited for the quota, and how it went (called once, whatever happened). */
 export interface Admission {
   waitedMs: number
-  settle(result: {status: number; inputTokens?: number; outputTokens?: number; headers?: unknown}): Promise<void>
+  /** `costUsd`: what the call was billed (it stays held against the budget until its usage is saved); the estimate when not given. */
+  settle(result: {status: number; inputTokens?: number; outputTokens?: number; headers?: unknown; costUsd?: number}): Promise<void>
 }
 
 export interface CallContext {
@@ -146,6 +147,10 @@ export interface ResearchProvider {
   readonly name: string
   readonly simulated: boolean
   readonly checks: SiteChecks
+  /** The models its calls are billed for (a budget needs a price for each). */
+  readonly models: readonly string[]
+  /** What its answers depend on besides the input (model and endpoint, or the simulated world): part of the research cache's key. */
+  readonly identity: string
   discover(input: {criteria: Criteria; want: number; exclude: string[]; round: number}, ctx: CallContext): Promise<CandidateCompany[]>
   research(input: {criteria: Criteria; company: CandidateCompany}, ctx: CallContext): Promise<CompanyResearch>
   findContacts(input: {company: CandidateCompany; min: number; max: number}, ctx: CallContext): Promise<FoundContact[]>

@@ -15,6 +15,14 @@ export interface RunOptions {
   discoveryExhausted?: boolean
   /** Criteria (and site) whose "unknown" verdict still qualifies a company (--accept-unknown). */
   acceptUnknown?: string[]
+  /** Research and contact searches ignore the cache (--fresh); they still fill it. */
+  fresh?: boolean
+  /** How old a cached answer may be to be reused (--cache-ttl). */
+  cacheTtlMs?: number
+  /** Domains delivered by earlier completed runs may be delivered again (--include-delivered). */
+  includeDelivered?: boolean
+  /** Domains kept out when the run was created: delivered by earlier runs, and from --exclude files. */
+  keptOut?: {delivered: number; excluded: number}
 }
 
 export const DEFAULT_RUN_OPTIONS: RunOptions = {oversample: 2, maxDiscoveryRounds: 5, contactAttempts: 2}

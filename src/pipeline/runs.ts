@@ -5,17 +5,23 @@ import type {Database, RunRow, RunStatus, TaskStatus} from '../db/schema.js'
 import {cancelTasks} from '../runtime/queue.js'
 import {retryTasks, scopesWithLiveTasks, taskCounts} from '../runtime/scopes.js'
 import {RvxError, UsageError} from '../shared/errors.js'
+import {formatCost} from '../shared/money.js'
 import type {Criteria, RunSize} from './criteria.js'
 import {criteriaOf} from './verification.js'
 import {DEFAULT_RUN_OPTIONS, type RunOptions, runOptions, runScope} from './run-options.js'
-import {enqueueDiscoveryRound} from './stages/discovery.js'
+import {deliveredDomains, enqueueDiscoveryRound} from './stages/discovery.js'
 import {STAGE_KINDS} from './stages/index.js'
 import type {ProgressFacts, StageName} from './stages/stage.js'
-import {runUsage, type RunUsage} from './usage.js'
+import {runUsage, type RunUsage, usageByRun} from './usage.js'
 
 /** Creates the run and its first discovery task in one transaction. */
-export async function createRun(db: Executor, input: {criteria: Criteria; size: RunSize; provider: string; options?: Partial<RunOptions>}): Promise<RunRow> {
-  const options = {...DEFAULT_RUN_OPTIONS, ...input.options}
+export async function createRun(
+  db: Executor,
+  input: {criteria: Criteria; size: RunSize; provider: string; options?: Partial<RunOptions>; maxUsd?: number; excludeDomains?: string[]},
+): Promise<RunRow> {
+  const exclude = [...new Set(input.excludeDomains ?? [])]
+  const delivered = input.options?.includeDelivered ? 0 : (await deliveredDomains(db)).length
+  const options = {...DEFAULT_RUN_OPTIONS, ...input.options, keptOut: {delivered, excluded: exclude.length}}
   return inTransaction(db, async (trx) => {
     const run = await trx
       .insertInto('runs')
@@ -27,9 +33,18 @@ export async function createRun(db: Executor, input: {criteria: Criteria; size: 
         provider: input.provider,
         options: JSON.stringify(options),
         discovery_rounds: 1,
+        max_usd: input.maxUsd ?? null,
       })
       .returningAll()
       .executeTakeFirstOrThrow()
+    for (let i = 0; i < exclude.length; i += 5000) {
+      await trx
+        .insertInto('run_exclusions')
+        .values(exclude.slice(i, i + 5000).map((domain) => ({run_id: run.id, domain})))
+        .onConflict((oc) => oc.doNothing())
+        .execute()
+    }
+
     await enqueueDiscoveryRound(trx, run.id, 1)
     return run
   })
@@ -73,6 +88,10 @@ export interface RunProgress extends ProgressFacts {
   /** Tasks by kind and status. */
   tasks: Record<string, Record<TaskStatus, number>>
   usage: RunUsage
+  /** The run's budget in US dollars (null: none). */
+  maxUsd: number | null
+  /** Domains kept out (delivered by earlier runs, or --exclude) when the run was created, and candidates dropped for it since. */
+  suppression: {delivered: number; excluded: number; dropped: number}
 }
 
 /** Counts for `runs show`, progress lines and the summary. */
@@ -106,6 +125,8 @@ export async function runProgress(db: Executor, runId: number): Promise<RunProgr
     verdicts: await verdictSummary(db, runId, [...criteriaOf(run.criteria as Criteria), 'site', 'portfolio']),
     tasks,
     usage: await runUsage(db, runId),
+    maxUsd: run.max_usd === null ? null : Number(run.max_usd),
+    suppression: {...{delivered: 0, excluded: 0}, ...runOptions(run).keptOut, dropped: run.suppressed},
   }
 }
 
@@ -135,6 +156,23 @@ export async function companyCounts(db: Executor, runId: number): Promise<{candi
 
 export async function listRuns(db: Executor, limit = 50): Promise<RunRow[]> {
   return db.selectFrom('runs').selectAll().orderBy('id', 'desc').limit(limit).execute()
+}
+
+/** Runs newest first, each with its selected companies (its leads) and what its model calls cost. */
+export async function listRunsWithSpend(db: Executor, limit = 50): Promise<Array<RunRow & {selected: number; usage: RunUsage}>> {
+  const runs = await listRuns(db, limit)
+  if (runs.length === 0) return []
+  const ids = runs.map((r) => r.id)
+  const usage = await usageByRun(db, ids)
+  const selected = await db
+    .selectFrom('companies')
+    .select(['run_id', (eb) => eb.fn.countAll<number>().as('n')])
+    .where('run_id', 'in', ids)
+    .where('status', '=', 'selected')
+    .groupBy('run_id')
+    .execute()
+  const selectedOf = new Map(selected.map((r) => [Number(r.run_id), Number(r.n)]))
+  return runs.map((r) => ({...r, selected: selectedOf.get(r.id) ?? 0, usage: usage.get(r.id)!}))
 }
 
 /** needs_decision -> completed with what it has (the decision "accept partial"). */
@@ -178,7 +216,7 @@ export async function cancelRun(db: Executor, runId: number): Promise<RunRow> {
  * Makes a run that stopped short (or was interrupted) go on: status back to
  * running, with new criteria or quantity if given; discovery may search again.
  */
-export async function resumeRun(db: Executor, runId: number, changes: {criteria?: Criteria; quantity?: number} = {}): Promise<RunRow> {
+export async function resumeRun(db: Executor, runId: number, changes: {criteria?: Criteria; quantity?: number; maxUsd?: number} = {}): Promise<RunRow> {
   return inTransaction(db, async (trx) => {
     const run = await lockRun(trx, runId)
     if (run.status === 'completed' || run.status === 'canceled')
@@ -194,6 +232,16 @@ export async function resumeRun(db: Executor, runId: number, changes: {criteria?
       }
     }
 
+    if (changes.maxUsd !== undefined) {
+      const {costUsd} = await runUsage(trx, runId)
+      if (changes.maxUsd <= costUsd) {
+        throw new UsageError(
+          `${formatCost(changes.maxUsd)} is not above the ${formatCost(costUsd)} run ${runId} has already spent: give a higher budget, or take the run as it is with rvx runs accept ${runId}`,
+          {field: 'max-usd'},
+        )
+      }
+    }
+
     const options = {...runOptions(run), discoveryExhausted: false, maxDiscoveryRounds: run.discovery_rounds + DEFAULT_RUN_OPTIONS.maxDiscoveryRounds}
     const updated = await trx
       .updateTable('runs')
@@ -204,6 +252,7 @@ export async function resumeRun(db: Executor, runId: number, changes: {criteria?
         options: JSON.stringify(options),
         ...(changes.criteria ? {criteria: JSON.stringify(changes.criteria)} : {}),
         ...(changes.quantity !== undefined ? {quantity: changes.quantity} : {}),
+        ...(changes.maxUsd !== undefined ? {max_usd: changes.maxUsd} : {}),
         updated_at: sql`now()` as never,
       })
       .where('id', '=', runId)

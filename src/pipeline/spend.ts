@@ -29,12 +29,19 @@ export function ceilingsFromEnv(env: NodeJS.ProcessEnv = process.env): Ceilings 
  * run and task, and every paid call admitted through the run's budget and the
  * fleet's pacing.
  */
-export function callContext(o: {db: Executor; runId: number; signal: AbortSignal; record(usage: LlmUsage): void; ceilings?: Ceilings}): CallContext {
+export function callContext(o: {
+  db: Executor
+  runId: number
+  taskId: number
+  signal: AbortSignal
+  record(usage: LlmUsage): void
+  ceilings?: Ceilings
+}): CallContext {
   return {
     signal: o.signal,
     record: o.record,
     async admit(plan: CallPlan): Promise<Admission> {
-      const hold = await holdBudget(o.db, o.runId, plan.maxUsd)
+      const hold = await holdBudget(o.db, o.runId, o.taskId, plan.maxUsd)
       const tokens = plan.inputTokens + plan.outputTokens
       let share
       try {
@@ -58,7 +65,15 @@ export function callContext(o: {db: Executor; runId: number; signal: AbortSignal
         async settle(result) {
           if (settled) return
           settled = true
-          await releaseHold(o.db, hold)
+          // Still held, at what it cost, until its usage is saved with releaseTaskHolds: it counts against the budget all along.
+          if (hold !== null) {
+            await o.db
+              .updateTable('budget_holds')
+              .set({usd: result.costUsd ?? sql`usd`, expires_at: sql`now() + ${HOLD_MS}::float8 * interval '1 millisecond'` as never})
+              .where('id', '=', hold)
+              .execute()
+          }
+
           const learned = rateLimitHeaders(result.headers)
           await settleShare(o.db, plan.quota, {
             limited: result.status === 429,
@@ -79,7 +94,7 @@ export function callContext(o: {db: Executor; runId: number; signal: AbortSignal
  * cost together pass it. Under the run's lock, so concurrent calls never
  * together pass the budget. Null when the run has no budget.
  */
-async function holdBudget(db: Executor, runId: number, usd: number | null): Promise<number | null> {
+async function holdBudget(db: Executor, runId: number, taskId: number, usd: number | null): Promise<number | null> {
   return inTransaction(db, async (trx) => {
     const run = await lockRun(trx, runId)
     if (run.max_usd === null) return null
@@ -97,7 +112,7 @@ async function holdBudget(db: Executor, runId: number, usd: number | null): Prom
 
     const hold = await trx
       .insertInto('budget_holds')
-      .values({run_id: runId, usd, expires_at: sql`now() + ${HOLD_MS}::float8 * interval '1 millisecond'` as never})
+      .values({run_id: runId, task_id: taskId, usd, expires_at: sql`now() + ${HOLD_MS}::float8 * interval '1 millisecond'` as never})
       .returning('id')
       .executeTakeFirstOrThrow()
     return hold.id
@@ -106,6 +121,11 @@ async function holdBudget(db: Executor, runId: number, usd: number | null): Prom
 
 async function releaseHold(db: Executor, id: number | null): Promise<void> {
   if (id !== null) await db.deleteFrom('budget_holds').where('id', '=', id).execute()
+}
+
+/** A task's usage is saved (in the same transaction): what its settled calls held now counts as spent. */
+export async function releaseTaskHolds(ex: Executor, taskId: number): Promise<void> {
+  await ex.deleteFrom('budget_holds').where('task_id', '=', taskId).execute()
 }
 
 /** What a provider's rate-limit headers say (OpenAI's x-ratelimit-* names): ceilings per minute and what is left. */

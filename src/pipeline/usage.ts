@@ -36,24 +36,40 @@ export interface RunUsage {
   costUsd: number
   /** Time calls waited for their share of the quota, in seconds. */
   quotaWaitS: number
+  /** Companies judged, and companies' contacts found, from the research cache (at no cost). */
+  cacheHits: number
 }
 
 /** What a run's model calls used and cost. */
 export async function runUsage(ex: Executor, runId: number): Promise<RunUsage> {
-  const {rows} = await sql<{calls: number; limited: number; input: number; output: number; cost: string; waited: number}>`
-    select count(*) filter (where outcome <> 'rate_limited')::int as calls, count(*) filter (where outcome = 'rate_limited')::int as limited,
-           coalesce(sum(input_tokens), 0)::int as input, coalesce(sum(output_tokens), 0)::int as output,
-           coalesce(sum(cost_usd), 0)::text as cost, coalesce(sum(waited_ms), 0)::float8 / 1000 as waited
-    from llm_calls where run_id = ${runId}`.execute(ex)
-  const u = rows[0]
-  return {
-    calls: u.calls,
-    rateLimited: u.limited,
-    inputTokens: u.input,
-    outputTokens: u.output,
-    costUsd: Number(u.cost),
-    quotaWaitS: Math.round(u.waited * 10) / 10,
-  }
+  return (await usageByRun(ex, [runId])).get(runId)!
+}
+
+/** What each run's model calls used and cost (runs without calls: zeros). */
+export async function usageByRun(ex: Executor, runIds: number[]): Promise<Map<number, RunUsage>> {
+  const {rows} = await sql<{run_id: number; calls: number; limited: number; input: number; output: number; cost: string; waited: number; hits: number}>`
+    select r.id::int as run_id,
+           count(l.id) filter (where l.outcome <> 'rate_limited')::int as calls, count(l.id) filter (where l.outcome = 'rate_limited')::int as limited,
+           coalesce(sum(l.input_tokens), 0)::int as input, coalesce(sum(l.output_tokens), 0)::int as output,
+           coalesce(sum(l.cost_usd), 0)::text as cost, coalesce(sum(l.waited_ms), 0)::float8 / 1000 as waited,
+           ((select count(*) from companies c where c.run_id = r.id and c.from_cache)
+             + (select count(distinct k.company_id) from contacts k where k.run_id = r.id and k.from_cache))::int as hits
+    from unnest(${runIds}::bigint[]) as r(id) left join llm_calls l on l.run_id = r.id
+    group by r.id`.execute(ex)
+  return new Map(
+    rows.map((u) => [
+      u.run_id,
+      {
+        calls: u.calls,
+        rateLimited: u.limited,
+        inputTokens: u.input,
+        outputTokens: u.output,
+        costUsd: Number(u.cost),
+        quotaWaitS: Math.round(u.waited * 10) / 10,
+        cacheHits: u.hits,
+      },
+    ]),
+  )
 }
 
 export interface LlmCallView {

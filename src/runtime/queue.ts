@@ -173,3 +173,20 @@ export async function hasQueuedTasks(db: Executor, f: {kinds: string[]; scope?: 
   if (f.scope) q = q.where('scope', '=', f.scope)
   return (await q.limit(1).execute()).length > 0
 }
+
+/**
+ * How long until the earliest queued task of these kinds becomes due (a
+ * retry's backoff, a snooze, a run_after), or null when none is waiting: an
+ * idle worker sleeps until then instead of until its next poll.
+ */
+export async function nextDueInMs(db: Executor, f: {kinds: string[]; scope?: string | null}): Promise<number | null> {
+  let q = db
+    .selectFrom('tasks')
+    .select(sql<number>`extract(epoch from min(run_after) - now()) * 1000`.as('ms'))
+    .where('status', '=', 'queued')
+    .where('kind', 'in', f.kinds)
+    .where('run_after', '>', sql<Date>`now()`)
+  if (f.scope) q = q.where('scope', '=', f.scope)
+  const row = await q.executeTakeFirst()
+  return row?.ms === null || row?.ms === undefined ? null : Math.max(0, Number(row.ms))
+}

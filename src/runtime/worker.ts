@@ -16,7 +16,10 @@ import {type ClaimedTask, type ClaimFilter, claimTasks, completeTask, completeTa
 import {LivenessSession} from './liveness.js'
 import {type Logger, silentLogger} from './logger.js'
 import {DatabaseOutage} from './outage.js'
-import {hasQueuedTasks} from './queue.js'
+import {hasQueuedTasks, nextDueInMs} from './queue.js'
+
+/** A task due "now" is claimed after this much sleep, so clocks a few ms apart do not spin the loop. */
+const MIN_DUE_WAIT_MS = 20
 import {defaultWorkerId, markWorker, registerWorker, type WorkerIdentity, workerLockKey} from './registry.js'
 import {sweep} from './sweep.js'
 import {TaskRunner} from './task-runner.js'
@@ -298,11 +301,17 @@ export class Worker {
           break
         }
 
-        await this.doorbell.wait(this.config.pollIntervalMs)
+        await this.doorbell.wait(await this.untilNextDue())
       }
     }
 
     this.draining = true
+  }
+
+  /** Sleeps until the earliest task it could claim becomes due (a backoff, a snooze), at most the poll interval. */
+  private async untilNextDue(): Promise<number> {
+    const due = await nextDueInMs(this.db, {kinds: this.kinds, scope: this.identity.scope}).catch(() => null)
+    return due === null ? this.config.pollIntervalMs : Math.min(this.config.pollIntervalMs, Math.max(MIN_DUE_WAIT_MS, Math.ceil(due)))
   }
 
   private async anythingQueued(): Promise<boolean> {

@@ -288,6 +288,8 @@ describe('e2e: rvx orchestrate --provider simulated (spawned processes)', functi
         '3',
         '--format',
         'json',
+        // About exclude_domains: the earlier runs' deliveries (the same world) are not kept out.
+        '--include-delivered',
         '--output-dir',
         out,
         '--json',

@@ -23,6 +23,8 @@ function provider(overrides: Partial<Pick<ResearchProvider, 'discover' | 'resear
     name: sim.name,
     simulated: true,
     checks: sim.checks,
+    models: sim.models,
+    identity: sim.identity,
     discover: (input, ctx) => sim.discover(input, ctx),
     research: (input, ctx) => sim.research(input, ctx),
     findContacts: (input, ctx) => sim.findContacts(input, ctx),
@@ -252,7 +254,8 @@ describe('pipeline: selection, oversampling, replacement and resume', function (
       criteria: narrow,
       size: {quantity: 6, ...SIZE},
       provider: 'simulated',
-      options: {simulation: {...DEFAULT_SIMULATION, supply}},
+      // About resuming, not about earlier runs: their deliveries and cached research stay out of it.
+      options: {simulation: {...DEFAULT_SIMULATION, supply}, includeDelivered: true, fresh: true},
     })
     const world = await provider({}, supply).discover({criteria: narrow, want: supply, exclude: [], round: 1}, freeCall())
     const broken = new Set([world[2].domain, world[4].domain])

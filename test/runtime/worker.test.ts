@@ -323,6 +323,27 @@ describe('runtime: Worker semantics (in-process, real PostgreSQL)', function () 
     const sincePollArmed = row.started_at!.getTime() - done.finished_at!.getTime()
     assert.ok(sincePollArmed < pollIntervalMs, `started ${sincePollArmed} ms after the worker went idle: woken, not polled`)
   })
+
+  it('an idle worker sleeps until the earliest task it could claim is due (a snooze, a backoff), not until its poll', async () => {
+    const pollIntervalMs = 60_000
+    let calls = 0
+    const registry = new TaskRegistry().register('later', async () => {
+      // The first attempt snoozes 1.5 s: nothing notifies when it becomes due.
+      if (++calls === 1) throw new SnoozeError('come back later', 1500)
+    })
+    startWorker(registry, {config: {...FAST, pollIntervalMs}})
+    const [task] = await enqueue(t.db, {kind: 'later'})
+    const row = await waitFor(
+      'the snoozed task to run again',
+      async () => {
+        const r = await t.db.selectFrom('tasks').selectAll().where('id', '=', task.id).executeTakeFirstOrThrow()
+        return r.status === 'completed' ? r : undefined
+      },
+      pollIntervalMs / 2,
+    )
+    assert.equal(calls, 2)
+    assert.equal(row.attempts, 0, 'a snooze uses no attempt')
+  })
 })
 
 describe('runtime: error classification', () => {

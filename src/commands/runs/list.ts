@@ -2,7 +2,9 @@ import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
 import {ranged} from '../../cli/flags.js'
-import {listRuns} from '../../pipeline/runs.js'
+import {listRunsWithSpend} from '../../pipeline/runs.js'
+import type {RunUsage} from '../../pipeline/usage.js'
+import {formatCost} from '../../shared/money.js'
 
 export default class RunsList extends BaseCommand<typeof RunsList> {
   static override summary = 'List runs, newest first.'
@@ -13,10 +15,22 @@ export default class RunsList extends BaseCommand<typeof RunsList> {
   }
 
   async run(): Promise<{
-    runs: Array<{id: number; status: string; stage: string; quantity: number; provider: string; criteria: unknown; createdAt: Date; finishedAt: Date | null}>
+    runs: Array<{
+      id: number
+      status: string
+      stage: string
+      quantity: number
+      provider: string
+      criteria: unknown
+      createdAt: Date
+      finishedAt: Date | null
+      selected: number
+      maxUsd: number | null
+      usage: RunUsage
+    }>
   }> {
     const db = await this.database({schema: true})
-    const runs = (await listRuns(db, this.flags.limit)).map((r) => ({
+    const runs = (await listRunsWithSpend(db, this.flags.limit)).map((r) => ({
       id: r.id,
       status: r.status,
       stage: r.stage,
@@ -25,6 +39,9 @@ export default class RunsList extends BaseCommand<typeof RunsList> {
       criteria: r.criteria,
       createdAt: r.created_at,
       finishedAt: r.finished_at,
+      selected: r.selected,
+      maxUsd: r.max_usd === null ? null : Number(r.max_usd),
+      usage: r.usage,
     }))
     if (runs.length === 0) this.info('No runs yet: start one with rvx orchestrate.')
     else
@@ -33,6 +50,11 @@ export default class RunsList extends BaseCommand<typeof RunsList> {
         {header: 'status', get: (r) => r.status},
         {header: 'stage', get: (r) => r.stage},
         {header: 'quantity', get: (r) => r.quantity},
+        {header: 'leads', get: (r) => r.selected},
+        {header: 'cost', get: (r) => formatCost(r.usage.costUsd) + (r.maxUsd === null ? '' : ` of ${formatCost(r.maxUsd)}`)},
+        {header: '$/lead', get: (r) => (r.selected > 0 ? formatCost(r.usage.costUsd / r.selected) : '-')},
+        {header: 'calls', get: (r) => `${r.usage.calls}${r.usage.rateLimited ? ` (+${r.usage.rateLimited} 429)` : ''}`},
+        {header: 'cache hits', get: (r) => r.usage.cacheHits},
         {header: 'provider', get: (r) => r.provider},
         {header: 'criteria', get: (r) => JSON.stringify(r.criteria)},
         {header: 'created', get: (r) => r.createdAt.toISOString().replace('T', ' ').slice(0, 19)},

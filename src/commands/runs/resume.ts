@@ -1,13 +1,17 @@
 import {Flags} from '@oclif/core'
 
+import {CONCURRENCY, defaultConcurrency} from '../../cli/concurrency.js'
+
 import {parseDuration} from '../../shared/duration.js'
 import {checkOutputDir, readCriteriaText} from '../../cli/inputs.js'
-import {ranged} from '../../cli/flags.js'
+import {ranged, usdFlag} from '../../cli/flags.js'
+import {providerFactory} from '../../agents/index.js'
+import {requirePrices} from '../../agents/prices.js'
 import {parseRunId, runIdArg} from '../../cli/run-arg.js'
 import {type DriveReport, RunDriverCommand} from '../../cli/run-driver.js'
 import {advanceRun} from '../../pipeline/advance.js'
 import {parseCriteria, validateSize} from '../../pipeline/criteria.js'
-import {resumeRun} from '../../pipeline/runs.js'
+import {getRun, resumeRun} from '../../pipeline/runs.js'
 
 export default class RunsResume extends RunDriverCommand<typeof RunsResume> {
   static override summary = 'Continue a run that was interrupted or needs a decision, optionally with wider criteria or a new quantity.'
@@ -17,13 +21,17 @@ export default class RunsResume extends RunDriverCommand<typeof RunsResume> {
     '<%= config.bin %> runs resume 12',
     `<%= config.bin %> runs resume 12 --criteria '{"state":"TX"}'`,
     '<%= config.bin %> runs resume 12 --quantity 15 --detach',
+    '<%= config.bin %> runs resume 12 --max-usd 10',
   ]
   static override enableJsonFlag = true
   static override args = {id: runIdArg}
   static override flags = {
     criteria: Flags.string({summary: 'New criteria (JSON, @file.json or -), e.g. wider than before.'}),
     quantity: Flags.integer(ranged({summary: 'New target quantity, not below what the run has already selected.', min: 1, max: 10_000})),
-    concurrency: Flags.integer(ranged({summary: 'In-process workers per stage.', default: 4, min: 1, max: 64})),
+    concurrency: Flags.integer(
+      ranged({summary: 'Tasks in flight per stage in this process; by default sized from free memory, 4 to 64.', min: CONCURRENCY.min, max: CONCURRENCY.max}),
+    ),
+    'max-usd': usdFlag('New budget for model calls in US dollars, above what the run has spent (e.g. to go on after "budget reached").'),
     detach: Flags.boolean({summary: 'Mark the run running again and return; rvx workers do the work.'}),
     'output-dir': Flags.string({summary: 'Where exports go.', default: './exports'}),
     format: Flags.option({options: ['csv', 'json'] as const, default: 'csv' as const, summary: 'Export format.'})(),
@@ -37,7 +45,12 @@ export default class RunsResume extends RunDriverCommand<typeof RunsResume> {
     const timeoutMs = this.flags.timeout === undefined ? undefined : parseDuration(this.flags.timeout, 'timeout', {min: 1000})
     if (!this.flags.detach) await checkOutputDir(this.flags['output-dir'])
     const db = await this.database({schema: true})
-    await resumeRun(db, id, {criteria, quantity: this.flags.quantity})
+    const maxUsd = this.flags['max-usd']
+    if (maxUsd !== undefined) {
+      requirePrices(providerFactory()(await getRun(db, id)).models)
+    }
+
+    await resumeRun(db, id, {criteria, quantity: this.flags.quantity, maxUsd})
     const status = await advanceRun(db, id)
     if (this.flags.detach) {
       this.info(
@@ -47,7 +60,12 @@ export default class RunsResume extends RunDriverCommand<typeof RunsResume> {
     }
 
     return {
-      ...(await this.driveAndReport(id, {concurrency: this.flags.concurrency, outputDir: this.flags['output-dir'], format: this.flags.format, timeoutMs})),
+      ...(await this.driveAndReport(id, {
+        concurrency: this.flags.concurrency ?? defaultConcurrency(),
+        outputDir: this.flags['output-dir'],
+        format: this.flags.format,
+        timeoutMs,
+      })),
       detached: false,
     }
   }

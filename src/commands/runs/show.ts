@@ -1,5 +1,5 @@
 import {BaseCommand} from '../../cli/base-command.js'
-import {formatCost} from '../../shared/money.js'
+import {describeCalls, describeSpend, describeSuppression} from '../../cli/progress.js'
 import {parseRunId, runIdArg} from '../../cli/run-arg.js'
 import {type RunProgress, runProgress} from '../../pipeline/runs.js'
 import {STAGES} from '../../pipeline/stages/index.js'
@@ -39,7 +39,9 @@ export default class RunsShow extends BaseCommand<typeof RunsShow> {
           `${t.completed} completed, ${t.queued} queued, ${t.running} running, ${t.failed} failed, ${t.quarantined} quarantined, ${t.canceled} canceled`,
         ] as [string, unknown]
       }),
-      ['model calls', `${p.usage.calls} (${p.usage.inputTokens} in / ${p.usage.outputTokens} out tokens, ${formatCost(p.usage.costUsd)})`],
+      ['cost', describeSpend(p)],
+      ['model calls', describeCalls(p.usage)],
+      ['kept out', describeSuppression(p.suppression)],
       ['notes', p.notes],
     ]
     this.table(rows, [

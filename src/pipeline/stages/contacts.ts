@@ -1,5 +1,7 @@
 import type {CompanyRow} from '../../db/schema.js'
 import type {CheckedContact, EmailStatus, FoundContact} from '../provider.js'
+import {cacheKey, DEFAULT_CACHE_TTL_MS, metered, readCache, writeCache} from '../cache.js'
+import {runOptions} from '../run-options.js'
 import {toCandidate} from './research.js'
 import type {RunPayload, Stage} from './stage.js'
 
@@ -11,7 +13,7 @@ type Checked = FoundContact & CheckedContact
 export const counts = (c: {emailStatus: EmailStatus | null}) => c.emailStatus !== 'no_mx' && c.emailStatus !== 'invalid'
 
 /** Contacts: find the decision makers of one selected company, each email and LinkedIn URL checked. */
-export const contacts: Stage<Payload, {company: CompanyRow; min: number; max: number}, Checked[]> = {
+export const contacts: Stage<Payload, {company: CompanyRow; min: number; max: number}, {people: Checked[]; fromCache: boolean}> = {
   name: 'contacts',
   kind: 'contact',
   summary: 'find 1-3 decision makers at each selected company',
@@ -23,24 +25,40 @@ export const contacts: Stage<Payload, {company: CompanyRow; min: number; max: nu
   },
 
   async ask(provider, {company, min, max}, ctx) {
-    const found = dedupeContacts(await provider.findContacts({company: toCandidate(company), min, max}, ctx))
     // Every email and LinkedIn URL checked (syntax, shared inboxes, the company's own domain, MX records): a model's word is not enough.
     const ownDomains = (company.checks as {ownDomains?: string[]}).ownDomains ?? [company.domain]
-    const checked: Checked[] = []
-    for (const person of found) checked.push({...person, ...(await provider.checks.checkContact(person, ownDomains, ctx.signal))})
-    const people = [...checked.filter(counts), ...checked.filter((c) => !counts(c))].slice(0, max)
+    const check = async (found: FoundContact[]) => {
+      const checked: Checked[] = []
+      for (const person of found) checked.push({...person, ...(await provider.checks.checkContact(person, ownDomains, ctx.signal))})
+      return [...checked.filter(counts), ...checked.filter((c) => !counts(c))].slice(0, max)
+    }
+
+    // People found for this domain before are reused (checked again) when they are enough; else the search is paid for again.
+    const {db, run} = ctx.prepared
+    const options = runOptions(run)
+    const key = cacheKey('contacts', {domain: company.domain, provider: provider.identity, extra: String(max)})
+    const hit = options.fresh ? null : await readCache<FoundContact[]>(db, 'contacts', key, options.cacheTtlMs ?? DEFAULT_CACHE_TTL_MS)
+    if (hit) {
+      const people = await check(hit.value)
+      if (people.filter(counts).length >= min) return {people, fromCache: true}
+    }
+
+    const paid = metered(ctx)
+    const found = dedupeContacts(await provider.findContacts({company: toCandidate(company), min, max}, paid))
+    await writeCache(db, 'contacts', key, {domain: company.domain, provider: provider.identity, value: found, costUsd: paid.spentUsd()})
+    const people = await check(found)
     const usable = people.filter(counts).length
     // Try again later (another attempt, with backoff); the last attempt settles for what it has.
     if (usable < min && ctx.prepared.attempt < ctx.prepared.maxAttempts) {
       throw new Error(`found ${usable} of at least ${min} decision makers with a usable email at ${company.domain}`)
     }
 
-    return people
+    return {people, fromCache: false}
   },
 
-  result: (people) => ({found: people.length, usable: people.filter(counts).length}),
+  result: ({people, fromCache}) => ({found: people.length, usable: people.filter(counts).length, ...(fromCache ? {fromCache} : {})}),
 
-  async write({trx, run, provider}, {company}, people) {
+  async write({trx, run, provider}, {company}, {people, fromCache}) {
     if (people.length === 0) return
     await trx
       .insertInto('contacts')
@@ -58,6 +76,7 @@ export const contacts: Stage<Payload, {company: CompanyRow; min: number; max: nu
           confidence: p.confidence,
           sources: JSON.stringify(p.sources),
           simulated: provider.simulated,
+          from_cache: fromCache,
         })),
       )
       .onConflict((oc) => oc.doNothing())

@@ -1,6 +1,7 @@
 import {sql} from 'kysely'
 
 import type {Executor} from '../../db/executor.js'
+import type {RunRow} from '../../db/schema.js'
 import {enqueue} from '../../runtime/queue.js'
 import {type Criteria, isDirectoryDomain, normalizeDomain} from '../criteria.js'
 import type {CandidateCompany} from '../provider.js'
@@ -13,6 +14,8 @@ interface Input {
   want: number
   exclude: string[]
   round: number
+  /** Domains delivered by earlier runs or excluded by the run (--exclude): never delivered again. */
+  suppressed: Set<string>
 }
 
 /** Discovery: find candidate companies for the run, oversampling what is still wanted, never a domain twice. */
@@ -33,15 +36,24 @@ export const discovery: Stage<Payload, Input, CandidateCompany[]> = {
       .where('status', 'in', ['qualified', 'selected', 'candidate'])
       .executeTakeFirstOrThrow()
     const want = Math.max(1, Math.ceil((run.quantity - Number(open.n)) * runOptions(run).oversample))
-    return {criteria, want, exclude: [...known, ...(criteria.exclude_domains ?? []).map(normalizeDomain)], round: payload.round}
+    const suppressed = await suppressedDomains(db, run)
+    return {criteria, want, exclude: [...known, ...(criteria.exclude_domains ?? []).map(normalizeDomain), ...suppressed], round: payload.round, suppressed}
   },
 
-  ask: (provider, input, ctx) => provider.discover(input, ctx),
+  ask: (provider, {criteria, want, exclude, round}, ctx) => provider.discover({criteria, want, exclude, round}, ctx),
 
   result: (found, input) => ({found: found.length, fresh: dedupe(found, new Set(input.exclude)).length}),
 
   async write({trx, run, payload, provider, enqueueNext}, input, found) {
     const fresh = dedupe(found, new Set(input.exclude))
+    // Found again though the model was told to skip them: dropped, and counted.
+    const dropped = new Set(found.map((c) => normalizeDomain(c.domain)).filter((d) => input.suppressed.has(d))).size
+    if (dropped > 0)
+      await trx
+        .updateTable('runs')
+        .set({suppressed: sql`suppressed + ${dropped}` as never})
+        .where('id', '=', run.id)
+        .execute()
     const inserted =
       fresh.length === 0
         ? []
@@ -111,4 +123,27 @@ function dedupe(found: CandidateCompany[], exclude: Set<string>): CandidateCompa
   }
 
   return out
+}
+
+/**
+ * Domains a run must not deliver: those selected by earlier runs that
+ * completed (unless --include-delivered), and the run's --exclude list.
+ */
+export async function suppressedDomains(db: Executor, run: {id: number; options: unknown}): Promise<Set<string>> {
+  const excluded = await db.selectFrom('run_exclusions').select('domain').where('run_id', '=', run.id).execute()
+  const delivered = runOptions(run as RunRow).includeDelivered ? [] : await deliveredDomains(db, run.id)
+  return new Set([...delivered, ...excluded.map((r) => r.domain)])
+}
+
+/** Domains selected (and so exported) by completed runs other than `exceptRunId`. */
+export async function deliveredDomains(db: Executor, exceptRunId?: number): Promise<string[]> {
+  let q = db
+    .selectFrom('companies as c')
+    .innerJoin('runs as r', 'r.id', 'c.run_id')
+    .select('c.domain')
+    .distinct()
+    .where('r.status', '=', 'completed')
+    .where('c.status', '=', 'selected')
+  if (exceptRunId !== undefined) q = q.where('c.run_id', '<>', exceptRunId)
+  return (await q.execute()).map((r) => r.domain)
 }

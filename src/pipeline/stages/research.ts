@@ -1,8 +1,7 @@
-import {sql} from 'kysely'
-
 import type {CompanyRow} from '../../db/schema.js'
 import type {Criteria} from '../criteria.js'
 import type {CandidateCompany, CompanyResearch, SiteFacts} from '../provider.js'
+import {cacheKey, DEFAULT_CACHE_TTL_MS, metered, readCache, writeCache} from '../cache.js'
 import {runOptions} from '../run-options.js'
 import {type Verification, verifyCompany} from '../verification.js'
 import type {RunPayload, Stage} from './stage.js'
@@ -21,7 +20,13 @@ interface Output {
   research: CompanyResearch | null
   /** What the two add up to (verification.ts). */
   verified: Verification
+  /** When the site and research were paid for (by this task, or by an earlier one when they come from the cache). */
+  researchedAt: Date
+  fromCache: boolean
 }
+
+/** What the research cache keeps of a company: the site checks and the model's research, judged again for each run. */
+type Cached = Pick<Output, 'site' | 'research'>
 
 /**
  * Research: the deterministic checks of the company's own site, then the
@@ -40,15 +45,31 @@ export const research: Stage<Payload, Input, Output> = {
   },
 
   async ask(provider, {criteria, acceptUnknown, company}, ctx) {
+    const {db, run} = ctx.prepared
+    const options = runOptions(run)
+    const key = cacheKey('research', {domain: company.domain, provider: provider.identity, criteria})
+    const hit = options.fresh ? null : await readCache<Cached>(db, 'research', key, options.cacheTtlMs ?? DEFAULT_CACHE_TTL_MS)
+    if (hit) {
+      const {site, research} = hit.value
+      return {site, research, verified: verifyCompany({criteria, acceptUnknown, research, site}), researchedAt: new Date(hit.createdAt), fromCache: true}
+    }
+
     const candidate = toCandidate(company)
     const site = await provider.checks.checkSite(candidate, ctx.signal)
-    const research = site.site.verdict === 'mismatch' ? null : await provider.research({criteria, company: candidate}, ctx)
-    return {site, research, verified: verifyCompany({criteria, acceptUnknown, research, site})}
+    const paid = metered(ctx)
+    const research = site.site.verdict === 'mismatch' ? null : await provider.research({criteria, company: candidate}, paid)
+    const researchedAt = await writeCache(db, 'research', key, {
+      domain: company.domain,
+      provider: provider.identity,
+      value: {site, research} satisfies Cached,
+      costUsd: paid.spentUsd(),
+    })
+    return {site, research, verified: verifyCompany({criteria, acceptUnknown, research, site}), researchedAt, fromCache: false}
   },
 
-  result: ({verified: v}) => ({qualified: v.qualified, score: v.score, disqualifiedBy: v.disqualifiedBy}),
+  result: ({verified: v, fromCache}) => ({qualified: v.qualified, score: v.score, disqualifiedBy: v.disqualifiedBy, ...(fromCache ? {fromCache} : {})}),
 
-  async write({trx}, {company}, {site, verified: v}) {
+  async write({trx}, {company}, {site, verified: v, researchedAt, fromCache}) {
     await trx
       .updateTable('companies')
       .set({
@@ -66,7 +87,8 @@ export const research: Stage<Payload, Input, Output> = {
         verdicts: JSON.stringify(v.verdicts),
         checks: JSON.stringify({pms: site.pms, address: site.address, ownDomains: site.ownDomains, pages: site.pages, site: site.site}),
         disqualified_by: v.disqualifiedBy,
-        researched_at: sql`now()` as never,
+        researched_at: researchedAt,
+        from_cache: fromCache,
       })
       .where('id', '=', company.id)
       .where('status', '=', 'candidate')

@@ -9,7 +9,8 @@ import {advance} from '../advance.js'
 import {BudgetReachedError, type CallContext, ProviderUnusableError, type ResearchProvider} from '../provider.js'
 import {runScope} from '../run-options.js'
 import {failRun, getRun, lockRun, stopAtBudget} from '../runs.js'
-import {callContext} from '../spend.js'
+import {callContext, releaseTaskHolds} from '../spend.js'
+import {type Executor, inTransaction} from '../../db/executor.js'
 import {saveUsage, type UsageRow} from '../usage.js'
 import {STAGES} from './index.js'
 import type {RunPayload, Stage} from './stage.js'
@@ -53,21 +54,29 @@ async function runStage(
 
   const provider = providerFor(run)
   const usage: UsageRow[] = []
-  const call: CallContext = callContext({db: ctx.db, runId: run.id, signal: ctx.signal, record: (u) => usage.push({...u, runId: run.id, taskId: task.id})})
+  const call: CallContext = callContext({
+    db: ctx.db,
+    runId: run.id,
+    taskId: task.id,
+    signal: ctx.signal,
+    record: (u) => usage.push({...u, runId: run.id, taskId: task.id}),
+  })
+  // The usage saved and the budget it held released in one transaction: a call's cost is always counted once.
+  const settleUsage = (trx: Executor) => saveUsage(trx, usage).then(() => releaseTaskHolds(trx, task.id))
   let output: unknown
   try {
     output = await stage.ask(provider, input, {...call, prepared})
   } finally {
     // Paid for whatever becomes of the result (a failure, or a completion fenced out after a cancel or a
     // presumed death): saved now; what could not be saved now goes with the completion.
-    await saveUsage(ctx.db, usage).catch(() => {})
+    await inTransaction(ctx.db, settleUsage).catch(() => {})
   }
 
   return {
     result: stage.result(output, input),
     async apply(trx: Transaction<Database>) {
       const locked = await lockRun(trx, run.id)
-      await saveUsage(trx, usage)
+      await settleUsage(trx)
       // A run stopped at its budget still takes what was already paid for; a run that ended takes nothing.
       if (locked.status !== 'running' && locked.status !== 'needs_decision') return
       await stage.write(
