@@ -12,7 +12,6 @@ import {
   type CandidateCompany,
   type CompanyResearch,
   type FoundContact,
-  type LlmUsage,
   ProviderUnusableError,
   type ResearchProvider,
   type SiteChecks,
@@ -37,6 +36,11 @@ export interface AgentLimits {
   maxFetches: number
   /** Body bytes those requests may read in all. */
   maxFetchBytes: number
+  /**
+   * A model request once sent is billed whether or not its answer is read: when the call is stopped mid-request
+   * (its task canceled or its lease lost, the deadline), the answer is still awaited this long, so what it cost is recorded.
+   */
+  answerGraceMs: number
 }
 
 export const DEFAULT_AGENT_LIMITS: AgentLimits = {
@@ -50,6 +54,8 @@ export const DEFAULT_AGENT_LIMITS: AgentLimits = {
   maxFetches: 40,
   // Eight pages at the 1 MB page limit; typical pages are 50-300 KB.
   maxFetchBytes: 8_000_000,
+  // Most answers are seconds away; a stopped task does not wait long for one that is not.
+  answerGraceMs: 10_000,
 }
 
 export interface OpenAIProviderOptions {
@@ -390,8 +396,15 @@ Return {"contacts": [{"full_name", "title", "tier": 1-4, "email", "phone", "link
       const base = {provider: this.name, model, inputTokens: 0, outputTokens: 0, cachedTokens: 0, costUsd: 0, waitedMs: admission.waitedMs}
       let data: OpenAI.Chat.ChatCompletion
       let response: Response
+      const request = new AbortController()
+      let grace: NodeJS.Timeout | undefined
+      // Stopped once sent: the request is paid for, so its answer is awaited a while (AgentLimits.answerGraceMs).
+      const stop = () => (grace = setTimeout(() => request.abort(ctx.signal.reason), this.limits.answerGraceMs))
+      // Stopped before it was sent: not sent (the SDK refuses an aborted signal).
+      if (ctx.signal.aborted) request.abort(ctx.signal.reason)
+      else ctx.signal.addEventListener('abort', stop, {once: true})
       try {
-        ;({data, response} = await send(ctx.signal))
+        ;({data, response} = await send(request.signal))
       } catch (caught) {
         const {error, outcome} = fromOpenAIError(caught, {baseURL: this.options.baseURL, timeoutMs: this.options.timeoutMs})
         await admission.settle({status: (caught as {status?: number}).status ?? 0, headers: (caught as {headers?: unknown}).headers})
@@ -406,6 +419,9 @@ Return {"contacts": [{"full_name", "title", "tier": 1-4, "email", "phone", "link
         }
 
         throw error
+      } finally {
+        clearTimeout(grace)
+        ctx.signal.removeEventListener('abort', stop)
       }
 
       const u = data.usage
@@ -420,6 +436,8 @@ Return {"contacts": [{"full_name", "title", "tier": 1-4, "email", "phone", "link
         costUsd: costUsd(model, u?.prompt_tokens ?? 0, cached, u?.completion_tokens ?? 0),
         outcome: data.choices[0]?.finish_reason === 'length' ? 'malformed' : 'ok',
       })
+      // Stopped while the answer came: recorded, now stop.
+      ctx.signal.throwIfAborted()
       return {data}
     }
   }

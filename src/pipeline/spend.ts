@@ -62,6 +62,7 @@ export function callContext(o: {db: Executor; runId: number; signal: AbortSignal
           const learned = rateLimitHeaders(result.headers)
           await settleShare(o.db, plan.quota, {
             limited: result.status === 429,
+            paced: share.waitMs > 0,
             tokensTaken: tokens,
             tokensUsed: result.inputTokens === undefined ? undefined : result.inputTokens + (result.outputTokens ?? 0),
             learned: {rpm: learned.limitRequests, tpm: learned.limitTokens},
