@@ -10,6 +10,25 @@ import {sleep} from '../src/runtime/index.js'
 /** The repository root. */
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 
+// The compiled CLI when it is built (what users run), else the same CLI from source.
+export const BIN = fs.existsSync(path.join(ROOT, 'dist', 'src', 'commands')) ? path.join(ROOT, 'bin', 'run.js') : path.join(ROOT, 'bin', 'dev.js')
+
+/** The newest modification time of the files under `dir` (recursively), 0 when there are none. */
+function newest(dir: string, ext: string): number {
+  if (!fs.existsSync(dir)) return 0
+  let max = 0
+  for (const entry of fs.readdirSync(dir, {withFileTypes: true, recursive: true})) {
+    if (entry.isFile() && entry.name.endsWith(ext)) max = Math.max(max, fs.statSync(path.join(entry.parentPath, entry.name)).mtimeMs)
+  }
+
+  return max
+}
+
+/** True when BIN runs dist/ and some file of src/ changed after the last build: the bench would measure old code. */
+export function distIsStale(): boolean {
+  return BIN.endsWith('run.js') && newest(path.join(ROOT, 'src'), '.ts') > newest(path.join(ROOT, 'dist', 'src'), '.js')
+}
+
 /** Polls `check` until it holds; throws after timeoutMs. */
 export async function waitUntil(check: () => Promise<boolean>, timeoutMs = 600_000, everyMs = 50): Promise<void> {
   const deadline = Date.now() + timeoutMs

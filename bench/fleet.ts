@@ -6,7 +6,6 @@
  *      each stats query timed against a plain full count of the same table.
  */
 import {type ChildProcess, spawn} from 'node:child_process'
-import fs from 'node:fs'
 import path from 'node:path'
 import {performance} from 'node:perf_hooks'
 import {type Kysely, sql} from 'kysely'
@@ -17,10 +16,7 @@ import {MonitorMetrics} from '../src/monitor/metrics.js'
 import {parseCriteria, validateSize} from '../src/pipeline/criteria.js'
 import {cancelRun, createRun, runsInProgress} from '../src/pipeline/runs.js'
 import {DEFAULT_CONFIG, listWorkers, queueStats, sleep, workerStats} from '../src/runtime/index.js'
-import {ROOT, waitUntil} from './common.js'
-
-// The compiled CLI when it is built (what users run), else the same CLI from source.
-const BIN = fs.existsSync(path.join(ROOT, 'dist', 'src', 'commands')) ? path.join(ROOT, 'bin', 'run.js') : path.join(ROOT, 'bin', 'dev.js')
+import {BIN, ROOT, waitUntil} from './common.js'
 
 function rvxWorker(url: string, id: string, runId: number): ChildProcess {
   return spawn(process.execPath, [BIN, 'worker', 'lead-list', '--id', id, '--run', String(runId), '--concurrency', '1'], {

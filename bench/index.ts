@@ -9,6 +9,7 @@
  *   npm run bench -- --quick      smaller counts, one repeat (smoke run)
  *   npm run bench -- --only=throughput,latency,recovery,idle,fleet-recovery,stats
  *   npm run bench -- --repeats=3 --systems=rvx,graphile_worker   (keys by prefix)
+ *   npm run bench -- --only=quota [--quota=a,b,c,efficiency] [--quota-serial] [--quick]   (g) and (h): only when named
  *
  * (a) throughput: N no-op tasks enqueued up front, drained at concurrency 16
  * (b) enqueue-to-start latency with an idle worker, tasks enqueued one at a time
@@ -16,6 +17,9 @@
  * (d) statements per second sent by an idle rvx worker (default settings)
  * (e) recovery with real `rvx worker` processes on a pipeline task (bench/fleet.ts)
  * (f) the fleet views (workers status, monitor) on 1,000,000 task rows (bench/fleet.ts)
+ * (g) speed and spend against a provider's quota: real rvx processes, a quota-enforcing billing
+ *     model server, three rate-limit variants side by side (bench/quota.ts; about 15 minutes, so only with --only=quota)
+ * (h) parallel efficiency of simulated runs at --concurrency 4, 16 and 64 (bench/quota.ts, with (g))
  *
  * (a) and (b) treat every configuration alike: a warm-up first, then `--repeats`
  * rounds whose order alternates (forward, then reversed), and before each run a
@@ -32,8 +36,9 @@ import pg from 'pg'
 import {EmbeddedServer} from '../src/db/embedded.js'
 import {migrateToLatest} from '../src/db/migrator.js'
 import {DEFAULT_CONFIG, enqueue, sleep, TaskRegistry, Worker} from '../src/runtime/index.js'
-import {kysely, ROOT, waitUntil} from './common.js'
+import {distIsStale, kysely, ROOT, waitUntil} from './common.js'
 import {cliRecovery, statsAtScale, type StatsTiming} from './fleet.js'
+import {printQuota, quotaBench, type QuotaResult, quotaSettings} from './quota.js'
 import {allSystems, connectionsFor, type System} from './systems.js'
 
 const argv = process.argv.slice(2)
@@ -57,6 +62,18 @@ const N_KILLS = QUICK ? 3 : 10
 const IDLE_WINDOW_S = QUICK ? 10 : 30
 const N_STATS_ROWS = QUICK ? 100_000 : 1_000_000
 const wanted = (part: string) => !ONLY || ONLY.includes(part)
+/** (g) and (h) take about 25 minutes: they run only when asked for. */
+const WANT_QUOTA = ONLY?.includes('quota') ?? false
+const QUOTA_PARTS = flag('quota')?.split(',')
+if (QUOTA_PARTS?.some((p) => !['a', 'b', 'c', 'efficiency'].includes(p))) {
+  process.stderr.write('--quota takes a, b, c and efficiency (comma-separated)\n')
+  process.exit(2)
+}
+
+if (WANT_QUOTA && distIsStale()) {
+  process.stderr.write('dist/ is older than src/: the quota bench runs the built CLI; run npm run build first\n')
+  process.exit(2)
+}
 if (!Number.isInteger(REPEATS) || REPEATS < 1) {
   process.stderr.write('--repeats must be a whole number of at least 1\n')
   process.exit(2)
@@ -437,6 +454,12 @@ async function main(): Promise<void> {
       await db.destroy()
     }
 
+    let quota: QuotaResult | undefined
+    if (WANT_QUOTA) {
+      const settings = quotaSettings(QUICK, QUOTA_PARTS, argv.includes('--quota-serial'), path.join(ROOT, 'bench', 'out', 'quota'), path.join(home, 'rvx-home'))
+      quota = await quotaBench(fresh, settings, progress)
+    }
+
     await admin.end()
     const result: Result = {
       systems: systems.map(({key, name, version, connections, settings, ceiling}) => ({key, name, version, connections, settings, ceiling})),
@@ -452,6 +475,7 @@ async function main(): Promise<void> {
       idle_queries_per_s: idle_queries_per_s === undefined ? undefined : {rvx: idle_queries_per_s},
       cli_recovery_s,
       stats,
+      quota,
       settings: {concurrency: CONCURRENCY, connections_per_system: connectionsFor(CONCURRENCY), repeats: REPEATS, kills: N_KILLS, rvx_defaults: DEFAULT_CONFIG},
       machine: {
         cores: os.cpus().length,
@@ -483,6 +507,7 @@ interface Result {
   idle_queries_per_s?: {rvx: number}
   cli_recovery_s?: {p50: number; p99: number}
   stats?: {rows: number; events: number; timings: StatsTiming[]}
+  quota?: QuotaResult
   settings: Record<string, unknown>
   machine: Record<string, unknown>
 }
@@ -545,6 +570,7 @@ function print(r: Result): void {
     )
   }
 
+  if (r.quota) out.push(...printQuota(r.quota))
   process.stdout.write([...out, ''].join('\n'))
 }
 

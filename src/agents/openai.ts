@@ -37,6 +37,11 @@ export interface AgentLimits {
   maxFetches: number
   /** Body bytes those requests may read in all. */
   maxFetchBytes: number
+  /**
+   * A model request once sent is billed whether or not its answer is read: when the call is stopped mid-request
+   * (its task canceled or its lease lost, the deadline), the answer is still awaited this long, so what it cost is recorded.
+   */
+  answerGraceMs: number
 }
 
 export const DEFAULT_AGENT_LIMITS: AgentLimits = {
@@ -50,6 +55,8 @@ export const DEFAULT_AGENT_LIMITS: AgentLimits = {
   maxFetches: 40,
   // Eight pages at the 1 MB page limit; typical pages are 50-300 KB.
   maxFetchBytes: 8_000_000,
+  // Most answers are seconds away; a stopped task does not wait long for one that is not.
+  answerGraceMs: 10_000,
 }
 
 export interface OpenAIProviderOptions {
@@ -382,7 +389,7 @@ Return {"contacts": [{"full_name", "title", "tier": 1-4, "email", "phone", "link
     const inputTokens = Math.ceil(promptChars / 4)
     const price = priceOf(model)
     const plan = {
-      quota: quotaKey('openai', model, this.options.baseURL),
+      quota: quotaKey(model, this.options.baseURL),
       inputTokens,
       outputTokens: MAX_OUTPUT_TOKENS,
       maxUsd: price ? costUsd(model, inputTokens, 0, MAX_OUTPUT_TOKENS) : null,
@@ -393,8 +400,15 @@ Return {"contacts": [{"full_name", "title", "tier": 1-4, "email", "phone", "link
       const base = {provider: this.name, model, inputTokens: 0, outputTokens: 0, cachedTokens: 0, costUsd: 0, waitedMs: admission.waitedMs}
       let data: OpenAI.Chat.ChatCompletion
       let response: Response
+      const request = new AbortController()
+      let grace: NodeJS.Timeout | undefined
+      // Stopped once sent: the request is paid for, so its answer is awaited a while (AgentLimits.answerGraceMs).
+      const stop = () => (grace = setTimeout(() => request.abort(ctx.signal.reason), this.limits.answerGraceMs))
+      // Stopped before it was sent: not sent (the SDK refuses an aborted signal).
+      if (ctx.signal.aborted) request.abort(ctx.signal.reason)
+      else ctx.signal.addEventListener('abort', stop, {once: true})
       try {
-        ;({data, response} = await send(ctx.signal))
+        ;({data, response} = await send(request.signal))
       } catch (caught) {
         const {error, outcome} = fromOpenAIError(caught, {baseURL: this.options.baseURL, timeoutMs: this.options.timeoutMs})
         await admission.settle({status: (caught as {status?: number}).status ?? 0, headers: (caught as {headers?: unknown}).headers, costUsd: 0})
@@ -409,6 +423,9 @@ Return {"contacts": [{"full_name", "title", "tier": 1-4, "email", "phone", "link
         }
 
         throw error
+      } finally {
+        clearTimeout(grace)
+        ctx.signal.removeEventListener('abort', stop)
       }
 
       const u = data.usage
@@ -430,6 +447,8 @@ Return {"contacts": [{"full_name", "title", "tier": 1-4, "email", "phone", "link
         costUsd: billed,
         outcome: data.choices[0]?.finish_reason === 'length' ? 'malformed' : 'ok',
       })
+      // Stopped while the answer came: recorded, now stop.
+      ctx.signal.throwIfAborted()
       return {data}
     }
   }

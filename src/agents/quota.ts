@@ -6,8 +6,7 @@ export const DEFAULT_ENDPOINT = 'https://api.openai.com/v1'
  * provider's limits are per key and model; rvx runs one key per database).
  * The endpoint without credentials or query, so the key can be shown.
  */
-export function quotaKey(provider: string, model: string, baseURL?: string): string {
-  if (provider === 'simulated') return `simulated ${model}`
+export function quotaKey(model: string, baseURL?: string): string {
   return `${endpointName(baseURL ?? DEFAULT_ENDPOINT)} ${model}`
 }
 

@@ -15,7 +15,6 @@ import {sleep} from '../runtime/backoff.js'
 import {SnoozeError, TransientError} from '../runtime/errors.js'
 import {UsageError} from '../shared/errors.js'
 import {WebChecks} from './checks.js'
-import {quotaKey} from './quota.js'
 import {costUsd} from './prices.js'
 import {SimulatedWeb} from './simulated/web.js'
 import {hash32, pick, rng, truthOf, worldFor} from './simulated/world.js'
@@ -273,10 +272,10 @@ export class SimulatedProvider implements ResearchProvider {
     return people
   }
 
-  /** One simulated model call: admitted like a real one (quota, budget), its latency, usage, cost and injected faults. */
+  /** One simulated model call: admitted like a real one (its budget; the simulated world has no quota to pace), its latency, usage, cost and injected faults. */
   private async call(ctx: CallContext, inputTokens: number, outputTokens: number): Promise<void> {
     const model = SIM_MODEL
-    const admission = await ctx.admit({quota: quotaKey('simulated', model), inputTokens, outputTokens, maxUsd: costUsd(model, inputTokens, 0, outputTokens)})
+    const admission = await ctx.admit({quota: null, inputTokens, outputTokens, maxUsd: costUsd(model, inputTokens, 0, outputTokens)})
     const [min, max] = this.options.latencyMs
     const started = Date.now()
     try {

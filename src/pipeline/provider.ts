@@ -113,8 +113,8 @@ export interface LlmUsage {
 
 /** What a provider is about to ask of a model, so the pipeline can pace it fleet-wide and hold its cost against the run's budget. */
 export interface CallPlan {
-  /** The quota this call counts against: the provider's endpoint and model. */
-  quota: string
+  /** The quota this call counts against: the provider's endpoint and model; null for a provider without one (the simulated world). */
+  quota: string | null
   /** Estimates: tokens in (from the prompt), tokens out (at most). */
   inputTokens: number
   outputTokens: number

@@ -4,7 +4,7 @@ import type {Executor} from '../db/executor.js'
 import {inTransaction} from '../db/executor.js'
 import {sleep} from '../runtime/backoff.js'
 import {SnoozeError} from '../runtime/errors.js'
-import {type Ceilings, settleShare, takeShare} from '../runtime/pacing.js'
+import {type Ceilings, settleShare, type Share, takeShare} from '../runtime/pacing.js'
 import {formatCost} from '../shared/money.js'
 import {type Admission, BudgetReachedError, type CallContext, type CallPlan, type LlmUsage} from './provider.js'
 import {lockRun} from './runs.js'
@@ -43,9 +43,13 @@ export function callContext(o: {
     async admit(plan: CallPlan): Promise<Admission> {
       const hold = await holdBudget(o.db, o.runId, o.taskId, plan.maxUsd)
       const tokens = plan.inputTokens + plan.outputTokens
-      let share
+      const quota = plan.quota
+      let share: Share
       try {
-        share = await takeShare(o.db, plan.quota, {requests: 1, tokens}, {maxWaitMs: MAX_QUOTA_WAIT_MS, configured: o.ceilings ?? ceilingsFromEnv()})
+        share =
+          quota === null
+            ? {waitMs: 0}
+            : await takeShare(o.db, quota, {requests: 1, tokens}, {maxWaitMs: MAX_QUOTA_WAIT_MS, configured: o.ceilings ?? ceilingsFromEnv()})
       } catch (error) {
         await releaseHold(o.db, hold)
         throw error
@@ -53,7 +57,7 @@ export function callContext(o: {
 
       if ('tooLongMs' in share) {
         await releaseHold(o.db, hold)
-        throw new SnoozeError(`waiting for the model's quota (${plan.quota}): about ${Math.ceil(share.tooLongMs / 1000)} s`, share.tooLongMs)
+        throw new SnoozeError(`waiting for the model's quota (${quota}): about ${Math.ceil(share.tooLongMs / 1000)} s`, share.tooLongMs)
       }
 
       const started = Date.now()
@@ -74,9 +78,11 @@ export function callContext(o: {
               .execute()
           }
 
+          if (quota === null) return
           const learned = rateLimitHeaders(result.headers)
-          await settleShare(o.db, plan.quota, {
+          await settleShare(o.db, quota, {
             limited: result.status === 429,
+            paced: share.waitMs > 0,
             tokensTaken: tokens,
             tokensUsed: result.inputTokens === undefined ? undefined : result.inputTokens + (result.outputTokens ?? 0),
             learned: {rpm: learned.limitRequests, tpm: learned.limitTokens},

@@ -11,7 +11,10 @@ import type {Executor} from '../db/executor.js'
  * rate a fleet may use is cut on a 429 (multiplicative decrease, at most once
  * per cutEveryMs) and grows back while calls succeed: fast until the first
  * limit is met (slow start), then by a small step (additive increase), never
- * above a configured or learned ceiling.
+ * above a configured or learned ceiling. It grows only on calls the pace held
+ * back (they waited for their share): a fleet that sends less than its rate
+ * learns nothing about the limit, so its rate stays put instead of running
+ * away to thousands a minute (and then meeting the limit with no pacing left).
  */
 
 export interface PacingPolicy {
@@ -115,17 +118,22 @@ export async function takeShare(
 
 /**
  * After a call: a 429 cuts the fleet's rate (once per cutEveryMs) and empties
- * the request bucket; a success grows the rate back and corrects the token
- * bucket by what the call really used (`tokensUsed` minus what it took).
- * Ceilings a provider's headers state are learned (unless a person set them).
+ * the request bucket; a success grows the rate back when the call was `paced`
+ * (it waited for its share) and corrects the token bucket by what the call
+ * really used (`tokensUsed` minus what it took). Ceilings a provider's headers
+ * state are learned (unless a person set them).
  */
 export async function settleShare(
   ex: Executor,
   key: string,
-  outcome: {limited: boolean; tokensTaken: number; tokensUsed?: number; learned?: Ceilings; remainingRequests?: number | null},
+  outcome: {limited: boolean; paced: boolean; tokensTaken: number; tokensUsed?: number; learned?: Ceilings; remainingRequests?: number | null},
   policy: PacingPolicy = DEFAULT_PACING,
 ): Promise<void> {
   const correction = outcome.tokensUsed === undefined ? 0 : outcome.tokensUsed - outcome.tokensTaken
+  // Growth per success: none when the pace did not hold the call back.
+  const slowStart = outcome.paced ? policy.slowStart : 1
+  const growRpm = outcome.paced ? policy.growRpm : 0
+  const growTpm = outcome.paced ? policy.growTpm : 0
   const learnedRpm = outcome.learned?.rpm ?? null
   const learnedTpm = outcome.learned?.tpm ?? null
   if (outcome.limited) {
@@ -149,12 +157,12 @@ export async function settleShare(
       limit_source = case when limit_source = 'none' and (${learnedRpm}::float8 is not null or ${learnedTpm}::float8 is not null) then 'learned' else limit_source end,
       rate_rpm = least(
         coalesce(case when limit_source = 'configured' then limit_rpm else coalesce(${learnedRpm}::float8, limit_rpm) end, 'infinity'::float8),
-        case when saw_limit then rate_rpm + ${policy.growRpm}::float8 else rate_rpm * ${policy.slowStart}::float8 end),
+        case when saw_limit then rate_rpm + ${growRpm}::float8 else rate_rpm * ${slowStart}::float8 end),
       rate_tpm = case
         when coalesce(case when limit_source = 'configured' then limit_tpm else coalesce(${learnedTpm}::float8, limit_tpm) end, rate_tpm) is null then null
         else least(
           coalesce(case when limit_source = 'configured' then limit_tpm else coalesce(${learnedTpm}::float8, limit_tpm) end, 'infinity'::float8),
-          coalesce(rate_tpm, coalesce(${learnedTpm}::float8, limit_tpm)) + case when saw_limit then ${policy.growTpm}::float8 else coalesce(rate_tpm, 0) * (${policy.slowStart}::float8 - 1) end)
+          coalesce(rate_tpm, coalesce(${learnedTpm}::float8, limit_tpm)) + case when saw_limit then ${growTpm}::float8 else coalesce(rate_tpm, 0) * (${slowStart}::float8 - 1) end)
         end,
       tokens = case when tokens is null then null else tokens - ${correction}::float8 end,
       requests = case when ${outcome.remainingRequests ?? null}::float8 = 0 then least(requests, 0) else requests end,

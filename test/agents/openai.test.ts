@@ -259,15 +259,40 @@ describe('openai provider against a fake OpenAI-compatible server', function () 
     assert.match(toolResults(3)[2], /spent its fetch budget \(150000 bytes\)/)
   })
 
-  it('stops at its deadline, aborting the model call in flight, as a permanent failure', async () => {
+  it('stops at its deadline, aborting the model call in flight once its grace for the answer is over, as a permanent failure', async () => {
     fake.reply({...answer(GOOD_RESEARCH), delayMs: 4000})
-    const error = await provider({deadlineMs: 300})
+    const started = Date.now()
+    const error = await provider({deadlineMs: 300, answerGraceMs: 200})
       .research({criteria: {}, company}, ctx())
       .catch((e) => e)
     assert.ok(error instanceof Error, 'no answer after the deadline')
     assert.deepEqual(classifyError(error), {type: 'permanent'})
     assert.match(error.message, /did not finish within its deadline of 300 ms/)
     assert.equal(usage[0].outcome, 'error')
+    assert.ok(Date.now() - started < 2000, `stopped after ${Date.now() - started} ms`)
+  })
+
+  it('records what a call stopped mid-request cost (its answer is billed anyway), then stops', async () => {
+    // The task is stopped (its run completed, its lease lost) while the model is answering: the provider bills the
+    // request whether or not rvx reads the answer. Before, the call was aborted and recorded at $0.
+    fake.reply({...completion({content: JSON.stringify(GOOD_RESEARCH)}, {prompt_tokens: 1200, completion_tokens: 300}), delayMs: 600})
+    const stopped = new AbortController()
+    setTimeout(() => stopped.abort(new Error('lease lost')), 150)
+    const error = await provider()
+      .research(
+        {criteria: {}, company},
+        freeCall((u: LlmUsage) => usage.push(u), stopped.signal),
+      )
+      .catch((e) => e)
+    assert.ok(error instanceof Error)
+    assert.equal(error.message, 'lease lost', 'the task stops, with the reason it was stopped for')
+    assert.equal(fake.requests.length, 1, 'nothing more is sent')
+    assert.equal(usage.length, 1)
+    assert.equal(usage[0].outcome, 'ok')
+    assert.equal(usage[0].inputTokens, 1200)
+    assert.equal(usage[0].outputTokens, 300)
+    // gpt-4.1-mini: 1,160 uncached and 40 cached input tokens, 300 output tokens.
+    assert.ok(Math.abs(usage[0].costUsd - (1160 * 0.4 + 40 * 0.1 + 300 * 1.6) / 1e6) < 1e-12, `cost ${usage[0].costUsd}`)
   })
 
   it('records an answer cut off at the token limit as malformed, says it was truncated, and repairs once', async () => {

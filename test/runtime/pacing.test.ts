@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict'
 
+import {callContext} from '../../src/pipeline/spend.js'
+import {createRun} from '../../src/pipeline/runs.js'
 import {DEFAULT_PACING, listRateLimits, settleShare, setRateLimit, takeShare} from '../../src/runtime/pacing.js'
 import {useFreshDatabase} from '../helpers/db.js'
 import {spawnScript} from '../helpers/processes.js'
@@ -41,21 +43,21 @@ describe('pacing: one quota for the whole fleet, in PostgreSQL', function () {
     const key = 'aimd model'
     const policy = {...DEFAULT_PACING, cutEveryMs: 0}
     await setRateLimit(t.db, key, {rpm: 100})
-    await settleShare(t.db, key, {limited: true, tokensTaken: 0}, policy)
+    await settleShare(t.db, key, {limited: true, paced: true, tokensTaken: 0}, policy)
     const cut = await rateOf(t.db, key)
     assert.equal(cut.rateRpm, 100 * policy.cut)
     assert.equal(cut.sawLimit, true)
-    await settleShare(t.db, key, {limited: true, tokensTaken: 0}, policy)
+    await settleShare(t.db, key, {limited: true, paced: true, tokensTaken: 0}, policy)
     assert.equal((await rateOf(t.db, key)).rateRpm, 100 * policy.cut * policy.cut)
 
     // Within cutEveryMs, a burst of 429s from many workers counts as one.
-    await settleShare(t.db, key, {limited: true, tokensTaken: 0}, {...policy, cutEveryMs: 60_000})
+    await settleShare(t.db, key, {limited: true, paced: true, tokensTaken: 0}, {...policy, cutEveryMs: 60_000})
     assert.equal((await rateOf(t.db, key)).rateRpm, 100 * policy.cut * policy.cut)
 
-    for (let i = 0; i < 10; i++) await settleShare(t.db, key, {limited: false, tokensTaken: 0}, policy)
+    for (let i = 0; i < 10; i++) await settleShare(t.db, key, {limited: false, paced: true, tokensTaken: 0}, policy)
     const grown = await rateOf(t.db, key)
     assert.equal(Math.round(grown.rateRpm * 1000) / 1000, Math.round((100 * policy.cut * policy.cut + 10 * policy.growRpm) * 1000) / 1000)
-    for (let i = 0; i < 100; i++) await settleShare(t.db, key, {limited: false, tokensTaken: 0}, policy)
+    for (let i = 0; i < 100; i++) await settleShare(t.db, key, {limited: false, paced: true, tokensTaken: 0}, policy)
     assert.equal((await rateOf(t.db, key)).rateRpm, 100, 'never above the configured ceiling')
   })
 
@@ -63,7 +65,7 @@ describe('pacing: one quota for the whole fleet, in PostgreSQL', function () {
     const key = 'learned model'
     const first = await takeShare(t.db, key, {requests: 1, tokens: 100}, {maxWaitMs: 1000})
     assert.deepEqual(first, {waitMs: 0})
-    await settleShare(t.db, key, {limited: false, tokensTaken: 100, tokensUsed: 80, learned: {rpm: 30, tpm: 10_000}})
+    await settleShare(t.db, key, {limited: false, paced: false, tokensTaken: 100, tokensUsed: 80, learned: {rpm: 30, tpm: 10_000}})
     const learned = await rateOf(t.db, key)
     assert.equal(learned.limitSource, 'learned')
     assert.equal(learned.limitRpm, 30)
@@ -84,5 +86,52 @@ describe('pacing: one quota for the whole fleet, in PostgreSQL', function () {
       'tooLongMs' in again && Math.abs(again.tooLongMs - -waits[2]) < 1000,
       `nothing was reserved by the refused share: ${JSON.stringify({waits, again})}`,
     )
+  })
+})
+
+describe('pacing: the rate grows only when the pace holds the fleet back', () => {
+  const t = useFreshDatabase()
+  const rate = async (key: string) => (await t.db.selectFrom('rate_limits').select('rate_rpm').where('key', '=', key).executeTakeFirstOrThrow()).rate_rpm
+
+  it('grows the rate only on calls the pace held back: a fleet that sends less than its rate cannot run its rate away', async () => {
+    const key = 'test idle-headroom'
+    // A fleet that never waits for its share: 200 calls that all succeed. Before, slow start grew the rate 5% per
+    // success whatever the fleet sent (60 x 1.05^200 = about 1 million a minute); the first limit met then found no
+    // pacing left, and the cuts took minutes to come back down.
+    assert.deepEqual(await takeShare(t.db, key, {requests: 1, tokens: 100}, {maxWaitMs: 30_000}), {waitMs: 0})
+    for (let i = 0; i < 200; i++) await settleShare(t.db, key, {limited: false, paced: false, tokensTaken: 100, tokensUsed: 100})
+    assert.equal(await rate(key), DEFAULT_PACING.startRpm)
+
+    // Calls that waited for their share: the pace is what holds the fleet back, so it probes upward (slow start).
+    await settleShare(t.db, key, {limited: false, paced: true, tokensTaken: 100, tokensUsed: 100})
+    assert.equal(await rate(key), DEFAULT_PACING.startRpm * DEFAULT_PACING.slowStart)
+
+    // After a limit was met: additive increase, again only on paced calls.
+    await settleShare(t.db, key, {limited: true, paced: true, tokensTaken: 100})
+    const cut = await rate(key)
+    assert.ok(Math.abs(cut - DEFAULT_PACING.startRpm * DEFAULT_PACING.slowStart * DEFAULT_PACING.cut) < 1e-9)
+    await settleShare(t.db, key, {limited: false, paced: false, tokensTaken: 100})
+    assert.equal(await rate(key), cut)
+    await settleShare(t.db, key, {limited: false, paced: true, tokensTaken: 100})
+    assert.ok(Math.abs((await rate(key)) - (cut + DEFAULT_PACING.growRpm)) < 1e-9)
+  })
+
+  it("a run's call admitted at once leaves the fleet's rate as it was; one that waited for its share grows it", async function () {
+    this.timeout(20_000)
+    const run = await createRun(t.db, {criteria: {state: 'TX'}, size: {quantity: 1, contactsMin: 1, contactsMax: 1}, provider: 'simulated'})
+    const ctx = callContext({db: t.db, runId: run.id, taskId: 1, signal: new AbortController().signal, record() {}, ceilings: {}})
+    const plan = {quota: 'test run-calls', inputTokens: 10, outputTokens: 10, maxUsd: null}
+
+    const free = await ctx.admit(plan)
+    assert.equal(free.waitedMs, 0)
+    await free.settle({status: 200, inputTokens: 10, outputTokens: 5})
+    assert.equal(await rate(plan.quota), DEFAULT_PACING.startRpm)
+
+    // The bucket owes a request: the next call waits about a second at 60 a minute.
+    await t.db.updateTable('rate_limits').set({requests: -0.2}).where('key', '=', plan.quota).execute()
+    const held = await ctx.admit(plan)
+    assert.ok(held.waitedMs > 500, `waited ${held.waitedMs} ms`)
+    await held.settle({status: 200, inputTokens: 10, outputTokens: 5})
+    assert.equal(await rate(plan.quota), DEFAULT_PACING.startRpm * DEFAULT_PACING.slowStart)
   })
 })

@@ -18,7 +18,6 @@ export default class LimitsSet extends BaseCommand<typeof LimitsSet> {
   static override flags = {
     model: Flags.string({summary: 'The model, as OPENAI_MODEL names it.', required: true}),
     endpoint: Flags.string({summary: 'The OpenAI-compatible endpoint (default: OPENAI_BASE_URL, else https://api.openai.com/v1).'}),
-    provider: Flags.option({options: ['openai', 'simulated'] as const, default: 'openai' as const, summary: 'Whose model it is.'})(),
     rpm: Flags.integer(ranged({summary: 'Requests per minute.', min: 1, max: 1_000_000})),
     tpm: Flags.integer(ranged({summary: 'Tokens per minute.', min: 100, max: 1_000_000_000})),
     clear: Flags.boolean({summary: 'Remove the configured ceilings (rvx learns them again).', exclusive: ['rpm', 'tpm']}),
@@ -35,7 +34,7 @@ export default class LimitsSet extends BaseCommand<typeof LimitsSet> {
       throw new UsageError(`"${endpoint}" is not a URL: give the endpoint like http://127.0.0.1:8000/v1`, {field: 'endpoint'})
     }
 
-    const key = quotaKey(flags.provider, flags.model, endpoint || undefined)
+    const key = quotaKey(flags.model, endpoint || undefined)
     const ceilings = {rpm: flags.rpm ?? null, tpm: flags.tpm ?? null}
     await setRateLimit(await this.database({schema: true}), key, ceilings)
     this.info(
