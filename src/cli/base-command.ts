@@ -4,6 +4,7 @@ import type {Kysely} from 'kysely'
 import {type DatabaseHandle, openDatabase} from '../db/connect.js'
 import {connectionFailure, isConnectionError} from '../db/connection-errors.js'
 import {assertSchemaCurrent} from '../db/migrator.js'
+import {assertSessionKept} from '../db/session-check.js'
 import {resolveDatabaseUrl} from '../db/resolve.js'
 import type {Database} from '../db/schema.js'
 import {ExitCode} from '../shared/exit-codes.js'
@@ -81,14 +82,18 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     return detectMode(this.jsonEnabled())
   }
 
-  /** The database, opened on first use. `schema: true` refuses to go on if migrations are pending. */
-  protected async database(options: {schema?: boolean} = {}): Promise<Kysely<Database>> {
+  /**
+   * The database, opened on first use. `schema: true` refuses to go on if migrations are pending;
+   * `session: true` refuses a connection that does not keep its session (in-process workers need one).
+   */
+  protected async database(options: {schema?: boolean; session?: boolean} = {}): Promise<Kysely<Database>> {
     if (!this.dbHandle) {
       const url = await resolveDatabaseUrl({url: this.flags['database-url'], notice: (m) => this.notice(m)})
       this.dbHandle = await openDatabase(url, {applicationName: `rvx ${this.id ?? ''}`.trim()})
     }
 
     if (options.schema) await assertSchemaCurrent(this.dbHandle.db)
+    if (options.session) await assertSessionKept(this.dbHandle.url)
     return this.dbHandle.db
   }
 

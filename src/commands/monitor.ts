@@ -46,7 +46,8 @@ Start several for safety (with the same flags): one is active (a PostgreSQL advi
     if (flags['alert-email']) channels.push(new EmailChannel(requireMailer('alert_email'), parseAddress(flags['alert-email'], 'alert_email')))
     const mailer = mailerFromEnv()
 
-    const db = await this.database({schema: true})
+    // Leadership is a session advisory lock: on a transaction-mode pooler every monitor would be active.
+    const db = await this.database({schema: true, session: true})
     const log = createLogger(this.flags['log-level'], 'rvx-monitor')
     const metrics = flags['metrics-port'] === undefined ? undefined : new MonitorMetrics()
     let server: MetricsServer | undefined

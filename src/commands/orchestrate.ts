@@ -62,7 +62,8 @@ export default class Orchestrate extends RunDriverCommand<typeof Orchestrate> {
     const notifyEmail = flags['notify-email'] ? parseAddress(flags['notify-email'], 'notify_email') : undefined
     if (notifyEmail) requireMailer('notify_email').close()
 
-    const db = await this.database({schema: true})
+    // In-process workers need a session of their own: refused (before a run is created) on a transaction-mode pooler.
+    const db = await this.database({schema: true, session: !flags.detach})
     const run = await createRun(db, {criteria, size, provider, options: {simulation, outputDir: flags['output-dir'], notifyEmail}})
     if (flags.detach) {
       this.info(`Run ${run.id} created; start workers to do it: rvx worker all  (rvx runs show ${run.id} to follow it)`)

@@ -1,6 +1,7 @@
 import {Kysely, PostgresDialect} from 'kysely'
 
 import {createPool} from '../db/connect.js'
+import {assertSessionKept} from '../db/session-check.js'
 import type {Database, WorkerStatus} from '../db/schema.js'
 import {backoffMs} from './backoff.js'
 import {ClaimAhead} from './claim-ahead.js'
@@ -198,6 +199,8 @@ export class Worker {
       this.config.reconnectBackoff,
     )
     try {
+      // Its liveness lock and LISTEN need a session of their own: refuse a transaction-mode pooler up front.
+      await assertSessionKept(this.opts.databaseUrl)
       await this.liveness.open()
       await registerWorker(this.db, this.identity, metrics, 'idle')
     } catch (error) {

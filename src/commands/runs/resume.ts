@@ -34,7 +34,7 @@ export default class RunsResume extends RunDriverCommand<typeof RunsResume> {
     const criteria = this.flags.criteria ? parseCriteria(await readCriteriaText(this.flags.criteria)) : undefined
     if (this.flags.quantity !== undefined) validateSize({quantity: this.flags.quantity, contactsMin: 1, contactsMax: 1})
     const timeoutMs = this.flags.timeout ? parseDuration(this.flags.timeout, 'timeout') : undefined
-    const db = await this.database({schema: true})
+    const db = await this.database({schema: true, session: !this.flags.detach})
     await resumeRun(db, id, {criteria, quantity: this.flags.quantity})
     const status = await advanceRun(db, id)
     if (this.flags.detach) {
