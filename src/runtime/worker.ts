@@ -411,7 +411,9 @@ export class Worker {
 
   private async sweepOnce(): Promise<void> {
     try {
-      const result = await sweep(this.db, this.config)
+      // Silence is not counted while this worker could not reach the database either.
+      const result = await sweep(this.db, this.config, {reachableForMs: this.outage.reachableForMs()})
+      this.outage.up()
       if (result.deadWorkers.length > 0 || result.requeued > 0 || result.quarantined > 0) {
         this.log.warn({dead: result.deadWorkers, requeued: result.requeued, quarantined: result.quarantined}, 'recovered tasks of dead workers')
       }
@@ -457,8 +459,8 @@ export class Worker {
     return over
   }
 
-  /** Settling writes must not be lost to a database restart: retried until they go through or the lease would be gone anyway. */
-  private retryDb<T>(fn: () => Promise<T>, deadlineMs = this.config.leaseMs): Promise<T> {
+  /** Settling writes must not be lost to a database outage: retried until they go through (a lease that moved on meanwhile fences them out). */
+  private retryDb<T>(fn: () => Promise<T>, deadlineMs = this.config.outageRetryMs): Promise<T> {
     return this.outage.retry(fn, deadlineMs)
   }
 }
