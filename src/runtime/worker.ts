@@ -160,14 +160,14 @@ export class Worker {
         this.startWaiting()
       },
       tally: {
-        completed: (ms) => {
+        completed: (kind, ms) => {
           this.claimAhead.taskTook(ms)
           this.summary.completed++
-          this.heartbeat.countDone()
+          this.heartbeat.count(kind, 'done')
         },
-        failed: () => {
+        failed: (kind) => {
           this.summary.failed++
-          this.heartbeat.countFailed()
+          this.heartbeat.count(kind, 'failed')
         },
         retried: () => this.summary.retried++,
         snoozed: () => this.summary.snoozed++,
