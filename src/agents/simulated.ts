@@ -5,6 +5,9 @@ import {SnoozeError, TransientError} from '../runtime/errors.js'
 import {sleep} from '../runtime/backoff.js'
 import type {CallContext, CandidateCompany, CompanyResearch, FoundContact, ResearchProvider} from '../pipeline/provider.js'
 
+/** The model name simulated calls are recorded under. */
+export const SIMULATED_MODEL = 'sim-1'
+
 /**
  * An offline, deterministic world of property-management companies, for
  * demos, load and chaos tests. For a given seed and criteria the same
@@ -327,7 +330,7 @@ export class SimulatedProvider implements ResearchProvider {
     if (ctx.signal.aborted) throw new Error('aborted')
     const f = this.options.faults
     const roll = Math.random()
-    const usage = {provider: 'simulated', model: 'sim-1', inputTokens, outputTokens, cachedTokens: 0, latencyMs: Date.now() - started, costUsd: 0}
+    const usage = {provider: 'simulated', model: SIMULATED_MODEL, inputTokens, outputTokens, cachedTokens: 0, latencyMs: Date.now() - started, costUsd: 0}
     if (roll < f.crash) {
       // The worker process dies mid-task, as if the OOM killer came by.
       process.kill(process.pid, 'SIGKILL')
