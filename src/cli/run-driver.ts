@@ -31,7 +31,10 @@ export interface DriveReport {
  * the exit code from the run's status.
  */
 export abstract class RunDriverCommand<T extends typeof Command> extends BaseCommand<T> {
-  protected async driveAndReport(runId: number, o: {concurrency: number; outputDir: string; format: 'csv' | 'json'; timeoutMs?: number}): Promise<DriveReport> {
+  protected async driveAndReport(
+    runId: number,
+    o: {concurrency: number; outputDir?: string; format: 'csv' | 'json'; timeoutMs?: number},
+  ): Promise<DriveReport> {
     const db = await this.database({schema: true})
     const started = Date.now()
     const interrupt = new AbortController()

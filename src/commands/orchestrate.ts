@@ -44,7 +44,7 @@ export default class Orchestrate extends RunDriverCommand<typeof Orchestrate> {
     'sim-seed': Flags.integer({summary: 'Seed of the simulated world (env RVX_SIM_SEED).', helpGroup: 'SIMULATION'}),
     concurrency: Flags.integer({summary: 'In-process workers per stage.', default: 4, min: 1, max: 64}),
     detach: Flags.boolean({summary: 'Create the run and return; rvx workers do the work.'}),
-    'output-dir': Flags.string({summary: 'Where exports go (a run-ID folder inside).', default: './exports'}),
+    'output-dir': Flags.string({summary: "Where exports go (a run-ID folder inside). Default: ./exports/ and the database's id."}),
     format: Flags.option({options: ['csv', 'json'] as const, default: 'csv' as const, summary: 'Export format.'})(),
     timeout: Flags.string({summary: 'Stop driving after this long (e.g. 30m); the run stays resumable.'}),
     'notify-email': Flags.string({summary: 'Mail this address the two CSVs when the run completes, or the options when it needs a decision (needs SMTP_URL).'}),

@@ -16,6 +16,8 @@ export interface CliOptions {
   env?: NodeJS.ProcessEnv
   input?: string
   timeoutMs?: number
+  /** Working directory (default: the repository), for commands that write relative to it. */
+  cwd?: string
 }
 
 /** The environment a spawned rvx sees: ours minus anything that would point it at a real database or home. */
@@ -27,7 +29,7 @@ export function cliEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
 }
 
 export function spawnRvx(args: string[], options: CliOptions = {}): ChildProcess {
-  return spawn(process.execPath, [BIN, ...args], {cwd: ROOT, env: cliEnv(options.env), stdio: ['pipe', 'pipe', 'pipe']})
+  return spawn(process.execPath, [BIN, ...args], {cwd: options.cwd ?? ROOT, env: cliEnv(options.env), stdio: ['pipe', 'pipe', 'pipe']})
 }
 
 /** Runs bin/run.js as a real process and collects its output; kills it after timeoutMs. */

@@ -24,7 +24,7 @@ export default class RunsResume extends RunDriverCommand<typeof RunsResume> {
     quantity: Flags.integer({summary: 'New target quantity.'}),
     concurrency: Flags.integer({summary: 'In-process workers per stage.', default: 4, min: 1, max: 64}),
     detach: Flags.boolean({summary: 'Mark the run running again and return; rvx workers do the work.'}),
-    'output-dir': Flags.string({summary: 'Where exports go.', default: './exports'}),
+    'output-dir': Flags.string({summary: "Where exports go (a run-ID folder inside). Default: ./exports/ and the database's id."}),
     format: Flags.option({options: ['csv', 'json'] as const, default: 'csv' as const, summary: 'Export format.'})(),
     timeout: Flags.string({summary: 'Stop driving after this long (e.g. 30m).'}),
   }
