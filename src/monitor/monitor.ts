@@ -79,7 +79,6 @@ export class Monitor {
       return
     }
 
-    this.outage.up()
     if (tookOverFrom) this.o.log.warn({hungLeader: tookOverFrom}, `the active monitor ${tookOverFrom} stopped answering; ended its session and took over`)
     if (active !== this.active) {
       this.active = active
@@ -108,6 +107,7 @@ export class Monitor {
 
       const summary = await this.observe()
       if (active) this.o.log.info({}, summary)
+      this.outage.up()
     } catch (error) {
       if (isConnectionError(error)) this.outage.down(error, 'monitor')
       else this.o.log.error({err: errorMessage(error)}, `monitor tick failed (retrying next interval): ${errorMessage(error)}`)

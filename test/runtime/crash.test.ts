@@ -423,7 +423,9 @@ describe('runtime: a database outage longer than dead-after and the leases (own 
       const said = monitor.stderr()
       assert.match(said, /database unavailable; retrying: this monitor is neither active nor on standby until it answers/)
       assert.doesNotMatch(said, /another monitor is active/)
-      assert.match(said.slice(said.indexOf('database available again')), /"active":true/)
+      const afterwards = said.slice(said.indexOf('database unavailable; retrying'))
+      assert.match(afterwards, /"active":true/)
+      assert.match(afterwards, /database available again/)
       assert.doesNotMatch(said, /swept \d+ dead worker/)
       for (const w of workers) assert.doesNotMatch(w.stderr(), /presumed dead|fenced out|settling a task failed/)
     } finally {
