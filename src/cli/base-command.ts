@@ -93,7 +93,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     }
 
     if (options.schema) await assertSchemaCurrent(this.dbHandle.db)
-    if (options.session) await assertSessionKept(this.dbHandle.url)
+    if (options.session) await assertSessionKept(this.dbHandle.pool, this.dbHandle.url)
     return this.dbHandle.db
   }
 

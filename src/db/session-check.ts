@@ -1,30 +1,28 @@
 import {randomBytes} from 'node:crypto'
-import pg from 'pg'
+import type pg from 'pg'
 
 import {DatabaseUnavailableError} from '../shared/errors.js'
-import {connectionFailure, describeTarget} from './connection-errors.js'
+import {describeTarget} from './connection-errors.js'
 
 /**
- * Proves that a connection to `url` keeps its own session, as workers and
- * monitors need (session advisory locks, LISTEN). A transaction-mode pooler
- * (pgbouncer pool_mode=transaction) hands each transaction whichever server
- * session is free, so:
- *  - a session setting made by one client is seen by another one, or is gone
- *    at this client's next transaction;
- *  - a second client, connected at the same time, gets the same backend.
- * Two clients stay connected throughout (a session pooler may reuse a
- * backend only once its client has left).
+ * Proves that connections of `pool` (to `url`) keep their own sessions, as
+ * workers and monitors need (session advisory locks, LISTEN). A
+ * transaction-mode pooler (pgbouncer pool_mode=transaction) hands each
+ * transaction whichever server session is free, so:
+ *  - a second connection, open at the same time, gets the same backend, or
+ *    sees a session setting the first one made;
+ *  - the first one's backend or setting is gone at its next transaction.
+ * Both connections are held throughout (a session pooler may hand a backend
+ * on only once its client has left), then go back to the pool for the
+ * caller's own use: the check costs three round trips.
  */
-export async function assertSessionKept(url: string): Promise<void> {
+export async function assertSessionKept(pool: pg.Pool, url: string): Promise<void> {
   const token = randomBytes(8).toString('hex')
-  const clients = [newClient(url), newClient(url)]
+  const [a, b] = await Promise.all([pool.connect(), pool.connect()])
+  let failed: Error | undefined
   try {
-    await Promise.all(clients.map((c) => c.connect())).catch((error: unknown) => {
-      throw connectionFailure(error, url)
-    })
-    const [a, b] = clients
     const probe = 'select pg_backend_pid() as pid, current_setting($1, true) as marker'
-    const first = (await a.query<{pid: number}>(`select pg_backend_pid() as pid, set_config($1, $2, false)`, [SETTING, token])).rows[0]
+    const first = (await a.query<{pid: number}>('select pg_backend_pid() as pid, set_config($1, $2, false)', [SETTING, token])).rows[0]
     const other = (await b.query<{pid: number; marker: string | null}>(probe, [SETTING])).rows[0]
     const again = (await a.query<{pid: number; marker: string | null}>(probe, [SETTING])).rows[0]
     const why =
@@ -42,15 +40,14 @@ export async function assertSessionKept(url: string): Promise<void> {
         {code: 'session_not_kept'},
       )
     }
+  } catch (error) {
+    failed = error as Error
+    throw error
   } finally {
-    await Promise.all(clients.map((c) => c.end().catch(() => {})))
+    // A connection that failed is closed, not handed out again.
+    a.release(failed)
+    b.release(failed)
   }
 }
 
 const SETTING = 'rvx.session_check'
-
-function newClient(url: string): pg.Client {
-  const client = new pg.Client({connectionString: url, connectionTimeoutMillis: 10_000, query_timeout: 10_000, application_name: 'rvx session check'})
-  client.on('error', () => {})
-  return client
-}

@@ -1,4 +1,5 @@
 import {Kysely, PostgresDialect} from 'kysely'
+import type pg from 'pg'
 
 import {createPool} from '../db/connect.js'
 import {assertSessionKept} from '../db/session-check.js'
@@ -71,6 +72,7 @@ export class Worker {
   private readonly concurrency: number
   private readonly log: Logger
   private readonly db: Kysely<Database>
+  private readonly pool: pg.Pool
   private readonly identity: WorkerIdentity
   private readonly outage: DatabaseOutage
   private readonly inflight: InFlightTasks
@@ -102,12 +104,13 @@ export class Worker {
     if (this.kinds.length === 0) throw new Error('a worker needs at least one task kind')
     this.concurrency = Math.max(1, options.concurrency ?? 4)
     this.log = options.logger ?? silentLogger
-    const pool = createPool(options.databaseUrl, {
-      max: options.poolSize ?? this.concurrency + 2,
+    this.pool = createPool(options.databaseUrl, {
+      // At least two: the session check at start holds two at once.
+      max: Math.max(2, options.poolSize ?? this.concurrency + 2),
       applicationName: `rvx-worker ${this.id}`.slice(0, 63),
       onPoolError: (error) => this.log.warn({err: error.message}, 'database connection lost'),
     })
-    this.db = new Kysely<Database>({dialect: new PostgresDialect({pool})})
+    this.db = new Kysely<Database>({dialect: new PostgresDialect({pool: this.pool})})
     this.identity = {
       id: this.id,
       types: this.kinds,
@@ -200,7 +203,7 @@ export class Worker {
     )
     try {
       // Its liveness lock and LISTEN need a session of their own: refuse a transaction-mode pooler up front.
-      await assertSessionKept(this.opts.databaseUrl)
+      await assertSessionKept(this.pool, this.opts.databaseUrl)
       await this.liveness.open()
       await registerWorker(this.db, this.identity, metrics, 'idle')
     } catch (error) {
