@@ -100,6 +100,8 @@ export interface RunsTable {
   status: Generated<RunStatus>
   stage: Generated<RunStage>
   discovery_rounds: Generated<number>
+  /** The run's budget in US dollars (null: none). */
+  max_usd: ColumnType<string | null, number | string | null | undefined, number | string | null>
   options: Json
   notes: string | null
   created_at: Timestamp
@@ -130,6 +132,11 @@ export interface CompaniesTable {
   discovery_round: Generated<number>
   simulated: Generated<boolean>
   researched_at: NullableTimestamp
+  /** Per criterion (and the site): {verdict, evidence: [{url, quote}], by, note}. */
+  verdicts: Json
+  /** The deterministic checks' facts (PMS links, address, own domains). */
+  checks: Json
+  disqualified_by: Generated<string[]>
   created_at: Timestamp
 }
 
@@ -146,6 +153,7 @@ export interface ContactsTable {
   confidence: string | null
   sources: Json
   simulated: Generated<boolean>
+  email_status: 'valid_domain' | 'no_mx' | 'invalid' | 'unchecked' | null
   created_at: Timestamp
 }
 
@@ -161,7 +169,31 @@ export interface LlmCallsTable {
   latency_ms: Generated<number>
   cost_usd: ColumnType<string, number | string | undefined, number | string>
   outcome: string
+  /** Time the call waited for its share of the provider's quota. */
+  waited_ms: Generated<number>
   created_at: Timestamp
+}
+
+export interface RateLimitsTable {
+  key: string
+  limit_rpm: number | null
+  limit_tpm: number | null
+  limit_source: Generated<'none' | 'configured' | 'learned'>
+  rate_rpm: number
+  rate_tpm: number | null
+  requests: number
+  tokens: number | null
+  refilled_at: Timestamp
+  last_cut_at: NullableTimestamp
+  saw_limit: Generated<boolean>
+  updated_at: Timestamp
+}
+
+export interface BudgetHoldsTable {
+  id: Generated<number>
+  run_id: number
+  usd: ColumnType<string, number | string, number | string>
+  expires_at: Timestamp
 }
 
 export type AlertSeverity = 'info' | 'warning' | 'critical'
@@ -194,6 +226,8 @@ export interface Database {
   contacts: ContactsTable
   llm_calls: LlmCallsTable
   alerts: AlertsTable
+  rate_limits: RateLimitsTable
+  budget_holds: BudgetHoldsTable
 }
 
 export type RunRow = Selectable<RunsTable>

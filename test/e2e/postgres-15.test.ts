@@ -8,7 +8,8 @@ import {EmbeddedServer} from '../../src/db/embedded.js'
 import {rvx} from '../helpers/cli.js'
 
 // Debian's package (apt-get install postgresql-15; .ci/run installs it when missing).
-const BIN = '/usr/lib/postgresql/15/bin'
+const PROGRAMS = '/usr/lib/postgresql/15'
+const BIN = path.join(PROGRAMS, 'bin')
 
 /** rvx on the oldest PostgreSQL the suite runs, beside the embedded 18 every other test uses. */
 describe("e2e: Debian's PostgreSQL 15", function () {
@@ -25,7 +26,7 @@ describe("e2e: Debian's PostgreSQL 15", function () {
       home,
       env: {...process.env, RVX_PG_PORT: ''},
       settings: {fsync: 'off'},
-      binaries: {initdb: path.join(BIN, 'initdb'), pgCtl: path.join(BIN, 'pg_ctl'), postgres: path.join(BIN, 'postgres')},
+      programsDir: PROGRAMS,
     })
     url = (await server.start()).url
   })

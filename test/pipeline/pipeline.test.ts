@@ -11,6 +11,7 @@ import {claimTasks, enqueue, retryTask, sweep} from '../../src/runtime/index.js'
 import {rvx} from '../helpers/cli.js'
 import {useFreshDatabase} from '../helpers/db.js'
 import {FAST} from '../helpers/runtime.js'
+import {freeCall} from '../helpers/call-context.js'
 
 const SIZE = {contactsMin: 1, contactsMax: 3}
 const TARGET_REACHED = 'run reached its target: no further discovery or research'
@@ -21,6 +22,7 @@ function provider(overrides: Partial<Pick<ResearchProvider, 'discover' | 'resear
   return {
     name: sim.name,
     simulated: true,
+    checks: sim.checks,
     discover: (input, ctx) => sim.discover(input, ctx),
     research: (input, ctx) => sim.research(input, ctx),
     findContacts: (input, ctx) => sim.findContacts(input, ctx),
@@ -223,13 +225,19 @@ describe('pipeline: selection, oversampling, replacement and resume', function (
     const contacts = await contactsBy(run.id)
     assert.ok(selected.every((c) => (contacts.get(c.id) ?? 0) >= 1) && !contacts.has(dropped.id))
     assert.equal(contactTasks.length, 4, 'one more contact search: the replacement')
-    // The replacement had been left unresearched at the target; its research was reopened for it.
+    // No qualified company was waiting: the research stopped at the target was reopened first (in company order),
+    // before anything else (here the reopened one did not qualify, so a new discovery round found the replacement).
     const replacement = selected.find((c) => c.id === contactTasks.at(-1)!.company_id)!
-    const researchTask = (await tasksOf(run.id, 'company')).find((r) => r.company_id === replacement.id)!
-    assert.deepEqual(
-      (await events(researchTask.id)).map((e) => e.reason ?? e.event),
-      [TARGET_REACHED, 'research reopened: a selected company had no decision makers', 'claimed', 'completed'],
-    )
+    const reopened: number[] = []
+    for (const task of await tasksOf(run.id, 'company')) {
+      const reasons = (await events(task.id)).map((e) => e.reason ?? e.event)
+      if (reasons.includes('research reopened: a selected company had no decision makers')) {
+        assert.deepEqual(reasons, [TARGET_REACHED, 'research reopened: a selected company had no decision makers', 'claimed', 'completed'])
+        reopened.push(task.company_id)
+      }
+    }
+
+    assert.ok(reopened.length > 0, 'research stopped at the target was reopened')
     assert.ok(
       all.filter((c) => c.status === 'qualified').every((c) => c.icp_score! <= replacement.icp_score!),
       'nothing better was left waiting',
@@ -237,8 +245,8 @@ describe('pipeline: selection, oversampling, replacement and resume', function (
   })
 
   it('runs resume --criteria widens a run that needed a decision, and its failed and quarantined tasks get another chance', async () => {
-    // A small world: eight companies in Austin, not enough for six; two of them cannot be researched at first.
-    const supply = 8
+    // A small world: twelve companies in Austin, not enough for six once verified; two of them cannot be researched at first.
+    const supply = 12
     const narrow = {pms: 'Buildium', state: 'TX', city: 'Austin'}
     const run = await createRun(t.db, {
       criteria: narrow,
@@ -246,7 +254,7 @@ describe('pipeline: selection, oversampling, replacement and resume', function (
       provider: 'simulated',
       options: {simulation: {...DEFAULT_SIMULATION, supply}},
     })
-    const world = await provider({}, supply).discover({criteria: narrow, want: 8, exclude: [], round: 1}, {signal: new AbortController().signal, record() {}})
+    const world = await provider({}, supply).discover({criteria: narrow, want: supply, exclude: [], round: 1}, freeCall())
     const broken = new Set([world[2].domain, world[4].domain])
     const sim = provider({}, supply)
     const flaky = provider(
