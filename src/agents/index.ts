@@ -1,8 +1,8 @@
 import {UsageError} from '../shared/errors.js'
 import type {RunRow} from '../db/schema.js'
-import {OpenAIProvider, openAIOptionsFromEnv} from './openai.js'
+import {DEFAULT_OPENAI_MODEL, OpenAIProvider, openAIOptionsFromEnv} from './openai.js'
 import type {ResearchProvider} from '../pipeline/provider.js'
-import {DEFAULT_SIMULATION, SimulatedProvider, type SimulationOptions, simulationOptions} from './simulated.js'
+import {DEFAULT_SIMULATION, SIMULATED_MODEL, SimulatedProvider, type SimulationOptions, simulationOptions} from './simulated.js'
 
 export const PROVIDERS = ['openai', 'simulated'] as const
 export type ProviderName = (typeof PROVIDERS)[number]
@@ -44,4 +44,12 @@ export function createProvider(name: string, simulation: SimulationOptions | und
   }
 
   throw new UsageError(`"${name}" is unknown: use openai or simulated`, {field: 'provider'})
+}
+
+/** The provider and model each provider records its calls under, with this environment's settings. */
+export function knownModels(env: NodeJS.ProcessEnv = process.env): Array<{provider: ProviderName; model: string}> {
+  return [
+    {provider: 'openai', model: env.OPENAI_MODEL || DEFAULT_OPENAI_MODEL},
+    {provider: 'simulated', model: SIMULATED_MODEL},
+  ]
 }

@@ -74,13 +74,16 @@ export interface OpenAIProviderOptions {
   allowPrivateFetch?: boolean
 }
 
+/** The research model when OPENAI_MODEL does not say. */
+export const DEFAULT_OPENAI_MODEL = 'gpt-4.1-mini'
+
 export function openAIOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): OpenAIProviderOptions {
   const apiKey = env.OPENAI_API_KEY
   if (!apiKey) throw new PermanentError('OPENAI_API_KEY is not set: set it, or use the simulated provider')
   return {
     apiKey,
     baseURL: env.OPENAI_BASE_URL || undefined,
-    model: env.OPENAI_MODEL || 'gpt-4.1-mini',
+    model: env.OPENAI_MODEL || DEFAULT_OPENAI_MODEL,
     timeoutMs: Number(env.RVX_LLM_TIMEOUT_MS) || 120_000,
     // On OpenAI's own endpoint with no backend configured, its hosted web search.
     search: searchBackendFromEnv(env) ?? (env.OPENAI_BASE_URL ? null : 'hosted'),

@@ -19,6 +19,9 @@ import {costUsd} from './prices.js'
 import {SimulatedWeb} from './simulated/web.js'
 import {hash32, pick, rng, truthOf, worldFor} from './simulated/world.js'
 
+/** The model name simulated calls are recorded under. */
+export const SIMULATED_MODEL = 'sim-1'
+
 /**
  * An offline, deterministic world of property-management companies, for
  * demos, load and chaos tests. For a given seed and criteria the same
@@ -156,19 +159,16 @@ class SimulatedChecks implements SiteChecks {
   }
 }
 
-/** The simulated world's model (priced in the built-in table so budgets can be tried offline). */
-const SIM_MODEL = 'sim-1'
-
 export class SimulatedProvider implements ResearchProvider {
   readonly name = 'simulated'
   readonly simulated = true
   readonly checks: SiteChecks
-  readonly models = [SIM_MODEL]
+  readonly models = [SIMULATED_MODEL]
   readonly identity: string
 
   constructor(private readonly options: SimulationOptions = DEFAULT_SIMULATION) {
     this.checks = new SimulatedChecks(options.seed)
-    this.identity = `simulated ${SIM_MODEL} seed ${options.seed}`
+    this.identity = `simulated ${SIMULATED_MODEL} seed ${options.seed}`
   }
 
   async discover(input: {criteria: Criteria; want: number; exclude: string[]; round: number}, ctx: CallContext): Promise<CandidateCompany[]> {
@@ -274,7 +274,7 @@ export class SimulatedProvider implements ResearchProvider {
 
   /** One simulated model call: admitted like a real one (its budget; the simulated world has no quota to pace), its latency, usage, cost and injected faults. */
   private async call(ctx: CallContext, inputTokens: number, outputTokens: number): Promise<void> {
-    const model = SIM_MODEL
+    const model = SIMULATED_MODEL
     const admission = await ctx.admit({quota: null, inputTokens, outputTokens, maxUsd: costUsd(model, inputTokens, 0, outputTokens)})
     const [min, max] = this.options.latencyMs
     const started = Date.now()

@@ -4,6 +4,7 @@ import type {Kysely} from 'kysely'
 import {type DatabaseHandle, openDatabase} from '../db/connect.js'
 import {connectionFailure, isConnectionError} from '../db/connection-errors.js'
 import {applyPending, assertSchemaCurrent} from '../db/migrator.js'
+import {assertSessionKept} from '../db/session-check.js'
 import {resolveDatabaseUrl} from '../db/resolve.js'
 import type {Database} from '../db/schema.js'
 import {ExitCode} from '../shared/exit-codes.js'
@@ -85,9 +86,11 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
    * The database, opened on first use. `schema: true` needs the current
    * schema: the embedded database (rvx's own) gets pending migrations applied
    * here; an external one (--database-url) is migrated on purpose, with
-   * `rvx migrate`, so pending migrations are an error.
+   * `rvx migrate`, so pending migrations are an error. `session: true`
+   * refuses a connection that does not keep its session (in-process workers
+   * need one).
    */
-  protected async database(options: {schema?: boolean} = {}): Promise<Kysely<Database>> {
+  protected async database(options: {schema?: boolean; session?: boolean} = {}): Promise<Kysely<Database>> {
     if (!this.dbHandle) {
       const url = await resolveDatabaseUrl({url: this.flags['database-url'], notice: (m) => this.notice(m)})
       this.dbHandle = await openDatabase(url, {applicationName: `rvx ${this.id ?? ''}`.trim()})
@@ -100,6 +103,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
         this.notice(`applied ${applied.length} migration${applied.length === 1 ? '' : 's'} to the embedded database (its schema follows rvx)`)
     }
 
+    if (options.session) await assertSessionKept(this.dbHandle.pool, this.dbHandle.url)
     return this.dbHandle.db
   }
 

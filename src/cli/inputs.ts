@@ -26,9 +26,12 @@ export async function readCriteriaText(value: string, stdin: NodeJS.ReadStream =
 
 /**
  * --output-dir before anything is created or paid for: the export at the end
- * of a run must have somewhere to go. Creates nothing.
+ * of a run must have somewhere to go. Creates nothing. Without the flag the
+ * export goes under ./exports/ (in a folder named after the database's id,
+ * not known before the database is opened): ./exports is what is checked.
  */
-export async function checkOutputDir(dir: string): Promise<void> {
+export async function checkOutputDir(dir: string | undefined): Promise<void> {
+  if (dir === undefined) return checkOutputDir('./exports')
   const problem = await directoryProblem(dir)
   if (problem) throw new UsageError(`${dir} cannot hold the export: ${problem}; pick another directory`, {field: 'output_dir'})
 }

@@ -31,7 +31,10 @@ export interface DriveReport {
  * the exit code from the run's status.
  */
 export abstract class RunDriverCommand<T extends typeof Command> extends BaseCommand<T> {
-  protected async driveAndReport(runId: number, o: {concurrency: number; outputDir: string; format: 'csv' | 'json'; timeoutMs?: number}): Promise<DriveReport> {
+  protected async driveAndReport(
+    runId: number,
+    o: {concurrency: number; outputDir?: string; format: 'csv' | 'json'; timeoutMs?: number},
+  ): Promise<DriveReport> {
     const db = await this.database({schema: true})
     const started = Date.now()
     const interrupt = new AbortController()
@@ -94,7 +97,7 @@ export abstract class RunDriverCommand<T extends typeof Command> extends BaseCom
       )
       if (exportError) {
         throw new RvxError(
-          `run ${runId} is ${p.status} but its export to ${o.outputDir} failed (${oneLine(exportError instanceof RvxError ? exportError.message : errorMessage(exportError))}): rvx runs export ${runId} --output-dir DIR writes the files`,
+          `run ${runId} is ${p.status} but its export${o.outputDir === undefined ? '' : ` to ${o.outputDir}`} failed (${oneLine(exportError instanceof RvxError ? exportError.message : errorMessage(exportError))}): rvx runs export ${runId} --output-dir DIR writes the files`,
           {code: 'export_failed', cause: exportError},
         )
       }

@@ -1,6 +1,7 @@
 import os from 'node:os'
 import {Flags} from '@oclif/core'
 
+import {knownModels} from '../agents/index.js'
 import {BaseCommand} from '../cli/base-command.js'
 import {parseDuration} from '../shared/duration.js'
 import {UsageError} from '../shared/errors.js'
@@ -48,9 +49,10 @@ Start several for safety (with the same flags): one is active (a PostgreSQL advi
     if (flags['alert-email']) channels.push(new EmailChannel(requireMailer('alert_email'), parseAddress(flags['alert-email'], 'alert_email')))
     const mailer = mailerFromEnv()
 
-    const db = await this.database({schema: true})
+    // Leadership is a session advisory lock: on a transaction-mode pooler every monitor would be active.
+    const db = await this.database({schema: true, session: true})
     const log = createLogger(this.flags['log-level'], 'rvx-monitor')
-    const metrics = flags['metrics-port'] === undefined ? undefined : new MonitorMetrics()
+    const metrics = flags['metrics-port'] === undefined ? undefined : new MonitorMetrics({models: knownModels()})
     let server: MetricsServer | undefined
     if (metrics) {
       server = await metrics.serve(flags['metrics-port']!, flags['metrics-host'])

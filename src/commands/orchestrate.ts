@@ -53,7 +53,7 @@ export default class Orchestrate extends RunDriverCommand<typeof Orchestrate> {
       ranged({summary: 'Tasks in flight per stage in this process; by default sized from free memory, 4 to 64.', min: CONCURRENCY.min, max: CONCURRENCY.max}),
     ),
     detach: Flags.boolean({summary: 'Create the run and return; rvx workers do the work.'}),
-    'output-dir': Flags.string({summary: 'Where exports go (a run-ID folder inside).', default: './exports'}),
+    'output-dir': Flags.string({summary: "Where exports go (a run-ID folder inside). Default: ./exports/ and the database's id."}),
     format: Flags.option({options: ['csv', 'json'] as const, default: 'csv' as const, summary: 'Export format.'})(),
     timeout: Flags.string({summary: 'Stop driving after this long (e.g. 30m; 1s-24d); the run stays resumable.'}),
     'accept-unknown': Flags.string({
@@ -91,7 +91,8 @@ export default class Orchestrate extends RunDriverCommand<typeof Orchestrate> {
     const excludeDomains = flags.exclude === undefined ? undefined : await readExcludeDomains(flags.exclude)
     if (!flags.detach) await checkOutputDir(flags['output-dir'])
 
-    const db = await this.database({schema: true})
+    // In-process workers need a session of their own: refused (before a run is created) on a transaction-mode pooler.
+    const db = await this.database({schema: true, session: !flags.detach})
     const run = await createRun(db, {
       criteria,
       size,

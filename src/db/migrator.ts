@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
-import {FileMigrationProvider, type Kysely, Migrator, type MigrationResult} from 'kysely'
+import {FileMigrationProvider, type Kysely, Migrator, type MigrationResult, sql} from 'kysely'
 
 import {DatabaseUnavailableError, RvxError} from '../shared/errors.js'
 import {connectionFailure, isConnectionError} from './connection-errors.js'
@@ -41,14 +41,48 @@ export async function migrateToLatest(db: Kysely<any>, url: string): Promise<Mig
   const {error, results} = await migrator(db).migrateToLatest()
   if (error) {
     if (isConnectionError(error)) throw connectionFailure(error, url)
-    const failed = results?.find((r) => r.status === 'Error')
-    throw new RvxError(`migration ${failed?.migrationName ?? '(unknown)'} failed: ${(error as Error).message ?? error}. Nothing of it was applied.`, {
-      cause: error,
-      code: 'migration_failed',
-    })
+    // Without a failed result, kysely stopped before the first pending migration: creating its own tables.
+    const failed = results?.find((r) => r.status === 'Error')?.migrationName
+    const what = failed
+      ? `migration ${failed}`
+      : `migration ${(await migrationStatus(db).catch(() => [])).find((m) => m.status === 'pending')?.name ?? '(none pending)'} (creating the table ${MIGRATION_TABLE} before it)`
+    const reason = String((error as Error).message ?? error).split('\n')[0]
+    const fix = await privilegeHint(db, error).catch(() => undefined)
+    throw new RvxError(`${what} failed: ${reason}${fix ? `: ${fix}` : ''}. Nothing of it was applied.`, {cause: error, code: 'migration_failed'})
   }
 
   return results ?? []
+}
+
+/**
+ * For a privilege error (SQLSTATE 42501): what the connecting role lacks and
+ * how to get it. rvx's schema belongs to whoever ran the first migrate; a
+ * later one must run as that role, and a first one needs CREATE on the schema.
+ */
+async function privilegeHint(db: Kysely<any>, error: unknown): Promise<string | undefined> {
+  if ((error as {code?: unknown})?.code !== '42501') return undefined
+  const message = String((error as Error).message)
+  const {rows} = await sql<{role: string; schema: string; schema_owner: string}>`
+    select current_user as role, current_schema() as schema,
+           -- Since PostgreSQL 15 public belongs to pg_database_owner: the database's owner.
+           case when n.nspowner = 'pg_database_owner'::regrole then (select pg_get_userbyid(d.datdba) from pg_database d where d.datname = current_database())
+                else pg_get_userbyid(n.nspowner) end as schema_owner
+    from pg_namespace n where n.nspname = current_schema()`.execute(db)
+  const {role, schema, schema_owner: schemaOwner} = rows[0]
+  const owned = /must be owner of (?:table|relation|view|function|index|sequence) (\S+)/.exec(message)
+  if (owned) {
+    const {rows: owners} = await sql<{owner: string}>`
+      select pg_get_userbyid(c.relowner) as owner from pg_class c
+      where c.relname = ${owned[1]} and c.relnamespace = to_regnamespace(${schema})::oid`.execute(db)
+    const owner = owners[0]?.owner
+    return `role ${role} does not own rvx's tables${owner ? ` (${owner} does)` : ''}: run rvx migrate as ${owner ?? 'the role that created them'}`
+  }
+
+  if (/permission denied for schema/.test(message)) {
+    return `role ${role} may not create tables in schema ${schema}: run rvx migrate as ${schemaOwner}, or have it grant the privilege (GRANT CREATE ON SCHEMA ${schema} TO ${role})`
+  }
+
+  return `role ${role} lacks a privilege it needs: run rvx migrate as the owner of schema ${schema} (${schemaOwner}) or of rvx's tables`
 }
 
 /** Refuses to go on against a database whose schema is missing or behind this build of rvx. */

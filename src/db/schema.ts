@@ -59,6 +59,8 @@ export interface WorkersTable {
   resource_metrics: Json
   tasks_done: Generated<number>
   tasks_failed: Generated<number>
+  /** Lifetime counts per task kind: {"company": {"done": 12, "failed": 1}}. */
+  kind_counts: Generated<Json>
 }
 
 export type TaskEventKind =

@@ -8,6 +8,8 @@ export interface Leadership {
   active: boolean
   /** Set when this call took the lock from a hung leader (its name). */
   tookOverFrom?: string
+  /** Set when the database could not be asked (the lock, if this process held it, went with its session). */
+  lost?: unknown
 }
 
 /**
@@ -31,7 +33,7 @@ export class LeaderLock {
     private readonly intervalMs: number,
   ) {}
 
-  /** Whether this process is the active monitor now (after trying to become it). Never throws: a lost connection means standby. */
+  /** Whether this process is the active monitor now (after trying to become it). Never throws: a lost connection is reported as `lost`. */
   async hold(): Promise<Leadership> {
     try {
       if (!this.client) await this.connect()
@@ -51,9 +53,9 @@ export class LeaderLock {
       if (!this.held) return {active: false}
       await this.stamp()
       return {active: true, tookOverFrom: hung.name}
-    } catch {
+    } catch (error) {
       this.drop()
-      return {active: false}
+      return {active: false, lost: error}
     }
   }
 

@@ -5,17 +5,51 @@ import {collectDefaultMetrics, Counter, Gauge, Histogram, Registry} from 'prom-c
 
 import {RvxError, UsageError} from '../shared/errors.js'
 import type {Executor} from '../db/executor.js'
+import type {RunStatus, TaskEventKind, WorkerStatus} from '../db/schema.js'
+import type {LlmUsage} from '../pipeline/provider.js'
+import {STAGE_KINDS} from '../pipeline/stages/index.js'
 import {llmCallsSince} from '../pipeline/usage.js'
 import {type QueueStats, taskEventsSince, type WorkerTypeStats} from '../runtime/stats.js'
+import type {ConditionKind} from './conditions.js'
 
-const WORKER_STATUSES = ['starting', 'idle', 'busy', 'draining', 'stopped', 'dead'] as const
+const WORKER_STATUSES = ['starting', 'idle', 'busy', 'draining', 'stopped', 'dead'] as const satisfies readonly WorkerStatus[]
 const TASK_STATUSES = ['queued', 'running', 'failed', 'quarantined'] as const
+const RUN_STATUSES = ['running', 'needs_decision', 'completed', 'failed', 'canceled'] as const satisfies readonly RunStatus[]
+const TASK_EVENTS = [
+  'completed',
+  'failed',
+  'retry_scheduled',
+  'snoozed',
+  'released',
+  'requeued_after_death',
+  'requeued_lease_expired',
+  'fenced_out',
+  'quarantined',
+  'retried',
+  'canceled',
+] as const satisfies readonly TaskEventKind[]
+const LLM_OUTCOMES = ['ok', 'error', 'rate_limited', 'malformed'] as const satisfies ReadonlyArray<LlmUsage['outcome']>
+const ALERT_KINDS = [
+  'worker_dead',
+  'task_failed',
+  'task_quarantined',
+  'run_stuck',
+  'run_needs_decision',
+  'run_failed',
+  'run_completed_notice',
+  'run_needs_decision_notice',
+] as const satisfies readonly ConditionKind[]
 const RECOVERY_REASON: Record<string, string> = {requeued_after_death: 'worker_died', requeued_lease_expired: 'lease_expired'}
+// prom-client's default gauges that end in _total, which Prometheus reserves for counters (promtool check metrics
+// refuses them); the same numbers by type stay (nodejs_active_handles{type}, ...).
+const TOTAL_GAUGES = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']
 
 /**
  * The monitor's Prometheus metrics. Gauges are the fleet as of the last
  * interval; counters count what happened since this monitor started, read
- * incrementally from task_events and llm_calls (each row once).
+ * incrementally from task_events and llm_calls (each row once). Every series
+ * whose labels are known up front (the stages' kinds, run statuses, the
+ * models this environment's providers use) is there from the start, at 0.
  */
 export class MonitorMetrics {
   readonly registry = new Registry()
@@ -91,8 +125,26 @@ export class MonitorMetrics {
   private readonly eventTail = new Tail()
   private readonly callTail = new Tail()
 
-  constructor() {
+  constructor(options: {models?: Array<{provider: string; model: string}>} = {}) {
     collectDefaultMetrics({register: this.registry, prefix: 'rvx_monitor_'})
+    for (const name of TOTAL_GAUGES) this.registry.removeSingleMetric(`rvx_monitor_${name}`)
+    this.setActive(false)
+    for (const status of RUN_STATUSES) this.runs.set({status}, 0)
+    for (const kind of STAGE_KINDS) {
+      for (const event of TASK_EVENTS) this.events.inc({kind, event}, 0)
+      for (const reason of Object.values(RECOVERY_REASON)) this.recoveries.inc({kind, reason}, 0)
+      this.fenced.inc({kind}, 0)
+      this.durations.zero({kind})
+    }
+
+    for (const {provider, model} of options.models ?? []) {
+      for (const direction of ['input', 'output']) this.tokens.inc({provider, model, direction}, 0)
+      this.cost.inc({provider, model}, 0)
+      for (const outcome of LLM_OUTCOMES) this.calls.inc({provider, model, outcome}, 0)
+    }
+
+    for (const kind of ALERT_KINDS) this.alerts.inc({kind}, 0)
+    this.swept.inc(0)
   }
 
   setActive(active: boolean): void {
@@ -110,6 +162,7 @@ export class MonitorMetrics {
     }
 
     this.runs.reset()
+    for (const status of RUN_STATUSES) this.runs.set({status}, 0)
     for (const [status, n] of Object.entries(runs)) this.runs.set({status}, n)
   }
 
@@ -134,7 +187,7 @@ export class MonitorMetrics {
       this.calls.inc({provider: c.provider, model: c.model, outcome: c.outcome})
       this.tokens.inc({provider: c.provider, model: c.model, direction: 'input'}, c.inputTokens)
       this.tokens.inc({provider: c.provider, model: c.model, direction: 'output'}, c.outputTokens)
-      if (c.costUsd > 0) this.cost.inc({provider: c.provider, model: c.model}, c.costUsd)
+      this.cost.inc({provider: c.provider, model: c.model}, c.costUsd)
     }
   }
 

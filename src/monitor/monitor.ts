@@ -1,5 +1,6 @@
 import {type Kysely, sql} from 'kysely'
 
+import {isConnectionError} from '../db/connection-errors.js'
 import type {Database} from '../db/schema.js'
 import {advanceRun} from '../pipeline/advance.js'
 import {runCountsByStatus, runsWithNothingInFlight} from '../pipeline/runs.js'
@@ -7,6 +8,7 @@ import {sleep} from '../runtime/backoff.js'
 import {DEFAULT_CONFIG} from '../runtime/config.js'
 import {errorMessage} from '../runtime/errors.js'
 import type {Logger} from '../runtime/logger.js'
+import {DatabaseOutage} from '../runtime/outage.js'
 import {queueStats, workerStats} from '../runtime/stats.js'
 import {sweep} from '../runtime/sweep.js'
 import {currentConditions, recordConditions} from './conditions.js'
@@ -40,12 +42,14 @@ export interface MonitorOptions {
 export class Monitor {
   private readonly leader: LeaderLock
   private readonly lookbackMs: number
+  private readonly outage: DatabaseOutage
   private active?: boolean
   private delivering?: Promise<unknown>
 
   constructor(private readonly o: MonitorOptions) {
     this.leader = new LeaderLock(o.databaseUrl, o.name, o.intervalMs)
     this.lookbackMs = o.lookbackMs ?? Math.max(3_600_000, 2 * o.stuckAfterMs)
+    this.outage = new DatabaseOutage(o.log, DEFAULT_CONFIG.reconnectBackoff, 'this monitor is neither active nor on standby until it answers')
   }
 
   /** Ticks until the signal aborts (or once), then lets in-flight deliveries finish and releases the lock. */
@@ -66,7 +70,15 @@ export class Monitor {
 
   /** One interval's work. Errors are logged, never thrown: the monitor outlives a database restart. */
   async tick(): Promise<void> {
-    const {active, tookOverFrom} = await this.leader.hold()
+    const {active, tookOverFrom, lost} = await this.leader.hold()
+    if (lost !== undefined) {
+      // Not a standby: nobody may be active. Said once, until the database answers again.
+      this.outage.down(lost, 'monitor')
+      this.active = undefined
+      this.o.metrics?.setActive(false)
+      return
+    }
+
     if (tookOverFrom) this.o.log.warn({hungLeader: tookOverFrom}, `the active monitor ${tookOverFrom} stopped answering; ended its session and took over`)
     if (active !== this.active) {
       this.active = active
@@ -79,7 +91,8 @@ export class Monitor {
     this.o.metrics?.setActive(active)
     try {
       if (active) {
-        const swept = await sweep(this.o.db, {...DEFAULT_CONFIG, deadAfterMs: this.o.deadAfterMs})
+        // Silence is not counted while this monitor could not reach the database either.
+        const swept = await sweep(this.o.db, {...DEFAULT_CONFIG, deadAfterMs: this.o.deadAfterMs}, {reachableForMs: this.outage.reachableForMs()})
         this.o.metrics?.countDeadWorkers(swept.deadWorkers.length)
         if (swept.deadWorkers.length > 0 || swept.requeued > 0 || swept.quarantined > 0) {
           this.o.log.warn(
@@ -94,8 +107,10 @@ export class Monitor {
 
       const summary = await this.observe()
       if (active) this.o.log.info({}, summary)
+      this.outage.up()
     } catch (error) {
-      this.o.log.error({err: errorMessage(error)}, `monitor tick failed (retrying next interval): ${errorMessage(error)}`)
+      if (isConnectionError(error)) this.outage.down(error, 'monitor')
+      else this.o.log.error({err: errorMessage(error)}, `monitor tick failed (retrying next interval): ${errorMessage(error)}`)
     }
   }
 

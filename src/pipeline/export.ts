@@ -3,6 +3,7 @@ import path from 'node:path'
 import {stringify} from 'csv-stringify/sync'
 import type {Kysely} from 'kysely'
 
+import {databaseId} from '../db/meta.js'
 import type {Database} from '../db/schema.js'
 import {makeDirectory} from '../shared/directories.js'
 import {getRun} from './runs.js'
@@ -139,13 +140,22 @@ export async function renderRun(db: Kysely<Database>, runId: number, format: 'cs
 }
 
 /**
- * Writes the run's export to `<dir>/run-<id>/` (so runs never overwrite each
- * other). Writing twice gives the same files (temp file + rename, so a crash
- * leaves no half file).
+ * Where a database's exports go unless told otherwise: ./exports/ and the
+ * first 8 characters of the database's id, so run 1 of one database never
+ * overwrites run 1 of another (the embedded one and a DATABASE_URL, say).
  */
-export async function exportRun(db: Kysely<Database>, runId: number, outputDir: string, format: 'csv' | 'json' = 'csv'): Promise<ExportResult> {
+export async function defaultExportDir(db: Kysely<Database>): Promise<string> {
+  return path.join('exports', (await databaseId(db)).replaceAll('-', '').slice(0, 8))
+}
+
+/**
+ * Writes the run's export to `<dir>/run-<id>/` (so runs never overwrite each
+ * other), `dir` by default defaultExportDir(). Writing twice gives the same
+ * files (temp file + rename, so a crash leaves no half file).
+ */
+export async function exportRun(db: Kysely<Database>, runId: number, outputDir?: string, format: 'csv' | 'json' = 'csv'): Promise<ExportResult> {
   const rendered = await renderRun(db, runId, format)
-  const dir = path.resolve(outputDir, `run-${runId}`)
+  const dir = path.resolve(outputDir ?? (await defaultExportDir(db)), `run-${runId}`)
   await makeDirectory(dir)
   const files = {companies: path.join(dir, `companies.${format}`), contacts: path.join(dir, `contacts.${format}`)}
   await writeAtomic(files.companies, rendered.files.companies)

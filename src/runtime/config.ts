@@ -38,6 +38,13 @@ export interface RuntimeConfig {
   /** While the database is away: between reconnects and claim attempts, and between retries of a settling write. */
   reconnectBackoff: BackoffPolicy
   writeRetryBackoff: BackoffPolicy
+  /**
+   * How long a settling write (complete, fail, snooze) is retried while the
+   * database is away. Its lease is not taken meanwhile (the sweep counts no
+   * silence while the server is down), and a result whose lease did move on
+   * is fenced out, never applied.
+   */
+  outageRetryMs: number
   /** Graceful stop: how long in-flight tasks may run before they are released. */
   graceMs: number
   /** Stop claiming while the machine is above these (null: no limit). */
@@ -76,6 +83,7 @@ export const DEFAULT_CONFIG: RuntimeConfig = {
   snooze: {minMs: 1000, maxMs: 15 * 60_000, backoff: {baseMs: 2000, maxMs: 5 * 60_000, jitter: 0.25}, maxSnoozes: 30},
   reconnectBackoff: {baseMs: 250, maxMs: 2000, jitter: 0.2},
   writeRetryBackoff: {baseMs: 200, maxMs: 2000, jitter: 0.2},
+  outageRetryMs: 10 * 60_000,
   graceMs: 30_000,
   maxCpuPercent: null,
   maxMemoryPercent: 95,

@@ -3,7 +3,7 @@ import type {WorkerStatus} from '../db/schema.js'
 import type {InFlightTasks} from './inflight.js'
 import type {Logger} from './logger.js'
 import type {DatabaseOutage} from './outage.js'
-import {heartbeat, registerWorker, type WorkerIdentity} from './registry.js'
+import {heartbeat, type KindCounts, registerWorker, type WorkerIdentity} from './registry.js'
 import {type ResourceMetrics, ResourceSampler} from './resources.js'
 
 export interface HeartbeatHost {
@@ -28,7 +28,7 @@ export interface HeartbeatHost {
 export class Heartbeat {
   metrics?: ResourceMetrics
   private readonly sampler = new ResourceSampler()
-  private deltas = {done: 0, failed: 0}
+  private deltas: KindCounts = {}
 
   constructor(private readonly h: HeartbeatHost) {}
 
@@ -47,18 +47,15 @@ export class Heartbeat {
     )
   }
 
-  countDone(): void {
-    this.deltas.done++
-  }
-
-  countFailed(): void {
-    this.deltas.failed++
+  count(kind: string, what: 'done' | 'failed', n = 1): void {
+    const c = (this.deltas[kind] ??= {done: 0, failed: 0})
+    c[what] += n
   }
 
   /** The counts not yet written; the caller writes them (or puts them back). */
-  takeDeltas(): {done: number; failed: number} {
+  takeDeltas(): KindCounts {
     const d = this.deltas
-    this.deltas = {done: 0, failed: 0}
+    this.deltas = {}
     return d
   }
 
@@ -74,11 +71,14 @@ export class Heartbeat {
         result = await h.exclusive(() => {
           const held = h.inflight.held()
           sent = new Set(held.map((l) => l.id))
-          return heartbeat(h.db, h.identity.id, {status: h.status(), metrics, leaseMs: h.leaseMs, doneDelta: deltas.done, failedDelta: deltas.failed, held})
+          return heartbeat(h.db, h.identity.id, {status: h.status(), metrics, leaseMs: h.leaseMs, counts: deltas, held})
         })
       } catch (error) {
-        this.deltas.done += deltas.done
-        this.deltas.failed += deltas.failed
+        for (const [kind, c] of Object.entries(deltas)) {
+          this.count(kind, 'done', c.done)
+          this.count(kind, 'failed', c.failed)
+        }
+
         throw error
       }
 

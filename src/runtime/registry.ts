@@ -48,6 +48,25 @@ export async function registerWorker(db: Executor, w: WorkerIdentity, metrics: R
   `.execute(db)
 }
 
+/** Tasks completed and failed per task kind (since the last write, or in all). */
+export type KindCounts = Record<string, {done: number; failed: number}>
+
+/** The worker's row: lifetime counts plus `counts`, per kind (workers.kind_counts) and in all (tasks_done, tasks_failed). */
+function addCounts(counts: KindCounts) {
+  const delta = JSON.stringify(counts)
+  const total = (f: 'done' | 'failed') => Object.values(counts).reduce((n, c) => n + c[f], 0)
+  return {
+    tasksDone: sql<number>`tasks_done + ${total('done')}`,
+    tasksFailed: sql<number>`tasks_failed + ${total('failed')}`,
+    kindCounts: sql<unknown>`case when ${delta}::jsonb = '{}'::jsonb then kind_counts else (
+      select jsonb_object_agg(k, jsonb_build_object(
+        'done', coalesce((kind_counts -> k ->> 'done')::bigint, 0) + coalesce((${delta}::jsonb -> k ->> 'done')::bigint, 0),
+        'failed', coalesce((kind_counts -> k ->> 'failed')::bigint, 0) + coalesce((${delta}::jsonb -> k ->> 'failed')::bigint, 0)))
+      from (select jsonb_object_keys(kind_counts) union select jsonb_object_keys(${delta}::jsonb)) as keys (k)
+    ) end`,
+  }
+}
+
 export interface HeartbeatResult {
   /** The worker's row as the database sees it; 'dead' or missing means we were presumed dead. */
   rowStatus: WorkerStatus | null
@@ -68,16 +87,18 @@ export interface HeartbeatResult {
 export async function heartbeat(
   db: Executor,
   workerId: string,
-  options: {status: WorkerStatus; metrics: ResourceMetrics; leaseMs: number; doneDelta: number; failedDelta: number; held: Array<{id: number; epoch: number}>},
+  options: {status: WorkerStatus; metrics: ResourceMetrics; leaseMs: number; counts: KindCounts; held: Array<{id: number; epoch: number}>},
 ): Promise<HeartbeatResult> {
+  const add = addCounts(options.counts)
   const {rows} = await sql<{row_status: WorkerStatus | null; leases: Array<[number, number]>; released: number}>`
     with w as (
       update workers set
         last_heartbeat_at = now(),
         resource_metrics = ${JSON.stringify(options.metrics)}::jsonb,
         status = case when status in ('dead', 'stopped') then status else ${options.status} end,
-        tasks_done = tasks_done + ${options.doneDelta},
-        tasks_failed = tasks_failed + ${options.failedDelta}
+        tasks_done = ${add.tasksDone},
+        tasks_failed = ${add.tasksFailed},
+        kind_counts = ${add.kindCounts}
       where id = ${workerId}
       returning status
     ), held as (
@@ -112,21 +133,13 @@ export async function heartbeat(
   }
 }
 
-export async function markWorker(
-  db: Executor,
-  workerId: string,
-  status: WorkerStatus,
-  deltas: {done: number; failed: number} = {done: 0, failed: 0},
-): Promise<void> {
-  await db
-    .updateTable('workers')
-    .set((eb) => ({
-      status,
-      last_heartbeat_at: sql`now()`,
-      stopped_at: status === 'stopped' || status === 'dead' ? sql`now()` : null,
-      tasks_done: eb('tasks_done', '+', deltas.done),
-      tasks_failed: eb('tasks_failed', '+', deltas.failed),
-    }))
-    .where('id', '=', workerId)
-    .execute()
+export async function markWorker(db: Executor, workerId: string, status: WorkerStatus, counts: KindCounts = {}): Promise<void> {
+  const add = addCounts(counts)
+  const stopped = status === 'stopped' || status === 'dead'
+  await sql`
+    update workers set
+      status = ${status}, last_heartbeat_at = now(), stopped_at = case when ${stopped} then now() end,
+      tasks_done = ${add.tasksDone}, tasks_failed = ${add.tasksFailed}, kind_counts = ${add.kindCounts}
+    where id = ${workerId}
+  `.execute(db)
 }

@@ -17,7 +17,10 @@ export interface WorkerTypeStats {
   failedLast5m: number
 }
 
-/** Fleet by worker type (the same numbers psql users get from rvx_worker_stats()). */
+/**
+ * Fleet by worker type (the same numbers psql users get from rvx_worker_stats()): busy and idle as of
+ * now (from the tasks each worker runs), lifetime and 5-minute counts of that type's own tasks.
+ */
 export async function workerStats(db: Executor): Promise<WorkerTypeStats[]> {
   const {rows} = await sql<Record<string, string | number>>`select * from rvx_worker_stats()`.execute(db)
   return rows.map((r) => ({
@@ -128,7 +131,8 @@ export async function listWorkers(db: Executor, options: {all?: boolean} = {}): 
     pool: r.pool,
     host: r.host,
     pid: r.pid,
-    status: r.status,
+    // Busy or idle as of now (the status its heartbeat wrote may be an interval old), as rvx_worker_stats() counts them.
+    status: r.status === 'idle' || r.status === 'busy' ? ((r.current as unknown[]).length > 0 ? 'busy' : 'idle') : r.status,
     capabilities: r.capabilities,
     concurrency: r.concurrency,
     startedAt: r.started_at,

@@ -16,21 +16,37 @@ export interface SweepResult {
  * statement under a transaction-scoped advisory lock (one sweeper at a time;
  * the others skip). All time arithmetic is on the database clock.
  *
+ * Silence is counted only from when a worker could have been heard: since
+ * the server started (nobody heartbeats into a stopped database) and, when
+ * the sweeper says so (`reachableForMs`), since it last got through to the
+ * database itself (an outage between the fleet and the server). So an
+ * outage of any length, restart or not, kills nobody.
+ *
  * A worker is dead when
- *  - it has not heartbeaten for deadAfterMs, or
+ *  - it has not heartbeaten for deadAfterMs of that time, or
  *  - its database session is gone (its liveness advisory lock is free: the
  *    process died and the kernel closed its socket) and it has not heartbeaten
- *    for sessionGraceMs. This rule waits until the server has been up for
- *    deadAfterMs, so a PostgreSQL restart (every session gone) kills nobody.
+ *    for sessionGraceMs. This rule waits until that time is deadAfterMs long,
+ *    so a PostgreSQL restart (every session gone) kills nobody.
  *
  * Its running tasks are requeued (crash_count + 1, no attempt used), or
  * quarantined once they have crashed maxCrashes times. Leases that simply
- * ran out are the backstop and are treated the same way.
+ * ran out are the backstop and are treated the same way; one that ran out
+ * before that time began (the server was down) is given deadAfterMs for its
+ * worker to renew it.
  */
-export async function sweep(db: Executor, config: Pick<RuntimeConfig, 'deadAfterMs' | 'sessionGraceMs' | 'maxCrashes'>): Promise<SweepResult> {
+export async function sweep(
+  db: Executor,
+  config: Pick<RuntimeConfig, 'deadAfterMs' | 'sessionGraceMs' | 'maxCrashes'>,
+  options: {reachableForMs?: number | null} = {},
+): Promise<SweepResult> {
+  const reachableForMs = options.reachableForMs ?? null
   const {rows} = await sql<{swept: boolean; dead: string[] | null; requeued: number; quarantined: number}>`
     with lock as (
       select pg_try_advisory_xact_lock(${LOCK_CLASS_SWEEP}, 0) as ok
+    ), heard as (
+      -- greatest() skips a null: without reachableForMs, since the server started.
+      select greatest(pg_postmaster_start_time(), now() - ${reachableForMs}::float8 * interval '1 millisecond') as since
     ), sessions as (
       select l.objid::int as key
       from pg_locks l
@@ -40,9 +56,9 @@ export async function sweep(db: Executor, config: Pick<RuntimeConfig, 'deadAfter
       update workers w set status = 'dead', stopped_at = now()
       where (select ok from lock)
         and w.status in ('starting', 'idle', 'busy', 'draining')
-        and (w.last_heartbeat_at < now() - ${config.deadAfterMs}::float8 * interval '1 millisecond'
+        and (greatest(w.last_heartbeat_at, (select since from heard)) < now() - ${config.deadAfterMs}::float8 * interval '1 millisecond'
           or (w.last_heartbeat_at < now() - ${config.sessionGraceMs}::float8 * interval '1 millisecond'
-              and now() - pg_postmaster_start_time() > ${config.deadAfterMs}::float8 * interval '1 millisecond'
+              and (select since from heard) < now() - ${config.deadAfterMs}::float8 * interval '1 millisecond'
               and w.lock_key not in (select key from sessions)))
       returning w.id
     ), orphaned as (
@@ -51,7 +67,10 @@ export async function sweep(db: Executor, config: Pick<RuntimeConfig, 'deadAfter
       from tasks t
       where (select ok from lock)
         and t.status = 'running'
-        and (t.lease_owner in (select id from dead) or t.lease_expires_at < now())
+        and (t.lease_owner in (select id from dead)
+          or (t.lease_expires_at < now()
+              and (t.lease_expires_at > (select since from heard)
+                or (select since from heard) < now() - ${config.deadAfterMs}::float8 * interval '1 millisecond')))
       for update of t skip locked
     ), moved as (
       update tasks t set

@@ -22,7 +22,7 @@ export interface TaskRunnerDeps {
   /** The handler is done and only a batched completion is left: its slot may take the next task. */
   handlerDone(entry: InFlight): void
   /** What the worker counts as tasks settle. */
-  tally: {completed(handlerMs: number): void; failed(): void; retried(): void; snoozed(): void; fenced(entry: InFlight): void}
+  tally: {completed(kind: string, handlerMs: number): void; failed(kind: string): void; retried(): void; snoozed(): void; fenced(entry: InFlight): void}
 }
 
 /**
@@ -80,7 +80,7 @@ export class TaskRunner {
       ? await d.retryDb(() => completeTask(d.db, entry.lease, {result: outcome.result, apply: outcome.apply}))
       : await d.completions.complete({taskId: task.id, epoch: task.epoch, result: outcome ? outcome.result : undefined})
     if (done) {
-      d.tally.completed(handlerMs)
+      d.tally.completed(task.kind, handlerMs)
       d.log.debug({task: task.id, kind: task.kind, ms: Date.now() - entry.startedAt}, 'task completed')
     } else {
       d.tally.fenced(entry)
@@ -121,7 +121,7 @@ export class TaskRunner {
       return
     }
 
-    d.tally.failed()
+    d.tally.failed(task.kind)
     d.log.warn(
       {task: task.id, kind: task.kind, err: message, outcome, retryInMs: outcome === 'retry_scheduled' ? retryInMs : undefined},
       outcome === 'failed' ? 'task failed' : 'attempt failed; retry scheduled',

@@ -1,6 +1,8 @@
 import {Kysely, PostgresDialect} from 'kysely'
+import type pg from 'pg'
 
 import {createPool} from '../db/connect.js'
+import {assertSessionKept} from '../db/session-check.js'
 import type {Database, WorkerStatus} from '../db/schema.js'
 import {backoffMs} from './backoff.js'
 import {ClaimAhead} from './claim-ahead.js'
@@ -73,6 +75,7 @@ export class Worker {
   private readonly concurrency: number
   private readonly log: Logger
   private readonly db: Kysely<Database>
+  private readonly pool: pg.Pool
   private readonly identity: WorkerIdentity
   private readonly outage: DatabaseOutage
   private readonly inflight: InFlightTasks
@@ -104,12 +107,13 @@ export class Worker {
     if (this.kinds.length === 0) throw new Error('a worker needs at least one task kind')
     this.concurrency = Math.max(1, options.concurrency ?? 4)
     this.log = options.logger ?? silentLogger
-    const pool = createPool(options.databaseUrl, {
-      max: options.poolSize ?? this.concurrency + 2,
+    this.pool = createPool(options.databaseUrl, {
+      // At least two: the session check at start holds two at once.
+      max: Math.max(2, options.poolSize ?? this.concurrency + 2),
       applicationName: `rvx-worker ${this.id}`.slice(0, 63),
       onPoolError: (error) => this.log.warn({err: error.message}, 'database connection lost'),
     })
-    this.db = new Kysely<Database>({dialect: new PostgresDialect({pool})})
+    this.db = new Kysely<Database>({dialect: new PostgresDialect({pool: this.pool})})
     this.identity = {
       id: this.id,
       types: this.kinds,
@@ -162,14 +166,14 @@ export class Worker {
         this.startWaiting()
       },
       tally: {
-        completed: (ms) => {
+        completed: (kind, ms) => {
           this.claimAhead.taskTook(ms)
           this.summary.completed++
-          this.heartbeat.countDone()
+          this.heartbeat.count(kind, 'done')
         },
-        failed: () => {
+        failed: (kind) => {
           this.summary.failed++
-          this.heartbeat.countFailed()
+          this.heartbeat.count(kind, 'failed')
         },
         retried: () => this.summary.retried++,
         snoozed: () => this.summary.snoozed++,
@@ -201,6 +205,8 @@ export class Worker {
       this.config.reconnectBackoff,
     )
     try {
+      // Its liveness lock and LISTEN need a session of their own: refuse a transaction-mode pooler up front.
+      await assertSessionKept(this.pool, this.opts.databaseUrl)
       await this.liveness.open()
       await registerWorker(this.db, this.identity, metrics, 'idle')
     } catch (error) {
@@ -417,7 +423,9 @@ export class Worker {
 
   private async sweepOnce(): Promise<void> {
     try {
-      const result = await sweep(this.db, this.config)
+      // Silence is not counted while this worker could not reach the database either.
+      const result = await sweep(this.db, this.config, {reachableForMs: this.outage.reachableForMs()})
+      this.outage.up()
       if (result.deadWorkers.length > 0 || result.requeued > 0 || result.quarantined > 0) {
         this.log.warn({dead: result.deadWorkers, requeued: result.requeued, quarantined: result.quarantined}, 'recovered tasks of dead workers')
       }
@@ -463,8 +471,8 @@ export class Worker {
     return over
   }
 
-  /** Settling writes must not be lost to a database restart: retried until they go through or the lease would be gone anyway. */
-  private retryDb<T>(fn: () => Promise<T>, deadlineMs = this.config.leaseMs): Promise<T> {
+  /** Settling writes must not be lost to a database outage: retried until they go through (a lease that moved on meanwhile fences them out). */
+  private retryDb<T>(fn: () => Promise<T>, deadlineMs = this.config.outageRetryMs): Promise<T> {
     return this.outage.retry(fn, deadlineMs)
   }
 }

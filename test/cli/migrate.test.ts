@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict'
+import {randomBytes} from 'node:crypto'
+import pg from 'pg'
 
-import {assertSchemaCurrent, MIGRATION_TABLE, migrationStatus} from '../../src/db/migrator.js'
+import {assertSchemaCurrent, MIGRATION_TABLE, migrationStatus, migrator} from '../../src/db/migrator.js'
 import {openDatabase} from '../../src/db/connect.js'
 import {createDatabase, dropDatabase, urlFor} from '../helpers/db.js'
 import {hasStackTrace, lines, rvx} from '../helpers/cli.js'
@@ -104,6 +106,86 @@ describe('rvx migrate', function () {
     assert.equal(lines(res.stderr).length, 1, res.stderr)
     assert.match(res.stderr, /refused the credentials: check the user name and password in DATABASE_URL/)
     assert.doesNotMatch(res.stderr, /definitely-wrong/)
+  })
+
+  describe('as a role that does not own the schema', () => {
+    const role = `rvx_limited_${randomBytes(4).toString('hex')}`
+    const password = 'limited pass'
+    const admin = async (statement: string, database = 'postgres') => {
+      const client = new pg.Client({connectionString: urlFor(database)})
+      await client.connect()
+      try {
+        await client.query(statement)
+      } finally {
+        await client.end()
+      }
+    }
+
+    const as = (url: string) => {
+      const u = new URL(url)
+      u.username = role
+      u.password = password
+      return u.toString()
+    }
+
+    before(async () => {
+      await admin(`create role ${role} login password '${password}'`)
+    })
+
+    after(async () => {
+      for (const name of created.splice(0)) await dropDatabase(name)
+      await admin(`drop role if exists ${role}`)
+    })
+
+    it('says on a fresh database which migration could not start, and that the role needs CREATE on the schema', async () => {
+      const url = await fresh()
+      const owner = decodeURIComponent(new URL(url).username)
+      const r = await rvx(['migrate'], {env: {DATABASE_URL: as(url)}})
+      assert.equal(r.code, 1, r.stderr)
+      assert.deepEqual(lines(r.stderr).slice(0, -1), ['Applying migrations...'], 'one line of error')
+      assert.ok(!hasStackTrace(r.stderr))
+      assert.match(
+        lines(r.stderr).at(-1)!,
+        /^Error: migration 0001_meta \(creating the table rvx_migration before it\) failed: permission denied for schema public: /,
+      )
+      assert.match(
+        r.stderr,
+        new RegExp(
+          `role ${role} may not create tables in schema public: run rvx migrate as ${owner}, or have it grant the privilege \\(GRANT CREATE ON SCHEMA public TO ${role}\\)`,
+        ),
+      )
+      assert.doesNotMatch(r.stderr, /unknown/)
+    })
+
+    it("names the migration that failed and the role to run it as, when rvx's tables belong to another role", async () => {
+      const url = await fresh()
+      const owner = decodeURIComponent(new URL(url).username)
+      const handle = await openDatabase(url)
+      let newest: string
+      try {
+        // Installed by its owner up to the migration before the newest; the limited role may create tables and use these.
+        const all = await migrationStatus(handle.db)
+        newest = all.at(-1)!.name
+        const {error} = await migrator(handle.db).migrateTo(all.at(-2)!.name)
+        assert.equal(error, undefined)
+      } finally {
+        await handle.close()
+      }
+
+      const database = new URL(url).pathname.slice(1)
+      await admin(`grant create on schema public to ${role}; grant all on all tables in schema public to ${role}`, database)
+      const r = await rvx(['migrate'], {env: {DATABASE_URL: as(url)}})
+      assert.equal(r.code, 1, r.stderr)
+      assert.deepEqual(lines(r.stderr).slice(0, -1), ['Applying migrations...'], 'one line of error')
+      assert.match(
+        lines(r.stderr).at(-1)!,
+        new RegExp(
+          `^Error: migration ${newest} failed: must be owner of table \\w+: role ${role} does not own rvx's tables \\(${owner} does\\): run rvx migrate as ${owner}\\. Nothing of it was applied\\.`,
+        ),
+      )
+      const after = await rvx(['migrate', '--status', '--json'], {env: {DATABASE_URL: url}})
+      assert.equal(JSON.parse(after.stdout).pending, 1, 'nothing of it was applied')
+    })
   })
 
   it('exits 3 on a malformed DATABASE_URL and 2 on an unknown flag, one line each, no stack trace', async () => {

@@ -3,6 +3,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import {parse} from 'csv-parse/sync'
+import {sql} from 'kysely'
 
 import {startSmtp, type SmtpCapture} from '../helpers/capture-servers.js'
 import {rvx} from '../helpers/cli.js'
@@ -87,5 +88,53 @@ describe('e2e: exports neutralize spreadsheet formulas from hostile names', func
     const [mail] = await waitFor('the completion mail', async () => smtp.to('sales@example.com').length > 0 && smtp.to('sales@example.com'))
     const attached = mail.attachments.find((a) => a.filename?.endsWith('companies.csv'))!
     assert.equal(attached.content.toString('utf8'), csvText, 'the mailed CSV is the exported one')
+  })
+})
+
+describe("e2e: two databases' exports never overwrite each other", function () {
+  this.timeout(180_000)
+  const a = useFreshDatabase()
+  const b = useFreshDatabase()
+  let cwd: string
+
+  before(() => {
+    cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'rvx-e2e-exports-'))
+  })
+
+  after(() => {
+    fs.rmSync(cwd, {recursive: true, force: true})
+  })
+
+  const idOf = async (t: typeof a) => (await sql<{id: string}>`select value #>> '{}' as id from rvx_meta where key = 'database_id'`.execute(t.db)).rows[0].id
+  const rowsOf = (file: string) => parse(fs.readFileSync(file, 'utf8'), {columns: true}) as Array<{domain: string}>
+
+  it("puts each database's run 1 under ./exports/<its id>/run-1; --output-dir still puts it where it says", async () => {
+    // Database A delivers a company in run 1; database B's run 1 has nothing yet, and is exported after it.
+    const done = await rvx(['orchestrate', '--provider', 'simulated', '--criteria', '{"state":"TX"}', '--quantity', '1', '--json'], {
+      env: {DATABASE_URL: a.url},
+      cwd,
+    })
+    assert.equal(done.code, 0, done.stderr)
+    assert.equal(JSON.parse(done.stdout).runId, 1)
+    const created = await rvx(['orchestrate', '--provider', 'simulated', '--criteria', '{"state":"FL"}', '--quantity', '1', '--detach', '--json'], {
+      env: {DATABASE_URL: b.url},
+      cwd,
+    })
+    assert.equal(JSON.parse(created.stdout).runId, 1)
+    const exported = await rvx(['runs', 'export', '1', '--json'], {env: {DATABASE_URL: b.url}, cwd})
+    assert.equal(exported.code, 0, exported.stderr)
+
+    const dirA = path.dirname(JSON.parse(done.stdout).export.files.companies)
+    const dirB = path.dirname(JSON.parse(exported.stdout).files.companies)
+    assert.notEqual(dirA, dirB)
+    assert.equal(rowsOf(path.join(dirA, 'companies.csv')).length, 1, "A's export is still there, whole")
+    assert.equal(rowsOf(path.join(dirB, 'companies.csv')).length, 0)
+    // Each under its own database's id.
+    const [idA, idB] = [await idOf(a), await idOf(b)]
+    const folder = (id: string) => path.join(fs.realpathSync(cwd), 'exports', id.replaceAll('-', '').slice(0, 8), 'run-1')
+    assert.deepEqual([dirA, dirB], [folder(idA), folder(idB)])
+
+    const given = await rvx(['runs', 'export', '1', '--output-dir', 'mine', '--json'], {env: {DATABASE_URL: b.url}, cwd})
+    assert.equal(path.dirname(JSON.parse(given.stdout).files.companies), path.join(fs.realpathSync(cwd), 'mine', 'run-1'))
   })
 })

@@ -10,6 +10,15 @@ import {metricSum, parseMetrics, startSmtp, startWebhook, type SmtpCapture, type
 import {hasStackTrace, lines, rvx} from '../helpers/cli.js'
 import {useFreshDatabase} from '../helpers/db.js'
 import {type Spawned, spawnCli, waitFor} from '../helpers/processes.js'
+import {lintExposition, promtoolCheck, promtoolPath} from '../helpers/prometheus.js'
+import {registeredWorker} from '../helpers/runtime.js'
+
+/** The values of the series of `name` whose labels are exactly `labels`. */
+function series(samples: ReturnType<typeof parseMetrics>, name: string, labels: Record<string, string>): number[] {
+  return samples
+    .filter((s) => s.name === name && JSON.stringify(Object.entries(s.labels).sort()) === JSON.stringify(Object.entries(labels).sort()))
+    .map((s) => s.value)
+}
 
 const CLAIM = {workerId: 'probe-worker', limit: 1, leaseMs: 30_000, pool: 'default', capabilities: [], memoryAvailableGb: 64, gpuVramAvailableGb: 0}
 
@@ -396,10 +405,64 @@ describe('e2e: rvx monitor', function () {
       assert.equal(metricSum(samples, 'rvx_workers', {type: 'company', status: 'idle'}), 0)
       assert.equal(metricSum(samples, 'rvx_tasks', {status: 'running'}), 0)
       assert.equal(metricSum(samples, 'rvx_runs', {status: 'completed'}), 1)
+      // After the run: no run is running, and that reads 0 rather than nothing; the simulated calls' cost (sim-1 is priced like a small real model) is one series.
+      assert.deepEqual(series(samples, 'rvx_runs', {status: 'running'}), [0])
+      const cost = series(samples, 'rvx_llm_cost_usd_total', {provider: 'simulated', model: 'sim-1'})
+      assert.equal(cost.length, 1)
+      assert.ok(cost[0] > 0, `sim-1 cost ${cost[0]}`)
       assert.ok(samples.some((s) => s.name === 'rvx_monitor_process_resident_memory_bytes'))
       assert.equal((await fetch(url.replace('/metrics', '/nope'))).status, 404)
       monitor.child.kill('SIGTERM')
       assert.equal((await monitor.exited).code, 143)
+    })
+
+    it('lints clean (promtool check metrics, and the exposition rules), every series there from the start; a worker running tasks counts as busy at once', async () => {
+      // A worker between two heartbeats: its row says idle, while it runs a task.
+      const worker = await registeredWorker(t.db, t.url, 'w-metrics', ['probe'])
+      try {
+        await enqueue(t.db, {kind: 'probe'})
+        assert.equal((await claimTasks(t.db, {...CLAIM, workerId: 'w-metrics', kinds: ['probe']})).length, 1)
+        const monitor = spawnCli(['monitor', '--interval', '300ms', '--metrics-port', '0'], {DATABASE_URL: t.url})
+        spawned.push(monitor)
+        const url = await waitFor('the metrics url', async () => /metrics on (http:[^\s"]+)/.exec(monitor.stderr())?.[1])
+        const text = await waitFor('the first interval in the metrics', async () => {
+          const body = await (await fetch(url)).text()
+          return metricSum(parseMetrics(body), 'rvx_workers', {type: 'probe'}) > 0 && body
+        })
+
+        assert.deepEqual(lintExposition(text), [])
+        const promtool = promtoolPath()
+        if (promtool) {
+          const checked = promtoolCheck(promtool, text)
+          assert.equal(checked.status, 0, `promtool check metrics: ${checked.output}`)
+        }
+
+        const samples = parseMetrics(text)
+        assert.deepEqual(series(samples, 'rvx_workers', {type: 'probe', status: 'busy'}), [1])
+        assert.deepEqual(series(samples, 'rvx_workers', {type: 'probe', status: 'idle'}), [0])
+        for (const status of ['running', 'needs_decision', 'completed', 'failed', 'canceled'])
+          assert.equal(series(samples, 'rvx_runs', {status}).length, 1, status)
+        // Counters start at 0 for what is known up front: the stages' kinds, the providers' models, the alert kinds.
+        for (const [provider, model] of [
+          ['simulated', 'sim-1'],
+          ['openai', 'gpt-4.1-mini'],
+        ]) {
+          assert.deepEqual(series(samples, 'rvx_llm_cost_usd_total', {provider, model}), [0])
+          assert.deepEqual(series(samples, 'rvx_llm_calls_total', {provider, model, outcome: 'ok'}), [0])
+          assert.deepEqual(series(samples, 'rvx_llm_tokens_total', {provider, model, direction: 'input'}), [0])
+        }
+
+        for (const kind of ['lead-list', 'company', 'contact']) {
+          assert.deepEqual(series(samples, 'rvx_task_events_total', {kind, event: 'completed'}), [0])
+          assert.deepEqual(series(samples, 'rvx_task_recoveries_total', {kind, reason: 'worker_died'}), [0])
+          assert.deepEqual(series(samples, 'rvx_task_duration_seconds_count', {kind}), [0])
+        }
+
+        assert.deepEqual(series(samples, 'rvx_alerts_total', {kind: 'worker_dead'}), [0])
+        assert.ok(!samples.some((s) => s.name.endsWith('_total') && /active_(handles|requests|resources)/.test(s.name)), 'no gauge named *_total')
+      } finally {
+        await worker.close()
+      }
     })
 
     it('a standby monitor takes over when the active one dies', async () => {

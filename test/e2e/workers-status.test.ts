@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict'
 import {sql} from 'kysely'
 
+import {claimTasks, enqueue} from '../../src/runtime/index.js'
 import {rvx, spawnRvx} from '../helpers/cli.js'
 import {useFreshDatabase} from '../helpers/db.js'
 import {waitFor} from '../helpers/processes.js'
+import {registeredWorker} from '../helpers/runtime.js'
 
 describe('e2e: rvx workers status / prune', function () {
   this.timeout(120_000)
@@ -40,6 +42,84 @@ describe('e2e: rvx workers status / prune', function () {
 
     const pruned = JSON.parse((await rvx(['workers', 'prune', '--older-than', '0s', '--json'], {env: env()})).stdout)
     assert.deepEqual(pruned.removed, ['w-victim'])
+  })
+
+  it("counts each type's own tasks: a worker of every stage adds its completions and failures to the kind of each task, not to every type", async () => {
+    await sql`truncate tasks, task_events, workers`.execute(t.db)
+    const created = await rvx(['orchestrate', '--provider', 'simulated', '--criteria', '{"state":"TX"}', '--quantity', '3', '--detach', '--json'], {env: env()})
+    assert.equal(created.code, 0, created.stderr)
+    const {runId} = JSON.parse(created.stdout)
+    // Malformed model output fails attempts (retried later): failures to count too.
+    const worker = await rvx(['worker', 'all', '--id', 'w-all', '--run', String(runId), '--exit-when-idle', '--sim-faults', 'malformed=0.2'], {
+      env: env(),
+      timeoutMs: 120_000,
+    })
+    assert.equal(worker.code, 0, worker.stderr)
+
+    const {rows: truth} = await sql<{kind: string; done: number; failed: number}>`
+      select t.kind, count(*) filter (where e.event = 'completed')::int as done, count(*) filter (where e.event in ('failed', 'retry_scheduled'))::int as failed
+      from task_events e join tasks t on t.id = e.task_id where e.worker_id = 'w-all' group by t.kind order by t.kind`.execute(t.db)
+    assert.deepEqual(
+      truth.map((r) => r.kind),
+      ['company', 'contact', 'lead-list'],
+    )
+    assert.ok(
+      truth.some((r) => r.failed > 0),
+      'some attempts failed: ' + JSON.stringify(truth),
+    )
+
+    const status = JSON.parse((await rvx(['workers', 'status', '--json', '--all'], {env: env()})).stdout)
+    assert.deepEqual(
+      status.fleet.map((f: {type: string; tasksDone: number; tasksFailed: number}) => ({kind: f.type, done: f.tasksDone, failed: f.tasksFailed})),
+      truth,
+    )
+    const [w] = status.workers
+    assert.equal(
+      w.tasksDone,
+      truth.reduce((n, r) => n + r.done, 0),
+      'the worker itself counts all of them',
+    )
+    const {rows: psql} = await sql<{type: string; tasks_done: number}>`select type, tasks_done::int from rvx_worker_stats() order by type`.execute(t.db)
+    assert.deepEqual(
+      psql.map((r) => [r.type, r.tasks_done]),
+      truth.map((r) => [r.kind, r.done]),
+    )
+  })
+
+  it('shows a worker that runs tasks as busy at once, not when its next heartbeat says so', async () => {
+    await sql`truncate tasks, task_events, workers`.execute(t.db)
+    const worker = await registeredWorker(t.db, t.url, 'w-between-beats', ['probe', 'other'])
+    try {
+      await enqueue(t.db, [{kind: 'probe'}, {kind: 'probe'}])
+      const claim = {
+        workerId: 'w-between-beats',
+        kinds: ['probe'],
+        limit: 2,
+        leaseMs: 60_000,
+        pool: 'default',
+        capabilities: [],
+        memoryAvailableGb: 64,
+        gpuVramAvailableGb: 0,
+      }
+      assert.equal((await claimTasks(t.db, claim)).length, 2)
+      const row = await t.db.selectFrom('workers').select('status').where('id', '=', 'w-between-beats').executeTakeFirstOrThrow()
+      assert.equal(row.status, 'idle', 'its row still says what it was at its last heartbeat')
+
+      const status = JSON.parse((await rvx(['workers', 'status', '--json'], {env: env()})).stdout)
+      assert.deepEqual(
+        status.fleet.map((f: {type: string; idle: number; busy: number}) => [f.type, f.idle, f.busy]),
+        [
+          ['other', 0, 1],
+          ['probe', 0, 1],
+        ],
+      )
+      assert.deepEqual(
+        status.workers.map((w: {id: string; status: string; currentTasks: unknown[]}) => [w.id, w.status, w.currentTasks.length]),
+        [['w-between-beats', 'busy', 2]],
+      )
+    } finally {
+      await worker.close()
+    }
   })
 
   for (const [signal, code] of [

@@ -16,6 +16,8 @@ export interface CliOptions {
   env?: NodeJS.ProcessEnv
   input?: string
   timeoutMs?: number
+  /** Working directory (default: the repository), for commands that write relative to it. */
+  cwd?: string
   /** Run as this OS user (the tests run as root in CI: an unwritable directory needs someone else). */
   uid?: number
   gid?: number
@@ -30,7 +32,13 @@ export function cliEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
 }
 
 export function spawnRvx(args: string[], options: CliOptions = {}): ChildProcess {
-  return spawn(process.execPath, [BIN, ...args], {cwd: ROOT, env: cliEnv(options.env), stdio: ['pipe', 'pipe', 'pipe'], uid: options.uid, gid: options.gid})
+  return spawn(process.execPath, [BIN, ...args], {
+    cwd: options.cwd ?? ROOT,
+    env: cliEnv(options.env),
+    stdio: ['pipe', 'pipe', 'pipe'],
+    uid: options.uid,
+    gid: options.gid,
+  })
 }
 
 /** Runs bin/run.js as a real process and collects its output; kills it after timeoutMs. */

@@ -1,4 +1,9 @@
-import type {RuntimeConfig} from '../../src/runtime/index.js'
+import pg from 'pg'
+
+import type {Executor} from '../../src/db/executor.js'
+import {LOCK_CLASS_WORKER} from '../../src/runtime/config.js'
+import {ResourceSampler, type RuntimeConfig, workerLockKey} from '../../src/runtime/index.js'
+import {registerWorker} from '../../src/runtime/registry.js'
 
 /** Fast timings so runtime tests finish quickly; the semantics are the same as the defaults'. */
 export const FAST: Partial<RuntimeConfig> = {
@@ -11,4 +16,18 @@ export const FAST: Partial<RuntimeConfig> = {
   transientBackoff: {baseMs: 20, maxMs: 80, jitter: 0.25},
   attemptBackoff: {baseMs: 50, maxMs: 200, jitter: 0},
   graceMs: 2000,
+}
+
+/**
+ * A worker as the database sees it between two heartbeats: registered (status idle, as its last heartbeat
+ * wrote), its liveness lock held by a session of this process (so sweeps find it alive), claiming through
+ * the runtime's own calls. Close it to end its session.
+ */
+export async function registeredWorker(db: Executor, url: string, id: string, types: string[]): Promise<{close(): Promise<void>}> {
+  const identity = {id, types, pool: 'default', capabilities: [], concurrency: 4, scope: null, version: 'test', lockKey: workerLockKey(id)}
+  const session = new pg.Client({connectionString: url})
+  await session.connect()
+  await session.query('select pg_advisory_lock($1, $2)', [LOCK_CLASS_WORKER, identity.lockKey])
+  await registerWorker(db, identity, await new ResourceSampler().sample(), 'idle')
+  return {close: () => session.end()}
 }

@@ -204,10 +204,12 @@ describe('runtime: stats', function () {
     await sql`truncate tasks, task_events, workers restart identity cascade`.execute(t.db)
   })
 
+  // Lifetime counts per type come from workers.kind_counts (migration 0012): w2's two tasks are one of each kind.
   const workers = () =>
     sql`
-    insert into workers (id, types, host, pid, version, concurrency, status, lock_key, tasks_done)
-    values ('w1', '{a}', 'h', 1, 'v', 4, 'idle', 1, 5), ('w2', '{a,b}', 'h', 2, 'v', 4, 'dead', 2, 1)`.execute(t.db)
+    insert into workers (id, types, host, pid, version, concurrency, status, lock_key, tasks_done, kind_counts)
+    values ('w1', '{a}', 'h', 1, 'v', 4, 'idle', 1, 5, '{"a": {"done": 5}}'),
+           ('w2', '{a,b}', 'h', 2, 'v', 4, 'dead', 2, 2, '{"a": {"done": 1}, "b": {"done": 1}}')`.execute(t.db)
 
   it('reports the queue by kind and status, and the fleet by type', async () => {
     const tasks = await enqueue(t.db, [{kind: 'a'}, {kind: 'a'}, {kind: 'a', runAfter: 60_000}, {kind: 'b'}])

@@ -10,7 +10,7 @@ import {migrateToLatest} from '../../src/db/migrator.js'
 import type {Database} from '../../src/db/schema.js'
 import {enqueue, sweep} from '../../src/runtime/index.js'
 import {useFreshDatabase} from '../helpers/db.js'
-import {spawnScript, waitFor, type Spawned} from '../helpers/processes.js'
+import {spawnCli, spawnScript, waitFor, type Spawned} from '../helpers/processes.js'
 import {FAST} from '../helpers/runtime.js'
 
 const SCRIPT = 'test/fixtures/worker-process.ts'
@@ -312,5 +312,125 @@ describe('runtime: PostgreSQL restarted mid-run (own server)', function () {
       select max(c)::int as max from (select count(*) as c from task_events where event = 'completed' group by task_id) x`.execute(db)
     assert.equal(completions[0].max, 1)
     assert.match(workers[0].stderr() + workers[1].stderr(), /database (unavailable|connection lost)|liveness session lost/)
+  })
+})
+
+describe('runtime: a database outage longer than dead-after and the leases (own server)', function () {
+  this.timeout(240_000)
+  let home: string
+  let server: EmbeddedServer
+  let db: Kysely<Database>
+
+  before(async () => {
+    home = fs.mkdtempSync(path.join(os.tmpdir(), 'rvx-outage-'))
+    server = new EmbeddedServer({home, env: {...process.env, RVX_PG_PORT: ''}, settings: {fsync: 'off'}})
+    await server.start()
+  })
+
+  after(async () => {
+    await db?.destroy()
+    await server.stop().catch(() => {})
+    fs.rmSync(home, {recursive: true, force: true})
+  })
+
+  it('kills nobody: no worker declared dead, nothing requeued or fenced, no alert, every task completed exactly once', async () => {
+    const url = (await server.url())!
+    db = new Kysely<Database>({dialect: new PostgresDialect({pool: createPool(url)})})
+    await migrateToLatest(db, url)
+    await sql`create table effects (task_id bigint not null, worker_id text not null)`.execute(db)
+    // The outage (12 s) is twice dead-after (6 s, as the monitor's) and eight leases (1.5 s) long.
+    const config = {...FAST, deadAfterMs: 6000}
+    const outageMs = 12_000
+    const total = 200
+    await enqueue(
+      db,
+      Array.from({length: total}, () => ({kind: 'sleep', payload: {ms: 150}})),
+    )
+    const monitor = spawnCli(['monitor', '--interval', '500ms', '--dead-after', '6s'], {DATABASE_URL: url})
+    const workers = ['o1', 'o2'].map((id) => startWorker(url, id, {RVX_TEST_RUNTIME_CONFIG: JSON.stringify(config)}))
+    const logs = () => [monitor, ...workers].map((p) => p.stderr().slice(-2000)).join('\n---\n')
+    try {
+      await waitFor('the monitor to be active', async () => monitor.stderr().includes('"active":true'))
+      await waitFor('some progress', async () => {
+        const {rows} = await sql<{n: number}>`select count(*)::int as n from tasks where status = 'completed'`.execute(db)
+        return rows[0].n >= 40
+      })
+      const registered = await db.selectFrom('workers').select(['id', 'started_at']).orderBy('id').execute()
+      assert.deepEqual(
+        registered.map((w) => w.id),
+        ['o1', 'o2'],
+      )
+
+      await server.stop()
+      // This process sweeps from the first moment the server answers again, as a worker or a monitor on another machine would.
+      const dead: string[] = []
+      let sweeping = true
+      const sweeper = (async () => {
+        while (sweeping) {
+          try {
+            dead.push(...(await sweep(db, {deadAfterMs: config.deadAfterMs, sessionGraceMs: config.sessionGraceMs!, maxCrashes: 3})).deadWorkers)
+          } catch {
+            // the server is down
+          }
+
+          await new Promise((r) => setTimeout(r, 20))
+        }
+      })()
+      await new Promise((r) => setTimeout(r, outageMs))
+      await server.start()
+
+      try {
+        await waitFor(
+          'every task completed after the outage',
+          async () => {
+            const {rows} = await sql<{status: string; n: number}>`select status, count(*)::int as n from tasks group by status`
+              .execute(db)
+              .catch(() => ({rows: []}))
+            return rows.length === 1 && rows[0].status === 'completed' && rows[0].n === total
+          },
+          60_000,
+          250,
+        ).catch((error) => {
+          throw new Error(`${error.message}; ${logs()}`)
+        })
+        // Two more of the monitor's dead-after windows, sweeping all along: still nobody dead.
+        await new Promise((r) => setTimeout(r, 2 * config.deadAfterMs))
+      } finally {
+        sweeping = false
+        await sweeper
+      }
+
+      assert.deepEqual(dead, [], 'no sweep of this process found a dead worker')
+      const {rows: events} = await sql<{event: string; n: number}>`
+        select event, count(*)::int as n from task_events where event not in ('claimed', 'completed') group by event`.execute(db)
+      assert.deepEqual(events, [], 'nothing requeued, released, quarantined or fenced out')
+      const {rows: crashes} = await sql<{n: number}>`select count(*)::int as n from tasks where crash_count > 0 or attempts > 0`.execute(db)
+      assert.equal(crashes[0].n, 0, 'no crash or attempt counted')
+      const after = await db.selectFrom('workers').select(['id', 'started_at', 'status']).orderBy('id').execute()
+      assert.deepEqual(
+        after.map((w) => [w.id, w.started_at, w.status === 'dead']),
+        registered.map((w) => [w.id, w.started_at, false]),
+        'each worker kept its one registration and is not dead',
+      )
+      const {rows: alerts} = await sql<{kind: string; subject: string}>`select kind, subject from alerts`.execute(db)
+      assert.deepEqual(alerts, [], 'no alert')
+
+      const {rows: effects} = await sql<{dupes: number; n: number}>`
+        select count(*) filter (where c > 1)::int as dupes, count(*)::int as n from (select task_id, count(*) as c from effects group by task_id) x`.execute(db)
+      assert.deepEqual(effects[0], {dupes: 0, n: total}, 'each effect applied exactly once')
+
+      // The monitor said what happened: it lost the database, not its place to another monitor; then it was active again.
+      const said = monitor.stderr()
+      assert.match(said, /database unavailable; retrying: this monitor is neither active nor on standby until it answers/)
+      assert.doesNotMatch(said, /another monitor is active/)
+      const afterwards = said.slice(said.indexOf('database unavailable; retrying'))
+      assert.match(afterwards, /"active":true/)
+      assert.match(afterwards, /database available again/)
+      assert.doesNotMatch(said, /swept \d+ dead worker/)
+      for (const w of workers) assert.doesNotMatch(w.stderr(), /presumed dead|fenced out|settling a task failed/)
+    } finally {
+      for (const p of [monitor, ...workers]) p.child.kill('SIGTERM')
+      await Promise.all([monitor, ...workers].map((p) => p.exited))
+    }
   })
 })

@@ -7,12 +7,13 @@ import {exportRun, type ExportResult} from '../../pipeline/export.js'
 
 export default class RunsExport extends BaseCommand<typeof RunsExport> {
   static override summary = "Write a run's companies.csv and contacts.csv (again: it is idempotent)."
-  static override description = 'Files go to OUTPUT-DIR/run-ID/, so runs never overwrite each other. A run that stopped short exports what it has.'
+  static override description =
+    "Files go to OUTPUT-DIR/run-ID/, so runs never overwrite each other; by default OUTPUT-DIR is ./exports/ and the first 8 characters of the database's id (rvx_meta database_id), so neither do two databases' runs. A run that stopped short exports what it has."
   static override examples = ['<%= config.bin %> runs export 12', '<%= config.bin %> runs export 12 --output-dir ~/leads --format json --json']
   static override enableJsonFlag = true
   static override args = {id: runIdArg}
   static override flags = {
-    'output-dir': Flags.string({summary: 'Folder for the export (a run-ID folder inside).', default: './exports'}),
+    'output-dir': Flags.string({summary: "Folder for the export (a run-ID folder inside). Default: ./exports/ and the database's id."}),
     format: Flags.option({options: ['csv', 'json'] as const, default: 'csv' as const, summary: 'File format.'})(),
   }
 

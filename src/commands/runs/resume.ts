@@ -33,7 +33,7 @@ export default class RunsResume extends RunDriverCommand<typeof RunsResume> {
     ),
     'max-usd': usdFlag('New budget for model calls in US dollars, above what the run has spent (e.g. to go on after "budget reached").'),
     detach: Flags.boolean({summary: 'Mark the run running again and return; rvx workers do the work.'}),
-    'output-dir': Flags.string({summary: 'Where exports go.', default: './exports'}),
+    'output-dir': Flags.string({summary: "Where exports go (a run-ID folder inside). Default: ./exports/ and the database's id."}),
     format: Flags.option({options: ['csv', 'json'] as const, default: 'csv' as const, summary: 'Export format.'})(),
     timeout: Flags.string({summary: 'Stop driving after this long (e.g. 30m; 1s-24d).'}),
   }
@@ -44,7 +44,7 @@ export default class RunsResume extends RunDriverCommand<typeof RunsResume> {
     if (this.flags.quantity !== undefined) validateSize({quantity: this.flags.quantity, contactsMin: 1, contactsMax: 1})
     const timeoutMs = this.flags.timeout === undefined ? undefined : parseDuration(this.flags.timeout, 'timeout', {min: 1000})
     if (!this.flags.detach) await checkOutputDir(this.flags['output-dir'])
-    const db = await this.database({schema: true})
+    const db = await this.database({schema: true, session: !this.flags.detach})
     const maxUsd = this.flags['max-usd']
     if (maxUsd !== undefined) {
       requirePrices(providerFactory()(await getRun(db, id)).models)
