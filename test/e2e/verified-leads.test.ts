@@ -94,9 +94,10 @@ describe('e2e: verified leads (a lying model, real local sites and DNS)', functi
   /**
    * The scripted model: reads the home page first (except where it makes things up), then claims everything
    * matches. The liars answer first, so all of them are judged before the target is met; then Dead Mail, then
-   * Honest One, so Dead Mail is selected (and dropped for mail that bounces) before Honest Two is needed.
+   * Honest One, so Dead Mail is selected (and dropped for mail that bounces) before Honest Two is needed. Seconds apart,
+   * so a loaded machine keeps the order.
    */
-  const DELAY: Record<string, number> = {'deadmail.example': 300, 'honest1.example': 800, 'honest2.example': 1500}
+  const DELAY: Record<string, number> = {'deadmail.example': 2500, 'honest1.example': 5000, 'honest2.example': 8000}
   function research(domain: string, read: boolean): ScriptedReply {
     if (!read && domain !== 'uncited.example') return toolCall('fetch_page', {url: web.url(domain)})
     const home = web.url(domain)
