@@ -194,7 +194,6 @@ describe('runtime: Worker semantics (in-process, real PostgreSQL)', function () 
 
   it('survives a handler that throws something odd, and keeps working', async () => {
     const registry = new TaskRegistry().register<{bad: boolean}>('odd', async (task) => {
-       
       if (task.payload.bad) throw {weird: true}
     })
     startWorker(registry)
