@@ -22,7 +22,7 @@ import {RvxError} from '../shared/errors.js'
  */
 
 /** How much one page shows (the CSV and JSON downloads have everything). */
-export const LIMITS = {runs: 100, selected: 200, qualified: 50, disqualified: 100, events: 40, problems: 20, alerts: 50, workers: 500}
+export const LIMITS = {runs: 100, selected: 200, qualified: 50, disqualified: 100, events: 40, problems: 20, alerts: 50}
 
 /** The last hour, by minute. */
 export const CHART_MINUTES = 60

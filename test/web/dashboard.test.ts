@@ -346,6 +346,19 @@ describe('dashboard: routes, escaping, tokens and one shared live read (HTTP aga
     }
   })
 
+  it('a port in use is a one-line usage error that names the flag', async () => {
+    const port = Number(new URL(base).port)
+    await assert.rejects(
+      startDashboard({db: t.db, host: '127.0.0.1', port, intervalMs: 200, log: silentLogger}),
+      (error: Error & {code?: string; exitCode?: number}) => {
+        assert.equal(error.code, 'port_in_use')
+        assert.equal(error.exitCode, 2)
+        assert.equal(error.message, `${port} on 127.0.0.1 is in use: pick another (--port)`)
+        return true
+      },
+    )
+  })
+
   it('without a token, only loopback host names are answered (a DNS name pointed at 127.0.0.1 gets nothing)', async () => {
     const port = new URL(base).port
     assert.equal((await get(`${base}/runs`, {host: `evil.example:${port}`})).status, 403)
