@@ -9,6 +9,7 @@ import {createRun} from '../../src/pipeline/runs.js'
 import {STAGES} from '../../src/pipeline/stages/index.js'
 import {saveUsage} from '../../src/pipeline/usage.js'
 import {recordConditions} from '../../src/monitor/conditions.js'
+import {claimTasks, enqueue, failTask} from '../../src/runtime/index.js'
 import {silentLogger} from '../../src/runtime/logger.js'
 import {COOKIE} from '../../src/web/auth.js'
 import {type Dashboard, startDashboard} from '../../src/web/server.js'
@@ -149,6 +150,32 @@ describe('dashboard: routes, escaping, tokens and one shared live read (HTTP aga
     )
     assert.ok(res.body.includes(`<code>rvx runs cancel ${short}</code>`))
     assert.match(res.body, /Selected companies \(\d+\)/)
+  })
+
+  it('the run page lists tasks that failed with their error, and marks the failure among the task events', async () => {
+    const [task] = await enqueue(t.db, {kind: 'company', payload: {runId: short, companyId: 0}, scope: runScope(short)})
+    const [claimed] = await claimTasks(t.db, {
+      workerId: 'w-test',
+      kinds: ['company'],
+      limit: 1,
+      leaseMs: 30_000,
+      pool: 'default',
+      capabilities: [],
+      memoryAvailableGb: 64,
+      gpuVramAvailableGb: 0,
+      scope: runScope(short),
+    })
+    assert.equal(claimed.id, task.id)
+    await failTask(t.db, {taskId: claimed.id, epoch: claimed.epoch, workerId: 'w-test'}, '<b>boom</b>: the provider said no', {permanent: true, retryInMs: 0})
+    const res = await get(`${base}/runs/${short}`)
+    const problem = res.body.slice(res.body.indexOf('<table class="problems">'), res.body.indexOf('</table>', res.body.indexOf('<table class="problems">')))
+    assert.match(problem, new RegExp(`<td class="num">${task.id}</td>\\s*<td>company</td>\\s*<td>failed</td>`))
+    assert.ok(problem.includes('&lt;b&gt;boom&lt;/b&gt;: the provider said no'))
+    assert.match(
+      res.body,
+      new RegExp(`<tr class="bad">\\s*<td>[^<]+</td>\\s*<td class="num">${task.id}</td>\\s*<td>company</td>\\s*<td>failed</td>`),
+      'the failed event',
+    )
   })
 
   it("the CSV and JSON downloads are renderRun's files (what rvx runs export writes), as attachments", async () => {
