@@ -72,7 +72,7 @@ export class LiveHub {
     if (this.closed || this.clients.size >= this.o.maxClients) return false
     const client: Client = {view, sink, sent: new Map(), pending: 0}
     this.clients.add(client)
-    this.loop ??= this.run().finally(() => (this.loop = undefined))
+    this.loop ??= this.run()
     return () => this.clients.delete(client)
   }
 
@@ -86,18 +86,26 @@ export class LiveHub {
   }
 
   private async run(): Promise<void> {
-    while (this.clients.size > 0 && !this.closed) {
-      await this.tick()
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, this.o.intervalMs)
-        timer.unref()
-        this.wake = () => {
-          clearTimeout(timer)
-          resolve()
-        }
-      })
-      this.wake = undefined
+    try {
+      while (this.clients.size > 0 && !this.closed) {
+        await this.tick().catch((error: Error) => this.o.log.error({error: error.message}, 'dashboard: a live update failed'))
+        await this.pause()
+      }
+    } finally {
+      // In the same step as the last check of the loop: a viewer that comes later starts a new one.
+      this.loop = undefined
     }
+  }
+
+  private pause(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, this.o.intervalMs)
+      timer.unref()
+      this.wake = () => {
+        clearTimeout(timer)
+        resolve()
+      }
+    }).finally(() => (this.wake = undefined))
   }
 
   private async tick(): Promise<void> {
@@ -145,7 +153,7 @@ export class LiveHub {
     try {
       return {...view.regions((key) => this.cache.get(key)!.value), 'live-status': liveStatus(new Date())}
     } catch (error) {
-      this.o.log.error({error: describe(error), view: view.key}, 'dashboard: a view failed to render')
+      this.o.log.error({error: (error as Error)?.message ?? String(error), view: view.key}, 'dashboard: a view failed to render')
       return {'live-status': liveStatus(new Date(), 'this page failed to render: see the dashboard log')}
     }
   }

@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict'
 import {randomBytes} from 'node:crypto'
+import {Kysely, PostgresDialect} from 'kysely'
 
 import {DEFAULT_SIMULATION, SimulatedProvider} from '../../src/agents/simulated.js'
+import {createPool} from '../../src/db/connect.js'
+import type {Database} from '../../src/db/schema.js'
 import {renderRun} from '../../src/pipeline/export.js'
 import {driveRun} from '../../src/pipeline/orchestrator.js'
 import {runScope} from '../../src/pipeline/run-options.js'
@@ -384,6 +387,32 @@ describe('dashboard: routes, escaping, tokens and one shared live read (HTTP aga
         return true
       },
     )
+  })
+
+  it('without its database, pages answer 503 in one line and live pages say so, retrying', async () => {
+    const pool = createPool('postgres://rvx:x@127.0.0.1:1/nothing', {connectTimeoutMs: 2000})
+    const db = new Kysely<Database>({dialect: new PostgresDialect({pool})})
+    const log: string[] = []
+    const lost = await startDashboard({db, host: '127.0.0.1', port: 0, intervalMs: 200, log: {...silentLogger, warn: (_o, m) => log.push(String(m))}})
+    try {
+      const res = await get(`${lost.url}runs`)
+      assert.equal(res.status, 503)
+      assert.match(res.body, /The dashboard cannot reach the database right now; reload in a moment\./)
+      assert.ok(!res.body.includes('127.0.0.1:1') && !res.body.includes('ECONNREFUSED'), 'no connection details for the viewer')
+      const sse = await SseClient.open(`${lost.url}events?page=fleet`)
+      try {
+        const {event} = await sse.next((e) => e.event === 'regions')
+        assert.match(JSON.parse(event.data)['live-status'], /cannot read the database \(retrying/)
+        await sse.next((e) => e.event === 'regions', sse.events.indexOf(event) + 1)
+      } finally {
+        sse.close()
+      }
+
+      assert.ok(log.some((m) => /reading fleet failed/.test(m)))
+    } finally {
+      await lost.close()
+      await db.destroy()
+    }
   })
 
   it('without a token, only loopback host names are answered (a DNS name pointed at 127.0.0.1 gets nothing)', async () => {
