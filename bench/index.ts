@@ -468,7 +468,8 @@ async function main(): Promise<void> {
       print(result)
     }
   } finally {
-    await embedded.stop().catch(() => {})
+    // As root the cluster lives outside `home` (a system directory): destroy() removes it too.
+    await embedded.destroy().catch(() => {})
     process.removeListener('exit', cleanup)
     fs.rmSync(home, {recursive: true, force: true})
   }

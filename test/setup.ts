@@ -11,6 +11,7 @@ import {EmbeddedServer} from '../src/db/embedded.js'
 
 let server: EmbeddedServer | undefined
 let home: string | undefined
+let systemDir: string | undefined
 
 function stopNow(): void {
   server?.stopNowSync()
@@ -18,6 +19,11 @@ function stopNow(): void {
 
 export async function mochaGlobalSetup(): Promise<void> {
   home = fs.mkdtempSync(path.join(os.tmpdir(), 'rvx-test-'))
+  // As root, clusters live in a system directory (default /var/lib/rvx): every server of this run, and every rvx it
+  // spawns, keeps its cluster in one of our own instead, removed with the rest at the end. 0711 as rvx makes it.
+  systemDir = fs.mkdtempSync(path.join(os.tmpdir(), 'rvx-test-system-'))
+  fs.chmodSync(systemDir, 0o711)
+  process.env.RVX_PG_SYSTEM_DIR = systemDir
   server = new EmbeddedServer({
     home,
     env: {...process.env, RVX_PG_PORT: ''},
@@ -39,5 +45,6 @@ export async function mochaGlobalSetup(): Promise<void> {
 export async function mochaGlobalTeardown(): Promise<void> {
   await server?.stop()
   if (home) fs.rmSync(home, {recursive: true, force: true})
+  if (systemDir) fs.rmSync(systemDir, {recursive: true, force: true})
   process.removeListener('exit', stopNow)
 }

@@ -19,15 +19,30 @@ export const DiscoveryOutput = z.object({
     .max(200),
 })
 
+/** A page the model read and a short quote from it. */
+const Evidence = z.object({url: z.string().max(2000), quote: z.string().max(500)})
+const CriterionVerdict = z.object({
+  verdict: z.enum(['match', 'mismatch', 'unknown']),
+  evidence: z.array(Evidence).max(5).default([]),
+})
+
 export const ResearchOutput = z.object({
-  fit: z.enum(['yes', 'no', 'unknown']),
-  score: z.number().min(0).max(100),
-  tier: z.enum(['low', 'medium', 'high', 'enterprise', 'unknown']),
-  confidence: z.enum(['low', 'medium', 'high']),
-  reasons: z.array(z.string()).min(1),
-  sources: z.array(z.string()).default([]),
-  pms: z.string().nullish(),
+  verdicts: z
+    .object({
+      pms: CriterionVerdict.optional(),
+      state: CriterionVerdict.optional(),
+      city: CriterionVerdict.optional(),
+      units: CriterionVerdict.optional(),
+      natural_request: CriterionVerdict.optional(),
+    })
+    .default({}),
+  portfolio: z.enum(['residential', 'hoa_only', 'large_multifamily_only', 'brokerage_only', 'no_active_management', 'unknown']).default('unknown'),
   units_estimate: z.number().int().nonnegative().nullish(),
+  employees_estimate: z.number().int().nonnegative().nullish(),
+  confidence: z.enum(['low', 'medium', 'high']),
+  reasons: z.array(z.string().max(500)).max(20).default([]),
+  sources: z.array(z.string().max(2000)).max(20).default([]),
+  pms: z.string().nullish(),
   city: z.string().nullish(),
   state: z.string().nullish(),
 })

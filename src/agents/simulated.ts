@@ -1,9 +1,22 @@
-import {UsageError} from '../shared/errors.js'
 import type {Criteria} from '../pipeline/criteria.js'
-import {PMS_VENDORS} from '../pipeline/criteria.js'
-import {SnoozeError, TransientError} from '../runtime/errors.js'
+import type {
+  CallContext,
+  CandidateCompany,
+  CheckedContact,
+  CompanyResearch,
+  Evidence,
+  FoundContact,
+  ModelVerdict,
+  ResearchProvider,
+  SiteChecks,
+  SiteFacts,
+} from '../pipeline/provider.js'
 import {sleep} from '../runtime/backoff.js'
-import type {CallContext, CandidateCompany, CompanyResearch, FoundContact, ResearchProvider} from '../pipeline/provider.js'
+import {SnoozeError, TransientError} from '../runtime/errors.js'
+import {UsageError} from '../shared/errors.js'
+import {WebChecks} from './checks.js'
+import {SimulatedWeb} from './simulated/web.js'
+import {hash32, pick, rng, truthOf, worldFor} from './simulated/world.js'
 
 /**
  * An offline, deterministic world of property-management companies, for
@@ -70,60 +83,6 @@ export function simulationOptions(flags: {latency?: string; faults?: string; see
   }
 }
 
-function hash32(text: string): number {
-  let h = 0x811c9dc5
-  for (let i = 0; i < text.length; i++) {
-    h ^= text.charCodeAt(i)
-    h = Math.imul(h, 0x01000193)
-  }
-
-  return h >>> 0
-}
-
-/** mulberry32: a small, good-enough seeded generator. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296
-  }
-}
-
-const pick = <T>(r: () => number, list: readonly T[]): T => list[Math.floor(r() * list.length)]
-
-const CITIES: Record<string, string[]> = {
-  TX: ['Austin', 'Dallas', 'Houston', 'San Antonio', 'Fort Worth', 'El Paso', 'Plano', 'Round Rock'],
-  FL: ['Tampa', 'Orlando', 'Miami', 'Jacksonville', 'Tallahassee'],
-  CA: ['Sacramento', 'San Diego', 'Fresno', 'Oakland', 'Riverside'],
-  NC: ['Raleigh', 'Charlotte', 'Durham', 'Greensboro'],
-}
-const STATES = Object.keys(CITIES)
-const WORDS_A = [
-  'Lone Star',
-  'Bluebonnet',
-  'Keystone',
-  'Summit',
-  'Oakline',
-  'Harbor',
-  'Cedar',
-  'Pioneer',
-  'Granite',
-  'Magnolia',
-  'Crescent',
-  'Liberty',
-  'Redwood',
-  'Sterling',
-  'Prairie',
-  'Riverbend',
-  'Ironwood',
-  'Silverleaf',
-  'Northgate',
-  'Westfield',
-]
-const WORDS_B = ['Property Management', 'Realty & Management', 'Residential', 'Homes', 'Property Group', 'Rentals', 'Management Co', 'Property Services']
 const FIRST = [
   'Maria',
   'James',
@@ -173,71 +132,100 @@ const TITLES: Array<[string, 1 | 2 | 3 | 4]> = [
   ['Leasing Agent', 4],
 ]
 
-interface WorldCompany extends CandidateCompany {
-  residential: boolean
-  employees: number
+/**
+ * The simulated world's checks: rvx's own checks (WebChecks) reading the
+ * simulated web and DNS. A company's truth is derived from the claims its row
+ * carries, which the site check is given.
+ */
+class SimulatedChecks implements SiteChecks {
+  private readonly claims = new Map<string, {state?: string | null; city?: string | null; pms?: string | null}>()
+  private readonly checks: WebChecks
+
+  constructor(seed: number) {
+    this.checks = new WebChecks(new SimulatedWeb(seed, (domain) => this.claims.get(domain)), {linkedinHosts: ['linkedin.example']})
+  }
+
+  checkSite(company: CandidateCompany, signal: AbortSignal): Promise<SiteFacts> {
+    this.claims.set(company.domain, {state: company.state, city: company.city, pms: company.pms})
+    return this.checks.checkSite(company, signal)
+  }
+
+  checkContact(contact: FoundContact, ownDomains: string[], signal: AbortSignal): Promise<CheckedContact> {
+    return this.checks.checkContact(contact, ownDomains, signal)
+  }
 }
 
 export class SimulatedProvider implements ResearchProvider {
   readonly name = 'simulated'
   readonly simulated = true
-  private readonly worlds = new Map<string, WorldCompany[]>()
+  readonly checks: SiteChecks
 
-  constructor(private readonly options: SimulationOptions = DEFAULT_SIMULATION) {}
+  constructor(private readonly options: SimulationOptions = DEFAULT_SIMULATION) {
+    this.checks = new SimulatedChecks(options.seed)
+  }
 
   async discover(input: {criteria: Criteria; want: number; exclude: string[]; round: number}, ctx: CallContext): Promise<CandidateCompany[]> {
     await this.call(ctx, 900, 300)
     const exclude = new Set(input.exclude.map((d) => d.toLowerCase()))
-    return this.world(input.criteria)
+    return worldFor(this.options.seed, input.criteria, this.options.supply)
       .filter((c) => !exclude.has(c.domain))
       .slice(0, Math.max(0, input.want))
-      .map(({name, domain, website, city, state, sources}) => ({name, domain, website, city, state, sources}))
   }
 
+  /**
+   * A model that reads the company's pages and mostly reports what they say,
+   * but lies as models do: it claims the criteria's PMS where the portal shows
+   * another, the criteria's location where the address says otherwise, and
+   * cites pages it never read. The pipeline's checks must catch every one.
+   */
   async research(input: {criteria: Criteria; company: CandidateCompany}, ctx: CallContext): Promise<CompanyResearch> {
     await this.call(ctx, 2500, 600)
-    const c = this.world(input.criteria).find((w) => w.domain === input.company.domain)
-    if (!c) return {fit: 'unknown', score: 0, tier: 'unknown', confidence: 'low', reasons: ['not found in the simulated world'], sources: []}
-    const {criteria} = input
-    const reasons: string[] = []
-    let fit: 'yes' | 'no' = 'yes'
-    if (criteria.pms && c.pms?.toLowerCase() !== criteria.pms.toLowerCase()) {
-      fit = 'no'
-      reasons.push(`uses ${c.pms}, not ${criteria.pms} (portal links on ${c.domain})`)
-    } else if (c.pms) {
-      reasons.push(`tenant portal on ${c.pms}`)
+    const {criteria, company} = input
+    const t = truthOf(this.options.seed, company)
+    const r = rng(hash32(`${this.options.seed}:model:${company.domain}`))
+    const home = `https://${company.domain}/`
+    const about = `https://${company.domain}/about`
+    const contact = `https://${company.domain}/contact`
+    const seen = t.answers ? [home, about, contact] : []
+    const said = (verdict: ModelVerdict['verdict'], url: string, quote: string): ModelVerdict => ({
+      verdict,
+      evidence: verdict === 'unknown' ? [] : [{url, quote}],
+    })
+    const verdicts: CompanyResearch['verdicts'] = {}
+    if (criteria.pms) {
+      const honest = t.shows === 'none' || !t.answers ? 'unknown' : t.pms === criteria.pms ? 'match' : 'mismatch'
+      verdicts.pms =
+        r() < 0.3 ? said('match', home, `Residents pay rent online with ${criteria.pms}`) : said(honest, home, `Pay Rent / Resident Login (${t.pms})`)
     }
 
-    if (!c.residential) {
-      fit = 'no'
-      reasons.push('HOA-only / association management, no residential rentals')
+    const located = t.answers && t.address !== 'none'
+    const where = `${t.street}, ${t.city}, ${t.state} ${t.zip}`
+    if (criteria.state)
+      verdicts.state = located ? said(r() < 0.15 ? 'match' : t.state === criteria.state ? 'match' : 'mismatch', contact, where) : said('unknown', contact, '')
+    if (criteria.city)
+      verdicts.city = located ? said(t.city.toLowerCase() === criteria.city.toLowerCase() ? 'match' : 'mismatch', contact, where) : said('unknown', contact, '')
+    if (criteria.units_min !== undefined || criteria.units_max !== undefined) {
+      const inRange = (criteria.units_min === undefined || t.units >= criteria.units_min) && (criteria.units_max === undefined || t.units <= criteria.units_max)
+      verdicts.units = said(t.answers ? (inRange ? 'match' : 'mismatch') : 'unknown', about, `about ${t.units} units`)
     }
 
-    const units = c.unitsEstimate ?? 0
-    if (criteria.units_min !== undefined && units < criteria.units_min) {
-      fit = 'no'
-      reasons.push(`about ${units} units, below ${criteria.units_min}`)
-    }
-
-    if (criteria.units_max !== undefined && units > criteria.units_max) {
-      fit = 'no'
-      reasons.push(`about ${units} units, above ${criteria.units_max}`)
-    }
-
-    const tier = units < 50 ? 'low' : units < 150 ? 'medium' : units <= 1000 ? 'high' : 'enterprise'
-    reasons.push(`about ${units} units (${tier}), ${c.employees} employees`)
-    const score = fit === 'no' ? Math.min(30, Math.round(units / 20)) : Math.min(100, 40 + Math.round(Math.log2(units + 1) * 5) + Math.min(15, c.employees))
+    if (criteria.natural_request)
+      verdicts.natural_request = said(t.residential ? 'match' : 'mismatch', home, t.residential ? 'Single-family homes' : 'Homeowner associations')
+    // Now and then a verdict cites a page the model never read.
+    const cited = Object.values(verdicts).filter((v) => v.evidence.length > 0)
+    if (cited.length > 0 && r() < 0.1) cited[0].evidence = [{url: `https://directory.example/${company.domain}`, quote: 'as listed'} satisfies Evidence]
     return {
-      fit,
-      score,
-      tier,
-      confidence: fit === 'yes' ? 'high' : 'medium',
-      reasons,
-      sources: [`${c.website}`, `${c.website}/portal`],
-      pms: c.pms,
-      unitsEstimate: units,
-      city: c.city,
-      state: c.state,
+      verdicts,
+      portfolio: t.residential ? 'residential' : 'hoa_only',
+      unitsEstimate: t.answers ? t.units : null,
+      employeesEstimate: t.answers ? t.employees : null,
+      confidence: 'medium',
+      reasons: [`about ${t.units} units, ${t.employees} employees`],
+      sources: seen,
+      pms: t.pms,
+      city: t.city,
+      state: t.state,
+      seen,
     }
   }
 
@@ -246,51 +234,6 @@ export class SimulatedProvider implements ResearchProvider {
     // Contacts depend on seed and domain only, so any worker process finds the same people.
     const people = this.contactsFor(input.company, rng(hash32(`${this.options.seed}:${input.company.domain}`)))
     return people.sort((a, b) => a.tier - b.tier).slice(0, input.max)
-  }
-
-  /** The world for these criteria: same seed and criteria, same companies, in the same order. */
-  private world(criteria: Criteria): WorldCompany[] {
-    const key = JSON.stringify({seed: this.options.seed, pms: criteria.pms ?? null, state: criteria.state ?? null, city: criteria.city ?? null})
-    let world = this.worlds.get(key)
-    if (world) return world
-    const base = hash32(key)
-    const r = rng(base)
-    const size = this.options.supply ?? 40 + (base % 80)
-    world = []
-    const used = new Set<string>()
-    for (let i = 0; i < size; i++) {
-      let name = `${pick(r, WORDS_A)} ${pick(r, WORDS_B)}`
-      const state = criteria.state ?? pick(r, STATES)
-      const city = criteria.city ?? pick(r, CITIES[state] ?? ['Springfield'])
-      let slug = name
-        .toLowerCase()
-        .replace(/&/g, 'and')
-        .replace(/[^a-z0-9]+/g, '-')
-        .replace(/-+$/, '')
-      if (used.has(slug)) {
-        name = `${name} of ${city}`
-        slug = `${slug}-${city.toLowerCase().replace(/[^a-z0-9]+/g, '-')}-${i}`
-      }
-
-      used.add(slug)
-      const domain = `${slug}.example`
-      const company: WorldCompany = {
-        name,
-        domain,
-        website: `https://${domain}`,
-        city,
-        state,
-        pms: criteria.pms && r() < 0.75 ? criteria.pms : pick(r, PMS_VENDORS),
-        unitsEstimate: Math.round(10 * Math.exp(r() * 5.5)),
-        residential: r() < 0.9,
-        employees: 2 + Math.floor(r() * 45),
-        sources: [`https://directory.example/${slug}`],
-      }
-      world.push(company)
-    }
-
-    this.worlds.set(key, world)
-    return world
   }
 
   private contactsFor(c: CandidateCompany, r: () => number): FoundContact[] {
@@ -304,11 +247,14 @@ export class SimulatedProvider implements ResearchProvider {
       names.add(fullName)
       const [title, tier] = i === 0 ? pick(r, TITLES.slice(0, 5)) : pick(r, TITLES)
       const local = fullName.toLowerCase().replace(/[^a-z]+/g, '.')
+      // Models return shared inboxes and addresses elsewhere too: the checks drop those.
+      const mail = r()
+      const email = mail < 0.7 ? `${local}@${c.domain}` : mail < 0.78 ? `office@${c.domain}` : mail < 0.83 ? `${local}@mail-${c.domain}` : null
       people.push({
         fullName,
         title,
         tier,
-        email: r() < 0.8 ? `${local}@${c.domain}` : null,
+        email,
         phone: r() < 0.5 ? `+1-555-${String(Math.floor(r() * 9000) + 1000)}` : null,
         linkedinUrl: r() < 0.7 ? `https://linkedin.example/in/${local.replace(/\./g, '-')}-${c.domain.split('.')[0]}` : null,
         confidence: tier <= 2 ? 'high' : 'medium',

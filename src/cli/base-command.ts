@@ -3,14 +3,14 @@ import type {Kysely} from 'kysely'
 
 import {type DatabaseHandle, openDatabase} from '../db/connect.js'
 import {connectionFailure, isConnectionError} from '../db/connection-errors.js'
-import {assertSchemaCurrent} from '../db/migrator.js'
+import {applyPending, assertSchemaCurrent} from '../db/migrator.js'
 import {resolveDatabaseUrl} from '../db/resolve.js'
 import type {Database} from '../db/schema.js'
 import {ExitCode} from '../shared/exit-codes.js'
 import {RvxError} from '../shared/errors.js'
-import {flagWording, oneLine} from './errors.js'
+import {type FlagFacts, flagWording, isParseError, oneLine, parseErrorLine} from './errors.js'
 import {withSignals} from './signals.js'
-import {type Column, detectMode, type OutputMode, renderTable, type Spinner, spinner} from './output.js'
+import {type Column, detectMode, type OutputMode, printable, renderTable, type Spinner, spinner} from './output.js'
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
 export type BaseArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
@@ -81,14 +81,25 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     return detectMode(this.jsonEnabled())
   }
 
-  /** The database, opened on first use. `schema: true` refuses to go on if migrations are pending. */
+  /**
+   * The database, opened on first use. `schema: true` needs the current
+   * schema: the embedded database (rvx's own) gets pending migrations applied
+   * here; an external one (--database-url) is migrated on purpose, with
+   * `rvx migrate`, so pending migrations are an error.
+   */
   protected async database(options: {schema?: boolean} = {}): Promise<Kysely<Database>> {
     if (!this.dbHandle) {
       const url = await resolveDatabaseUrl({url: this.flags['database-url'], notice: (m) => this.notice(m)})
       this.dbHandle = await openDatabase(url, {applicationName: `rvx ${this.id ?? ''}`.trim()})
     }
 
-    if (options.schema) await assertSchemaCurrent(this.dbHandle.db)
+    if (options.schema && this.flags['database-url']) await assertSchemaCurrent(this.dbHandle.db)
+    else if (options.schema) {
+      const applied = await applyPending(this.dbHandle.db, this.dbHandle.url)
+      if (applied.length > 0)
+        this.notice(`applied ${applied.length} migration${applied.length === 1 ? '' : 's'} to the embedded database (its schema follows rvx)`)
+    }
+
     return this.dbHandle.db
   }
 
@@ -98,17 +109,17 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   /** Status chatter for people: stderr, silent under --json. */
   protected info(message: string): void {
-    if (!this.jsonEnabled()) process.stderr.write(`${message}\n`)
+    if (!this.jsonEnabled()) process.stderr.write(`${printable(message)}\n`)
   }
 
   /** Something a person must see even under --json (it goes to stderr, so JSON on stdout stays clean). */
   protected notice(message: string): void {
-    process.stderr.write(`rvx: ${message}\n`)
+    process.stderr.write(`rvx: ${printable(message)}\n`)
   }
 
   /** Data for people: stdout, silent under --json (the returned object is the data then). */
   protected out(message: string): void {
-    if (!this.jsonEnabled()) process.stdout.write(`${message}\n`)
+    if (!this.jsonEnabled()) process.stdout.write(`${printable(message)}\n`)
   }
 
   protected table<Row>(rows: Row[], columns: Array<Column<Row>>): void {
@@ -128,7 +139,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     if (this.jsonEnabled()) {
       this.logJson({error: {code: failure.code, exitCode: failure.exitCode, message: failure.message}})
     } else {
-      process.stderr.write(`Error: ${failure.message}\n`)
+      process.stderr.write(`Error: ${printable(failure.message)}\n`)
     }
 
     if (failure.unexpected && this.flags?.['log-level'] && ['debug', 'trace'].includes(this.flags['log-level'])) {
@@ -150,19 +161,29 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     message: string
     unexpected: boolean
   } {
-    const error = flagWording(thrown, Object.keys({...BaseCommand.baseFlags, ...this.ctor.flags})) as typeof thrown
+    const error = flagWording(thrown, Object.keys({...this.ctor.baseFlags, ...this.ctor.flags})) as typeof thrown
     if (error instanceof RvxError) {
       return {code: error.code, exitCode: error.exitCode, message: oneLine(error.message), unexpected: false}
     }
 
-    // oclif's parse errors (unknown flag, missing argument, bad option value).
+    // oclif's parse errors (unknown flag, missing argument or flag, bad value): bad input, exit 2.
+    const hint = ` See rvx ${(this.id ?? '').replaceAll(':', ' ')} --help.`
+    if (isParseError(error)) {
+      const flags = {...this.ctor.baseFlags, ...this.ctor.flags} as Record<string, FlagFacts>
+      return {
+        code: 'usage',
+        exitCode: ExitCode.Usage,
+        message: oneLine(parseErrorLine(error, flags, this.argv)).replace(/[.:]?$/, '.') + hint,
+        unexpected: false,
+      }
+    }
+
     if (typeof error.oclif?.exit === 'number') {
       const exitCode = error.oclif.exit
-      const hint = exitCode === ExitCode.Usage ? ` See rvx ${(this.id ?? '').replaceAll(':', ' ')} --help.` : ''
       return {
         code: exitCode === ExitCode.Usage ? 'usage' : 'failure',
         exitCode,
-        message: oneLine(error.message).replace(/[.:]?$/, '.') + hint,
+        message: oneLine(error.message).replace(/[.:]?$/, '.') + (exitCode === ExitCode.Usage ? hint : ''),
         unexpected: false,
       }
     }

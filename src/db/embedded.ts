@@ -5,11 +5,17 @@ import os from 'node:os'
 import path from 'node:path'
 import lockfile from 'proper-lockfile'
 
+import {makeDirectory} from '../shared/directories.js'
 import {DatabaseUnavailableError, RvxError} from '../shared/errors.js'
-import {binary} from './binaries.js'
-import {grantTraversal, type OsUser, serverOsUser} from './os-user.js'
+import {installedPrograms, programPath, readyInstalledPrograms} from './binaries.js'
+import {type LegacyLayout, legacyInUse, legacyLayout, moveLegacyCluster} from './legacy-layout.js'
+import {assertOwnUser, type OsUser, serverOsUser} from './os-user.js'
 import {assertPortFree, envPort, freePort} from './ports.js'
-import {exists, fileSize, isAlive, isPostgresProcess, lastLine, quoteSetting, readFrom, readPid, readPidSync, run} from './server-process.js'
+import {exists, fileSize, isAlive, isPostgresProcess, lastLine, quoteSetting, readFrom, readPid, readPidSync, run, stopBySignal} from './server-process.js'
+import {connectionUrl, readState, type ServerState, STATE_VERSION, writeState} from './server-state.js'
+import {assertClusterOwner, clusterDirFor, clusterPrograms, prepareClusterDir} from './system-dir.js'
+
+export {connectionUrl, type ServerState} from './server-state.js'
 
 /**
  * The embedded PostgreSQL server: real PostgreSQL binaries from the
@@ -18,29 +24,21 @@ import {exists, fileSize, isAlive, isPostgresProcess, lastLine, quoteSetting, re
  *
  * Layout under $RVX_HOME/pg:
  *   server.json   port, user, password (0600, owned by the invoking user)
- *   data/         the cluster (owned by the OS user postgres runs as)
+ *   data/         the cluster
  *   log/          server log
+ * As root, data/ and log/ live in the system directory instead, with a copy
+ * of the programs, where the server's OS user can reach them (system-dir.ts).
  */
 
-const STATE_VERSION = 1
 const DB_USER = 'rvx'
 const DB_NAME = 'rvx'
-
-export interface ServerState {
-  version: number
-  port: number
-  user: string
-  password: string
-  database: string
-  /** OS user the server runs as when rvx itself runs as root; null otherwise. */
-  osUser: string | null
-  createdAt: string
-}
 
 export interface ServerStatus {
   home: string
   dataDir: string
   logFile: string
+  /** The PostgreSQL programs the server runs from: the install, or (as root) the cluster's copy. */
+  programsDir: string | null
   initialized: boolean
   running: boolean
   pid: number | null
@@ -55,16 +53,13 @@ export interface StartResult {
   url: string
   port: number
   pid: number | null
+  /** Things a person should hear once: where a new cluster's data lives, a cluster that was moved. */
+  notices: string[]
 }
 
 export function rvxHome(env: NodeJS.ProcessEnv = process.env): string {
   const home = env.RVX_HOME?.trim()
   return home ? path.resolve(home) : path.join(os.homedir(), '.rvx')
-}
-
-export function connectionUrl(state: ServerState, options: {database?: string; maskPassword?: boolean} = {}): string {
-  const password = options.maskPassword ? '****' : encodeURIComponent(state.password)
-  return `postgres://${encodeURIComponent(state.user)}:${password}@127.0.0.1:${state.port}/${encodeURIComponent(options.database ?? state.database)}`
 }
 
 export interface EmbeddedServerOptions {
@@ -79,58 +74,56 @@ export interface EmbeddedServerOptions {
 export class EmbeddedServer {
   readonly home: string
   readonly dir: string
+  /** As root, the cluster's directory in the system directory; null otherwise. */
+  readonly clusterDir: string | null
   readonly dataDir: string
   readonly logDir: string
   readonly logFile: string
   readonly stateFile: string
   private readonly options: EmbeddedServerOptions
   private readonly env: NodeJS.ProcessEnv
+  /** The layout before the system directory: $RVX_HOME/pg/data and log/. */
+  private readonly legacy: LegacyLayout
 
   constructor(options: EmbeddedServerOptions = {}) {
     this.options = options
     this.env = options.env ?? process.env
     this.home = options.home ? path.resolve(options.home) : rvxHome(this.env)
     this.dir = path.join(this.home, 'pg')
-    this.dataDir = path.join(this.dir, 'data')
-    this.logDir = path.join(this.dir, 'log')
+    this.legacy = legacyLayout(this.dir)
+    this.clusterDir = isRoot() ? clusterDirFor(this.home, this.env) : null
+    this.dataDir = this.clusterDir ? path.join(this.clusterDir, 'data') : this.legacy.data
+    this.logDir = this.clusterDir ? path.join(this.clusterDir, 'log') : this.legacy.log
     this.logFile = path.join(this.logDir, 'server.log')
     this.stateFile = path.join(this.dir, 'server.json')
   }
 
   /** Reads server.json; null before the first start. */
   async state(): Promise<ServerState | null> {
-    let raw: string
-    try {
-      raw = await fs.readFile(this.stateFile, 'utf8')
-    } catch (error) {
-      if (['ENOENT', 'ENOTDIR'].includes((error as NodeJS.ErrnoException).code ?? '')) return null
-      throw new DatabaseUnavailableError(`cannot read ${this.stateFile}: ${(error as Error).message}. Check the permissions of RVX_HOME.`, {cause: error})
-    }
-
-    try {
-      const state = JSON.parse(raw) as ServerState
-      if (state.version !== STATE_VERSION || typeof state.port !== 'number' || typeof state.password !== 'string') throw new Error('unexpected content')
-      return state
-    } catch (error) {
-      throw new DatabaseUnavailableError(
-        `${this.stateFile} is damaged (${(error as Error).message}): stop any server using ${this.dataDir} and move RVX_HOME aside to start fresh.`,
-        {cause: error},
-      )
-    }
+    return readState(this.stateFile, this.dataDir)
   }
 
   async status(): Promise<ServerStatus> {
     const state = await this.state()
     const pid = await this.runningPid()
+    const legacy = await this.legacyInUse()
+    const dataDir = legacy ? this.legacy.data : this.dataDir
     return {
       home: this.home,
-      dataDir: this.dataDir,
-      logFile: this.logFile,
-      initialized: state !== null && (await exists(path.join(this.dataDir, 'PG_VERSION'))),
+      dataDir,
+      logFile: legacy ? path.join(this.legacy.log, 'server.log') : this.logFile,
+      programsDir:
+        this.clusterDir && !legacy
+          ? path.join(this.clusterDir, 'pgsql')
+          : await installedPrograms().then(
+              (p) => p.nativeDir,
+              () => null,
+            ),
+      initialized: state !== null && (await exists(path.join(dataDir, 'PG_VERSION'))),
       running: pid !== null,
       pid,
       port: state?.port ?? null,
-      version: await this.serverVersion(),
+      version: await this.serverVersion(dataDir),
       url: state ? connectionUrl(state, {maskPassword: true}) : null,
     }
   }
@@ -149,7 +142,7 @@ export class EmbeddedServer {
   async start(): Promise<StartResult> {
     const known = await this.state()
     const pid = known ? await this.runningPid() : null
-    if (known && pid !== null) return {started: false, url: connectionUrl(known), port: known.port, pid}
+    if (known && pid !== null) return {started: false, url: connectionUrl(known), port: known.port, pid, notices: []}
 
     await this.ensureHome()
     const release = await this.lock()
@@ -157,25 +150,35 @@ export class EmbeddedServer {
       let state = await this.state()
       const running = await this.runningPid()
       if (state && running !== null) {
-        return {started: false, url: connectionUrl(state), port: state.port, pid: running}
+        return {started: false, url: connectionUrl(state), port: state.port, pid: running, notices: []}
       }
 
+      const notices: string[] = []
       const osUser = await this.serverOsUser()
+      const programs = await this.programs(osUser, {start: true})
+      if (osUser && (await this.legacyInUse())) notices.push(await moveLegacyCluster(this.legacy, {data: this.dataDir, log: this.logDir}, osUser))
       if (!state || !(await exists(path.join(this.dataDir, 'PG_VERSION')))) {
-        state = await this.initialize(osUser)
+        state = await this.initialize(osUser, programs)
+        if (osUser) {
+          notices.push(
+            `as root, rvx keeps the embedded server's data in ${this.dataDir}, where only OS user ${osUser.name} (the server) and root can read it; RVX_HOME holds its credentials`,
+          )
+        }
+      } else if (osUser) {
+        await assertClusterOwner(this.dataDir, this.logDir, osUser)
       }
 
       const wanted = this.options.port ?? envPort(this.env) ?? state.port
       if (wanted !== state.port) {
         state = {...state, port: wanted}
-        await this.writeState(state)
+        await writeState(this.stateFile, state)
       }
 
       await this.checkStaleLock()
       await assertPortFree(state.port)
-      await this.launch(state, osUser)
+      await this.launch(state, osUser, programs)
       await this.createDatabase(state)
-      return {started: true, url: connectionUrl(state), port: state.port, pid: await this.runningPid()}
+      return {started: true, url: connectionUrl(state), port: state.port, pid: await this.runningPid(), notices}
     } finally {
       await release()
     }
@@ -183,15 +186,32 @@ export class EmbeddedServer {
 
   /** Stops the server (fast shutdown: open sessions are ended). Returns false when it was not running. */
   async stop(): Promise<boolean> {
-    if (!(await exists(this.dataDir))) return false
-    if ((await this.runningPid()) === null) return false
+    const pid = await this.runningPid()
+    if (pid === null) return false
+    if (await this.legacyInUse()) {
+      // Its OS user may no longer reach it through RVX_HOME's parents to run pg_ctl: root stops it as pg_ctl's fast mode does.
+      if (!(await stopBySignal(pid, 'SIGINT', 60_000))) {
+        throw new RvxError(`the embedded PostgreSQL server (pid ${pid}) did not stop within 60 s: see ${path.join(this.legacy.log, 'server.log')}.`)
+      }
+
+      return true
+    }
+
     const osUser = await this.serverOsUser()
-    const result = await run(await binary('pgCtl'), ['stop', '-D', this.dataDir, '-m', 'fast', '-w', '-t', '60'], osUser)
+    const programs = await this.programs(osUser, {start: false})
+    const result = await run(programPath(programs, 'pg_ctl'), ['stop', '-D', this.dataDir, '-m', 'fast', '-w', '-t', '60'], osUser)
     if (result.code !== 0 && (await this.runningPid()) !== null) {
       throw new RvxError(`could not stop the embedded PostgreSQL server: ${lastLine(result.output)}. See ${this.logFile}.`)
     }
 
     return true
+  }
+
+  /** Stops the server and deletes everything of it: the cluster (wherever it lives) and $RVX_HOME/pg. For tests and benches. */
+  async destroy(): Promise<void> {
+    await this.stop()
+    if (this.clusterDir) await fs.rm(this.clusterDir, {recursive: true, force: true})
+    await fs.rm(this.dir, {recursive: true, force: true})
   }
 
   /** Synchronous immediate stop, for exit handlers (tests) that cannot await. */
@@ -208,14 +228,15 @@ export class EmbeddedServer {
 
   /** The postmaster's pid if a PostgreSQL server is running on our data directory. */
   async runningPid(): Promise<number | null> {
-    const pid = await readPid(path.join(this.dataDir, 'postmaster.pid'))
+    const dataDir = (await this.legacyInUse()) ? this.legacy.data : this.dataDir
+    const pid = await readPid(path.join(dataDir, 'postmaster.pid'))
     if (pid === null || !isAlive(pid)) return null
     return (await isPostgresProcess(pid)) ? pid : null
   }
 
-  private async serverVersion(): Promise<string | null> {
+  private async serverVersion(dataDir: string): Promise<string | null> {
     try {
-      return (await fs.readFile(path.join(this.dataDir, 'PG_VERSION'), 'utf8')).trim()
+      return (await fs.readFile(path.join(dataDir, 'PG_VERSION'), 'utf8')).trim()
     } catch {
       return null
     }
@@ -223,14 +244,14 @@ export class EmbeddedServer {
 
   private async ensureHome(): Promise<void> {
     try {
-      await fs.mkdir(this.dir, {recursive: true, mode: 0o700})
+      await makeDirectory(this.dir, 0o700)
       await fs.access(this.dir, fsConstants.W_OK)
       const probe = path.join(this.dir, `.write-test-${process.pid}`)
       await fs.writeFile(probe, '')
       await fs.rm(probe)
     } catch (error) {
       throw new DatabaseUnavailableError(
-        `the rvx data directory ${this.dir} is not writable (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}): set RVX_HOME to a directory you can write, or set DATABASE_URL to use another PostgreSQL.`,
+        `the rvx data directory ${this.dir} is not writable (${error instanceof RvxError ? error.message : ((error as NodeJS.ErrnoException).code ?? (error as Error).message)}): set RVX_HOME to a directory you can write, or set DATABASE_URL to use another PostgreSQL.`,
         {cause: error, code: 'data_dir_not_writable'},
       )
     }
@@ -251,7 +272,7 @@ export class EmbeddedServer {
     }
   }
 
-  private async initialize(osUser: OsUser | null): Promise<ServerState> {
+  private async initialize(osUser: OsUser | null, programs: string): Promise<ServerState> {
     const state: ServerState = {
       version: STATE_VERSION,
       port: this.options.port ?? envPort(this.env) ?? (await freePort()),
@@ -269,12 +290,11 @@ export class EmbeddedServer {
     await fs.writeFile(pwFile, state.password + '\n', {mode: 0o600})
     try {
       if (osUser) {
-        await grantTraversal(this.dataDir, osUser, this.home)
         for (const p of [this.dataDir, this.logDir, pwFile]) await fs.chown(p, osUser.uid, osUser.gid)
       }
 
       const args = ['-D', this.dataDir, '-U', state.user, `--pwfile=${pwFile}`, '--auth=scram-sha-256', '--encoding=UTF8', '--no-locale', '--no-instructions']
-      const result = await run(await binary('initdb'), args, osUser)
+      const result = await run(programPath(programs, 'initdb'), args, osUser)
       if (result.code !== 0) {
         throw new DatabaseUnavailableError(`initdb failed for ${this.dataDir}: ${lastLine(result.output)}`, {code: 'embedded_init_failed'})
       }
@@ -282,14 +302,8 @@ export class EmbeddedServer {
       await fs.rm(pwFile, {force: true})
     }
 
-    await this.writeState(state)
+    await writeState(this.stateFile, state)
     return state
-  }
-
-  private async writeState(state: ServerState): Promise<void> {
-    const tmp = `${this.stateFile}.${process.pid}.tmp`
-    await fs.writeFile(tmp, JSON.stringify(state, null, 2) + '\n', {mode: 0o600})
-    await fs.rename(tmp, this.stateFile)
   }
 
   private async checkStaleLock(): Promise<void> {
@@ -303,7 +317,7 @@ export class EmbeddedServer {
     }
   }
 
-  private async launch(state: ServerState, osUser: OsUser | null): Promise<void> {
+  private async launch(state: ServerState, osUser: OsUser | null, programs: string): Promise<void> {
     const settings: Record<string, string> = {
       listen_addresses: '127.0.0.1',
       unix_socket_directories: '',
@@ -313,7 +327,7 @@ export class EmbeddedServer {
     const serverArgs = [`-p ${state.port}`, ...Object.entries(settings).map(([k, v]) => `-c ${k}=${quoteSetting(v)}`)].join(' ')
     const args = ['start', '-D', this.dataDir, '-l', this.logFile, '-w', '-t', '60', '-o', serverArgs]
     const logStart = await fileSize(this.logFile)
-    const result = await run(await binary('pgCtl'), args, osUser)
+    const result = await run(programPath(programs, 'pg_ctl'), args, osUser)
     if (result.code === 0 && (await this.runningPid()) !== null) return
 
     const log = await readFrom(this.logFile, logStart)
@@ -358,9 +372,33 @@ export class EmbeddedServer {
     }
   }
 
+  /**
+   * The native dir to run PostgreSQL's programs from: as root, the cluster's
+   * own copy (made, refreshed and checked here), else the install itself.
+   */
+  private async programs(osUser: OsUser | null, options: {start: boolean}): Promise<string> {
+    if (!osUser || !this.clusterDir) return (await readyInstalledPrograms()).nativeDir
+    await prepareClusterDir(this.clusterDir, this.home, osUser)
+    return clusterPrograms(this.clusterDir, await installedPrograms(), osUser, options)
+  }
+
+  /** As root, a cluster still in the old layout under RVX_HOME (not yet moved to the system directory). */
+  private async legacyInUse(): Promise<boolean> {
+    return this.clusterDir !== null && legacyInUse(this.legacy, this.dataDir)
+  }
+
   /** PostgreSQL refuses to run as root; when we are root, it runs as an unprivileged OS user. */
   private async serverOsUser(): Promise<OsUser | null> {
-    if (typeof process.getuid !== 'function' || process.getuid() !== 0) return null
-    return serverOsUser(this.env.RVX_PG_OS_USER?.trim(), (await this.state())?.osUser ?? undefined)
+    const wanted = this.env.RVX_PG_OS_USER?.trim() || undefined
+    if (!isRoot()) {
+      assertOwnUser(wanted)
+      return null
+    }
+
+    return serverOsUser(wanted, (await this.state())?.osUser ?? undefined)
   }
+}
+
+function isRoot(): boolean {
+  return typeof process.getuid === 'function' && process.getuid() === 0
 }

@@ -61,3 +61,19 @@ export async function assertSchemaCurrent(db: Kysely<any>): Promise<void> {
     )
   }
 }
+
+/**
+ * The embedded database is rvx's own, so its schema follows this build:
+ * applies whatever is pending and returns the names applied (none when
+ * current, or when another process got there first).
+ */
+export async function applyPending(db: Kysely<any>, url: string): Promise<string[]> {
+  if (!(await migrationStatus(db)).some((m) => m.status === 'pending')) return []
+  const results = await migrateToLatest(db, url)
+  return results.filter((r) => r.status === 'Success').map((r) => r.migrationName)
+}
+
+/** The migrations this build of rvx knows, by name: the level a current schema is at. */
+export async function knownMigrations(): Promise<string[]> {
+  return Object.keys(await new FileMigrationProvider({fs, path, migrationFolder: MIGRATIONS_DIR}).getMigrations()).sort()
+}

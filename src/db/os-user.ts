@@ -1,6 +1,4 @@
 import {spawnSync} from 'node:child_process'
-import fs from 'node:fs/promises'
-import path from 'node:path'
 
 import {DatabaseUnavailableError} from '../shared/errors.js'
 
@@ -12,54 +10,23 @@ export interface OsUser {
 }
 
 export function lookupUser(name: string): OsUser | null {
-  const res = spawnSync('id', ['-u', name], {encoding: 'utf8'})
-  const gid = spawnSync('id', ['-g', name], {encoding: 'utf8'})
+  const res = spawnSync('id', ['-u', '--', name], {encoding: 'utf8'})
+  const gid = spawnSync('id', ['-g', '--', name], {encoding: 'utf8'})
   if (res.status !== 0 || gid.status !== 0) return null
   return {name, uid: Number(res.stdout.trim()), gid: Number(gid.stdout.trim())}
 }
 
 /**
- * The server's OS user must be able to reach its data directory. When an
- * ancestor (typically /root, mode 0700) bars it, grant search-only access
- * (o+x: enter, not list) on that directory and say so.
- */
-export async function grantTraversal(target: string, user: OsUser, ownDir: string): Promise<void> {
-  const granted: string[] = []
-  let dir = path.dirname(target)
-  const chain: string[] = []
-  while (true) {
-    chain.unshift(dir)
-    const parent = path.dirname(dir)
-    if (parent === dir) break
-    dir = parent
-  }
-
-  for (const d of chain) {
-    const st = await fs.stat(d)
-    const bit = st.uid === user.uid ? 0o100 : st.gid === user.gid ? 0o010 : 0o001
-    if ((st.mode & bit) === 0) {
-      await fs.chmod(d, (st.mode & 0o7777) | 0o001)
-      if (!isWithin(d, ownDir)) granted.push(d)
-    }
-  }
-
-  if (granted.length > 0) {
-    process.stderr.write(`rvx: granted search-only access (o+x) on ${granted.join(', ')} so PostgreSQL, running as OS user ${user.name}, can reach its data\n`)
-  }
-}
-
-export function isWithin(p: string, dir: string): boolean {
-  const rel = path.relative(dir, p)
-  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel))
-}
-
-/**
  * The OS user the embedded server runs as when rvx is root: the one asked for
  * (RVX_PG_OS_USER), else the one it ran as before, else `postgres`, else a
- * system user `rvx-postgres` created for it.
+ * system user `rvx-postgres` created for it. A user that was asked for or
+ * remembered but does not exist is an error: the server never silently runs
+ * as someone else.
  */
 export function serverOsUser(wanted: string | undefined, remembered: string | undefined): OsUser {
-  for (const name of [wanted, remembered, 'postgres', 'rvx-postgres'].filter(Boolean) as string[]) {
+  if (wanted) return namedUser(wanted, 'RVX_PG_OS_USER')
+  if (remembered) return namedUser(remembered, 'remembered')
+  for (const name of ['postgres', 'rvx-postgres']) {
     const user = lookupUser(name)
     if (user) return user
   }
@@ -71,6 +38,38 @@ export function serverOsUser(wanted: string | undefined, remembered: string | un
       'rvx runs as root and PostgreSQL refuses root, but no unprivileged OS user could be found or created: set RVX_PG_OS_USER to one.',
       {code: 'embedded_no_os_user'},
     )
+  }
+
+  return user
+}
+
+/** Without root, the server runs as the invoking user; RVX_PG_OS_USER may name only that user. */
+export function assertOwnUser(wanted: string | undefined): void {
+  if (!wanted) return
+  const user = namedUser(wanted, 'RVX_PG_OS_USER')
+  if (typeof process.getuid === 'function' && user.uid !== process.getuid()) {
+    throw new DatabaseUnavailableError(
+      `RVX_PG_OS_USER=${wanted}: only root can run the embedded server as another OS user; unset RVX_PG_OS_USER (the server runs as you) or run rvx as root.`,
+      {code: 'embedded_os_user'},
+    )
+  }
+}
+
+function namedUser(name: string, source: 'RVX_PG_OS_USER' | 'remembered'): OsUser {
+  const user = lookupUser(name)
+  if (!user) {
+    throw new DatabaseUnavailableError(
+      source === 'RVX_PG_OS_USER'
+        ? `RVX_PG_OS_USER=${name} names no such OS user: create it (useradd --system ${name}) or unset RVX_PG_OS_USER to let rvx choose.`
+        : `the embedded server ran as OS user ${name}, which no longer exists: create it again (useradd --system ${name}), or set RVX_PG_OS_USER to another unprivileged user and give it the data (rvx db status shows where).`,
+      {code: 'embedded_os_user'},
+    )
+  }
+
+  if (user.uid === 0) {
+    throw new DatabaseUnavailableError(`OS user ${name} is root, and PostgreSQL refuses to run as root: set RVX_PG_OS_USER to an unprivileged user.`, {
+      code: 'embedded_os_user',
+    })
   }
 
   return user

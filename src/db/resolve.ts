@@ -9,6 +9,7 @@ export async function resolveDatabaseUrl(options: {url?: string; notice?: (messa
   if (options.url) return options.url
   const server = new EmbeddedServer()
   const result = await server.start()
+  for (const notice of result.notices) options.notice?.(notice)
   if (result.started) {
     options.notice?.(
       `started the embedded PostgreSQL server on 127.0.0.1:${result.port} (data in ${server.dataDir}); it keeps running for other rvx commands: rvx db stop stops it`,

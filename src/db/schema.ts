@@ -128,6 +128,11 @@ export interface CompaniesTable {
   discovery_round: Generated<number>
   simulated: Generated<boolean>
   researched_at: NullableTimestamp
+  /** Per criterion (and the site): {verdict, evidence: [{url, quote}], by, note}. */
+  verdicts: Json
+  /** The deterministic checks' facts (PMS links, address, own domains). */
+  checks: Json
+  disqualified_by: Generated<string[]>
   created_at: Timestamp
 }
 
@@ -144,6 +149,7 @@ export interface ContactsTable {
   confidence: string | null
   sources: Json
   simulated: Generated<boolean>
+  email_status: 'valid_domain' | 'no_mx' | 'invalid' | 'unchecked' | null
   created_at: Timestamp
 }
 

@@ -3,6 +3,7 @@ import {readFileSync} from 'node:fs'
 import fs from 'node:fs/promises'
 import os from 'node:os'
 
+import {DatabaseUnavailableError} from '../shared/errors.js'
 import type {OsUser} from './os-user.js'
 
 /** The embedded server's processes and files as the OS shows them: spawn as its user, pid files, liveness, log lines. */
@@ -26,9 +27,29 @@ export async function run(command: string, args: string[], osUser: OsUser | null
     child.stderr.on('data', (chunk) => {
       output += chunk
     })
-    child.on('error', reject)
+    // A program that cannot be started at all (EACCES, ENOENT) is a one-line error, never a raw spawn error.
+    child.on('error', (error: NodeJS.ErrnoException) =>
+      reject(
+        new DatabaseUnavailableError(
+          `cannot run ${command}${osUser ? ` as OS user ${osUser.name}` : ''} (${error.code ?? error.message}): check that the rvx install is complete and readable by that user.`,
+          {cause: error, code: 'embedded_program_failed'},
+        ),
+      ),
+    )
     child.on('close', (code) => resolve({code: code ?? 1, output}))
   })
+}
+
+/** Sends `signal` and waits (bounded) for the process to go; false when it is still there. */
+export async function stopBySignal(pid: number, signal: NodeJS.Signals, timeoutMs: number): Promise<boolean> {
+  try {
+    process.kill(pid, signal)
+  } catch {
+    return !isAlive(pid)
+  }
+
+  for (let waited = 0; waited < timeoutMs && isAlive(pid); waited += 100) await new Promise((resolve) => setTimeout(resolve, 100))
+  return !isAlive(pid)
 }
 
 export async function readPid(file: string): Promise<number | null> {

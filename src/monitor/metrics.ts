@@ -3,7 +3,7 @@ import type {AddressInfo} from 'node:net'
 import {sql} from 'kysely'
 import {collectDefaultMetrics, Counter, Gauge, Histogram, Registry} from 'prom-client'
 
-import {UsageError} from '../shared/errors.js'
+import {RvxError, UsageError} from '../shared/errors.js'
 import type {Executor} from '../db/executor.js'
 import {llmCallsSince} from '../pipeline/usage.js'
 import {type QueueStats, taskEventsSince, type WorkerTypeStats} from '../runtime/stats.js'
@@ -154,11 +154,7 @@ export class MonitorMetrics {
       }
     })
     await new Promise<void>((resolve, reject) => {
-      server.once('error', (error: NodeJS.ErrnoException) =>
-        reject(
-          error.code === 'EADDRINUSE' ? new UsageError(`${port} on ${host} is in use: pick another`, {field: 'metrics_port', code: 'port_in_use'}) : error,
-        ),
-      )
+      server.once('error', (error: NodeJS.ErrnoException) => reject(listenFailure(error, port, host)))
       server.listen(port, host, resolve)
     })
     const address = server.address() as AddressInfo
@@ -202,5 +198,29 @@ class Tail {
     const horizon = since.getTime()
     for (const [key, at] of this.seen) if (at < horizon) this.seen.delete(key)
     return first ? [] : fresh
+  }
+}
+
+/** Why the metrics server could not listen, as the input that caused it (not the database's fault). */
+function listenFailure(error: NodeJS.ErrnoException, port: number, host: string): Error {
+  switch (error.code) {
+    case 'EADDRINUSE':
+      return new UsageError(`${port} on ${host} is in use: pick another`, {field: 'metrics_port', code: 'port_in_use'})
+    case 'EACCES':
+      return new UsageError(`${port} needs privileges on ${host}: pick a port above 1023`, {field: 'metrics_port', code: 'port_denied'})
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+    case 'EAI_FAIL':
+      return new UsageError(`${host} does not resolve (${error.code}): listen on an address of this machine, e.g. 127.0.0.1 or 0.0.0.0`, {
+        field: 'metrics_host',
+        code: 'metrics_host',
+      })
+    case 'EADDRNOTAVAIL':
+      return new UsageError(`${host} is not an address of this machine: listen on one of its own, e.g. 127.0.0.1 or 0.0.0.0`, {
+        field: 'metrics_host',
+        code: 'metrics_host',
+      })
+    default:
+      return new RvxError(`the metrics server could not listen on ${host}:${port} (${error.code ?? error.message})`, {cause: error, code: 'metrics_listen'})
   }
 }

@@ -5,7 +5,7 @@ import type {Database, RunRow, RunStatus} from '../db/schema.js'
 import {cancelTasks, enqueue} from '../runtime/queue.js'
 import {liveTaskCounts, retryTasks, tasksByPayload} from '../runtime/scopes.js'
 import {runOptions, runScope} from './run-options.js'
-import {companyCounts, lockRun} from './runs.js'
+import {companyCounts, lockRun, usableContact} from './runs.js'
 import {enqueueDiscoveryRound} from './stages/discovery.js'
 import {perStage, stageNamed, STAGES} from './stages/index.js'
 import type {AdvanceContext, RunFacts, StageName} from './stages/stage.js'
@@ -48,7 +48,7 @@ async function advanceContext(trx: Transaction<Database>, run: RunRow): Promise<
         update companies c set status = 'disqualified',
           reasons = c.reasons || to_jsonb(array['fewer than ' || ${run.contacts_min}::text || ' decision makers found'])
         where c.run_id = ${run.id} and c.status = 'selected'
-          and (select count(*) from contacts k where k.company_id = c.id) < ${run.contacts_min}
+          and (select count(*) from contacts k where k.company_id = c.id and ${usableContact('k')}) < ${run.contacts_min}
       `.execute(trx)
     },
     setStage: (stage) => setRun(trx, run.id, {stage}),

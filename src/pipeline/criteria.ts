@@ -1,6 +1,7 @@
 import {z} from 'zod'
 
 import {UsageError} from '../shared/errors.js'
+import {codePoint, UNSAFE_CHARACTERS} from '../shared/text.js'
 
 export const PMS_VENDORS = [
   'Buildium',
@@ -16,21 +17,38 @@ export const PMS_VENDORS = [
   'RentVine',
 ] as const
 
+/** Free text may keep tabs and line breaks; no criteria value may carry the other unsafe characters (NUL: jsonb cannot store it). */
+const LINE_BREAKS = new Set(['\t', '\n', '\r'])
+
+function text(max: number, options: {lineBreaks?: boolean} = {}) {
+  return z
+    .string()
+    .trim()
+    .min(1)
+    .max(max)
+    .superRefine((value, ctx) => {
+      const bad = [...value.matchAll(UNSAFE_CHARACTERS)].find((m) => !(options.lineBreaks && LINE_BREAKS.has(m[0])))
+      if (bad) {
+        ctx.addIssue({code: 'custom', message: `contains ${codePoint(bad[0])}, a control or direction character, at position ${bad.index + 1}: remove it`})
+      }
+    })
+}
+
 /** What a run asks for. Unknown keys are errors: a typo must not silently widen a paid search. */
 export const CriteriaSchema = z
   .strictObject({
-    pms: z.string().trim().min(1).max(100).optional(),
+    pms: text(100).optional(),
     state: z
       .string()
       .trim()
       .regex(/^[A-Za-z]{2}$/, 'must be a 2-letter state code, e.g. TX')
       .transform((s) => s.toUpperCase())
       .optional(),
-    city: z.string().trim().min(1).max(100).optional(),
+    city: text(100).optional(),
     units_min: z.number().int().min(0).max(1_000_000).optional(),
     units_max: z.number().int().min(0).max(1_000_000).optional(),
-    natural_request: z.string().trim().min(1).max(2000).optional(),
-    exclude_domains: z.array(z.string().trim().min(1).max(253)).max(10_000).optional(),
+    natural_request: text(2000, {lineBreaks: true}).optional(),
+    exclude_domains: z.array(text(253)).max(10_000).optional(),
   })
   .refine((c) => c.units_min === undefined || c.units_max === undefined || c.units_min <= c.units_max, {
     message: 'units_min must not exceed units_max',
@@ -92,4 +110,52 @@ export function normalizeDomain(input: string): string {
     .replace(/^www\./, '')
     .replace(/\.$/, '')
   return s
+}
+
+/** Directories, listings and social networks: a page there is about a company, never the company's own site. */
+export const DIRECTORY_DOMAINS = [
+  'yelp.com',
+  'facebook.com',
+  'linkedin.com',
+  'bbb.org',
+  'zillow.com',
+  'apartments.com',
+  'trulia.com',
+  'realtor.com',
+  'redfin.com',
+  'rent.com',
+  'hotpads.com',
+  'zumper.com',
+  'google.com',
+  'instagram.com',
+  'twitter.com',
+  'x.com',
+  'youtube.com',
+  'tiktok.com',
+  'nextdoor.com',
+  'yellowpages.com',
+  'manta.com',
+  'angi.com',
+  'angieslist.com',
+  'thumbtack.com',
+  'houzz.com',
+  'mapquest.com',
+  'indeed.com',
+  'glassdoor.com',
+  'crunchbase.com',
+  'bizapedia.com',
+  'opencorporates.com',
+  'allpropertymanagement.com',
+  'rentometer.com',
+  'apartmentratings.com',
+  'apartmentguide.com',
+  'rentals.com',
+  'craigslist.org',
+  'wikipedia.org',
+]
+
+/** A domain that is a directory, a listing site or a social network (or a subdomain of one). */
+export function isDirectoryDomain(domain: string): boolean {
+  const d = domain.toLowerCase().replace(/\.$/, '')
+  return DIRECTORY_DOMAINS.some((x) => d === x || d.endsWith(`.${x}`))
 }

@@ -4,7 +4,9 @@ import {stringify} from 'csv-stringify/sync'
 import type {Kysely} from 'kysely'
 
 import type {Database} from '../db/schema.js'
+import {makeDirectory} from '../shared/directories.js'
 import {getRun} from './runs.js'
+import {type FinalVerdict, VERDICT_KEYS} from './verification.js'
 
 export const COMPANY_COLUMNS = [
   'company_name',
@@ -22,6 +24,7 @@ export const COMPANY_COLUMNS = [
   'sources',
   'discovered_by',
   'researched_at',
+  ...VERDICT_KEYS.flatMap((k) => [`${k}_verdict`, `${k}_evidence`] as const),
 ] as const
 export const CONTACT_COLUMNS = [
   'company_name',
@@ -34,6 +37,7 @@ export const CONTACT_COLUMNS = [
   'linkedin_url',
   'confidence',
   'sources',
+  'email_status',
 ] as const
 
 export interface ExportResult {
@@ -103,6 +107,9 @@ export async function renderRun(db: Kysely<Database>, runId: number, format: 'cs
     sources: list(c.sources),
     discovered_by: c.discovered_by,
     researched_at: c.researched_at?.toISOString() ?? null,
+    ...verdictColumns(c.verdicts as Partial<Record<string, FinalVerdict>>),
+    // JSON only (CSV takes the columns above): every verdict with its full evidence, URL and quote.
+    verdicts: c.verdicts,
   }))
   const contactRows = contacts.map((k) => ({
     company_name: byId.get(k.company_id)?.name ?? null,
@@ -115,6 +122,7 @@ export async function renderRun(db: Kysely<Database>, runId: number, format: 'cs
     linkedin_url: k.linkedin_url,
     confidence: k.confidence,
     sources: list(k.sources),
+    email_status: k.email_status,
   }))
   const files =
     format === 'json'
@@ -134,11 +142,23 @@ export async function renderRun(db: Kysely<Database>, runId: number, format: 'cs
 export async function exportRun(db: Kysely<Database>, runId: number, outputDir: string, format: 'csv' | 'json' = 'csv'): Promise<ExportResult> {
   const rendered = await renderRun(db, runId, format)
   const dir = path.resolve(outputDir, `run-${runId}`)
-  await fs.mkdir(dir, {recursive: true})
+  await makeDirectory(dir)
   const files = {companies: path.join(dir, `companies.${format}`), contacts: path.join(dir, `contacts.${format}`)}
   await writeAtomic(files.companies, rendered.files.companies)
   await writeAtomic(files.contacts, rendered.files.contacts)
   return {runId, status: rendered.status, files, companies: rendered.companies, contacts: rendered.contacts}
+}
+
+/** Per verdict: `<key>_verdict` and `<key>_evidence` (the URLs that show it). */
+function verdictColumns(verdicts: Partial<Record<string, FinalVerdict>>): Record<string, string | null> {
+  const out: Record<string, string | null> = {}
+  for (const key of VERDICT_KEYS) {
+    const v = verdicts?.[key]
+    out[`${key}_verdict`] = v?.verdict ?? null
+    out[`${key}_evidence`] = v ? [...new Set(v.evidence.map((e) => e.url))].join('; ') || null : null
+  }
+
+  return out
 }
 
 async function writeAtomic(file: string, content: string): Promise<void> {

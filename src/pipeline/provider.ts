@@ -13,18 +13,77 @@ export interface CandidateCompany {
   sources: string[]
 }
 
-/** Research's verdict on one company: evidence, never guesses (unknown stays unknown). */
+/** A criterion a run can have, judged one by one (units covers units_min and units_max). */
+export type CriterionName = 'pms' | 'state' | 'city' | 'units' | 'natural_request'
+
+export type Verdict = 'match' | 'mismatch' | 'unknown'
+
+/** What shows a verdict: the page and a short quote of the text (or link) on it. */
+export interface Evidence {
+  url: string
+  quote: string
+}
+
+/** The model's verdict on one criterion, with the evidence it cites. */
+export interface ModelVerdict {
+  verdict: Verdict
+  evidence: Evidence[]
+}
+
+/** What a company manages, as far as fit goes (domain.md, "Fit"). */
+export type Portfolio = 'residential' | 'hoa_only' | 'large_multifamily_only' | 'brokerage_only' | 'no_active_management' | 'unknown'
+
+/**
+ * Research's findings on one company: a verdict per criterion with evidence,
+ * and the facts the fit rules need. Unknown stays unknown, never guessed. The
+ * pipeline decides qualification and score from these and its own checks.
+ */
 export interface CompanyResearch {
-  fit: 'yes' | 'no' | 'unknown'
-  score: number
-  tier: 'low' | 'medium' | 'high' | 'enterprise' | 'unknown'
+  verdicts: Partial<Record<CriterionName, ModelVerdict>>
+  portfolio: Portfolio
+  unitsEstimate: number | null
+  employeesEstimate: number | null
   confidence: 'low' | 'medium' | 'high'
   reasons: string[]
   sources: string[]
   pms?: string | null
-  unitsEstimate?: number | null
   city?: string | null
   state?: string | null
+  /** Every URL this call actually read (fetched, or saw in a search result): cited evidence counts only if it is here. */
+  seen: string[]
+}
+
+/** The deterministic checks of a company's own site (no model involved). */
+export interface SiteFacts {
+  domain: string
+  /** The domain answers and is the company's own site, not a directory or social profile. */
+  site: {verdict: Verdict; reason: string; evidence: Evidence[]}
+  /** The PMS its portal, login and payment links point at; a "powered by" badge is weak evidence; a mere mention is none. */
+  pms: {vendor: string | null; strength: 'portal' | 'badge' | null; evidence: Evidence[]; otherVendors: string[]}
+  /** A postal address on its own pages (schema.org PostalAddress, or a US street address in its text). */
+  address: {street: string | null; city: string | null; state: string; postalCode: string | null; evidence: Evidence} | null
+  /** Domains the site shows as its own: its host, and those of its mailto: links. */
+  ownDomains: string[]
+  /** Pages read. */
+  pages: string[]
+}
+
+export type EmailStatus = 'valid_domain' | 'no_mx' | 'invalid' | 'unchecked'
+
+/** A contact's reachable details after the checks: what was wrong is dropped (name and title stay). */
+export interface CheckedContact {
+  email: string | null
+  /** Null when the contact had no email. */
+  emailStatus: EmailStatus | null
+  linkedinUrl: string | null
+  /** One line per thing dropped or doubted, for people. */
+  notes: string[]
+}
+
+/** The deterministic checks, whatever runs them (the real web and DNS, or the simulated world's). */
+export interface SiteChecks {
+  checkSite(company: CandidateCompany, signal: AbortSignal): Promise<SiteFacts>
+  checkContact(contact: FoundContact, ownDomains: string[], signal: AbortSignal): Promise<CheckedContact>
 }
 
 export interface FoundContact {
@@ -56,10 +115,11 @@ export interface CallContext {
   record(usage: LlmUsage): void
 }
 
-/** The three research steps, whatever does them (a model with tools, or the simulated world). */
+/** The three research steps, whatever does them (a model with tools, or the simulated world), and the checks that verify them. */
 export interface ResearchProvider {
   readonly name: string
   readonly simulated: boolean
+  readonly checks: SiteChecks
   discover(input: {criteria: Criteria; want: number; exclude: string[]; round: number}, ctx: CallContext): Promise<CandidateCompany[]>
   research(input: {criteria: Criteria; company: CandidateCompany}, ctx: CallContext): Promise<CompanyResearch>
   findContacts(input: {company: CandidateCompany; min: number; max: number}, ctx: CallContext): Promise<FoundContact[]>

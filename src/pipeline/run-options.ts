@@ -13,6 +13,8 @@ export interface RunOptions {
   notifyEmail?: string
   /** Set when a discovery round found nothing new. */
   discoveryExhausted?: boolean
+  /** Criteria (and site) whose "unknown" verdict still qualifies a company (--accept-unknown). */
+  acceptUnknown?: string[]
 }
 
 export const DEFAULT_RUN_OPTIONS: RunOptions = {oversample: 2, maxDiscoveryRounds: 5, contactAttempts: 2}

@@ -1,11 +1,12 @@
 import {sql, type Transaction} from 'kysely'
 
 import {type Executor, inTransaction} from '../db/executor.js'
-import type {Database, RunRow, RunStatus} from '../db/schema.js'
+import type {Database, RunRow, RunStatus, TaskStatus} from '../db/schema.js'
 import {cancelTasks} from '../runtime/queue.js'
 import {retryTasks, scopesWithLiveTasks, taskCounts} from '../runtime/scopes.js'
-import {RvxError} from '../shared/errors.js'
+import {RvxError, UsageError} from '../shared/errors.js'
 import type {Criteria, RunSize} from './criteria.js'
+import {criteriaOf} from './verification.js'
 import {DEFAULT_RUN_OPTIONS, type RunOptions, runOptions, runScope} from './run-options.js'
 import {enqueueDiscoveryRound} from './stages/discovery.js'
 import {STAGE_KINDS} from './stages/index.js'
@@ -53,6 +54,11 @@ export async function lockRun(trx: Transaction<Database>, runId: number): Promis
   return run
 }
 
+/** SQL: a contact (table alias `k`) that counts toward contacts_min: its email, if any, was not found bad. */
+export function usableContact(alias: string) {
+  return sql`(${sql.ref(`${alias}.email_status`)} is null or ${sql.ref(`${alias}.email_status`)} not in ('no_mx', 'invalid'))`
+}
+
 export interface RunProgress extends ProgressFacts {
   id: number
   status: RunStatus
@@ -62,8 +68,10 @@ export interface RunProgress extends ProgressFacts {
   notes: string | null
   createdAt: Date
   finishedAt: Date | null
+  /** Per criterion (and the site check): selected companies it matched or left unknown, and candidates it kept out. */
+  verdicts: Record<string, {selectedMatch: number; selectedUnknown: number; disqualified: number}>
   /** Tasks by kind and status. */
-  tasks: Record<string, {queued: number; running: number; completed: number; failed: number; other: number}>
+  tasks: Record<string, Record<TaskStatus, number>>
   usage: RunUsage
 }
 
@@ -79,12 +87,9 @@ export async function runProgress(db: Executor, runId: number): Promise<RunProgr
     .where('run_id', '=', runId)
     .executeTakeFirstOrThrow()
   const tasks: RunProgress['tasks'] = {}
-  for (const kind of STAGE_KINDS) tasks[kind] = {queued: 0, running: 0, completed: 0, failed: 0, other: 0}
-  for (const r of await taskCounts(db, runScope(runId))) {
-    const t = (tasks[r.kind] ??= {queued: 0, running: 0, completed: 0, failed: 0, other: 0})
-    if (r.status === 'queued' || r.status === 'running' || r.status === 'completed' || r.status === 'failed') t[r.status] += r.count
-    else t.other += r.count
-  }
+  const none = (): Record<TaskStatus, number> => ({queued: 0, running: 0, completed: 0, failed: 0, quarantined: 0, canceled: 0})
+  for (const kind of STAGE_KINDS) tasks[kind] = none()
+  for (const r of await taskCounts(db, runScope(runId))) (tasks[r.kind] ??= none())[r.status] += r.count
 
   return {
     id: run.id,
@@ -98,9 +103,22 @@ export async function runProgress(db: Executor, runId: number): Promise<RunProgr
     finishedAt: run.finished_at,
     companies: c,
     contacts: Number(contacts.n),
+    verdicts: await verdictSummary(db, runId, [...criteriaOf(run.criteria as Criteria), 'site', 'portfolio']),
     tasks,
     usage: await runUsage(db, runId),
   }
+}
+
+async function verdictSummary(db: Executor, runId: number, keys: string[]): Promise<RunProgress['verdicts']> {
+  const {rows} = await sql<{key: string; selected_match: number; selected_unknown: number; disqualified: number}>`
+    select k.key,
+      count(*) filter (where c.status = 'selected' and c.verdicts -> k.key ->> 'verdict' = 'match')::int as selected_match,
+      count(*) filter (where c.status = 'selected' and c.verdicts -> k.key ->> 'verdict' = 'unknown')::int as selected_unknown,
+      count(*) filter (where c.status = 'disqualified' and k.key = any(c.disqualified_by))::int as disqualified
+    from unnest(${keys}::text[]) as k(key) left join companies c on c.run_id = ${runId}
+    group by k.key`.execute(db)
+  const byKey = new Map(rows.map((r) => [r.key, {selectedMatch: r.selected_match, selectedUnknown: r.selected_unknown, disqualified: r.disqualified}]))
+  return Object.fromEntries(keys.map((k) => [k, byKey.get(k) ?? {selectedMatch: 0, selectedUnknown: 0, disqualified: 0}]))
 }
 
 export async function companyCounts(db: Executor, runId: number): Promise<{candidate: number; qualified: number; disqualified: number; selected: number}> {
@@ -165,6 +183,17 @@ export async function resumeRun(db: Executor, runId: number, changes: {criteria?
     const run = await lockRun(trx, runId)
     if (run.status === 'completed' || run.status === 'canceled')
       throw new RvxError(`run ${runId} is ${run.status} and cannot be resumed: start a new run`, {code: 'run_state'})
+    // Selected companies are not unselected: a smaller target would complete the run with more than it asks for.
+    if (changes.quantity !== undefined) {
+      const {selected} = await companyCounts(trx, runId)
+      if (changes.quantity < selected) {
+        throw new UsageError(
+          `${changes.quantity} is below the ${selected} companies run ${runId} has already selected: ask for ${selected} or more, or take the run as it is with rvx runs accept ${runId}`,
+          {field: 'quantity'},
+        )
+      }
+    }
+
     const options = {...runOptions(run), discoveryExhausted: false, maxDiscoveryRounds: run.discovery_rounds + DEFAULT_RUN_OPTIONS.maxDiscoveryRounds}
     const updated = await trx
       .updateTable('runs')
@@ -174,7 +203,7 @@ export async function resumeRun(db: Executor, runId: number, changes: {criteria?
         finished_at: null,
         options: JSON.stringify(options),
         ...(changes.criteria ? {criteria: JSON.stringify(changes.criteria)} : {}),
-        ...(changes.quantity ? {quantity: changes.quantity} : {}),
+        ...(changes.quantity !== undefined ? {quantity: changes.quantity} : {}),
         updated_at: sql`now()` as never,
       })
       .where('id', '=', runId)
@@ -348,7 +377,7 @@ export async function runsOverview(db: Executor, f: {status?: RunStatus; id?: nu
       c.candidate, c.qualified, c.disqualified, c.selected,
       (select count(*)::int from contacts k where k.run_id = r.id) as contacts,
       (select count(*)::int from companies s where s.run_id = r.id and s.status = 'selected'
-         and (select count(*) from contacts k where k.company_id = s.id) >= r.contacts_min) as done,
+         and (select count(*) from contacts k where k.company_id = s.id and ${usableContact('k')}) >= r.contacts_min) as done,
       (select coalesce(sum(l.cost_usd), 0)::text from llm_calls l where l.run_id = r.id) as cost
     from runs r
     cross join lateral (

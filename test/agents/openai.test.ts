@@ -8,14 +8,14 @@ import {classifyError} from '../../src/runtime/errors.js'
 import {answer, completion, FakeOpenAI, toolCall, toolCalls, truncated} from '../helpers/fake-openai.js'
 
 const GOOD_RESEARCH = {
-  fit: 'yes',
-  score: 82,
-  tier: 'medium',
+  verdicts: {pms: {verdict: 'match', evidence: [{url: 'https://acme.example', quote: 'Pay rent online'}]}},
+  portfolio: 'residential',
+  units_estimate: 120,
+  employees_estimate: 8,
   confidence: 'high',
   reasons: ['tenant portal on Buildium'],
   sources: ['https://acme.example'],
   pms: 'Buildium',
-  units_estimate: 120,
 }
 
 describe('openai provider against a fake OpenAI-compatible server', function () {
@@ -70,9 +70,10 @@ describe('openai provider against a fake OpenAI-compatible server', function () 
   it('runs a multi-turn tool-calling conversation and validates the answer', async () => {
     fake.reply(toolCall('fetch_page', {url: siteUrl}), answer(GOOD_RESEARCH))
     const result = await provider().research({criteria: {pms: 'Buildium'}, company}, ctx())
-    assert.equal(result.fit, 'yes')
+    assert.equal(result.verdicts.pms?.verdict, 'match')
     assert.equal(result.pms, 'Buildium')
     assert.equal(result.unitsEstimate, 120)
+    assert.ok(result.seen.includes(siteUrl), 'the page it fetched is among what it read')
 
     assert.equal(fake.requests.length, 2)
     assert.equal(fake.requests[0].auth, 'Bearer sk-test-secret')
@@ -96,17 +97,17 @@ describe('openai provider against a fake OpenAI-compatible server', function () 
   it('repairs a malformed answer with one more turn', async () => {
     fake.reply(answer('Sure! Here is what I found: acme is great'), answer(GOOD_RESEARCH))
     const result = await provider().research({criteria: {}, company}, ctx())
-    assert.equal(result.score, 82)
+    assert.equal(result.unitsEstimate, 120)
     const repair = fake.requests[1].body.messages.at(-1)
     assert.equal(repair.role, 'user')
     assert.match(repair.content, /did not validate: the answer is not JSON/)
   })
 
   it('treats empty output after tools as malformed, and fails permanently if the repair fails too', async () => {
-    fake.reply(toolCall('detect_pms', {domain: 'acme.example'}), completion({content: ''}), answer({fit: 'maybe'}))
+    fake.reply(toolCall('detect_pms', {domain: 'acme.example'}), completion({content: ''}), answer({confidence: 'maybe'}))
     await assert.rejects(
       provider().research({criteria: {}, company}, ctx()),
-      (e: Error) => e.name === 'PermanentError' && /failed validation after a repair turn: fit/.test(e.message),
+      (e: Error) => e.name === 'PermanentError' && /failed validation after a repair turn: confidence/.test(e.message),
     )
   })
 
@@ -172,7 +173,7 @@ describe('openai provider against a fake OpenAI-compatible server', function () 
     assert.match(toolResult.content, /https:\/\/acme\.example/)
   })
 
-  it('discovers and finds contacts through the same loop, dropping generic inboxes', async () => {
+  it('discovers and finds contacts through the same loop; its checks drop a shared inbox the model returned', async () => {
     fake.reply(answer({companies: [{name: 'Acme PM', domain: 'acme.example', sources: ['https://dir.example']}]}))
     const found = await provider().discover({criteria: {state: 'TX'}, want: 5, exclude: ['old.example'], round: 1}, ctx())
     assert.deepEqual(
@@ -189,11 +190,15 @@ describe('openai provider against a fake OpenAI-compatible server', function () 
         ],
       }),
     )
-    const people = await provider().findContacts({company, min: 1, max: 3}, ctx())
+    const p = provider()
+    const people = await p.findContacts({company, min: 1, max: 3}, ctx())
     assert.deepEqual(
-      people.map((p) => p.fullName),
-      ['Ann Owner'],
+      people.map((x) => x.fullName),
+      ['Ann Owner', 'Front Desk'],
     )
+    const desk = await p.checks.checkContact(people[1], ['acme.example'], new AbortController().signal)
+    assert.deepEqual([desk.email, desk.emailStatus], [null, 'invalid'])
+    assert.match(desk.notes.join(' '), /info@acme\.example is a shared inbox/)
   })
 
   it('runs at most 8 tool calls of a turn that asks for 40; the others get an error result and are not run', async () => {
@@ -251,7 +256,7 @@ describe('openai provider against a fake OpenAI-compatible server', function () 
   it('records an answer cut off at the token limit as malformed, says it was truncated, and repairs once', async () => {
     fake.reply(truncated('{"fit": "yes", "score": 82, "reasons": ["tenant por'), answer(GOOD_RESEARCH))
     const result = await provider().research({criteria: {}, company}, ctx())
-    assert.equal(result.score, 82)
+    assert.equal(result.unitsEstimate, 120)
     assert.deepEqual(
       usage.map((u) => u.outcome),
       ['malformed', 'ok'],

@@ -108,12 +108,29 @@ describe('rvx db (embedded PostgreSQL, spawned processes)', function () {
     assert.equal((await rvx(['db', 'start'], {env})).code, 0)
     assert.equal((await rvx(['db', 'stop'], {env})).code, 0)
     // A lock naming a live process that is not PostgreSQL (this test runner).
-    fs.writeFileSync(path.join(home, 'pg', 'data', 'postmaster.pid'), `${process.pid}\n${path.join(home, 'pg', 'data')}\n`)
+    const {dataDir} = JSON.parse((await rvx(['db', 'status', '--json'], {env})).stdout)
+    fs.writeFileSync(path.join(dataDir, 'postmaster.pid'), `${process.pid}\n${dataDir}\n`)
     const res = await rvx(['db', 'start'], {env})
     assert.equal(res.code, 3)
     assert.equal(lines(res.stderr).filter((l) => l.startsWith('Error:')).length, 1)
     assert.match(res.stderr, /Error: stale lock file .*postmaster\.pid.*delete the file/)
     assert.equal(hasStackTrace(res.stderr), false)
+  })
+
+  it('refuses RVX_PG_OS_USER naming no OS user: one line, exit 3, no server started as anyone else', async () => {
+    const env = {RVX_HOME: home, RVX_PG_OS_USER: 'nosuchuser'}
+    const text = await rvx(['runs', 'list'], {env})
+    assert.equal(text.code, 3, text.stderr)
+    assert.equal(lines(text.stderr).length, 1, text.stderr)
+    assert.match(text.stderr, /^Error: RVX_PG_OS_USER=nosuchuser names no such OS user: .*unset RVX_PG_OS_USER/)
+    assert.equal(hasStackTrace(text.stderr), false)
+
+    const json = await rvx(['db', 'start', '--json'], {env})
+    assert.equal(json.code, 3)
+    assert.equal(JSON.parse(json.stdout).error.code, 'embedded_os_user')
+
+    assert.equal(fs.existsSync(path.join(home, 'pg', 'server.json')), false, 'nothing was initialized')
+    assert.equal(JSON.parse((await rvx(['db', 'status', '--json'], {env: {RVX_HOME: home}})).stdout).running, false)
   })
 
   it('exits 3 with one line when the data directory cannot be written', async () => {

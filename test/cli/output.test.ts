@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 
-import {renderTable} from '../../src/cli/output.js'
+import {printable, renderTable} from '../../src/cli/output.js'
 
 describe('renderTable', () => {
   const rows = [
@@ -20,5 +20,19 @@ describe('renderTable', () => {
     const out = renderTable(rows, cols, {tty: true, color: false})
     assert.match(out, /┌/)
     assert.ok(!out.includes('\u001B['), 'no colour escape codes')
+  })
+})
+
+describe('printable', () => {
+  it('escapes controls, bidi overrides and isolates, separators and lone surrogates; keeps other text', () => {
+    assert.equal(printable('a\u0000b\u001B[31mc\u007Fd\u009Be'), 'a\\u0000b\\u001B[31mc\\u007Fd\\u009Be')
+    assert.equal(printable('x\u202Ey\u2066z\u200Fw\u2028v'), 'x\\u202Ey\\u2066z\\u200Fw\\u2028v')
+    assert.equal(printable('lone \uD800 and \uDC00'), 'lone \\uD800 and \\uDC00')
+    assert.equal(printable('Zürich 😀 東京 \u05D0'), 'Zürich 😀 東京 \u05D0')
+  })
+
+  it('applies to every table cell', () => {
+    const out = renderTable([{v: 'tab\there'}], [{header: 'v', get: (r: {v: string}) => r.v}], {tty: false, color: false})
+    assert.equal(out, 'V\ntab\\u0009here')
   })
 })

@@ -308,7 +308,11 @@ describe('e2e: rvx orchestrate --provider simulated (spawned processes)', functi
     const companies = JSON.parse(fs.readFileSync(result.export.files.companies, 'utf8')) as Array<Record<string, unknown>>
     const contacts = JSON.parse(fs.readFileSync(result.export.files.contacts, 'utf8')) as Array<Record<string, unknown>>
     assert.equal(companies.length, 3)
-    assert.deepEqual(Object.keys(companies[0]), [...COMPANY_COLUMNS])
+    // The CSV's columns, plus every verdict with its full evidence (URL and quote).
+    assert.deepEqual(Object.keys(companies[0]), [...COMPANY_COLUMNS, 'verdicts'])
+    assert.ok(
+      companies.every((c) => (c.verdicts as Record<string, {evidence: Array<{url: string; quote: string}>}>).pms.evidence.every((e) => e.url && e.quote)),
+    )
     assert.ok(companies.every((c) => !excluded.includes(c.domain as string) && c.pms === 'Buildium' && c.city === 'Plano'))
     assert.ok(contacts.length >= 3 && contacts.every((k) => companies.some((c) => c.domain === k.company_domain)))
     assert.deepEqual(Object.keys(contacts[0]), [...CONTACT_COLUMNS])

@@ -47,7 +47,7 @@ describe('e2e: rvx workers status / prune', function () {
     ['SIGTERM', 143],
   ] as const) {
     it(`--watch --json prints one JSON object per interval (NDJSON) until ${signal}, then exits ${code}`, async () => {
-      const child = spawnRvx(['workers', 'status', '--watch', '--json', '--interval', '200ms'], {env: env()})
+      const child = spawnRvx(['workers', 'status', '--watch', '--json', '--interval', '500ms'], {env: env()})
       let out = ''
       let err = ''
       child.stdout!.on('data', (d) => (out += d))

@@ -16,6 +16,9 @@ export interface CliOptions {
   env?: NodeJS.ProcessEnv
   input?: string
   timeoutMs?: number
+  /** Run as this OS user (the tests run as root in CI: an unwritable directory needs someone else). */
+  uid?: number
+  gid?: number
 }
 
 /** The environment a spawned rvx sees: ours minus anything that would point it at a real database or home. */
@@ -27,7 +30,7 @@ export function cliEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
 }
 
 export function spawnRvx(args: string[], options: CliOptions = {}): ChildProcess {
-  return spawn(process.execPath, [BIN, ...args], {cwd: ROOT, env: cliEnv(options.env), stdio: ['pipe', 'pipe', 'pipe']})
+  return spawn(process.execPath, [BIN, ...args], {cwd: ROOT, env: cliEnv(options.env), stdio: ['pipe', 'pipe', 'pipe'], uid: options.uid, gid: options.gid})
 }
 
 /** Runs bin/run.js as a real process and collects its output; kills it after timeoutMs. */

@@ -21,6 +21,7 @@ function provider(overrides: Partial<Pick<ResearchProvider, 'discover' | 'resear
   return {
     name: sim.name,
     simulated: true,
+    checks: sim.checks,
     discover: (input, ctx) => sim.discover(input, ctx),
     research: (input, ctx) => sim.research(input, ctx),
     findContacts: (input, ctx) => sim.findContacts(input, ctx),
@@ -223,13 +224,19 @@ describe('pipeline: selection, oversampling, replacement and resume', function (
     const contacts = await contactsBy(run.id)
     assert.ok(selected.every((c) => (contacts.get(c.id) ?? 0) >= 1) && !contacts.has(dropped.id))
     assert.equal(contactTasks.length, 4, 'one more contact search: the replacement')
-    // The replacement had been left unresearched at the target; its research was reopened for it.
+    // No qualified company was waiting: the research stopped at the target was reopened first (in company order),
+    // before anything else (here the reopened one did not qualify, so a new discovery round found the replacement).
     const replacement = selected.find((c) => c.id === contactTasks.at(-1)!.company_id)!
-    const researchTask = (await tasksOf(run.id, 'company')).find((r) => r.company_id === replacement.id)!
-    assert.deepEqual(
-      (await events(researchTask.id)).map((e) => e.reason ?? e.event),
-      [TARGET_REACHED, 'research reopened: a selected company had no decision makers', 'claimed', 'completed'],
-    )
+    const reopened: number[] = []
+    for (const task of await tasksOf(run.id, 'company')) {
+      const reasons = (await events(task.id)).map((e) => e.reason ?? e.event)
+      if (reasons.includes('research reopened: a selected company had no decision makers')) {
+        assert.deepEqual(reasons, [TARGET_REACHED, 'research reopened: a selected company had no decision makers', 'claimed', 'completed'])
+        reopened.push(task.company_id)
+      }
+    }
+
+    assert.ok(reopened.length > 0, 'research stopped at the target was reopened')
     assert.ok(
       all.filter((c) => c.status === 'qualified').every((c) => c.icp_score! <= replacement.icp_score!),
       'nothing better was left waiting',
@@ -237,8 +244,8 @@ describe('pipeline: selection, oversampling, replacement and resume', function (
   })
 
   it('runs resume --criteria widens a run that needed a decision, and its failed and quarantined tasks get another chance', async () => {
-    // A small world: eight companies in Austin, not enough for six; two of them cannot be researched at first.
-    const supply = 8
+    // A small world: twelve companies in Austin, not enough for six once verified; two of them cannot be researched at first.
+    const supply = 12
     const narrow = {pms: 'Buildium', state: 'TX', city: 'Austin'}
     const run = await createRun(t.db, {
       criteria: narrow,
@@ -246,7 +253,10 @@ describe('pipeline: selection, oversampling, replacement and resume', function (
       provider: 'simulated',
       options: {simulation: {...DEFAULT_SIMULATION, supply}},
     })
-    const world = await provider({}, supply).discover({criteria: narrow, want: 8, exclude: [], round: 1}, {signal: new AbortController().signal, record() {}})
+    const world = await provider({}, supply).discover(
+      {criteria: narrow, want: supply, exclude: [], round: 1},
+      {signal: new AbortController().signal, record() {}},
+    )
     const broken = new Set([world[2].domain, world[4].domain])
     const sim = provider({}, supply)
     const flaky = provider(

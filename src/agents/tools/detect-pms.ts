@@ -26,8 +26,11 @@ export const PMS_VENDORS: PmsVendor[] = [
 
 export interface PmsEvidence {
   vendor: string
-  /** portal: a link to the software's portal/login/payment host; marketing: a link to the vendor's own site. */
-  kind: 'portal' | 'marketing'
+  /**
+   * portal: a link to the software's portal/login/payment host (evidence of use); badge: a link to the vendor's
+   * site in a "powered by" line (weak evidence); marketing: a link to the vendor's site anywhere else (a mention, no evidence).
+   */
+  kind: 'portal' | 'badge' | 'marketing'
   /** The link (href of an anchor or area, src of a frame, action of a form). */
   url: string
   host: string
@@ -39,7 +42,9 @@ export interface PmsEvidence {
 
 export interface PmsDetection {
   domain: string
+  /** The vendor its portal links show, else the one a "powered by" badge names, else null (unknown). */
   pms: string | null
+  strength: 'portal' | 'badge' | null
   evidence: PmsEvidence[]
   pagesChecked: string[]
 }
@@ -65,9 +70,11 @@ const MAX_LINKS = 2000
 const MAX_TEXT = 200
 const MAX_EVIDENCE = 10
 
-interface PageLink {
+export interface PageLink {
   url: URL
   text: string
+  /** The text just before the link ("Powered by"), up to 40 characters. */
+  before: string
 }
 
 /** The http(s) links of a page (anchors, areas, frames, forms), resolved against its URL, in one linear pass. */
@@ -84,10 +91,12 @@ export function pageLinks(html: string, pageUrl: string): PageLink[] {
     }
 
     if (url.protocol !== 'http:' && url.protocol !== 'https:') return null
-    const link = {url, text: ''}
+    const link = {url, text: '', before: recent.slice(-40)}
     links.push(link)
     return link
   }
+
+  let recent = ''
 
   walkHtml(html, {
     open(name, attributes) {
@@ -100,29 +109,55 @@ export function pageLinks(html: string, pageUrl: string): PageLink[] {
     },
     text(text) {
       if (anchor && anchor.text.length < MAX_TEXT) anchor.text += text
+      recent = (recent + text).slice(-80)
     },
   })
-  for (const link of links) link.text = link.text.replace(/\s+/g, ' ').trim().slice(0, MAX_TEXT)
+  for (const link of links) {
+    link.text = link.text.replace(/\s+/g, ' ').trim().slice(0, MAX_TEXT)
+    link.before = link.before.replace(/\s+/g, ' ').trim()
+  }
+
   return links
 }
 
 /** The vendor links among a page's links. */
 export function pmsEvidence(links: PageLink[], page: string): PmsEvidence[] {
   const evidence: PmsEvidence[] = []
-  for (const {url, text} of links) {
+  for (const {url, text, before} of links) {
     const found = vendorOfHost(url.hostname)
-    if (found) evidence.push({...found, url: url.href.slice(0, 500), host: url.hostname, text, page})
+    if (!found) continue
+    const kind = found.kind === 'marketing' && POWERED_BY.test(`${before} ${text}`) ? 'badge' : found.kind
+    evidence.push({vendor: found.vendor, kind, url: url.href.slice(0, 500), host: url.hostname, text, page})
     if (evidence.length >= MAX_EVIDENCE) break
   }
 
   return evidence
 }
 
+const POWERED_BY = /\b(powered|software|payments?)\s+by\b/i
+
+/**
+ * The PMS the evidence shows: the vendor whose portal, login or payment links
+ * appear on the most pages; without any, the one a "powered by" badge names
+ * (weak); links to vendors' own sites in running text (a blog post, a
+ * comparison) are mentions and count for nothing.
+ */
+export function decidePms(evidence: PmsEvidence[]): {pms: string | null; strength: 'portal' | 'badge' | null; others: string[]} {
+  for (const strength of ['portal', 'badge'] as const) {
+    const pages = new Map<string, Set<string>>()
+    for (const e of evidence.filter((x) => x.kind === strength)) pages.set(e.vendor, (pages.get(e.vendor) ?? new Set()).add(e.page))
+    const ranked = [...pages.entries()].sort((a, b) => b[1].size - a[1].size).map(([vendor]) => vendor)
+    if (ranked.length > 0) return {pms: ranked[0], strength, others: ranked.slice(1)}
+  }
+
+  return {pms: null, strength: null, others: []}
+}
+
 /**
  * Deterministic PMS detection: the home page plus up to three portal-looking
  * links on it, their links' hosts matched against the vendors' hosts (a
- * suffix comparison per link, never a pattern over the raw page). The vendor
- * found on the most pages wins; no evidence is null (unknown), never a guess.
+ * suffix comparison per link, never a pattern over the raw page), decided by
+ * decidePms(); no evidence is null (unknown), never a guess.
  */
 export async function detectPms(domain: string, options: FetchOptions & {maxPages?: number; baseUrl?: string} = {}): Promise<PmsDetection> {
   const home = options.baseUrl ?? `https://${domain}`
@@ -147,13 +182,6 @@ export async function detectPms(domain: string, options: FetchOptions & {maxPage
     }
   }
 
-  // One vote per vendor per page, as before the evidence listed every link.
-  const votes = new Map<string, number>()
-  for (const vendorPage of new Set(evidence.map((e) => `${e.vendor}\n${e.page}`))) {
-    const vendor = vendorPage.split('\n')[0]
-    votes.set(vendor, (votes.get(vendor) ?? 0) + 1)
-  }
-
-  const best = [...votes.entries()].sort((a, b) => b[1] - a[1])[0]
-  return {domain, pms: best ? best[0] : null, evidence, pagesChecked}
+  const decided = decidePms(evidence)
+  return {domain, pms: decided.pms, strength: decided.strength, evidence, pagesChecked}
 }

@@ -1,10 +1,10 @@
-import {BaseCommand} from '../../cli/base-command.js'
+import {EmbeddedServerCommand} from '../../cli/embedded-server-command.js'
 import {EmbeddedServer} from '../../db/embedded.js'
 
-export default class DbStop extends BaseCommand<typeof DbStop> {
+export default class DbStop extends EmbeddedServerCommand<typeof DbStop> {
   static override summary = 'Stop the embedded PostgreSQL server.'
   static override description =
-    'Open connections are closed (fast shutdown); data stays under $RVX_HOME/pg. The next rvx command that needs a database starts it again.'
+    'Open connections are closed (fast shutdown); the data stays where rvx db status shows it. The next rvx command that needs a database starts it again.'
   static override examples = ['<%= config.bin %> db stop']
   static override enableJsonFlag = true
 

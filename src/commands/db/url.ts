@@ -1,9 +1,9 @@
 import {Flags} from '@oclif/core'
 
-import {BaseCommand} from '../../cli/base-command.js'
+import {EmbeddedServerCommand} from '../../cli/embedded-server-command.js'
 import {EmbeddedServer} from '../../db/embedded.js'
 
-export default class DbUrl extends BaseCommand<typeof DbUrl> {
+export default class DbUrl extends EmbeddedServerCommand<typeof DbUrl> {
   static override summary = 'Print the connection URL of the embedded PostgreSQL server (starting it if needed).'
   static override description =
     'The URL carries the password: it is for psql and other tools on this machine (psql "$(rvx db url)"). Give it to workers elsewhere only with care: the server listens on 127.0.0.1 only.'
@@ -16,6 +16,7 @@ export default class DbUrl extends BaseCommand<typeof DbUrl> {
   async run(): Promise<{url: string}> {
     const server = new EmbeddedServer()
     const result = await server.start()
+    for (const notice of result.notices) this.notice(notice)
     if (result.started) this.notice(`started the embedded PostgreSQL server on 127.0.0.1:${result.port}`)
     const url = (await server.url(this.flags.database)) ?? result.url
     this.out(url)

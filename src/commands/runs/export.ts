@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
+import {checkOutputDir} from '../../cli/inputs.js'
 import {parseRunId, runIdArg} from '../../cli/run-arg.js'
 import {exportRun, type ExportResult} from '../../pipeline/export.js'
 
@@ -16,8 +17,10 @@ export default class RunsExport extends BaseCommand<typeof RunsExport> {
   }
 
   async run(): Promise<ExportResult> {
+    const id = parseRunId(this.args.id)
+    await checkOutputDir(this.flags['output-dir'])
     const db = await this.database({schema: true})
-    const result = await exportRun(db, parseRunId(this.args.id), this.flags['output-dir'], this.flags.format)
+    const result = await exportRun(db, id, this.flags['output-dir'], this.flags.format)
     this.out(result.files.companies)
     this.out(result.files.contacts)
     this.info(`${result.companies} companies, ${result.contacts} contacts (run ${result.runId} is ${result.status})`)

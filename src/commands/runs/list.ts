@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
+import {ranged} from '../../cli/flags.js'
 import {listRuns} from '../../pipeline/runs.js'
 
 export default class RunsList extends BaseCommand<typeof RunsList> {
@@ -8,7 +9,7 @@ export default class RunsList extends BaseCommand<typeof RunsList> {
   static override examples = ['<%= config.bin %> runs list', '<%= config.bin %> runs list --limit 5 --json']
   static override enableJsonFlag = true
   static override flags = {
-    limit: Flags.integer({summary: 'How many runs to show.', default: 20, min: 1, max: 1000}),
+    limit: Flags.integer(ranged({summary: 'How many runs to show.', default: 20, min: 1, max: 1000})),
   }
 
   async run(): Promise<{

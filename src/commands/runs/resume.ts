@@ -1,7 +1,8 @@
 import {Flags} from '@oclif/core'
 
 import {parseDuration} from '../../shared/duration.js'
-import {readCriteriaText} from '../../cli/inputs.js'
+import {checkOutputDir, readCriteriaText} from '../../cli/inputs.js'
+import {ranged} from '../../cli/flags.js'
 import {parseRunId, runIdArg} from '../../cli/run-arg.js'
 import {type DriveReport, RunDriverCommand} from '../../cli/run-driver.js'
 import {advanceRun} from '../../pipeline/advance.js'
@@ -21,24 +22,27 @@ export default class RunsResume extends RunDriverCommand<typeof RunsResume> {
   static override args = {id: runIdArg}
   static override flags = {
     criteria: Flags.string({summary: 'New criteria (JSON, @file.json or -), e.g. wider than before.'}),
-    quantity: Flags.integer({summary: 'New target quantity.'}),
-    concurrency: Flags.integer({summary: 'In-process workers per stage.', default: 4, min: 1, max: 64}),
+    quantity: Flags.integer(ranged({summary: 'New target quantity, not below what the run has already selected.', min: 1, max: 10_000})),
+    concurrency: Flags.integer(ranged({summary: 'In-process workers per stage.', default: 4, min: 1, max: 64})),
     detach: Flags.boolean({summary: 'Mark the run running again and return; rvx workers do the work.'}),
     'output-dir': Flags.string({summary: 'Where exports go.', default: './exports'}),
     format: Flags.option({options: ['csv', 'json'] as const, default: 'csv' as const, summary: 'Export format.'})(),
-    timeout: Flags.string({summary: 'Stop driving after this long (e.g. 30m).'}),
+    timeout: Flags.string({summary: 'Stop driving after this long (e.g. 30m; 1s-24d).'}),
   }
 
   async run(): Promise<Partial<DriveReport> & {runId: number; status: string; detached: boolean}> {
     const id = parseRunId(this.args.id)
     const criteria = this.flags.criteria ? parseCriteria(await readCriteriaText(this.flags.criteria)) : undefined
     if (this.flags.quantity !== undefined) validateSize({quantity: this.flags.quantity, contactsMin: 1, contactsMax: 1})
-    const timeoutMs = this.flags.timeout ? parseDuration(this.flags.timeout, 'timeout') : undefined
+    const timeoutMs = this.flags.timeout === undefined ? undefined : parseDuration(this.flags.timeout, 'timeout', {min: 1000})
+    if (!this.flags.detach) await checkOutputDir(this.flags['output-dir'])
     const db = await this.database({schema: true})
     await resumeRun(db, id, {criteria, quantity: this.flags.quantity})
     const status = await advanceRun(db, id)
     if (this.flags.detach) {
-      this.info(`Run ${id} is ${status} again; rvx workers will pick it up.`)
+      this.info(
+        `Run ${id} is ${status} again; rvx workers will pick it up (rvx runs show ${id} to follow it; when it is done, rvx runs export ${id} writes its CSVs)`,
+      )
       return {runId: id, status, detached: true}
     }
 

@@ -19,14 +19,25 @@ export default class RunsShow extends BaseCommand<typeof RunsShow> {
       ['criteria', JSON.stringify(p.criteria)],
       ['quantity', p.quantity],
       ['provider', p.provider],
+      // The same words and numbers as --json: selected companies are counted apart from those qualified but not selected.
       [
         'companies',
-        `${p.companies.total} found, ${p.companies.qualified + p.companies.selected} qualified, ${p.companies.disqualified} disqualified, ${p.companies.selected} selected`,
+        `${p.companies.total} found: ${p.companies.selected} selected, ${p.companies.qualified} qualified (not selected), ${p.companies.disqualified} disqualified, ${p.companies.candidate} not yet researched`,
       ],
       ['contacts', p.contacts],
+      ...Object.entries(p.verdicts).map(
+        ([key, v]) =>
+          [
+            `verified ${key}`,
+            `${key === 'portfolio' ? '' : `selected: ${v.selectedMatch} match, ${v.selectedUnknown} unknown; `}kept ${v.disqualified} out`,
+          ] as [string, unknown],
+      ),
       ...STAGES.map((s) => {
         const t = p.tasks[s.kind]
-        return [`${s.name} tasks`, `${t.completed} done, ${t.queued} queued, ${t.running} running, ${t.failed} failed, ${t.other} other`] as [string, unknown]
+        return [
+          `${s.name} tasks`,
+          `${t.completed} completed, ${t.queued} queued, ${t.running} running, ${t.failed} failed, ${t.quarantined} quarantined, ${t.canceled} canceled`,
+        ] as [string, unknown]
       }),
       ['model calls', `${p.usage.calls} (${p.usage.inputTokens} in / ${p.usage.outputTokens} out tokens, ${formatCost(p.usage.costUsd)})`],
       ['notes', p.notes],

@@ -22,12 +22,13 @@ export default class WorkersStatus extends BaseCommand<typeof WorkersStatus> {
   static override enableJsonFlag = true
   static override flags = {
     watch: Flags.boolean({summary: 'Keep refreshing until Ctrl-C.'}),
-    interval: Flags.string({summary: 'Refresh interval with --watch.', default: '2s'}),
+    interval: Flags.string({summary: 'Refresh interval with --watch (500ms-24d).', default: '2s'}),
     all: Flags.boolean({summary: 'Include stopped workers.'}),
   }
 
   async run(): Promise<FleetStatus | undefined> {
-    const interval = parseDuration(this.flags.interval, 'interval')
+    // Each refresh sweeps and reads the fleet: a floor keeps --watch from hammering the database.
+    const interval = parseDuration(this.flags.interval, 'interval', {min: 500})
     const db = await this.database({schema: true})
     if (!this.flags.watch) {
       const s = await fleetStatus(db, {all: this.flags.all})

@@ -1,12 +1,17 @@
 import type {CompanyRow} from '../../db/schema.js'
-import type {FoundContact} from '../provider.js'
+import type {CheckedContact, EmailStatus, FoundContact} from '../provider.js'
 import {toCandidate} from './research.js'
 import type {RunPayload, Stage} from './stage.js'
 
 type Payload = RunPayload & {companyId: number}
 
-/** Contacts: find the decision makers of one selected company. */
-export const contacts: Stage<Payload, {company: CompanyRow; min: number; max: number}, FoundContact[]> = {
+type Checked = FoundContact & CheckedContact
+
+/** A contact counts toward contacts_min unless its email was found bad (no mail server, or not a real address of the company). */
+export const counts = (c: {emailStatus: EmailStatus | null}) => c.emailStatus !== 'no_mx' && c.emailStatus !== 'invalid'
+
+/** Contacts: find the decision makers of one selected company, each email and LinkedIn URL checked. */
+export const contacts: Stage<Payload, {company: CompanyRow; min: number; max: number}, Checked[]> = {
   name: 'contacts',
   kind: 'contact',
   summary: 'find 1-3 decision makers at each selected company',
@@ -18,14 +23,22 @@ export const contacts: Stage<Payload, {company: CompanyRow; min: number; max: nu
   },
 
   async ask(provider, {company, min, max}, ctx) {
-    const people = dedupeContacts(await provider.findContacts({company: toCandidate(company), min, max}, ctx)).slice(0, max)
+    const found = dedupeContacts(await provider.findContacts({company: toCandidate(company), min, max}, ctx))
+    // Every email and LinkedIn URL checked (syntax, shared inboxes, the company's own domain, MX records): a model's word is not enough.
+    const ownDomains = (company.checks as {ownDomains?: string[]}).ownDomains ?? [company.domain]
+    const checked: Checked[] = []
+    for (const person of found) checked.push({...person, ...(await provider.checks.checkContact(person, ownDomains, ctx.signal))})
+    const people = [...checked.filter(counts), ...checked.filter((c) => !counts(c))].slice(0, max)
+    const usable = people.filter(counts).length
     // Try again later (another attempt, with backoff); the last attempt settles for what it has.
-    if (people.length < min && ctx.prepared.attempt < ctx.prepared.maxAttempts)
-      throw new Error(`found ${people.length} of at least ${min} decision makers at ${company.domain}`)
+    if (usable < min && ctx.prepared.attempt < ctx.prepared.maxAttempts) {
+      throw new Error(`found ${usable} of at least ${min} decision makers with a usable email at ${company.domain}`)
+    }
+
     return people
   },
 
-  result: (people) => ({found: people.length}),
+  result: (people) => ({found: people.length, usable: people.filter(counts).length}),
 
   async write({trx, run, provider}, {company}, people) {
     if (people.length === 0) return
@@ -38,9 +51,10 @@ export const contacts: Stage<Payload, {company: CompanyRow; min: number; max: nu
           full_name: p.fullName,
           title: p.title,
           tier: p.tier,
-          email: p.email ?? null,
+          email: p.email,
+          email_status: p.emailStatus,
           phone: p.phone ?? null,
-          linkedin_url: p.linkedinUrl ?? null,
+          linkedin_url: p.linkedinUrl,
           confidence: p.confidence,
           sources: JSON.stringify(p.sources),
           simulated: provider.simulated,

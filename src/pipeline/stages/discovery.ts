@@ -2,7 +2,7 @@ import {sql} from 'kysely'
 
 import type {Executor} from '../../db/executor.js'
 import {enqueue} from '../../runtime/queue.js'
-import {type Criteria, normalizeDomain} from '../criteria.js'
+import {type Criteria, isDirectoryDomain, normalizeDomain} from '../criteria.js'
 import type {CandidateCompany} from '../provider.js'
 import {runOptions, runScope} from '../run-options.js'
 import type {RunPayload, Stage} from './stage.js'
@@ -104,7 +104,8 @@ function dedupe(found: CandidateCompany[], exclude: Set<string>): CandidateCompa
   const out: CandidateCompany[] = []
   for (const c of found) {
     const domain = normalizeDomain(c.domain)
-    if (!domain || exclude.has(domain) || seen.has(domain)) continue
+    // A directory or social profile is never a company's own domain: nothing to research there.
+    if (!domain || exclude.has(domain) || seen.has(domain) || isDirectoryDomain(domain)) continue
     seen.add(domain)
     out.push({...c, domain})
   }

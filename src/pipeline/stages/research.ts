@@ -2,42 +2,70 @@ import {sql} from 'kysely'
 
 import type {CompanyRow} from '../../db/schema.js'
 import type {Criteria} from '../criteria.js'
-import type {CandidateCompany, CompanyResearch} from '../provider.js'
+import type {CandidateCompany, CompanyResearch, SiteFacts} from '../provider.js'
+import {runOptions} from '../run-options.js'
+import {type Verification, verifyCompany} from '../verification.js'
 import type {RunPayload, Stage} from './stage.js'
 
 type Payload = RunPayload & {companyId: number}
 
-/** Research: qualify or disqualify one candidate against the criteria, with evidence and an ICP score. */
-export const research: Stage<Payload, {criteria: Criteria; company: CompanyRow}, CompanyResearch> = {
+interface Input {
+  criteria: Criteria
+  acceptUnknown: string[]
+  company: CompanyRow
+}
+
+interface Output {
+  site: SiteFacts
+  /** Null when the site check already ruled the company out (a directory or social profile): no model call is paid for it. */
+  research: CompanyResearch | null
+  /** What the two add up to (verification.ts). */
+  verified: Verification
+}
+
+/**
+ * Research: the deterministic checks of the company's own site, then the
+ * model's verdict per criterion with the pages it read; verification
+ * (verification.ts) decides qualification and score from both.
+ */
+export const research: Stage<Payload, Input, Output> = {
   name: 'research',
   kind: 'company',
-  summary: 'qualify each candidate against the criteria and score its fit',
+  summary: 'verify each candidate against the criteria, with evidence, and score its fit',
   maxAttempts: 3,
 
   async prepare({db, run, payload}) {
     const company = await db.selectFrom('companies').selectAll().where('id', '=', payload.companyId).executeTakeFirst()
-    return company && company.status === 'candidate' ? {criteria: run.criteria as Criteria, company} : null
+    return company && company.status === 'candidate' ? {criteria: run.criteria as Criteria, acceptUnknown: runOptions(run).acceptUnknown ?? [], company} : null
   },
 
-  ask: (provider, {criteria, company}, ctx) => provider.research({criteria, company: toCandidate(company)}, ctx),
+  async ask(provider, {criteria, acceptUnknown, company}, ctx) {
+    const candidate = toCandidate(company)
+    const site = await provider.checks.checkSite(candidate, ctx.signal)
+    const research = site.site.verdict === 'mismatch' ? null : await provider.research({criteria, company: candidate}, ctx)
+    return {site, research, verified: verifyCompany({criteria, acceptUnknown, research, site})}
+  },
 
-  result: (r) => ({fit: r.fit, score: r.score}),
+  result: ({verified: v}) => ({qualified: v.qualified, score: v.score, disqualifiedBy: v.disqualifiedBy}),
 
-  async write({trx}, {company}, r) {
+  async write({trx}, {company}, {site, verified: v}) {
     await trx
       .updateTable('companies')
       .set({
-        status: r.fit === 'yes' ? 'qualified' : 'disqualified',
-        icp_fit: r.fit,
-        icp_score: Math.max(0, Math.min(100, Math.round(r.score))),
-        icp_tier: r.tier,
-        confidence: r.confidence,
-        reasons: JSON.stringify(r.reasons),
-        sources: JSON.stringify([...new Set([...(company.sources as string[]), ...r.sources])]),
-        pms: r.pms ?? company.pms,
-        units_estimate: r.unitsEstimate ?? company.units_estimate,
-        city: r.city ?? company.city,
-        state: r.state ?? company.state,
+        status: v.qualified ? 'qualified' : 'disqualified',
+        icp_fit: v.fit,
+        icp_score: v.score,
+        icp_tier: v.tier,
+        confidence: v.confidence,
+        reasons: JSON.stringify(v.reasons),
+        sources: JSON.stringify([...new Set([...(company.sources as string[]), ...v.sources])]),
+        pms: v.facts.pms,
+        units_estimate: v.facts.unitsEstimate ?? company.units_estimate,
+        city: v.facts.city ?? company.city,
+        state: v.facts.state ?? company.state,
+        verdicts: JSON.stringify(v.verdicts),
+        checks: JSON.stringify({pms: site.pms, address: site.address, ownDomains: site.ownDomains, pages: site.pages, site: site.site}),
+        disqualified_by: v.disqualifiedBy,
         researched_at: sql`now()` as never,
       })
       .where('id', '=', company.id)

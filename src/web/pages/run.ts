@@ -227,7 +227,8 @@ function activity(d: RunData): Html {
       <td class="num">${t.queued}</td>
       <td class="num">${t.running}</td>
       <td class="num">${t.failed}</td>
-      <td class="num">${t.other}</td>
+      <td class="num">${t.quarantined}</td>
+      <td class="num">${t.canceled}</td>
     </tr>`
   })
   const problems = d.problems.map(
@@ -253,7 +254,7 @@ function activity(d: RunData): Html {
       </tr>`,
   )
   return html`<h2>Tasks</h2>
-    ${table(['stage', 'done', 'queued', 'running', 'failed', 'other'], tasks, '')}
+    ${table(['stage', 'done', 'queued', 'running', 'failed', 'quarantined', 'canceled'], tasks, '')}
     <h2>Errors</h2>
     ${table(['task', 'kind', 'status', 'attempts', 'crashes', 'last error'], problems, 'No failed, quarantined or retrying tasks.', 'problems')}
     <h2>Recent task events</h2>

@@ -1,0 +1,16 @@
+/**
+ * A whole-number flag's options with its range in the help ("(1-64)", or
+ * "(env X; 1-64)" after a parenthesis), from the same min and max that
+ * oclif enforces, so the two never disagree:
+ * `Flags.integer(ranged({summary: 'In-process workers per stage.', min: 1, max: 64}))`.
+ */
+export function ranged<const T extends {summary: string; min: number; max: number}>(options: T): T {
+  const summary = options.summary.replace(/\.$/, '')
+  const range = `${options.min}-${options.max}`
+  return {...options, summary: summary.endsWith(')') ? `${summary.slice(0, -1)}; ${range}).` : `${summary} (${range}).`}
+}
+
+/** Whether `--name` is on the command line itself (not from its env var or default). */
+export function onCommandLine(argv: string[], name: string): boolean {
+  return argv.some((a) => a === `--${name}` || a.startsWith(`--${name}=`))
+}
