@@ -1,5 +1,7 @@
 import type {Executor} from '../db/executor.js'
 import type {CompanyRow, CompanyStatus, ContactRow} from '../db/schema.js'
+import type {Evidence, Verdict} from './provider.js'
+import {type FinalVerdict, VERDICT_KEYS} from './verification.js'
 
 /**
  * A run's companies and contacts as people look at them (the dashboard's run
@@ -25,7 +27,19 @@ export interface Lead {
   reasons: string[]
   /** Pages the evidence came from. */
   sources: string[]
+  /** Per criterion (and the site check), in export order: match, mismatch or unknown, who decided, and what shows it. */
+  verdicts: LeadVerdict[]
+  /** What kept it out (criteria, or its portfolio). */
+  disqualifiedBy: string[]
   researchedAt: Date | null
+}
+
+export interface LeadVerdict {
+  key: string
+  verdict: Verdict
+  by: 'check' | 'model'
+  evidence: Evidence[]
+  note: string | null
 }
 
 export interface LeadContact {
@@ -39,6 +53,7 @@ export interface LeadContact {
   linkedinUrl: string | null
   confidence: string | null
   sources: string[]
+  emailStatus: ContactRow['email_status']
 }
 
 /** Companies of a run in one status, best ICP score first (then oldest), at most `limit`. */
@@ -83,8 +98,24 @@ function toLead(c: CompanyRow): Lead {
     confidence: c.confidence,
     reasons: strings(c.reasons),
     sources: strings(c.sources),
+    verdicts: verdictsOf(c.verdicts),
+    disqualifiedBy: c.disqualified_by ?? [],
     researchedAt: c.researched_at,
   }
+}
+
+/** The stored verdicts in export order; anything malformed is left out rather than shown wrong. */
+function verdictsOf(stored: unknown): LeadVerdict[] {
+  if (!stored || typeof stored !== 'object') return []
+  const all = stored as Partial<Record<string, FinalVerdict>>
+  return VERDICT_KEYS.flatMap((key) => {
+    const v = all[key]
+    if (!v || !['match', 'mismatch', 'unknown'].includes(v.verdict)) return []
+    const evidence = Array.isArray(v.evidence)
+      ? v.evidence.filter((e): e is Evidence => typeof e?.url === 'string').map((e) => ({url: e.url, quote: typeof e.quote === 'string' ? e.quote : ''}))
+      : []
+    return [{key, verdict: v.verdict, by: v.by === 'check' ? 'check' : 'model', evidence, note: typeof v.note === 'string' ? v.note : null}]
+  })
 }
 
 function toContact(k: ContactRow): LeadContact {
@@ -99,5 +130,6 @@ function toContact(k: ContactRow): LeadContact {
     linkedinUrl: k.linkedin_url,
     confidence: k.confidence,
     sources: strings(k.sources),
+    emailStatus: k.email_status,
   }
 }

@@ -7,6 +7,7 @@ import os from 'node:os'
 import path from 'node:path'
 import type {Page} from 'playwright-core'
 
+import {type FinalVerdict, VERDICT_KEYS} from '../../src/pipeline/verification.js'
 import {type Browser, launchBrowser} from '../helpers/browser.js'
 import {ROOT, rvx} from '../helpers/cli.js'
 import {useFreshDatabase} from '../helpers/db.js'
@@ -111,7 +112,7 @@ describe('dashboard in headless Chromium, against a live simulated run', functio
     if (SCREENSHOTS) await page.screenshot({path: path.join(SCREENSHOTS, 'dashboard-fleet.png')})
   })
 
-  it('the run page shows the selected companies with their evidence links, and a hostile company name as text', async () => {
+  it('the run page shows the selected companies with their verdicts and evidence links, and a hostile company name as text', async () => {
     await waitFor(
       'the run to complete',
       async () => (await t.db.selectFrom('runs').select('status').where('id', '=', runId).executeTakeFirstOrThrow()).status === 'completed',
@@ -121,7 +122,7 @@ describe('dashboard in headless Chromium, against a live simulated run', functio
     await page.goto(`${base}/runs/${runId}`)
     const selected = await t.db
       .selectFrom('companies')
-      .select(['id', 'name', 'sources'])
+      .select(['id', 'name', 'sources', 'verdicts'])
       .where('run_id', '=', runId)
       .where('status', '=', 'selected')
       .orderBy('id')
@@ -132,9 +133,28 @@ describe('dashboard in headless Chromium, against a live simulated run', functio
       assert.deepEqual(
         links,
         (c.sources as string[]).map((s) => new URL(s).href),
-        `evidence links of ${c.name}`,
+        `source links of ${c.name}`,
+      )
+      const verdicts = c.verdicts as Record<string, FinalVerdict>
+      const shown = await page.$$eval(`article[data-company="${c.id}"] table.verdicts tr`, (rows) =>
+        rows.map((r) => ({
+          key: r.getAttribute('data-verdict'),
+          verdict: r.querySelector('.badge')?.textContent,
+          evidence: Array.from(r.querySelectorAll('.evidence-item a'), (a) => (a as HTMLAnchorElement).href),
+        })),
+      )
+      assert.deepEqual(
+        shown,
+        VERDICT_KEYS.filter((k) => verdicts[k]).map((k) => ({
+          key: k,
+          verdict: verdicts[k].verdict,
+          evidence: verdicts[k].evidence.map((e) => new URL(e.url).href),
+        })),
+        `verdicts and evidence links of ${c.name}`,
       )
     }
+
+    assert.ok((await page.locator('table.verdicts .evidence-item a').count()) > 0, 'verdicts come with evidence links')
 
     const best = await page.getAttribute('article.lead', 'data-company')
     await page.click(`article[data-company="${best}"] summary`)

@@ -11,6 +11,7 @@ import {runScope} from '../../src/pipeline/run-options.js'
 import {createRun} from '../../src/pipeline/runs.js'
 import {STAGES} from '../../src/pipeline/stages/index.js'
 import {saveUsage} from '../../src/pipeline/usage.js'
+import {type FinalVerdict, VERDICT_KEYS} from '../../src/pipeline/verification.js'
 import {recordConditions} from '../../src/monitor/conditions.js'
 import {claimTasks, enqueue, failTask} from '../../src/runtime/index.js'
 import {silentLogger} from '../../src/runtime/logger.js'
@@ -24,6 +25,12 @@ import {get, SseClient} from '../helpers/sse.js'
 
 const SIZE = {contactsMin: 1, contactsMax: 3}
 const HOSTILE_NAME = '<img src=x onerror=alert(1)>'
+
+/** Text as the pages write it (hono's escaping). */
+const escape = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;')
+
+/** An external link as the pages write it. */
+const link = (url: string) => `<a href="${escape(new URL(url).href)}" rel="noopener noreferrer nofollow"`
 
 /** The text of the element `<tag ... data-x="id">...</tag>` (first one), for assertions about one row. */
 function rowOf(body: string, attribute: string, id: number): string {
@@ -116,7 +123,7 @@ describe('dashboard: routes, escaping, tokens and one shared live read (HTTP aga
     assert.match(bad.body, /status must be one of running, needs_decision, completed, failed, canceled/)
   })
 
-  it('GET /runs/:id shows the header, the selected companies with their evidence links and contacts, the disqualified and why, downloads and task events', async () => {
+  it('GET /runs/:id shows the header, the selected companies with their verdicts, evidence and contacts (email status), the disqualified and why, downloads and task events', async () => {
     const res = await get(`${base}/runs/${done}`)
     assert.equal(res.status, 200)
     assert.match(res.body, /<span class="selected-count">4<\/span> of 4 selected/)
@@ -124,21 +131,43 @@ describe('dashboard: routes, escaping, tokens and one shared live read (HTTP aga
     assert.match(res.body, /\$ per qualified lead<\/dt>\s*<dd>\$0\.00\d\d<\/dd>/)
     const selected = await t.db.selectFrom('companies').selectAll().where('run_id', '=', done).where('status', '=', 'selected').execute()
     assert.equal(selected.length, 4)
+    let evidence = 0
     for (const c of selected) {
       const card = res.body.slice(res.body.indexOf(`data-company="${c.id}"`), res.body.indexOf('</article>', res.body.indexOf(`data-company="${c.id}"`)))
-      assert.ok(card.includes(c.name), `the card names ${c.name}`)
-      for (const source of c.sources as string[])
-        assert.ok(card.includes(`<a href="${new URL(source).href}" rel="noopener noreferrer nofollow"`), `evidence link ${source}`)
-      for (const reason of c.reasons as string[]) assert.ok(card.includes(`<li>${reason}</li>`), `reason ${reason}`)
-      const contacts = await t.db.selectFrom('contacts').select('full_name').where('company_id', '=', c.id).execute()
+      assert.ok(card.includes(escape(c.name)), `the card names ${c.name}`)
+      for (const source of c.sources as string[]) assert.ok(card.includes(link(source)), `source link ${source}`)
+      for (const reason of c.reasons as string[]) assert.ok(card.includes(`<li>${escape(reason)}</li>`), `reason ${reason}`)
+      const verdicts = c.verdicts as Record<string, FinalVerdict>
+      assert.ok(Object.keys(verdicts).length > 0, 'research recorded verdicts')
+      for (const key of VERDICT_KEYS.filter((k) => verdicts[k])) {
+        const row = card.slice(card.indexOf(`<tr data-verdict="${key}">`), card.indexOf('</tr>', card.indexOf(`<tr data-verdict="${key}">`)))
+        assert.ok(row.includes(`verdict-${verdicts[key].verdict}">${verdicts[key].verdict}</span>`), `${c.name}: ${key} is ${verdicts[key].verdict}`)
+        for (const e of verdicts[key].evidence) {
+          assert.ok(row.includes(link(e.url)), `${key} evidence ${e.url}`)
+          if (e.quote) assert.ok(row.includes(`<q>${escape(e.quote)}</q>`), `${key} quote ${e.quote}`)
+          evidence++
+        }
+      }
+
+      const contacts = await t.db.selectFrom('contacts').select(['full_name', 'email_status']).where('company_id', '=', c.id).execute()
       assert.ok(contacts.length > 0)
       assert.match(card, new RegExp(`<details data-key="contacts-${c.id}">\\s*<summary>${contacts.length} contacts?</summary>`))
-      for (const k of contacts) assert.ok(card.includes(`<td>${k.full_name}</td>`), `contact ${k.full_name}`)
+      for (const k of contacts) {
+        assert.ok(card.includes(`<td>${escape(k.full_name)}</td>`), `contact ${k.full_name}`)
+        if (k.email_status) assert.ok(card.includes(`class="badge email-${k.email_status}"`), `email status of ${k.full_name}`)
+      }
     }
 
+    assert.ok(evidence > 0, 'verdicts came with evidence')
     const disqualified = await t.db.selectFrom('companies').selectAll().where('run_id', '=', done).where('status', '=', 'disqualified').execute()
     assert.ok(disqualified.length > 0)
-    for (const c of disqualified) assert.ok(rowOf(res.body, 'data-company', c.id).includes((c.reasons as string[]).join('; ')), `why ${c.name} was not picked`)
+    for (const c of disqualified) {
+      const row = rowOf(res.body, 'data-company', c.id)
+      assert.ok(row.includes(escape((c.reasons as string[]).join('; '))), `why ${c.name} was not picked`)
+      assert.ok(c.disqualified_by.length > 0)
+      assert.ok(row.includes(`<td class="kept-out">${c.disqualified_by.map((k) => k.replace('_', ' ')).join(', ')}</td>`), `what kept ${c.name} out`)
+    }
+
     for (const file of ['companies.csv', 'contacts.csv', 'companies.json', 'contacts.json']) assert.ok(res.body.includes(`href="/runs/${done}/${file}"`))
     assert.match(res.body, /<td>completed<\/td>/, 'task events')
     assert.doesNotMatch(res.body, /needs a decision/)
@@ -251,6 +280,9 @@ describe('dashboard: routes, escaping, tokens and one shared live read (HTTP aga
         name: HOSTILE_NAME,
         reasons: JSON.stringify(['<script>alert(2)</script> uses Buildium']),
         sources: JSON.stringify(['javascript:alert(3)', 'https://ok.example/"onmouseover="alert(4)']),
+        verdicts: JSON.stringify({
+          pms: {verdict: 'match', by: 'model', evidence: [{url: 'javascript:alert(5)', quote: '</q><script>alert(6)</script>'}], note: '<i>7</i>'},
+        }),
       })
       .where('id', '=', victim.id)
       .execute()
@@ -267,6 +299,11 @@ describe('dashboard: routes, escaping, tokens and one shared live read (HTTP aga
         assert.ok(html.includes('<span>javascript:alert(3)</span>'), 'a javascript: source is shown, not linked')
         assert.ok(!/href="javascript:/i.test(html))
         assert.ok(html.includes('href="https://ok.example/%22onmouseover=%22alert(4)"'), 'a quote in a URL cannot leave its attribute')
+        assert.ok(
+          html.includes('<span>javascript:alert(5)</span> <q>&lt;/q&gt;&lt;script&gt;alert(6)&lt;/script&gt;</q>'),
+          'evidence: the URL as text, the quote escaped',
+        )
+        assert.ok(html.includes('<div class="note">&lt;i&gt;7&lt;/i&gt;</div>'))
       }
     } finally {
       sse.close()

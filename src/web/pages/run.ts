@@ -12,9 +12,9 @@ import type {View} from './view.js'
  * why each company was picked (its evidence), who to call (contacts), why
  * others were not, what went wrong, and what to decide.
  *
- * Slots for what research will record per criterion: `verdicts(lead)` under
- * each company's evidence and `emailStatus(contact)` in the contacts table
- * (both empty today), filled from one more library call in data.ts loadRun.
+ * Each company's verdicts (per criterion: match / mismatch / unknown, who
+ * decided, the page and quote that show it) sit under its reasons; each
+ * contact says whether its email's domain takes mail.
  */
 export function runView(id: number): View {
   const key = runKey(id)
@@ -180,14 +180,33 @@ function evidence(l: Lead): Html {
   </div>`
 }
 
-/** Per-criterion verdicts (match / mismatch / unknown with URL and quote): research does not record them yet. */
-function verdicts(_lead: Lead): Html {
-  return html``
+/** Per criterion (and the site check): the verdict, who decided (a deterministic check overrules the model), and the evidence: page and quote. */
+function verdicts(lead: Lead): Html {
+  if (lead.verdicts.length === 0) return html``
+  return html`<table class="verdicts">
+    <tbody>
+      ${lead.verdicts.map(
+        (v) =>
+          html`<tr data-verdict="${v.key}">
+            <th>${v.key.replace('_', ' ')}</th>
+            <td><span class="badge verdict-${v.verdict}">${v.verdict}</span></td>
+            <td class="by">${v.by === 'check' ? 'checked' : 'model'}</td>
+            <td>
+              ${v.evidence.map((e) => html`<div class="evidence-item">${externalLink(e.url)} ${e.quote ? html`<q>${e.quote}</q>` : ''}</div>`)}
+              ${v.note ? html`<div class="note">${v.note}</div>` : ''}
+            </td>
+          </tr>`,
+      )}
+    </tbody>
+  </table>`
 }
 
-/** Whether the email's domain takes mail: contact research does not record it yet. */
-function emailStatus(_contact: LeadContact): Html {
-  return html`-`
+const EMAIL_STATUS: Record<string, string> = {valid_domain: 'domain takes mail', no_mx: 'no mail server', invalid: 'invalid', unchecked: 'not checked'}
+
+/** Whether the email's domain takes mail (MX), as contact research found it. */
+function emailStatus(contact: LeadContact): Html {
+  if (!contact.emailStatus) return html`-`
+  return html`<span class="badge email-${contact.emailStatus}">${EMAIL_STATUS[contact.emailStatus] ?? contact.emailStatus}</span>`
 }
 
 function sourceLinks(sources: string[]): Html {
@@ -204,6 +223,7 @@ function disqualified(d: RunData): Html {
         <td class="company-name">${l.name}</td>
         <td>${externalLink(l.website ?? `https://${l.domain}`, l.domain)}</td>
         <td class="num">${l.icpScore ?? '-'}</td>
+        <td class="kept-out">${l.disqualifiedBy.length > 0 ? l.disqualifiedBy.map((k) => k.replace('_', ' ')).join(', ') : '-'}</td>
         <td>${l.reasons.length > 0 ? l.reasons.join('; ') : '-'}</td>
         <td>${sourceLinks(l.sources)}</td>
       </tr>`,
@@ -213,7 +233,7 @@ function disqualified(d: RunData): Html {
       ? html`<p class="more">Showing ${d.disqualified.length} of ${d.summary.companies.disqualified}.</p>`
       : ''
   return html`<h2>Disqualified (${d.summary.companies.disqualified})</h2>
-    ${more} ${table(['company', 'domain', 'ICP', 'why', 'sources'], rows, 'None so far.', 'disqualified')}`
+    ${more} ${table(['company', 'domain', 'ICP', 'kept out by', 'why', 'sources'], rows, 'None so far.', 'disqualified')}`
 }
 
 const BAD_EVENTS = new Set(['failed', 'quarantined', 'fenced_out', 'retry_scheduled', 'requeued_after_death', 'requeued_lease_expired'])
