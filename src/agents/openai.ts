@@ -3,18 +3,20 @@ import type {ChatCompletionMessageParam, ChatCompletionTool} from 'openai/resour
 import {z} from 'zod'
 
 import type {Criteria} from '../pipeline/criteria.js'
-import {PermanentError} from '../runtime/errors.js'
+import {serverDelayMs, sleep} from '../runtime/backoff.js'
+import {DEFAULT_CONFIG} from '../runtime/config.js'
+import {PermanentError, SnoozeError} from '../runtime/errors.js'
 import {fromOpenAIError} from './openai-errors.js'
 import {
   type CallContext,
   type CandidateCompany,
   type CompanyResearch,
   type FoundContact,
-  type LlmUsage,
   ProviderUnusableError,
   type ResearchProvider,
   type SiteChecks,
 } from '../pipeline/provider.js'
+import {costUsd, priceOf} from './prices.js'
 import {ContactsOutput, DiscoveryOutput, ResearchOutput} from './schemas.js'
 import {webChecks} from './checks.js'
 import {detectPms} from './tools/detect-pms.js'
@@ -79,20 +81,12 @@ export function openAIOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Open
   }
 }
 
-/** USD per million tokens (input, cached input, output); unknown models cost 0 and say so by name. */
-const PRICES: Record<string, [number, number, number]> = {
-  'gpt-4.1': [2, 0.5, 8],
-  'gpt-4.1-mini': [0.4, 0.1, 1.6],
-  'gpt-4.1-nano': [0.1, 0.025, 0.4],
-  'gpt-4o': [2.5, 1.25, 10],
-  'gpt-4o-mini': [0.15, 0.075, 0.6],
-}
-
-export function estimateCost(model: string, input: number, cached: number, output: number): number {
-  const price = PRICES[model] ?? PRICES[Object.keys(PRICES).find((k) => model.startsWith(k)) ?? '']
-  if (!price) return 0
-  return ((input - cached) * price[0] + cached * price[1] + output * price[2]) / 1_000_000
-}
+const DEFAULT_ENDPOINT = 'https://api.openai.com/v1'
+/** What a call is assumed to cost at most in output tokens (rvx's answers are a few hundred). */
+const MAX_OUTPUT_TOKENS = 1500
+/** A 429 met mid-conversation waits in place, keeping the paid turns, this many times, each at most this long. */
+const IN_PLACE_RATE_LIMITS = 5
+const IN_PLACE_WAIT_MS = 20_000
 
 const SYSTEM = `You research residential property-management (PM) companies for a B2B sales team.
 Use the tools: search_web to find companies, fetch_page to read their sites, detect_pms to learn their property-management software from tenant/owner portal links (strongest evidence).
@@ -129,12 +123,15 @@ export class OpenAIProvider implements ResearchProvider {
     this.search = options.search === 'hosted' ? this.hostedSearch(options.searchModel ?? 'gpt-4o-mini-search-preview') : options.search
   }
 
-  /** OpenAI's hosted web search: a search model answers the query; its URL citations are the results. */
+  /** OpenAI's hosted web search: a search model answers the query; its URL citations are the results. A paid call like any other. */
   private hostedSearch(model: string): SearchBackend {
     return {
       name: 'openai-hosted',
-      search: async (query, signal) => {
-        const res = await this.client.chat.completions.create({model, web_search_options: {}, messages: [{role: 'user', content: query}]}, {signal})
+      search: async (query, signal, ctx) => {
+        if (!ctx) throw new PermanentError('hosted search is a paid model call: it needs the call context')
+        const {data: res} = await this.paidCall(model, query.length, {...ctx, signal: signal ?? ctx.signal}, (s) =>
+          this.client.chat.completions.create({model, web_search_options: {}, messages: [{role: 'user', content: query}]}, {signal: s}).withResponse(),
+        )
         const message = res.choices[0]?.message
         const results = (message?.annotations ?? [])
           .filter((a) => a.type === 'url_citation')
@@ -257,7 +254,7 @@ Return {"contacts": [{"full_name", "title", "tier": 1-4, "email", "phone", "link
             i >= maxToolCallsPerTurn
               ? `error: not run: at most ${maxToolCallsPerTurn} tool calls per turn; ask again for what you still need`
               : call.type === 'function'
-                ? await this.runTool(call.function.name, call.function.arguments, ctx.signal, budget, seen)
+                ? await this.runTool(call.function.name, call.function.arguments, ctx, budget, seen)
                 : `error: not run: only function tools exist here`
           messages.push({role: 'tool', tool_call_id: call.id, content})
         }
@@ -317,7 +314,8 @@ Return {"contacts": [{"full_name", "title", "tier": 1-4, "email", "phone", "link
   }
 
   /** Tools never throw into the loop: a failure becomes text the model can react to. */
-  private async runTool(name: string, rawArgs: string, signal: AbortSignal, budget: FetchBudget, seen: Set<string>): Promise<string> {
+  private async runTool(name: string, rawArgs: string, ctx: CallContext, budget: FetchBudget, seen: Set<string>): Promise<string> {
+    const {signal} = ctx
     let args: Record<string, string>
     try {
       args = JSON.parse(rawArgs || '{}')
@@ -340,7 +338,7 @@ Return {"contacts": [{"full_name", "title", "tier": 1-4, "email", "phone", "link
       }
 
       if (name === 'search_web' && this.search) {
-        const results = await this.search.search(String(args.query), signal)
+        const results = await this.search.search(String(args.query), signal, ctx)
         for (const r of results) if (r.url) seen.add(r.url)
         return untrusted('search results', JSON.stringify(String(args.query)), JSON.stringify(results))
       }
@@ -353,43 +351,76 @@ Return {"contacts": [{"full_name", "title", "tier": 1-4, "email", "phone", "link
 
   /** One model call, its usage recorded whatever happens; an answer cut off at the token limit is recorded as malformed. */
   private async complete(messages: ChatCompletionMessageParam[], tools: ChatCompletionTool[], ctx: CallContext) {
-    const started = Date.now()
-    const usage: Omit<LlmUsage, 'outcome'> = {
-      provider: this.name,
-      model: this.options.model,
-      inputTokens: 0,
-      outputTokens: 0,
-      cachedTokens: 0,
-      latencyMs: 0,
-      costUsd: 0,
-    }
-    let res: OpenAI.Chat.ChatCompletion
-    try {
-      res = await this.client.chat.completions.create({model: this.options.model, messages, ...(tools.length > 0 ? {tools} : {})}, {signal: ctx.signal})
-    } catch (caught) {
-      const {error, outcome} = fromOpenAIError(caught, {baseURL: this.options.baseURL, timeoutMs: this.options.timeoutMs})
-      ctx.record({...usage, latencyMs: Date.now() - started, outcome})
-      throw error
-    }
-
-    const u = res.usage
-    const cached = u?.prompt_tokens_details?.cached_tokens ?? 0
+    const {data: res} = await this.paidCall(this.options.model, JSON.stringify(messages).length + JSON.stringify(tools).length, ctx, (signal) =>
+      this.client.chat.completions.create({model: this.options.model, messages, ...(tools.length > 0 ? {tools} : {})}, {signal}).withResponse(),
+    )
     const choice = res.choices[0]
-    const truncated = choice?.finish_reason === 'length'
-    ctx.record({
-      ...usage,
-      inputTokens: u?.prompt_tokens ?? 0,
-      outputTokens: u?.completion_tokens ?? 0,
-      cachedTokens: cached,
-      latencyMs: Date.now() - started,
-      costUsd: estimateCost(this.options.model, u?.prompt_tokens ?? 0, cached, u?.completion_tokens ?? 0),
-      outcome: truncated ? 'malformed' : 'ok',
-    })
     if (!choice?.message)
       throw new ProviderUnusableError(
         `the model ${this.options.model} returned no choices: check OPENAI_MODEL${this.options.baseURL ? ' and OPENAI_BASE_URL' : ''}`,
       )
-    return {message: choice.message, truncated}
+    return {message: choice.message, truncated: choice.finish_reason === 'length'}
+  }
+
+  /**
+   * One paid model call: admitted first (its share of the fleet's quota, its
+   * cost held against the run's budget), its usage recorded whatever happens
+   * (an answer cut off at the token limit as malformed). A rate limit met here
+   * waits in place, keeping the conversation's paid turns, when the wait is
+   * short; a long one snoozes the task.
+   */
+  private async paidCall(
+    model: string,
+    promptChars: number,
+    ctx: CallContext,
+    send: (signal: AbortSignal) => Promise<{data: OpenAI.Chat.ChatCompletion; response: Response}>,
+  ): Promise<{data: OpenAI.Chat.ChatCompletion}> {
+    const inputTokens = Math.ceil(promptChars / 4)
+    const price = priceOf(model)
+    const plan = {
+      quota: `${this.options.baseURL ?? DEFAULT_ENDPOINT} ${model}`,
+      inputTokens,
+      outputTokens: MAX_OUTPUT_TOKENS,
+      maxUsd: price ? costUsd(model, inputTokens, 0, MAX_OUTPUT_TOKENS) : null,
+    }
+    for (let limited = 1; ; limited++) {
+      const admission = await ctx.admit(plan)
+      const started = Date.now()
+      const base = {provider: this.name, model, inputTokens: 0, outputTokens: 0, cachedTokens: 0, costUsd: 0, waitedMs: admission.waitedMs}
+      let data: OpenAI.Chat.ChatCompletion
+      let response: Response
+      try {
+        ;({data, response} = await send(ctx.signal))
+      } catch (caught) {
+        const {error, outcome} = fromOpenAIError(caught, {baseURL: this.options.baseURL, timeoutMs: this.options.timeoutMs})
+        await admission.settle({status: (caught as {status?: number}).status ?? 0, headers: (caught as {headers?: unknown}).headers})
+        ctx.record({...base, latencyMs: Date.now() - started, outcome})
+        if (error instanceof SnoozeError && limited <= IN_PLACE_RATE_LIMITS) {
+          const waitMs = serverDelayMs(error.retryAfterMs, limited, DEFAULT_CONFIG.snooze)
+          if (waitMs <= IN_PLACE_WAIT_MS) {
+            await sleep(waitMs, ctx.signal)
+            ctx.signal.throwIfAborted()
+            continue
+          }
+        }
+
+        throw error
+      }
+
+      const u = data.usage
+      const cached = u?.prompt_tokens_details?.cached_tokens ?? 0
+      await admission.settle({status: response.status, inputTokens: u?.prompt_tokens, outputTokens: u?.completion_tokens, headers: response.headers})
+      ctx.record({
+        ...base,
+        inputTokens: u?.prompt_tokens ?? 0,
+        outputTokens: u?.completion_tokens ?? 0,
+        cachedTokens: cached,
+        latencyMs: Date.now() - started,
+        costUsd: costUsd(model, u?.prompt_tokens ?? 0, cached, u?.completion_tokens ?? 0),
+        outcome: data.choices[0]?.finish_reason === 'length' ? 'malformed' : 'ok',
+      })
+      return {data}
+    }
   }
 }
 

@@ -15,6 +15,7 @@ import {sleep} from '../runtime/backoff.js'
 import {SnoozeError, TransientError} from '../runtime/errors.js'
 import {UsageError} from '../shared/errors.js'
 import {WebChecks} from './checks.js'
+import {costUsd} from './prices.js'
 import {SimulatedWeb} from './simulated/web.js'
 import {hash32, pick, rng, truthOf, worldFor} from './simulated/world.js'
 
@@ -265,15 +266,24 @@ export class SimulatedProvider implements ResearchProvider {
     return people
   }
 
-  /** Latency, usage and injected faults of one simulated model call. */
+  /** One simulated model call: admitted like a real one (quota, budget), its latency, usage, cost and injected faults. */
   private async call(ctx: CallContext, inputTokens: number, outputTokens: number): Promise<void> {
+    const model = 'sim-1'
+    const admission = await ctx.admit({quota: `simulated ${model}`, inputTokens, outputTokens, maxUsd: costUsd(model, inputTokens, 0, outputTokens)})
     const [min, max] = this.options.latencyMs
     const started = Date.now()
-    if (max > 0) await sleep(min + Math.random() * (max - min), ctx.signal)
-    if (ctx.signal.aborted) throw new Error('aborted')
+    try {
+      if (max > 0) await sleep(min + Math.random() * (max - min), ctx.signal)
+      if (ctx.signal.aborted) throw new Error('aborted')
+    } catch (error) {
+      await admission.settle({status: 0})
+      throw error
+    }
+
     const f = this.options.faults
     const roll = Math.random()
-    const usage = {provider: 'simulated', model: 'sim-1', inputTokens, outputTokens, cachedTokens: 0, latencyMs: Date.now() - started, costUsd: 0}
+    const usage = {provider: 'simulated', model, inputTokens, outputTokens, cachedTokens: 0, latencyMs: Date.now() - started, waitedMs: admission.waitedMs}
+    const paid = {...usage, costUsd: costUsd(model, inputTokens, 0, outputTokens)}
     if (roll < f.crash) {
       // The worker process dies mid-task, as if the OOM killer came by.
       process.kill(process.pid, 'SIGKILL')
@@ -281,20 +291,23 @@ export class SimulatedProvider implements ResearchProvider {
     }
 
     if (roll < f.crash + f.transient) {
-      ctx.record({...usage, outcome: 'error'})
+      await admission.settle({status: 503})
+      ctx.record({...paid, outcome: 'error'})
       throw new TransientError('simulated upstream error (HTTP 503)')
     }
 
     if (roll < f.crash + f.transient + f.rate_limit) {
-      ctx.record({...usage, outputTokens: 0, outcome: 'rate_limited'})
+      await admission.settle({status: 429})
+      ctx.record({...usage, outputTokens: 0, costUsd: 0, outcome: 'rate_limited'})
       throw new SnoozeError('simulated rate limit (HTTP 429, Retry-After: 1)', 1000)
     }
 
+    await admission.settle({status: 200, inputTokens, outputTokens})
     if (roll < f.crash + f.transient + f.rate_limit + f.malformed) {
-      ctx.record({...usage, outcome: 'malformed'})
+      ctx.record({...paid, outcome: 'malformed'})
       throw new Error('simulated malformed model output (failed schema validation after repair)')
     }
 
-    ctx.record({...usage, outcome: 'ok'})
+    ctx.record({...paid, outcome: 'ok'})
   }
 }

@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
+import {ranged} from '../cli/flags.js'
 import {createLogger} from '../cli/logger.js'
 import {parseDuration} from '../shared/duration.js'
 import {UsageError} from '../shared/errors.js'
@@ -22,7 +23,7 @@ It listens on 127.0.0.1 unless --host says otherwise; any other address needs a 
     'RVX_DASHBOARD_TOKEN=$(openssl rand -hex 16) <%= config.bin %> dashboard --host 0.0.0.0',
   ]
   static override flags = {
-    port: Flags.integer({summary: 'Port to listen on (0: any free port).', default: 8080, min: 0, max: 65_535}),
+    port: Flags.integer(ranged({summary: 'Port to listen on (0: any free port).', default: 8080, min: 0, max: 65_535})),
     host: Flags.string({summary: 'Address to listen on; beyond loopback a token is required.', default: '127.0.0.1'}),
     token: Flags.string({summary: 'Secret every request must carry (prefer the env var: flags show in ps).', env: 'RVX_DASHBOARD_TOKEN'}),
     interval: Flags.string({summary: 'How often live pages refresh (one database read for all viewers).', default: '2s'}),

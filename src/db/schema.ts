@@ -98,6 +98,8 @@ export interface RunsTable {
   status: Generated<RunStatus>
   stage: Generated<RunStage>
   discovery_rounds: Generated<number>
+  /** The run's budget in US dollars (null: none). */
+  max_usd: ColumnType<string | null, number | string | null | undefined, number | string | null>
   options: Json
   notes: string | null
   created_at: Timestamp
@@ -165,7 +167,31 @@ export interface LlmCallsTable {
   latency_ms: Generated<number>
   cost_usd: ColumnType<string, number | string | undefined, number | string>
   outcome: string
+  /** Time the call waited for its share of the provider's quota. */
+  waited_ms: Generated<number>
   created_at: Timestamp
+}
+
+export interface RateLimitsTable {
+  key: string
+  limit_rpm: number | null
+  limit_tpm: number | null
+  limit_source: Generated<'none' | 'configured' | 'learned'>
+  rate_rpm: number
+  rate_tpm: number | null
+  requests: number
+  tokens: number | null
+  refilled_at: Timestamp
+  last_cut_at: NullableTimestamp
+  saw_limit: Generated<boolean>
+  updated_at: Timestamp
+}
+
+export interface BudgetHoldsTable {
+  id: Generated<number>
+  run_id: number
+  usd: ColumnType<string, number | string, number | string>
+  expires_at: Timestamp
 }
 
 export type AlertSeverity = 'info' | 'warning' | 'critical'
@@ -198,6 +224,8 @@ export interface Database {
   contacts: ContactsTable
   llm_calls: LlmCallsTable
   alerts: AlertsTable
+  rate_limits: RateLimitsTable
+  budget_holds: BudgetHoldsTable
 }
 
 export type RunRow = Selectable<RunsTable>

@@ -107,12 +107,38 @@ export interface LlmUsage {
   latencyMs: number
   costUsd: number
   outcome: 'ok' | 'error' | 'rate_limited' | 'malformed'
+  /** Time it waited for its share of the quota. */
+  waitedMs?: number
+}
+
+/** What a provider is about to ask of a model, so the pipeline can pace it fleet-wide and hold its cost against the run's budget. */
+export interface CallPlan {
+  /** The quota this call counts against: the provider's endpoint and model. */
+  quota: string
+  /** Estimates: tokens in (from the prompt), tokens out (at most). */
+  inputTokens: number
+  outputTokens: number
+  /** What the call may cost at most (estimated input, output at its cap); null for a model without a known price. */
+  maxUsd: number | null
+}
+
+/** A paid call let through: how long it waited for the quota, and how it went (called once, whatever happened). */
+export interface Admission {
+  waitedMs: number
+  settle(result: {status: number; inputTokens?: number; outputTokens?: number; headers?: unknown}): Promise<void>
 }
 
 export interface CallContext {
   signal: AbortSignal
   /** Every model call reports its usage here, success or not. */
   record(usage: LlmUsage): void
+  /**
+   * Before every paid call: waits for its share of the fleet's quota and holds
+   * its cost against the run's budget. Throws BudgetReachedError when the call
+   * would pass the budget, and a SnoozeError when the quota's wait is too long
+   * to hold the task for.
+   */
+  admit(plan: CallPlan): Promise<Admission>
 }
 
 /** The three research steps, whatever does them (a model with tools, or the simulated world), and the checks that verify them. */
@@ -135,5 +161,17 @@ export class ProviderUnusableError extends PermanentError {
   constructor(message: string, options?: {cause?: unknown}) {
     super(message, options)
     this.name = 'ProviderUnusableError'
+  }
+}
+
+/**
+ * The next model call would pass the run's budget: the run stops calling
+ * models and asks for a decision (`rvx runs resume ID --max-usd N` raises the
+ * budget and continues it).
+ */
+export class BudgetReachedError extends PermanentError {
+  constructor(message: string) {
+    super(message)
+    this.name = 'BudgetReachedError'
   }
 }

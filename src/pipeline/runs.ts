@@ -210,12 +210,34 @@ export async function resumeRun(db: Executor, runId: number, changes: {criteria?
       .returningAll()
       .executeTakeFirstOrThrow()
     // Tasks that failed or were quarantined get another chance (recorded as retried), and so do those a failure of the run stopped.
-    await retryTasks(trx, {scope: runScope(runId), canceledBecause: runFailedReason(runId)}, `run ${runId} resumed`)
+    await retryTasks(trx, {scope: runScope(runId), canceledBecause: [runFailedReason(runId), budgetReason(runId)]}, `run ${runId} resumed`)
     return updated
   })
 }
 
 const runFailedReason = (runId: number) => `run ${runId} failed`
+const budgetReason = (runId: number) => `run ${runId} reached its budget`
+
+/**
+ * Stops a running run at its budget: it asks for a decision (raise the budget
+ * with runs resume --max-usd, accept what there is, or cancel); its queued
+ * tasks are canceled, the ones already running finish (they are paid for), and
+ * resumeRun puts the canceled ones back. Call inside a transaction.
+ */
+export async function stopAtBudget(trx: Transaction<Database>, runId: number, why: string): Promise<void> {
+  const run = await lockRun(trx, runId)
+  if (run.status !== 'running') return
+  await cancelTasks(trx, {scope: runScope(runId), statuses: ['queued']}, budgetReason(runId))
+  await trx
+    .updateTable('runs')
+    .set({
+      status: 'needs_decision',
+      notes: `${why}. Raise the budget and go on (rvx runs resume ${runId} --max-usd N), accept what there is (rvx runs accept ${runId}), or cancel.`,
+      updated_at: sql`now()` as never,
+    })
+    .where('id', '=', runId)
+    .execute()
+}
 
 /**
  * Stops a running run at once as failed, with `cause` for people (runs show,

@@ -19,6 +19,7 @@ export async function saveUsage(ex: Executor, usage: UsageRow[]): Promise<void> 
     output_tokens: u.outputTokens,
     cached_tokens: u.cachedTokens,
     latency_ms: Math.round(u.latencyMs),
+    waited_ms: Math.round(u.waitedMs ?? 0),
     cost_usd: u.costUsd,
     outcome: u.outcome,
   }))
@@ -27,20 +28,33 @@ export async function saveUsage(ex: Executor, usage: UsageRow[]): Promise<void> 
 }
 
 export interface RunUsage {
+  /** Model calls that did work (answered, or failed after the model worked on them); rate-limited ones are counted apart. */
   calls: number
+  /** Calls the provider refused with a rate limit (429). */
+  rateLimited: number
   inputTokens: number
   outputTokens: number
   costUsd: number
+  /** Time calls waited for their share of the quota, in seconds. */
+  quotaWaitS: number
 }
 
 /** What a run's model calls used and cost. */
 export async function runUsage(ex: Executor, runId: number): Promise<RunUsage> {
-  const {rows} = await sql<{calls: number; input: number; output: number; cost: string}>`
-    select count(*)::int as calls, coalesce(sum(input_tokens), 0)::int as input, coalesce(sum(output_tokens), 0)::int as output,
-           coalesce(sum(cost_usd), 0)::text as cost
+  const {rows} = await sql<{calls: number; limited: number; input: number; output: number; cost: string; waited: number}>`
+    select count(*) filter (where outcome <> 'rate_limited')::int as calls, count(*) filter (where outcome = 'rate_limited')::int as limited,
+           coalesce(sum(input_tokens), 0)::int as input, coalesce(sum(output_tokens), 0)::int as output,
+           coalesce(sum(cost_usd), 0)::text as cost, coalesce(sum(waited_ms), 0)::float8 / 1000 as waited
     from llm_calls where run_id = ${runId}`.execute(ex)
   const u = rows[0]
-  return {calls: u.calls, inputTokens: u.input, outputTokens: u.output, costUsd: Number(u.cost)}
+  return {
+    calls: u.calls,
+    rateLimited: u.limited,
+    inputTokens: u.input,
+    outputTokens: u.output,
+    costUsd: Number(u.cost),
+    quotaWaitS: Math.round(u.waited * 10) / 10,
+  }
 }
 
 export interface LlmCallView {

@@ -85,11 +85,11 @@ export async function tasksByPayload(
  * Puts tasks of a scope that gave up (failed, quarantined; canceled if asked)
  * back in the queue with fresh attempt and crash counts, recorded as
  * `retried`. With `ids`, only those; with `canceledBecause`, also the tasks
- * whose latest cancellation gave that reason. Returns how many went back.
+ * whose latest cancellation gave one of those reasons. Returns how many went back.
  */
 export async function retryTasks(
   ex: Executor,
-  f: {scope: string; statuses?: TaskStatus[]; ids?: number[]; canceledBecause?: string},
+  f: {scope: string; statuses?: TaskStatus[]; ids?: number[]; canceledBecause?: string[]},
   reason: string,
 ): Promise<number> {
   const statuses = f.statuses ?? ['failed', 'quarantined']
@@ -99,8 +99,8 @@ export async function retryTasks(
         lease_expires_at = null, finished_at = null, updated_at = now()
       where scope = ${f.scope} and status in ('failed', 'quarantined', 'canceled')
         and (status = any(${statuses}::text[])
-          or (status = 'canceled' and ${f.canceledBecause ?? null}::text = (
-                select e.reason from task_events e where e.task_id = tasks.id and e.event = 'canceled' order by e.id desc limit 1)))
+          or (status = 'canceled' and (
+                select e.reason from task_events e where e.task_id = tasks.id and e.event = 'canceled' order by e.id desc limit 1) = any(${f.canceledBecause ?? []}::text[])))
         and (${f.ids ?? null}::bigint[] is null or id = any(${f.ids ?? null}::bigint[]))
       returning id, kind, lease_epoch
     ), ev as (

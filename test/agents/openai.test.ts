@@ -6,6 +6,7 @@ import {type AgentLimits, OpenAIProvider} from '../../src/agents/openai.js'
 import type {LlmUsage} from '../../src/pipeline/provider.js'
 import {classifyError} from '../../src/runtime/errors.js'
 import {answer, completion, FakeOpenAI, toolCall, toolCalls, truncated} from '../helpers/fake-openai.js'
+import {freeCall} from '../helpers/call-context.js'
 
 const GOOD_RESEARCH = {
   verdicts: {pms: {verdict: 'match', evidence: [{url: 'https://acme.example', quote: 'Pay rent online'}]}},
@@ -64,7 +65,7 @@ describe('openai provider against a fake OpenAI-compatible server', function () 
   const toolResults = (i: number): string[] =>
     fake.requests[i].body.messages.filter((m: {role: string}) => m.role === 'tool').map((m: {content: string}) => m.content)
 
-  const ctx = () => ({signal: new AbortController().signal, record: (u: LlmUsage) => usage.push(u)})
+  const ctx = () => freeCall((u: LlmUsage) => usage.push(u))
   const company = {name: 'Acme PM', domain: 'acme.example', website: 'https://acme.example', sources: []}
 
   it('runs a multi-turn tool-calling conversation and validates the answer', async () => {
@@ -111,12 +112,28 @@ describe('openai provider against a fake OpenAI-compatible server', function () 
     )
   })
 
-  it('hands 429 with Retry-After to the runtime as a snooze', async () => {
-    fake.reply({status: 429, headers: {'retry-after': '7'}, body: {error: {message: 'Rate limit reached', type: 'requests', code: 'rate_limit_exceeded'}}})
+  it('waits in place for a short 429 and keeps the conversation (its paid turns are not lost)', async () => {
+    fake.reply(
+      toolCall('detect_pms', {domain: 'acme.example'}),
+      {status: 429, headers: {'retry-after': '1'}, body: {error: {message: 'Rate limit reached', type: 'requests', code: 'rate_limit_exceeded'}}},
+      answer(GOOD_RESEARCH),
+    )
+    const result = await provider().research({criteria: {}, company}, ctx())
+    assert.equal(result.unitsEstimate, 120)
+    assert.deepEqual(
+      usage.map((u) => u.outcome),
+      ['ok', 'rate_limited', 'ok'],
+    )
+    assert.equal(fake.requests.length, 3)
+    assert.equal(fake.requests[2].body.messages.length, fake.requests[1].body.messages.length, 'the retried turn carries the same conversation')
+  })
+
+  it('hands a long 429 Retry-After to the runtime as a snooze', async () => {
+    fake.reply({status: 429, headers: {'retry-after': '70'}, body: {error: {message: 'Rate limit reached', type: 'requests', code: 'rate_limit_exceeded'}}})
     const error = await provider()
       .research({criteria: {}, company}, ctx())
       .catch((e) => e)
-    assert.deepEqual(classifyError(error), {type: 'snooze', retryAfterMs: 7000})
+    assert.deepEqual(classifyError(error), {type: 'snooze', retryAfterMs: 70_000})
     assert.equal(usage[0].outcome, 'rate_limited')
     assert.equal(fake.requests.length, 1, 'the SDK does not retry on its own')
   })

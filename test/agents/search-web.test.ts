@@ -5,6 +5,7 @@ import type {AddressInfo} from 'node:net'
 import {OpenAIProvider} from '../../src/agents/openai.js'
 import {searchBackendFromEnv} from '../../src/agents/tools/search-web.js'
 import {answer, FakeOpenAI, toolCall} from '../helpers/fake-openai.js'
+import {freeCall} from '../helpers/call-context.js'
 
 const QUERY = 'property management "Austin, TX" & Buildium'
 const hits = (n: number) => Array.from({length: n}, (_, i) => ({title: `PM ${i}`, url: `https://pm${i}.example/`, text: `Rentals in Austin #${i}`}))
@@ -153,7 +154,7 @@ describe('agent tools: search_web backends against local servers', function () {
         limits: {maxTurns: 4},
         search: searchBackendFromEnv({RVX_SEARXNG_URL: `${base}/searxng`}),
       })
-      const found = await provider.discover({criteria: {state: 'TX'}, want: 1, exclude: [], round: 1}, {signal: new AbortController().signal, record() {}})
+      const found = await provider.discover({criteria: {state: 'TX'}, want: 1, exclude: [], round: 1}, freeCall())
       assert.deepEqual(
         found.map((c) => c.domain),
         ['pm0.example'],
@@ -161,7 +162,11 @@ describe('agent tools: search_web backends against local servers', function () {
       assert.ok(fake.requests[0].body.tools.some((t: {function: {name: string}}) => t.function.name === 'search_web'))
       assert.equal(seen.filter((s) => s.path === '/searxng/search').length, 1)
       const tool = fake.requests[1].body.messages.find((m: {role: string}) => m.role === 'tool')
-      assert.deepEqual(JSON.parse(tool.content).slice(0, 2), [
+      // Search results reach the model fenced as untrusted data.
+      const [fence, body, end] = (tool.content as string).split('\n')
+      assert.match(fence, /^<<<untrusted search results /)
+      assert.equal(end, '<<<end untrusted>>>')
+      assert.deepEqual(JSON.parse(body).slice(0, 2), [
         {title: 'PM 0', url: 'https://pm0.example/', snippet: 'Rentals in Austin #0'},
         {title: 'PM 1', url: 'https://pm1.example/', snippet: 'Rentals in Austin #1'},
       ])

@@ -35,8 +35,7 @@ describe('e2e: exports neutralize spreadsheet formulas from hostile names', func
         })
       }
 
-      if (prompt.startsWith('Qualify'))
-        return answer({fit: 'yes', score: 80, tier: 'medium', confidence: 'high', reasons: ['=1+1'], sources: [], pms: 'Buildium'})
+      if (prompt.startsWith('Research')) return answer({portfolio: 'residential', confidence: 'high', reasons: ['=1+1'], sources: [], pms: 'Buildium'})
       return answer({contacts: [{full_name: '=cmd|"/c calc"!A1', title: '@owner', tier: 1, phone: '+1-555-0100', confidence: 'high', sources: []}]})
     }
   })
@@ -50,7 +49,21 @@ describe('e2e: exports neutralize spreadsheet formulas from hostile names', func
   it('CSV cells that start with = + - @ or a tab are prefixed with an apostrophe; JSON keeps them raw; the mailed CSVs are the same', async () => {
     const env = {DATABASE_URL: t.url, OPENAI_API_KEY: 'sk-fake', OPENAI_BASE_URL: fake.url, SMTP_URL: smtp.url}
     const res = await rvx(
-      ['orchestrate', '--criteria', '{"state":"TX"}', '--quantity', String(NAMES.length), '--output-dir', out, '--notify-email', 'sales@example.com', '--json'],
+      // These sites do not exist: their site and location checks stay unknown, which this run accepts (it is about the CSV).
+      [
+        'orchestrate',
+        '--criteria',
+        '{"state":"TX"}',
+        '--quantity',
+        String(NAMES.length),
+        '--accept-unknown',
+        'state,site',
+        '--output-dir',
+        out,
+        '--notify-email',
+        'sales@example.com',
+        '--json',
+      ],
       {env},
     )
     assert.equal(res.code, 0, res.stderr)
@@ -60,8 +73,8 @@ describe('e2e: exports neutralize spreadsheet formulas from hostile names', func
     const companies = parse(csvText, {columns: true}) as Array<Record<string, string>>
     assert.deepEqual(companies.map((c) => c.company_name).sort(), NAMES.map((n) => `'${n}`).sort())
     assert.ok(
-      companies.every((c) => c.sources.startsWith("'=IMPORTXML") && c.reasons.startsWith("'=1+1")),
-      'sources and reasons neutralized too',
+      companies.every((c) => c.sources.startsWith("'=IMPORTXML")),
+      'sources neutralized too',
     )
     const contacts = parse(fs.readFileSync(result.export.files.contacts, 'utf8'), {columns: true}) as Array<Record<string, string>>
     assert.ok(contacts.length > 0)

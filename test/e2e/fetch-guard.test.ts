@@ -97,9 +97,8 @@ describe('e2e: rvx orchestrate with a scripted model that probes the fetch guard
         return answer({companies: [{name: 'Lone Star PM', domain: 'lonestar.example', city: 'Austin', state: 'TX', sources: ['https://dir.example']}]})
       }
 
-      if (prompt.startsWith('Qualify'))
-        return answer({fit: 'yes', score: 80, tier: 'medium', confidence: 'high', reasons: ['checked'], sources: [], pms: null, units_estimate: 120})
-      return answer({contacts: [{full_name: 'Dana Broker', title: 'Broker/Owner', tier: 1, email: 'dana@lonestar.example', confidence: 'high', sources: []}]})
+      if (prompt.startsWith('Research')) return answer({portfolio: 'residential', confidence: 'high', reasons: ['checked'], sources: [], units_estimate: 120})
+      return answer({contacts: [{full_name: 'Dana Broker', title: 'Broker/Owner', tier: 1, confidence: 'high', sources: []}]})
     }
   }
 
@@ -119,7 +118,9 @@ describe('e2e: rvx orchestrate with a scripted model that probes the fetch guard
       list.map((p) => p.call),
       ['fetch_page', {url: `http://[::ffff:127.0.0.1]:${canary.port}/forty`}],
     )
-    const res = await rvx(['orchestrate', '--criteria', '{"state":"TX"}', '--quantity', '1', '--output-dir', out, '--json'], {env: env()})
+    const res = await rvx(['orchestrate', '--criteria', '{"state":"TX"}', '--quantity', '1', '--accept-unknown', 'state,site', '--output-dir', out, '--json'], {
+      env: env(),
+    })
     assert.equal(res.code, 0, res.stderr)
     assert.equal(JSON.parse(res.stdout).status, 'completed')
 
@@ -138,7 +139,7 @@ describe('e2e: rvx orchestrate with a scripted model that probes the fetch guard
       [...metadata.map((p) => p.call), ['fetch_page', {url: `http://127.0.0.1:${canary.port}/allowed`}]],
       ['fetch_page', {url: `http://169.254.169.254:${canary.port}/latest/meta-data/`}],
     )
-    const res = await rvx(['orchestrate', '--criteria', '{"state":"TX"}', '--quantity', '1', '--output-dir', out, '--json'], {
+    const res = await rvx(['orchestrate', '--criteria', '{"state":"TX"}', '--quantity', '1', '--accept-unknown', 'state,site', '--output-dir', out, '--json'], {
       env: env({RVX_ALLOW_PRIVATE_FETCH: '1'}),
     })
     assert.equal(res.code, 0, res.stderr)

@@ -10,8 +10,10 @@ import {COMPANY_COLUMNS, CONTACT_COLUMNS} from '../../src/pipeline/export.js'
 import {cancelRun} from '../../src/pipeline/runs.js'
 import {hasStackTrace, lines, rvx, spawnRvx} from '../helpers/cli.js'
 import {spawnCli, waitFor} from '../helpers/processes.js'
-import {answer, FakeOpenAI} from '../helpers/fake-openai.js'
+import {answer, FakeOpenAI, toolCall} from '../helpers/fake-openai.js'
+import {homePage, WebWorld} from '../helpers/web-world.js'
 import {useFreshDatabase} from '../helpers/db.js'
+import {freeCall} from '../helpers/call-context.js'
 
 describe('e2e: rvx orchestrate --provider simulated (spawned processes)', function () {
   this.timeout(180_000)
@@ -273,9 +275,7 @@ describe('e2e: rvx orchestrate --provider simulated (spawned processes)', functi
   it('exclude_domains keeps those companies out of the run (any spelling); --format json exports JSON', async () => {
     // The simulated world is deterministic: these are the companies discovery would find first.
     const criteria = {pms: 'Buildium', state: 'TX', city: 'Plano'}
-    const world = (
-      await new SimulatedProvider(DEFAULT_SIMULATION).discover({criteria, want: 20, exclude: [], round: 1}, {signal: new AbortController().signal, record() {}})
-    ).map((c) => c.domain)
+    const world = (await new SimulatedProvider(DEFAULT_SIMULATION).discover({criteria, want: 20, exclude: [], round: 1}, freeCall())).map((c) => c.domain)
     const excluded = [world[0], world[1]]
     const res = await rvx(
       [
@@ -403,10 +403,22 @@ describe('e2e: rvx orchestrate with the openai provider against a fake OpenAI-co
   this.timeout(120_000)
   const t = useFreshDatabase()
   const fake = new FakeOpenAI()
+  const web = new WebWorld()
   let out: string
 
   before(async () => {
     await fake.start()
+    await web.start()
+    for (const i of [1, 2, 3, 4]) {
+      web.site(`lonestar${i}.example`, {
+        '/': homePage({
+          name: `Lone Star PM ${i}`,
+          portal: `https://lonestar${i}.managebuilding.com/Resident/portal/login`,
+          footer: `${i} Congress Ave, Austin, TX 78701`,
+        }),
+      })
+    }
+
     out = fs.mkdtempSync(path.join(os.tmpdir(), 'rvx-e2e-openai-'))
     fake.route = (body) => {
       const prompt: string = body.messages[1].content
@@ -415,6 +427,7 @@ describe('e2e: rvx orchestrate with the openai provider against a fake OpenAI-co
           companies: [1, 2, 3, 4].map((i) => ({
             name: `Lone Star PM ${i}`,
             domain: `https://www.lonestar${i}.example/`,
+            website: web.url(`lonestar${i}.example`),
             city: 'Austin',
             state: 'TX',
             sources: ['https://dir.example'],
@@ -422,39 +435,50 @@ describe('e2e: rvx orchestrate with the openai provider against a fake OpenAI-co
         })
       }
 
-      if (prompt.startsWith('Qualify')) {
-        const i = Number(/Lone Star PM (\d)/.exec(prompt)![1])
+      const i = Number(/Lone Star PM (\d)/.exec(prompt)![1])
+      if (prompt.startsWith('Research')) {
+        // Reads the home page, then answers; the even ones manage associations only.
+        if (!body.messages.some((m: {role: string}) => m.role === 'tool')) return toolCall('fetch_page', {url: web.url(`lonestar${i}.example`)})
         return answer({
-          fit: i % 2 === 0 ? 'no' : 'yes',
-          score: 50 + i * 10,
-          tier: 'medium',
+          portfolio: i % 2 === 0 ? 'hoa_only' : 'residential',
+          units_estimate: 100 + i,
+          employees_estimate: 10,
           confidence: 'high',
           reasons: [`checked ${i}`],
-          sources: [`https://lonestar${i}.example`],
+          sources: [web.url(`lonestar${i}.example`)],
           pms: 'Buildium',
-          units_estimate: 100 + i,
         })
       }
 
-      return answer({contacts: [{full_name: 'Dana Broker', title: 'Broker/Owner', tier: 1, email: 'dana@lonestar.example', confidence: 'high', sources: []}]})
+      return answer({
+        contacts: [{full_name: 'Dana Broker', title: 'Broker/Owner', tier: 1, email: `dana@lonestar${i}.example`, confidence: 'high', sources: []}],
+      })
     }
   })
 
   after(async () => {
     await fake.stop()
+    await web.stop()
     fs.rmSync(out, {recursive: true, force: true})
   })
 
   it('runs the whole pipeline through the real provider code and records usage', async () => {
     const res = await rvx(['orchestrate', '--criteria', '{"pms":"Buildium","state":"TX"}', '--quantity', '2', '--output-dir', out, '--json'], {
-      env: {DATABASE_URL: t.url, OPENAI_API_KEY: 'sk-fake', OPENAI_BASE_URL: fake.url, OPENAI_MODEL: 'gpt-4.1-mini'},
+      env: {
+        DATABASE_URL: t.url,
+        OPENAI_API_KEY: 'sk-fake',
+        OPENAI_BASE_URL: fake.url,
+        OPENAI_MODEL: 'gpt-4.1-mini',
+        RVX_DNS_SERVER: web.dns.address,
+        RVX_ALLOW_PRIVATE_FETCH: '1',
+      },
     })
     assert.equal(res.code, 0, res.stderr)
     const result = JSON.parse(res.stdout)
     assert.equal(result.status, 'completed')
     const companies = parse(fs.readFileSync(result.export.files.companies, 'utf8'), {columns: true}) as Array<Record<string, string>>
     assert.deepEqual(companies.map((c) => c.domain).sort(), ['lonestar1.example', 'lonestar3.example'], 'normalized domains, qualified ones only')
-    assert.ok(companies.every((c) => c.discovered_by === 'openai'))
+    assert.ok(companies.every((c) => c.discovered_by === 'openai' && c.pms_verdict === 'match' && c.state_verdict === 'match'))
     const {rows} = await sql<{
       calls: number
       tokens: number

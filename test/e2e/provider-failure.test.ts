@@ -37,8 +37,8 @@ describe('e2e: a provider that cannot be used fails the run at once, with the ca
     const prompt: string = body.messages[1].content
     if (prompt.startsWith('Find') && prompt.includes('property-management companies'))
       return answer({companies: [1, 2].map((i) => ({name: `Alamo PM ${i}`, domain: `alamo${i}.example`, state: 'TX', sources: []}))})
-    if (prompt.startsWith('Qualify'))
-      return answer({fit: 'yes', score: 70, tier: 'medium', confidence: 'high', reasons: ['ok'], sources: [], pms: 'Buildium', units_estimate: 100})
+    if (prompt.startsWith('Research'))
+      return answer({portfolio: 'residential', confidence: 'high', reasons: ['ok'], sources: [], pms: 'Buildium', units_estimate: 100})
     return answer({contacts: [{full_name: 'Rae Owner', title: 'Owner', tier: 1, confidence: 'high', sources: []}]})
   }
 
@@ -91,11 +91,14 @@ describe('e2e: a provider that cannot be used fails the run at once, with the ca
     let refuse = true
     fake.route = (body) => {
       const prompt: string = body.messages[1].content
-      if (refuse && prompt.startsWith('Qualify')) return {status: 401, body: {error: {message: 'key revoked'}}}
+      if (refuse && prompt.startsWith('Research')) return {status: 401, body: {error: {message: 'key revoked'}}}
       return healthy(body)
     }
 
-    const failed = await rvx(['orchestrate', '--criteria', '{"state":"TX"}', '--quantity', '2', '--concurrency', '1', '--output-dir', out], {env: env()})
+    const failed = await rvx(
+      ['orchestrate', '--criteria', '{"state":"TX"}', '--quantity', '2', '--concurrency', '1', '--accept-unknown', 'state,site', '--output-dir', out],
+      {env: env()},
+    )
     assert.equal(failed.code, 1, failed.stderr)
     assert.match(failed.stderr, /failed: .*refused the credentials \(HTTP 401\).*rvx runs resume/, 'the summary says why and what to do')
     const runId = (await t.db.selectFrom('runs').select('id').orderBy('id', 'desc').executeTakeFirstOrThrow()).id

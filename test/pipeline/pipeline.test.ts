@@ -11,6 +11,7 @@ import {claimTasks, enqueue, retryTask, sweep} from '../../src/runtime/index.js'
 import {rvx} from '../helpers/cli.js'
 import {useFreshDatabase} from '../helpers/db.js'
 import {FAST} from '../helpers/runtime.js'
+import {freeCall} from '../helpers/call-context.js'
 
 const SIZE = {contactsMin: 1, contactsMax: 3}
 const TARGET_REACHED = 'run reached its target: no further discovery or research'
@@ -253,10 +254,7 @@ describe('pipeline: selection, oversampling, replacement and resume', function (
       provider: 'simulated',
       options: {simulation: {...DEFAULT_SIMULATION, supply}},
     })
-    const world = await provider({}, supply).discover(
-      {criteria: narrow, want: supply, exclude: [], round: 1},
-      {signal: new AbortController().signal, record() {}},
-    )
+    const world = await provider({}, supply).discover({criteria: narrow, want: supply, exclude: [], round: 1}, freeCall())
     const broken = new Set([world[2].domain, world[4].domain])
     const sim = provider({}, supply)
     const flaky = provider(

@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict'
 import {randomBytes} from 'node:crypto'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
 import {Kysely, PostgresDialect} from 'kysely'
 
 import {DEFAULT_SIMULATION, SimulatedProvider} from '../../src/agents/simulated.js'
@@ -66,13 +69,25 @@ describe('dashboard: routes, escaping, tokens and one shared live read (HTTP aga
     })
 
   before(async () => {
-    const a = await createRun(t.db, {criteria: {pms: 'Buildium', state: 'TX'}, size: {quantity: 4, ...SIZE}, provider: 'simulated'})
-    assert.equal((await drive(a.id)).status, 'completed')
-    done = a.id
-    const b = await createRun(t.db, {criteria: {pms: 'AppFolio', state: 'NC'}, size: {quantity: 30, ...SIZE}, provider: 'simulated'})
-    assert.equal((await drive(b.id, 12)).status, 'needs_decision')
-    short = b.id
-    // A paid call of one research task (the simulated world is free), for the cost figures and the $ chart.
+    // The simulated model made free here (RVX_PRICES), so the one paid call below is all the cost figures and the $ chart show.
+    const pricesFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'rvx-prices-')), 'prices.json')
+    fs.writeFileSync(pricesFile, JSON.stringify({'sim-1': {input: 0, cached: 0, output: 0}}))
+    const savedPrices = process.env.RVX_PRICES
+    process.env.RVX_PRICES = pricesFile
+    try {
+      const a = await createRun(t.db, {criteria: {pms: 'Buildium', state: 'TX'}, size: {quantity: 4, ...SIZE}, provider: 'simulated'})
+      assert.equal((await drive(a.id)).status, 'completed')
+      done = a.id
+      const b = await createRun(t.db, {criteria: {pms: 'AppFolio', state: 'NC'}, size: {quantity: 30, ...SIZE}, provider: 'simulated'})
+      assert.equal((await drive(b.id, 12)).status, 'needs_decision')
+      short = b.id
+    } finally {
+      if (savedPrices === undefined) delete process.env.RVX_PRICES
+      else process.env.RVX_PRICES = savedPrices
+      fs.rmSync(path.dirname(pricesFile), {recursive: true, force: true})
+    }
+
+    // A paid call of one research task, for the cost figures and the $ chart.
     const task = await t.db.selectFrom('tasks').select('id').where('scope', '=', runScope(done)).where('kind', '=', 'company').executeTakeFirstOrThrow()
     await saveUsage(t.db, [
       {

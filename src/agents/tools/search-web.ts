@@ -1,3 +1,4 @@
+import type {CallContext} from '../../pipeline/provider.js'
 import {PermanentError, TransientError} from '../../runtime/errors.js'
 
 export interface SearchResult {
@@ -8,7 +9,8 @@ export interface SearchResult {
 
 export interface SearchBackend {
   name: string
-  search(query: string, signal?: AbortSignal): Promise<SearchResult[]>
+  /** `ctx` is for backends that are themselves paid model calls (OpenAI's hosted search): admitted and recorded like any other. */
+  search(query: string, signal?: AbortSignal, ctx?: CallContext): Promise<SearchResult[]>
 }
 
 const BRAVE_URL = 'https://api.search.brave.com/res/v1/web/search'

@@ -6,9 +6,10 @@ import type {ClaimedTask} from '../../runtime/lease.js'
 import {enqueue} from '../../runtime/queue.js'
 import {scrub} from '../../shared/secrets.js'
 import {advance} from '../advance.js'
-import {type CallContext, ProviderUnusableError, type ResearchProvider} from '../provider.js'
+import {BudgetReachedError, type CallContext, ProviderUnusableError, type ResearchProvider} from '../provider.js'
 import {runScope} from '../run-options.js'
-import {failRun, getRun, lockRun} from '../runs.js'
+import {failRun, getRun, lockRun, stopAtBudget} from '../runs.js'
+import {callContext} from '../spend.js'
 import {saveUsage, type UsageRow} from '../usage.js'
 import {STAGES} from './index.js'
 import type {RunPayload, Stage} from './stage.js'
@@ -24,11 +25,12 @@ export type ProviderFactory = (run: RunRow) => ResearchProvider
  * writes nothing; usage of a call that failed is saved at once (it was paid).
  */
 export function registerPipeline(registry: TaskRegistry, providerFor: ProviderFactory): TaskRegistry {
-  // A stage task that fails for good writes nothing of its own: the run re-plans in the same transaction, or,
-  // when the provider cannot be used at all, stops at once as failed with the cause.
+  // A stage task that fails for good writes nothing of its own: the run re-plans in the same transaction, or stops
+  // at once: as failed with the cause when the provider cannot be used at all, for a decision when its budget is spent.
   const onFailed = async (trx: Transaction<Database>, task: {payload: unknown}, error: unknown) => {
     const runId = (task.payload as RunPayload).runId
     if (error instanceof ProviderUnusableError) await failRun(trx, runId, scrub(error.message))
+    else if (error instanceof BudgetReachedError) await stopAtBudget(trx, runId, error.message)
     else await advance(trx, runId)
   }
 
@@ -51,7 +53,7 @@ async function runStage(
 
   const provider = providerFor(run)
   const usage: UsageRow[] = []
-  const call: CallContext = {signal: ctx.signal, record: (u) => usage.push({...u, runId: run.id, taskId: task.id})}
+  const call: CallContext = callContext({db: ctx.db, runId: run.id, signal: ctx.signal, record: (u) => usage.push({...u, runId: run.id, taskId: task.id})})
   let output: unknown
   try {
     output = await stage.ask(provider, input, {...call, prepared})
@@ -66,7 +68,8 @@ async function runStage(
     async apply(trx: Transaction<Database>) {
       const locked = await lockRun(trx, run.id)
       await saveUsage(trx, usage)
-      if (locked.status !== 'running') return
+      // A run stopped at its budget still takes what was already paid for; a run that ended takes nothing.
+      if (locked.status !== 'running' && locked.status !== 'needs_decision') return
       await stage.write(
         {
           trx,

@@ -73,7 +73,10 @@ function header(d: RunData): Html {
       <dt>stage</dt>
       <dd>${s.stage}</dd>
       <dt>cost</dt>
-      <dd>${formatCost(s.costUsd)} · ${p.usage.calls} model calls (${p.usage.inputTokens} in / ${p.usage.outputTokens} out tokens) · provider ${s.provider}</dd>
+      <dd>
+        ${formatCost(s.costUsd)} · ${p.usage.calls} model calls (${p.usage.inputTokens} in / ${p.usage.outputTokens} out
+        tokens)${p.usage.rateLimited ? ` · ${p.usage.rateLimited} rate-limited, ${p.usage.quotaWaitS} s waiting for quota` : ''} · provider ${s.provider}
+      </dd>
       <dt>$ per qualified lead</dt>
       <dd>${perLead === null ? '-' : formatCost(perLead)}</dd>
       <dt>time so far</dt>

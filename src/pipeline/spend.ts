@@ -1,0 +1,130 @@
+import {sql} from 'kysely'
+
+import type {Executor} from '../db/executor.js'
+import {inTransaction} from '../db/executor.js'
+import {sleep} from '../runtime/backoff.js'
+import {SnoozeError} from '../runtime/errors.js'
+import {type Ceilings, settleShare, takeShare} from '../runtime/pacing.js'
+import {formatCost} from '../shared/money.js'
+import {type Admission, BudgetReachedError, type CallContext, type CallPlan, type LlmUsage} from './provider.js'
+import {lockRun} from './runs.js'
+
+/** A call waits in place for its quota at most this long; beyond, its task snoozes (lease released, no attempt used). */
+export const MAX_QUOTA_WAIT_MS = 30_000
+/** A budget hold outlives a process that died mid-call only this long. */
+const HOLD_MS = 10 * 60_000
+
+/** Ceilings a person set for every quota this process paces: RVX_LLM_RPM and RVX_LLM_TPM. */
+export function ceilingsFromEnv(env: NodeJS.ProcessEnv = process.env): Ceilings {
+  const read = (name: string) => {
+    const n = Number(env[name])
+    return env[name] && Number.isFinite(n) && n > 0 ? n : null
+  }
+
+  return {rpm: read('RVX_LLM_RPM'), tpm: read('RVX_LLM_TPM')}
+}
+
+/**
+ * The context a stage gives its provider for one task: usage recorded for the
+ * run and task, and every paid call admitted through the run's budget and the
+ * fleet's pacing.
+ */
+export function callContext(o: {db: Executor; runId: number; signal: AbortSignal; record(usage: LlmUsage): void; ceilings?: Ceilings}): CallContext {
+  return {
+    signal: o.signal,
+    record: o.record,
+    async admit(plan: CallPlan): Promise<Admission> {
+      const hold = await holdBudget(o.db, o.runId, plan.maxUsd)
+      const tokens = plan.inputTokens + plan.outputTokens
+      let share
+      try {
+        share = await takeShare(o.db, plan.quota, {requests: 1, tokens}, {maxWaitMs: MAX_QUOTA_WAIT_MS, configured: o.ceilings ?? ceilingsFromEnv()})
+      } catch (error) {
+        await releaseHold(o.db, hold)
+        throw error
+      }
+
+      if ('tooLongMs' in share) {
+        await releaseHold(o.db, hold)
+        throw new SnoozeError(`waiting for the model's quota (${plan.quota}): about ${Math.ceil(share.tooLongMs / 1000)} s`, share.tooLongMs)
+      }
+
+      const started = Date.now()
+      if (share.waitMs > 0) await sleep(share.waitMs, o.signal)
+      const waitedMs = Date.now() - started
+      let settled = false
+      return {
+        waitedMs,
+        async settle(result) {
+          if (settled) return
+          settled = true
+          await releaseHold(o.db, hold)
+          const learned = rateLimitHeaders(result.headers)
+          await settleShare(o.db, plan.quota, {
+            limited: result.status === 429,
+            tokensTaken: tokens,
+            tokensUsed: result.inputTokens === undefined ? undefined : result.inputTokens + (result.outputTokens ?? 0),
+            learned: {rpm: learned.limitRequests, tpm: learned.limitTokens},
+            remainingRequests: learned.remainingRequests,
+          })
+        },
+      }
+    },
+  }
+}
+
+/**
+ * Holds a call's cost against its run's budget, or throws BudgetReachedError
+ * when what the run spent, what its calls in flight hold, and this call could
+ * cost together pass it. Under the run's lock, so concurrent calls never
+ * together pass the budget. Null when the run has no budget.
+ */
+async function holdBudget(db: Executor, runId: number, usd: number | null): Promise<number | null> {
+  return inTransaction(db, async (trx) => {
+    const run = await lockRun(trx, runId)
+    if (run.max_usd === null) return null
+    const max = Number(run.max_usd)
+    const {rows} = await sql<{spent: string; held: string}>`
+      select (select coalesce(sum(cost_usd), 0) from llm_calls where run_id = ${runId})::text as spent,
+             (select coalesce(sum(usd), 0) from budget_holds where run_id = ${runId} and expires_at > now())::text as held`.execute(trx)
+    const spent = Number(rows[0].spent)
+    const held = Number(rows[0].held)
+    if (usd === null || spent + held + usd > max) {
+      throw new BudgetReachedError(
+        `budget reached: ${formatCost(spent)} of ${formatCost(max)} spent${held > 0 ? ` (${formatCost(held)} more in calls in flight)` : ''}`,
+      )
+    }
+
+    const hold = await trx
+      .insertInto('budget_holds')
+      .values({run_id: runId, usd, expires_at: sql`now() + ${HOLD_MS}::float8 * interval '1 millisecond'` as never})
+      .returning('id')
+      .executeTakeFirstOrThrow()
+    return hold.id
+  })
+}
+
+async function releaseHold(db: Executor, id: number | null): Promise<void> {
+  if (id !== null) await db.deleteFrom('budget_holds').where('id', '=', id).execute()
+}
+
+/** What a provider's rate-limit headers say (OpenAI's x-ratelimit-* names): ceilings per minute and what is left. */
+export function rateLimitHeaders(headers: unknown): {limitRequests: number | null; limitTokens: number | null; remainingRequests: number | null} {
+  const get = (name: string): string | null => {
+    if (!headers) return null
+    if (typeof (headers as Headers).get === 'function') return (headers as Headers).get(name)
+    const record = headers as Record<string, string | undefined>
+    return record[name] ?? null
+  }
+
+  const num = (name: string) => {
+    const n = Number(get(name))
+    return get(name) !== null && Number.isFinite(n) && n >= 0 ? n : null
+  }
+
+  return {
+    limitRequests: num('x-ratelimit-limit-requests'),
+    limitTokens: num('x-ratelimit-limit-tokens'),
+    remainingRequests: num('x-ratelimit-remaining-requests'),
+  }
+}

@@ -1,0 +1,202 @@
+import {sql} from 'kysely'
+
+import type {Executor} from '../db/executor.js'
+
+/**
+ * Fleet-wide pacing: a pair of token buckets (requests and tokens per minute)
+ * per key, in PostgreSQL, so every worker on every machine takes its share
+ * from the same budget. A caller takes its share before it calls and is told
+ * how long to wait: the bucket may go below zero, so callers line up in the
+ * order they asked (no polling, no thundering herd when a limit frees up). The
+ * rate a fleet may use is cut on a 429 (multiplicative decrease, at most once
+ * per cutEveryMs) and grows back while calls succeed: fast until the first
+ * limit is met (slow start), then by a small step (additive increase), never
+ * above a configured or learned ceiling.
+ */
+
+export interface PacingPolicy {
+  /** Requests per minute to start from when no limit is known. */
+  startRpm: number
+  /** Seconds of traffic a bucket holds (how much may go at once). */
+  burstSeconds: number
+  /** Multiplicative decrease on a 429. */
+  cut: number
+  cutEveryMs: number
+  /** Additive increase per successful call once a limit has been met, in requests (tokens) per minute. */
+  growRpm: number
+  growTpm: number
+  /** Multiplicative increase per successful call until a limit has been met. */
+  slowStart: number
+  minRpm: number
+  minTpm: number
+}
+
+export const DEFAULT_PACING: PacingPolicy = {
+  startRpm: 60,
+  burstSeconds: 2,
+  cut: 0.85,
+  cutEveryMs: 2000,
+  growRpm: 0.5,
+  growTpm: 400,
+  slowStart: 1.05,
+  minRpm: 1,
+  minTpm: 1000,
+}
+
+/** Ceilings a person set (rvx limits set, RVX_LLM_RPM / RVX_LLM_TPM), or that a provider's headers told. */
+export interface Ceilings {
+  rpm?: number | null
+  tpm?: number | null
+}
+
+export type Share = {waitMs: number} | {tooLongMs: number}
+
+/**
+ * Takes `requests` and `tokens` from key's buckets. Resolves with how long to
+ * wait before sending (the share is reserved), or, when that wait would pass
+ * maxWaitMs, with that wait and nothing reserved (the caller snoozes instead).
+ * `configured` ceilings, when given, override what the table holds.
+ */
+export async function takeShare(
+  ex: Executor,
+  key: string,
+  need: {requests: number; tokens: number},
+  options: {maxWaitMs: number; configured?: Ceilings; policy?: PacingPolicy},
+): Promise<Share> {
+  const p = options.policy ?? DEFAULT_PACING
+  const cfgRpm = options.configured?.rpm ?? null
+  const cfgTpm = options.configured?.tpm ?? null
+  const {rows} = await sql<{wait_ms: number; taken: boolean}>`
+    with seed as (
+      insert into rate_limits (key, limit_rpm, limit_tpm, limit_source, rate_rpm, rate_tpm, requests, tokens)
+      values (${key}, ${cfgRpm}::float8, ${cfgTpm}::float8, case when ${cfgRpm}::float8 is null and ${cfgTpm}::float8 is null then 'none' else 'configured' end,
+              coalesce(${cfgRpm}::float8, ${p.startRpm}::float8), ${cfgTpm}::float8,
+              coalesce(${cfgRpm}::float8, ${p.startRpm}::float8) / 60 * ${p.burstSeconds}::float8,
+              ${cfgTpm}::float8 / 60 * ${p.burstSeconds}::float8)
+      on conflict (key) do nothing
+    ), cur as (
+      select r.key,
+        coalesce(${cfgRpm}::float8, r.limit_rpm) as limit_rpm,
+        coalesce(${cfgTpm}::float8, r.limit_tpm) as limit_tpm,
+        least(r.rate_rpm, coalesce(${cfgRpm}::float8, r.limit_rpm, r.rate_rpm)) as rate_rpm,
+        case when coalesce(${cfgTpm}::float8, r.limit_tpm) is null then null
+             else least(coalesce(r.rate_tpm, coalesce(${cfgTpm}::float8, r.limit_tpm)), coalesce(${cfgTpm}::float8, r.limit_tpm)) end as rate_tpm,
+        r.requests, r.tokens, extract(epoch from now() - r.refilled_at) as elapsed
+      from rate_limits r where r.key = ${key}
+      for update
+    ), now_ as (
+      select c.*,
+        least(c.rate_rpm / 60 * ${p.burstSeconds}::float8, c.requests + c.elapsed * c.rate_rpm / 60) as req_now,
+        case when c.rate_tpm is null then null
+             else least(c.rate_tpm / 60 * ${p.burstSeconds}::float8, coalesce(c.tokens, c.rate_tpm / 60 * ${p.burstSeconds}::float8) + c.elapsed * c.rate_tpm / 60) end as tok_now
+      from cur c
+    ), decided as (
+      select n.*,
+        greatest(
+          greatest(0, ${need.requests}::float8 - n.req_now) / (n.rate_rpm / 60) * 1000,
+          case when n.tok_now is null then 0 else greatest(0, ${need.tokens}::float8 - n.tok_now) / (n.rate_tpm / 60) * 1000 end
+        ) as wait_ms
+      from now_ n
+    )
+    update rate_limits r set
+      limit_rpm = d.limit_rpm, limit_tpm = d.limit_tpm,
+      limit_source = case when ${cfgRpm}::float8 is not null or ${cfgTpm}::float8 is not null then 'configured' else r.limit_source end,
+      rate_rpm = d.rate_rpm, rate_tpm = d.rate_tpm,
+      requests = case when d.wait_ms <= ${options.maxWaitMs}::float8 then d.req_now - ${need.requests}::float8 else d.req_now end,
+      tokens = case when d.tok_now is null then null
+                    when d.wait_ms <= ${options.maxWaitMs}::float8 then d.tok_now - ${need.tokens}::float8 else d.tok_now end,
+      refilled_at = now(), updated_at = now()
+    from decided d where r.key = d.key
+    returning d.wait_ms, d.wait_ms <= ${options.maxWaitMs}::float8 as taken`.execute(ex)
+  const row = rows[0]
+  if (!row) return {waitMs: 0}
+  return row.taken ? {waitMs: Math.ceil(row.wait_ms)} : {tooLongMs: Math.ceil(row.wait_ms)}
+}
+
+/**
+ * After a call: a 429 cuts the fleet's rate (once per cutEveryMs) and empties
+ * the request bucket; a success grows the rate back and corrects the token
+ * bucket by what the call really used (`tokensUsed` minus what it took).
+ * Ceilings a provider's headers state are learned (unless a person set them).
+ */
+export async function settleShare(
+  ex: Executor,
+  key: string,
+  outcome: {limited: boolean; tokensTaken: number; tokensUsed?: number; learned?: Ceilings; remainingRequests?: number | null},
+  policy: PacingPolicy = DEFAULT_PACING,
+): Promise<void> {
+  const correction = outcome.tokensUsed === undefined ? 0 : outcome.tokensUsed - outcome.tokensTaken
+  const learnedRpm = outcome.learned?.rpm ?? null
+  const learnedTpm = outcome.learned?.tpm ?? null
+  if (outcome.limited) {
+    await sql`
+      update rate_limits set
+        rate_rpm = case when last_cut_at is null or last_cut_at < now() - ${policy.cutEveryMs}::float8 * interval '1 millisecond'
+                        then greatest(${policy.minRpm}::float8, rate_rpm * ${policy.cut}::float8) else rate_rpm end,
+        rate_tpm = case when rate_tpm is not null and (last_cut_at is null or last_cut_at < now() - ${policy.cutEveryMs}::float8 * interval '1 millisecond')
+                        then greatest(${policy.minTpm}::float8, rate_tpm * ${policy.cut}::float8) else rate_tpm end,
+        last_cut_at = case when last_cut_at is null or last_cut_at < now() - ${policy.cutEveryMs}::float8 * interval '1 millisecond' then now() else last_cut_at end,
+        requests = least(requests, 0),
+        saw_limit = true, updated_at = now()
+      where key = ${key}`.execute(ex)
+    return
+  }
+
+  await sql`
+    update rate_limits set
+      limit_rpm = case when limit_source = 'configured' then limit_rpm else coalesce(${learnedRpm}::float8, limit_rpm) end,
+      limit_tpm = case when limit_source = 'configured' then limit_tpm else coalesce(${learnedTpm}::float8, limit_tpm) end,
+      limit_source = case when limit_source = 'none' and (${learnedRpm}::float8 is not null or ${learnedTpm}::float8 is not null) then 'learned' else limit_source end,
+      rate_rpm = least(
+        coalesce(case when limit_source = 'configured' then limit_rpm else coalesce(${learnedRpm}::float8, limit_rpm) end, 'infinity'::float8),
+        case when saw_limit then rate_rpm + ${policy.growRpm}::float8 else rate_rpm * ${policy.slowStart}::float8 end),
+      rate_tpm = case
+        when coalesce(case when limit_source = 'configured' then limit_tpm else coalesce(${learnedTpm}::float8, limit_tpm) end, rate_tpm) is null then null
+        else least(
+          coalesce(case when limit_source = 'configured' then limit_tpm else coalesce(${learnedTpm}::float8, limit_tpm) end, 'infinity'::float8),
+          coalesce(rate_tpm, coalesce(${learnedTpm}::float8, limit_tpm)) + case when saw_limit then ${policy.growTpm}::float8 else coalesce(rate_tpm, 0) * (${policy.slowStart}::float8 - 1) end)
+        end,
+      tokens = case when tokens is null then null else tokens - ${correction}::float8 end,
+      requests = case when ${outcome.remainingRequests ?? null}::float8 = 0 then least(requests, 0) else requests end,
+      updated_at = now()
+    where key = ${key}`.execute(ex)
+}
+
+export interface RateLimitView {
+  key: string
+  limitRpm: number | null
+  limitTpm: number | null
+  limitSource: 'none' | 'configured' | 'learned'
+  rateRpm: number
+  rateTpm: number | null
+  sawLimit: boolean
+  updatedAt: Date
+}
+
+/** Every paced key, with its ceilings and the rate the fleet may use now. */
+export async function listRateLimits(ex: Executor): Promise<RateLimitView[]> {
+  const rows = await ex.selectFrom('rate_limits').selectAll().orderBy('key').execute()
+  return rows.map((r) => ({
+    key: r.key,
+    limitRpm: r.limit_rpm,
+    limitTpm: r.limit_tpm,
+    limitSource: r.limit_source,
+    rateRpm: r.rate_rpm,
+    rateTpm: r.rate_tpm,
+    sawLimit: r.saw_limit,
+    updatedAt: r.updated_at,
+  }))
+}
+
+/** Sets (or clears, with null) the configured ceilings of a key; the rate starts at the ceiling. */
+export async function setRateLimit(ex: Executor, key: string, ceilings: Ceilings, policy: PacingPolicy = DEFAULT_PACING): Promise<void> {
+  const rpm = ceilings.rpm ?? null
+  const tpm = ceilings.tpm ?? null
+  await sql`
+    insert into rate_limits (key, limit_rpm, limit_tpm, limit_source, rate_rpm, rate_tpm, requests, tokens)
+    values (${key}, ${rpm}::float8, ${tpm}::float8, case when ${rpm}::float8 is null and ${tpm}::float8 is null then 'none' else 'configured' end,
+            coalesce(${rpm}::float8, ${policy.startRpm}::float8), ${tpm}::float8, 0, case when ${tpm}::float8 is null then null else 0 end)
+    on conflict (key) do update set
+      limit_rpm = excluded.limit_rpm, limit_tpm = excluded.limit_tpm, limit_source = excluded.limit_source,
+      rate_rpm = excluded.rate_rpm, rate_tpm = excluded.rate_tpm, saw_limit = false, updated_at = now()`.execute(ex)
+}
