@@ -37,6 +37,8 @@ export default tseslint.config(
     },
   },
   {files: ['test/**/*.ts'], languageOptions: {globals: {...globals.mocha}}},
+  // The dashboard's one browser script (served as a file, no build step).
+  {files: ['src/web/assets/**/*.js'], languageOptions: {sourceType: 'script', globals: {...globals.browser}}},
   {files: ['**/*.cjs'], languageOptions: {sourceType: 'commonjs'}, rules: {'@typescript-eslint/no-require-imports': 'off'}},
   ...layering,
   prettier,

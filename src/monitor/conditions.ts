@@ -179,3 +179,44 @@ export async function recordConditions(
   const byKey = new Map(conditions.map((c) => [c.key, c]))
   return opened.rows.map((r) => ({...byKey.get(r.key)!, id: r.id}))
 }
+
+export interface OpenAlert {
+  id: number
+  kind: string
+  severity: AlertSeverity
+  subject: string
+  runId: number | null
+  createdAt: Date
+  /** Seconds since it opened (database clock). */
+  ageS: number
+  delivered: boolean
+}
+
+/** Alerts whose condition still holds (notices to one recipient left out), most severe then newest first. */
+export async function openAlerts(db: Executor, limit: number): Promise<OpenAlert[]> {
+  const {rows} = await sql<{
+    id: number
+    kind: string
+    severity: AlertSeverity
+    subject: string
+    run_id: number | null
+    created_at: Date
+    age_s: number
+    delivered: boolean
+  }>`
+    select id, kind, severity, subject, run_id, created_at, extract(epoch from now() - created_at)::float8 as age_s, delivered_at is not null as delivered
+    from alerts
+    where resolved_at is null and recipient is null
+    order by case severity when 'critical' then 0 when 'warning' then 1 else 2 end, id desc
+    limit ${limit}`.execute(db)
+  return rows.map((a) => ({
+    id: Number(a.id),
+    kind: a.kind,
+    severity: a.severity,
+    subject: a.subject,
+    runId: a.run_id === null ? null : Number(a.run_id),
+    createdAt: a.created_at,
+    ageS: a.age_s,
+    delivered: a.delivered,
+  }))
+}

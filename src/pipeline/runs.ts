@@ -391,22 +391,111 @@ export interface RunInProgress {
 
 /** Runs still running, with how far each stage has come (for the fleet view). */
 export async function runsInProgress(db: Executor): Promise<RunInProgress[]> {
-  const {rows} = await sql<{id: number; stage: string; quantity: number; oversample: number; total: number; researched: number; done: number}>`
-    select r.id, r.stage, r.quantity, coalesce((r.options ->> 'oversample')::float8, 2) as oversample,
-      (select count(*)::int from companies c where c.run_id = r.id) as total,
-      (select count(*)::int from companies c where c.run_id = r.id and c.status <> 'candidate') as researched,
-      (select count(*)::int from companies c where c.run_id = r.id and c.status = 'selected'
-         and (select count(*) from contacts k where k.company_id = c.id and ${usableContact('k')}) >= r.contacts_min) as done
-    from runs r where r.status = 'running' order by r.id`.execute(db)
+  return (await runsOverview(db, {status: 'running', limit: 1000})).reverse().map((r) => ({id: r.id, stage: r.stage, quantity: r.quantity, percent: r.percent}))
+}
+
+export interface RunSummary {
+  id: number
+  status: RunStatus
+  stage: string
+  criteria: unknown
+  quantity: number
+  provider: string
+  notes: string | null
+  createdAt: Date
+  finishedAt: Date | null
+  /** Seconds since it was created (database clock). */
+  ageS: number
+  /** Seconds it has been (or was) at work: until it finished, else until now. */
+  elapsedS: number
+  companies: ProgressFacts['companies']
+  contacts: number
+  costUsd: number
+  /** How far each stage has come. */
+  percent: Record<StageName, number>
+}
+
+/**
+ * Runs with their counts, cost and how far each stage has come, newest first
+ * (`status` or `id` narrow it): a handful of index reads per run.
+ */
+export async function runsOverview(db: Executor, f: {status?: RunStatus; id?: number; limit: number}): Promise<RunSummary[]> {
+  const {rows} = await sql<{
+    id: number
+    status: RunStatus
+    stage: string
+    criteria: unknown
+    quantity: number
+    provider: string
+    notes: string | null
+    created_at: Date
+    finished_at: Date | null
+    age_s: number
+    elapsed_s: number
+    oversample: number
+    candidate: number
+    qualified: number
+    disqualified: number
+    selected: number
+    contacts: number
+    done: number
+    cost: string
+  }>`
+    select r.id, r.status, r.stage, r.criteria, r.quantity, r.provider, r.notes, r.created_at, r.finished_at,
+      extract(epoch from now() - r.created_at)::float8 as age_s,
+      extract(epoch from coalesce(r.finished_at, now()) - r.created_at)::float8 as elapsed_s,
+      coalesce((r.options ->> 'oversample')::float8, 2) as oversample,
+      c.candidate, c.qualified, c.disqualified, c.selected,
+      (select count(*)::int from contacts k where k.run_id = r.id) as contacts,
+      (select count(*)::int from companies s where s.run_id = r.id and s.status = 'selected'
+         and (select count(*) from contacts k where k.company_id = s.id and ${usableContact('k')}) >= r.contacts_min) as done,
+      (select coalesce(sum(l.cost_usd), 0)::text from llm_calls l where l.run_id = r.id) as cost
+    from runs r
+    cross join lateral (
+      select count(*) filter (where status = 'candidate')::int as candidate, count(*) filter (where status = 'qualified')::int as qualified,
+             count(*) filter (where status = 'disqualified')::int as disqualified, count(*) filter (where status = 'selected')::int as selected
+      from companies where run_id = r.id) c
+    where (${f.status ?? null}::text is null or r.status = ${f.status ?? null}) and (${f.id ?? null}::bigint is null or r.id = ${f.id ?? null})
+    order by r.id desc
+    limit ${f.limit}`.execute(db)
+  return rows.map((r) => {
+    const companies = {candidate: r.candidate, qualified: r.qualified, disqualified: r.disqualified, selected: r.selected, total: 0}
+    companies.total = r.candidate + r.qualified + r.disqualified + r.selected
+    return {
+      id: Number(r.id),
+      status: r.status,
+      stage: r.stage,
+      criteria: r.criteria,
+      quantity: r.quantity,
+      provider: r.provider,
+      notes: r.notes,
+      createdAt: r.created_at,
+      finishedAt: r.finished_at,
+      ageS: r.age_s,
+      elapsedS: r.elapsed_s,
+      companies,
+      contacts: r.contacts,
+      costUsd: Number(r.cost),
+      percent: stagePercents(r, companies, r.done),
+    }
+  })
+}
+
+/**
+ * How far each stage has come: discovery against the oversampled target,
+ * research against what was found, contacts against the quantity; a stage
+ * the run has moved past is done, and so is every stage of a completed run.
+ */
+function stagePercents(
+  r: {status: RunStatus; stage: string; quantity: number; oversample: number},
+  c: ProgressFacts['companies'],
+  withContacts: number,
+): Record<StageName, number> {
   const pct = (a: number, b: number) => (b <= 0 ? 0 : Math.min(100, Math.round((a / b) * 100)))
-  return rows.map((r) => ({
-    id: r.id,
-    stage: r.stage,
-    quantity: r.quantity,
-    percent: {
-      discovery: r.stage === 'discovery' ? pct(r.total, Math.ceil(r.quantity * r.oversample)) : 100,
-      research: r.stage === 'discovery' || r.stage === 'research' ? pct(r.researched, r.total) : 100,
-      contacts: pct(r.done, r.quantity),
-    },
-  }))
+  if (r.status === 'completed') return {discovery: 100, research: 100, contacts: 100}
+  return {
+    discovery: r.stage === 'discovery' ? pct(c.total, Math.ceil(r.quantity * r.oversample)) : 100,
+    research: r.stage === 'discovery' || r.stage === 'research' ? pct(c.total - c.candidate, c.total) : 100,
+    contacts: pct(withContacts, r.quantity),
+  }
 }

@@ -1,6 +1,7 @@
 import {sql} from 'kysely'
 
 import type {Executor} from '../db/executor.js'
+import {taskKinds} from '../runtime/stats.js'
 import type {LlmUsage} from './provider.js'
 
 /** A model call's usage, tied to the run and task that paid for it. */
@@ -100,4 +101,33 @@ export async function llmCallsSince(ex: Executor, since: Date): Promise<LlmCallV
     outputTokens: c.output_tokens,
     costUsd: Number(c.cost_usd),
   }))
+}
+
+export interface SpendPerMinute {
+  /** Whole minutes ago (0: the current minute), database clock. */
+  ago: number
+  /** The task kind that paid (null: a call not tied to a task). */
+  kind: string | null
+  usd: number
+}
+
+/** Dollars spent on model calls in each of the last `minutes` minutes, by the kind of task that paid. */
+export async function spendPerMinute(ex: Executor, minutes: number): Promise<SpendPerMinute[]> {
+  const {rows} = await sql<{ago: number; task_id: number | null; usd: string}>`
+    select floor(extract(epoch from now() - created_at) / 60)::int as ago, task_id, sum(cost_usd)::text as usd
+    from llm_calls
+    where created_at > now() - ${minutes}::float8 * interval '1 minute' and cost_usd > 0
+    group by 1, 2`.execute(ex)
+  const kinds = await taskKinds(ex, [...new Set(rows.flatMap((r) => (r.task_id === null ? [] : [Number(r.task_id)])))])
+  const out = new Map<string, SpendPerMinute>()
+  for (const r of rows) {
+    if (r.ago < 0 || r.ago >= minutes) continue
+    const kind = r.task_id === null ? null : (kinds.get(Number(r.task_id)) ?? null)
+    const key = `${r.ago}|${kind}`
+    const m = out.get(key) ?? {ago: r.ago, kind, usd: 0}
+    m.usd += Number(r.usd)
+    out.set(key, m)
+  }
+
+  return [...out.values()]
 }

@@ -111,3 +111,46 @@ export async function retryTasks(
     select (select count(*)::int from retried) as n, (select count(*) from woken) as _woken`.execute(ex)
   return rows[0]?.n ?? 0
 }
+
+export interface ScopeEvent {
+  id: number
+  at: Date
+  taskId: number
+  kind: string
+  event: string
+  workerId: string | null
+  reason: string | null
+}
+
+/** The latest task events of a scope (claims left out: every task has one), newest first. */
+export async function scopeEvents(ex: Executor, scope: string, limit: number): Promise<ScopeEvent[]> {
+  const {rows} = await sql<{id: number; at: Date; task_id: number; kind: string; event: string; worker_id: string | null; reason: string | null}>`
+    select e.id, e.at, e.task_id, t.kind, e.event, e.worker_id, e.reason
+    from tasks t join task_events e on e.task_id = t.id
+    where t.scope = ${scope} and e.event <> 'claimed'
+    order by e.id desc
+    limit ${limit}`.execute(ex)
+  return rows.map((r) => ({id: Number(r.id), at: r.at, taskId: Number(r.task_id), kind: r.kind, event: r.event, workerId: r.worker_id, reason: r.reason}))
+}
+
+export interface ScopeProblem {
+  id: number
+  kind: string
+  status: TaskStatus
+  attempts: number
+  crashCount: number
+  lastError: string | null
+}
+
+/** Tasks of a scope that gave up (failed, quarantined) or are waiting to retry after an error, newest first. */
+export async function scopeProblems(ex: Executor, scope: string, limit: number): Promise<ScopeProblem[]> {
+  const rows = await ex
+    .selectFrom('tasks')
+    .select(['id', 'kind', 'status', 'attempts', 'crash_count', 'last_error'])
+    .where('scope', '=', scope)
+    .where((eb) => eb.or([eb('status', 'in', ['failed', 'quarantined']), eb.and([eb('status', '=', 'queued'), eb('last_error', 'is not', null)])]))
+    .orderBy('id', 'desc')
+    .limit(limit)
+    .execute()
+  return rows.map((r) => ({id: Number(r.id), kind: r.kind, status: r.status, attempts: r.attempts, crashCount: r.crash_count, lastError: r.last_error}))
+}

@@ -233,3 +233,27 @@ export async function taskEventsSince(ex: Executor, since: Date): Promise<TaskEv
     where e.at > ${since} and e.event <> 'claimed'`.execute(ex)
   return rows.map((r) => ({key: r.key, at: r.at, kind: r.kind, event: r.event, durationS: r.duration_s}))
 }
+
+export interface PerMinute {
+  /** Whole minutes ago (0: the current minute), database clock. */
+  ago: number
+  kind: string
+  count: number
+}
+
+/** Tasks completed in each of the last `minutes` minutes, by kind (the BRIN index on task_events.at, then each task by key). */
+export async function completionsPerMinute(ex: Executor, minutes: number): Promise<PerMinute[]> {
+  const {rows} = await sql<{ago: number; kind: string; n: number}>`
+    select floor(extract(epoch from now() - e.at) / 60)::int as ago, t.kind, count(*)::int as n
+    from task_events e join tasks t on t.id = e.task_id
+    where e.event = 'completed' and e.at > now() - ${minutes}::float8 * interval '1 minute'
+    group by 1, 2`.execute(ex)
+  return rows.filter((r) => r.ago >= 0 && r.ago < minutes).map((r) => ({ago: r.ago, kind: r.kind, count: r.n}))
+}
+
+/** The kind of each of these tasks (ids not found are absent). */
+export async function taskKinds(ex: Executor, ids: number[]): Promise<Map<number, string>> {
+  if (ids.length === 0) return new Map()
+  const {rows} = await sql<{id: number; kind: string}>`select id, kind from tasks where id = any(${ids}::bigint[])`.execute(ex)
+  return new Map(rows.map((r) => [Number(r.id), r.kind]))
+}

@@ -1,0 +1,134 @@
+import type {Executor} from '../db/executor.js'
+import type {RunStatus} from '../db/schema.js'
+import {type FleetStatus, fleetStatus} from '../monitor/fleet.js'
+import {type OpenAlert, openAlerts} from '../monitor/conditions.js'
+import {type Lead, type LeadContact, leadContacts, runLeads} from '../pipeline/leads.js'
+import {runScope} from '../pipeline/run-options.js'
+import {runCountsByStatus, type RunProgress, runProgress, type RunSummary, runsOverview} from '../pipeline/runs.js'
+import {STAGES} from '../pipeline/stages/index.js'
+import {spendPerMinute, type SpendPerMinute} from '../pipeline/usage.js'
+import {type ScopeEvent, scopeEvents, type ScopeProblem, scopeProblems} from '../runtime/scopes.js'
+import {completionsPerMinute, type PerMinute} from '../runtime/stats.js'
+import {RvxError} from '../shared/errors.js'
+
+/**
+ * What the pages show, read through the library functions of the floors that
+ * own the tables (never SQL here). Each source is named by a key; the live
+ * hub reads each key once per interval however many viewers want it.
+ *
+ * To show more on a page (per-criterion verdicts, email status, spend and
+ * cache figures), add the library call to the loader here and a part to
+ * that page's template.
+ */
+
+/** How much one page shows (the CSV and JSON downloads have everything). */
+export const LIMITS = {runs: 100, selected: 200, qualified: 50, disqualified: 100, events: 40, problems: 20, alerts: 50}
+
+/** The last hour, by minute. */
+export const CHART_MINUTES = 60
+
+export const RUN_STATUSES: readonly RunStatus[] = ['running', 'needs_decision', 'completed', 'failed', 'canceled']
+
+export type SourceKey = string
+
+export interface RunsData {
+  status: RunStatus | null
+  runs: RunSummary[]
+  counts: Record<string, number>
+}
+
+export interface RunData {
+  summary: RunSummary
+  progress: RunProgress
+  /** Selected companies; while none are, the best qualified so far. */
+  leads: Lead[]
+  leadsAreSelected: boolean
+  contacts: Map<number, LeadContact[]>
+  disqualified: Lead[]
+  events: ScopeEvent[]
+  problems: ScopeProblem[]
+}
+
+export interface FleetData {
+  fleet: FleetStatus
+  alerts: OpenAlert[]
+}
+
+export interface ChartData {
+  minutes: number
+  /** Stage names in pipeline order, then "other" for spend outside any stage's task. */
+  series: string[]
+  completions: Array<{ago: number; series: string; value: number}>
+  spend: Array<{ago: number; series: string; value: number}>
+}
+
+export const runsKey = (status: RunStatus | null): SourceKey => `runs:${status ?? 'all'}`
+export const runKey = (id: number): SourceKey => `run:${id}`
+export const FLEET_KEY: SourceKey = 'fleet'
+export const CHART_KEY: SourceKey = 'chart'
+
+/** Reads one source. */
+export async function loadSource(db: Executor, key: SourceKey): Promise<unknown> {
+  if (key === FLEET_KEY) return loadFleet(db)
+  if (key === CHART_KEY) return loadChart(db)
+  const runs = /^runs:(\w+)$/.exec(key)
+  if (runs) return loadRuns(db, runs[1] === 'all' ? null : (runs[1] as RunStatus))
+  const run = /^run:(\d+)$/.exec(key)
+  if (run) return loadRun(db, Number(run[1]))
+  throw new Error(`unknown dashboard source ${key}`)
+}
+
+export async function loadRuns(db: Executor, status: RunStatus | null): Promise<RunsData> {
+  const [runs, counts] = await Promise.all([runsOverview(db, {status: status ?? undefined, limit: LIMITS.runs}), runCountsByStatus(db)])
+  return {status, runs, counts}
+}
+
+export async function loadRun(db: Executor, id: number): Promise<RunData> {
+  const [summary] = await runsOverview(db, {id, limit: 1})
+  if (!summary) throw new RvxError(`run ${id} does not exist`, {code: 'run_not_found'})
+  const scope = runScope(id)
+  const [progress, selected, disqualified, events, problems] = await Promise.all([
+    runProgress(db, id),
+    runLeads(db, id, 'selected', LIMITS.selected),
+    runLeads(db, id, 'disqualified', LIMITS.disqualified),
+    scopeEvents(db, scope, LIMITS.events),
+    scopeProblems(db, scope, LIMITS.problems),
+  ])
+  const leadsAreSelected = selected.length > 0
+  const leads = leadsAreSelected ? selected : await runLeads(db, id, 'qualified', LIMITS.qualified)
+  const contacts = await leadContacts(
+    db,
+    leads.map((l) => l.id),
+  )
+  return {summary, progress, leads, leadsAreSelected, contacts, disqualified, events, problems}
+}
+
+export async function loadFleet(db: Executor): Promise<FleetData> {
+  const fleet = await fleetStatus(db)
+  return {fleet, alerts: await openAlerts(db, LIMITS.alerts)}
+}
+
+export async function loadChart(db: Executor): Promise<ChartData> {
+  const [done, spent] = await Promise.all([completionsPerMinute(db, CHART_MINUTES), spendPerMinute(db, CHART_MINUTES)])
+  const nameOf = (kind: string | null) => STAGES.find((s) => s.kind === kind)?.name ?? 'other'
+  return {
+    minutes: CHART_MINUTES,
+    series: [...STAGES.map((s) => s.name), 'other'],
+    completions: done.map((d: PerMinute) => ({ago: d.ago, series: nameOf(d.kind), value: d.count})),
+    spend: spent.map((s: SpendPerMinute) => ({ago: s.ago, series: nameOf(s.kind), value: s.usd})),
+  }
+}
+
+/** Dollars per qualified company (selected ones included), or null before the first. */
+export function costPerQualifiedLead(s: RunSummary): number | null {
+  const qualified = s.companies.qualified + s.companies.selected
+  return qualified > 0 ? s.costUsd / qualified : null
+}
+
+/** Seconds left at the pace so far (the mean of the stage bars), or null when it cannot be told. */
+export function etaSeconds(s: RunSummary): number | null {
+  if (s.status !== 'running') return null
+  const values = Object.values(s.percent)
+  const done = values.reduce((a, b) => a + b, 0) / Math.max(1, values.length)
+  return done > 0 && done < 100 ? (s.elapsedS * (100 - done)) / done : null
+}

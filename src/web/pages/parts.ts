@@ -1,0 +1,40 @@
+import {STAGES} from '../../pipeline/stages/index.js'
+import type {RunStatus} from '../../db/schema.js'
+import {html, type Html} from '../html.js'
+
+/** Pieces several pages use. */
+
+export function statusBadge(status: string): Html {
+  return html`<span class="badge status-${status}">${status.replace('_', ' ')}</span>`
+}
+
+/** One bar per stage of the stage table, in pipeline order. */
+export function stageBars(percent: Record<string, number>, notes: Record<string, string> = {}): Html {
+  return html`<div class="stages">
+    ${STAGES.map((s) => {
+      const p = percent[s.name] ?? 0
+      return html`<div class="stage" data-stage="${s.name}">
+        <span class="stage-name">${s.name}</span>
+        <progress max="100" value="${p}" title="${s.name}: ${p}%">${p}%</progress>
+        <span class="stage-pct">${p}%</span>
+        ${notes[s.name] ? html`<span class="stage-note">${notes[s.name]}</span>` : ''}
+      </div>`
+    })}
+  </div>`
+}
+
+export function table(headers: string[], rows: Html[], empty: string, className = ''): Html {
+  if (rows.length === 0) return html`<p class="empty">${empty}</p>`
+  return html`<table class="${className}">
+    <thead>
+      <tr>
+        ${headers.map((h) => html`<th>${h}</th>`)}
+      </tr>
+    </thead>
+    <tbody>
+      ${rows}
+    </tbody>
+  </table>`
+}
+
+export const isRunStatus = (s: string, statuses: readonly RunStatus[]): s is RunStatus => (statuses as readonly string[]).includes(s)

@@ -1,0 +1,285 @@
+import type {Lead, LeadContact} from '../../pipeline/leads.js'
+import {STAGES} from '../../pipeline/stages/index.js'
+import {costPerQualifiedLead, etaSeconds, type RunData, runKey} from '../data.js'
+import {formatAge, formatCost, formatCriteria, formatTime} from '../format.js'
+import {externalLink, html, type Html} from '../html.js'
+import {region, type Regions} from './layout.js'
+import {stageBars, statusBadge, table} from './parts.js'
+import type {View} from './view.js'
+
+/**
+ * Run: the requester's page. Where the list is (header, stage bars, ETA),
+ * why each company was picked (its evidence), who to call (contacts), why
+ * others were not, what went wrong, and what to decide.
+ *
+ * Each company's verdicts (per criterion: match / mismatch / unknown, who
+ * decided, the page and quote that show it) sit under its reasons; each
+ * contact says whether its email's domain takes mail.
+ */
+export function runView(id: number): View {
+  const key = runKey(id)
+  return {
+    key,
+    title: `Run ${id}`,
+    nav: 'runs',
+    sources: [key],
+    live: `/events?page=run&id=${id}`,
+    regions: (data) => regions(data(key) as RunData),
+    page: (r) =>
+      html`${region('run-header', r)} ${region('run-decision', r)}
+        <section class="downloads" aria-label="downloads">
+          <span>Download (the same files as <code>rvx runs export ${id}</code>):</span>
+          <a class="button" href="/runs/${id}/companies.csv" download>companies.csv</a>
+          <a class="button" href="/runs/${id}/contacts.csv" download>contacts.csv</a>
+          <a class="button" href="/runs/${id}/companies.json" download>companies.json</a>
+          <a class="button" href="/runs/${id}/contacts.json" download>contacts.json</a>
+        </section>
+        ${region('run-leads', r)} ${region('run-disqualified', r)} ${region('run-activity', r)}`,
+  }
+}
+
+function regions(d: RunData): Regions {
+  return {
+    'run-header': header(d),
+    'run-decision': decision(d),
+    'run-leads': leads(d),
+    'run-disqualified': disqualified(d),
+    'run-activity': activity(d),
+  }
+}
+
+function header(d: RunData): Html {
+  const s = d.summary
+  const p = d.progress
+  const perLead = costPerQualifiedLead(s)
+  const eta = etaSeconds(s)
+  const notes = Object.fromEntries(
+    STAGES.map((stage) => {
+      const t = p.tasks[stage.kind]
+      return [stage.name, stage.describe(p, t ? t.queued + t.running : 0)]
+    }),
+  )
+  return html`<h1>Run #${s.id} ${statusBadge(s.status)}</h1>
+    <dl class="facts">
+      <dt>criteria</dt>
+      <dd class="criteria">${formatCriteria(s.criteria)}</dd>
+      <dt>target</dt>
+      <dd>
+        <span class="selected-count">${s.companies.selected}</span> of ${s.quantity} selected (${s.companies.qualified + s.companies.selected} qualified,
+        ${s.companies.disqualified} disqualified, ${s.companies.total} found)
+      </dd>
+      <dt>contacts</dt>
+      <dd>${s.contacts}</dd>
+      <dt>stage</dt>
+      <dd>${s.stage}</dd>
+      <dt>cost</dt>
+      <dd>
+        ${formatCost(s.costUsd)} · ${p.usage.calls} model calls (${p.usage.inputTokens} in / ${p.usage.outputTokens} out
+        tokens)${p.usage.rateLimited ? ` · ${p.usage.rateLimited} rate-limited, ${p.usage.quotaWaitS} s waiting for quota` : ''} · provider ${s.provider}
+      </dd>
+      <dt>$ per qualified lead</dt>
+      <dd>${perLead === null ? '-' : formatCost(perLead)}</dd>
+      <dt>time so far</dt>
+      <dd>${formatAge(s.elapsedS)} (started ${formatTime(s.createdAt)}${s.finishedAt ? html`, ended ${formatTime(s.finishedAt)}` : ''})</dd>
+      <dt>ETA</dt>
+      <dd>${eta === null ? '-' : html`about ${formatAge(eta)} at the pace so far`}</dd>
+      ${
+        s.notes
+          ? html`<dt>notes</dt>
+              <dd class="notes">${s.notes}</dd>`
+          : ''
+      }
+    </dl>
+    ${stageBars(s.percent, notes)}`
+}
+
+/** POSIX shell quoting, so a command can be pasted whatever the criteria hold. */
+const shellQuote = (text: string) => `'${text.replaceAll("'", `'\\''`)}'`
+
+function decision(d: RunData): Html {
+  const {id, status, criteria} = d.summary
+  if (status === 'needs_decision') {
+    return html`<div class="decision">
+      <h2>This run needs a decision</h2>
+      <p>Pick one and run it in a terminal next to the fleet:</p>
+      <ul class="commands">
+        <li>Accept what there is: <code>rvx runs accept ${id}</code></li>
+        <li>Widen the criteria and go on (edit the JSON): <code>rvx runs resume ${id} --criteria ${shellQuote(JSON.stringify(criteria))}</code></li>
+        <li>Drop it: <code>rvx runs cancel ${id}</code></li>
+      </ul>
+    </div>`
+  }
+
+  if (status === 'failed') {
+    return html`<div class="decision">
+      <h2>This run failed</h2>
+      <p>Fix the cause in the notes above, then go on: <code>rvx runs resume ${id}</code> (or drop it: <code>rvx runs cancel ${id}</code>).</p>
+    </div>`
+  }
+
+  return html``
+}
+
+function leads(d: RunData): Html {
+  const title = d.leadsAreSelected ? `Selected companies (${d.summary.companies.selected})` : `Qualified so far (${d.summary.companies.qualified})`
+  const truncated = d.leads.length < (d.leadsAreSelected ? d.summary.companies.selected : d.summary.companies.qualified)
+  const more = truncated ? html`<p class="more">Showing the best ${d.leads.length}; the downloads have them all.</p>` : ''
+  if (d.leads.length === 0)
+    return html`<h2>Selected companies</h2>
+      <p class="empty">None qualified yet.</p>`
+  return html`<h2>${title}</h2>
+    ${more}
+    <div class="leads">${d.leads.map((l) => leadCard(l, d.contacts.get(l.id) ?? []))}</div>`
+}
+
+function leadCard(l: Lead, contacts: LeadContact[]): Html {
+  const where = [l.city, l.state].filter(Boolean).join(', ')
+  return html`<article class="lead" data-company="${l.id}">
+    <header>
+      <h3 class="company-name">${l.name}</h3>
+      <span class="domain">${externalLink(l.website ?? `https://${l.domain}`, l.domain)}</span>
+      ${where ? html`<span>${where}</span>` : ''} ${l.pms ? html`<span>PMS ${l.pms}</span>` : ''}
+      ${l.unitsEstimate !== null ? html`<span>~${l.unitsEstimate} units</span>` : ''}
+      <span class="icp">ICP ${l.icpScore ?? '-'}${l.icpTier ? html` tier ${l.icpTier}` : ''} (fit ${l.icpFit ?? '-'})</span>
+      ${l.confidence ? html`<span>confidence ${l.confidence}</span>` : ''}
+    </header>
+    ${evidence(l)} ${verdicts(l)}
+    <details data-key="contacts-${l.id}">
+      <summary>${contacts.length} contact${contacts.length === 1 ? '' : 's'}</summary>
+      ${table(
+        ['name', 'title', 'tier', 'email', 'email status', 'phone', 'LinkedIn', 'confidence', 'sources'],
+        contacts.map(
+          (k) =>
+            html`<tr>
+              <td>${k.fullName}</td>
+              <td>${k.title ?? '-'}</td>
+              <td class="num">${k.tier ?? '-'}</td>
+              <td>${k.email ?? '-'}</td>
+              <td>${emailStatus(k)}</td>
+              <td>${k.phone ?? '-'}</td>
+              <td>${k.linkedinUrl ? externalLink(k.linkedinUrl, 'profile') : '-'}</td>
+              <td>${k.confidence ?? '-'}</td>
+              <td>${sourceLinks(k.sources)}</td>
+            </tr>`,
+        ),
+        'No contacts found yet.',
+        'contacts',
+      )}
+    </details>
+  </article>`
+}
+
+/** The evidence research gave today: its reasons and the pages they came from. */
+function evidence(l: Lead): Html {
+  return html`<div class="evidence">
+    ${
+      l.reasons.length > 0
+        ? html`<ul class="reasons">
+            ${l.reasons.map((r) => html`<li>${r}</li>`)}
+          </ul>`
+        : ''
+    }
+    <div class="sources">Sources: ${sourceLinks(l.sources)}</div>
+  </div>`
+}
+
+/** Per criterion (and the site check): the verdict, who decided (a deterministic check overrules the model), and the evidence: page and quote. */
+function verdicts(lead: Lead): Html {
+  if (lead.verdicts.length === 0) return html``
+  return html`<table class="verdicts">
+    <tbody>
+      ${lead.verdicts.map(
+        (v) =>
+          html`<tr data-verdict="${v.key}">
+            <th>${v.key.replace('_', ' ')}</th>
+            <td><span class="badge verdict-${v.verdict}">${v.verdict}</span></td>
+            <td class="by">${v.by === 'check' ? 'checked' : 'model'}</td>
+            <td>
+              ${v.evidence.map((e) => html`<div class="evidence-item">${externalLink(e.url)} ${e.quote ? html`<q>${e.quote}</q>` : ''}</div>`)}
+              ${v.note ? html`<div class="note">${v.note}</div>` : ''}
+            </td>
+          </tr>`,
+      )}
+    </tbody>
+  </table>`
+}
+
+const EMAIL_STATUS: Record<string, string> = {valid_domain: 'domain takes mail', no_mx: 'no mail server', invalid: 'invalid', unchecked: 'not checked'}
+
+/** Whether the email's domain takes mail (MX), as contact research found it. */
+function emailStatus(contact: LeadContact): Html {
+  if (!contact.emailStatus) return html`-`
+  return html`<span class="badge email-${contact.emailStatus}">${EMAIL_STATUS[contact.emailStatus] ?? contact.emailStatus}</span>`
+}
+
+function sourceLinks(sources: string[]): Html {
+  if (sources.length === 0) return html`<span class="empty">none</span>`
+  return html`<ul class="links">
+    ${sources.map((s) => html`<li>${externalLink(s)}</li>`)}
+  </ul>`
+}
+
+function disqualified(d: RunData): Html {
+  const rows = d.disqualified.map(
+    (l) =>
+      html`<tr data-company="${l.id}">
+        <td class="company-name">${l.name}</td>
+        <td>${externalLink(l.website ?? `https://${l.domain}`, l.domain)}</td>
+        <td class="num">${l.icpScore ?? '-'}</td>
+        <td class="kept-out">${l.disqualifiedBy.length > 0 ? l.disqualifiedBy.map((k) => k.replace('_', ' ')).join(', ') : '-'}</td>
+        <td>${l.reasons.length > 0 ? l.reasons.join('; ') : '-'}</td>
+        <td>${sourceLinks(l.sources)}</td>
+      </tr>`,
+  )
+  const more =
+    d.disqualified.length < d.summary.companies.disqualified
+      ? html`<p class="more">Showing ${d.disqualified.length} of ${d.summary.companies.disqualified}.</p>`
+      : ''
+  return html`<h2>Disqualified (${d.summary.companies.disqualified})</h2>
+    ${more} ${table(['company', 'domain', 'ICP', 'kept out by', 'why', 'sources'], rows, 'None so far.', 'disqualified')}`
+}
+
+const BAD_EVENTS = new Set(['failed', 'quarantined', 'fenced_out', 'retry_scheduled', 'requeued_after_death', 'requeued_lease_expired'])
+
+function activity(d: RunData): Html {
+  const tasks = STAGES.map((s) => {
+    const t = d.progress.tasks[s.kind]
+    return html`<tr>
+      <td>${s.name} (${s.kind})</td>
+      <td class="num">${t.completed}</td>
+      <td class="num">${t.queued}</td>
+      <td class="num">${t.running}</td>
+      <td class="num">${t.failed}</td>
+      <td class="num">${t.quarantined}</td>
+      <td class="num">${t.canceled}</td>
+    </tr>`
+  })
+  const problems = d.problems.map(
+    (t) =>
+      html`<tr class="bad">
+        <td class="num">${t.id}</td>
+        <td>${t.kind}</td>
+        <td>${t.status}</td>
+        <td class="num">${t.attempts}</td>
+        <td class="num">${t.crashCount}</td>
+        <td class="error">${t.lastError ?? '-'}</td>
+      </tr>`,
+  )
+  const events = d.events.map(
+    (e) =>
+      html`<tr class="${BAD_EVENTS.has(e.event) ? 'bad' : e.event === 'snoozed' ? 'warn' : ''}">
+        <td>${formatTime(e.at)}</td>
+        <td class="num">${e.taskId}</td>
+        <td>${e.kind}</td>
+        <td>${e.event}</td>
+        <td>${e.workerId ?? '-'}</td>
+        <td class="error">${e.reason ?? ''}</td>
+      </tr>`,
+  )
+  return html`<h2>Tasks</h2>
+    ${table(['stage', 'done', 'queued', 'running', 'failed', 'quarantined', 'canceled'], tasks, '')}
+    <h2>Errors</h2>
+    ${table(['task', 'kind', 'status', 'attempts', 'crashes', 'last error'], problems, 'No failed, quarantined or retrying tasks.', 'problems')}
+    <h2>Recent task events</h2>
+    ${table(['at', 'task', 'kind', 'event', 'worker', 'reason'], events, 'No task events yet.', 'events')}`
+}
