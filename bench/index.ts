@@ -7,7 +7,7 @@
  *   npm run bench                 human-readable tables
  *   npm run bench -- --json       one JSON object on stdout
  *   npm run bench -- --quick      smaller counts, one repeat (smoke run)
- *   npm run bench -- --only=throughput,latency,recovery,idle,fleet-recovery,stats
+ *   npm run bench -- --only=throughput,latency,recovery,idle,fleet-recovery,stats,startup
  *   npm run bench -- --repeats=3 --systems=rvx,graphile_worker   (keys by prefix)
  *
  * (a) throughput: N no-op tasks enqueued up front, drained at concurrency 16
@@ -16,6 +16,7 @@
  * (d) statements per second sent by an idle rvx worker (default settings)
  * (e) recovery with real `rvx worker` processes on a pipeline task (bench/fleet.ts)
  * (f) the fleet views (workers status, monitor) on 1,000,000 task rows (bench/fleet.ts)
+ * (g) start-up: `rvx runs list --json` next to `node -e 0`, spawn to exit (bench/startup.ts)
  *
  * (a) and (b) treat every configuration alike: a warm-up first, then `--repeats`
  * rounds whose order alternates (forward, then reversed), and before each run a
@@ -34,6 +35,7 @@ import {migrateToLatest} from '../src/db/migrator.js'
 import {DEFAULT_CONFIG, enqueue, sleep, TaskRegistry, Worker} from '../src/runtime/index.js'
 import {kysely, ROOT, waitUntil} from './common.js'
 import {cliRecovery, statsAtScale, type StatsTiming} from './fleet.js'
+import {startupTimes, type StartupResult} from './startup.js'
 import {allSystems, connectionsFor, type System} from './systems.js'
 
 const argv = process.argv.slice(2)
@@ -56,6 +58,7 @@ const LATENCY_MEAN_GAP_MS = 250
 const N_KILLS = QUICK ? 3 : 10
 const IDLE_WINDOW_S = QUICK ? 10 : 30
 const N_STATS_ROWS = QUICK ? 100_000 : 1_000_000
+const N_STARTUP = QUICK ? 5 : 10
 const wanted = (part: string) => !ONLY || ONLY.includes(part)
 if (!Number.isInteger(REPEATS) || REPEATS < 1) {
   process.stderr.write('--repeats must be a whole number of at least 1\n')
@@ -437,6 +440,12 @@ async function main(): Promise<void> {
       await db.destroy()
     }
 
+    let startup: StartupResult | undefined
+    if (wanted('startup')) {
+      progress(`(g) start-up, ${N_STARTUP} runs of each command, alternating`)
+      startup = await startupTimes(home, adminUrl, N_STARTUP, progress)
+    }
+
     await admin.end()
     const result: Result = {
       systems: systems.map(({key, name, version, connections, settings, ceiling}) => ({key, name, version, connections, settings, ceiling})),
@@ -452,6 +461,7 @@ async function main(): Promise<void> {
       idle_queries_per_s: idle_queries_per_s === undefined ? undefined : {rvx: idle_queries_per_s},
       cli_recovery_s,
       stats,
+      startup,
       settings: {concurrency: CONCURRENCY, connections_per_system: connectionsFor(CONCURRENCY), repeats: REPEATS, kills: N_KILLS, rvx_defaults: DEFAULT_CONFIG},
       machine: {
         cores: os.cpus().length,
@@ -483,6 +493,7 @@ interface Result {
   idle_queries_per_s?: {rvx: number}
   cli_recovery_s?: {p50: number; p99: number}
   stats?: {rows: number; events: number; timings: StatsTiming[]}
+  startup?: StartupResult
   settings: Record<string, unknown>
   machine: Record<string, unknown>
 }
@@ -542,6 +553,14 @@ function print(r: Result): void {
     out.push(
       `(f) fleet views on ${num(r.stats.rows)} tasks / ${num(r.stats.events)} events (p50):`,
       ...r.stats.timings.map((t) => `  ${t.query.padEnd(70)} ${String(t.p50Ms).padStart(8)} ms  (${t.vsFullCount}x full count)`),
+    )
+  }
+
+  if (r.startup) {
+    const s = r.startup
+    out.push(
+      `(g) start-up, spawn to exit; median of ${s.runs} (after ${s.warmup} not recorded), oclif manifest ${s.manifest ? 'present' : 'absent'}:`,
+      ...s.timings.map((t) => `  ${t.command.padEnd(38)} ${String(t.medianMs).padStart(6)} ms  ${t.vsNode.toFixed(2).padStart(6)}x node -e 0`),
     )
   }
 

@@ -12,7 +12,6 @@ import {
   type CandidateCompany,
   type CompanyResearch,
   type FoundContact,
-  type LlmUsage,
   ProviderUnusableError,
   type ResearchProvider,
   type SiteChecks,

@@ -8,7 +8,7 @@ import {createLogger} from '../cli/logger.js'
 import {onCommandLine, ranged} from '../cli/flags.js'
 import {type AlertChannel, EmailChannel, WebhookChannel} from '../monitor/channels.js'
 import {mailerFromEnv, parseAddress, requireMailer} from '../monitor/mail.js'
-import {MonitorMetrics, type MetricsServer} from '../monitor/metrics.js'
+import type {MetricsServer, MonitorMetrics} from '../monitor/metrics.js'
 import {Monitor} from '../monitor/monitor.js'
 
 export default class MonitorCommand extends BaseCommand<typeof MonitorCommand> {
@@ -50,9 +50,12 @@ Start several for safety (with the same flags): one is active (a PostgreSQL advi
 
     const db = await this.database({schema: true})
     const log = createLogger(this.flags['log-level'], 'rvx-monitor')
-    const metrics = flags['metrics-port'] === undefined ? undefined : new MonitorMetrics()
+    // prom-client and the metrics server only with a metrics port.
+    let metrics: MonitorMetrics | undefined
     let server: MetricsServer | undefined
-    if (metrics) {
+    if (flags['metrics-port'] !== undefined) {
+      const {MonitorMetrics} = await import('../monitor/metrics.js')
+      metrics = new MonitorMetrics()
       server = await metrics.serve(flags['metrics-port']!, flags['metrics-host'])
       log.info({url: server.url}, `metrics on ${server.url}`)
     }

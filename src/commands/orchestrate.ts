@@ -2,7 +2,7 @@ import {Flags} from '@oclif/core'
 
 import {createProvider, PROVIDERS} from '../agents/index.js'
 import {chooseProvider} from '../cli/provider-choice.js'
-import {simulationOptions} from '../agents/simulated.js'
+import {simulationOptions} from '../agents/simulation-options.js'
 import {parseDuration} from '../shared/duration.js'
 import {checkOutputDir, readCriteriaText} from '../cli/inputs.js'
 import {ranged} from '../cli/flags.js'
@@ -63,7 +63,7 @@ export default class Orchestrate extends RunDriverCommand<typeof Orchestrate> {
     const simulation =
       provider === 'simulated' ? simulationOptions({latency: flags['sim-latency'], faults: flags['sim-faults'], seed: flags['sim-seed']}) : undefined
     const timeoutMs = flags.timeout === undefined ? undefined : parseDuration(flags.timeout, 'timeout', {min: 1000})
-    createProvider(provider, simulation) // refuses an unusable provider before anything is written
+    await createProvider(provider, simulation) // refuses an unusable provider before anything is written
     const notifyEmail = flags['notify-email'] ? parseAddress(flags['notify-email'], 'notify_email') : undefined
     const acceptUnknown = flags['accept-unknown'] === undefined ? undefined : parseAcceptUnknown(flags['accept-unknown'])
     if (notifyEmail) requireMailer('notify_email').close()

@@ -2,7 +2,7 @@ import os from 'node:os'
 import {Args, Flags} from '@oclif/core'
 
 import {providerFactory} from '../agents/index.js'
-import {simulationOptions} from '../agents/simulated.js'
+import {simulationOptions} from '../agents/simulation-options.js'
 import {BaseCommand} from '../cli/base-command.js'
 import {createLogger} from '../cli/logger.js'
 import {ranged} from '../cli/flags.js'

@@ -1,5 +1,4 @@
-import {type Kysely, sql} from 'kysely'
-
+import {type Kysely, sql} from '../db/kysely.js'
 import type {Database} from '../db/schema.js'
 import {advanceRun} from '../pipeline/advance.js'
 import {runCountsByStatus, runsWithNothingInFlight} from '../pipeline/runs.js'

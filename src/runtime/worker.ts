@@ -1,5 +1,4 @@
-import {Kysely, PostgresDialect} from 'kysely'
-
+import {Kysely, PostgresDialect} from '../db/kysely.js'
 import {createPool} from '../db/connect.js'
 import type {Database, WorkerStatus} from '../db/schema.js'
 import {backoffMs} from './backoff.js'

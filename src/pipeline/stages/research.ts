@@ -1,5 +1,4 @@
-import {sql} from 'kysely'
-
+import {sql} from '../../db/kysely.js'
 import type {CompanyRow} from '../../db/schema.js'
 import type {Criteria} from '../criteria.js'
 import type {CandidateCompany, CompanyResearch, SiteFacts} from '../provider.js'
