@@ -7,7 +7,7 @@
  *   npm run bench                 human-readable tables
  *   npm run bench -- --json       one JSON object on stdout
  *   npm run bench -- --quick      smaller counts, one repeat (smoke run)
- *   npm run bench -- --only=throughput,latency,recovery,idle,fleet-recovery,stats
+ *   npm run bench -- --only=throughput,latency,recovery,idle,fleet-recovery,stats,startup
  *   npm run bench -- --repeats=3 --systems=rvx,graphile_worker   (keys by prefix)
  *   npm run bench -- --only=quota [--quota=a,b,c,efficiency] [--quota-serial] [--quick]   (g) and (h): only when named
  *
@@ -20,6 +20,7 @@
  * (g) speed and spend against a provider's quota: real rvx processes, a quota-enforcing billing
  *     model server, three rate-limit variants side by side (bench/quota.ts; about 15 minutes, so only with --only=quota)
  * (h) parallel efficiency of simulated runs at --concurrency 4, 16 and 64 (bench/quota.ts, with (g))
+ * (i) start-up: `rvx runs list --json` next to `node -e 0`, spawn to exit (bench/startup.ts)
  *
  * (a) and (b) treat every configuration alike: a warm-up first, then `--repeats`
  * rounds whose order alternates (forward, then reversed), and before each run a
@@ -39,6 +40,7 @@ import {DEFAULT_CONFIG, enqueue, sleep, TaskRegistry, Worker} from '../src/runti
 import {distIsStale, kysely, ROOT, waitUntil} from './common.js'
 import {cliRecovery, statsAtScale, type StatsTiming} from './fleet.js'
 import {printQuota, quotaBench, type QuotaResult, quotaSettings} from './quota.js'
+import {startupTimes, type StartupResult} from './startup.js'
 import {allSystems, connectionsFor, type System} from './systems.js'
 
 const argv = process.argv.slice(2)
@@ -61,6 +63,7 @@ const LATENCY_MEAN_GAP_MS = 250
 const N_KILLS = QUICK ? 3 : 10
 const IDLE_WINDOW_S = QUICK ? 10 : 30
 const N_STATS_ROWS = QUICK ? 100_000 : 1_000_000
+const N_STARTUP = QUICK ? 5 : 10
 const wanted = (part: string) => !ONLY || ONLY.includes(part)
 /** (g) and (h) take about 25 minutes: they run only when asked for. */
 const WANT_QUOTA = ONLY?.includes('quota') ?? false
@@ -460,6 +463,12 @@ async function main(): Promise<void> {
       quota = await quotaBench(fresh, settings, progress)
     }
 
+    let startup: StartupResult | undefined
+    if (wanted('startup')) {
+      progress(`(i) start-up, ${N_STARTUP} runs of each command, alternating`)
+      startup = await startupTimes(home, adminUrl, N_STARTUP, progress)
+    }
+
     await admin.end()
     const result: Result = {
       systems: systems.map(({key, name, version, connections, settings, ceiling}) => ({key, name, version, connections, settings, ceiling})),
@@ -476,6 +485,7 @@ async function main(): Promise<void> {
       cli_recovery_s,
       stats,
       quota,
+      startup,
       settings: {concurrency: CONCURRENCY, connections_per_system: connectionsFor(CONCURRENCY), repeats: REPEATS, kills: N_KILLS, rvx_defaults: DEFAULT_CONFIG},
       machine: {
         cores: os.cpus().length,
@@ -508,6 +518,7 @@ interface Result {
   cli_recovery_s?: {p50: number; p99: number}
   stats?: {rows: number; events: number; timings: StatsTiming[]}
   quota?: QuotaResult
+  startup?: StartupResult
   settings: Record<string, unknown>
   machine: Record<string, unknown>
 }
@@ -571,6 +582,14 @@ function print(r: Result): void {
   }
 
   if (r.quota) out.push(...printQuota(r.quota))
+  if (r.startup) {
+    const s = r.startup
+    out.push(
+      `(i) start-up, spawn to exit; median of ${s.runs} (after ${s.warmup} not recorded), oclif manifest ${s.manifest ? 'present' : 'absent'}:`,
+      ...s.timings.map((t) => `  ${t.command.padEnd(38)} ${String(t.medianMs).padStart(6)} ms  ${t.vsNode.toFixed(2).padStart(6)}x node -e 0`),
+    )
+  }
+
   process.stdout.write([...out, ''].join('\n'))
 }
 

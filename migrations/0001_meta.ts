@@ -1,4 +1,4 @@
-import {type Kysely, sql} from 'kysely'
+import {type Kysely, sql} from '../src/db/kysely.js'
 
 // Installation facts (when the schema was created, by which rvx version).
 export async function up(db: Kysely<any>): Promise<void> {

@@ -1,4 +1,4 @@
-import {type Kysely, sql} from 'kysely'
+import {type Kysely, sql} from '../src/db/kysely.js'
 
 // The leased-task runtime: one queue table for every kind of task, the worker
 // registry with heartbeats and resource metrics, and an append-only audit of

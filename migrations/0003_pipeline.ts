@@ -1,4 +1,4 @@
-import {type Kysely, sql} from 'kysely'
+import {type Kysely, sql} from '../src/db/kysely.js'
 
 // The lead-list pipeline: runs, the companies and contacts they find, and the cost of every model call.
 export async function up(db: Kysely<any>): Promise<void> {

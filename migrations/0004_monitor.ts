@@ -1,4 +1,4 @@
-import {type Kysely, sql} from 'kysely'
+import {type Kysely, sql} from '../src/db/kysely.js'
 
 // What the monitor tells people: one row per alert or run notification. An alert is keyed by the
 // condition it reports (task 42 failed, run 7 needs a decision) and stays open while the condition

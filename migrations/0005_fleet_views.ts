@@ -1,4 +1,4 @@
-import {type Kysely, sql} from 'kysely'
+import {type Kysely, sql} from '../src/db/kysely.js'
 
 // Keeps the fleet views fast on a long history (measured in bench/ with 1,000,000 tasks):
 // - failed and quarantined tasks get a small partial index of their own, so counting and listing

@@ -1,4 +1,4 @@
-import {type Kysely, sql} from 'kysely'
+import {type Kysely, sql} from '../src/db/kysely.js'
 
 // rvx_worker_stats(): "done / failed in the last 5 minutes" counted by the kind of task, not by the
 // worker that did it. A worker of several types (rvx worker all) used to add its whole count to

@@ -1,4 +1,4 @@
-import {type Kysely, sql} from 'kysely'
+import {type Kysely, sql} from '../src/db/kysely.js'
 
 // How many times a task was snoozed (rate limited): the runtime backs off on it when the server gives no
 // usable Retry-After, and fails the task once it has been snoozed too often, instead of retrying forever.

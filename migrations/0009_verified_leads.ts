@@ -1,4 +1,4 @@
-import {type Kysely, sql} from 'kysely'
+import {type Kysely, sql} from '../src/db/kysely.js'
 
 // Verified leads: a verdict per criterion with its evidence, the deterministic checks behind them, what kept a
 // company out, and the checked status of each contact's email.

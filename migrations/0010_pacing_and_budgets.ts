@@ -1,4 +1,4 @@
-import {type Kysely, sql} from 'kysely'
+import {type Kysely, sql} from '../src/db/kysely.js'
 
 // Fleet-wide pacing and run budgets:
 // - rate_limits: one token bucket pair (requests and tokens per minute) per provider endpoint and model, shared by

@@ -1,4 +1,4 @@
-import {type Kysely, sql} from 'kysely'
+import {type Kysely, sql} from '../src/db/kysely.js'
 
 // Never pay twice, never deliver twice:
 // - research_cache: what a paid research or contact search found for a domain, keyed by the domain, what it depended

@@ -1,4 +1,4 @@
-import {type Kysely, sql} from 'kysely'
+import {type Kysely, sql} from '../src/db/kysely.js'
 
 // rvx_worker_stats(), as psql users and `workers status` read it:
 // - tasks_done / tasks_failed per type count the tasks of that kind. They used to add a worker's whole

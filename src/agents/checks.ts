@@ -2,7 +2,7 @@ import dns from 'node:dns'
 import emailAddresses from 'email-addresses'
 
 import type {CandidateCompany, CheckedContact, EmailStatus, FoundContact, SiteChecks, SiteFacts} from '../pipeline/provider.js'
-import {isDirectoryDomain} from '../pipeline/criteria.js'
+import {isDirectoryDomain} from '../pipeline/domains.js'
 import {findAddresses} from './tools/address.js'
 import {decidePms, pageLinks, pmsEvidence, vendorOfHost} from './tools/detect-pms.js'
 import {fetchPage} from './tools/fetch-page.js'

@@ -1,8 +1,8 @@
 import {UsageError} from '../shared/errors.js'
 import type {RunRow} from '../db/schema.js'
-import {DEFAULT_OPENAI_MODEL, OpenAIProvider, openAIOptionsFromEnv} from './openai.js'
+import {DEFAULT_OPENAI_MODEL, SIMULATED_MODEL} from './models.js'
 import type {ResearchProvider} from '../pipeline/provider.js'
-import {DEFAULT_SIMULATION, SIMULATED_MODEL, SimulatedProvider, type SimulationOptions, simulationOptions} from './simulated.js'
+import {DEFAULT_SIMULATION, type SimulationOptions, simulationOptions} from './simulation-options.js'
 
 export const PROVIDERS = ['openai', 'simulated'] as const
 export type ProviderName = (typeof PROVIDERS)[number]
@@ -12,22 +12,30 @@ export type ProviderName = (typeof PROVIDERS)[number]
  * simulation settings (seed, latency, faults), so every worker process sees
  * the same world; RVX_SIM_* in a worker's environment override them.
  */
-export function providerFactory(env: NodeJS.ProcessEnv = process.env): (run: RunRow) => ResearchProvider {
-  const cache = new Map<number, ResearchProvider>()
+export function providerFactory(env: NodeJS.ProcessEnv = process.env): (run: RunRow) => Promise<ResearchProvider> {
+  const cache = new Map<number, Promise<ResearchProvider>>()
   return (run) => {
     let provider = cache.get(run.id)
     if (!provider) {
       provider = createProvider(run.provider, (run.options as {simulation?: SimulationOptions}).simulation, env)
       cache.set(run.id, provider)
+      // A provider that cannot be made is not remembered: the next task of the run asks again.
+      provider.catch(() => cache.delete(run.id))
     }
 
     return provider
   }
 }
 
-export function createProvider(name: string, simulation: SimulationOptions | undefined, env: NodeJS.ProcessEnv = process.env): ResearchProvider {
+/**
+ * The provider a run names. Each provider's code (the OpenAI SDK, the simulated
+ * world) is imported only when a run asks for it, so commands that never do,
+ * and workers that only ever see the other provider, do not load it.
+ */
+export async function createProvider(name: string, simulation: SimulationOptions | undefined, env: NodeJS.ProcessEnv = process.env): Promise<ResearchProvider> {
   if (name === 'simulated') {
     const fromEnv = simulationOptions({}, env)
+    const {SimulatedProvider} = await import('./simulated.js')
     return new SimulatedProvider({
       ...DEFAULT_SIMULATION,
       ...simulation,
@@ -40,6 +48,7 @@ export function createProvider(name: string, simulation: SimulationOptions | und
 
   if (name === 'openai') {
     if (!env.OPENAI_API_KEY) throw new UsageError('openai needs OPENAI_API_KEY: set it, or choose simulated', {field: 'provider'})
+    const {OpenAIProvider, openAIOptionsFromEnv} = await import('./openai.js')
     return new OpenAIProvider(openAIOptionsFromEnv(env))
   }
 

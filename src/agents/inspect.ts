@@ -1,4 +1,4 @@
-import {normalizeDomain} from '../pipeline/criteria.js'
+import {normalizeDomain} from '../pipeline/domains.js'
 import type {CheckedContact, SiteFacts} from '../pipeline/provider.js'
 import {UsageError} from '../shared/errors.js'
 import {webChecks} from './checks.js'

@@ -17,6 +17,7 @@ import {
   type SiteChecks,
 } from '../pipeline/provider.js'
 import {costUsd, priceOf} from './prices.js'
+import {DEFAULT_OPENAI_MODEL as DEFAULT_MODEL} from './models.js'
 import {endpointName, quotaKey} from './quota.js'
 import {ContactsOutput, DiscoveryOutput, ResearchOutput} from './schemas.js'
 import {webChecks} from './checks.js'
@@ -75,7 +76,7 @@ export interface OpenAIProviderOptions {
 }
 
 /** The research model when OPENAI_MODEL does not say. */
-export const DEFAULT_OPENAI_MODEL = 'gpt-4.1-mini'
+export {DEFAULT_OPENAI_MODEL} from './models.js'
 
 export function openAIOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): OpenAIProviderOptions {
   const apiKey = env.OPENAI_API_KEY
@@ -83,7 +84,7 @@ export function openAIOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Open
   return {
     apiKey,
     baseURL: env.OPENAI_BASE_URL || undefined,
-    model: env.OPENAI_MODEL || DEFAULT_OPENAI_MODEL,
+    model: env.OPENAI_MODEL || DEFAULT_MODEL,
     timeoutMs: Number(env.RVX_LLM_TIMEOUT_MS) || 120_000,
     // On OpenAI's own endpoint with no backend configured, its hosted web search.
     search: searchBackendFromEnv(env) ?? (env.OPENAI_BASE_URL ? null : 'hosted'),

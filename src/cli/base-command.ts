@@ -130,7 +130,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     if (!this.jsonEnabled()) process.stdout.write(`${renderTable(rows, columns, this.mode)}\n`)
   }
 
-  protected spin(text: string): Spinner {
+  protected async spin(text: string): Promise<Spinner> {
     return spinner(text, this.mode)
   }
 

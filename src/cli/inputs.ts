@@ -48,7 +48,7 @@ const DOMAIN_COLUMNS = ['domain', 'website', 'url']
  */
 export async function readExcludeDomains(value: string): Promise<string[]> {
   const {parse} = await import('csv-parse/sync')
-  const {normalizeDomain} = await import('../pipeline/criteria.js')
+  const {normalizeDomain} = await import('../pipeline/domains.js')
   const keep = (values: Array<string | undefined>) => [
     ...new Set(values.map((v) => normalizeDomain(v ?? '')).filter((d) => /^[a-z0-9-]+(\.[a-z0-9-]+)+$/.test(d))),
   ]

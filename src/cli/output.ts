@@ -1,5 +1,5 @@
-import Table from 'cli-table3'
-import ora, {type Ora} from 'ora'
+import {createRequire} from 'node:module'
+import type TableClass from 'cli-table3'
 
 import {codePoint, UNSAFE_CHARACTERS} from '../shared/text.js'
 
@@ -29,6 +29,8 @@ export function renderTable<Row>(rows: Row[], columns: Array<Column<Row>>, mode:
     return all.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]))).join('  ')).join('\n')
   }
 
+  // Loaded here, for terminals only: scripts and --json never pay for it (cli-table3 is CommonJS, so require() is synchronous).
+  const Table = createRequire(import.meta.url)('cli-table3') as typeof TableClass
   const table = new Table({head: columns.map((c) => c.header), style: {head: mode.color ? ['cyan'] : [], border: mode.color ? ['grey'] : []}})
   table.push(...cells)
   return table.toString()
@@ -61,7 +63,7 @@ export interface Spinner {
   stop(): void
 }
 
-export function spinner(text: string, mode: OutputMode): Spinner {
+export async function spinner(text: string, mode: OutputMode): Promise<Spinner> {
   if (mode.json) return {update() {}, succeed() {}, fail() {}, stop() {}}
   if (!mode.tty) {
     process.stderr.write(`${printable(text)}...\n`)
@@ -77,7 +79,9 @@ export function spinner(text: string, mode: OutputMode): Spinner {
     }
   }
 
-  const s: Ora = ora({text: printable(text), stream: process.stderr, discardStdin: false, color: 'cyan', isEnabled: true}).start()
+  // ora (and its dependencies) only for a terminal: imported here, not by every command that might show a spinner.
+  const {default: ora} = await import('ora')
+  const s = ora({text: printable(text), stream: process.stderr, discardStdin: false, color: 'cyan', isEnabled: true}).start()
   return {
     update(t) {
       s.text = printable(t)

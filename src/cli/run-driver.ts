@@ -48,7 +48,7 @@ export abstract class RunDriverCommand<T extends typeof Command> extends BaseCom
     }
 
     const {result: report} = await withSignals(onSignal, async () => {
-      const spinner = this.spin(`Run ${runId}: starting`)
+      const spinner = await this.spin(`Run ${runId}: starting`)
       let lastLine = ''
       let lastPrinted = 0
       const result = await driveRun({

@@ -30,7 +30,7 @@ export default class Migrate extends BaseCommand<typeof Migrate> {
       return {applied: [], migrations, pending}
     }
 
-    const s = this.spin('Applying migrations')
+    const s = await this.spin('Applying migrations')
     const results = await migrateToLatest(db, this.databaseUrl!)
     const applied = results.filter((r) => r.status === 'Success').map((r) => r.migrationName)
     const migrations = await migrationStatus(db)

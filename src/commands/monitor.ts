@@ -9,7 +9,7 @@ import {createLogger} from '../cli/logger.js'
 import {onCommandLine, ranged} from '../cli/flags.js'
 import {type AlertChannel, EmailChannel, WebhookChannel} from '../monitor/channels.js'
 import {mailerFromEnv, parseAddress, requireMailer} from '../monitor/mail.js'
-import {MonitorMetrics, type MetricsServer} from '../monitor/metrics.js'
+import type {MetricsServer, MonitorMetrics} from '../monitor/metrics.js'
 import {Monitor} from '../monitor/monitor.js'
 
 export default class MonitorCommand extends BaseCommand<typeof MonitorCommand> {
@@ -52,9 +52,12 @@ Start several for safety (with the same flags): one is active (a PostgreSQL advi
     // Leadership is a session advisory lock: on a transaction-mode pooler every monitor would be active.
     const db = await this.database({schema: true, session: true})
     const log = createLogger(this.flags['log-level'], 'rvx-monitor')
-    const metrics = flags['metrics-port'] === undefined ? undefined : new MonitorMetrics({models: knownModels()})
+    // prom-client and the metrics server only with a metrics port.
+    let metrics: MonitorMetrics | undefined
     let server: MetricsServer | undefined
-    if (metrics) {
+    if (flags['metrics-port'] !== undefined) {
+      const {MonitorMetrics} = await import('../monitor/metrics.js')
+      metrics = new MonitorMetrics({models: knownModels()})
       server = await metrics.serve(flags['metrics-port']!, flags['metrics-host'])
       log.info({url: server.url}, `metrics on ${server.url}`)
     }

@@ -4,7 +4,7 @@ import {CONCURRENCY, defaultConcurrency} from '../cli/concurrency.js'
 
 import {createProvider, PROVIDERS} from '../agents/index.js'
 import {chooseProvider} from '../cli/provider-choice.js'
-import {simulationOptions} from '../agents/simulated.js'
+import {simulationOptions} from '../agents/simulation-options.js'
 import {parseDuration} from '../shared/duration.js'
 import {checkOutputDir, readCriteriaText, readExcludeDomains} from '../cli/inputs.js'
 import {ranged, usdFlag} from '../cli/flags.js'
@@ -82,7 +82,7 @@ export default class Orchestrate extends RunDriverCommand<typeof Orchestrate> {
       provider === 'simulated' ? simulationOptions({latency: flags['sim-latency'], faults: flags['sim-faults'], seed: flags['sim-seed']}) : undefined
     const timeoutMs = flags.timeout === undefined ? undefined : parseDuration(flags.timeout, 'timeout', {min: 1000})
     // Refuses an unusable provider, and a budget for a model without a price, before anything is written.
-    const models = createProvider(provider, simulation).models
+    const {models} = await createProvider(provider, simulation)
     if (flags['max-usd'] !== undefined) requirePrices(models)
     const notifyEmail = flags['notify-email'] ? parseAddress(flags['notify-email'], 'notify_email') : undefined
     const acceptUnknown = flags['accept-unknown'] === undefined ? undefined : parseAcceptUnknown(flags['accept-unknown'])

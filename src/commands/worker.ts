@@ -1,7 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 
 import {providerFactory} from '../agents/index.js'
-import {simulationOptions} from '../agents/simulated.js'
+import {simulationOptions} from '../agents/simulation-options.js'
 import {CONCURRENCY, defaultConcurrency} from '../cli/concurrency.js'
 import {BaseCommand} from '../cli/base-command.js'
 import {createLogger} from '../cli/logger.js'

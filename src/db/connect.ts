@@ -1,7 +1,8 @@
-import {Kysely, PostgresDialect} from 'kysely'
-import pg from 'pg'
+import type {Pool} from 'pg'
 
 import {connectionFailure, parseDatabaseUrl} from './connection-errors.js'
+import {Kysely, PostgresDialect} from './kysely.js'
+import pg from './pg.js'
 import type {Database} from './schema.js'
 
 // int8 (bigint ids, count(*)) as numbers: every id and count rvx keeps is far below 2^53.
@@ -9,7 +10,7 @@ pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number.parseInt(value,
 
 export interface DatabaseHandle {
   db: Kysely<Database>
-  pool: pg.Pool
+  pool: Pool
   url: string
   close(): Promise<void>
 }
@@ -22,7 +23,7 @@ export interface OpenOptions {
   onPoolError?: (error: Error) => void
 }
 
-export function createPool(url: string, options: OpenOptions = {}): pg.Pool {
+export function createPool(url: string, options: OpenOptions = {}): Pool {
   parseDatabaseUrl(url)
   const pool = new pg.Pool({
     connectionString: url,

@@ -3,7 +3,6 @@ import {constants as fsConstants} from 'node:fs'
 import fs from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import lockfile from 'proper-lockfile'
 
 import {makeDirectory} from '../shared/directories.js'
 import {DatabaseUnavailableError, RvxError} from '../shared/errors.js'
@@ -265,6 +264,8 @@ export class EmbeddedServer {
   }
 
   private async lock(): Promise<() => Promise<void>> {
+    // Only a start takes the lock: a command that finds the server running never loads proper-lockfile.
+    const {default: lockfile} = await import('proper-lockfile')
     try {
       return await lockfile.lock(this.dir, {
         lockfilePath: path.join(this.dir, 'start.lock'),
@@ -362,7 +363,7 @@ export class EmbeddedServer {
   }
 
   private async createDatabase(state: ServerState): Promise<void> {
-    const {default: pg} = await import('pg')
+    const {default: pg} = await import('./pg.js')
     const client = new pg.Client({connectionString: connectionUrl(state, {database: 'postgres'})})
     client.on('error', () => {})
     await client.connect()

@@ -1,4 +1,4 @@
-import {sql} from 'kysely'
+import {sql} from './kysely.js'
 
 import {DatabaseUnavailableError} from '../shared/errors.js'
 import type {Executor} from './executor.js'

@@ -1,9 +1,9 @@
 import fs from 'node:fs/promises'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
-import {FileMigrationProvider, type Kysely, Migrator, type MigrationResult, sql} from 'kysely'
 
 import {DatabaseUnavailableError, RvxError} from '../shared/errors.js'
+import {FileMigrationProvider, type Kysely, Migrator, type MigrationResult, sql} from './kysely.js'
 import {connectionFailure, isConnectionError} from './connection-errors.js'
 
 // Works from src/db (tsx) and dist/src/db (compiled): migrations/ sits two levels up in both.
@@ -25,6 +25,36 @@ export function migrator(db: Kysely<any>): Migrator {
     migrationTableName: MIGRATION_TABLE,
     migrationLockTableName: MIGRATION_LOCK_TABLE,
   })
+}
+
+/** The migrations in MIGRATIONS_DIR by name, named as kysely's FileMigrationProvider names them, without loading any of them. */
+async function migrationFileNames(): Promise<string[]> {
+  const isMigration = (f: string) =>
+    f.endsWith('.js') || (f.endsWith('.ts') && !f.endsWith('.d.ts')) || f.endsWith('.mjs') || (f.endsWith('.mts') && !f.endsWith('.d.mts'))
+  return (await fs.readdir(MIGRATIONS_DIR))
+    .filter(isMigration)
+    .map((f) => f.slice(0, f.lastIndexOf('.')))
+    .sort()
+}
+
+/**
+ * Every migration this build knows is recorded as applied: one query, and no
+ * migration module loaded, which is what every command that needs the schema
+ * finds almost always. (kysely's Migrator introspects every table's columns
+ * and imports every migration before it can say the same.)
+ */
+async function schemaIsCurrent(db: Kysely<any>): Promise<boolean> {
+  const known = await migrationFileNames()
+  let applied: Set<string>
+  try {
+    applied = new Set((await db.selectFrom(MIGRATION_TABLE).select('name').execute()).map((r: {name: string}) => r.name))
+  } catch (error) {
+    // No migration table yet: nothing applied (undefined_table).
+    if ((error as {code?: string}).code === '42P01') return false
+    throw error
+  }
+
+  return known.every((name) => applied.has(name))
 }
 
 export async function migrationStatus(db: Kysely<any>): Promise<MigrationStatus[]> {
@@ -87,6 +117,7 @@ async function privilegeHint(db: Kysely<any>, error: unknown): Promise<string | 
 
 /** Refuses to go on against a database whose schema is missing or behind this build of rvx. */
 export async function assertSchemaCurrent(db: Kysely<any>): Promise<void> {
+  if (await schemaIsCurrent(db)) return
   const pending = (await migrationStatus(db)).filter((m) => m.status === 'pending')
   if (pending.length > 0) {
     throw new DatabaseUnavailableError(
@@ -102,6 +133,7 @@ export async function assertSchemaCurrent(db: Kysely<any>): Promise<void> {
  * current, or when another process got there first).
  */
 export async function applyPending(db: Kysely<any>, url: string): Promise<string[]> {
+  if (await schemaIsCurrent(db)) return []
   if (!(await migrationStatus(db)).some((m) => m.status === 'pending')) return []
   const results = await migrateToLatest(db, url)
   return results.filter((r) => r.status === 'Success').map((r) => r.migrationName)
@@ -109,5 +141,5 @@ export async function applyPending(db: Kysely<any>, url: string): Promise<string
 
 /** The migrations this build of rvx knows, by name: the level a current schema is at. */
 export async function knownMigrations(): Promise<string[]> {
-  return Object.keys(await new FileMigrationProvider({fs, path, migrationFolder: MIGRATIONS_DIR}).getMigrations()).sort()
+  return migrationFileNames()
 }

@@ -1,5 +1,3 @@
-import {EmbeddedServer} from './embedded.js'
-
 /**
  * The database an rvx process uses: --database-url / DATABASE_URL when set,
  * else the embedded server (started on first use, shared by every rvx
@@ -7,6 +5,8 @@ import {EmbeddedServer} from './embedded.js'
  */
 export async function resolveDatabaseUrl(options: {url?: string; notice?: (message: string) => void}): Promise<string> {
   if (options.url) return options.url
+  // The embedded server's code only when it is the database: with DATABASE_URL a command never loads it.
+  const {EmbeddedServer} = await import('./embedded.js')
   const server = new EmbeddedServer()
   const result = await server.start()
   for (const notice of result.notices) options.notice?.(notice)

@@ -1,8 +1,7 @@
-import {sql} from 'kysely'
-
 import {type DatabaseHandle, openDatabase} from './connect.js'
 import {describeTarget} from './connection-errors.js'
 import {EmbeddedServer} from './embedded.js'
+import {sql} from './kysely.js'
 import {knownMigrations, migrationStatus} from './migrator.js'
 
 /** What `rvx version` says about the database: which one, the server's version, how far its schema is migrated. */

@@ -1,5 +1,4 @@
-import {type Kysely, sql} from 'kysely'
-
+import {type Kysely, sql} from '../db/kysely.js'
 import type {AlertRow, Database} from '../db/schema.js'
 import {backoffMs} from '../runtime/backoff.js'
 import {errorMessage} from '../runtime/errors.js'

@@ -1,5 +1,6 @@
-import pg from 'pg'
+import type {Client} from 'pg'
 
+import pg from '../db/pg.js'
 import {LOCK_CLASS_MONITOR} from '../runtime/config.js'
 
 const META_KEY = 'monitor.leader'
@@ -24,7 +25,7 @@ export interface Leadership {
  * ends the leader's session (pg_terminate_backend) and takes the lock.
  */
 export class LeaderLock {
-  private client?: pg.Client
+  private client?: Client
   private held = false
 
   constructor(

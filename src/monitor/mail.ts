@@ -1,5 +1,6 @@
 import os from 'node:os'
-import nodemailer, {type Transporter} from 'nodemailer'
+import type {Transporter} from 'nodemailer'
+import type SMTPTransport from 'nodemailer/lib/smtp-transport/index.js'
 import {z} from 'zod'
 
 import {UsageError} from '../shared/errors.js'
@@ -30,10 +31,13 @@ export function parseAddress(text: string, field = 'address'): string {
  * Sends mail through the SMTP server named by SMTP_URL
  * (smtp://user:pass@host:587, or smtps:// for TLS from the start). The URL
  * holds a password: it is never logged or printed, only its host.
+ * nodemailer is loaded by the first send, not by the commands that only
+ * check their mail settings.
  */
 export class Mailer {
   readonly host: string
-  private readonly transport: Transporter
+  private readonly options: SMTPTransport.Options
+  private transport?: Promise<Transporter>
   private readonly from: string
 
   constructor(smtpUrl: string, from?: string) {
@@ -48,7 +52,7 @@ export class Mailer {
     const secure = url.protocol === 'smtps:'
     this.host = `${url.hostname}:${url.port || (secure ? 465 : 587)}`
     this.from = from ?? `rvx <rvx@${os.hostname()}>`
-    this.transport = nodemailer.createTransport({
+    this.options = {
       host: url.hostname.replace(/^\[|\]$/g, ''),
       port: Number(url.port || (secure ? 465 : 587)),
       secure,
@@ -56,15 +60,17 @@ export class Mailer {
       connectionTimeout: 10_000,
       greetingTimeout: 10_000,
       socketTimeout: 30_000,
-    })
+    }
   }
 
   async send(message: MailMessage): Promise<void> {
-    await this.transport.sendMail({from: this.from, to: message.to, subject: message.subject, text: message.text, attachments: message.attachments})
+    this.transport ??= import('nodemailer').then(({default: nodemailer}) => nodemailer.createTransport(this.options))
+    const transport = await this.transport
+    await transport.sendMail({from: this.from, to: message.to, subject: message.subject, text: message.text, attachments: message.attachments})
   }
 
   close(): void {
-    this.transport.close()
+    void this.transport?.then((t) => t.close()).catch(() => {})
   }
 }
 

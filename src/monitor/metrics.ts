@@ -1,8 +1,8 @@
 import http from 'node:http'
 import type {AddressInfo} from 'node:net'
-import {sql} from 'kysely'
 import {collectDefaultMetrics, Counter, Gauge, Histogram, Registry} from 'prom-client'
 
+import {sql} from '../db/kysely.js'
 import {RvxError, UsageError} from '../shared/errors.js'
 import type {Executor} from '../db/executor.js'
 import type {RunStatus, TaskEventKind, WorkerStatus} from '../db/schema.js'

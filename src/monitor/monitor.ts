@@ -1,4 +1,4 @@
-import {type Kysely, sql} from 'kysely'
+import {type Kysely, sql} from '../db/kysely.js'
 
 import {isConnectionError} from '../db/connection-errors.js'
 import type {Database} from '../db/schema.js'

@@ -1,6 +1,6 @@
 import {createHash} from 'node:crypto'
 
-import {sql} from 'kysely'
+import {sql} from '../db/kysely.js'
 
 import type {Executor} from '../db/executor.js'
 import type {Criteria} from './criteria.js'

@@ -1,7 +1,6 @@
 import type {Kysely} from 'kysely'
 
-import type {ResearchProvider} from './provider.js'
-import type {Database, RunRow, RunStatus} from '../db/schema.js'
+import type {Database, RunStatus} from '../db/schema.js'
 import {sleep} from '../runtime/backoff.js'
 import {TaskRegistry} from '../runtime/handlers.js'
 import type {Logger} from '../runtime/logger.js'
@@ -11,13 +10,13 @@ import {advanceRun} from './advance.js'
 import {runScope} from './run-options.js'
 import {type RunProgress, runProgress} from './runs.js'
 import {STAGE_KINDS} from './stages/index.js'
-import {registerPipeline} from './stages/skeleton.js'
+import {type ProviderFactory, registerPipeline} from './stages/skeleton.js'
 
 export interface DriveOptions {
   db: Kysely<Database>
   databaseUrl: string
   runId: number
-  providerFor: (run: RunRow) => ResearchProvider
+  providerFor: ProviderFactory
   /** In-process workers per task kind. */
   concurrency: number
   signal: AbortSignal

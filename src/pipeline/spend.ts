@@ -1,5 +1,4 @@
-import {sql} from 'kysely'
-
+import {sql} from '../db/kysely.js'
 import type {Executor} from '../db/executor.js'
 import {inTransaction} from '../db/executor.js'
 import {sleep} from '../runtime/backoff.js'
@@ -101,6 +100,9 @@ export function callContext(o: {
  * together pass the budget. Null when the run has no budget.
  */
 async function holdBudget(db: Executor, runId: number, taskId: number, usd: number | null): Promise<number | null> {
+  // A run without a budget (most) takes no lock: a budget is set when the run is created or resumed, never mid-call.
+  const budget = await db.selectFrom('runs').select('max_usd').where('id', '=', runId).executeTakeFirst()
+  if (!budget || budget.max_usd === null) return null
   return inTransaction(db, async (trx) => {
     const run = await lockRun(trx, runId)
     if (run.max_usd === null) return null

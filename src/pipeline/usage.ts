@@ -1,5 +1,4 @@
-import {sql} from 'kysely'
-
+import {sql} from '../db/kysely.js'
 import type {Executor} from '../db/executor.js'
 import {taskKinds} from '../runtime/stats.js'
 import type {LlmUsage} from './provider.js'

@@ -1,5 +1,4 @@
-import {sql, type Transaction} from 'kysely'
-
+import {sql, type Transaction} from '../db/kysely.js'
 import {type Executor, inTransaction} from '../db/executor.js'
 import type {Database, TaskEventKind} from '../db/schema.js'
 import {NOTIFY_CHANNEL} from './config.js'

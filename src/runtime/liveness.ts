@@ -1,5 +1,6 @@
-import pg from 'pg'
+import type {Client} from 'pg'
 
+import pg from '../db/pg.js'
 import {RvxError} from '../shared/errors.js'
 import {backoffMs, sleep} from './backoff.js'
 import {type BackoffPolicy, LOCK_CLASS_WORKER, NOTIFY_CHANNEL, REVOKED_CHANNEL} from './config.js'
@@ -12,7 +13,7 @@ import type {Logger} from './logger.js'
  * reconnects by itself after the server restarts.
  */
 export class LivenessSession {
-  private client?: pg.Client
+  private client?: Client
   private closed = false
   private reconnecting = false
 
@@ -72,7 +73,7 @@ export class LivenessSession {
     return true
   }
 
-  private scheduleReconnect(client: pg.Client): void {
+  private scheduleReconnect(client: Client): void {
     if (this.closed || this.reconnecting || this.client !== client) return
     this.reconnecting = true
     this.client = undefined

@@ -1,6 +1,6 @@
 import os from 'node:os'
-import {sql} from 'kysely'
 
+import {sql} from '../db/kysely.js'
 import type {Executor} from '../db/executor.js'
 import type {WorkerStatus} from '../db/schema.js'
 import {NOTIFY_CHANNEL} from './config.js'

@@ -1,5 +1,4 @@
-import {sql} from 'kysely'
-
+import {sql} from '../db/kysely.js'
 import type {Executor} from '../db/executor.js'
 import type {TaskStatus} from '../db/schema.js'
 import {NOTIFY_CHANNEL} from './config.js'

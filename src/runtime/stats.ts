@@ -1,5 +1,4 @@
-import {sql} from 'kysely'
-
+import {sql} from '../db/kysely.js'
 import type {Executor} from '../db/executor.js'
 
 export interface WorkerTypeStats {

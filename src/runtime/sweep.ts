@@ -1,5 +1,4 @@
-import {sql} from 'kysely'
-
+import {sql} from '../db/kysely.js'
 import type {Executor} from '../db/executor.js'
 import {LOCK_CLASS_SWEEP, LOCK_CLASS_WORKER, NOTIFY_CHANNEL, type RuntimeConfig} from './config.js'
 

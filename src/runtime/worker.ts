@@ -1,6 +1,6 @@
-import {Kysely, PostgresDialect} from 'kysely'
 import type pg from 'pg'
 
+import {Kysely, PostgresDialect} from '../db/kysely.js'
 import {createPool} from '../db/connect.js'
 import {assertSessionKept} from '../db/session-check.js'
 import type {Database, WorkerStatus} from '../db/schema.js'

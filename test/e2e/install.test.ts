@@ -121,6 +121,11 @@ describe('e2e: a packed rvx installed globally into a 0700 prefix (npm install s
     for (const {target} of links) assert.equal(fs.existsSync(path.join(installed, 'node_modules', PLATFORM_PACKAGE, target)), false, target)
   })
 
+  it("ships oclif's manifest, so a command loads only its own module", () => {
+    const manifest = (dir: string) => Object.keys(JSON.parse(fs.readFileSync(path.join(dir, 'oclif.manifest.json'), 'utf8')).commands)
+    assert.deepEqual(manifest(installed), manifest(ROOT))
+  })
+
   it('rvx --help works from an empty directory', async () => {
     const res = await rvx(['--help'])
     assert.equal(res.code, 0, res.stderr + res.stdout)

@@ -9,7 +9,7 @@ export default class DbStart extends EmbeddedServerCommand<typeof DbStart> {
 
   async run(): Promise<{started: boolean; port: number; pid: number | null; dataDir: string}> {
     const server = new EmbeddedServer()
-    const s = this.spin('Starting the embedded PostgreSQL server')
+    const s = await this.spin('Starting the embedded PostgreSQL server')
     try {
       const result = await server.start()
       for (const notice of result.notices) this.notice(notice)

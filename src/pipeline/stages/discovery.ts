@@ -1,9 +1,9 @@
-import {sql} from 'kysely'
-
+import {sql} from '../../db/kysely.js'
 import type {Executor} from '../../db/executor.js'
 import type {RunRow} from '../../db/schema.js'
 import {enqueue} from '../../runtime/queue.js'
-import {type Criteria, isDirectoryDomain, normalizeDomain} from '../criteria.js'
+import type {Criteria} from '../criteria.js'
+import {isDirectoryDomain, normalizeDomain} from '../domains.js'
 import type {CandidateCompany} from '../provider.js'
 import {runOptions, runScope} from '../run-options.js'
 import type {RunPayload, Stage} from './stage.js'

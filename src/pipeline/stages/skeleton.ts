@@ -15,7 +15,8 @@ import {saveUsage, type UsageRow} from '../usage.js'
 import {STAGES} from './index.js'
 import type {RunPayload, Stage} from './stage.js'
 
-export type ProviderFactory = (run: RunRow) => ResearchProvider
+/** The provider for a run; it may be loaded on first use (a provider's code is imported when a run needs it). */
+export type ProviderFactory = (run: RunRow) => ResearchProvider | Promise<ResearchProvider>
 
 /**
  * Registers every stage on the runtime. Each task: the run guard (the run is
@@ -52,7 +53,7 @@ async function runStage(
   const input = await stage.prepare(prepared)
   if (input === null) return {result: {skipped: true}}
 
-  const provider = providerFor(run)
+  const provider = await providerFor(run)
   const usage: UsageRow[] = []
   const call: CallContext = callContext({
     db: ctx.db,
