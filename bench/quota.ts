@@ -312,11 +312,14 @@ export interface VariantResult {
   /** Concurrency of each `rvx worker all` (its default here). */
   worker_concurrency: number[]
   first: RunFigures
+  /** The same run again right after, with --include-delivered: judged from the cache. */
   again: RunFigures
-  /** The second run's billed $ / the first's (a cache would make it small). */
+  /** The same criteria again by default (a quarter of the quantity): earlier deliveries kept out. */
+  fresh: RunFigures
+  /** The second run's billed $ / the first's (the cache makes it small). */
   again_cost_pct: number
-  /** Domains the second run delivered that the first delivered too (suppression would make it 0). */
-  again_delivered_repeats: number
+  /** Domains the default repeat delivered that the first delivered too (suppression makes it 0). */
+  fresh_delivered_repeats: number
 }
 
 async function quotaVariant(url: string, variant: QuotaVariant, s: QuotaSettings, progress: (m: string) => void): Promise<VariantResult> {
@@ -344,19 +347,26 @@ async function quotaVariant(url: string, variant: QuotaVariant, s: QuotaSettings
     )
 
     const runs: RunFigures[] = []
-    for (const which of ['first', 'again']) {
+    const plan = [
+      {which: 'first', quantity: s.quantity, flags: [] as string[]},
+      {which: 'again', quantity: s.quantity, flags: ['--include-delivered']},
+      {which: 'fresh', quantity: Math.max(5, Math.round(s.quantity / 4)), flags: [] as string[]},
+    ]
+    for (const {which, quantity, flags} of plan) {
       server.resetConversations()
       const before = server.calls.length
       const load0 = os.loadavg()[0]
       const orchestrate = startRvx(
-        ['orchestrate', '--criteria', JSON.stringify(CRITERIA), '--quantity', String(s.quantity), '--detach', '--json'],
+        ['orchestrate', '--criteria', JSON.stringify(CRITERIA), '--quantity', String(quantity), ...flags, '--detach', '--json'],
         env,
         path.join(s.logDir, `quota-${variant}-orchestrate-${which}.log`),
       )
       const code = await exitWithin(orchestrate, 120_000)
       if (code !== 0) throw new Error(`rvx orchestrate --detach exited ${code}: see ${s.logDir}`)
       const runId = (JSON.parse(orchestrate.stdout()) as {runId: number}).runId
-      progress(`(g) variant ${variant}, ${which} run ${runId}: quantity ${s.quantity}, two rvx workers (concurrency ${concurrency.join(', ')})`)
+      progress(
+        `(g) variant ${variant}, ${which} run ${runId}: quantity ${quantity}${flags.length ? ` ${flags.join(' ')}` : ''}, two rvx workers (concurrency ${concurrency.join(', ')})`,
+      )
       const deadline = Date.now() + s.runCapMs
       let status = 'running'
       let lastNote = 0
@@ -406,7 +416,7 @@ async function quotaVariant(url: string, variant: QuotaVariant, s: QuotaSettings
       runs.push(figures)
     }
 
-    const [first, again] = runs
+    const [first, again, fresh] = runs
     const firstSet = new Set(first.delivered)
     return {
       variant,
@@ -414,8 +424,9 @@ async function quotaVariant(url: string, variant: QuotaVariant, s: QuotaSettings
       worker_concurrency: concurrency,
       first,
       again,
+      fresh,
       again_cost_pct: pct(again.billed.usd, first.billed.usd),
-      again_delivered_repeats: again.delivered.filter((d) => firstSet.has(d)).length,
+      fresh_delivered_repeats: fresh.delivered.filter((d) => firstSet.has(d)).length,
     }
   } finally {
     await Promise.all(workers.map(stopRvx))
@@ -612,6 +623,7 @@ export function printQuota(r: QuotaResult): string[] {
       for (const [label, f] of [
         ['first', v.first],
         ['again', v.again],
+        ['fresh', v.fresh],
       ] as const) {
         out.push(
           `    ${label.padEnd(5)} run ${f.runId}: ${f.status}${f.wall_s === null ? ' (not over: canceled at the cap)' : ` in ${f.wall_s} s`}, delivered ${f.delivered.length}; load ${f.load.map((l) => l.toFixed(1)).join(' -> ')}`,
@@ -624,7 +636,8 @@ export function printQuota(r: QuotaResult): string[] {
       }
 
       out.push(
-        `    again vs first: cost ${v.again_cost_pct}% (billed); ${v.again_delivered_repeats} of its ${v.again.delivered.length} delivered domains were delivered by the first run`,
+        `    again (--include-delivered) vs first: cost ${v.again_cost_pct}% (billed), ${v.again.delivered.filter((d) => v.first.delivered.includes(d)).length} of its ${v.again.delivered.length} delivered domains judged again from the cache; ` +
+          `fresh (default, quantity ${v.fresh.delivered.length}): ${v.fresh_delivered_repeats} domains the first run delivered`,
       )
     }
   }

@@ -8,6 +8,7 @@ import type {Executor} from '../db/executor.js'
 import type {RunStatus, TaskEventKind, WorkerStatus} from '../db/schema.js'
 import type {LlmUsage} from '../pipeline/provider.js'
 import {STAGE_KINDS} from '../pipeline/stages/index.js'
+import {cacheStats} from '../pipeline/cache.js'
 import {llmCallsSince} from '../pipeline/usage.js'
 import {type QueueStats, taskEventsSince, type WorkerTypeStats} from '../runtime/stats.js'
 import type {ConditionKind} from './conditions.js'
@@ -115,6 +116,24 @@ export class MonitorMetrics {
     labelNames: ['provider', 'model', 'outcome'],
     registers: [this.registry],
   })
+  private readonly quotaWait = new Counter({
+    name: 'rvx_llm_quota_wait_seconds_total',
+    help: "Time model calls waited for their share of the fleet's quota, by provider and model.",
+    labelNames: ['provider', 'model'],
+    registers: [this.registry],
+  })
+  private readonly cacheHits = new Gauge({
+    name: 'rvx_research_cache_hits',
+    help: 'Times cached research (kind research) and contacts (kind contacts) were reused instead of paid for, over the entries the cache holds.',
+    labelNames: ['kind'],
+    registers: [this.registry],
+  })
+  private readonly cacheEntries = new Gauge({
+    name: 'rvx_research_cache_entries',
+    help: 'Answers the research cache holds, by kind.',
+    labelNames: ['kind'],
+    registers: [this.registry],
+  })
   private readonly alerts = new Counter({
     name: 'rvx_alerts_total',
     help: 'Alerts opened by this monitor, by kind.',
@@ -140,10 +159,16 @@ export class MonitorMetrics {
     for (const {provider, model} of options.models ?? []) {
       for (const direction of ['input', 'output']) this.tokens.inc({provider, model, direction}, 0)
       this.cost.inc({provider, model}, 0)
+      this.quotaWait.inc({provider, model}, 0)
       for (const outcome of LLM_OUTCOMES) this.calls.inc({provider, model, outcome}, 0)
     }
 
     for (const kind of ALERT_KINDS) this.alerts.inc({kind}, 0)
+    for (const kind of ['research', 'contacts']) {
+      this.cacheHits.set({kind}, 0)
+      this.cacheEntries.set({kind}, 0)
+    }
+
     this.swept.inc(0)
   }
 
@@ -188,6 +213,12 @@ export class MonitorMetrics {
       this.tokens.inc({provider: c.provider, model: c.model, direction: 'input'}, c.inputTokens)
       this.tokens.inc({provider: c.provider, model: c.model, direction: 'output'}, c.outputTokens)
       this.cost.inc({provider: c.provider, model: c.model}, c.costUsd)
+      this.quotaWait.inc({provider: c.provider, model: c.model}, c.waitedMs / 1000)
+    }
+
+    for (const s of await cacheStats(db)) {
+      this.cacheHits.set({kind: s.kind}, s.hits)
+      this.cacheEntries.set({kind: s.kind}, s.entries)
     }
   }
 

@@ -81,13 +81,14 @@ export interface LlmCallView {
   inputTokens: number
   outputTokens: number
   costUsd: number
+  waitedMs: number
 }
 
 /** Model calls recorded since `since` (the monitor's counters). */
 export async function llmCallsSince(ex: Executor, since: Date): Promise<LlmCallView[]> {
   const rows = await ex
     .selectFrom('llm_calls')
-    .select(['id', 'created_at', 'provider', 'model', 'outcome', 'input_tokens', 'output_tokens', 'cost_usd'])
+    .select(['id', 'created_at', 'provider', 'model', 'outcome', 'input_tokens', 'output_tokens', 'cost_usd', 'waited_ms'])
     .where('created_at', '>', since)
     .execute()
   return rows.map((c) => ({
@@ -99,6 +100,7 @@ export async function llmCallsSince(ex: Executor, since: Date): Promise<LlmCallV
     inputTokens: c.input_tokens,
     outputTokens: c.output_tokens,
     costUsd: Number(c.cost_usd),
+    waitedMs: c.waited_ms,
   }))
 }
 

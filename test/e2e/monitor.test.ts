@@ -410,6 +410,9 @@ describe('e2e: rvx monitor', function () {
       const cost = series(samples, 'rvx_llm_cost_usd_total', {provider: 'simulated', model: 'sim-1'})
       assert.equal(cost.length, 1)
       assert.ok(cost[0] > 0, `sim-1 cost ${cost[0]}`)
+      // What research found is cached (the next run of these criteria reuses it); the simulated world has no quota to wait for.
+      assert.ok(metricSum(samples, 'rvx_research_cache_entries', {kind: 'research'}) >= 5)
+      assert.deepEqual(series(samples, 'rvx_llm_quota_wait_seconds_total', {provider: 'simulated', model: 'sim-1'}), [0])
       assert.ok(samples.some((s) => s.name === 'rvx_monitor_process_resident_memory_bytes'))
       assert.equal((await fetch(url.replace('/metrics', '/nope'))).status, 404)
       monitor.child.kill('SIGTERM')
@@ -450,7 +453,10 @@ describe('e2e: rvx monitor', function () {
           assert.deepEqual(series(samples, 'rvx_llm_cost_usd_total', {provider, model}), [0])
           assert.deepEqual(series(samples, 'rvx_llm_calls_total', {provider, model, outcome: 'ok'}), [0])
           assert.deepEqual(series(samples, 'rvx_llm_tokens_total', {provider, model, direction: 'input'}), [0])
+          assert.deepEqual(series(samples, 'rvx_llm_quota_wait_seconds_total', {provider, model}), [0])
         }
+
+        for (const kind of ['research', 'contacts']) assert.equal(series(samples, 'rvx_research_cache_hits', {kind}).length, 1, kind)
 
         for (const kind of ['lead-list', 'company', 'contact']) {
           assert.deepEqual(series(samples, 'rvx_task_events_total', {kind, event: 'completed'}), [0])
