@@ -62,3 +62,12 @@ export function knownModels(env: NodeJS.ProcessEnv = process.env): Array<{provid
     {provider: 'simulated', model: SIMULATED_MODEL},
   ]
 }
+
+/**
+ * Loads every provider's code now. A long-running worker does this before it
+ * claims anything, so its first tasks start their model calls as fast as its
+ * later ones (one-shot commands never load what they do not use).
+ */
+export async function loadProviders(): Promise<void> {
+  await Promise.all([import('./simulated.js'), import('./openai.js')])
+}

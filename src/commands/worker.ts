@@ -1,6 +1,6 @@
 import {Args, Flags} from '@oclif/core'
 
-import {providerFactory} from '../agents/index.js'
+import {loadProviders, providerFactory} from '../agents/index.js'
 import {simulationOptions} from '../agents/simulation-options.js'
 import {CONCURRENCY, defaultConcurrency} from '../cli/concurrency.js'
 import {BaseCommand} from '../cli/base-command.js'
@@ -65,6 +65,7 @@ Registers itself, heartbeats every 5 s (renewing its leases and reporting CPU, m
       log.warn({runId: run.id, status: run.status}, `run ${run.id} is ${run.status}: this worker will find no tasks of it`)
     }
 
+    await loadProviders()
     const worker = new Worker({
       databaseUrl: this.databaseUrl!,
       registry: registerPipeline(new TaskRegistry(), providerFactory(env)),

@@ -35,12 +35,16 @@ export function callContext(o: {
   signal: AbortSignal
   record(usage: LlmUsage): void
   ceilings?: Ceilings
-}): CallContext {
+}): CallContext & {heldBudget(): boolean} {
+  let held = false
   return {
     signal: o.signal,
     record: o.record,
+    /** Whether a call held part of the run's budget (then releaseTaskHolds must go with the usage). */
+    heldBudget: () => held,
     async admit(plan: CallPlan): Promise<Admission> {
       const hold = await holdBudget(o.db, o.runId, o.taskId, plan.maxUsd)
+      if (hold !== null) held = true
       const tokens = plan.inputTokens + plan.outputTokens
       const quota = plan.quota
       let share: Share

@@ -18,7 +18,9 @@ const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'))
 function commandIds(dir = path.join(ROOT, 'src', 'commands'), prefix: string[] = []): string[] {
   return fs.readdirSync(dir, {withFileTypes: true}).flatMap((entry) => {
     if (entry.isDirectory()) return commandIds(path.join(dir, entry.name), [...prefix, entry.name])
-    return entry.name.endsWith('.ts') ? [[...prefix, entry.name.slice(0, -3)].join(':')] : []
+    if (!entry.name.endsWith('.ts')) return []
+    // A topic's index.ts is the topic's own command (src/commands/limits/index.ts is `rvx limits`).
+    return [[...prefix, ...(entry.name === 'index.ts' ? [] : [entry.name.slice(0, -3)])].join(':')]
   })
 }
 

@@ -78,7 +78,7 @@ describe('e2e: bad input on the command line', function () {
       [['orchestrate', '--provider', 'simulated', '--criteria', '{}', '--quantity', '1.5'], /--quantity must be a whole number from 1 to 10000 \(got 1\.5\)/],
       [
         ['orchestrate', '--provider', 'simulated', '--criteria', '{}', '--quantity', '1', '--concurrency', '0'],
-        /--concurrency must be a whole number from 1 to 64 \(got 0\)/,
+        /--concurrency must be a whole number from 1 to 256 \(got 0\)/,
       ],
       [['runs', 'list', '--limit', '-5'], /--limit must be a whole number from 1 to 1000 \(got -5\)/],
       [['worker', 'all', '--max-tasks', '0'], /--max-tasks must be a whole number from 1 to \d+ \(got 0\)/],
@@ -364,7 +364,7 @@ describe('e2e: bad input on the command line', function () {
     it('help shows the allowed range of numeric flags', async () => {
       const help = async (...args: string[]) => (await rvx([...args, '--help'], {env: env()})).stdout.replaceAll(/\s+/g, ' ')
       const orchestrate = await help('orchestrate')
-      for (const range of ['deliver (1-10000)', 'per stage (1-64)', 'per company (1-10)', '1s-24d']) assert.ok(orchestrate.includes(range), range)
+      for (const range of ['deliver (1-10000)', '4 to 64 (1-256)', 'per company (1-10)', '1s-24d']) assert.ok(orchestrate.includes(range), range)
       assert.ok((await help('runs', 'list')).includes('(1-1000)'))
       assert.ok((await help('workers', 'status')).includes('(500ms-24d)'))
       assert.ok((await help('workers', 'prune')).includes('at most 3650d'))

@@ -77,7 +77,8 @@ describe('e2e: chaos (SIGKILL workers during a run)', function () {
     assert.equal(created.code, 0, created.stderr)
     const runId: number = JSON.parse(created.stdout).runId
 
-    // Freeze the seventh worker while it is inside research calls (claimed a moment ago, still running; not the one
+    // Freeze the seventh worker while it is inside research calls (claimed 0.6-0.95 s ago: past the reads before the model call,
+    // inside the model call's 1-2 s, so it ends while the worker is frozen; still running; not the one
     // discovery task, which would hold up the whole run); wake it once
     // it has been presumed dead (15 s without a heartbeat: its session is alive, so only the timeout can tell).
     let runAtWake = ''
@@ -87,7 +88,7 @@ describe('e2e: chaos (SIGKILL workers during a run)', function () {
         async () => {
           const {rows} = await sql<{
             n: number
-          }>`select count(*)::int as n from tasks where lease_owner = ${FROZEN} and kind = 'company' and status = 'running' and started_at < now() - interval '300 milliseconds'`.execute(
+          }>`select count(*)::int as n from tasks where lease_owner = ${FROZEN} and kind = 'company' and status = 'running' and started_at between now() - interval '950 milliseconds' and now() - interval '600 milliseconds'`.execute(
             t.db,
           )
           return rows[0].n > 0
@@ -222,7 +223,7 @@ describe('e2e: chaos (SIGKILL workers during a run)', function () {
     )
     assert.ok(
       revoked.some((r) => r.fenced > 0),
-      `its late results reached the fence and were rejected: ${JSON.stringify(revoked)}`,
+      `its late results reached the fence and were rejected: ${JSON.stringify(revoked)}; the frozen worker's log: ${frozen.stderr().slice(-4000)}`,
     )
     const {rows: fencedElsewhere} = await sql<{n: number}>`
       select count(*)::int as n from task_events f join tasks t on t.id = f.task_id

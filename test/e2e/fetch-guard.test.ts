@@ -139,9 +139,26 @@ describe('e2e: rvx orchestrate with a scripted model that probes the fetch guard
       [...metadata.map((p) => p.call), ['fetch_page', {url: `http://127.0.0.1:${canary.port}/allowed`}]],
       ['fetch_page', {url: `http://169.254.169.254:${canary.port}/latest/meta-data/`}],
     )
-    const res = await rvx(['orchestrate', '--criteria', '{"state":"TX"}', '--quantity', '1', '--accept-unknown', 'state,site', '--output-dir', out, '--json'], {
-      env: env({RVX_ALLOW_PRIVATE_FETCH: '1'}),
-    })
+    // About the fetch guard: the earlier run's cached research and delivered company stay out of it (--fresh, --include-delivered).
+    const res = await rvx(
+      [
+        'orchestrate',
+        '--criteria',
+        '{"state":"TX"}',
+        '--quantity',
+        '1',
+        '--accept-unknown',
+        'state,site',
+        '--fresh',
+        '--include-delivered',
+        '--output-dir',
+        out,
+        '--json',
+      ],
+      {
+        env: env({RVX_ALLOW_PRIVATE_FETCH: '1'}),
+      },
+    )
     assert.equal(res.code, 0, res.stderr)
 
     assert.deepEqual(canary.requests, ['GET /allowed'], 'only the private page asked for, once')

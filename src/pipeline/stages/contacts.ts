@@ -13,7 +13,10 @@ type Checked = FoundContact & CheckedContact
 export const counts = (c: {emailStatus: EmailStatus | null}) => c.emailStatus !== 'no_mx' && c.emailStatus !== 'invalid'
 
 /** Contacts: find the decision makers of one selected company, each email and LinkedIn URL checked. */
-export const contacts: Stage<Payload, {company: CompanyRow; min: number; max: number}, {people: Checked[]; fromCache: boolean}> = {
+/** The people checked, whether they came from the cache, and (for a paid search) what goes into the cache with the completion. */
+type Output = {people: Checked[]; fromCache: boolean; cache?: {key: string; provider: string; found: FoundContact[]; costUsd: number}}
+
+export const contacts: Stage<Payload, {company: CompanyRow; min: number; max: number}, Output> = {
   name: 'contacts',
   kind: 'contact',
   summary: 'find 1-3 decision makers at each selected company',
@@ -45,7 +48,6 @@ export const contacts: Stage<Payload, {company: CompanyRow; min: number; max: nu
 
     const paid = metered(ctx)
     const found = dedupeContacts(await provider.findContacts({company: toCandidate(company), min, max}, paid))
-    await writeCache(db, 'contacts', key, {domain: company.domain, provider: provider.identity, value: found, costUsd: paid.spentUsd()})
     const people = await check(found)
     const usable = people.filter(counts).length
     // Try again later (another attempt, with backoff); the last attempt settles for what it has.
@@ -53,12 +55,14 @@ export const contacts: Stage<Payload, {company: CompanyRow; min: number; max: nu
       throw new Error(`found ${usable} of at least ${min} decision makers with a usable email at ${company.domain}`)
     }
 
-    return {people, fromCache: false}
+    return {people, fromCache: false, cache: {key, provider: provider.identity, found, costUsd: paid.spentUsd()}}
   },
 
   result: ({people, fromCache}) => ({found: people.length, usable: people.filter(counts).length, ...(fromCache ? {fromCache} : {})}),
 
-  async write({trx, run, provider}, {company}, {people, fromCache}) {
+  async write({trx, run, provider}, {company}, {people, fromCache, cache}) {
+    // A paid search is cached with the completion (a result fenced out is not kept).
+    if (cache) await writeCache(trx, 'contacts', cache.key, {domain: company.domain, provider: cache.provider, value: cache.found, costUsd: cache.costUsd})
     if (people.length === 0) return
     await trx
       .insertInto('contacts')

@@ -1,3 +1,4 @@
+import {sql} from '../../db/kysely.js'
 import type {CompanyRow} from '../../db/schema.js'
 import type {Criteria} from '../criteria.js'
 import type {CandidateCompany, CompanyResearch, SiteFacts} from '../provider.js'
@@ -20,9 +21,11 @@ interface Output {
   research: CompanyResearch | null
   /** What the two add up to (verification.ts). */
   verified: Verification
-  /** When the site and research were paid for (by this task, or by an earlier one when they come from the cache). */
-  researchedAt: Date
+  /** When the site and research were paid for, when they come from the cache; null: by this task. */
+  researchedAt: Date | null
   fromCache: boolean
+  /** Where this task's answer goes in the cache, and what it cost (written with the completion). */
+  cache: {key: string; provider: string; costUsd: number}
 }
 
 /** What the research cache keeps of a company: the site checks and the model's research, judged again for each run. */
@@ -51,25 +54,32 @@ export const research: Stage<Payload, Input, Output> = {
     const hit = options.fresh ? null : await readCache<Cached>(db, 'research', key, options.cacheTtlMs ?? DEFAULT_CACHE_TTL_MS)
     if (hit) {
       const {site, research} = hit.value
-      return {site, research, verified: verifyCompany({criteria, acceptUnknown, research, site}), researchedAt: new Date(hit.createdAt), fromCache: true}
+      const cache = {key, provider: provider.identity, costUsd: 0}
+      return {site, research, verified: verifyCompany({criteria, acceptUnknown, research, site}), researchedAt: new Date(hit.createdAt), fromCache: true, cache}
     }
 
     const candidate = toCandidate(company)
     const site = await provider.checks.checkSite(candidate, ctx.signal)
     const paid = metered(ctx)
     const research = site.site.verdict === 'mismatch' ? null : await provider.research({criteria, company: candidate}, paid)
-    const researchedAt = await writeCache(db, 'research', key, {
-      domain: company.domain,
-      provider: provider.identity,
-      value: {site, research} satisfies Cached,
-      costUsd: paid.spentUsd(),
-    })
-    return {site, research, verified: verifyCompany({criteria, acceptUnknown, research, site}), researchedAt, fromCache: false}
+    const cache = {key, provider: provider.identity, costUsd: paid.spentUsd()}
+    return {site, research, verified: verifyCompany({criteria, acceptUnknown, research, site}), researchedAt: null, fromCache: false, cache}
   },
 
   result: ({verified: v, fromCache}) => ({qualified: v.qualified, score: v.score, disqualifiedBy: v.disqualifiedBy, ...(fromCache ? {fromCache} : {})}),
 
-  async write({trx}, {company}, {site, verified: v, researchedAt, fromCache}) {
+  async write({trx}, {company}, {site, research, verified: v, researchedAt, fromCache, cache}) {
+    // A new answer is cached with the completion (a result fenced out is not kept); now() is the transaction's, so the
+    // company's researched_at and the entry's date are the same moment.
+    if (!fromCache) {
+      await writeCache(trx, 'research', cache.key, {
+        domain: company.domain,
+        provider: cache.provider,
+        value: {site, research} satisfies Cached,
+        costUsd: cache.costUsd,
+      })
+    }
+
     await trx
       .updateTable('companies')
       .set({
@@ -87,7 +97,7 @@ export const research: Stage<Payload, Input, Output> = {
         verdicts: JSON.stringify(v.verdicts),
         checks: JSON.stringify({pms: site.pms, address: site.address, ownDomains: site.ownDomains, pages: site.pages, site: site.site}),
         disqualified_by: v.disqualifiedBy,
-        researched_at: researchedAt,
+        researched_at: researchedAt ?? (sql`now()` as never),
         from_cache: fromCache,
       })
       .where('id', '=', company.id)

@@ -55,7 +55,7 @@ async function runStage(
 
   const provider = await providerFor(run)
   const usage: UsageRow[] = []
-  const call: CallContext = callContext({
+  const call = callContext({
     db: ctx.db,
     runId: run.id,
     taskId: task.id,
@@ -63,14 +63,15 @@ async function runStage(
     record: (u) => usage.push({...u, runId: run.id, taskId: task.id}),
   })
   // The usage saved and the budget it held released in one transaction: a call's cost is always counted once.
+  // Without a budget there is nothing held: one insert, so a late result reaches the fence as soon as it can.
   const settleUsage = (trx: Executor) => saveUsage(trx, usage).then(() => releaseTaskHolds(trx, task.id))
   let output: unknown
   try {
-    output = await stage.ask(provider, input, {...call, prepared})
+    output = await stage.ask(provider, input, {...(call satisfies CallContext), prepared})
   } finally {
     // Paid for whatever becomes of the result (a failure, or a completion fenced out after a cancel or a
     // presumed death): saved now; what could not be saved now goes with the completion.
-    await inTransaction(ctx.db, settleUsage).catch(() => {})
+    await (call.heldBudget() ? inTransaction(ctx.db, settleUsage) : saveUsage(ctx.db, usage)).catch(() => {})
   }
 
   return {
