@@ -12,6 +12,11 @@ export interface InFlight {
   running: boolean
   /** Settled by someone else (released on forced stop, lease lost): the handler's own outcome is dropped. */
   detached: boolean
+  /**
+   * Its lease was lost (canceled, or this worker presumed dead). A handler that still finishes offers its result
+   * anyway: the fence, not this worker's guess, rejects it, and the rejection is recorded (fenced_out).
+   */
+  lost: boolean
   /** Counted once as fenced out, whichever path noticed first. */
   fenced: boolean
 }
@@ -48,6 +53,7 @@ export class InFlightTasks {
       startedAt: 0,
       running: false,
       detached: false,
+      lost: false,
       fenced: false,
     }
     this.entries.set(task.id, entry)
@@ -136,6 +142,7 @@ export class InFlightTasks {
     const aborted: InFlight[] = []
     for (const entry of lost) {
       entry.detached = true
+      entry.lost = true
       if (!entry.running) {
         this.entries.delete(entry.task.id)
         continue

@@ -74,7 +74,8 @@ export class TaskRunner {
       }
     }
 
-    if (entry.detached) return
+    // A lost lease's finished handler goes to the fence all the same (it rejects it, on the record); a forced stop's does not.
+    if (entry.detached && !entry.lost) return
     if (!outcome?.apply) d.handlerDone(entry)
     const done = outcome?.apply
       ? await d.retryDb(() => completeTask(d.db, entry.lease, {result: outcome.result, apply: outcome.apply}))

@@ -46,7 +46,7 @@ describe('e2e: chaos (SIGKILL workers during a run)', function () {
     await waitFor('its first interval', async () => monitor.stderr().includes('fleet:'))
     for (const type of TYPES) for (let i = 0; i < 2; i++) startWorker(type)
     // The one to freeze: never killed, no injected faults, so each of its tasks is asleep in a model call most of the time.
-    const frozen = spawnCli(['worker', 'all', '--id', FROZEN, '--concurrency', '3', '--sim-latency', '1s-2s', '--sim-faults', 'transient=0'], env())
+    const frozen = spawnCli(['worker', 'all', '--id', FROZEN, '--concurrency', '3', '--sim-latency', '2s-3s', '--sim-faults', 'transient=0'], env())
     others.push(frozen)
     await waitFor(
       'seven idle workers',
@@ -77,8 +77,8 @@ describe('e2e: chaos (SIGKILL workers during a run)', function () {
     assert.equal(created.code, 0, created.stderr)
     const runId: number = JSON.parse(created.stdout).runId
 
-    // Freeze the seventh worker while it is inside research calls (claimed 0.6-0.95 s ago: past the reads before the model call,
-    // inside the model call's 1-2 s, so it ends while the worker is frozen; still running; not the one
+    // Freeze the seventh worker while it is inside research calls (claimed 0.6-1.5 s ago: past the reads before the model call,
+    // inside the model call's 2-3 s, so it ends while the worker is frozen; still running; not the one
     // discovery task, which would hold up the whole run); wake it once
     // it has been presumed dead (15 s without a heartbeat: its session is alive, so only the timeout can tell).
     let runAtWake = ''
@@ -88,7 +88,7 @@ describe('e2e: chaos (SIGKILL workers during a run)', function () {
         async () => {
           const {rows} = await sql<{
             n: number
-          }>`select count(*)::int as n from tasks where lease_owner = ${FROZEN} and kind = 'company' and status = 'running' and started_at between now() - interval '950 milliseconds' and now() - interval '600 milliseconds'`.execute(
+          }>`select count(*)::int as n from tasks where lease_owner = ${FROZEN} and kind = 'company' and status = 'running' and started_at between now() - interval '1500 milliseconds' and now() - interval '600 milliseconds'`.execute(
             t.db,
           )
           return rows[0].n > 0
