@@ -64,14 +64,17 @@ async function runStage(
   })
   // The usage saved and the budget it held released in one transaction: a call's cost is always counted once.
   // Without a budget there is nothing held: one insert, so a late result reaches the fence as soon as it can.
-  const settleUsage = (trx: Executor) => saveUsage(trx, usage).then(() => releaseTaskHolds(trx, task.id))
+  const settleUsage = async (ex: Executor) => {
+    await saveUsage(ex, usage)
+    if (call.heldBudget()) await releaseTaskHolds(ex, task.id)
+  }
   let output: unknown
   try {
     output = await stage.ask(provider, input, {...(call satisfies CallContext), prepared})
   } finally {
     // Paid for whatever becomes of the result (a failure, or a completion fenced out after a cancel or a
     // presumed death): saved now; what could not be saved now goes with the completion.
-    await (call.heldBudget() ? inTransaction(ctx.db, settleUsage) : saveUsage(ctx.db, usage)).catch(() => {})
+    await (call.heldBudget() ? inTransaction(ctx.db, settleUsage) : settleUsage(ctx.db)).catch(() => {})
   }
 
   return {
