@@ -77,10 +77,12 @@ describe('e2e: chaos (SIGKILL workers during a run)', function () {
     assert.equal(created.code, 0, created.stderr)
     const runId: number = JSON.parse(created.stdout).runId
 
-    // Freeze the seventh worker while it is inside research calls (claimed 0.6-1.5 s ago: past the reads before the model call,
-    // inside the model call's 2-3 s, so it ends while the worker is frozen; still running; not the one
-    // discovery task, which would hold up the whole run); wake it once
-    // it has been presumed dead (15 s without a heartbeat: its session is alive, so only the timeout can tell).
+    // Freeze the seventh worker while it is inside contact searches (claimed 0.6-1.5 s ago: past the reads before the model
+    // call, inside the model call's 2-3 s, so it ends while the worker is frozen; still running). Contact searches, because
+    // nothing but the death sweep takes them back: research it held could be canceled at the target while it is frozen
+    // (a canceled task is revoked, not presumed dead), and the one discovery task would hold up the whole run. Wake it
+    // once it has been presumed dead (15 s without a heartbeat: its session is alive, so only the timeout can tell); the
+    // run cannot complete before that, since it waits for those searches.
     let runAtWake = ''
     const freezer = (async () => {
       await waitFor(
@@ -88,12 +90,12 @@ describe('e2e: chaos (SIGKILL workers during a run)', function () {
         async () => {
           const {rows} = await sql<{
             n: number
-          }>`select count(*)::int as n from tasks where lease_owner = ${FROZEN} and kind = 'company' and status = 'running' and started_at between now() - interval '1500 milliseconds' and now() - interval '600 milliseconds'`.execute(
+          }>`select count(*)::int as n from tasks where lease_owner = ${FROZEN} and kind = 'contact' and status = 'running' and started_at between now() - interval '1500 milliseconds' and now() - interval '600 milliseconds'`.execute(
             t.db,
           )
           return rows[0].n > 0
         },
-        30_000,
+        60_000,
         50,
       )
       frozen.child.kill('SIGSTOP')
