@@ -6,6 +6,7 @@ import type {Criteria} from '../pipeline/criteria.js'
 import {serverDelayMs, sleep} from '../runtime/backoff.js'
 import {DEFAULT_CONFIG} from '../runtime/config.js'
 import {PermanentError, SnoozeError} from '../runtime/errors.js'
+import {Deadline} from './deadline.js'
 import {fromOpenAIError} from './openai-errors.js'
 import {
   type CallContext,
@@ -32,7 +33,7 @@ export interface AgentLimits {
   maxTurns: number
   /** Tool calls run per turn; the rest get an error result, not run. */
   maxToolCallsPerTurn: number
-  /** The whole call, model calls and tools together. */
+  /** The whole call, model calls and tools together (not the time it waits in line for the fleet's quota). */
   deadlineMs: number
   /** HTTP requests by fetch_page and detect_pms (each redirect hop and each page counts); beyond it a fetch answers an error. */
   maxFetches: number
@@ -234,17 +235,24 @@ Return {"contacts": [{"full_name", "title", "tier": 1-4, "email", "phone", "link
 
   /** An agent call, with every URL it read (pages fetched, pages detect_pms checked, search results): what its evidence may cite. */
   async agentWithSources<T extends z.ZodTypeAny>(task: string, schema: T, ctx: CallContext): Promise<{value: z.infer<T>; seen: string[]}> {
-    const deadline = AbortSignal.timeout(this.limits.deadlineMs)
-    const bounded: CallContext = {...ctx, signal: AbortSignal.any([ctx.signal, deadline])}
+    // Time in line for the fleet's quota does not count against the deadline (a busy fleet is not a call going nowhere).
+    const deadline = new Deadline(this.limits.deadlineMs)
+    const bounded: CallContext = {
+      ...ctx,
+      signal: AbortSignal.any([ctx.signal, deadline.signal]),
+      admit: (plan) => deadline.outside(() => ctx.admit(plan)),
+    }
     const seen = new Set<string>()
     try {
       const value = await this.loop(task, schema, bounded, new FetchBudget(this.limits.maxFetches, this.limits.maxFetchBytes), seen)
       return {value, seen: [...seen]}
     } catch (error) {
       // A budget, like the turn limit: another attempt would spend it again.
-      if (deadline.aborted && !ctx.signal.aborted)
+      if (deadline.signal.aborted && !ctx.signal.aborted)
         throw new PermanentError(`the agent did not finish within its deadline of ${this.limits.deadlineMs} ms`, {cause: error})
       throw error
+    } finally {
+      deadline.dispose()
     }
   }
 
@@ -415,7 +423,12 @@ Return {"contacts": [{"full_name", "title", "tier": 1-4, "email", "phone", "link
         ;({data, response} = await send(request.signal))
       } catch (caught) {
         const {error, outcome} = fromOpenAIError(caught, {baseURL: this.options.baseURL, timeoutMs: this.options.timeoutMs})
-        await admission.settle({status: (caught as {status?: number}).status ?? 0, headers: (caught as {headers?: unknown}).headers, costUsd: 0})
+        await admission.settle({
+          status: (caught as {status?: number}).status ?? 0,
+          headers: (caught as {headers?: unknown}).headers,
+          message: (caught as {message?: unknown}).message === undefined ? undefined : String((caught as {message?: unknown}).message),
+          costUsd: 0,
+        })
         ctx.record({...base, latencyMs: Date.now() - started, outcome})
         if (error instanceof SnoozeError && limited <= IN_PLACE_RATE_LIMITS) {
           const waitMs = serverDelayMs(error.retryAfterMs, limited, DEFAULT_CONFIG.snooze)

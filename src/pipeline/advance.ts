@@ -33,7 +33,20 @@ async function advanceContext(trx: Transaction<Database>, run: RunRow): Promise<
   const facts: RunFacts = {run, options: runOptions(run), companies: await companyCounts(trx, run.id), pending: await pendingByStage(trx, run.id)}
   const ctx: AdvanceContext = {
     ...facts,
-    select: () => select(trx, run),
+    async select() {
+      await pick(trx, run)
+      await cancelTasks(
+        trx,
+        {scope: runScope(run.id), kinds: [stageNamed('discovery').kind, stageNamed('research').kind], statuses: ['queued', 'running']},
+        'run reached its target: no further discovery or research',
+      )
+      await setRun(trx, run.id, {stage: 'contacts'})
+      // Contact searches started early may all be done already: the contacts rule decides now, on fresh counts.
+      return ctx.continueWith('contacts')
+    },
+    async selectQualified() {
+      await pick(trx, run)
+    },
     async discoverMore() {
       if (facts.options.discoveryExhausted || run.discovery_rounds >= facts.options.maxDiscoveryRounds) return false
       const round = run.discovery_rounds + 1
@@ -42,6 +55,14 @@ async function advanceContext(trx: Transaction<Database>, run: RunRow): Promise<
       return true
     },
     reopenResearch: (count) => reopenResearch(trx, run, count),
+    async shortOfContacts() {
+      const {rows} = await sql<{n: number}>`
+        select count(*)::int as n from companies c
+        where c.run_id = ${run.id} and c.status = 'selected'
+          and (select count(*) from contacts k where k.company_id = c.id and ${usableContact('k')}) < ${run.contacts_min}
+      `.execute(trx)
+      return rows[0].n
+    },
     async dropShortOfContacts() {
       await sql`
         update companies c set status = 'disqualified',
@@ -60,58 +81,49 @@ async function advanceContext(trx: Transaction<Database>, run: RunRow): Promise<
       return 'needs_decision'
     },
     recount: () => companyCounts(trx, run.id),
-    continueWith: (stage) => stageNamed(stage).advance(ctx),
+    // On fresh facts: the moves made so far (a selection, a round enqueued) changed the counts this context was built on.
+    continueWith: async (stage) => stageNamed(stage).advance(await advanceContext(trx, await lockRun(trx, run.id))),
   }
   return ctx
 }
 
 /**
  * Tops the selection up to `quantity` with the best qualified companies by
- * ICP score, enqueues their contact search, and stops all further discovery
- * and research of this run: no paid work past the target.
+ * ICP score and enqueues their contact search (once per company: a search
+ * started early is not started again).
  */
-async function select(trx: Transaction<Database>, run: RunRow): Promise<RunStatus> {
+async function pick(trx: Transaction<Database>, run: RunRow): Promise<void> {
   const counts = await companyCounts(trx, run.id)
   const missing = run.quantity - counts.selected
-  const picked =
-    missing > 0
-      ? await trx
-          .updateTable('companies')
-          .set({status: 'selected'})
-          .where('id', 'in', (eb) =>
-            eb
-              .selectFrom('companies')
-              .select('id')
-              .where('run_id', '=', run.id)
-              .where('status', '=', 'qualified')
-              .orderBy('icp_score', 'desc')
-              .orderBy('id')
-              .limit(missing),
-          )
-          .returning(['id'])
-          .execute()
-      : []
-  const [discovery, research, contacts] = [stageNamed('discovery'), stageNamed('research'), stageNamed('contacts')]
-  await cancelTasks(
-    trx,
-    {scope: runScope(run.id), kinds: [discovery.kind, research.kind], statuses: ['queued', 'running']},
-    'run reached its target: no further discovery or research',
-  )
-  if (picked.length > 0) {
-    await enqueue(
-      trx,
-      picked.map((c) => ({
-        kind: contacts.kind,
-        payload: {runId: run.id, companyId: c.id},
-        scope: runScope(run.id),
-        idempotencyKey: `${runScope(run.id)}:${contacts.kind}:${c.id}`,
-        maxAttempts: runOptions(run).contactAttempts,
-      })),
+  if (missing <= 0 || counts.qualified === 0) return
+  const picked = await trx
+    .updateTable('companies')
+    .set({status: 'selected'})
+    .where('id', 'in', (eb) =>
+      eb
+        .selectFrom('companies')
+        .select('id')
+        .where('run_id', '=', run.id)
+        .where('status', '=', 'qualified')
+        .orderBy('icp_score', 'desc')
+        .orderBy('id')
+        .limit(missing),
     )
-  }
-
-  await setRun(trx, run.id, {stage: 'contacts'})
-  return 'running'
+    .returning(['id', 'icp_score'])
+    .execute()
+  // The best first: their searches are claimed first.
+  picked.sort((a, b) => (b.icp_score ?? 0) - (a.icp_score ?? 0) || Number(a.id) - Number(b.id))
+  const contacts = stageNamed('contacts')
+  await enqueue(
+    trx,
+    picked.map((c) => ({
+      kind: contacts.kind,
+      payload: {runId: run.id, companyId: c.id},
+      scope: runScope(run.id),
+      idempotencyKey: `${runScope(run.id)}:${contacts.kind}:${c.id}`,
+      maxAttempts: runOptions(run).contactAttempts,
+    })),
+  )
 }
 
 /** Puts the research of up to `count` unresearched candidates back in the queue (it was canceled at the target). */

@@ -126,7 +126,15 @@ export interface CallPlan {
 export interface Admission {
   waitedMs: number
   /** `costUsd`: what the call was billed (it stays held against the budget until its usage is saved); the estimate when not given. */
-  settle(result: {status: number; inputTokens?: number; outputTokens?: number; headers?: unknown; costUsd?: number}): Promise<void>
+  settle(result: {
+    status: number
+    inputTokens?: number
+    outputTokens?: number
+    headers?: unknown
+    /** A refused call's error text from the provider (OpenAI's 429 names the limit it hit). */
+    message?: string
+    costUsd?: number
+  }): Promise<void>
 }
 
 export interface CallContext {

@@ -3,13 +3,25 @@ import type {Executor} from '../db/executor.js'
 import {inTransaction} from '../db/executor.js'
 import {sleep} from '../runtime/backoff.js'
 import {SnoozeError} from '../runtime/errors.js'
-import {type Ceilings, settleShare, type Share, takeShare} from '../runtime/pacing.js'
+import {type Ceilings, returnShare, settleShare, takeShare} from '../runtime/pacing.js'
 import {formatCost} from '../shared/money.js'
 import {type Admission, BudgetReachedError, type CallContext, type CallPlan, type LlmUsage} from './provider.js'
 import {lockRun} from './runs.js'
 
-/** A call waits in place for its quota at most this long; beyond, its task snoozes (lease released, no attempt used). */
-export const MAX_QUOTA_WAIT_MS = 30_000
+/**
+ * A call waits in place for its share of the quota at most this long (its lease renewed, its conversation's paid turns
+ * kept); beyond, its task snoozes (lease released, no attempt used) and starts over later. Two
+ * workers' default 64 slots each line up about two minutes of calls on a quota of ~140 calls a minute: they wait, not
+ * churn (a 30 s ceiling snoozed 1,241 times in a quantity-100 run and re-paid the turns of every snoozed conversation).
+ */
+export const MAX_QUOTA_WAIT_MS = 180_000
+/** How far ahead a call's place in line is reserved (see lineUp). */
+export const RESERVE_AHEAD_MS = 10_000
+/** How long a call may wait for its quota in place, and how far ahead its place is reserved. */
+interface Line {
+  maxWaitMs: number
+  reserveAheadMs: number
+}
 /** A budget hold outlives a process that died mid-call only this long. */
 const HOLD_MS = 10 * 60_000
 
@@ -35,6 +47,8 @@ export function callContext(o: {
   signal: AbortSignal
   record(usage: LlmUsage): void
   ceilings?: Ceilings
+  /** MAX_QUOTA_WAIT_MS and RESERVE_AHEAD_MS, unless given. */
+  line?: Line
 }): CallContext & {heldBudget(): boolean} {
   let held = false
   return {
@@ -47,25 +61,16 @@ export function callContext(o: {
       if (hold !== null) held = true
       const tokens = plan.inputTokens + plan.outputTokens
       const quota = plan.quota
-      let share: Share
+      let waitedMs = 0
       try {
-        share =
-          quota === null
-            ? {waitMs: 0}
-            : await takeShare(o.db, quota, {requests: 1, tokens}, {maxWaitMs: MAX_QUOTA_WAIT_MS, configured: o.ceilings ?? ceilingsFromEnv()})
+        if (quota !== null) waitedMs = await lineUp(o, quota, {requests: 1, tokens})
       } catch (error) {
         await releaseHold(o.db, hold)
         throw error
       }
 
-      if ('tooLongMs' in share) {
-        await releaseHold(o.db, hold)
-        throw new SnoozeError(`waiting for the model's quota (${quota}): about ${Math.ceil(share.tooLongMs / 1000)} s`, share.tooLongMs)
-      }
-
-      const started = Date.now()
-      if (share.waitMs > 0) await sleep(share.waitMs, o.signal)
-      const waitedMs = Date.now() - started
+      // The pace held it back: then the fleet's rate may grow.
+      const paced = waitedMs > 0
       let settled = false
       return {
         waitedMs,
@@ -83,9 +88,13 @@ export function callContext(o: {
 
           if (quota === null) return
           const learned = rateLimitHeaders(result.headers)
+          // No headers: a 429 that names its limit ("... tokens per min (TPM): Limit 200000 ...") states it too.
+          const refused = result.status === 429 ? limitFromMessage(result.message) : {}
+          learned.limitRequests ??= refused.rpm ?? null
+          learned.limitTokens ??= refused.tpm ?? null
           await settleShare(o.db, quota, {
             limited: result.status === 429,
-            paced: share.waitMs > 0,
+            paced,
             tokensTaken: tokens,
             tokensUsed: result.inputTokens === undefined ? undefined : result.inputTokens + (result.outputTokens ?? 0),
             learned: {rpm: learned.limitRequests, tpm: learned.limitTokens},
@@ -96,6 +105,85 @@ export function callContext(o: {
     },
   }
 }
+
+/**
+ * Waits for a call's share of the fleet's quota; resolves with how long the pace held it back (ms). A place in line is
+ * reserved at most RESERVE_AHEAD_MS ahead, so what the fleet has promised is never far ahead of what the provider last
+ * said (a fleet lined up two minutes deep meets a cut or a stated limit two minutes late: 429s, then idle quota). A
+ * caller with no place that near waits in place without one (its lease renewed, its conversation kept) and asks again,
+ * behind the callers of its process that came first (first come, first served: one that waited long is not overtaken
+ * by newcomers until it gives up); one that has waited MAX_QUOTA_WAIT_MS snoozes its task. A caller stopped in line
+ * gives its place back.
+ */
+async function lineUp(
+  o: {db: Executor; signal: AbortSignal; ceilings?: Ceilings; line?: Line},
+  quota: string,
+  need: {requests: number; tokens: number},
+): Promise<number> {
+  const configured = o.ceilings ?? ceilingsFromEnv()
+  const {maxWaitMs, reserveAheadMs} = o.line ?? {maxWaitMs: MAX_QUOTA_WAIT_MS, reserveAheadMs: RESERVE_AHEAD_MS}
+  let waited = 0
+  const wait = async (ms: number) => {
+    const from = Date.now()
+    await sleep(ms, o.signal)
+    waited += Date.now() - from
+  }
+
+  let line = localLines.get(quota)
+  if (!line) localLines.set(quota, (line = new LocalLine()))
+  const share = await line.turn(o.signal, (ms) => (waited += ms), async () => {
+    for (;;) {
+      const share = await takeShare(o.db, quota, need, {maxWaitMs: reserveAheadMs, configured})
+      if ('waitMs' in share) return share
+      if (waited + share.tooLongMs > maxWaitMs)
+        throw new SnoozeError(`waiting for the model's quota (${quota}): about ${Math.ceil((waited + share.tooLongMs) / 1000)} s`, share.tooLongMs)
+      // Ask again about when a place comes within reach (other processes' callers ask at their own moments).
+      await wait(Math.max(250, share.tooLongMs - reserveAheadMs) + Math.random() * (reserveAheadMs / 4))
+      o.signal.throwIfAborted()
+    }
+  })
+  // A place is reserved: the next caller of this process may ask for its own while this one waits for its moment.
+  if (share.waitMs > 0) await wait(share.waitMs)
+  if (o.signal.aborted) {
+    await returnShare(o.db, quota, need)
+    o.signal.throwIfAborted()
+  }
+
+  return waited
+}
+
+/** This process's callers of one quota, in the order they came: one asks for a place at a time. */
+class LocalLine {
+  private tail: Promise<void> = Promise.resolve()
+  private waiting = 0
+
+  /** Runs fn when the callers before this one are done with theirs (or at once, stopped, when signal aborts). */
+  async turn<T>(signal: AbortSignal, waitedMs: (ms: number) => void, fn: () => Promise<T>): Promise<T> {
+    const before = this.tail
+    let done!: () => void
+    this.tail = new Promise<void>((resolve) => (done = resolve))
+    const ahead = this.waiting++
+    try {
+      if (ahead > 0) {
+        const from = Date.now()
+        await new Promise<void>((resolve) => {
+          void before.then(resolve)
+          signal.addEventListener('abort', () => resolve(), {once: true})
+        })
+        waitedMs(Date.now() - from)
+      }
+
+      signal.throwIfAborted()
+      return await fn()
+    } finally {
+      this.waiting--
+      // The order holds when this caller left early: its turn ends when the one before it is done.
+      void before.then(done)
+    }
+  }
+}
+
+const localLines = new Map<string, LocalLine>()
 
 /**
  * Holds a call's cost against its run's budget, or throws BudgetReachedError
@@ -138,6 +226,18 @@ async function releaseHold(db: Executor, id: number | null): Promise<void> {
 /** A task's usage is saved (in the same transaction): what its settled calls held now counts as spent. */
 export async function releaseTaskHolds(ex: Executor, taskId: number): Promise<void> {
   await ex.deleteFrom('budget_holds').where('task_id', '=', taskId).execute()
+}
+
+/**
+ * The limit a 429's message names, as OpenAI words it: "Rate limit reached for gpt-4.1-mini in organization org-x on
+ * tokens per min (TPM): Limit 200000, Used 199000, Requested 1500." Nothing when it names none.
+ */
+export function limitFromMessage(message: string | undefined): Ceilings {
+  const m = /\b(requests|tokens) per min(?:ute)? \((RPM|TPM)\): Limit (\d[\d,]*)/i.exec(message ?? '')
+  if (!m) return {}
+  const limit = Number(m[3].replaceAll(',', ''))
+  if (!Number.isFinite(limit) || limit <= 0) return {}
+  return m[1].toLowerCase() === 'tokens' ? {tpm: limit} : {rpm: limit}
 }
 
 /** What a provider's rate-limit headers say (OpenAI's x-ratelimit-* names): ceilings per minute and what is left. */

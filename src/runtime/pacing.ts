@@ -31,6 +31,11 @@ export interface PacingPolicy {
   slowStart: number
   minRpm: number
   minTpm: number
+  /**
+   * Share of a limit the provider's headers state that the fleet paces to. A stated limit is a sliding window
+   * the provider counts to the call: paced at 100% with a fleet lined up, every jitter in arrival is a 429.
+   */
+  headroom: number
 }
 
 export const DEFAULT_PACING: PacingPolicy = {
@@ -43,6 +48,7 @@ export const DEFAULT_PACING: PacingPolicy = {
   slowStart: 1.05,
   minRpm: 1,
   minTpm: 1000,
+  headroom: 0.95,
 }
 
 /** Ceilings a person set (rvx limits set, RVX_LLM_RPM / RVX_LLM_TPM), or that a provider's headers told. */
@@ -68,6 +74,8 @@ export async function takeShare(
   const p = options.policy ?? DEFAULT_PACING
   const cfgRpm = options.configured?.rpm ?? null
   const cfgTpm = options.configured?.tpm ?? null
+  // A learned limit is paced to with headroom; one a person set, as set.
+  const head = sql`case when r.limit_source = 'learned' then ${p.headroom}::float8 else 1 end`
   const {rows} = await sql<{wait_ms: number; taken: boolean}>`
     with seed as (
       insert into rate_limits (key, limit_rpm, limit_tpm, limit_source, rate_rpm, rate_tpm, requests, tokens)
@@ -80,9 +88,9 @@ export async function takeShare(
       select r.key,
         coalesce(${cfgRpm}::float8, r.limit_rpm) as limit_rpm,
         coalesce(${cfgTpm}::float8, r.limit_tpm) as limit_tpm,
-        least(r.rate_rpm, coalesce(${cfgRpm}::float8, r.limit_rpm, r.rate_rpm)) as rate_rpm,
+        least(r.rate_rpm, coalesce(${cfgRpm}::float8, r.limit_rpm * ${head}, r.rate_rpm)) as rate_rpm,
         case when coalesce(${cfgTpm}::float8, r.limit_tpm) is null then null
-             else least(coalesce(r.rate_tpm, coalesce(${cfgTpm}::float8, r.limit_tpm)), coalesce(${cfgTpm}::float8, r.limit_tpm)) end as rate_tpm,
+             else least(coalesce(r.rate_tpm, coalesce(${cfgTpm}::float8, r.limit_tpm * ${head})), coalesce(${cfgTpm}::float8, r.limit_tpm * ${head})) end as rate_tpm,
         r.requests, r.tokens, extract(epoch from now() - r.refilled_at) as elapsed
       from rate_limits r where r.key = ${key}
       for update
@@ -136,12 +144,22 @@ export async function settleShare(
   const learnedRpm = outcome.learned?.rpm ?? null
   const learnedTpm = outcome.learned?.tpm ?? null
   if (outcome.limited) {
+    // A refused call used none of the tokens it took (a provider counts what it admits): they go back. A token limit
+    // the 429 names, where none was known, starts the token bucket: empty, at the cut rate under it (it was just met).
+    const startsTokens = sql`(tokens is null and limit_source <> 'configured' and ${learnedTpm}::float8 is not null)`
     await sql`
       update rate_limits set
+        limit_rpm = case when limit_source = 'configured' then limit_rpm else coalesce(${learnedRpm}::float8, limit_rpm) end,
+        limit_tpm = case when limit_source = 'configured' then limit_tpm else coalesce(${learnedTpm}::float8, limit_tpm) end,
+        limit_source = case when limit_source = 'none' and (${learnedRpm}::float8 is not null or ${learnedTpm}::float8 is not null) then 'learned' else limit_source end,
+        tokens = case when ${startsTokens} then 0 when tokens is null then null else tokens + ${outcome.tokensTaken}::float8 end,
         rate_rpm = case when last_cut_at is null or last_cut_at < now() - ${policy.cutEveryMs}::float8 * interval '1 millisecond'
                         then greatest(${policy.minRpm}::float8, rate_rpm * ${policy.cut}::float8) else rate_rpm end,
-        rate_tpm = case when rate_tpm is not null and (last_cut_at is null or last_cut_at < now() - ${policy.cutEveryMs}::float8 * interval '1 millisecond')
-                        then greatest(${policy.minTpm}::float8, rate_tpm * ${policy.cut}::float8) else rate_tpm end,
+        rate_tpm = case
+          when ${startsTokens} then greatest(${policy.minTpm}::float8, ${learnedTpm}::float8 * ${policy.headroom}::float8 * ${policy.cut}::float8)
+          when rate_tpm is not null and (last_cut_at is null or last_cut_at < now() - ${policy.cutEveryMs}::float8 * interval '1 millisecond')
+            then greatest(${policy.minTpm}::float8, rate_tpm * ${policy.cut}::float8)
+          else rate_tpm end,
         last_cut_at = case when last_cut_at is null or last_cut_at < now() - ${policy.cutEveryMs}::float8 * interval '1 millisecond' then now() else last_cut_at end,
         requests = least(requests, 0),
         saw_limit = true, updated_at = now()
@@ -149,22 +167,43 @@ export async function settleShare(
     return
   }
 
+  // The rate's ceiling: a configured limit as set, a learned (stated) one with headroom.
+  const capRpm = sql`case when limit_source = 'configured' then limit_rpm else coalesce(${learnedRpm}::float8, limit_rpm) * ${policy.headroom}::float8 end`
+  const capTpm = sql`case when limit_source = 'configured' then limit_tpm else coalesce(${learnedTpm}::float8, limit_tpm) * ${policy.headroom}::float8 end`
   await sql`
     update rate_limits set
       limit_rpm = case when limit_source = 'configured' then limit_rpm else coalesce(${learnedRpm}::float8, limit_rpm) end,
       limit_tpm = case when limit_source = 'configured' then limit_tpm else coalesce(${learnedTpm}::float8, limit_tpm) end,
       limit_source = case when limit_source = 'none' and (${learnedRpm}::float8 is not null or ${learnedTpm}::float8 is not null) then 'learned' else limit_source end,
-      rate_rpm = least(
-        coalesce(case when limit_source = 'configured' then limit_rpm else coalesce(${learnedRpm}::float8, limit_rpm) end, 'infinity'::float8),
-        case when saw_limit then rate_rpm + ${growRpm}::float8 else rate_rpm * ${slowStart}::float8 end),
-      rate_tpm = case
-        when coalesce(case when limit_source = 'configured' then limit_tpm else coalesce(${learnedTpm}::float8, limit_tpm) end, rate_tpm) is null then null
+      rate_rpm = case
+        -- A limit the provider states is the truth about the key: no need to probe for it (until a 429 says otherwise).
+        when ${learnedRpm}::float8 is not null and limit_source <> 'configured' and not saw_limit then ${capRpm}
         else least(
-          coalesce(case when limit_source = 'configured' then limit_tpm else coalesce(${learnedTpm}::float8, limit_tpm) end, 'infinity'::float8),
-          coalesce(rate_tpm, coalesce(${learnedTpm}::float8, limit_tpm)) + case when saw_limit then ${growTpm}::float8 else coalesce(rate_tpm, 0) * (${slowStart}::float8 - 1) end)
+          coalesce(${capRpm}, 'infinity'::float8),
+          case when saw_limit then rate_rpm + ${growRpm}::float8 else rate_rpm * ${slowStart}::float8 end)
+        end,
+      rate_tpm = case
+        when coalesce(${capTpm}, rate_tpm) is null then null
+        else least(
+          coalesce(${capTpm}, 'infinity'::float8),
+          coalesce(rate_tpm, ${capTpm}) + case when saw_limit then ${growTpm}::float8 else coalesce(rate_tpm, 0) * (${slowStart}::float8 - 1) end)
         end,
       tokens = case when tokens is null then null else tokens - ${correction}::float8 end,
       requests = case when ${outcome.remainingRequests ?? null}::float8 = 0 then least(requests, 0) else requests end,
+      updated_at = now()
+    where key = ${key}`.execute(ex)
+}
+
+/**
+ * Gives back a share taken and never used (its call stopped while it waited):
+ * otherwise the bucket stays short by it and every later caller waits for a
+ * call that was never sent.
+ */
+export async function returnShare(ex: Executor, key: string, need: {requests: number; tokens: number}): Promise<void> {
+  await sql`
+    update rate_limits set
+      requests = requests + ${need.requests}::float8,
+      tokens = case when tokens is null then null else tokens + ${need.tokens}::float8 end,
       updated_at = now()
     where key = ${key}`.execute(ex)
 }

@@ -272,6 +272,23 @@ describe('openai provider against a fake OpenAI-compatible server', function () 
     assert.ok(Date.now() - started < 2000, `stopped after ${Date.now() - started} ms`)
   })
 
+  it("does not count the time a call waits in line for the fleet's quota against its deadline", async () => {
+    // Before, a fleet lined up for a tight quota ran its calls out of their deadline while they waited, and failed them.
+    fake.reply(toolCall('fetch_page', {url: siteUrl}), answer(GOOD_RESEARCH))
+    let waited = 0
+    const inLine = {
+      ...ctx(),
+      async admit() {
+        await new Promise((resolve) => setTimeout(resolve, 400))
+        waited += 400
+        return {waitedMs: 400, async settle() {}}
+      },
+    }
+    const result = await provider({deadlineMs: 500}).research({criteria: {pms: 'Buildium'}, company}, inLine)
+    assert.equal(result.verdicts.pms?.verdict, 'match')
+    assert.equal(waited, 800, 'both turns waited in line, longer than the deadline together')
+  })
+
   it('records what a call stopped mid-request cost (its answer is billed anyway), then stops', async () => {
     // The task is stopped (its run completed, its lease lost) while the model is answering: the provider bills the
     // request whether or not rvx reads the answer. Before, the call was aborted and recorded at $0.

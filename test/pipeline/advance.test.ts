@@ -44,22 +44,46 @@ interface Expect {
 
 const cases: Array<{name: string; given: Setup; expect: Expect}> = [
   {
-    name: 'discovery in flight and short of the target: wait',
+    name: 'discovery in flight and short of the target: wait; what qualified is selected and its contact search starts',
     given: {quantity: 3, stage: 'discovery', companies: [{status: 'qualified', score: 80}], tasks: [{stage: 'discovery', status: 'running'}]},
-    expect: {status: 'running', stage: 'discovery', selected: [], live: {discovery: 1, research: 0, contacts: 0}},
+    expect: {status: 'running', stage: 'discovery', selected: [0], live: {discovery: 1, research: 0, contacts: 1}},
   },
   {
-    name: 'discovery done, research in flight: the run is in research',
+    name: 'discovery done, research in flight that can still reach the target: the run is in research',
     given: {
       quantity: 3,
       stage: 'discovery',
-      companies: [{status: 'candidate'}, {status: 'candidate'}],
+      companies: [{status: 'candidate'}, {status: 'candidate'}, {status: 'candidate'}],
       tasks: [
-        {stage: 'research', status: 'queued'},
-        {stage: 'research', status: 'running'},
+        {stage: 'research', status: 'queued', company: 0},
+        {stage: 'research', status: 'queued', company: 1},
+        {stage: 'research', status: 'running', company: 2},
       ],
     },
-    expect: {status: 'running', stage: 'research', live: {discovery: 0, research: 2}},
+    expect: {status: 'running', stage: 'research', rounds: 1, live: {discovery: 0, research: 3}},
+  },
+  {
+    name: 'research in flight, a company qualifies short of the target: selected at once, its contact search starts, research goes on',
+    given: {
+      quantity: 2,
+      stage: 'research',
+      companies: [{status: 'qualified', score: 70}, {status: 'candidate'}, {status: 'candidate'}],
+      tasks: [
+        {stage: 'research', status: 'running', company: 1},
+        {stage: 'research', status: 'queued', company: 2},
+      ],
+    },
+    expect: {status: 'running', stage: 'research', selected: [0], rounds: 1, live: {discovery: 0, research: 2, contacts: 1}},
+  },
+  {
+    name: 'research in flight cannot reach the target even if all of it qualifies: the next discovery round starts now',
+    given: {
+      quantity: 3,
+      stage: 'research',
+      companies: [{status: 'qualified', score: 70}, {status: 'disqualified'}, {status: 'candidate'}],
+      tasks: [{stage: 'research', status: 'running', company: 2}],
+    },
+    expect: {status: 'running', stage: 'discovery', selected: [0], rounds: 2, live: {discovery: 1, research: 1, contacts: 1}},
   },
   {
     name: 'target met: the best by score are selected, surplus discovery and research canceled, contacts enqueued for the selected only',
@@ -83,12 +107,50 @@ const cases: Array<{name: string; given: Setup; expect: Expect}> = [
   {
     name: 'nothing in flight, short of the target, rounds left: another discovery round',
     given: {quantity: 3, stage: 'research', rounds: 1, companies: [{status: 'qualified', score: 80}, {status: 'disqualified'}]},
-    expect: {status: 'running', stage: 'discovery', rounds: 2, selected: [], live: {discovery: 1}},
+    expect: {status: 'running', stage: 'discovery', rounds: 2, selected: [0], live: {discovery: 1, contacts: 1}},
   },
   {
     name: 'supply exhausted with some qualified: find their decision makers first',
     given: {quantity: 3, stage: 'research', options: {discoveryExhausted: true}, companies: [{status: 'qualified', score: 80}, {status: 'disqualified'}]},
     expect: {status: 'running', stage: 'contacts', selected: [0], live: {discovery: 0, contacts: 1}},
+  },
+  {
+    name: 'supply exhausted, contact searches started early still running: the run waits for them in contacts',
+    given: {
+      quantity: 3,
+      stage: 'research',
+      options: {discoveryExhausted: true},
+      companies: [{status: 'selected', score: 80}, {status: 'disqualified'}],
+      tasks: [{stage: 'contacts', status: 'running', company: 0}],
+    },
+    expect: {status: 'running', stage: 'contacts', selected: [0], live: {contacts: 1}},
+  },
+  {
+    name: 'supply exhausted, contact searches started early all done: the contacts rule settles at once (no task left to wake it)',
+    given: {
+      quantity: 3,
+      stage: 'research',
+      options: {discoveryExhausted: true},
+      companies: [{status: 'selected', score: 80, contacts: 1}, {status: 'selected', score: 60, contacts: 0}, {status: 'disqualified'}],
+    },
+    expect: {
+      status: 'needs_decision',
+      stage: 'contacts',
+      selected: [0],
+      disqualified: [1, 2],
+      notes: /only 1 of 3 companies qualified and have at least 1 decision makers/,
+    },
+  },
+  {
+    name: 'supply exhausted, the selected all have decision makers, research of the rest failed: needs a decision (not another reopen)',
+    given: {
+      quantity: 3,
+      stage: 'research',
+      options: {discoveryExhausted: true},
+      companies: [{status: 'selected', score: 80, contacts: 1}, {status: 'candidate'}],
+      tasks: [{stage: 'research', status: 'canceled', company: 1}],
+    },
+    expect: {status: 'needs_decision', stage: 'research', selected: [0], notes: /discovery found no new companies: 1 of 3 qualified/, live: {research: 0}},
   },
   {
     name: 'supply exhausted, nothing qualified: needs a decision',
@@ -206,7 +268,7 @@ describe('pipeline: advance() decisions (one row per case, real database)', func
   }
 
   it('advance is idempotent: a second call on a settled decision changes nothing', async () => {
-    const {runId} = await arrange(cases[2].given)
+    const {runId} = await arrange(cases.find((c) => c.name.startsWith('target met:'))!.given)
     await advanceRun(t.db, runId)
     const before = await liveByStage(runId)
     await advanceRun(t.db, runId)
@@ -219,14 +281,23 @@ describe('pipeline: advance() decisions (one row per case, real database)', func
       {quantity: 10, open: 4, oversample: undefined, want: 12},
       {quantity: 10, open: 0, oversample: 3, want: 30},
       {quantity: 5, open: 7, oversample: undefined, want: 1},
+      // Research in flight: 5 candidates at the 40% research has qualified so far count as 2 (before, as 5: it asked for 2).
+      {quantity: 10, open: 5, qualified: 4, disqualified: 6, oversample: undefined, want: 8},
+      // Too few judged to trust a rate: candidates count in full.
+      {quantity: 10, open: 5, qualified: 1, disqualified: 3, oversample: undefined, want: 8},
     ]
     for (const r of rows) {
-      it(`quantity ${r.quantity}, ${r.open} open, oversample ${r.oversample ?? 'default'}: asks for ${r.want}`, async () => {
+      const judged = r.qualified === undefined ? '' : `, ${r.qualified} of ${r.qualified + r.disqualified!} judged qualified`
+      it(`quantity ${r.quantity}, ${r.open} open${judged}, oversample ${r.oversample ?? 'default'}: asks for ${r.want}`, async () => {
         const {runId} = await arrange({
           quantity: r.quantity,
           stage: 'discovery',
           options: r.oversample ? {oversample: r.oversample} : {},
-          companies: Array.from({length: r.open}, () => ({status: 'candidate' as const})),
+          companies: [
+            ...Array.from({length: r.open}, () => ({status: 'candidate' as const})),
+            ...Array.from({length: r.qualified ?? 0}, () => ({status: 'qualified' as const, score: 70})),
+            ...Array.from({length: r.disqualified ?? 0}, () => ({status: 'disqualified' as const})),
+          ],
         })
         const run = await t.db.selectFrom('runs').selectAll().where('id', '=', runId).executeTakeFirstOrThrow()
         const input = await discovery.prepare({db: t.db, run, payload: {runId, round: 1}, attempt: 1, maxAttempts: 3})

@@ -1,9 +1,15 @@
 import assert from 'node:assert/strict'
 
-import {callContext} from '../../src/pipeline/spend.js'
+import {sql} from 'kysely'
+
+import {OpenAIProvider} from '../../src/agents/openai.js'
+import {quotaKey} from '../../src/agents/quota.js'
+import {callContext, limitFromMessage} from '../../src/pipeline/spend.js'
+import {classifyError, SnoozeError} from '../../src/runtime/errors.js'
 import {createRun} from '../../src/pipeline/runs.js'
 import {DEFAULT_PACING, listRateLimits, settleShare, setRateLimit, takeShare} from '../../src/runtime/pacing.js'
 import {useFreshDatabase} from '../helpers/db.js'
+import {FakeOpenAI} from '../helpers/fake-openai.js'
 import {spawnScript} from '../helpers/processes.js'
 
 const rateOf = async (db: Parameters<typeof listRateLimits>[0], key: string) => (await listRateLimits(db)).find((l) => l.key === key)!
@@ -89,6 +95,71 @@ describe('pacing: one quota for the whole fleet, in PostgreSQL', function () {
   })
 })
 
+describe('pacing: a stated limit and a refused call', () => {
+  const t = useFreshDatabase()
+
+  it('paces to a limit the headers state with headroom (a sliding window counted to the call), and a 429 gives back the tokens its call took', async () => {
+    const key = 'test stated-limit'
+    assert.deepEqual(await takeShare(t.db, key, {requests: 1, tokens: 100}, {maxWaitMs: 1000}), {waitMs: 0})
+    // One answer that states the limits: the fleet paces to them at once (before, slow start took 30 s to get there
+    // from 60 a minute, while two workers' 128 calls waited).
+    await settleShare(t.db, key, {limited: false, paced: false, tokensTaken: 100, tokensUsed: 100, learned: {rpm: 300, tpm: 200_000}})
+    const stated = await rateOf(t.db, key)
+    assert.equal(stated.limitRpm, 300, 'the limit is stored as stated')
+    assert.equal(stated.limitTpm, 200_000)
+    // Before, the fleet paced to exactly 300 and 200,000: with workers lined up, the window tripped on arrival jitter.
+    assert.equal(Math.round(stated.rateRpm * 1000) / 1000, 300 * DEFAULT_PACING.headroom)
+    assert.equal(Math.round(stated.rateTpm! * 1000) / 1000, 200_000 * DEFAULT_PACING.headroom)
+
+    const tokens = async () => (await t.db.selectFrom('rate_limits').select('tokens').where('key', '=', key).executeTakeFirstOrThrow()).tokens!
+    const share = await takeShare(t.db, key, {requests: 1, tokens: 5000}, {maxWaitMs: 60_000})
+    assert.ok('waitMs' in share)
+    const afterTake = await tokens()
+    await settleShare(t.db, key, {limited: true, paced: false, tokensTaken: 5000})
+    // Before, a refused call kept its 5,000 tokens: each 429 pushed every later caller further back, for nothing sent.
+    assert.equal(Math.round((await tokens()) - afterTake), 5000, 'the refused call used none of the tokens it took')
+  })
+})
+
+describe('pacing: a limit learned from a 429 that names it (no rate-limit headers)', () => {
+  const t = useFreshDatabase()
+  const fake = new FakeOpenAI()
+  before(() => fake.start())
+  after(() => fake.stop())
+
+  it("an OpenAI 429 naming its token limit starts the fleet's token bucket under it; one naming nothing leaves the limits unknown", async () => {
+    const run = await createRun(t.db, {criteria: {state: 'TX'}, size: {quantity: 1, contactsMin: 1, contactsMax: 1}, provider: 'openai'})
+    const provider = new OpenAIProvider({apiKey: 'sk-test', baseURL: fake.url, model: 'gpt-4.1-mini', timeoutMs: 5000, search: null, allowPrivateFetch: true})
+    const key = quotaKey('gpt-4.1-mini', fake.url)
+    const ctx = callContext({db: t.db, runId: run.id, taskId: 1, signal: new AbortController().signal, record() {}, ceilings: {}})
+    const company = {name: 'Acme PM', domain: 'acme.example', website: 'https://acme.example', sources: []}
+    const refused = (message: string) => ({status: 429, headers: {'retry-after': '70'}, body: {error: {message, type: 'tokens', code: 'rate_limit_exceeded'}}})
+
+    fake.reply(refused('Rate limit reached, try again later.'))
+    assert.deepEqual(classifyError(await provider.research({criteria: {}, company}, ctx).catch((e) => e)), {type: 'snooze', retryAfterMs: 70_000})
+    const unknown = await rateOf(t.db, key)
+    assert.equal(unknown.limitSource, 'none')
+    assert.equal(unknown.rateTpm, null, 'no token limit known, none paced')
+
+    fake.reply(
+      refused('Rate limit reached for gpt-4.1-mini in organization org-x on tokens per min (TPM): Limit 200,000, Used 199,000, Requested 1,500.'),
+    )
+    await provider.research({criteria: {}, company}, ctx).catch(() => {})
+    const learned = await rateOf(t.db, key)
+    // Before, a fleet without headers paced requests only: the token rate a call mix needs moved under it (3.6-3.9% 429s).
+    assert.equal(learned.limitSource, 'learned')
+    assert.equal(learned.limitTpm, 200_000)
+    assert.equal(Math.round(learned.rateTpm!), Math.round(200_000 * DEFAULT_PACING.headroom * DEFAULT_PACING.cut))
+  })
+
+  it('reads the limit from the wording of either limit', () => {
+    assert.deepEqual(limitFromMessage('... on requests per min (RPM): Limit 500, Used 500, Requested 1.'), {rpm: 500})
+    assert.deepEqual(limitFromMessage('... on tokens per min (TPM): Limit 30000, Used 29000, Requested 2000.'), {tpm: 30_000})
+    assert.deepEqual(limitFromMessage('You exceeded your current quota'), {})
+    assert.deepEqual(limitFromMessage(undefined), {})
+  })
+})
+
 describe('pacing: the rate grows only when the pace holds the fleet back', () => {
   const t = useFreshDatabase()
   const rate = async (key: string) => (await t.db.selectFrom('rate_limits').select('rate_rpm').where('key', '=', key).executeTakeFirstOrThrow()).rate_rpm
@@ -133,5 +204,69 @@ describe('pacing: the rate grows only when the pace holds the fleet back', () =>
     assert.ok(held.waitedMs > 500, `waited ${held.waitedMs} ms`)
     await held.settle({status: 200, inputTokens: 10, outputTokens: 5})
     assert.equal(await rate(plan.quota), DEFAULT_PACING.startRpm * DEFAULT_PACING.slowStart)
+  })
+
+  it('calls lined up past the reserve horizon wait in place without a place and are all admitted at the rate; one that would wait past the most snoozes', async function () {
+    this.timeout(30_000)
+    const run = await createRun(t.db, {criteria: {state: 'TX'}, size: {quantity: 1, contactsMin: 1, contactsMax: 1}, provider: 'simulated'})
+    const plan = {quota: 'test lined-up', inputTokens: 10, outputTokens: 10, maxUsd: null}
+    // 120 a minute (one per 500 ms), the bucket empty; places are reserved at most 600 ms ahead.
+    await setRateLimit(t.db, plan.quota, {rpm: 120})
+    const line = {maxWaitMs: 20_000, reserveAheadMs: 600}
+    const admittedAt: number[] = []
+    const order: number[] = []
+    const started = Date.now()
+    await Promise.all(
+      Array.from({length: 8}, async (_, i) => {
+        // In the order they come, a few ms apart.
+        await new Promise((resolve) => setTimeout(resolve, i * 5))
+        const ctx = callContext({db: t.db, runId: run.id, taskId: 10 + i, signal: new AbortController().signal, record() {}, ceilings: {}, line})
+        const a = await ctx.admit(plan)
+        admittedAt.push(Date.now() - started)
+        order.push(i)
+        await a.settle({status: 200, inputTokens: 10, outputTokens: 5})
+      }),
+    )
+    // First come, first served: before, callers without a place asked again at random moments and newcomers overtook
+    // those that had waited longest (some waited three minutes and snoozed).
+    assert.deepEqual(order, [0, 1, 2, 3, 4, 5, 6, 7])
+    admittedAt.sort((a, b) => a - b)
+    // Eight calls at one per 500 ms need about 3.5 s; before, the ones past the horizon snoozed their tasks at once.
+    assert.equal(admittedAt.length, 8, 'every call admitted, none snoozed')
+    assert.ok(admittedAt[7] >= 3000, `the rate held: ${JSON.stringify(admittedAt)}`)
+    const {rows} = await sql<{tokens: number | null; requests: number}>`select requests, tokens from rate_limits where key = ${plan.quota}`.execute(t.db)
+    assert.ok(rows[0].requests > -2, `no place reserved far ahead: ${rows[0].requests}`)
+
+    // A line longer than a caller may wait: it snoozes its task (no attempt used) instead of waiting.
+    await t.db.updateTable('rate_limits').set({requests: -100}).where('key', '=', plan.quota).execute()
+    const late = callContext({db: t.db, runId: run.id, taskId: 30, signal: new AbortController().signal, record() {}, ceilings: {}, line})
+    const error = await late.admit(plan).then(
+      () => null,
+      (e: Error) => e,
+    )
+    assert.ok(error instanceof SnoozeError, String(error))
+    assert.match(error.message, /waiting for the model's quota \(test lined-up\): about 5\d s/)
+  })
+
+  it('a call stopped while it waits in line gives its share back: the next caller does not wait for a call never sent', async function () {
+    this.timeout(20_000)
+    const run = await createRun(t.db, {criteria: {state: 'TX'}, size: {quantity: 1, contactsMin: 1, contactsMax: 1}, provider: 'simulated'})
+    const plan = {quota: 'test stopped-in-line', inputTokens: 10, outputTokens: 10, maxUsd: null}
+    // 60 a minute, the bucket empty: the first caller in line waits about a second.
+    await setRateLimit(t.db, plan.quota, {rpm: 60})
+    const stop = new AbortController()
+    const first = callContext({db: t.db, runId: run.id, taskId: 1, signal: stop.signal, record() {}, ceilings: {}})
+    const stopped = first.admit(plan).then(
+      () => 'admitted',
+      (error: Error) => error.message,
+    )
+    setTimeout(() => stop.abort(new Error('task canceled')), 200)
+    assert.equal(await stopped, 'task canceled', 'a call stopped in line is not admitted')
+
+    const next = callContext({db: t.db, runId: run.id, taskId: 2, signal: new AbortController().signal, record() {}, ceilings: {}})
+    const admitted = await next.admit(plan)
+    // Its place was given back: it waits what is left of the first second (~0.8 s), not a second more for the stopped call.
+    assert.ok(admitted.waitedMs < 1000, `the next caller waited ${admitted.waitedMs} ms`)
+    await admitted.settle({status: 200, inputTokens: 10, outputTokens: 5})
   })
 })

@@ -47,12 +47,15 @@ export const contacts: Stage<Payload, {company: CompanyRow; min: number; max: nu
     }
 
     const paid = metered(ctx)
-    const found = dedupeContacts(await provider.findContacts({company: toCandidate(company), min, max}, paid))
-    const people = await check(found)
-    const usable = people.filter(counts).length
-    // Try again later (another attempt, with backoff); the last attempt settles for what it has.
-    if (usable < min && ctx.prepared.attempt < ctx.prepared.maxAttempts) {
-      throw new Error(`found ${usable} of at least ${min} decision makers with a usable email at ${company.domain}`)
+    // Too few found: search again at once, as many times as the task has attempts left (a search that came back short
+    // is not a failure to back off from, and the run waits for it), keeping everyone either search found.
+    let found: FoundContact[] = []
+    let people: Checked[] = []
+    for (let search = ctx.prepared.attempt; ; search++) {
+      found = dedupeContacts([...found, ...(await provider.findContacts({company: toCandidate(company), min, max}, paid))])
+      people = await check(found)
+      if (people.filter(counts).length >= min || search >= ctx.prepared.maxAttempts) break
+      ctx.signal.throwIfAborted()
     }
 
     return {people, fromCache: false, cache: {key, provider: provider.identity, found, costUsd: paid.spentUsd()}}

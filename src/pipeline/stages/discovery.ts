@@ -9,6 +9,9 @@ import {runOptions, runScope} from '../run-options.js'
 import type {RunPayload, Stage} from './stage.js'
 
 type Payload = RunPayload & {round: number}
+
+/** Companies judged before their qualification rate sizes a discovery round. */
+const MIN_JUDGED_FOR_RATE = 5
 interface Input {
   criteria: Criteria
   want: number
@@ -29,13 +32,19 @@ export const discovery: Stage<Payload, Input, CandidateCompany[]> = {
   async prepare({db, run, payload}) {
     const criteria = run.criteria as Criteria
     const known = (await db.selectFrom('companies').select('domain').where('run_id', '=', run.id).execute()).map((r) => r.domain)
-    const open = await db
+    const counts = await db
       .selectFrom('companies')
-      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .select(['status', (eb) => eb.fn.countAll<number>().as('n')])
       .where('run_id', '=', run.id)
-      .where('status', 'in', ['qualified', 'selected', 'candidate'])
-      .executeTakeFirstOrThrow()
-    const want = Math.max(1, Math.ceil((run.quantity - Number(open.n)) * runOptions(run).oversample))
+      .groupBy('status')
+      .execute()
+    const n = (status: string) => Number(counts.find((c) => c.status === status)?.n ?? 0)
+    // Candidates not yet judged count at the rate research has qualified so far (all of them before any is judged): a
+    // round started while research is in flight asks for what the run will be short of, not for one or two companies.
+    const good = n('qualified') + n('selected')
+    const judged = good + n('disqualified')
+    const rate = judged >= MIN_JUDGED_FOR_RATE ? good / judged : 1
+    const want = Math.max(1, Math.ceil((run.quantity - good - n('candidate') * rate) * runOptions(run).oversample))
     const suppressed = await suppressedDomains(db, run)
     return {criteria, want, exclude: [...known, ...(criteria.exclude_domains ?? []).map(normalizeDomain), ...suppressed], round: payload.round, suppressed}
   },
@@ -91,11 +100,8 @@ export const discovery: Stage<Payload, Input, CandidateCompany[]> = {
 
   describe: (p, inFlight) => `${p.companies.total} found${inFlight > 0 ? ', searching' : ''}`,
 
-  // A round's tasks done (or none left): research decides, also when the target is met already.
-  async advance(c) {
-    if (c.pending.discovery > 0 && c.companies.qualified + c.companies.selected < c.run.quantity) return 'running'
-    return c.continueWith('research')
-  },
+  // Research decides, with discovery in flight too: what qualified is selected meanwhile, and the target stops both.
+  advance: (c) => c.continueWith('research'),
 }
 
 /** Enqueues discovery round `round` of a run (idempotent per round). */

@@ -109,21 +109,27 @@ export const research: Stage<Payload, Input, Output> = {
     `${p.companies.qualified + p.companies.disqualified + p.companies.selected}/${p.companies.total} (${p.companies.qualified + p.companies.selected} qualified)`,
 
   /**
-   * Target met: select. Work in flight: wait. Nothing in flight and short of
-   * the target: another discovery round, or (out of rounds or supply) contacts
-   * for what qualified, then a decision.
+   * Target met: select. Short of it: what qualified is selected at once and
+   * its contact search starts (the target, when met, stops the rest), and the
+   * next discovery round starts as soon as the shortfall is known (even if all
+   * research in flight qualified, the run would fall short), not after
+   * research drains. Nothing in flight and short: another round, or (out of
+   * rounds or supply) contacts for what qualified, then a decision.
    */
   async advance(c) {
     const qualified = c.companies.qualified + c.companies.selected
     if (qualified >= c.run.quantity) return c.select()
+    if (c.companies.qualified > 0) await c.selectQualified()
     if (c.pending.discovery > 0 || c.pending.research > 0) {
+      if (c.pending.discovery === 0 && qualified + c.pending.research < c.run.quantity && (await c.discoverMore())) return 'running'
       if (c.pending.discovery === 0 && c.run.stage !== 'research') await c.setStage('research')
       return 'running'
     }
 
     if (await c.discoverMore()) return 'running'
-    // Short of the target: still find decision makers for what qualified, then ask.
-    if (c.companies.qualified > 0) return c.select()
+    // Short of the target: still find decision makers for what qualified (the contacts rule settles searches started
+    // early, and gives the places of companies short of decision makers to others), then ask.
+    if (c.companies.qualified > 0 || c.pending.contacts > 0 || (await c.shortOfContacts()) > 0) return c.select()
     const why = c.options.discoveryExhausted ? 'discovery found no new companies' : `${c.run.discovery_rounds} discovery rounds done`
     return c.needsDecision(
       `${why}: ${qualified} of ${c.run.quantity} qualified companies. Accept what there is (rvx runs accept ${c.run.id}), widen the criteria and resume, or cancel.`,

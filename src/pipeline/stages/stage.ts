@@ -51,12 +51,19 @@ export interface RunFacts {
 
 /** The moves an advance rule can make (all inside the locked run's transaction). */
 export interface AdvanceContext extends RunFacts {
-  /** Selects the best qualified companies up to the quantity and starts their contact search; no more discovery or research. */
+  /**
+   * Selects the best qualified companies up to the quantity and starts their contact search; no more discovery or
+   * research; then the contacts rule decides (searches started early may be done already).
+   */
   select(): Promise<RunStatus>
+  /** Selects what qualified while the run is short of its target and starts their contact search; the run goes on. */
+  selectQualified(): Promise<void>
   /** Starts another discovery round; false when discovery is exhausted or out of rounds. */
   discoverMore(): Promise<boolean>
   /** Puts up to `count` candidates whose research was stopped back in the queue. */
   reopenResearch(count: number): Promise<void>
+  /** Selected companies with fewer than contacts_min decision makers so far (their search not done, or short). */
+  shortOfContacts(): Promise<number>
   /** Drops selected companies with fewer than contacts_min decision makers (they give their place to the next best). */
   dropShortOfContacts(): Promise<void>
   setStage(stage: StageName): Promise<void>
@@ -64,7 +71,7 @@ export interface AdvanceContext extends RunFacts {
   needsDecision(notes: string): Promise<RunStatus>
   /** Fresh company counts (after a move changed them). */
   recount(): Promise<RunFacts['companies']>
-  /** Lets another stage's rule decide. */
+  /** Lets another stage's rule decide, on fresh facts. */
   continueWith(stage: StageName): Promise<RunStatus>
 }
 
