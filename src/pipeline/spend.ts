@@ -2,7 +2,7 @@ import {sql} from '../db/kysely.js'
 import type {Executor} from '../db/executor.js'
 import {inTransaction} from '../db/executor.js'
 import {sleep} from '../runtime/backoff.js'
-import {SnoozeError} from '../runtime/errors.js'
+import {retryAfterMs, SnoozeError} from '../runtime/errors.js'
 import {type Ceilings, returnShare, settleShare, takeShare} from '../runtime/pacing.js'
 import {formatCost} from '../shared/money.js'
 import {type Admission, BudgetReachedError, type CallContext, type CallPlan, type LlmUsage} from './provider.js'
@@ -15,6 +15,8 @@ import {lockRun} from './runs.js'
  * churn (a 30 s ceiling snoozed 1,241 times in a quantity-100 run and re-paid the turns of every snoozed conversation).
  */
 export const MAX_QUOTA_WAIT_MS = 180_000
+/** A 429's Retry-After pauses the fleet's quota at most this long (a provider's hostile or mistaken header bounded). */
+const MAX_PAUSE_MS = 60_000
 /** How far ahead a call's place in line is reserved (see lineUp). */
 export const RESERVE_AHEAD_MS = 10_000
 /** How long a call may wait for its quota in place, and how far ahead its place is reserved. */
@@ -99,6 +101,7 @@ export function callContext(o: {
             tokensUsed: result.inputTokens === undefined ? undefined : result.inputTokens + (result.outputTokens ?? 0),
             learned: {rpm: learned.limitRequests, tpm: learned.limitTokens},
             remainingRequests: learned.remainingRequests,
+            retryAfterMs: result.status === 429 ? Math.min(MAX_PAUSE_MS, retryAfterMs(result.headers) ?? 0) : undefined,
           })
         },
       }
@@ -153,7 +156,7 @@ async function lineUp(
 }
 
 /** This process's callers of one quota, in the order they came: one asks for a place at a time. */
-class LocalLine {
+export class LocalLine {
   private tail: Promise<void> = Promise.resolve()
   private waiting = 0
 

@@ -133,7 +133,16 @@ export async function takeShare(
 export async function settleShare(
   ex: Executor,
   key: string,
-  outcome: {limited: boolean; paced: boolean; tokensTaken: number; tokensUsed?: number; learned?: Ceilings; remainingRequests?: number | null},
+  outcome: {
+    limited: boolean
+    paced: boolean
+    tokensTaken: number
+    tokensUsed?: number
+    learned?: Ceilings
+    remainingRequests?: number | null
+    /** A 429's Retry-After: nothing of the fleet's gets through for this long. */
+    retryAfterMs?: number
+  },
   policy: PacingPolicy = DEFAULT_PACING,
 ): Promise<void> {
   const correction = outcome.tokensUsed === undefined ? 0 : outcome.tokensUsed - outcome.tokensTaken
@@ -146,22 +155,35 @@ export async function settleShare(
   if (outcome.limited) {
     // A refused call used none of the tokens it took (a provider counts what it admits): they go back. A token limit
     // the 429 names, where none was known, starts the token bucket: empty, at the cut rate under it (it was just met).
+    //
+    // A known limit bounds the cut: at most one cut below it. A sliding window that filled before the limit was known
+    // answers 429 until its calls leave it (up to a minute); cut every 2 s all that time, the rate fell to a quarter of
+    // the limit and took hundreds of calls to climb back. The wall is waited out instead: a Retry-After pauses the
+    // whole fleet's buckets for that long (the caller that met it waits as long in place).
     const startsTokens = sql`(tokens is null and limit_source <> 'configured' and ${learnedTpm}::float8 is not null)`
+    const mayCut = sql`(last_cut_at is null or last_cut_at < now() - ${policy.cutEveryMs}::float8 * interval '1 millisecond')`
+    const limitRpm = sql`case when limit_source = 'configured' then limit_rpm else coalesce(${learnedRpm}::float8, limit_rpm) end`
+    const limitTpm = sql`case when limit_source = 'configured' then limit_tpm else coalesce(${learnedTpm}::float8, limit_tpm) end`
+    const pause = (outcome.retryAfterMs ?? 0) / 60_000
+    const head = sql`case when limit_source = 'configured' then 1 else ${policy.headroom}::float8 end`
     await sql`
       update rate_limits set
-        limit_rpm = case when limit_source = 'configured' then limit_rpm else coalesce(${learnedRpm}::float8, limit_rpm) end,
-        limit_tpm = case when limit_source = 'configured' then limit_tpm else coalesce(${learnedTpm}::float8, limit_tpm) end,
+        limit_rpm = ${limitRpm},
+        limit_tpm = ${limitTpm},
         limit_source = case when limit_source = 'none' and (${learnedRpm}::float8 is not null or ${learnedTpm}::float8 is not null) then 'learned' else limit_source end,
-        tokens = case when ${startsTokens} then 0 when tokens is null then null else tokens + ${outcome.tokensTaken}::float8 end,
-        rate_rpm = case when last_cut_at is null or last_cut_at < now() - ${policy.cutEveryMs}::float8 * interval '1 millisecond'
-                        then greatest(${policy.minRpm}::float8, rate_rpm * ${policy.cut}::float8) else rate_rpm end,
+        tokens = case when ${startsTokens} then 0 when tokens is null then null
+                      when ${pause}::float8 > 0 then least(tokens + ${outcome.tokensTaken}::float8, -${pause}::float8 * rate_tpm)
+                      else tokens + ${outcome.tokensTaken}::float8 end,
+        rate_rpm = case when ${mayCut}
+                        then greatest(${policy.minRpm}::float8, coalesce(${limitRpm} * ${head} * ${policy.cut}::float8, 0), rate_rpm * ${policy.cut}::float8)
+                        else rate_rpm end,
         rate_tpm = case
           when ${startsTokens} then greatest(${policy.minTpm}::float8, ${learnedTpm}::float8 * ${policy.headroom}::float8 * ${policy.cut}::float8)
-          when rate_tpm is not null and (last_cut_at is null or last_cut_at < now() - ${policy.cutEveryMs}::float8 * interval '1 millisecond')
-            then greatest(${policy.minTpm}::float8, rate_tpm * ${policy.cut}::float8)
+          when rate_tpm is not null and ${mayCut}
+            then greatest(${policy.minTpm}::float8, coalesce(${limitTpm} * ${head} * ${policy.cut}::float8, 0), rate_tpm * ${policy.cut}::float8)
           else rate_tpm end,
-        last_cut_at = case when last_cut_at is null or last_cut_at < now() - ${policy.cutEveryMs}::float8 * interval '1 millisecond' then now() else last_cut_at end,
-        requests = least(requests, 0),
+        last_cut_at = case when ${mayCut} then now() else last_cut_at end,
+        requests = least(requests, 0, -${pause}::float8 * rate_rpm),
         saw_limit = true, updated_at = now()
       where key = ${key}`.execute(ex)
     return
