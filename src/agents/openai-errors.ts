@@ -1,6 +1,6 @@
 import OpenAI from 'openai'
 
-import {PermanentError, SnoozeError, TransientError, retryAfterMs} from '../runtime/errors.js'
+import {PermanentError, SnoozeError, TransientError, retryAfterInText, retryAfterMs} from '../runtime/errors.js'
 import {type LlmUsage, ProviderUnusableError} from '../pipeline/provider.js'
 
 /**
@@ -32,7 +32,10 @@ export function fromOpenAIError(error: unknown, api: {baseURL?: string; timeoutM
     }
 
     // Without a usable Retry-After the runtime's snooze policy backs off.
-    return {error: new SnoozeError('rate limited by the model API (HTTP 429)', retryAfterMs(error.headers), {cause: error}), outcome: 'rate_limited'}
+    return {
+      error: new SnoozeError('rate limited by the model API (HTTP 429)', retryAfterMs(error.headers) ?? retryAfterInText(error.message), {cause: error}),
+      outcome: 'rate_limited',
+    }
   }
 
   if (error instanceof OpenAI.InternalServerError || error instanceof OpenAI.ConflictError || error.status === 408) {

@@ -2,7 +2,7 @@ import {sql} from '../db/kysely.js'
 import type {Executor} from '../db/executor.js'
 import {inTransaction} from '../db/executor.js'
 import {sleep} from '../runtime/backoff.js'
-import {retryAfterMs, SnoozeError} from '../runtime/errors.js'
+import {retryAfterInText, retryAfterMs, SnoozeError} from '../runtime/errors.js'
 import {type Ceilings, returnShare, settleShare, takeShare} from '../runtime/pacing.js'
 import {formatCost} from '../shared/money.js'
 import {type Admission, BudgetReachedError, type CallContext, type CallPlan, type LlmUsage} from './provider.js'
@@ -101,7 +101,8 @@ export function callContext(o: {
             tokensUsed: result.inputTokens === undefined ? undefined : result.inputTokens + (result.outputTokens ?? 0),
             learned: {rpm: learned.limitRequests, tpm: learned.limitTokens},
             remainingRequests: learned.remainingRequests,
-            retryAfterMs: result.status === 429 ? Math.min(MAX_PAUSE_MS, retryAfterMs(result.headers) ?? 0) : undefined,
+            retryAfterMs: result.status === 429 ? Math.min(MAX_PAUSE_MS, retryAfterMs(result.headers) ?? retryAfterInText(result.message) ?? 0) : undefined,
+            limitedBy: result.status === 429 ? limitedBy(result.message) : undefined,
           })
         },
       }
@@ -241,6 +242,12 @@ export function limitFromMessage(message: string | undefined): Ceilings {
   const limit = Number(m[3].replaceAll(',', ''))
   if (!Number.isFinite(limit) || limit <= 0) return {}
   return m[1].toLowerCase() === 'tokens' ? {tpm: limit} : {rpm: limit}
+}
+
+/** Which limit a 429's message says was hit (OpenAI: "... on tokens per min (TPM) ..."); undefined when it does not say. */
+export function limitedBy(message: string | undefined): 'requests' | 'tokens' | undefined {
+  const m = /\bon (requests|tokens) per min/i.exec(message ?? '')
+  return m ? (m[1].toLowerCase() as 'requests' | 'tokens') : undefined
 }
 
 /** What a provider's rate-limit headers say (OpenAI's x-ratelimit-* names): ceilings per minute and what is left. */

@@ -94,6 +94,19 @@ export function retryAfterMs(headers: unknown, now: number = Date.now()): number
   return Number.isNaN(date) ? undefined : Math.max(0, date - now)
 }
 
+/**
+ * The wait a provider's error text asks for, as OpenAI words it in a 429 ("Please try again in 1.5s", "in 850ms",
+ * "in 1m2.3s"), for a 429 that carries no Retry-After header. Undefined when it names none.
+ */
+export function retryAfterInText(text: string | undefined): number | undefined {
+  const m = /\btry again in ((?:\d+(?:\.\d+)?(?:ms|h|m|s))+)/i.exec(text ?? '')
+  if (!m) return undefined
+  const unit: Record<string, number> = {ms: 1, s: 1000, m: 60_000, h: 3_600_000}
+  let ms = 0
+  for (const [, n, u] of m[1].matchAll(/(\d+(?:\.\d+)?)(ms|h|m|s)/gi)) ms += Number(n) * unit[u.toLowerCase()]
+  return Number.isFinite(ms) ? Math.round(ms) : undefined
+}
+
 /** An error as one text for logs and the database: its class and message, secrets taken out, at most 2,000 characters. */
 export function errorMessage(error: unknown): string {
   const message = scrub(error instanceof Error ? `${error.name === 'Error' ? '' : error.name + ': '}${error.message}` : String(error))

@@ -142,6 +142,8 @@ export async function settleShare(
     remainingRequests?: number | null
     /** A 429's Retry-After: nothing of the fleet's gets through for this long. */
     retryAfterMs?: number
+    /** Which limit a 429 hit, when it said: only that rate is cut (a token limit met says nothing about requests). */
+    limitedBy?: 'requests' | 'tokens'
   },
   policy: PacingPolicy = DEFAULT_PACING,
 ): Promise<void> {
@@ -162,6 +164,8 @@ export async function settleShare(
     // whole fleet's buckets for that long (the caller that met it waits as long in place).
     const startsTokens = sql`(tokens is null and limit_source <> 'configured' and ${learnedTpm}::float8 is not null)`
     const mayCut = sql`(last_cut_at is null or last_cut_at < now() - ${policy.cutEveryMs}::float8 * interval '1 millisecond')`
+    const cutRpm = sql`(${mayCut} and ${outcome.limitedBy !== 'tokens'})`
+    const cutTpm = sql`(${mayCut} and ${outcome.limitedBy !== 'requests'})`
     const limitRpm = sql`case when limit_source = 'configured' then limit_rpm else coalesce(${learnedRpm}::float8, limit_rpm) end`
     const limitTpm = sql`case when limit_source = 'configured' then limit_tpm else coalesce(${learnedTpm}::float8, limit_tpm) end`
     const pause = (outcome.retryAfterMs ?? 0) / 60_000
@@ -174,12 +178,12 @@ export async function settleShare(
         tokens = case when ${startsTokens} then 0 when tokens is null then null
                       when ${pause}::float8 > 0 then least(tokens + ${outcome.tokensTaken}::float8, -${pause}::float8 * rate_tpm)
                       else tokens + ${outcome.tokensTaken}::float8 end,
-        rate_rpm = case when ${mayCut}
+        rate_rpm = case when ${cutRpm}
                         then greatest(${policy.minRpm}::float8, coalesce(${limitRpm} * ${head} * ${policy.cut}::float8, 0), rate_rpm * ${policy.cut}::float8)
                         else rate_rpm end,
         rate_tpm = case
           when ${startsTokens} then greatest(${policy.minTpm}::float8, ${learnedTpm}::float8 * ${policy.headroom}::float8 * ${policy.cut}::float8)
-          when rate_tpm is not null and ${mayCut}
+          when rate_tpm is not null and ${cutTpm}
             then greatest(${policy.minTpm}::float8, coalesce(${limitTpm} * ${head} * ${policy.cut}::float8, 0), rate_tpm * ${policy.cut}::float8)
           else rate_tpm end,
         last_cut_at = case when ${mayCut} then now() else last_cut_at end,

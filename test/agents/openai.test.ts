@@ -138,6 +138,25 @@ describe('openai provider against a fake OpenAI-compatible server', function () 
     assert.equal(fake.requests.length, 1, 'the SDK does not retry on its own')
   })
 
+  it('reads the wait of a 429 without Retry-After from its message (OpenAI\'s "Please try again in ...")', async () => {
+    fake.reply({
+      status: 429,
+      body: {
+        error: {
+          message:
+            'Rate limit reached for gpt-4.1-mini in organization org-x on tokens per min (TPM): Limit 200000, Used 199000, Requested 1500. Please try again in 1m10s.',
+          type: 'tokens',
+          code: 'rate_limit_exceeded',
+        },
+      },
+    })
+    const error = await provider()
+      .research({criteria: {}, company}, ctx())
+      .catch((e) => e)
+    // Before, a bare 429 backed off by its own schedule (2 s, 4 s, ...) into the same wall.
+    assert.deepEqual(classifyError(error), {type: 'snooze', retryAfterMs: 70_000})
+  })
+
   it('lets a 500 be retried by the runtime (transient)', async () => {
     fake.reply({status: 500, body: {error: {message: 'upstream exploded'}}})
     const error = await provider()

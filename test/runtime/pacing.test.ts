@@ -4,8 +4,8 @@ import {sql} from 'kysely'
 
 import {OpenAIProvider} from '../../src/agents/openai.js'
 import {quotaKey} from '../../src/agents/quota.js'
-import {callContext, limitFromMessage, LocalLine} from '../../src/pipeline/spend.js'
-import {classifyError, SnoozeError} from '../../src/runtime/errors.js'
+import {callContext, limitedBy, limitFromMessage, LocalLine} from '../../src/pipeline/spend.js'
+import {classifyError, retryAfterInText, SnoozeError} from '../../src/runtime/errors.js'
 import {createRun} from '../../src/pipeline/runs.js'
 import {DEFAULT_PACING, listRateLimits, settleShare, setRateLimit, takeShare} from '../../src/runtime/pacing.js'
 import {useFreshDatabase} from '../helpers/db.js'
@@ -171,8 +171,29 @@ describe('pacing: a limit learned from a 429 that names it (no rate-limit header
     assert.equal(Math.round(learned.rateTpm!), Math.round(200_000 * DEFAULT_PACING.headroom * DEFAULT_PACING.cut))
   })
 
-  it('reads the limit from the wording of either limit', () => {
+  it('a 429 on the token limit cuts the token rate only; one that does not say which cuts both', async () => {
+    const key = 'test which-limit'
+    await setRateLimit(t.db, key, {rpm: 300, tpm: 200_000})
+    const policy = {...DEFAULT_PACING, cutEveryMs: 0}
+    await settleShare(t.db, key, {limited: true, paced: false, tokensTaken: 0, limitedBy: 'tokens'}, policy)
+    // Before, both were cut: in the bare-429 bench the request rate fell to 72 a minute, and requests bound, not tokens.
+    const tokens = await rateOf(t.db, key)
+    assert.equal(tokens.rateRpm, 300, 'a token limit met says nothing about requests')
+    assert.equal(tokens.rateTpm, 200_000 * policy.cut)
+    await settleShare(t.db, key, {limited: true, paced: false, tokensTaken: 0, limitedBy: 'requests'}, policy)
+    assert.equal((await rateOf(t.db, key)).rateRpm, 300 * policy.cut)
+    assert.equal((await rateOf(t.db, key)).rateTpm, 200_000 * policy.cut)
+  })
+
+  it('reads the limit, which limit and the wait from the wording of a 429', () => {
     assert.deepEqual(limitFromMessage('... on requests per min (RPM): Limit 500, Used 500, Requested 1.'), {rpm: 500})
+    assert.equal(limitedBy('Rate limit reached for m in organization o on tokens per min (TPM): Limit 1, Used 1, Requested 1.'), 'tokens')
+    assert.equal(limitedBy('... on requests per min (RPM): Limit 500 ...'), 'requests')
+    assert.equal(limitedBy('You exceeded your current quota'), undefined)
+    assert.equal(retryAfterInText('... Requested 1500. Please try again in 1.5s. Visit ...'), 1500)
+    assert.equal(retryAfterInText('Please try again in 850ms.'), 850)
+    assert.equal(retryAfterInText('Please try again in 1m2.5s.'), 62_500)
+    assert.equal(retryAfterInText('Please try again later.'), undefined)
     assert.deepEqual(limitFromMessage('... on tokens per min (TPM): Limit 30000, Used 29000, Requested 2000.'), {tpm: 30_000})
     assert.deepEqual(limitFromMessage('You exceeded your current quota'), {})
     assert.deepEqual(limitFromMessage(undefined), {})
