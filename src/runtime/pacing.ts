@@ -45,7 +45,9 @@ export const DEFAULT_PACING: PacingPolicy = {
   cutEveryMs: 2000,
   growRpm: 0.5,
   growTpm: 400,
-  slowStart: 1.05,
+  // Per call that waited: with a fleet of 128 callers all waiting, 5% a call ran the rate from 60 to 5,000 a minute
+  // in 40 s, and the first limit met was a wall of 429s; 1% a call reaches 130 a minute in about 80 calls.
+  slowStart: 1.01,
   minRpm: 1,
   minTpm: 1000,
   headroom: 0.95,
