@@ -40,10 +40,7 @@ export class Deadline {
 
   private arm(): void {
     this.since = Date.now()
-    this.timer = setTimeout(
-      () => this.controller.abort(new DOMException(`the deadline of ${this.ms} ms passed`, 'TimeoutError')),
-      Math.max(0, this.leftMs),
-    )
+    this.timer = setTimeout(() => this.controller.abort(new DOMException(`the deadline of ${this.ms} ms passed`, 'TimeoutError')), Math.max(0, this.leftMs))
     this.timer.unref?.()
   }
 }

@@ -135,17 +135,21 @@ async function lineUp(
 
   let line = localLines.get(quota)
   if (!line) localLines.set(quota, (line = new LocalLine()))
-  const share = await line.turn(o.signal, (ms) => (waited += ms), async () => {
-    for (;;) {
-      const share = await takeShare(o.db, quota, need, {maxWaitMs: reserveAheadMs, configured})
-      if ('waitMs' in share) return share
-      if (waited + share.tooLongMs > maxWaitMs)
-        throw new SnoozeError(`waiting for the model's quota (${quota}): about ${Math.ceil((waited + share.tooLongMs) / 1000)} s`, share.tooLongMs)
-      // Ask again about when a place comes within reach (other processes' callers ask at their own moments).
-      await wait(Math.max(250, share.tooLongMs - reserveAheadMs) + Math.random() * (reserveAheadMs / 4))
-      o.signal.throwIfAborted()
-    }
-  })
+  const share = await line.turn(
+    o.signal,
+    (ms) => (waited += ms),
+    async () => {
+      for (;;) {
+        const share = await takeShare(o.db, quota, need, {maxWaitMs: reserveAheadMs, configured})
+        if ('waitMs' in share) return share
+        if (waited + share.tooLongMs > maxWaitMs)
+          throw new SnoozeError(`waiting for the model's quota (${quota}): about ${Math.ceil((waited + share.tooLongMs) / 1000)} s`, share.tooLongMs)
+        // Ask again about when a place comes within reach (other processes' callers ask at their own moments).
+        await wait(Math.max(250, share.tooLongMs - reserveAheadMs) + Math.random() * (reserveAheadMs / 4))
+        o.signal.throwIfAborted()
+      }
+    },
+  )
   // A place is reserved: the next caller of this process may ask for its own while this one waits for its moment.
   if (share.waitMs > 0) await wait(share.waitMs)
   if (o.signal.aborted) {

@@ -160,9 +160,7 @@ describe('pacing: a limit learned from a 429 that names it (no rate-limit header
     // The fleet-wide pause its Retry-After set is another test's subject: lifted here.
     await t.db.updateTable('rate_limits').set({requests: 0}).where('key', '=', key).execute()
 
-    fake.reply(
-      refused('Rate limit reached for gpt-4.1-mini in organization org-x on tokens per min (TPM): Limit 200,000, Used 199,000, Requested 1,500.'),
-    )
+    fake.reply(refused('Rate limit reached for gpt-4.1-mini in organization org-x on tokens per min (TPM): Limit 200,000, Used 199,000, Requested 1,500.'))
     await provider.research({criteria: {}, company}, ctx).catch(() => {})
     const learned = await rateOf(t.db, key)
     // Before, a fleet without headers paced requests only: the token rate a call mix needs moved under it (3.6-3.9% 429s).
