@@ -31,6 +31,9 @@ export async function advanceRun(db: Executor, runId: number): Promise<RunStatus
 
 async function advanceContext(trx: Transaction<Database>, run: RunRow): Promise<AdvanceContext> {
   const facts: RunFacts = {run, options: runOptions(run), companies: await companyCounts(trx, run.id), pending: await pendingByStage(trx, run.id)}
+  // Selected companies (alias c) with fewer than contacts_min usable decision makers so far.
+  const selectedShortOfContacts = sql`c.run_id = ${run.id} and c.status = 'selected'
+    and (select count(*) from contacts k where k.company_id = c.id and ${usableContact('k')}) < ${run.contacts_min}`
   const ctx: AdvanceContext = {
     ...facts,
     async select() {
@@ -56,19 +59,14 @@ async function advanceContext(trx: Transaction<Database>, run: RunRow): Promise<
     },
     reopenResearch: (count) => reopenResearch(trx, run, count),
     async shortOfContacts() {
-      const {rows} = await sql<{n: number}>`
-        select count(*)::int as n from companies c
-        where c.run_id = ${run.id} and c.status = 'selected'
-          and (select count(*) from contacts k where k.company_id = c.id and ${usableContact('k')}) < ${run.contacts_min}
-      `.execute(trx)
+      const {rows} = await sql<{n: number}>`select count(*)::int as n from companies c where ${selectedShortOfContacts}`.execute(trx)
       return rows[0].n
     },
     async dropShortOfContacts() {
       await sql`
         update companies c set status = 'disqualified',
           reasons = c.reasons || to_jsonb(array['fewer than ' || ${run.contacts_min}::text || ' decision makers found'])
-        where c.run_id = ${run.id} and c.status = 'selected'
-          and (select count(*) from contacts k where k.company_id = c.id and ${usableContact('k')}) < ${run.contacts_min}
+        where ${selectedShortOfContacts}
       `.execute(trx)
     },
     setStage: (stage) => setRun(trx, run.id, {stage}),

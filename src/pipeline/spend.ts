@@ -174,9 +174,14 @@ export class LocalLine {
     try {
       if (ahead > 0) {
         const from = Date.now()
+        // The listener goes when the wait ends: a task's signal outlives many calls (Node warns past 10 listeners).
         await new Promise<void>((resolve) => {
-          void before.then(resolve)
-          signal.addEventListener('abort', () => resolve(), {once: true})
+          const stop = () => resolve()
+          signal.addEventListener('abort', stop, {once: true})
+          void before.then(() => {
+            signal.removeEventListener('abort', stop)
+            resolve()
+          })
         })
         waitedMs(Date.now() - from)
       }

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import {getEventListeners} from 'node:events'
 
 import {sql} from 'kysely'
 
@@ -285,10 +286,12 @@ describe('pacing: the rate grows only when the pace holds the fleet back', () =>
     const line = new LocalLine()
     const turns: number[] = []
     const stop = new AbortController()
+    // One signal for the others, as a task's signal lives through all its calls.
+    const kept = new AbortController()
     const asked = [40, 5, 30, 1, 20].map((ms, i) =>
       line
         .turn(
-          i === 2 ? stop.signal : new AbortController().signal,
+          i === 2 ? stop.signal : kept.signal,
           () => {},
           async () => {
             turns.push(i)
@@ -300,6 +303,7 @@ describe('pacing: the rate grows only when the pace holds the fleet back', () =>
     stop.abort(new Error('task canceled'))
     await Promise.all(asked)
     assert.deepEqual(turns, [0, -2, 1, 3, 4], 'each in turn (the stopped one leaves at once and keeps no one waiting)')
+    assert.equal(getEventListeners(kept.signal, 'abort').length, 0, 'no listener left on a signal that outlives its waits')
   })
 
   it('a call stopped while it waits in line gives its share back: the next caller does not wait for a call never sent', async function () {
