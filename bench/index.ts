@@ -51,7 +51,7 @@ const REPEATS = Number(flag('repeats') ?? (QUICK ? 1 : 3))
 const ONLY = flag('only')?.split(',')
 const SYSTEMS_WANTED = flag('systems')?.split(',')
 const CONCURRENCY = 16
-const N_THROUGHPUT = QUICK ? 2000 : 20_000
+const N_THROUGHPUT = QUICK ? 2000 : 50_000
 /** A run stops here if it has not drained (pg-boss at its defaults completes 8 tasks/s by construction). */
 const THROUGHPUT_CAP_S = QUICK ? 15 : 60
 const N_WARMUP = QUICK ? 500 : 2000

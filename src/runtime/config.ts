@@ -87,7 +87,7 @@ export const DEFAULT_CONFIG: RuntimeConfig = {
   graceMs: 30_000,
   maxCpuPercent: null,
   maxMemoryPercent: 95,
-  maxClaimAhead: 500,
+  maxClaimAhead: 1000,
 }
 
 export function resolveConfig(overrides: Partial<RuntimeConfig> = {}): RuntimeConfig {

@@ -87,8 +87,8 @@ function claimCtes(f: ClaimFilter) {
       set status = 'running', lease_owner = ${f.workerId}, lease_epoch = t.lease_epoch + 1,
           lease_expires_at = now() + ${f.leaseMs}::float8 * interval '1 millisecond',
           started_at = now(), updated_at = now()
-      from picked
-      where t.id = picked.id
+      -- By primary key (a join would let the planner scan the whole table for a few hundred rows).
+      where t.id = any(array(select id from picked))
       returning t.id, t.kind, t.payload, t.priority, t.attempts, t.max_attempts, t.crash_count, t.snoozes, t.lease_epoch, t.scope, t.created_at
     ), claim_ev as (
       insert into task_events (task_id, event, worker_id, lease_epoch)

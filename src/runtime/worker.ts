@@ -6,13 +6,14 @@ import {assertSessionKept} from '../db/session-check.js'
 import type {Database, WorkerStatus} from '../db/schema.js'
 import {backoffMs} from './backoff.js'
 import {ClaimAhead} from './claim-ahead.js'
-import {CompletionBatcher} from './completion-batcher.js'
+import {type Completion, CompletionBatcher} from './completion-batcher.js'
 import {Doorbell} from './doorbell.js'
 import {resolveConfig, type RuntimeConfig} from './config.js'
 import {errorMessage} from './errors.js'
 import type {TaskRegistry} from './handlers.js'
 import {Heartbeat} from './heartbeat.js'
 import {Housekeeping} from './housekeeping.js'
+import {Lane} from './lane.js'
 import {type InFlight, InFlightTasks} from './inflight.js'
 import {type ClaimedTask, type ClaimFilter, claimTasks, completeTask, completeTasks, releaseTasks} from './lease.js'
 import {LivenessSession} from './liveness.js'
@@ -63,7 +64,8 @@ export interface WorkerSummary {
 /**
  * A worker process's engine: the claim loop takes tasks of its kinds (up to
  * `concurrency` at once) and executes each under its lease; completions are
- * batched with their successors' claim; a heartbeat renews every lease and
+ * batched on a lane of their own (with the successors' claim when tasks are
+ * long); a heartbeat renews every lease and
  * reports resources; it sweeps for dead workers too, so recovery never waits
  * for a monitor.
  */
@@ -93,7 +95,8 @@ export class Worker {
   private readonly summary: Omit<WorkerSummary, 'reason'>
   private overCapacityLogged = false
   private releasing?: Promise<void>
-  private mutex: Promise<unknown> = Promise.resolve()
+  private readonly claimLane = new Lane()
+  private readonly completionLane = new Lane()
 
   constructor(options: WorkerOptions) {
     this.opts = options
@@ -139,16 +142,7 @@ export class Worker {
       status: () => this.status(),
     })
     const completions = new CompletionBatcher({
-      // Claim the successors in the same statement: one commit per batch instead of two.
-      completeBatch: (items) =>
-        this.claiming(
-          () => (this.draining || this.overCapacity() ? 0 : this.budget()),
-          async (want) => {
-            const result = await this.retryDb(() => completeTasks(this.db, this.id, items, want > 0 ? this.claimFilter(want) : undefined))
-            this.accept(result.claimed)
-            return result.completed
-          },
-        ),
+      completeBatch: (items) => this.completionLane.run(() => this.completeBatch(items)),
       completeOne: (item) => this.retryDb(() => completeTask(this.db, {taskId: item.taskId, epoch: item.epoch, workerId: this.id}, {result: item.result})),
     })
     this.runner = new TaskRunner({
@@ -435,24 +429,48 @@ export class Worker {
   }
 
   /**
+   * A batch of completions, on the completion lane. Tasks short enough to be
+   * claimed ahead: the claim loop goes on claiming on its own lane meanwhile,
+   * two statements side by side. Longer tasks: when no claim is on its way,
+   * the batch claims the successors in the same statement (one commit per
+   * batch instead of two).
+   */
+  private completeBatch(items: Completion[]): Promise<Set<number>> {
+    const alone = () => this.retryDb(async () => (await completeTasks(this.db, this.id, items)).completed)
+    if (this.claimAhead.target() > 0) return alone()
+    const together = this.claimLane.tryRun(() =>
+      this.claimStatement(
+        () => (this.draining || this.overCapacity() ? 0 : this.budget()),
+        async (want) => {
+          const result = await this.retryDb(() => completeTasks(this.db, this.id, items, want > 0 ? this.claimFilter(want) : undefined))
+          this.accept(result.claimed)
+          return result.completed
+        },
+      ),
+    )
+    return together ?? alone()
+  }
+
+  /**
    * One claim at a time, never during a heartbeat (which releases every lease
    * it does not know about). Concurrent claims only contend on the same index
    * pages: measured slower. `want` is read inside, when the slots are known.
    */
   private claiming<T>(want: () => number, fn: (n: number) => Promise<T>): Promise<T> {
-    return this.exclusive(async () => {
-      const n = Math.max(0, want())
-      const started = performance.now()
-      const result = await fn(n)
-      if (n > 0) this.claimAhead.claimTook(performance.now() - started)
-      return result
-    })
+    return this.claimLane.run(() => this.claimStatement(want, fn))
   }
 
+  private async claimStatement<T>(want: () => number, fn: (n: number) => Promise<T>): Promise<T> {
+    const n = Math.max(0, want())
+    const started = performance.now()
+    const result = await fn(n)
+    if (n > 0) this.claimAhead.claimTook(performance.now() - started)
+    return result
+  }
+
+  /** A heartbeat: neither a claim nor a completion in flight. */
   private exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.mutex.then(fn, fn)
-    this.mutex = next.catch(() => {})
-    return next
+    return this.claimLane.run(() => this.completionLane.run(fn))
   }
 
   private status(): WorkerStatus {

@@ -70,9 +70,15 @@ describe('runtime: claiming ahead, giving back, hearing of cancels', function ()
     let running = 0
     let most = 0
     let done = 0
+    // Quick at first (the worker learns its tasks are shorter than a claim); then the two running ones hold
+    // their slots, so whatever it claimed ahead is still waiting, not started, when the stop comes.
+    let holding = false
+    let letGo = () => {}
+    const gate = new Promise<void>((resolve) => (letGo = resolve))
     const registry = new TaskRegistry().register('quick', async () => {
       most = Math.max(most, ++running)
       await new Promise((r) => setImmediate(r))
+      if (holding) await gate
       running--
       done++
     })
@@ -81,16 +87,13 @@ describe('runtime: claiming ahead, giving back, hearing of cancels', function ()
       Array.from({length: 3000}, () => ({kind: 'quick'})),
     )
     const worker = start(registry, {concurrency: 2, id: 'quick-worker', config: {graceMs: 10_000}})
-    const ahead = await waitFor(
-      'tasks held beyond the two slots',
-      async () => {
-        const {rows} = await sql<{n: number}>`select count(*)::int as n from tasks where status = 'running' and lease_owner = 'quick-worker'`.execute(t.db)
-        return rows[0].n > 2 ? rows[0].n : undefined
-      },
-      20_000,
-      5,
-    )
+    const held = async () =>
+      (await sql<{n: number}>`select count(*)::int as n from tasks where status = 'running' and lease_owner = 'quick-worker'`.execute(t.db)).rows[0].n
+    await waitFor('the first hundred tasks done', async () => done > 100, 20_000, 5)
+    holding = true
+    const ahead = await waitFor('tasks held beyond the two slots', async () => ((await held()) > 2 ? held() : undefined), 20_000, 20)
     worker.stop()
+    letGo()
     await workers.find((w) => w.worker === worker)!.running
     assert.ok(ahead > 2)
     assert.ok(most <= 2, `never more than 2 handlers at once (saw ${most})`)
