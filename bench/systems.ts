@@ -64,7 +64,7 @@ function rvx(concurrency: number): System {
     connections: `pool ${poolSize} (its default, concurrency + 2) + 1 liveness session that also LISTENs = ${poolSize + 1}`,
     settings: [
       `concurrency ${concurrency}`,
-      `defaults: LISTEN/NOTIFY wake-up, ${DEFAULT_CONFIG.pollIntervalMs / 1000} s safety poll, completions batched with the next claim, heartbeat every ${DEFAULT_CONFIG.heartbeatIntervalMs / 1000} s`,
+      `defaults: LISTEN/NOTIFY wake-up, ${DEFAULT_CONFIG.pollIntervalMs / 1000} s safety poll, completions batched on a lane of their own beside the claims (with the next claim when tasks are long), up to ${DEFAULT_CONFIG.maxClaimAhead} claimed ahead of free slots when tasks are short, heartbeat every ${DEFAULT_CONFIG.heartbeatIntervalMs / 1000} s`,
     ],
     async prepare(url) {
       const db = kysely(url, 1)

@@ -423,13 +423,14 @@ Return {"contacts": [{"full_name", "title", "tier": 1-4, "email", "phone", "link
         ;({data, response} = await send(request.signal))
       } catch (caught) {
         const {error, outcome} = fromOpenAIError(caught, {baseURL: this.options.baseURL, timeoutMs: this.options.timeoutMs})
+        // Recorded first: settling writes to the database, and a call must be counted even when that fails.
+        ctx.record({...base, latencyMs: Date.now() - started, outcome})
         await admission.settle({
           status: (caught as {status?: number}).status ?? 0,
           headers: (caught as {headers?: unknown}).headers,
           message: (caught as {message?: unknown}).message === undefined ? undefined : String((caught as {message?: unknown}).message),
           costUsd: 0,
         })
-        ctx.record({...base, latencyMs: Date.now() - started, outcome})
         if (error instanceof SnoozeError && limited <= IN_PLACE_RATE_LIMITS) {
           const waitMs = serverDelayMs(error.retryAfterMs, limited, DEFAULT_CONFIG.snooze)
           if (waitMs <= IN_PLACE_WAIT_MS) {
@@ -448,13 +449,7 @@ Return {"contacts": [{"full_name", "title", "tier": 1-4, "email", "phone", "link
       const u = data.usage
       const cached = u?.prompt_tokens_details?.cached_tokens ?? 0
       const billed = costUsd(model, u?.prompt_tokens ?? 0, cached, u?.completion_tokens ?? 0)
-      await admission.settle({
-        status: response.status,
-        inputTokens: u?.prompt_tokens,
-        outputTokens: u?.completion_tokens,
-        headers: response.headers,
-        costUsd: billed,
-      })
+      // Paid: recorded before anything else can fail (settling writes to the database).
       ctx.record({
         ...base,
         inputTokens: u?.prompt_tokens ?? 0,
@@ -463,6 +458,13 @@ Return {"contacts": [{"full_name", "title", "tier": 1-4, "email", "phone", "link
         latencyMs: Date.now() - started,
         costUsd: billed,
         outcome: data.choices[0]?.finish_reason === 'length' ? 'malformed' : 'ok',
+      })
+      await admission.settle({
+        status: response.status,
+        inputTokens: u?.prompt_tokens,
+        outputTokens: u?.completion_tokens,
+        headers: response.headers,
+        costUsd: billed,
       })
       // Stopped while the answer came: recorded, now stop.
       ctx.signal.throwIfAborted()

@@ -241,23 +241,21 @@ export class SimulatedProvider implements ResearchProvider {
     }
 
     if (roll < f.crash + f.transient) {
-      await admission.settle({status: 503, costUsd: paid.costUsd})
       ctx.record({...paid, outcome: 'error'})
+      await admission.settle({status: 503, costUsd: paid.costUsd})
       throw new TransientError('simulated upstream error (HTTP 503)')
     }
 
     if (roll < f.crash + f.transient + f.rate_limit) {
-      await admission.settle({status: 429, costUsd: 0})
       ctx.record({...usage, outputTokens: 0, costUsd: 0, outcome: 'rate_limited'})
+      await admission.settle({status: 429, costUsd: 0})
       throw new SnoozeError('simulated rate limit (HTTP 429, Retry-After: 1)', 1000)
     }
 
+    // Paid: recorded before settling, which writes to the database and may fail.
+    const malformed = roll < f.crash + f.transient + f.rate_limit + f.malformed
+    ctx.record({...paid, outcome: malformed ? 'malformed' : 'ok'})
     await admission.settle({status: 200, inputTokens, outputTokens, costUsd: paid.costUsd})
-    if (roll < f.crash + f.transient + f.rate_limit + f.malformed) {
-      ctx.record({...paid, outcome: 'malformed'})
-      throw new Error('simulated malformed model output (failed schema validation after repair)')
-    }
-
-    ctx.record({...paid, outcome: 'ok'})
+    if (malformed) throw new Error('simulated malformed model output (failed schema validation after repair)')
   }
 }

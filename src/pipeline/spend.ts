@@ -64,8 +64,10 @@ export function callContext(o: {
       const tokens = plan.inputTokens + plan.outputTokens
       const quota = plan.quota
       let waitedMs = 0
+      // What the token bucket gave: nothing while no token limit is known (then nothing is given back later either).
+      let tokensTaken = 0
       try {
-        if (quota !== null) waitedMs = await lineUp(o, quota, {requests: 1, tokens})
+        if (quota !== null) ({waited: waitedMs, tokens: tokensTaken} = await lineUp(o, quota, {requests: 1, tokens}))
       } catch (error) {
         await releaseHold(o.db, hold)
         throw error
@@ -97,7 +99,7 @@ export function callContext(o: {
           await settleShare(o.db, quota, {
             limited: result.status === 429,
             paced,
-            tokensTaken: tokens,
+            tokensTaken,
             tokensUsed: result.inputTokens === undefined ? undefined : result.inputTokens + (result.outputTokens ?? 0),
             learned: {rpm: learned.limitRequests, tpm: learned.limitTokens},
             remainingRequests: learned.remainingRequests,
@@ -111,19 +113,19 @@ export function callContext(o: {
 }
 
 /**
- * Waits for a call's share of the fleet's quota; resolves with how long the pace held it back (ms). A place in line is
- * reserved at most RESERVE_AHEAD_MS ahead, so what the fleet has promised is never far ahead of what the provider last
- * said (a fleet lined up two minutes deep meets a cut or a stated limit two minutes late: 429s, then idle quota). A
- * caller with no place that near waits in place without one (its lease renewed, its conversation kept) and asks again,
- * behind the callers of its process that came first (first come, first served: one that waited long is not overtaken
- * by newcomers until it gives up); one that has waited MAX_QUOTA_WAIT_MS snoozes its task. A caller stopped in line
- * gives its place back.
+ * Waits for a call's share of the fleet's quota; resolves with how long the pace held it back (ms) and the tokens it
+ * took. A place in line is reserved at most RESERVE_AHEAD_MS ahead, so what the fleet has promised is never far ahead
+ * of what the provider last said (a fleet lined up two minutes deep meets a cut or a stated limit two minutes late:
+ * 429s, then idle quota). A caller with no place that near waits in place without one (its lease renewed, its
+ * conversation kept) and asks again, behind the callers of its process that came first (first come, first served: one
+ * that waited long is not overtaken by newcomers until it gives up); one that has waited MAX_QUOTA_WAIT_MS snoozes its
+ * task. A caller stopped in line gives its place back.
  */
 async function lineUp(
   o: {db: Executor; signal: AbortSignal; ceilings?: Ceilings; line?: Line},
   quota: string,
   need: {requests: number; tokens: number},
-): Promise<number> {
+): Promise<{waited: number; tokens: number}> {
   const configured = o.ceilings ?? ceilingsFromEnv()
   const {maxWaitMs, reserveAheadMs} = o.line ?? {maxWaitMs: MAX_QUOTA_WAIT_MS, reserveAheadMs: RESERVE_AHEAD_MS}
   let waited = 0
@@ -153,11 +155,11 @@ async function lineUp(
   // A place is reserved: the next caller of this process may ask for its own while this one waits for its moment.
   if (share.waitMs > 0) await wait(share.waitMs)
   if (o.signal.aborted) {
-    await returnShare(o.db, quota, need)
+    await returnShare(o.db, quota, {requests: need.requests, tokens: share.tokens})
     o.signal.throwIfAborted()
   }
 
-  return waited
+  return {waited, tokens: share.tokens}
 }
 
 /** This process's callers of one quota, in the order they came: one asks for a place at a time. */

@@ -59,7 +59,12 @@ export interface Ceilings {
   tpm?: number | null
 }
 
-export type Share = {waitMs: number} | {tooLongMs: number}
+/**
+ * A share reserved (wait this long, then send), or none (the wait would be too long). `tokens` is what the token
+ * bucket gave: 0 while the key has none (no token limit known yet). Only that much may be given back or corrected
+ * later: a call that took its share before the fleet knew its token limit took no tokens.
+ */
+export type Share = {waitMs: number; tokens: number} | {tooLongMs: number}
 
 /**
  * Takes `requests` and `tokens` from key's buckets. Resolves with how long to
@@ -78,7 +83,7 @@ export async function takeShare(
   const cfgTpm = options.configured?.tpm ?? null
   // A learned limit is paced to with headroom; one a person set, as set.
   const head = sql`case when r.limit_source = 'learned' then ${p.headroom}::float8 else 1 end`
-  const {rows} = await sql<{wait_ms: number; taken: boolean}>`
+  const {rows} = await sql<{wait_ms: number; taken: boolean; counted: boolean}>`
     with seed as (
       insert into rate_limits (key, limit_rpm, limit_tpm, limit_source, rate_rpm, rate_tpm, requests, tokens)
       values (${key}, ${cfgRpm}::float8, ${cfgTpm}::float8, case when ${cfgRpm}::float8 is null and ${cfgTpm}::float8 is null then 'none' else 'configured' end,
@@ -119,10 +124,10 @@ export async function takeShare(
                     when d.wait_ms <= ${options.maxWaitMs}::float8 then d.tok_now - ${need.tokens}::float8 else d.tok_now end,
       refilled_at = now(), updated_at = now()
     from decided d where r.key = d.key
-    returning d.wait_ms, d.wait_ms <= ${options.maxWaitMs}::float8 as taken`.execute(ex)
+    returning d.wait_ms, d.wait_ms <= ${options.maxWaitMs}::float8 as taken, d.tok_now is not null as counted`.execute(ex)
   const row = rows[0]
-  if (!row) return {waitMs: 0}
-  return row.taken ? {waitMs: Math.ceil(row.wait_ms)} : {tooLongMs: Math.ceil(row.wait_ms)}
+  if (!row) return {waitMs: 0, tokens: 0}
+  return row.taken ? {waitMs: Math.ceil(row.wait_ms), tokens: row.counted ? need.tokens : 0} : {tooLongMs: Math.ceil(row.wait_ms)}
 }
 
 /**

@@ -331,6 +331,27 @@ describe('openai provider against a fake OpenAI-compatible server', function () 
     assert.ok(Math.abs(usage[0].costUsd - (1160 * 0.4 + 40 * 0.1 + 300 * 1.6) / 1e6) < 1e-12, `cost ${usage[0].costUsd}`)
   })
 
+  it('records a paid call even when settling its share of the quota fails (the answer was billed)', async () => {
+    // Before, settling came first: a database error there lost the record of a call the provider had billed.
+    fake.reply(completion({content: JSON.stringify(GOOD_RESEARCH)}, {prompt_tokens: 900, completion_tokens: 200}))
+    const failingSettle = {
+      ...ctx(),
+      async admit() {
+        return {
+          waitedMs: 0,
+          async settle() {
+            throw new Error('connection terminated unexpectedly')
+          },
+        }
+      },
+    }
+    await assert.rejects(provider().research({criteria: {}, company}, failingSettle), /connection terminated/)
+    assert.equal(usage.length, 1, 'the billed call is recorded')
+    assert.equal(usage[0].inputTokens, 900)
+    assert.equal(usage[0].outputTokens, 200)
+    assert.ok(usage[0].costUsd > 0)
+  })
+
   it('records an answer cut off at the token limit as malformed, says it was truncated, and repairs once', async () => {
     fake.reply(truncated('{"fit": "yes", "score": 82, "reasons": ["tenant por'), answer(GOOD_RESEARCH))
     const result = await provider().research({criteria: {}, company}, ctx())

@@ -88,8 +88,8 @@ describe('pacing: one quota for the whole fleet, in PostgreSQL', function () {
   it('learns a ceiling from rate-limit headers when none is configured, and a wait longer than allowed reserves nothing', async () => {
     const key = 'learned model'
     const first = await takeShare(t.db, key, {requests: 1, tokens: 100}, {maxWaitMs: 1000})
-    assert.deepEqual(first, {waitMs: 0})
-    await settleShare(t.db, key, {limited: false, paced: false, tokensTaken: 100, tokensUsed: 80, learned: {rpm: 30, tpm: 10_000}})
+    assert.deepEqual(first, {waitMs: 0, tokens: 0}, 'no token limit known yet: no tokens taken')
+    await settleShare(t.db, key, {limited: false, paced: false, tokensTaken: 0, tokensUsed: 80, learned: {rpm: 30, tpm: 10_000}})
     const learned = await rateOf(t.db, key)
     assert.equal(learned.limitSource, 'learned')
     assert.equal(learned.limitRpm, 30)
@@ -118,7 +118,7 @@ describe('pacing: a stated limit and a refused call', () => {
 
   it('paces to a limit the headers state with headroom (a sliding window counted to the call), and a 429 gives back the tokens its call took', async () => {
     const key = 'test stated-limit'
-    assert.deepEqual(await takeShare(t.db, key, {requests: 1, tokens: 100}, {maxWaitMs: 1000}), {waitMs: 0})
+    assert.deepEqual(await takeShare(t.db, key, {requests: 1, tokens: 100}, {maxWaitMs: 1000}), {waitMs: 0, tokens: 0}, 'no token limit known: no tokens taken')
     // One answer that states the limits: the fleet paces to them at once (before, slow start took 30 s to get there
     // from 60 a minute, while two workers' 128 calls waited).
     await settleShare(t.db, key, {limited: false, paced: false, tokensTaken: 100, tokensUsed: 100, learned: {rpm: 300, tpm: 200_000}})
@@ -170,6 +170,32 @@ describe('pacing: a limit learned from a 429 that names it (no rate-limit header
     assert.equal(Math.round(learned.rateTpm!), Math.round(200_000 * DEFAULT_PACING.headroom * DEFAULT_PACING.cut))
   })
 
+  it('a call that took its share before the token limit was known gives back nothing it did not take', async function () {
+    this.timeout(20_000)
+    // Before, such a call gave back, on its 429 or in its usage correction, the tokens it had estimated but never taken:
+    // with 128 calls in flight when the first 429 taught the limit, the fleet sent about 20% more tokens than its rate
+    // for two minutes (quota bench, variants a and c: a third of the calls answered 429).
+    const run = await createRun(t.db, {criteria: {state: 'TX'}, size: {quantity: 1, contactsMin: 1, contactsMax: 1}, provider: 'simulated'})
+    const plan = {quota: 'test tokens-before-limit', inputTokens: 500, outputTokens: 1500, maxUsd: null}
+    const ctx = callContext({db: t.db, runId: run.id, taskId: 1, signal: new AbortController().signal, record() {}, ceilings: {}})
+    const tokens = async () => (await t.db.selectFrom('rate_limits').select('tokens').where('key', '=', plan.quota).executeTakeFirstOrThrow()).tokens
+    const answered = await ctx.admit(plan)
+    const refusedLater = await ctx.admit(plan)
+    const teaching = await ctx.admit(plan)
+    assert.equal(await tokens(), null, 'no token limit known: the calls took requests only')
+    await teaching.settle({
+      status: 429,
+      message:
+        'Rate limit reached for gpt-4.1-mini in organization org-test on tokens per min (TPM): Limit 200000, Used 199000, Requested 2000. Please try again in 1s.',
+      costUsd: 0,
+    })
+    assert.equal(await tokens(), 0, 'the first 429 naming the token limit starts the bucket, empty')
+    await answered.settle({status: 200, inputTokens: 400, outputTokens: 100, costUsd: 0})
+    assert.equal(Math.round((await tokens())!), -500, 'the 500 tokens it used are owed; the 1,500 it over-estimated were never taken')
+    await refusedLater.settle({status: 429, message: 'Rate limit reached ... on tokens per min (TPM): Limit 200000', costUsd: 0})
+    assert.ok((await tokens())! <= -500, `a refused call gives back nothing it never took (tokens ${await tokens()})`)
+  })
+
   it('a 429 on the token limit cuts the token rate only; one that does not say which cuts both', async () => {
     const key = 'test which-limit'
     await setRateLimit(t.db, key, {rpm: 300, tpm: 200_000})
@@ -208,7 +234,7 @@ describe('pacing: the rate grows only when the pace holds the fleet back', () =>
     // A fleet that never waits for its share: 200 calls that all succeed. Before, slow start grew the rate 5% per
     // success whatever the fleet sent (60 x 1.05^200 = about 1 million a minute); the first limit met then found no
     // pacing left, and the cuts took minutes to come back down.
-    assert.deepEqual(await takeShare(t.db, key, {requests: 1, tokens: 100}, {maxWaitMs: 30_000}), {waitMs: 0})
+    assert.deepEqual(await takeShare(t.db, key, {requests: 1, tokens: 100}, {maxWaitMs: 30_000}), {waitMs: 0, tokens: 0})
     for (let i = 0; i < 200; i++) await settleShare(t.db, key, {limited: false, paced: false, tokensTaken: 100, tokensUsed: 100})
     assert.equal(await rate(key), DEFAULT_PACING.startRpm)
 
