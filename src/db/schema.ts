@@ -192,6 +192,10 @@ export interface RateLimitsTable {
   last_cut_at: NullableTimestamp
   saw_limit: Generated<boolean>
   updated_at: Timestamp
+  /** Until when a 429's wait pauses the fleet's quota. */
+  paused_until: NullableTimestamp
+  /** How far pauses have pushed the line back in all, ms (a caller compares it before and after its wait). */
+  paused_ms: Generated<number>
 }
 
 export interface BudgetHoldsTable {

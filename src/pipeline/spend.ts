@@ -3,7 +3,7 @@ import type {Executor} from '../db/executor.js'
 import {inTransaction} from '../db/executor.js'
 import {sleep} from '../runtime/backoff.js'
 import {retryAfterInText, retryAfterMs, SnoozeError} from '../runtime/errors.js'
-import {type Ceilings, returnShare, settleShare, takeShare} from '../runtime/pacing.js'
+import {type Ceilings, pausedMs, returnShare, settleShare, takeShare} from '../runtime/pacing.js'
 import {formatCost} from '../shared/money.js'
 import {type Admission, BudgetReachedError, type CallContext, type CallPlan, type LlmUsage} from './provider.js'
 import {lockRun} from './runs.js'
@@ -17,6 +17,8 @@ import {lockRun} from './runs.js'
 export const MAX_QUOTA_WAIT_MS = 180_000
 /** A 429's Retry-After pauses the fleet's quota at most this long (a provider's hostile or mistaken header bounded). */
 const MAX_PAUSE_MS = 60_000
+/** A caller with a reserved place waits out at most this many pauses that began while it waited (each at most MAX_PAUSE_MS). */
+const MAX_PAUSES_WAITED = 5
 /** How far ahead a call's place in line is reserved (see lineUp). */
 export const RESERVE_AHEAD_MS = 10_000
 /** How long a call may wait for its quota in place, and how far ahead its place is reserved. */
@@ -153,7 +155,19 @@ async function lineUp(
     },
   )
   // A place is reserved: the next caller of this process may ask for its own while this one waits for its moment.
-  if (share.waitMs > 0) await wait(share.waitMs)
+  if (share.waitMs > 0) {
+    await wait(share.waitMs)
+    // A 429 that paused the fleet after this place was reserved pushed the whole line back, this place too (before,
+    // the callers lined up sent at their moments, into the pause, and met the same wall: a third of the calls 429s).
+    let seen = share.pausedMs
+    for (let i = 0; i < MAX_PAUSES_WAITED && !o.signal.aborted; i++) {
+      const now = await pausedMs(o.db, quota)
+      if (now <= seen) break
+      await wait(Math.min(MAX_PAUSE_MS, now - seen)).catch(() => {})
+      seen = now
+    }
+  }
+
   if (o.signal.aborted) {
     await returnShare(o.db, quota, {requests: need.requests, tokens: share.tokens})
     o.signal.throwIfAborted()

@@ -62,9 +62,10 @@ export interface Ceilings {
 /**
  * A share reserved (wait this long, then send), or none (the wait would be too long). `tokens` is what the token
  * bucket gave: 0 while the key has none (no token limit known yet). Only that much may be given back or corrected
- * later: a call that took its share before the fleet knew its token limit took no tokens.
+ * later: a call that took its share before the fleet knew its token limit took no tokens. `pausedMs` is how far pauses
+ * had pushed the line back when the place was reserved (see pausedMs()).
  */
-export type Share = {waitMs: number; tokens: number} | {tooLongMs: number}
+export type Share = {waitMs: number; tokens: number; pausedMs: number} | {tooLongMs: number}
 
 /**
  * Takes `requests` and `tokens` from key's buckets. Resolves with how long to
@@ -83,7 +84,7 @@ export async function takeShare(
   const cfgTpm = options.configured?.tpm ?? null
   // A learned limit is paced to with headroom; one a person set, as set.
   const head = sql`case when r.limit_source = 'learned' then ${p.headroom}::float8 else 1 end`
-  const {rows} = await sql<{wait_ms: number; taken: boolean; counted: boolean}>`
+  const {rows} = await sql<{wait_ms: number; taken: boolean; counted: boolean; paused_ms: number}>`
     with seed as (
       insert into rate_limits (key, limit_rpm, limit_tpm, limit_source, rate_rpm, rate_tpm, requests, tokens)
       values (${key}, ${cfgRpm}::float8, ${cfgTpm}::float8, case when ${cfgRpm}::float8 is null and ${cfgTpm}::float8 is null then 'none' else 'configured' end,
@@ -124,10 +125,10 @@ export async function takeShare(
                     when d.wait_ms <= ${options.maxWaitMs}::float8 then d.tok_now - ${need.tokens}::float8 else d.tok_now end,
       refilled_at = now(), updated_at = now()
     from decided d where r.key = d.key
-    returning d.wait_ms, d.wait_ms <= ${options.maxWaitMs}::float8 as taken, d.tok_now is not null as counted`.execute(ex)
+    returning d.wait_ms, d.wait_ms <= ${options.maxWaitMs}::float8 as taken, d.tok_now is not null as counted, r.paused_ms`.execute(ex)
   const row = rows[0]
-  if (!row) return {waitMs: 0, tokens: 0}
-  return row.taken ? {waitMs: Math.ceil(row.wait_ms), tokens: row.counted ? need.tokens : 0} : {tooLongMs: Math.ceil(row.wait_ms)}
+  if (!row) return {waitMs: 0, tokens: 0, pausedMs: 0}
+  return row.taken ? {waitMs: Math.ceil(row.wait_ms), tokens: row.counted ? need.tokens : 0, pausedMs: row.paused_ms} : {tooLongMs: Math.ceil(row.wait_ms)}
 }
 
 /**
@@ -175,7 +176,12 @@ export async function settleShare(
     const cutTpm = sql`(${mayCut} and ${outcome.limitedBy !== 'requests'})`
     const limitRpm = sql`case when limit_source = 'configured' then limit_rpm else coalesce(${learnedRpm}::float8, limit_rpm) end`
     const limitTpm = sql`case when limit_source = 'configured' then limit_tpm else coalesce(${learnedTpm}::float8, limit_tpm) end`
-    const pause = (outcome.retryAfterMs ?? 0) / 60_000
+    // A pause pushes the whole line back, reserved places and all, by as much as it reaches past the pause already on
+    // (429s of one wall do not add up: their pauses overlap); callers that reserved before it wait that much longer.
+    const pauseMs = outcome.retryAfterMs ?? 0
+    const horizon = sql`greatest(coalesce(paused_until, now()), now())`
+    const until = sql`greatest(${horizon}, now() + ${pauseMs}::float8 * interval '1 millisecond')`
+    const pushed = sql`(extract(epoch from ${until} - ${horizon}) / 60)`
     const head = sql`case when limit_source = 'configured' then 1 else ${policy.headroom}::float8 end`
     await sql`
       update rate_limits set
@@ -183,7 +189,7 @@ export async function settleShare(
         limit_tpm = ${limitTpm},
         limit_source = case when limit_source = 'none' and (${learnedRpm}::float8 is not null or ${learnedTpm}::float8 is not null) then 'learned' else limit_source end,
         tokens = case when ${startsTokens} then 0 when tokens is null then null
-                      when ${pause}::float8 > 0 then least(tokens + ${outcome.tokensTaken}::float8, -${pause}::float8 * rate_tpm)
+                      when ${pauseMs}::float8 > 0 then least(tokens + ${outcome.tokensTaken}::float8, 0) - ${pushed} * coalesce(rate_tpm, 0)
                       else tokens + ${outcome.tokensTaken}::float8 end,
         rate_rpm = case when ${cutRpm}
                         then greatest(${policy.minRpm}::float8, coalesce(${limitRpm} * ${head} * ${policy.cut}::float8, 0), rate_rpm * ${policy.cut}::float8)
@@ -194,7 +200,9 @@ export async function settleShare(
             then greatest(${policy.minTpm}::float8, coalesce(${limitTpm} * ${head} * ${policy.cut}::float8, 0), rate_tpm * ${policy.cut}::float8)
           else rate_tpm end,
         last_cut_at = case when ${mayCut} then now() else last_cut_at end,
-        requests = least(requests, 0, -${pause}::float8 * rate_rpm),
+        requests = least(requests, 0) - ${pushed} * rate_rpm,
+        paused_until = ${until},
+        paused_ms = paused_ms + ${pushed} * 60000,
         saw_limit = true, updated_at = now()
       where key = ${key}`.execute(ex)
     return
@@ -239,6 +247,12 @@ export async function returnShare(ex: Executor, key: string, need: {requests: nu
       tokens = case when tokens is null then null else tokens + ${need.tokens}::float8 end,
       updated_at = now()
     where key = ${key}`.execute(ex)
+}
+
+/** How far pauses have pushed the fleet's line back in all (ms): more than when a place was reserved, that place too. */
+export async function pausedMs(ex: Executor, key: string): Promise<number> {
+  const row = await ex.selectFrom('rate_limits').select('paused_ms').where('key', '=', key).executeTakeFirst()
+  return row?.paused_ms ?? 0
 }
 
 export interface RateLimitView {

@@ -85,10 +85,28 @@ describe('pacing: one quota for the whole fleet, in PostgreSQL', function () {
     assert.ok('waitMs' in next && next.waitMs >= 2500 && next.waitMs <= 4000, JSON.stringify(next))
   })
 
+  it('a pause pushes back the places reserved before it, and the 429s of one wall do not add up their pauses', async function () {
+    this.timeout(20_000)
+    const run = await createRun(t.db, {criteria: {state: 'TX'}, size: {quantity: 1, contactsMin: 1, contactsMax: 1}, provider: 'simulated'})
+    const plan = {quota: 'test pause-pushes-line', inputTokens: 10, outputTokens: 10, maxUsd: null}
+    // 60 a minute, half a request left: the caller reserves its place about 500 ms ahead.
+    await setRateLimit(t.db, plan.quota, {rpm: 60})
+    await t.db.updateTable('rate_limits').set({requests: 0.5}).where('key', '=', plan.quota).execute()
+    const ctx = callContext({db: t.db, runId: run.id, taskId: 1, signal: new AbortController().signal, record() {}, ceilings: {}})
+    const admitted = ctx.admit(plan)
+    await new Promise((resolve) => setTimeout(resolve, 150))
+    // A call sent earlier meets the wall: "try again in 2 s", three times over (one wall, three callers).
+    for (let i = 0; i < 3; i++) await settleShare(t.db, plan.quota, {limited: true, paced: false, tokensTaken: 0, retryAfterMs: 2000})
+    const {waitedMs} = await admitted
+    // Before, it sent at its reserved moment (~500 ms), into the pause, and met the same wall.
+    assert.ok(waitedMs >= 1900, `the reserved place waited the pause out: ${waitedMs} ms`)
+    assert.ok(waitedMs < 3500, `one wall, one pause (three would be 6.5 s): ${waitedMs} ms`)
+  })
+
   it('learns a ceiling from rate-limit headers when none is configured, and a wait longer than allowed reserves nothing', async () => {
     const key = 'learned model'
     const first = await takeShare(t.db, key, {requests: 1, tokens: 100}, {maxWaitMs: 1000})
-    assert.deepEqual(first, {waitMs: 0, tokens: 0}, 'no token limit known yet: no tokens taken')
+    assert.deepEqual(first, {waitMs: 0, tokens: 0, pausedMs: 0}, 'no token limit known yet: no tokens taken')
     await settleShare(t.db, key, {limited: false, paced: false, tokensTaken: 0, tokensUsed: 80, learned: {rpm: 30, tpm: 10_000}})
     const learned = await rateOf(t.db, key)
     assert.equal(learned.limitSource, 'learned')
@@ -118,7 +136,11 @@ describe('pacing: a stated limit and a refused call', () => {
 
   it('paces to a limit the headers state with headroom (a sliding window counted to the call), and a 429 gives back the tokens its call took', async () => {
     const key = 'test stated-limit'
-    assert.deepEqual(await takeShare(t.db, key, {requests: 1, tokens: 100}, {maxWaitMs: 1000}), {waitMs: 0, tokens: 0}, 'no token limit known: no tokens taken')
+    assert.deepEqual(
+      await takeShare(t.db, key, {requests: 1, tokens: 100}, {maxWaitMs: 1000}),
+      {waitMs: 0, tokens: 0, pausedMs: 0},
+      'no token limit known: no tokens taken',
+    )
     // One answer that states the limits: the fleet paces to them at once (before, slow start took 30 s to get there
     // from 60 a minute, while two workers' 128 calls waited).
     await settleShare(t.db, key, {limited: false, paced: false, tokensTaken: 100, tokensUsed: 100, learned: {rpm: 300, tpm: 200_000}})
@@ -234,7 +256,7 @@ describe('pacing: the rate grows only when the pace holds the fleet back', () =>
     // A fleet that never waits for its share: 200 calls that all succeed. Before, slow start grew the rate 5% per
     // success whatever the fleet sent (60 x 1.05^200 = about 1 million a minute); the first limit met then found no
     // pacing left, and the cuts took minutes to come back down.
-    assert.deepEqual(await takeShare(t.db, key, {requests: 1, tokens: 100}, {maxWaitMs: 30_000}), {waitMs: 0, tokens: 0})
+    assert.deepEqual(await takeShare(t.db, key, {requests: 1, tokens: 100}, {maxWaitMs: 30_000}), {waitMs: 0, tokens: 0, pausedMs: 0})
     for (let i = 0; i < 200; i++) await settleShare(t.db, key, {limited: false, paced: false, tokensTaken: 100, tokensUsed: 100})
     assert.equal(await rate(key), DEFAULT_PACING.startRpm)
 
