@@ -107,7 +107,6 @@ export function callContext(o: {
             remainingRequests: learned.remainingRequests,
             retryAfterMs: result.status === 429 ? Math.min(MAX_PAUSE_MS, retryAfterMs(result.headers) ?? retryAfterInText(result.message) ?? 0) : undefined,
             limitedBy: result.status === 429 ? limitedBy(result.message) : undefined,
-            windowTokens: result.status === 429 ? windowUsedFromMessage(result.message) : undefined,
           })
         },
       }
@@ -268,13 +267,6 @@ export function limitFromMessage(message: string | undefined): Ceilings {
   const limit = Number(m[3].replaceAll(',', ''))
   if (!Number.isFinite(limit) || limit <= 0) return {}
   return m[1].toLowerCase() === 'tokens' ? {tpm: limit} : {rpm: limit}
-}
-
-/** How many tokens a 429's message says the provider's window holds ("... (TPM): Limit 200000, Used 199000 ..."). */
-export function windowUsedFromMessage(message: string | undefined): number | undefined {
-  const m = /\btokens per min(?:ute)? \(TPM\): Limit [\d,]+, Used (\d[\d,]*)/i.exec(message ?? '')
-  const used = m ? Number(m[1].replaceAll(',', '')) : Number.NaN
-  return Number.isFinite(used) && used >= 0 ? used : undefined
 }
 
 /** Which limit a 429's message says was hit (OpenAI: "... on tokens per min (TPM) ..."); undefined when it does not say. */

@@ -152,8 +152,6 @@ export async function settleShare(
     retryAfterMs?: number
     /** Which limit a 429 hit, when it said: only that rate is cut (a token limit met says nothing about requests). */
     limitedBy?: 'requests' | 'tokens'
-    /** The tokens a 429 said the provider's window holds ("Used 199000"), when it said. */
-    windowTokens?: number
   },
   policy: PacingPolicy = DEFAULT_PACING,
 ): Promise<void> {
@@ -173,10 +171,6 @@ export async function settleShare(
     // the limit and took hundreds of calls to climb back. The wall is waited out instead: a Retry-After pauses the
     // whole fleet's buckets for that long (the caller that met it waits as long in place).
     const startsTokens = sql`(tokens is null and limit_source <> 'configured' and ${learnedTpm}::float8 is not null)`
-    // It starts owing what the provider's window holds beyond a minute of its rate, when the 429 said (a sliding window
-    // that is full admits only what leaves it: a fleet that had run to the wall met it again for 25 s, 20-30 429s).
-    const startRate = sql`greatest(${policy.minTpm}::float8, ${learnedTpm}::float8 * ${policy.headroom}::float8 * ${policy.cut}::float8)`
-    const startTokens = sql`least(0, ${startRate} - coalesce(${outcome.windowTokens ?? null}::float8, ${startRate}))`
     const mayCut = sql`(last_cut_at is null or last_cut_at < now() - ${policy.cutEveryMs}::float8 * interval '1 millisecond')`
     const cutRpm = sql`(${mayCut} and ${outcome.limitedBy !== 'tokens'})`
     const cutTpm = sql`(${mayCut} and ${outcome.limitedBy !== 'requests'})`
@@ -194,14 +188,14 @@ export async function settleShare(
         limit_rpm = ${limitRpm},
         limit_tpm = ${limitTpm},
         limit_source = case when limit_source = 'none' and (${learnedRpm}::float8 is not null or ${learnedTpm}::float8 is not null) then 'learned' else limit_source end,
-        tokens = case when ${startsTokens} then ${startTokens} when tokens is null then null
+        tokens = case when ${startsTokens} then 0 when tokens is null then null
                       when ${pauseMs}::float8 > 0 then least(tokens + ${outcome.tokensTaken}::float8, 0) - ${pushed} * coalesce(rate_tpm, 0)
                       else tokens + ${outcome.tokensTaken}::float8 end,
         rate_rpm = case when ${cutRpm}
                         then greatest(${policy.minRpm}::float8, coalesce(${limitRpm} * ${head} * ${policy.cut}::float8, 0), rate_rpm * ${policy.cut}::float8)
                         else rate_rpm end,
         rate_tpm = case
-          when ${startsTokens} then ${startRate}
+          when ${startsTokens} then greatest(${policy.minTpm}::float8, ${learnedTpm}::float8 * ${policy.headroom}::float8 * ${policy.cut}::float8)
           when rate_tpm is not null and ${cutTpm}
             then greatest(${policy.minTpm}::float8, coalesce(${limitTpm} * ${head} * ${policy.cut}::float8, 0), rate_tpm * ${policy.cut}::float8)
           else rate_tpm end,

@@ -5,7 +5,7 @@ import {sql} from 'kysely'
 
 import {OpenAIProvider} from '../../src/agents/openai.js'
 import {quotaKey} from '../../src/agents/quota.js'
-import {callContext, limitedBy, limitFromMessage, LocalLine, windowUsedFromMessage} from '../../src/pipeline/spend.js'
+import {callContext, limitedBy, limitFromMessage, LocalLine} from '../../src/pipeline/spend.js'
 import {classifyError, retryAfterInText, SnoozeError} from '../../src/runtime/errors.js'
 import {createRun} from '../../src/pipeline/runs.js'
 import {DEFAULT_PACING, listRateLimits, settleShare, setRateLimit, takeShare} from '../../src/runtime/pacing.js'
@@ -190,10 +190,6 @@ describe('pacing: a limit learned from a 429 that names it (no rate-limit header
     assert.equal(learned.limitSource, 'learned')
     assert.equal(learned.limitTpm, 200_000)
     assert.equal(Math.round(learned.rateTpm!), Math.round(200_000 * DEFAULT_PACING.headroom * DEFAULT_PACING.cut))
-    // The window it said it holds (199,000) is over a minute of the new rate (161,500): the bucket starts owing the rest.
-    // Before, it started empty, and a fleet that had run to the wall met it again for 25 s (20-30 429s in the quota bench).
-    const {tokens} = await t.db.selectFrom('rate_limits').select('tokens').where('key', '=', key).executeTakeFirstOrThrow()
-    assert.equal(Math.round(tokens!), Math.round(200_000 * DEFAULT_PACING.headroom * DEFAULT_PACING.cut) - 199_000)
   })
 
   it('a call that took its share before the token limit was known gives back nothing it did not take', async function () {
@@ -211,7 +207,8 @@ describe('pacing: a limit learned from a 429 that names it (no rate-limit header
     assert.equal(await tokens(), null, 'no token limit known: the calls took requests only')
     await teaching.settle({
       status: 429,
-      message: 'Rate limit reached for gpt-4.1-mini in organization org-test on tokens per min (TPM): Limit 200000. Please try again in 1s.',
+      message:
+        'Rate limit reached for gpt-4.1-mini in organization org-test on tokens per min (TPM): Limit 200000, Used 199000, Requested 2000. Please try again in 1s.',
       costUsd: 0,
     })
     assert.equal(await tokens(), 0, 'the first 429 naming the token limit starts the bucket, empty')
@@ -240,9 +237,6 @@ describe('pacing: a limit learned from a 429 that names it (no rate-limit header
     assert.equal(limitedBy('Rate limit reached for m in organization o on tokens per min (TPM): Limit 1, Used 1, Requested 1.'), 'tokens')
     assert.equal(limitedBy('... on requests per min (RPM): Limit 500 ...'), 'requests')
     assert.equal(limitedBy('You exceeded your current quota'), undefined)
-    assert.equal(windowUsedFromMessage('... on tokens per min (TPM): Limit 200,000, Used 199,500, Requested 1,500.'), 199_500)
-    assert.equal(windowUsedFromMessage('... on requests per min (RPM): Limit 500, Used 500, Requested 1.'), undefined, 'requests are not tokens')
-    assert.equal(windowUsedFromMessage('Rate limit reached, try again later.'), undefined)
     assert.equal(retryAfterInText('... Requested 1500. Please try again in 1.5s. Visit ...'), 1500)
     assert.equal(retryAfterInText('Please try again in 850ms.'), 850)
     assert.equal(retryAfterInText('Please try again in 1m2.5s.'), 62_500)
