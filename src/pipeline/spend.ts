@@ -168,12 +168,24 @@ async function lineUp(
     }
   }
 
+  // A place reserved before the fleet knew its token limit took no tokens: if the limit is known now, the call takes its
+  // tokens before it goes (before, the calls lined up when the first 429 taught the limit all went at their moments, and
+  // met the wall the 429 had just found).
+  let tokens = share.tokens
+  if (share.waitMs > 0 && tokens === 0 && need.tokens > 0 && !o.signal.aborted) {
+    const late = await takeShare(o.db, quota, {requests: 0, tokens: need.tokens}, {maxWaitMs: MAX_PAUSE_MS, configured})
+    if ('waitMs' in late && late.tokens > 0) {
+      tokens = late.tokens
+      if (late.waitMs > 0) await wait(late.waitMs).catch(() => {})
+    }
+  }
+
   if (o.signal.aborted) {
-    await returnShare(o.db, quota, {requests: need.requests, tokens: share.tokens})
+    await returnShare(o.db, quota, {requests: need.requests, tokens})
     o.signal.throwIfAborted()
   }
 
-  return {waited, tokens: share.tokens}
+  return {waited, tokens}
 }
 
 /** This process's callers of one quota, in the order they came: one asks for a place at a time. */

@@ -111,7 +111,8 @@ export async function takeShare(
     ), decided as (
       select n.*,
         greatest(
-          greatest(0, ${need.requests}::float8 - n.req_now) / (n.rate_rpm / 60) * 1000,
+          -- A share of tokens only (a call whose place was reserved before the token limit was known) waits for no request.
+          case when ${need.requests}::float8 <= 0 then 0 else greatest(0, ${need.requests}::float8 - n.req_now) / (n.rate_rpm / 60) * 1000 end,
           case when n.tok_now is null then 0 else greatest(0, ${need.tokens}::float8 - n.tok_now) / (n.rate_tpm / 60) * 1000 end
         ) as wait_ms
       from now_ n

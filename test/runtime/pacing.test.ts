@@ -218,6 +218,25 @@ describe('pacing: a limit learned from a 429 that names it (no rate-limit header
     assert.ok((await tokens())! <= -500, `a refused call gives back nothing it never took (tokens ${await tokens()})`)
   })
 
+  it('a place reserved before the token limit was known takes its tokens when its moment comes', async function () {
+    this.timeout(20_000)
+    const run = await createRun(t.db, {criteria: {state: 'TX'}, size: {quantity: 1, contactsMin: 1, contactsMax: 1}, provider: 'simulated'})
+    const plan = {quota: 'test reserved-before-limit', inputTokens: 500, outputTokens: 1500, maxUsd: null}
+    const ctx = callContext({db: t.db, runId: run.id, taskId: 1, signal: new AbortController().signal, record() {}, ceilings: {}})
+    // No limit known; half a request left: the caller reserves its place about 500 ms ahead, taking no tokens.
+    await takeShare(t.db, plan.quota, {requests: 0, tokens: 0}, {maxWaitMs: 1000})
+    await t.db.updateTable('rate_limits').set({requests: 0.5}).where('key', '=', plan.quota).execute()
+    const admitted = ctx.admit(plan)
+    await new Promise((resolve) => setTimeout(resolve, 150))
+    // Meanwhile another call's 429 teaches the token limit: 60,000 a minute, paced at 48,450 (807 a second), bucket empty.
+    await settleShare(t.db, plan.quota, {limited: true, paced: false, tokensTaken: 0, learned: {tpm: 60_000}, limitedBy: 'tokens'})
+    const {waitedMs} = await admitted
+    // Before, it went at its moment (~500 ms) with no tokens taken, into the wall the 429 had just found.
+    assert.ok(waitedMs >= 2300, `it waited for its 2,000 tokens at the learned rate: ${waitedMs} ms`)
+    const {tokens} = await t.db.selectFrom('rate_limits').select('tokens').where('key', '=', plan.quota).executeTakeFirstOrThrow()
+    assert.ok(tokens !== null && tokens < -1000, `the tokens it took are owed: ${tokens}`)
+  })
+
   it('a 429 on the token limit cuts the token rate only; one that does not say which cuts both', async () => {
     const key = 'test which-limit'
     await setRateLimit(t.db, key, {rpm: 300, tpm: 200_000})
