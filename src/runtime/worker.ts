@@ -65,9 +65,8 @@ export interface WorkerSummary {
  * A worker process's engine: the claim loop takes tasks of its kinds (up to
  * `concurrency` at once) and executes each under its lease; completions are
  * batched on a lane of their own (with the successors' claim when tasks are
- * long); a heartbeat renews every lease and
- * reports resources; it sweeps for dead workers too, so recovery never waits
- * for a monitor.
+ * long); a heartbeat renews every lease and reports resources; it sweeps for
+ * dead workers too, so recovery never waits for a monitor.
  */
 export class Worker {
   readonly id: string
