@@ -120,7 +120,7 @@ export async function statsAtScale(
     ['queueStats (live and failed by kind, oldest queued, retries waiting)', () => queueStats(db)],
     ['listWorkers (workers with current tasks)', () => listWorkers(db, {all: true})],
     ['runsInProgress', () => runsInProgress(db)],
-    ['monitor: currentConditions', () => currentConditions(db, {stuckAfterMs: 600_000, lookbackMs: 3_600_000})],
+    ['monitor: currentConditions', () => currentConditions(db, {stuckAfterMs: 600_000, lookbackMs: 3_600_000, deadAfterMs: 15_000})],
     ['monitor: metrics.collect (events since last read)', () => metrics.collect(db)],
   ]
   const timings: StatsTiming[] = []

@@ -1,20 +1,29 @@
+import path from 'node:path'
+
 import {Command, Flags, type Interfaces} from '@oclif/core'
 import type {Kysely} from 'kysely'
 
-import {type DatabaseHandle, openDatabase} from '../db/connect.js'
+import {type DatabaseHandle, DEFAULT_SESSION_LIMITS, openDatabase, type SessionLimits} from '../db/connect.js'
 import {connectionFailure, isConnectionError} from '../db/connection-errors.js'
 import {applyPending, assertSchemaCurrent} from '../db/migrator.js'
 import {assertSessionKept} from '../db/session-check.js'
 import {resolveDatabaseUrl} from '../db/resolve.js'
 import type {Database} from '../db/schema.js'
+import {parseDuration} from '../shared/duration.js'
 import {ExitCode} from '../shared/exit-codes.js'
 import {RvxError} from '../shared/errors.js'
 import {type FlagFacts, flagWording, isParseError, oneLine, parseErrorLine} from './errors.js'
 import {withSignals} from './signals.js'
+import {SpendJournal} from '../pipeline/spend-journal.js'
+import {rvxHome} from '../db/embedded.js'
+import {databaseId} from '../db/meta.js'
 import {type Column, detectMode, type OutputMode, printable, renderTable, type Spinner, spinner} from './output.js'
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
 export type BaseArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
+
+/** How often a paying command writes back journaled calls the database lost. */
+const JOURNAL_RECONCILE_MS = 30_000
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'silent'] as const
 export type LogLevel = (typeof LOG_LEVELS)[number]
@@ -46,6 +55,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   /** Every positional argument, for commands that take a variable number (strict = false). */
   protected positional: string[] = []
   private dbHandle?: DatabaseHandle
+  private journal?: {journal: SpendJournal; timer: NodeJS.Timeout}
 
   public override async init(): Promise<void> {
     await super.init()
@@ -93,7 +103,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   protected async database(options: {schema?: boolean; session?: boolean} = {}): Promise<Kysely<Database>> {
     if (!this.dbHandle) {
       const url = await resolveDatabaseUrl({url: this.flags['database-url'], notice: (m) => this.notice(m)})
-      this.dbHandle = await openDatabase(url, {applicationName: `rvx ${this.id ?? ''}`.trim()})
+      this.dbHandle = await openDatabase(url, {applicationName: `rvx ${this.id ?? ''}`.trim(), limits: this.sessionLimits})
     }
 
     if (options.schema && this.flags['database-url']) await assertSchemaCurrent(this.dbHandle.db)
@@ -105,6 +115,42 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
     if (options.session) await assertSessionKept(this.dbHandle.pool, this.dbHandle.url)
     return this.dbHandle.db
+  }
+
+  /**
+   * The bounds of every database session this command opens: the defaults,
+   * or RVX_DB_STATEMENT_TIMEOUT, RVX_DB_LOCK_TIMEOUT and
+   * RVX_DB_IDLE_IN_TRANSACTION_TIMEOUT (durations; 0 turns one off).
+   */
+  protected get sessionLimits(): SessionLimits {
+    const read = (name: string, fallback: number) => {
+      const value = process.env[name]?.trim()
+      return value ? parseDuration(value, name, {max: 3_600_000}) : fallback
+    }
+
+    return {
+      ...DEFAULT_SESSION_LIMITS,
+      statementTimeoutMs: read('RVX_DB_STATEMENT_TIMEOUT', DEFAULT_SESSION_LIMITS.statementTimeoutMs),
+      lockTimeoutMs: read('RVX_DB_LOCK_TIMEOUT', DEFAULT_SESSION_LIMITS.lockTimeoutMs),
+      idleInTransactionMs: read('RVX_DB_IDLE_IN_TRANSACTION_TIMEOUT', DEFAULT_SESSION_LIMITS.idleInTransactionMs),
+    }
+  }
+
+  /**
+   * The spend journal of a command that pays for model calls (a worker, an
+   * orchestrate that drives its run): written before each call is recorded in
+   * the database, reconciled now (journals of processes that died too), every
+   * 30 s, and when the command ends.
+   */
+  protected async spendJournal(warn: (message: string) => void): Promise<SpendJournal> {
+    if (this.journal) return this.journal.journal
+    const db = await this.database()
+    const journal = new SpendJournal(path.join(rvxHome(), 'spend'), await databaseId(db), warn)
+    await journal.reconcile(db).catch((error: unknown) => warn(`could not check the spend journal: ${(error as Error).message}`))
+    const timer = setInterval(() => void journal.reconcile(db).catch(() => {}), JOURNAL_RECONCILE_MS)
+    timer.unref()
+    this.journal = {journal, timer}
+    return journal
   }
 
   protected get databaseUrl(): string | undefined {
@@ -154,6 +200,17 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   }
 
   protected override async finally(error: Error | undefined): Promise<unknown> {
+    if (this.journal) {
+      clearInterval(this.journal.timer)
+      const reconciled = this.dbHandle
+        ? await this.journal.journal.reconcile(this.dbHandle.db).then(
+            () => true,
+            () => false,
+          )
+        : false
+      this.journal.journal.close(reconciled)
+    }
+
     await this.dbHandle?.close().catch(() => {})
     this.dbHandle = undefined
     return super.finally(error)

@@ -53,6 +53,8 @@ export abstract class RunDriverCommand<T extends typeof Command> extends BaseCom
       let lastPrinted = 0
       const result = await driveRun({
         db,
+        journal: await this.spendJournal((message) => this.notice(message)),
+        limits: this.sessionLimits,
         databaseUrl: this.databaseUrl!,
         runId,
         providerFor: providerFactory(),

@@ -13,6 +13,10 @@ import {kindsFor, stageChoices, STAGES} from '../pipeline/stages/index.js'
 import {registerPipeline} from '../pipeline/stages/skeleton.js'
 import {TaskRegistry} from '../runtime/handlers.js'
 import {Worker, type WorkerSummary} from '../runtime/worker.js'
+import {ExitCode} from '../shared/exit-codes.js'
+
+/** After the drain's grace period (or a second signal), how long the goodbyes may take before the process just exits. */
+const FORCED_EXIT_MS = 10_000
 
 export default class WorkerCommand extends BaseCommand<typeof WorkerCommand> {
   static override summary = `Run a long-lived worker for one or more stages: ${STAGES.map((s) => s.name).join(', ')}, or all.`
@@ -42,6 +46,13 @@ Registers itself, heartbeats every 5 s (renewing its leases and reporting CPU, m
     run: Flags.string({summary: "Only this run's tasks."}),
     'max-tasks': Flags.integer(ranged({summary: 'Stop after this many tasks.', min: 1, max: 1_000_000_000})),
     'exit-when-idle': Flags.boolean({summary: 'Stop when nothing is left to do.'}),
+    'db-connections': Flags.integer(
+      ranged({
+        summary: 'Connections of its database pool, opened at start and kept (one more carries its heartbeats). Default: 4 (concurrency + 1 if smaller).',
+        min: 2,
+        max: 64,
+      }),
+    ),
     'sim-latency': Flags.string({summary: 'Override simulated latency for simulated runs (env RVX_SIM_LATENCY).', helpGroup: 'SIMULATION'}),
     'sim-faults': Flags.string({summary: 'Override simulated faults (env RVX_SIM_FAULTS).', helpGroup: 'SIMULATION'}),
   }
@@ -66,9 +77,10 @@ Registers itself, heartbeats every 5 s (renewing its leases and reporting CPU, m
     }
 
     await loadProviders()
+    const journal = await this.spendJournal((message) => log.warn({}, message))
     const worker = new Worker({
       databaseUrl: this.databaseUrl!,
-      registry: registerPipeline(new TaskRegistry(), providerFactory(env)),
+      registry: registerPipeline(new TaskRegistry(), providerFactory(env), {journal}),
       kinds,
       concurrency: this.flags.concurrency ?? defaultConcurrency(),
       pool: this.flags.pool,
@@ -82,9 +94,24 @@ Registers itself, heartbeats every 5 s (renewing its leases and reporting CPU, m
       logger: log,
       maxTasks: this.flags['max-tasks'],
       exitWhenIdle: this.flags['exit-when-idle'],
+      poolSize: this.flags['db-connections'],
+      limits: this.sessionLimits,
     })
     return this.untilSignal(
-      () => worker.stop(),
+      (signal, count) => {
+        worker.stop()
+        // Whatever its connections are doing (a half-open socket answers nothing), the process ends in time: the
+        // drain's grace period and a little for the goodbyes after a first signal, a few seconds after a second.
+        const code = signal === 'SIGTERM' ? ExitCode.Terminated : ExitCode.Interrupted
+        const ms = count > 1 ? FORCED_EXIT_MS : worker.config.graceMs + FORCED_EXIT_MS
+        setTimeout(() => {
+          log.error(
+            {inflight: worker.inFlight},
+            `not stopped ${Math.round(ms / 1000)} s after ${signal}: exiting now (unsettled tasks go back to the queue when their leases run out)`,
+          )
+          process.exit(code)
+        }, ms).unref()
+      },
       () => worker.start(),
     )
   }

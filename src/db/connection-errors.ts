@@ -57,6 +57,41 @@ export function isConnectionError(error: unknown): boolean {
 }
 
 /**
+ * A database failure that says nothing about the statement itself and may
+ * pass if tried again: the connection (or a free one) is missing, or a bound
+ * rvx sets on every session ran out (statement or lock timeout, the session
+ * ended for idling in a transaction, the client's own query timeout), or the
+ * server picked this transaction to break a deadlock or a serialization
+ * conflict. Such a failure never counts against a task: it is an
+ * infrastructure wait, like an outage.
+ */
+export function isTransientDatabaseError(error: unknown): boolean {
+  if (isConnectionError(error)) return true
+  const code = (error as {code?: unknown})?.code
+  if (typeof code === 'string') return code === '57014' || code === '55P03' || code === '25P03' || code === '40001' || code === '40P01'
+  return /Query read timeout|timeout exceeded when trying to connect/i.test(String((error as Error)?.message ?? ''))
+}
+
+/**
+ * isTransientDatabaseError for an error that may come from anywhere (a task
+ * handler's model call as well as its reads): only what surely came from
+ * PostgreSQL or its client counts, never a bare socket error (ECONNRESET from
+ * a model's HTTP endpoint is the handler's own failure).
+ */
+export function isDatabaseWait(error: unknown): boolean {
+  const e = error as {code?: unknown; severity?: unknown; message?: unknown}
+  if (typeof e?.code === 'string' && typeof e.severity === 'string') return isTransientDatabaseError(error)
+  return /Connection terminated|Query read timeout|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(
+    String(e?.message ?? ''),
+  )
+}
+
+/** Too many clients (53300): the server has no connection left for us. */
+export function isConnectionRefusal(error: unknown): boolean {
+  return (error as {code?: unknown})?.code === '53300'
+}
+
+/**
  * Turns a failure to connect into one line that says what to fix. The
  * password never appears: only user@host:port/database.
  */

@@ -68,7 +68,7 @@ export async function migrationStatus(db: Kysely<any>): Promise<MigrationStatus[
  * then finds nothing to do.
  */
 export async function migrateToLatest(db: Kysely<any>, url: string): Promise<MigrationResult[]> {
-  const {error, results} = await migrator(db).migrateToLatest()
+  const {error, results} = await withoutStatementBounds(db, (conn) => migrator(conn).migrateToLatest())
   if (error) {
     if (isConnectionError(error)) throw connectionFailure(error, url)
     // Without a failed result, kysely stopped before the first pending migration: creating its own tables.
@@ -82,6 +82,27 @@ export async function migrateToLatest(db: Kysely<any>, url: string): Promise<Mig
   }
 
   return results ?? []
+}
+
+/**
+ * Runs `fn` on one connection whose statement and lock timeouts are lifted
+ * for the while: a migration may rewrite a large table, and the second of two
+ * processes that migrate at once waits for the first one's lock. They are
+ * put back before the connection returns to its pool.
+ */
+async function withoutStatementBounds<T>(db: Kysely<any>, fn: (conn: Kysely<any>) => Promise<T>): Promise<T> {
+  return db.connection().execute(async (conn) => {
+    const {rows} = await sql<{statement: string; lock: string}>`
+      select current_setting('statement_timeout') as statement, current_setting('lock_timeout') as lock,
+             set_config('statement_timeout', '0', false), set_config('lock_timeout', '0', false)`.execute(conn)
+    try {
+      return await fn(conn)
+    } finally {
+      await sql`select set_config('statement_timeout', ${rows[0].statement}, false), set_config('lock_timeout', ${rows[0].lock}, false)`
+        .execute(conn)
+        .catch(() => {})
+    }
+  })
 }
 
 /**

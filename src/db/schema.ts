@@ -61,6 +61,13 @@ export interface WorkersTable {
   tasks_failed: Generated<number>
   /** Lifetime counts per task kind: {"company": {"done": 12, "failed": 1}}. */
   kind_counts: Generated<Json>
+  /** How long its last heartbeat took to come back: a slow worker is not a dead one. */
+  heartbeat_latency_ms: number | null
+  /** Times the sweep declared it dead, and the last time (a death is alerted even when the worker registers again at once). */
+  deaths: Generated<number>
+  last_death_at: NullableTimestamp
+  /** The last time PostgreSQL refused it a connection (too many clients). */
+  db_refused_at: NullableTimestamp
 }
 
 export type TaskEventKind =
@@ -177,6 +184,8 @@ export interface LlmCallsTable {
   /** Time the call waited for its share of the provider's quota. */
   waited_ms: Generated<number>
   created_at: Timestamp
+  /** Given by the worker before the call was recorded: the record is written again from its journal, never twice. */
+  call_id: string | null
 }
 
 export interface RateLimitsTable {

@@ -4,7 +4,7 @@ import type {AlertSeverity} from '../db/schema.js'
 import {runOfScope, runScope} from '../pipeline/run-options.js'
 import {runsToWatch} from '../pipeline/runs.js'
 import {scopeActivity} from '../runtime/scopes.js'
-import {liveWorkerCount, recentlyDeadWorkers, recentTerminalFailures} from '../runtime/stats.js'
+import {lastSweepAgeS, liveWorkerCount, recentDeaths, recentTerminalFailures, refusedWorkers, stalledWorkers} from '../runtime/stats.js'
 import {formatAge} from '../shared/duration.js'
 
 /**
@@ -24,29 +24,86 @@ export interface Condition {
 }
 
 export type ConditionKind =
-  'worker_dead' | 'task_failed' | 'task_quarantined' | 'run_stuck' | 'run_needs_decision' | 'run_failed' | 'run_completed_notice' | 'run_needs_decision_notice'
+  | 'worker_dead'
+  | 'worker_stalled'
+  | 'sweep_blocked'
+  | 'db_connections_refused'
+  | 'task_failed'
+  | 'task_quarantined'
+  | 'run_stuck'
+  | 'run_needs_decision'
+  | 'run_failed'
+  | 'run_completed_notice'
+  | 'run_needs_decision_notice'
 
 export interface ConditionOptions {
   /** A running run with no task finished for this long is stuck. */
   stuckAfterMs: number
   /** Dead workers and failed tasks older than this are history, not news. */
   lookbackMs: number
+  /** A live worker silent for longer than this (and a half: the sweep's time to act) is stalled; a fleet not swept as long has a blocked sweep. */
+  deadAfterMs: number
+  /** How long the caller has reached the database without a break (null: since the server started); see sweep(). */
+  reachableForMs?: number | null
 }
+
+/** PostgreSQL refusing a worker a connection is news for this long after the last refusal. */
+const REFUSALS_NEWS_MS = 5 * 60_000
 
 /** Every condition that holds now; a handful of small queries (failed tasks by their partial index, live runs, dead workers). */
 export async function currentConditions(db: Executor, o: ConditionOptions): Promise<Condition[]> {
-  const [dead, failed, runs] = await Promise.all([deadWorkers(db, o), failedTasks(db, o), runConditions(db, o)])
-  return [...dead, ...failed, ...runs]
+  const [dead, fleet, failed, runs] = await Promise.all([deadWorkers(db, o), fleetConditions(db, o), failedTasks(db, o), runConditions(db, o)])
+  return [...dead, ...fleet, ...failed, ...runs]
 }
 
 async function deadWorkers(db: Executor, o: ConditionOptions): Promise<Condition[]> {
-  return (await recentlyDeadWorkers(db, o.lookbackMs)).map((w) => ({
-    key: `worker:${w.id}:dead`,
+  // One condition per death (its number in the key): a worker declared dead that registers again before the next
+  // tick is still news, and so is its next death.
+  return (await recentDeaths(db, o.lookbackMs)).map((w) => ({
+    key: `worker:${w.id}:dead:${w.deaths}`,
     kind: 'worker_dead',
     severity: 'warning',
-    subject: `worker ${w.id} (${w.types.join(', ')}) on ${w.host} died; its tasks were put back for other workers`,
-    details: {workerId: w.id, types: w.types, host: w.host, pid: w.pid, silentS: w.silentS},
+    subject: `worker ${w.id} (${w.types.join(', ')}) on ${w.host} died; its tasks were put back for other workers${w.back ? '. It has registered again since (a partition that healed, or a restart)' : ''}`,
+    details: {workerId: w.id, types: w.types, host: w.host, pid: w.pid, silentS: w.silentS, deaths: w.deaths, back: w.back},
   }))
+}
+
+/** Workers counted live but silent, a sweep nobody manages to run, a database that refuses connections. */
+async function fleetConditions(db: Executor, o: ConditionOptions): Promise<Condition[]> {
+  const afterMs = 1.5 * o.deadAfterMs
+  const [stalled, sweptAgoS, refused] = await Promise.all([
+    stalledWorkers(db, afterMs, o.reachableForMs ?? null),
+    lastSweepAgeS(db, o.reachableForMs ?? null),
+    refusedWorkers(db, REFUSALS_NEWS_MS),
+  ])
+  const out: Condition[] = stalled.map((w) => ({
+    key: `worker:${w.id}:stalled`,
+    kind: 'worker_stalled',
+    severity: 'warning',
+    subject: `worker ${w.id} (${w.types.join(', ')}) on ${w.host} has not heartbeaten for ${formatAge(w.silentS)} and has not been declared dead: its tasks wait on it`,
+    details: {workerId: w.id, types: w.types, host: w.host, silentS: w.silentS},
+  }))
+  if (sweptAgoS !== null && sweptAgoS * 1000 > afterMs) {
+    out.push({
+      key: 'fleet:sweep_blocked',
+      kind: 'sweep_blocked',
+      severity: 'critical',
+      subject: `no sweep has run for ${formatAge(sweptAgoS)}: dead workers are not being found (is a sweeper stuck holding its lock?)`,
+      details: {sweptAgoS: Math.round(sweptAgoS)},
+    })
+  }
+
+  if (refused.length > 0) {
+    out.push({
+      key: 'fleet:db_connections_refused',
+      kind: 'db_connections_refused',
+      severity: 'critical',
+      subject: `PostgreSQL refused connections to ${refused.length} worker${refused.length === 1 ? '' : 's'} (too many clients): raise max_connections, or run fewer workers or fewer connections each (--db-connections)`,
+      details: {workers: refused},
+    })
+  }
+
+  return out
 }
 
 async function failedTasks(db: Executor, o: ConditionOptions): Promise<Condition[]> {

@@ -1,6 +1,6 @@
 import type {Client} from 'pg'
 
-import pg from '../db/pg.js'
+import {applySessionLimits, BoundedClient, clientOptions, DEFAULT_SESSION_LIMITS} from '../db/connect.js'
 import {LOCK_CLASS_MONITOR} from '../runtime/config.js'
 
 const META_KEY = 'monitor.leader'
@@ -99,10 +99,9 @@ export class LeaderLock {
   }
 
   private async connect(): Promise<void> {
-    const client = new pg.Client({
+    const client: Client = new BoundedClient({
       connectionString: this.url,
-      keepAlive: true,
-      keepAliveInitialDelayMillis: 10_000,
+      ...clientOptions(DEFAULT_SESSION_LIMITS),
       query_timeout: 10_000,
       application_name: `rvx-monitor ${this.name}`.slice(0, 63),
       connectionTimeoutMillis: 10_000,
@@ -111,6 +110,7 @@ export class LeaderLock {
       if (this.client === client) this.drop()
     })
     await client.connect()
+    await applySessionLimits(client, DEFAULT_SESSION_LIMITS)
     this.client = client
     this.held = false
   }

@@ -10,7 +10,7 @@ import type {LlmUsage} from '../pipeline/provider.js'
 import {STAGE_KINDS} from '../pipeline/stages/index.js'
 import {cacheStats} from '../pipeline/cache.js'
 import {llmCallsSince} from '../pipeline/usage.js'
-import {type QueueStats, taskEventsSince, type WorkerTypeStats} from '../runtime/stats.js'
+import {heartbeatLatencies, type QueueStats, taskEventsSince, type WorkerTypeStats} from '../runtime/stats.js'
 import type {ConditionKind} from './conditions.js'
 
 const WORKER_STATUSES = ['starting', 'idle', 'busy', 'draining', 'stopped', 'dead'] as const satisfies readonly WorkerStatus[]
@@ -32,6 +32,9 @@ const TASK_EVENTS = [
 const LLM_OUTCOMES = ['ok', 'error', 'rate_limited', 'malformed'] as const satisfies ReadonlyArray<LlmUsage['outcome']>
 const ALERT_KINDS = [
   'worker_dead',
+  'worker_stalled',
+  'sweep_blocked',
+  'db_connections_refused',
   'task_failed',
   'task_quarantined',
   'run_stuck',
@@ -96,6 +99,12 @@ export class MonitorMetrics {
     name: 'rvx_fenced_out_total',
     help: 'Late completions refused because the lease had moved on (never applied).',
     labelNames: ['kind'],
+    registers: [this.registry],
+  })
+  private readonly heartbeatLatency = new Gauge({
+    name: 'rvx_worker_heartbeat_latency_seconds',
+    help: "Round trip of each live worker's last heartbeat: a slow link shows here long before a worker is taken for dead.",
+    labelNames: ['worker'],
     registers: [this.registry],
   })
   private readonly tokens = new Counter({
@@ -215,6 +224,9 @@ export class MonitorMetrics {
       this.cost.inc({provider: c.provider, model: c.model}, c.costUsd)
       this.quotaWait.inc({provider: c.provider, model: c.model}, c.waitedMs / 1000)
     }
+
+    this.heartbeatLatency.reset()
+    for (const w of await heartbeatLatencies(db)) if (w.latencyMs !== null) this.heartbeatLatency.set({worker: w.id}, w.latencyMs / 1000)
 
     for (const s of await cacheStats(db)) {
       this.cacheHits.set({kind: s.kind}, s.hits)

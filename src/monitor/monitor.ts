@@ -129,7 +129,12 @@ export class Monitor {
 
   private async alert(): Promise<void> {
     const asOf = (await sql<{now: Date}>`select now() as now`.execute(this.o.db)).rows[0].now
-    const conditions = await currentConditions(this.o.db, {stuckAfterMs: this.o.stuckAfterMs, lookbackMs: this.lookbackMs})
+    const conditions = await currentConditions(this.o.db, {
+      stuckAfterMs: this.o.stuckAfterMs,
+      lookbackMs: this.lookbackMs,
+      deadAfterMs: this.o.deadAfterMs,
+      reachableForMs: this.outage.reachableForMs(),
+    })
     const opened = await recordConditions(this.o.db, conditions, {deliverNow: this.o.targets.channels.length === 0, resolveMissing: {asOf}})
     for (const a of opened) {
       const level = a.severity === 'critical' ? 'error' : a.severity === 'warning' ? 'warn' : 'info'

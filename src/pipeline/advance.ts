@@ -1,4 +1,4 @@
-import {sql, type Transaction} from '../db/kysely.js'
+import {type Kysely, sql, type Transaction} from '../db/kysely.js'
 import {type Executor, inTransaction} from '../db/executor.js'
 import type {Database, RunRow, RunStatus} from '../db/schema.js'
 import {cancelTasks, enqueue} from '../runtime/queue.js'
@@ -27,6 +27,87 @@ export async function advance(trx: Transaction<Database>, runId: number): Promis
 /** Convenience for callers outside a stage transaction (orchestrator, monitor, resume). */
 export async function advanceRun(db: Executor, runId: number): Promise<RunStatus> {
   return inTransaction(db, (trx) => advance(trx, runId))
+}
+
+/** Runs this process is advancing right now; `again` asks the one at work for another look. */
+const advancing = new Map<number, {again: boolean}>()
+/** Runs with a look scheduled because another process held the run when this one tried. */
+const lookLater = new Set<number>()
+/** Looks at one run after its advance skipped it, before giving up on it (the monitor's re-plan is the backstop). */
+const BUSY_LOOK_MS = 1500
+
+/**
+ * Advances a run after one of its tasks completed, without ever waiting for
+ * its row: when another process holds it (advancing, cancelling), this one
+ * leaves it to that one, which looks again once it let go and sees this
+ * completion (it committed before this try), and looks once more itself a
+ * moment later in case that one was cut off. A completion therefore never
+ * queues behind another one's lock on the run, and a burst of completions is
+ * decided in a few advances, not one each. Loops while what it decided on
+ * changed meanwhile.
+ */
+export async function advanceAfterCompletion(db: Kysely<Database>, runId: number): Promise<void> {
+  const current = advancing.get(runId)
+  if (current) {
+    current.again = true
+    return
+  }
+
+  const state = {again: true}
+  advancing.set(runId, state)
+  try {
+    for (let round = 0; state.again && round < 50; round++) {
+      state.again = false
+      const decidedOn = await inTransaction(db, async (trx) => {
+        const run = await lockRunIfFree(trx, runId)
+        if (run === 'busy' || run === undefined) return run
+        if (run.status !== 'running' || run.stage === 'done') return undefined
+        const ctx = await advanceContext(trx, run)
+        await stageNamed(run.stage).advance(ctx)
+        return signature(ctx)
+      })
+      if (decidedOn === undefined) return
+      if (decidedOn === 'busy') {
+        lookAgainLater(db, runId)
+        return
+      }
+
+      // The run is let go: whatever committed while it was decided is visible now. Anything new: another look.
+      if ((await factsSignature(db, runId)) !== decidedOn) state.again = true
+    }
+  } finally {
+    advancing.delete(runId)
+  }
+}
+
+function lookAgainLater(db: Kysely<Database>, runId: number): void {
+  if (lookLater.has(runId)) return
+  lookLater.add(runId)
+  const timer = setTimeout(
+    () => {
+      lookLater.delete(runId)
+      void advanceAfterCompletion(db, runId).catch(() => {})
+    },
+    BUSY_LOOK_MS * (0.75 + Math.random() / 2),
+  )
+  timer.unref()
+}
+
+/** The run row, locked, or 'busy' when another transaction holds it (never waited for); undefined when there is none. */
+async function lockRunIfFree(trx: Transaction<Database>, runId: number): Promise<RunRow | 'busy' | undefined> {
+  const run = await trx.selectFrom('runs').selectAll().where('id', '=', runId).forNoKeyUpdate().skipLocked().executeTakeFirst()
+  if (run) return run
+  const exists = await trx.selectFrom('runs').select('id').where('id', '=', runId).executeTakeFirst()
+  return exists ? 'busy' : undefined
+}
+
+/** What an advance decides on: the run's companies by status and its tasks in flight per stage. */
+function signature(facts: Pick<RunFacts, 'companies' | 'pending'>): string {
+  return JSON.stringify([facts.companies, facts.pending])
+}
+
+async function factsSignature(db: Executor, runId: number): Promise<string> {
+  return signature({companies: await companyCounts(db, runId), pending: await pendingByStage(db, runId)})
 }
 
 async function advanceContext(trx: Transaction<Database>, run: RunRow): Promise<AdvanceContext> {
@@ -153,7 +234,7 @@ async function setRun(trx: Transaction<Database>, runId: number, values: Record<
 }
 
 /** Tasks queued or running per stage. */
-async function pendingByStage(trx: Transaction<Database>, runId: number): Promise<Record<StageName, number>> {
+async function pendingByStage(trx: Executor, runId: number): Promise<Record<StageName, number>> {
   const live = await liveTaskCounts(trx, runScope(runId))
   const out = perStage(() => 0)
   for (const stage of STAGES) out[stage.name] = live[stage.kind] ?? 0

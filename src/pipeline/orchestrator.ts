@@ -1,5 +1,7 @@
 import type {Kysely} from 'kysely'
 
+import type {SessionLimits} from '../db/connect.js'
+import {isTransientDatabaseError} from '../db/connection-errors.js'
 import type {Database, RunStatus} from '../db/schema.js'
 import {sleep} from '../runtime/backoff.js'
 import {TaskRegistry} from '../runtime/handlers.js'
@@ -10,10 +12,15 @@ import {advanceRun} from './advance.js'
 import {runScope} from './run-options.js'
 import {type RunProgress, runProgress} from './runs.js'
 import {STAGE_KINDS} from './stages/index.js'
+import type {SpendJournal} from './spend-journal.js'
 import {type ProviderFactory, registerPipeline} from './stages/skeleton.js'
 
 export interface DriveOptions {
   db: Kysely<Database>
+  /** Where paid calls are written down before they are recorded (see SpendJournal). */
+  journal?: SpendJournal
+  /** Bounds of the workers' database sessions. */
+  limits?: SessionLimits
   databaseUrl: string
   runId: number
   providerFor: ProviderFactory
@@ -45,7 +52,7 @@ export interface DriveResult {
  * gracefully and leaves the run resumable.
  */
 export async function driveRun(o: DriveOptions): Promise<DriveResult> {
-  const registry = registerPipeline(new TaskRegistry(), o.providerFor)
+  const registry = registerPipeline(new TaskRegistry(), o.providerFor, {journal: o.journal})
   const stop = new AbortController()
   const workers = STAGE_KINDS.map(
     (kind) =>
@@ -58,7 +65,7 @@ export async function driveRun(o: DriveOptions): Promise<DriveResult> {
         logger: o.logger,
         config: o.config,
         version: o.version,
-        poolSize: Math.min(o.concurrency + 2, 10),
+        limits: o.limits,
       }),
   )
   const running = workers.map((w) => w.start({signal: stop.signal}))
@@ -84,7 +91,10 @@ export async function driveRun(o: DriveOptions): Promise<DriveResult> {
       await sleep(500, o.signal)
       if (Date.now() - lastAdvance > 5000) {
         lastAdvance = Date.now()
-        await advanceRun(o.db, o.runId)
+        // A safety net: when the run is busy (a lock wait ran out) or the database is away, the next round tries again.
+        await advanceRun(o.db, o.runId).catch((error: unknown) => {
+          if (!isTransientDatabaseError(error)) throw error
+        })
       }
 
       progress = await runProgress(o.db, o.runId)

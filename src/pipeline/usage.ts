@@ -3,8 +3,8 @@ import type {Executor} from '../db/executor.js'
 import {taskKinds} from '../runtime/stats.js'
 import type {LlmUsage} from './provider.js'
 
-/** A model call's usage, tied to the run and task that paid for it. */
-export type UsageRow = LlmUsage & {runId: number; taskId: number}
+/** A model call's usage, tied to the run and task that paid for it; `callId` once the spend journal has it. */
+export type UsageRow = LlmUsage & {runId: number; taskId: number; callId?: string}
 
 /** Records model calls (llm_calls); empties `usage` once saved, so nothing is saved twice and nothing unsaved is lost. */
 export async function saveUsage(ex: Executor, usage: UsageRow[]): Promise<void> {
@@ -21,8 +21,14 @@ export async function saveUsage(ex: Executor, usage: UsageRow[]): Promise<void> 
     waited_ms: Math.round(u.waitedMs ?? 0),
     cost_usd: u.costUsd,
     outcome: u.outcome,
+    call_id: u.callId ?? null,
   }))
-  await ex.insertInto('llm_calls').values(rows).execute()
+  // A call the journal already wrote back (after a failover) is not counted twice.
+  await ex
+    .insertInto('llm_calls')
+    .values(rows)
+    .onConflict((oc) => oc.column('call_id').doNothing())
+    .execute()
   usage.length = 0
 }
 

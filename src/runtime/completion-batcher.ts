@@ -1,3 +1,5 @@
+import {isTransientDatabaseError} from '../db/connection-errors.js'
+
 /**
  * Completions without writes of their own share one statement: the first goes
  * at once; those that finish while it is in flight go together next. Low load
@@ -42,7 +44,9 @@ export class CompletionBatcher {
         try {
           done = await this.sink.completeBatch(batch.map((b) => b.item))
         } catch (error) {
-          for (const b of batch) b.reject(error)
+          if (isTransientDatabaseError(error)) for (const b of batch) b.reject(error)
+          // One result the database refuses must not fail the others of its batch: each is settled on its own.
+          else for (const b of batch) this.sink.completeOne(b.item).then(b.resolve, b.reject)
           continue
         }
 

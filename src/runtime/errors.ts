@@ -107,8 +107,13 @@ export function retryAfterInText(text: string | undefined): number | undefined {
   return Number.isFinite(ms) ? Math.round(ms) : undefined
 }
 
-/** An error as one text for logs and the database: its class and message, secrets taken out, at most 2,000 characters. */
+/**
+ * An error as one text for logs and the database: its class and message, secrets taken out, control characters
+ * (a NUL that a text column refuses, terminal escapes) dropped, at most 2,000 characters.
+ */
 export function errorMessage(error: unknown): string {
-  const message = scrub(error instanceof Error ? `${error.name === 'Error' ? '' : error.name + ': '}${error.message}` : String(error))
+  const raw = scrub(error instanceof Error ? `${error.name === 'Error' ? '' : error.name + ': '}${error.message}` : String(error))
+  // eslint-disable-next-line no-control-regex
+  const message = raw.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, '')
   return message.length > 2000 ? message.slice(0, 2000) + '...' : message
 }

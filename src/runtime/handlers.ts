@@ -20,6 +20,11 @@ export interface HandlerOutcome {
   result?: unknown
   /** Runs inside the completion transaction, after the fence: these writes commit only if the lease still holds. */
   apply?: (trx: Transaction<Database>) => Promise<void>
+  /**
+   * Runs after the completion committed (only then): work that follows from the result but must not lengthen the
+   * completion's transaction, such as taking a shared row. Its failure is logged; the completion stands.
+   */
+  after?: () => Promise<void>
 }
 
 export type TaskHandler<P = any> = (task: ClaimedTask<P>, ctx: TaskContext) => Promise<HandlerOutcome | void>

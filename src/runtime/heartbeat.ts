@@ -7,14 +7,19 @@ import {heartbeat, type KindCounts, registerWorker, type WorkerIdentity} from '.
 import {type ResourceMetrics, ResourceSampler} from './resources.js'
 
 export interface HeartbeatHost {
+  /** The worker's own session (not its pool): a heartbeat never waits for a connection its tasks hold. */
   db: Executor
   identity: WorkerIdentity
   leaseMs: number
   log: Logger
   outage: DatabaseOutage
   inflight: InFlightTasks
-  /** Runs `fn` while no claim is in flight (a heartbeat releases every lease it does not know about). */
+  /** Runs `fn` while no claim is in flight (a heartbeat that releases stray leases must see every claim). */
   exclusive<T>(fn: () => Promise<T>): Promise<T>
+  /** Whether a claim or settling write lost its answer since the last call: its task may be leased here unknown. */
+  takeStrays(): boolean
+  /** Puts that back (the heartbeat that was to look did not get through). */
+  markStrays(): void
   status(): WorkerStatus
 }
 
@@ -29,6 +34,8 @@ export class Heartbeat {
   metrics?: ResourceMetrics
   private readonly sampler = new ResourceSampler()
   private deltas: KindCounts = {}
+  /** How long the last heartbeat took to come back (ms): reported with the next one. */
+  private latencyMs: number | null = null
 
   constructor(private readonly h: HeartbeatHost) {}
 
@@ -65,23 +72,40 @@ export class Heartbeat {
     try {
       const metrics = await this.sample()
       const deltas = this.takeDeltas()
+      // Stray leases are looked for only after an answer was lost, and then with claims held back; otherwise the
+      // heartbeat waits for nothing of the worker's (claims, completions, the pool).
+      const releaseOrphans = h.takeStrays()
+      const refused = h.outage.takeRefused()
       let sent = new Set<number>()
       let result
-      try {
-        result = await h.exclusive(() => {
-          const held = h.inflight.held()
-          sent = new Set(held.map((l) => l.id))
-          return heartbeat(h.db, h.identity.id, {status: h.status(), metrics, leaseMs: h.leaseMs, counts: deltas, held})
+      const send = () => {
+        const held = h.inflight.held()
+        sent = new Set(held.map((l) => l.id))
+        return heartbeat(h.db, h.identity.id, {
+          status: h.status(),
+          metrics,
+          leaseMs: h.leaseMs,
+          counts: deltas,
+          held,
+          latencyMs: this.latencyMs,
+          refused,
+          releaseOrphans,
         })
+      }
+      const started = performance.now()
+      try {
+        result = releaseOrphans ? await h.exclusive(send) : await send()
       } catch (error) {
         for (const [kind, c] of Object.entries(deltas)) {
           this.count(kind, 'done', c.done)
           this.count(kind, 'failed', c.failed)
         }
 
+        if (releaseOrphans) h.markStrays()
         throw error
       }
 
+      this.latencyMs = performance.now() - started
       h.outage.up()
       if (result.released > 0) h.log.warn({released: result.released}, 'released tasks leased to this worker that it was not running')
       if (result.rowStatus === null || result.rowStatus === 'dead') {

@@ -1,6 +1,8 @@
 import type {Client} from 'pg'
 
-import pg from '../db/pg.js'
+import {applySessionLimits, BoundedClient, clientOptions, DEFAULT_SESSION_LIMITS, type SessionLimits} from '../db/connect.js'
+import {Kysely, PostgresDialect} from '../db/kysely.js'
+import type {Database} from '../db/schema.js'
 import {RvxError} from '../shared/errors.js'
 import {backoffMs, sleep} from './backoff.js'
 import {type BackoffPolicy, LOCK_CLASS_WORKER, NOTIFY_CHANNEL, REVOKED_CHANNEL} from './config.js'
@@ -9,13 +11,31 @@ import type {Logger} from './logger.js'
 /**
  * A worker process's own database session: it holds the worker's liveness
  * advisory lock (released by PostgreSQL the moment the process dies, which is
- * how the sweep tells a crash in seconds) and LISTENs for new tasks. It
- * reconnects by itself after the server restarts.
+ * how the sweep tells a crash in seconds), LISTENs for new tasks and carries
+ * the worker's heartbeats, which so never queue behind the worker's own
+ * claims and completions for a connection. It reconnects by itself after the
+ * server restarts.
  */
 export class LivenessSession {
   private client?: Client
   private closed = false
   private reconnecting = false
+  private readonly wrappers = new WeakMap<Client, {query: Client['query']; release(): void}>()
+  /** Statements on this session (the heartbeat): fail at once while it reconnects, as a lost connection does. */
+  readonly db: Kysely<Database> = new Kysely<Database>({
+    dialect: new PostgresDialect({
+      pool: {
+        connect: async () => {
+          const client = this.client
+          if (!client) throw Object.assign(new Error('Connection terminated: the liveness session is reconnecting'), {code: '08006'})
+          let wrapper = this.wrappers.get(client)
+          if (!wrapper) this.wrappers.set(client, (wrapper = {query: client.query.bind(client) as Client['query'], release() {}}))
+          return wrapper as never
+        },
+        end: async () => {},
+      },
+    }),
+  })
 
   constructor(
     private readonly url: string,
@@ -24,7 +44,13 @@ export class LivenessSession {
     private readonly handlers: {onNotify: (kind: string) => void; onReconnect: () => void; onRevoked: () => void},
     private readonly log: Logger,
     private readonly backoff: BackoffPolicy,
+    private readonly limits: SessionLimits = DEFAULT_SESSION_LIMITS,
   ) {}
+
+  /** Whether the session (and so the liveness lock) is held right now. */
+  get connected(): boolean {
+    return this.client !== undefined
+  }
 
   /** First connection: fails if another live process holds this worker id. */
   async open(): Promise<void> {
@@ -36,17 +62,23 @@ export class LivenessSession {
     }
   }
 
+  /** Ends the session (within a bound: a half-open connection would never answer the goodbye). */
   async close(): Promise<void> {
     this.closed = true
     const client = this.client
     this.client = undefined
-    if (client) await client.end().catch(() => {})
+    if (!client) return
+    const ended = client.end().catch(() => {})
+    const timer = setTimeout(() => (client as unknown as {connection?: {stream?: {destroy(): void}}}).connection?.stream?.destroy(), 3000)
+    timer.unref()
+    await ended
+    clearTimeout(timer)
   }
 
   private async connect(): Promise<boolean> {
-    const client = new pg.Client({
+    const client: Client = new BoundedClient({
       connectionString: this.url,
-      keepAlive: true,
+      ...clientOptions(this.limits),
       application_name: `rvx-worker ${this.workerId}`.slice(0, 63),
       connectionTimeoutMillis: 10_000,
     })
@@ -60,6 +92,7 @@ export class LivenessSession {
       if (msg.channel === REVOKED_CHANNEL && msg.payload === this.workerId) this.handlers.onRevoked()
     })
     await client.connect()
+    await applySessionLimits(client, this.limits)
     const {rows} = await client.query<{ok: boolean}>('select pg_try_advisory_lock($1, $2) as ok', [LOCK_CLASS_WORKER, this.lockKey])
     if (!rows[0].ok) {
       client.removeAllListeners('end')

@@ -1,4 +1,4 @@
-import {isConnectionError} from '../db/connection-errors.js'
+import {isConnectionError, isConnectionRefusal, isTransientDatabaseError} from '../db/connection-errors.js'
 import {backoffMs, sleep} from './backoff.js'
 import type {BackoffPolicy} from './config.js'
 import {errorMessage} from './errors.js'
@@ -7,11 +7,14 @@ import type {Logger} from './logger.js'
 /**
  * A worker's view of its database being away: it says so once when the
  * database goes, once when it is back, and retries writes that must not be
- * lost (settling a task) across a restart.
+ * lost (settling a task) across a restart. Times are monotonic
+ * (performance.now()): a step of the wall clock changes no reckoning.
  */
 export class DatabaseOutage {
   private downSince: number | null = null
   private upSince: number | null = null
+  private refused = false
+  private readonly onUp: Array<() => void> = []
 
   constructor(
     private readonly log: Logger,
@@ -22,8 +25,9 @@ export class DatabaseOutage {
 
   /** Something failed talking to the database (`during` says what): logged once per outage. */
   down(error: unknown, during: string): void {
+    if (isConnectionRefusal(error)) this.refused = true
     if (this.downSince !== null) return
-    this.downSince = Date.now()
+    this.downSince = performance.now()
     const what = isConnectionError(error) ? 'database unavailable; retrying' : 'database error; retrying'
     this.log.warn({err: errorMessage(error), during}, this.meanwhile ? `${what}: ${this.meanwhile}` : what)
   }
@@ -31,9 +35,22 @@ export class DatabaseOutage {
   /** A statement went through: the outage, if there was one, is over. */
   up(): void {
     if (this.downSince === null) return
-    this.log.info({downMs: Date.now() - this.downSince}, 'database available again')
+    this.log.info({downMs: Math.round(performance.now() - this.downSince)}, 'database available again')
     this.downSince = null
-    this.upSince = Date.now()
+    this.upSince = performance.now()
+    for (const fn of this.onUp) fn()
+  }
+
+  /** Called each time the database is back after an outage. */
+  whenBack(fn: () => void): void {
+    this.onUp.push(fn)
+  }
+
+  /** Whether PostgreSQL refused a connection (too many clients) since the last call. */
+  takeRefused(): boolean {
+    const refused = this.refused
+    this.refused = false
+    return refused
   }
 
   /**
@@ -43,18 +60,22 @@ export class DatabaseOutage {
    */
   reachableForMs(): number | null {
     if (this.downSince !== null) return 0
-    return this.upSince === null ? null : Date.now() - this.upSince
+    return this.upSince === null ? null : performance.now() - this.upSince
   }
 
-  /** Runs `fn`, retrying connection errors with backoff until it goes through or `deadlineMs` has passed. */
+  /**
+   * Runs `fn`, retrying with backoff while it fails for want of the database
+   * (no connection, a timeout or lock wait that ran out, a deadlock), until it
+   * goes through or `deadlineMs` has passed.
+   */
   async retry<T>(fn: () => Promise<T>, deadlineMs: number): Promise<T> {
-    const start = Date.now()
+    const start = performance.now()
     for (let n = 1; ; n++) {
       try {
         return await fn()
       } catch (error) {
-        if (!isConnectionError(error) || Date.now() - start > deadlineMs) throw error
-        this.down(error, 'write')
+        if (!isTransientDatabaseError(error) || performance.now() - start > deadlineMs) throw error
+        if (isConnectionError(error)) this.down(error, 'write')
         await sleep(backoffMs(n, this.backoff))
       }
     }

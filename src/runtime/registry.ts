@@ -70,25 +70,43 @@ function addCounts(counts: KindCounts) {
 export interface HeartbeatResult {
   /** The worker's row as the database sees it; 'dead' or missing means we were presumed dead. */
   rowStatus: WorkerStatus | null
-  /** Leases (task id -> epoch) this worker still holds, all renewed by this heartbeat. */
+  /**
+   * Leases (task id -> epoch) this worker still holds: renewed by this heartbeat, or held but locked right now by one
+   * of its own settling writes (renewed by the next beat: a heartbeat never waits for a row lock).
+   */
   leases: Map<number, number>
   /** Tasks leased to this worker that it was not running (a claim or settlement lost with a connection): released. */
   released: number
 }
 
+export interface HeartbeatOptions {
+  status: WorkerStatus
+  metrics: ResourceMetrics
+  leaseMs: number
+  counts: KindCounts
+  held: Array<{id: number; epoch: number}>
+  /** How long the previous heartbeat took to come back (ms). */
+  latencyMs?: number | null
+  /** PostgreSQL refused this worker a connection since the last beat (too many clients). */
+  refused?: boolean
+  /**
+   * Release tasks leased to this worker that it does not hold (after a claim or a settling write whose answer was
+   * lost). Only when no claim is on its way: a claim's tasks are not in `held` until it answers.
+   */
+  releaseOrphans: boolean
+}
+
 /**
- * One statement: records liveness and metrics, renews the leases of the
- * tasks the worker is running, and releases any other task leased to it
- * (a claim whose response was lost with a connection would otherwise be
- * renewed forever and never run). Counters are deltas since the last
- * heartbeat, so completions never contend on the worker's row. The caller
- * must not claim while a heartbeat is in flight.
+ * One statement: records liveness, latency and metrics, renews the leases of
+ * the tasks the worker is running, and (when asked) releases any other task
+ * leased to it (a claim whose response was lost with a connection would
+ * otherwise be renewed forever and never run). It waits for no row lock: a
+ * task row its own completion holds right now is skipped (still held, renewed
+ * next time), so a heartbeat never queues behind the worker's own settling
+ * writes. Counters are deltas since the last heartbeat, so completions never
+ * contend on the worker's row.
  */
-export async function heartbeat(
-  db: Executor,
-  workerId: string,
-  options: {status: WorkerStatus; metrics: ResourceMetrics; leaseMs: number; counts: KindCounts; held: Array<{id: number; epoch: number}>},
-): Promise<HeartbeatResult> {
+export async function heartbeat(db: Executor, workerId: string, options: HeartbeatOptions): Promise<HeartbeatResult> {
   const add = addCounts(options.counts)
   const {rows} = await sql<{row_status: WorkerStatus | null; leases: Array<[number, number]>; released: number}>`
     with w as (
@@ -98,20 +116,32 @@ export async function heartbeat(
         status = case when status in ('dead', 'stopped') then status else ${options.status} end,
         tasks_done = ${add.tasksDone},
         tasks_failed = ${add.tasksFailed},
-        kind_counts = ${add.kindCounts}
+        kind_counts = ${add.kindCounts},
+        heartbeat_latency_ms = coalesce(${options.latencyMs === undefined || options.latencyMs === null ? null : Math.round(options.latencyMs)}::int, heartbeat_latency_ms),
+        db_refused_at = case when ${options.refused ?? false} then now() else db_refused_at end
       where id = ${workerId}
       returning status
     ), held as (
       select * from jsonb_to_recordset(${JSON.stringify(options.held)}::jsonb) as h(id bigint, epoch bigint)
+    ), ours as (
+      -- As last committed: a row that one of this worker's settling writes has locked is still ours.
+      select t.id, t.lease_epoch
+      from tasks t join held h on h.id = t.id and h.epoch = t.lease_epoch
+      where t.lease_owner = ${workerId} and t.status = 'running'
+    ), free as (
+      select t.id from tasks t where t.id in (select id from ours) for update of t skip locked
     ), renewed as (
       update tasks t set lease_expires_at = now() + ${options.leaseMs}::float8 * interval '1 millisecond'
-      from held h
-      where t.id = h.id and t.lease_epoch = h.epoch and t.lease_owner = ${workerId} and t.status = 'running'
-      returning t.id, t.lease_epoch
+      from free f where t.id = f.id
+      returning t.id
+    ), stray as (
+      select t.id from tasks t
+      where ${options.releaseOrphans} and t.lease_owner = ${workerId} and t.status = 'running'
+        and not exists (select 1 from held h where h.id = t.id and h.epoch = t.lease_epoch)
+      for update of t skip locked
     ), orphans as (
       update tasks t set status = 'queued', lease_owner = null, lease_expires_at = null, run_after = now(), updated_at = now()
-      where t.lease_owner = ${workerId} and t.status = 'running'
-        and not exists (select 1 from held h where h.id = t.id and h.epoch = t.lease_epoch)
+      from stray s where t.id = s.id
       returning t.id, t.kind, t.lease_epoch
     ), ev as (
       insert into task_events (task_id, event, worker_id, lease_epoch, reason)
@@ -121,8 +151,9 @@ export async function heartbeat(
       select pg_notify(${NOTIFY_CHANNEL}, k.kind) from (select distinct kind from orphans) k
     )
     select (select status from w) as row_status,
-           coalesce((select json_agg(json_build_array(id, lease_epoch)) from renewed), '[]'::json) as leases,
+           coalesce((select json_agg(json_build_array(id, lease_epoch)) from ours), '[]'::json) as leases,
            (select count(*) from orphans)::int as released,
+           (select count(*) from renewed) as _renewed,
            (select count(*) from woken) as _woken
   `.execute(db)
   const row = rows[0]

@@ -1,5 +1,7 @@
 import {sql} from '../db/kysely.js'
 import type {Executor} from '../db/executor.js'
+import {DEFAULT_CONFIG} from './config.js'
+import {SWEEP_STAMP_KEY} from './sweep.js'
 
 export interface WorkerTypeStats {
   type: string
@@ -90,6 +92,10 @@ export async function queueStats(db: Executor): Promise<QueueStats[]> {
 }
 
 export interface WorkerView {
+  /** How long its last heartbeat took to come back (ms; null before its second one). */
+  heartbeatLatencyMs: number | null
+  /** Times it was declared dead. */
+  deaths: number
   id: string
   type: string
   types: string[]
@@ -109,7 +115,8 @@ export interface WorkerView {
 }
 
 /** Workers with what they are running now (database clock for ages). Stopped ones only with `all`. */
-export async function listWorkers(db: Executor, options: {all?: boolean} = {}): Promise<WorkerView[]> {
+export async function listWorkers(db: Executor, options: {all?: boolean; deadAfterMs?: number} = {}): Promise<WorkerView[]> {
+  const stalledAfterS = (options.deadAfterMs ?? DEFAULT_CONFIG.deadAfterMs) / 1000
   // Running tasks are read once (live-task index) and grouped by owner, not looked up per worker.
   const {rows} = await sql<Record<string, any>>`
     with current as (
@@ -130,13 +137,23 @@ export async function listWorkers(db: Executor, options: {all?: boolean} = {}): 
     pool: r.pool,
     host: r.host,
     pid: r.pid,
-    // Busy or idle as of now (the status its heartbeat wrote may be an interval old), as rvx_worker_stats() counts them.
-    status: r.status === 'idle' || r.status === 'busy' ? ((r.current as unknown[]).length > 0 ? 'busy' : 'idle') : r.status,
+    // Busy or idle as of now (the status its heartbeat wrote may be an interval old), as rvx_worker_stats() counts them;
+    // stalled: counted live, but silent for longer than dead-after and not (yet) declared dead by a sweep.
+    status:
+      ['starting', 'idle', 'busy', 'draining'].includes(r.status) && Number(r.age) > stalledAfterS
+        ? 'stalled'
+        : r.status === 'idle' || r.status === 'busy'
+          ? (r.current as unknown[]).length > 0
+            ? 'busy'
+            : 'idle'
+          : r.status,
     capabilities: r.capabilities,
     concurrency: r.concurrency,
     startedAt: r.started_at,
     lastHeartbeatAt: r.last_heartbeat_at,
     heartbeatAgeS: Math.round(Number(r.age) * 10) / 10,
+    heartbeatLatencyMs: r.heartbeat_latency_ms ?? null,
+    deaths: Number(r.deaths ?? 0),
     resourceMetrics: r.resource_metrics,
     tasksDone: Number(r.tasks_done),
     tasksFailed: Number(r.tasks_failed),
@@ -157,22 +174,92 @@ export async function pruneWorkers(db: Executor, olderThanMs: number): Promise<s
   return rows.map((r) => r.id)
 }
 
-export interface DeadWorker {
+export interface WorkerDeath {
   id: string
   types: string[]
   host: string
   pid: number
-  /** How long it had been silent when it was declared dead. */
-  silentS: number
+  /** Its deaths so far: each one is news once. */
+  deaths: number
+  lastDeathAt: Date
+  /** Dead still, or alive again (registered since: a partition that healed, a restart under the same id). */
+  back: boolean
+  /** How long it had been silent when it was declared dead (null once it is back). */
+  silentS: number | null
 }
 
-/** Workers declared dead within the last `withinMs` (the monitor's "a worker died"). */
-export async function recentlyDeadWorkers(ex: Executor, withinMs: number): Promise<DeadWorker[]> {
-  const {rows} = await sql<{id: string; types: string[]; host: string; pid: number; silent_s: number}>`
-    select id, types, host, pid, extract(epoch from stopped_at - last_heartbeat_at)::float8 as silent_s
+/** Workers declared dead within the last `withinMs`, whether or not they came back since (the monitor's "a worker died"). */
+export async function recentDeaths(ex: Executor, withinMs: number): Promise<WorkerDeath[]> {
+  const {rows} = await sql<{
+    id: string
+    types: string[]
+    host: string
+    pid: number
+    deaths: number
+    last_death_at: Date
+    status: string
+    silent_s: number | null
+  }>`
+    select id, types, host, pid, deaths, last_death_at, status,
+           case when status = 'dead' then extract(epoch from stopped_at - last_heartbeat_at)::float8 end as silent_s
     from workers
-    where status = 'dead' and stopped_at > now() - ${withinMs}::float8 * interval '1 millisecond'`.execute(ex)
-  return rows.map((w) => ({id: w.id, types: w.types, host: w.host, pid: w.pid, silentS: Math.round(w.silent_s * 10) / 10}))
+    where last_death_at > now() - ${withinMs}::float8 * interval '1 millisecond'`.execute(ex)
+  return rows.map((w) => ({
+    id: w.id,
+    types: w.types,
+    host: w.host,
+    pid: w.pid,
+    deaths: w.deaths,
+    lastDeathAt: w.last_death_at,
+    back: w.status !== 'dead',
+    silentS: w.silent_s === null ? null : Math.round(w.silent_s * 10) / 10,
+  }))
+}
+
+/**
+ * Workers that count as live but have been silent for `afterMs`, and no sweep
+ * has declared dead. Silence counts as the sweep counts it: only since the
+ * server started and since the caller itself reached it (`reachableForMs`), so
+ * an outage stalls nobody.
+ */
+export async function stalledWorkers(
+  ex: Executor,
+  afterMs: number,
+  reachableForMs: number | null = null,
+): Promise<Array<{id: string; types: string[]; host: string; silentS: number}>> {
+  const {rows} = await sql<{id: string; types: string[]; host: string; silent_s: number}>`
+    with heard as (
+      select greatest(pg_postmaster_start_time(), now() - ${reachableForMs}::float8 * interval '1 millisecond') as since
+    )
+    select id, types, host, extract(epoch from now() - last_heartbeat_at)::float8 as silent_s
+    from workers
+    where status in ('starting', 'idle', 'busy', 'draining')
+      and greatest(last_heartbeat_at, (select since from heard)) < now() - ${afterMs}::float8 * interval '1 millisecond'`.execute(ex)
+  return rows.map((w) => ({id: w.id, types: w.types, host: w.host, silentS: Math.round(w.silent_s)}))
+}
+
+/** Live workers PostgreSQL refused a connection (too many clients) within `withinMs`. */
+export async function refusedWorkers(ex: Executor, withinMs: number): Promise<string[]> {
+  const {rows} = await sql<{id: string}>`
+    select id from workers
+    where status in ('starting', 'idle', 'busy', 'draining') and db_refused_at > now() - ${withinMs}::float8 * interval '1 millisecond'
+    order by id`.execute(ex)
+  return rows.map((r) => r.id)
+}
+
+/** Live workers' last heartbeat round trip (ms; null before their second heartbeat). */
+export async function heartbeatLatencies(ex: Executor): Promise<Array<{id: string; latencyMs: number | null}>> {
+  const rows = await ex.selectFrom('workers').select(['id', 'heartbeat_latency_ms']).where('status', 'in', ['starting', 'idle', 'busy', 'draining']).execute()
+  return rows.map((r) => ({id: r.id, latencyMs: r.heartbeat_latency_ms}))
+}
+
+/** Seconds since a sweep last ran (any sweeper), or null when none ever did; counted like silence (see stalledWorkers). */
+export async function lastSweepAgeS(ex: Executor, reachableForMs: number | null = null): Promise<number | null> {
+  const {rows} = await sql<{age_s: number}>`
+    select extract(epoch from now() - greatest(updated_at, pg_postmaster_start_time(),
+                                               now() - ${reachableForMs}::float8 * interval '1 millisecond'))::float8 as age_s
+    from rvx_meta where key = ${SWEEP_STAMP_KEY}`.execute(ex)
+  return rows[0]?.age_s ?? null
 }
 
 /** Workers alive and able to take work (starting, idle or busy). */

@@ -2,6 +2,9 @@ import {sql} from '../db/kysely.js'
 import type {Executor} from '../db/executor.js'
 import {LOCK_CLASS_SWEEP, LOCK_CLASS_WORKER, NOTIFY_CHANNEL, type RuntimeConfig} from './config.js'
 
+/** rvx_meta key whose updated_at is when a sweep last ran. */
+export const SWEEP_STAMP_KEY = 'sweep.last'
+
 export interface SweepResult {
   /** False when another process held the sweep lock (it is sweeping right now). */
   swept: boolean
@@ -13,7 +16,9 @@ export interface SweepResult {
 /**
  * Finds dead workers and orphaned leases and puts their tasks back, in one
  * statement under a transaction-scoped advisory lock (one sweeper at a time;
- * the others skip). All time arithmetic is on the database clock.
+ * the others skip). It never waits for a row lock (SKIP LOCKED throughout), so
+ * it never holds the sweep lock while it waits. All time arithmetic is on the
+ * database clock.
  *
  * Silence is counted only from when a worker could have been heard: since
  * the server started (nobody heartbeats into a stopped database) and, when
@@ -51,15 +56,26 @@ export async function sweep(
       from pg_locks l
       where l.locktype = 'advisory' and l.granted and l.classid::int = ${LOCK_CLASS_WORKER} and l.objsubid = 2
         and l.database = (select oid from pg_database where datname = current_database())
-    ), dead as (
-      update workers w set status = 'dead', stopped_at = now()
+    ), silent as (
+      -- A worker whose row is locked right now is writing its heartbeat: alive, and never waited for.
+      select w.id from workers w
       where (select ok from lock)
         and w.status in ('starting', 'idle', 'busy', 'draining')
         and (greatest(w.last_heartbeat_at, (select since from heard)) < now() - ${config.deadAfterMs}::float8 * interval '1 millisecond'
           or (w.last_heartbeat_at < now() - ${config.sessionGraceMs}::float8 * interval '1 millisecond'
               and (select since from heard) < now() - ${config.deadAfterMs}::float8 * interval '1 millisecond'
               and w.lock_key not in (select key from sessions)))
+      for update of w skip locked
+    ), dead as (
+      update workers w set status = 'dead', stopped_at = now(), deaths = w.deaths + 1, last_death_at = now()
+      from silent s where w.id = s.id
       returning w.id
+    ), stamp as (
+      -- When the fleet was last swept: a sweep that nobody manages to run for dead-after is itself alerted.
+      insert into rvx_meta (key, value, updated_at)
+      select ${SWEEP_STAMP_KEY}, '{}'::jsonb, now() where (select ok from lock)
+      on conflict (key) do update set updated_at = excluded.updated_at
+      returning 1
     ), orphaned as (
       select t.id, t.lease_owner, t.lease_epoch, t.crash_count,
              case when t.lease_owner in (select id from dead) then 'requeued_after_death' else 'requeued_lease_expired' end as why
@@ -97,7 +113,8 @@ export async function sweep(
            (select array_agg(id) from dead) as dead,
            (select count(*) from moved where status = 'queued')::int as requeued,
            (select count(*) from moved where status = 'quarantined')::int as quarantined,
-           (select count(*) from woken) as _woken
+           (select count(*) from woken) as _woken,
+           (select count(*) from stamp) as _stamp
   `.execute(db)
   const r = rows[0]
   return {swept: r.swept, deadWorkers: r.dead ?? [], requeued: r.requeued, quarantined: r.quarantined}

@@ -1,5 +1,6 @@
 import type {Kysely} from 'kysely'
 
+import {isDatabaseWait, isTransientDatabaseError} from '../db/connection-errors.js'
 import type {Database} from '../db/schema.js'
 import {backoffMs, serverDelayMs, sleep} from './backoff.js'
 import type {CompletionBatcher} from './completion-batcher.js'
@@ -19,6 +20,8 @@ export interface TaskRunnerDeps {
   completions: CompletionBatcher
   /** Runs a settling write, retrying it across a database restart. */
   retryDb<T>(fn: () => Promise<T>): Promise<T>
+  /** A settling write failed in a way that may have left its task leased here without a record of it. */
+  settleLost(): void
   /** The handler is done and only a batched completion is left: its slot may take the next task. */
   handlerDone(entry: InFlight): void
   /** What the worker counts as tasks settle. */
@@ -42,7 +45,10 @@ export class TaskRunner {
     const retries = options.transientRetries ?? d.config.transientRetries
     let outcome: HandlerOutcome | void
     let handlerMs = 0
-    for (let attempt = 0; ; attempt++) {
+    let transientTries = 0
+    let databaseWaits = 0
+    const waitForDatabaseUntil = performance.now() + d.config.outageRetryMs
+    for (;;) {
       try {
         const started = performance.now()
         outcome = await handler(task, {
@@ -59,9 +65,19 @@ export class TaskRunner {
         break
       } catch (error) {
         if (entry.detached) return
+        // The database was away, out of connections or too slow for the handler's reads: an infrastructure wait, like
+        // an outage, never one of the task's attempts (a fleet short of connections must not burn its tasks).
+        if (isDatabaseWait(error) && !entry.signal.aborted && performance.now() < waitForDatabaseUntil) {
+          const delay = backoffMs(Math.min(++databaseWaits, 8), d.config.reconnectBackoff)
+          d.log.debug({task: task.id, kind: task.kind, err: errorMessage(error), retryInMs: delay}, 'database unavailable to a handler; trying again in lease')
+          await sleep(delay, entry.signal).catch(() => {})
+          if (entry.detached) return
+          continue
+        }
+
         const kind = classifyError(error)
-        if (kind.type === 'transient' && attempt < retries && !entry.signal.aborted) {
-          const delay = backoffMs(attempt + 1, d.config.transientBackoff)
+        if (kind.type === 'transient' && transientTries < retries && !entry.signal.aborted) {
+          const delay = backoffMs(++transientTries, d.config.transientBackoff)
           d.log.warn({task: task.id, kind: task.kind, err: errorMessage(error), retryInMs: delay}, 'transient error; retrying in lease')
           d.tally.retried()
           await sleep(delay, entry.signal)
@@ -77,12 +93,37 @@ export class TaskRunner {
     // A lost lease's finished handler goes to the fence all the same (it rejects it, on the record); a forced stop's does not.
     if (entry.detached && !entry.lost) return
     if (!outcome?.apply) d.handlerDone(entry)
-    const done = outcome?.apply
-      ? await d.retryDb(() => completeTask(d.db, entry.lease, {result: outcome.result, apply: outcome.apply}))
-      : await d.completions.complete({taskId: task.id, epoch: task.epoch, result: outcome ? outcome.result : undefined})
+    let done: boolean
+    try {
+      done = outcome?.apply
+        ? await d.retryDb(() => completeTask(d.db, entry.lease, {result: outcome.result, apply: outcome.apply}))
+        : await d.completions.complete({taskId: task.id, epoch: task.epoch, result: outcome ? outcome.result : undefined})
+    } catch (error) {
+      // Still no database after the outage allowance: the task may be settled or not; the next heartbeat finds out.
+      if (isTransientDatabaseError(error)) {
+        d.settleLost()
+        throw error
+      }
+
+      // The result could not be written (a value the database refuses, a broken constraint): that is this attempt
+      // failing, exactly like a handler that throws, so a poison result ends after its attempts instead of looping.
+      await this.settleFailure(entry, new Error(`its result could not be saved: ${errorMessage(error)}`), {type: 'error'})
+      return
+    }
+
     if (done) {
       d.tally.completed(task.kind, handlerMs)
       d.log.debug({task: task.id, kind: task.kind, ms: Date.now() - entry.startedAt}, 'task completed')
+      if (outcome?.after) {
+        await outcome
+          .after()
+          .catch((error: unknown) =>
+            d.log.warn(
+              {task: task.id, kind: task.kind, err: errorMessage(error)},
+              'follow-up of a completed task failed; the next completion or the monitor does it',
+            ),
+          )
+      }
     } else {
       d.tally.fenced(entry)
       d.log.warn(
@@ -100,7 +141,12 @@ export class TaskRunner {
     if (kind.type === 'snooze') {
       if (task.snoozes < d.config.snooze.maxSnoozes) {
         const delayMs = serverDelayMs(kind.retryAfterMs, task.snoozes + 1, d.config.snooze)
-        const ok = await d.retryDb(() => snoozeTask(d.db, entry.lease, delayMs, message))
+        const ok = await d
+          .retryDb(() => snoozeTask(d.db, entry.lease, delayMs, message))
+          .catch((failure: unknown) => {
+            d.settleLost()
+            throw failure
+          })
         if (ok) d.tally.snoozed()
         else d.tally.fenced(entry)
         d.log.warn({task: task.id, kind: task.kind, snoozeMs: delayMs, askedMs: kind.retryAfterMs}, 'rate limited; task snoozed (no attempt used)')
@@ -114,9 +160,15 @@ export class TaskRunner {
 
     const retryInMs = backoffMs(task.attempts + 1, d.config.attemptBackoff)
     const onFailed = d.registry.get(task.kind)?.options.onFailed
-    const outcome = await d.retryDb(() =>
-      failTask(d.db, entry.lease, message, {permanent, retryInMs, onTerminal: onFailed ? (trx) => onFailed(trx, task, error) : undefined}),
-    )
+    let outcome
+    try {
+      outcome = await d.retryDb(() =>
+        failTask(d.db, entry.lease, message, {permanent, retryInMs, onTerminal: onFailed ? (trx) => onFailed(trx, task, error) : undefined}),
+      )
+    } catch (failure) {
+      d.settleLost()
+      throw failure
+    }
     if (outcome === 'fenced_out') {
       d.tally.fenced(entry)
       return

@@ -1,7 +1,8 @@
 import type pg from 'pg'
 
 import {Kysely, PostgresDialect} from '../db/kysely.js'
-import {createPool} from '../db/connect.js'
+import {closeWithin, createPool, DEFAULT_SESSION_LIMITS, type SessionLimits} from '../db/connect.js'
+import {connectionFailure} from '../db/connection-errors.js'
 import {assertSessionKept} from '../db/session-check.js'
 import type {Database, WorkerStatus} from '../db/schema.js'
 import {backoffMs} from './backoff.js'
@@ -45,8 +46,19 @@ export interface WorkerOptions {
   maxTasks?: number
   /** Stop when nothing is runnable and nothing is in flight. */
   exitWhenIdle?: boolean
-  /** Connections in this worker's pool (default concurrency + 2). */
+  /**
+   * Connections in this worker's pool, opened at start and kept (default: 4, or concurrency + 1 when smaller; at
+   * least 2). Stage tasks spend their time on the network, so the pool is sized to the database work, not the slots;
+   * the liveness session (heartbeats, LISTEN) is one more.
+   */
   poolSize?: number
+  /** Bounds of every session (statement, lock and idle-in-transaction timeouts, keepalives). */
+  limits?: SessionLimits
+}
+
+/** A worker's pool by default: its claim and completion lanes, and two for handlers' reads and their transactions. */
+export function defaultPoolSize(concurrency: number): number {
+  return Math.max(2, Math.min(4, concurrency + 1))
 }
 
 export interface WorkerSummary {
@@ -83,7 +95,10 @@ export class Worker {
   private readonly heartbeat: Heartbeat
   private readonly runner: TaskRunner
   private readonly claimAhead: ClaimAhead
-  private liveness?: LivenessSession
+  private readonly liveness: LivenessSession
+  /** A claim or a settling write lost its answer: the next heartbeat looks for tasks leased here unknown. */
+  private strays = false
+  private readonly poolSize: number
   private readonly doorbell = new Doorbell()
   private draining = false
   private forced = false
@@ -109,9 +124,13 @@ export class Worker {
     if (this.kinds.length === 0) throw new Error('a worker needs at least one task kind')
     this.concurrency = Math.max(1, options.concurrency ?? 4)
     this.log = options.logger ?? silentLogger
+    const limits = options.limits ?? DEFAULT_SESSION_LIMITS
+    // At least two: the session check at start holds two at once.
+    this.poolSize = Math.max(2, options.poolSize ?? defaultPoolSize(this.concurrency))
     this.pool = createPool(options.databaseUrl, {
-      // At least two: the session check at start holds two at once.
-      max: Math.max(2, options.poolSize ?? this.concurrency + 2),
+      max: this.poolSize,
+      keepOpen: true,
+      limits,
       applicationName: `rvx-worker ${this.id}`.slice(0, 63),
       onPoolError: (error) => this.log.warn({err: error.message}, 'database connection lost'),
     })
@@ -130,14 +149,39 @@ export class Worker {
     this.claimAhead = new ClaimAhead(this.concurrency, this.config.maxClaimAhead)
     this.outage = new DatabaseOutage(this.log, this.config.writeRetryBackoff)
     this.inflight = new InFlightTasks(() => this.summary.fencedOut++)
+    this.liveness = new LivenessSession(
+      options.databaseUrl,
+      this.id,
+      this.identity.lockKey,
+      {
+        onNotify: (kind) => {
+          if (this.kinds.includes(kind)) this.doorbell.ring()
+        },
+        onReconnect: () => {
+          this.housekeeping.track(this.heartbeat.beat())
+          this.doorbell.ring()
+        },
+        // Some of our tasks were canceled: a heartbeat now learns which, and stops them.
+        onRevoked: () => this.housekeeping.track(this.heartbeat.beat()),
+      },
+      this.log,
+      this.config.reconnectBackoff,
+      limits,
+    )
     this.heartbeat = new Heartbeat({
-      db: this.db,
+      db: this.liveness.db,
       identity: this.identity,
       leaseMs: this.config.leaseMs,
       log: this.log,
       outage: this.outage,
       inflight: this.inflight,
       exclusive: (fn) => this.exclusive(fn),
+      takeStrays: () => {
+        const strays = this.strays
+        this.strays = false
+        return strays
+      },
+      markStrays: () => (this.strays = true),
       status: () => this.status(),
     })
     const completions = new CompletionBatcher({
@@ -152,6 +196,7 @@ export class Worker {
       log: this.log,
       completions,
       retryDb: (fn) => this.retryDb(fn),
+      settleLost: () => (this.strays = true),
       handlerDone: (entry) => {
         // A completion without writes of its own is durable once its batch commits (a crash before that
         // requeues the task, as any crash does); the slot need not wait for it.
@@ -179,32 +224,17 @@ export class Worker {
   async start(options: {signal?: AbortSignal} = {}): Promise<WorkerSummary> {
     options.signal?.addEventListener('abort', () => this.stop(), {once: true})
     const metrics = await this.heartbeat.sample()
-    this.liveness = new LivenessSession(
-      this.opts.databaseUrl,
-      this.id,
-      this.identity.lockKey,
-      {
-        onNotify: (kind) => {
-          if (this.kinds.includes(kind)) this.doorbell.ring()
-        },
-        onReconnect: () => {
-          this.housekeeping.track(this.heartbeat.beat())
-          this.doorbell.ring()
-        },
-        // Some of our tasks were canceled: a heartbeat now learns which, and stops them.
-        onRevoked: () => this.housekeeping.track(this.heartbeat.beat()),
-      },
-      this.log,
-      this.config.reconnectBackoff,
-    )
     try {
       // Its liveness lock and LISTEN need a session of their own: refuse a transaction-mode pooler up front.
       await assertSessionKept(this.pool, this.opts.databaseUrl)
+      // The whole connection budget is taken now: a worker that cannot have it says so and does not start, instead
+      // of failing its tasks later when PostgreSQL runs out of connections.
+      await this.openPool()
       await this.liveness.open()
       await registerWorker(this.db, this.identity, metrics, 'idle')
     } catch (error) {
       await this.liveness.close()
-      await this.db.destroy()
+      await closeWithin(this.db.destroy(), this.pool)
       throw error
     }
 
@@ -220,9 +250,10 @@ export class Worker {
       if (this.graceTimer) clearTimeout(this.graceTimer)
       // A heartbeat or status write still in flight must not land after "stopped".
       await this.housekeeping.stop()
-      await this.retryDb(() => markWorker(this.db, this.id, 'stopped', this.heartbeat.takeDeltas()), 5000).catch(() => {})
+      await this.retryDb(() => markWorker(this.liveness.db, this.id, 'stopped', this.heartbeat.takeDeltas()), 5000).catch(() => {})
       await this.liveness.close()
-      await this.db.destroy()
+      // A connection stuck on a half-open socket would keep pool.end() waiting forever.
+      await closeWithin(this.db.destroy(), this.pool)
     }
 
     const result = {...this.summary, reason: this.forced ? 'forced' : this.stopReason}
@@ -286,6 +317,8 @@ export class Worker {
         this.outage.up()
         failures = 0
       } catch (error) {
+        // The claim may have leased tasks whose answer never came: the next heartbeat gives them back.
+        this.strays = true
         this.outage.down(error, 'claim')
         await this.doorbell.wait(backoffMs(++failures, this.config.reconnectBackoff))
         continue
@@ -401,8 +434,28 @@ export class Worker {
           `worker ${this.id} stopped: ${why}`,
         ),
       5000,
-    ).catch(() => 0)
+    ).catch(() => {
+      this.strays = true
+      return 0
+    })
     this.summary.released += released
+  }
+
+  /** Opens every connection of the pool (kept open from then on), or throws the one-line reason it cannot. */
+  private async openPool(): Promise<void> {
+    const clients: pg.PoolClient[] = []
+    try {
+      for (let i = 0; i < this.poolSize; i++) clients.push(await this.pool.connect())
+    } catch (error) {
+      throw connectionFailure(error, this.opts.databaseUrl)
+    } finally {
+      for (const c of clients) c.release()
+    }
+  }
+
+  /** What an orchestrator's health check asks: the database answers, and this worker holds its liveness session. */
+  get sessionHeld(): boolean {
+    return this.liveness.connected
   }
 
   /** After the loop: wait for in-flight tasks (the grace timer forces a release when it runs out). */

@@ -16,7 +16,7 @@ describe('monitor: conditions', function () {
       .executeTakeFirstOrThrow()
     await t.db.transaction().execute((trx) => failRun(trx, run.id, 'the model API refused the credentials (HTTP 401): check OPENAI_API_KEY'))
 
-    const conditions = await currentConditions(t.db, {stuckAfterMs: 600_000, lookbackMs: 3_600_000})
+    const conditions = await currentConditions(t.db, {stuckAfterMs: 600_000, lookbackMs: 3_600_000, deadAfterMs: 15_000})
     const failed = conditions.find((c) => c.key === `run:${run.id}:failed`)
     assert.ok(failed, 'a run_failed condition')
     assert.equal(failed.kind, 'run_failed')
@@ -29,7 +29,7 @@ describe('monitor: conditions', function () {
       .set({finished_at: new Date(Date.now() - 7_200_000)})
       .where('id', '=', run.id)
       .execute()
-    const later = await currentConditions(t.db, {stuckAfterMs: 600_000, lookbackMs: 3_600_000})
+    const later = await currentConditions(t.db, {stuckAfterMs: 600_000, lookbackMs: 3_600_000, deadAfterMs: 15_000})
     assert.equal(
       later.find((c) => c.key === `run:${run.id}:failed`),
       undefined,

@@ -82,7 +82,7 @@ export default class WorkersStatus extends BaseCommand<typeof WorkersStatus> {
               ? '-'
               : `${w.currentTasks[0].kind}#${w.currentTasks[0].id} ${w.currentTasks[0].elapsedS}s${w.currentTasks.length > 1 ? ` +${w.currentTasks.length - 1}` : ''}`,
         },
-        {header: 'heartbeat', get: (w) => `${w.heartbeatAgeS}s ago`},
+        {header: 'heartbeat (rtt)', get: (w) => `${w.heartbeatAgeS}s ago${w.heartbeatLatencyMs === null ? '' : ` (${w.heartbeatLatencyMs} ms)`}`},
         {header: 'cpu', get: (w) => (typeof w.resourceMetrics.cpu_percent === 'number' ? `${w.resourceMetrics.cpu_percent}%` : '-')},
         {header: 'mem free', get: (w) => gb(w.resourceMetrics.memory_available_gb)},
         {

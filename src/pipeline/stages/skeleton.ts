@@ -5,12 +5,13 @@ import type {HandlerOutcome, TaskContext, TaskRegistry} from '../../runtime/hand
 import type {ClaimedTask} from '../../runtime/lease.js'
 import {enqueue} from '../../runtime/queue.js'
 import {scrub} from '../../shared/secrets.js'
-import {advance} from '../advance.js'
+import {advance, advanceAfterCompletion} from '../advance.js'
 import {BudgetReachedError, type CallContext, ProviderUnusableError, type ResearchProvider} from '../provider.js'
 import {runScope} from '../run-options.js'
-import {failRun, getRun, lockRun, stopAtBudget} from '../runs.js'
+import {failRun, getRun, stopAtBudget} from '../runs.js'
 import {callContext, releaseTaskHolds} from '../spend.js'
 import {type Executor, inTransaction} from '../../db/executor.js'
+import type {SpendJournal} from '../spend-journal.js'
 import {saveUsage, type UsageRow} from '../usage.js'
 import {STAGES} from './index.js'
 import type {RunPayload, Stage} from './stage.js'
@@ -22,11 +23,14 @@ export type ProviderFactory = (run: RunRow) => ResearchProvider | Promise<Resear
  * Registers every stage on the runtime. Each task: the run guard (the run is
  * still running and the stage has something to do), the paid call outside
  * any transaction with its usage captured, then an `apply` that runs in the
- * completion's transaction after the fence: lock the run, record the usage,
- * write (only while the run is running) and advance. A worker presumed dead
- * writes nothing; usage of a call that failed is saved at once (it was paid).
+ * completion's transaction after the fence: record the usage and write the
+ * stage's own rows (only while the run is running). The run row is not taken
+ * there: once the completion has committed, the run is advanced in a short
+ * transaction of its own (`advanceAfterCompletion`), so no completion ever
+ * waits for another one's lock on its run. A worker presumed dead writes
+ * nothing; usage of a call that failed is saved at once (it was paid).
  */
-export function registerPipeline(registry: TaskRegistry, providerFor: ProviderFactory): TaskRegistry {
+export function registerPipeline(registry: TaskRegistry, providerFor: ProviderFactory, options: {journal?: SpendJournal} = {}): TaskRegistry {
   // A stage task that fails for good writes nothing of its own: the run re-plans in the same transaction, or stops
   // at once: as failed with the cause when the provider cannot be used at all, for a decision when its budget is spent.
   const onFailed = async (trx: Transaction<Database>, task: {payload: unknown}, error: unknown) => {
@@ -36,7 +40,9 @@ export function registerPipeline(registry: TaskRegistry, providerFor: ProviderFa
     else await advance(trx, runId)
   }
 
-  STAGES.forEach((stage, i) => registry.register<RunPayload>(stage.kind, (task, ctx) => runStage(stage, STAGES[i + 1], task, ctx, providerFor), {onFailed}))
+  STAGES.forEach((stage, i) =>
+    registry.register<RunPayload>(stage.kind, (task, ctx) => runStage(stage, STAGES[i + 1], task, ctx, providerFor, options.journal), {onFailed}),
+  )
   return registry
 }
 
@@ -46,6 +52,7 @@ async function runStage(
   task: ClaimedTask<RunPayload>,
   ctx: TaskContext,
   providerFor: ProviderFactory,
+  journal: SpendJournal | undefined,
 ): Promise<HandlerOutcome> {
   const run = await getRun(ctx.db, task.payload.runId)
   if (run.status !== 'running') return {result: {skipped: run.status}}
@@ -60,7 +67,11 @@ async function runStage(
     runId: run.id,
     taskId: task.id,
     signal: ctx.signal,
-    record: (u) => usage.push({...u, runId: run.id, taskId: task.id}),
+    // Written down locally first: a record the database loses (a failover) is written again from the journal.
+    record: (u) => {
+      const row = {...u, runId: run.id, taskId: task.id}
+      usage.push(journal ? journal.append(row) : row)
+    },
   })
   // The usage saved and the budget it held released in one transaction: a call's cost is always counted once.
   // Without a budget there is nothing held: one insert, so a late result reaches the fence as soon as it can.
@@ -80,14 +91,14 @@ async function runStage(
   return {
     result: stage.result(output, input),
     async apply(trx: Transaction<Database>) {
-      const locked = await lockRun(trx, run.id)
       await settleUsage(trx)
       // A run stopped at its budget still takes what was already paid for; a run that ended takes nothing.
-      if (locked.status !== 'running' && locked.status !== 'needs_decision') return
+      const current = await getRun(trx, run.id)
+      if (current.status !== 'running' && current.status !== 'needs_decision') return
       await stage.write(
         {
           trx,
-          run: locked,
+          run: current,
           payload: task.payload,
           provider: {name: provider.name, simulated: provider.simulated},
           async enqueueNext(tasks) {
@@ -108,7 +119,7 @@ async function runStage(
         input,
         output,
       )
-      await advance(trx, run.id)
     },
+    after: () => advanceAfterCompletion(ctx.db, run.id),
   }
 }

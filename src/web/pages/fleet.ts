@@ -52,7 +52,7 @@ function regions(d: FleetData): Regions {
       <td>${w.pool}</td>
       <td>${w.host} (pid ${w.pid})</td>
       <td><span class="badge worker-${w.status}">${w.status}</span></td>
-      <td class="num">${formatAge(w.heartbeatAgeS)} ago</td>
+      <td class="num">${formatAge(w.heartbeatAgeS)} ago${w.heartbeatLatencyMs === null ? '' : ` (${w.heartbeatLatencyMs} ms)`}</td>
       <td class="num">${typeof m.cpu_percent === 'number' ? `${m.cpu_percent}%` : '-'}</td>
       <td class="num">${formatGb(m.memory_available_gb)} free of ${formatGb(m.memory_total_gb)}</td>
       <td>${gpu}</td>
@@ -103,7 +103,7 @@ function regions(d: FleetData): Regions {
     'fleet-types': html`<h2>Workers by type</h2>
       ${table(['type', 'active', 'idle', 'busy', 'draining', 'dead', 'done 5m', 'failed 5m'], types, 'No workers: start some with rvx worker all.')}`,
     'fleet-workers': html`<h2>Workers (${s.workers.length}${dead > 0 ? html`, <span class="bad">${dead} dead</span>` : ''})</h2>
-      ${table(['worker', 'type', 'pool', 'host', 'status', 'heartbeat', 'cpu', 'memory', 'gpu', 'current task', 'done/failed'], workers, 'None.', 'workers')}`,
+      ${table(['worker', 'type', 'pool', 'host', 'status', 'heartbeat (round trip)', 'cpu', 'memory', 'gpu', 'current task', 'done/failed'], workers, 'None.', 'workers')}`,
     'fleet-queue': html`<h2>Queue</h2>
       ${table(['kind', 'queued', 'running', 'failed', 'quarantined', 'oldest queued', 'retries waiting'], queue, 'Empty.')}`,
     'fleet-runs': html`<h2>Runs in progress</h2>
