@@ -1,0 +1,320 @@
+import assert from 'node:assert/strict'
+import {type ChildProcess, spawnSync} from 'node:child_process'
+import fs from 'node:fs'
+import net from 'node:net'
+import path from 'node:path'
+import readline from 'node:readline'
+import pg from 'pg'
+
+import {ROOT} from '../helpers/cli.js'
+import {adminUrl} from '../helpers/db.js'
+import {createNetns, type Netns, netnsSupport, removeLeftovers} from '../helpers/netns.js'
+import {spawnScript, waitFor} from '../helpers/processes.js'
+import {StandbyPair} from '../helpers/standby.js'
+import {TcpProxy} from '../helpers/tcp-proxy.js'
+
+/** The fault harness the fleet's partition, slow-link and failover tests stand on, each piece shown doing what it claims. */
+
+function serverTarget(): {host: string; port: number} {
+  const url = new URL(adminUrl())
+  return {host: url.hostname, port: Number(url.port)}
+}
+
+function through(proxy: TcpProxy, url = adminUrl()): string {
+  const u = new URL(url)
+  u.hostname = proxy.host
+  u.port = String(proxy.port)
+  return u.toString()
+}
+
+/** What of a namespace is still on the machine: its namespace, its veth, its iptables chain. */
+function traces(ns: {name: string; hostVeth: string; chain: string}): string[] {
+  const out = (command: string, args: string[]) => spawnSync(command, args, {encoding: 'utf8'}).stdout
+  const found: string[] = []
+  if (out('ip', ['netns', 'list']).split('\n').some((line) => line.split(' ')[0] === ns.name)) found.push(ns.name)
+  if (out('ip', ['-o', 'link', 'show']).includes(` ${ns.hostVeth}@`)) found.push(ns.hostVeth)
+  if (out('iptables', ['-w', '-S']).includes(ns.chain)) found.push(ns.chain)
+  return found
+}
+
+/** An echo server that prefixes each answer with its name, so a test sees which one a proxy reached. */
+async function echoServer(name: string): Promise<net.Server & {port: number}> {
+  const server = net.createServer((socket) => {
+    socket.on('error', () => {})
+    socket.on('data', (chunk) => socket.write(name === '' ? chunk : Buffer.concat([Buffer.from(name), chunk])))
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()))
+  return Object.assign(server, {port: (server.address() as net.AddressInfo).port})
+}
+
+/** Sends one line on a socket through the proxy and returns what comes back first. */
+async function exchange(port: number, text: string): Promise<string> {
+  const socket = net.connect(port, '127.0.0.1')
+  try {
+    socket.write(text)
+    return await new Promise<string>((resolve, reject) => {
+      socket.once('data', (data) => resolve(String(data)))
+      socket.once('error', reject)
+    })
+  } finally {
+    socket.destroy()
+  }
+}
+
+describe('net: the fault harness (namespaces, tcp-proxy, standby)', function () {
+  this.timeout(120_000)
+
+  describe('tcp-proxy', () => {
+    const closers: Array<() => Promise<unknown> | unknown> = []
+    afterEach(async () => {
+      for (const close of closers.splice(0)) await close()
+    })
+
+    it('adds its delay each way to a round trip', async () => {
+      const proxy = await TcpProxy.start({target: serverTarget(), up: {ms: 40}, down: {ms: 40}})
+      closers.push(() => proxy.close())
+      const client = new pg.Client({connectionString: through(proxy), connectionTimeoutMillis: 10_000, query_timeout: 10_000})
+      await client.connect()
+      closers.push(() => client.end())
+      const started = performance.now()
+      await client.query('select 1')
+      const ms = performance.now() - started
+      assert.ok(ms >= 80, `a round trip through 40 ms each way took ${ms.toFixed(1)} ms`)
+      const counters = proxy.counters()
+      assert.equal(counters.accepted, 1)
+      assert.ok(counters.bytesUp > 0 && counters.bytesDown > 0, JSON.stringify(counters))
+    })
+
+    it('keeps every byte in order under jitter', async () => {
+      const echo = await echoServer('')
+      closers.push(() => echo.close())
+      const proxy = await TcpProxy.start({target: {host: '127.0.0.1', port: echo.port}, up: {ms: 20, jitterMs: 20}, down: {ms: 20, jitterMs: 20}})
+      closers.push(() => proxy.close())
+      const socket = net.connect(proxy.port, '127.0.0.1')
+      socket.setNoDelay(true)
+      closers.push(() => socket.destroy())
+      const sent = Buffer.alloc(4 * 300)
+      const received: Buffer[] = []
+      socket.on('data', (chunk) => received.push(chunk))
+      for (let i = 0; i < 300; i++) {
+        sent.writeUInt32BE(i, i * 4)
+        socket.write(sent.subarray(i * 4, i * 4 + 4))
+        // Separate chunks, each with its own random delay: without ordering, later ones would overtake earlier ones.
+        if (i % 3 === 0) await new Promise((resolve) => setTimeout(resolve, 1))
+      }
+
+      await waitFor('the echo of every byte', async () => Buffer.concat(received).length >= sent.length, 10_000, 20)
+      assert.ok(Buffer.concat(received).equals(sent), 'bytes came back out of order')
+    })
+
+    it('freeze() holds traffic and new connections until thaw(); cutAll() resets; retarget() moves new connections only', async () => {
+      const proxy = await TcpProxy.start({target: serverTarget()})
+      closers.push(() => proxy.close())
+      const client = new pg.Client({connectionString: through(proxy), connectionTimeoutMillis: 10_000, query_timeout: 10_000})
+      client.on('error', () => {})
+      await client.connect()
+
+      proxy.freeze()
+      const held = client.query<{n: number}>('select 7 as n')
+      const outcome = await Promise.race([held.then(() => 'answered'), new Promise((resolve) => setTimeout(resolve, 600, 'held'))])
+      assert.equal(outcome, 'held')
+      const newcomer = new pg.Client({connectionString: through(proxy), connectionTimeoutMillis: 500})
+      newcomer.on('error', () => {})
+      await assert.rejects(newcomer.connect(), /timeout/i)
+      proxy.thaw()
+      assert.equal((await held).rows[0].n, 7)
+
+      proxy.cutAll()
+      await assert.rejects(client.query('select 1'))
+      assert.equal(proxy.counters().cut, 1)
+
+      const [x, y] = [await echoServer('x:'), await echoServer('y:')]
+      closers.push(
+        () => x.close(),
+        () => y.close(),
+      )
+      const echo = await TcpProxy.start({target: {host: '127.0.0.1', port: x.port}})
+      closers.push(() => echo.close())
+      const before = net.connect(echo.port, '127.0.0.1')
+      closers.push(() => before.destroy())
+      const firstAnswer = new Promise<string>((resolve) => before.once('data', (d) => resolve(String(d))))
+      before.write('1')
+      assert.equal(await firstAnswer, 'x:1')
+      echo.retarget('127.0.0.1', y.port)
+      assert.equal(await exchange(echo.port, '2'), 'y:2')
+      const secondAnswer = new Promise<string>((resolve) => before.once('data', (d) => resolve(String(d))))
+      before.write('3')
+      assert.equal(await secondAnswer, 'x:3')
+    })
+
+    it('forwards only to loopback or to its own veth addresses', async () => {
+      await assert.rejects(TcpProxy.start({target: {host: '192.0.2.1', port: 5432}}), /only to loopback/)
+      const proxy = await TcpProxy.start({target: serverTarget()})
+      closers.push(() => proxy.close())
+      assert.throws(() => proxy.retarget('10.200.0.1', 5432), /only to loopback/)
+    })
+  })
+
+  describe('network namespaces', () => {
+    let ns: Netns | undefined
+    let proxy: TcpProxy | undefined
+    let driver: ChildProcess | undefined
+    let answers: AsyncIterator<string> | undefined
+
+    before(async function () {
+      const reason = netnsSupport()
+      if (reason) {
+        console.log(`      skipped: ${reason}`)
+        this.skip()
+      }
+
+      ns = await createNetns()
+      proxy = await TcpProxy.start({host: ns.hostIp, target: serverTarget()})
+      driver = ns.exec(process.execPath, ['--import', 'tsx', path.join(ROOT, 'test/fixtures/net-client.ts')], {
+        cwd: ROOT,
+        env: {...process.env, RVX_TEST_NET_URL: through(proxy), RVX_TEST_NET_TIMEOUT_MS: '2000'},
+        stdio: ['pipe', 'pipe', 'inherit'],
+      })
+      answers = readline.createInterface({input: driver.stdout!})[Symbol.asyncIterator]()
+    })
+
+    after(async () => {
+      await proxy?.close()
+      await ns?.destroy()
+    })
+
+    /** One command to the client inside the namespace, and its one-line answer (bounded). */
+    async function send(command: string): Promise<string> {
+      driver!.stdin!.write(command + '\n')
+      const next = await Promise.race([
+        answers!.next(),
+        new Promise<never>((_resolve, reject) => setTimeout(() => reject(new Error(`no answer to ${command} within 90 s`)), 90_000).unref()),
+      ])
+      if (next.done) throw new Error(`the client in the namespace exited before answering ${command}`)
+      return next.value
+    }
+
+    it('lets a client inside reach PostgreSQL through a proxy on the veth, from its own address', async () => {
+      assert.match(await send('connect'), /^ok /)
+      assert.deepEqual(proxy!.clientAddresses(), [ns!.nsIp])
+    })
+
+    it('cut() hangs an open connection and new ones; restore() lets a new connection through', async () => {
+      assert.match(await send('connect'), /^ok /)
+      await ns!.cut()
+      assert.match(await send('query'), /^error .*timeout/i)
+      assert.match(await send('connect'), /^error .*timeout/i)
+      await ns!.restore()
+      assert.match(await send('connect'), /^ok /)
+      assert.match(await send('query'), /^ok /)
+    })
+
+    it('loss(0.05) drops packets both ways and queries still complete', async () => {
+      await ns!.loss(0.05)
+      try {
+        assert.match(await send('connect 30000'), /^ok /)
+        assert.match(await send('queries 100'), /^ok /)
+        const rules = spawnSync('iptables', ['-w', '-L', ns!.chain, '-v', '-x', '-n'], {encoding: 'utf8'}).stdout
+        const dropped = Number(rules.split('\n').find((line) => line.includes('statistic'))?.trim().split(/\s+/)[0])
+        assert.ok(dropped > 0, `the loss rule dropped nothing:\n${rules}`)
+      } finally {
+        await ns!.clearRules()
+      }
+
+      assert.match(await send('connect'), /^ok /)
+    })
+
+    it('destroy() removes the namespace, its veth and its chain, and ends what ran inside', async () => {
+      const exited = new Promise((resolve) => driver!.once('exit', resolve))
+      await ns!.destroy()
+      await exited
+      assert.deepEqual(traces(ns!), [])
+    })
+
+    it("takes a process's namespaces with it when it fails or is stopped, and sweeps those of a killed one at the next start", async () => {
+      const names = async (child: ReturnType<typeof spawnScript>) => {
+        const line = await waitFor('the namespace to be made', async () => child.stdout().split('\n')[0].trim(), 60_000)
+        return JSON.parse(line) as {name: string; hostVeth: string; chain: string}
+      }
+
+      const failing = spawnScript('test/fixtures/netns-process.ts', {RVX_TEST_NETNS_END: 'throw'})
+      const failed = await names(failing)
+      assert.notEqual((await failing.exited).code, 0)
+      assert.deepEqual(traces(failed), [])
+
+      const stopped = spawnScript('test/fixtures/netns-process.ts', {RVX_TEST_NETNS_END: 'wait'})
+      const stoppedNames = await names(stopped)
+      assert.equal(traces(stoppedNames).length, 3)
+      stopped.child.kill('SIGTERM')
+      assert.equal((await stopped.exited).code, 143)
+      assert.deepEqual(traces(stoppedNames), [])
+
+      const killed = spawnScript('test/fixtures/netns-process.ts', {RVX_TEST_NETNS_END: 'wait'})
+      const killedNames = await names(killed)
+      killed.child.kill('SIGKILL')
+      await killed.exited
+      assert.equal(traces(killedNames).length, 3, 'SIGKILL leaves everything behind')
+      removeLeftovers()
+      assert.deepEqual(traces(killedNames), [])
+    })
+  })
+
+  describe('standby', () => {
+    let pair: StandbyPair | undefined
+
+    before(async function () {
+      this.timeout(120_000)
+      pair = await StandbyPair.start()
+    })
+
+    after(async () => {
+      await pair?.stop()
+    })
+
+    it('a failover after the stream froze loses exactly the commits made during the freeze', async () => {
+      const options = {connectionTimeoutMillis: 10_000, query_timeout: 10_000}
+      const client = new pg.Client({connectionString: pair!.url(), ...options})
+      client.on('error', () => {})
+      await client.connect()
+      await client.query('create table events (id int primary key)')
+      for (let id = 1; id <= 20; id++) await client.query('insert into events values ($1)', [id])
+      await pair!.waitCaughtUp()
+
+      pair!.replication.freeze()
+      for (let id = 21; id <= 30; id++) await client.query('insert into events values ($1)', [id])
+      assert.equal((await client.query('select count(*)::int as n from events')).rows[0].n, 30, 'the primary acknowledged all 30')
+      const lag = await pair!.lag()
+      assert.ok(lag.lagBytes !== null && lag.lagBytes > 0, JSON.stringify(lag))
+
+      pair!.killPrimary()
+      await assert.rejects(client.query('select 1'))
+      await pair!.failover()
+
+      const after = new pg.Client({connectionString: pair!.url(), ...options})
+      await after.connect()
+      try {
+        const ids = (await after.query<{id: number}>('select id from events order by id')).rows.map((r) => r.id)
+        assert.deepEqual(
+          ids,
+          Array.from({length: 20}, (_, i) => i + 1),
+        )
+        assert.equal((await after.query('select pg_is_in_recovery() as r')).rows[0].r, false)
+        await after.query('insert into events values (21)')
+      } finally {
+        await after.end()
+      }
+    })
+
+    it('stop() ends both servers and removes every file', async () => {
+      const {dir} = pair!
+      const urls = [pair!.primaryUrl(), pair!.standbyUrl()]
+      await pair!.stop()
+      assert.equal(fs.existsSync(dir), false)
+      for (const url of urls) {
+        const client = new pg.Client({connectionString: url, connectionTimeoutMillis: 2000})
+        client.on('error', () => {})
+        await assert.rejects(client.connect(), /ECONNREFUSED/)
+      }
+    })
+  })
+})
