@@ -225,7 +225,17 @@ export class StandbyPair {
     this.writeOwned(pwfile, this.password + '\n')
     this.writeOwned(passfile, `127.0.0.1:*:*:${USER}:${this.password}\n`)
 
-    await this.pg('initdb', ['-D', this.primaryData, '-U', USER, `--pwfile=${pwfile}`, '--auth=scram-sha-256', '--encoding=UTF8', '--no-locale', '--no-instructions'])
+    await this.pg('initdb', [
+      '-D',
+      this.primaryData,
+      '-U',
+      USER,
+      `--pwfile=${pwfile}`,
+      '--auth=scram-sha-256',
+      '--encoding=UTF8',
+      '--no-locale',
+      '--no-instructions',
+    ])
     fs.rmSync(pwfile)
     this.primaryPort = await freePort()
     await this.startServer('primary', this.primaryData, this.primaryPort)
@@ -242,9 +252,8 @@ export class StandbyPair {
     await waitFor(
       'the standby to stream from the primary',
       async () =>
-        (
-          await this.ask<{state: string}>(this.primaryUrl(), `select state from pg_stat_replication where application_name = 'standby' and state = 'streaming'`)
-        )?.state,
+        (await this.ask<{state: string}>(this.primaryUrl(), `select state from pg_stat_replication where application_name = 'standby' and state = 'streaming'`))
+          ?.state,
       30_000,
       100,
     )
