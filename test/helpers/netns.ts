@@ -32,7 +32,7 @@ export interface Netns {
   readonly hostVeth: string
   /** The iptables chain holding this namespace's fault rules. */
   readonly chain: string
-  /** Spawns `command args` inside the namespace (as root, through `ip netns exec`). Killed by destroy(). */
+  /** Spawns `command args` inside the namespace, as root (`ip netns exec`; a uid option would stop ip itself). Killed by destroy(). */
   exec(command: string, args?: string[], options?: SpawnOptions): ChildProcess
   /** Drops every packet both ways on the veth until restore(). */
   cut(): Promise<void>
@@ -55,19 +55,54 @@ const HOOKS = [
   ['FORWARD', '-o'],
 ] as const
 
+const NETNS = /^(rvxt-([0-9a-z]+)-[0-9a-z]+)\b/
+const VETH = /^\d+: (rvxt([0-9a-z]+)-\d+[hp])[@:]/
+const CHAIN = /^-N (RVXT-([0-9a-z]+)-\d+)$/
+
 const live = new Map<string, {hostVeth: string; chain: string; addresses: string[]; children: Set<ChildProcess>}>()
 let counter = 0
 let swept = false
 
-/** Null when this process can make namespaces, else why not (for `this.skip()` with the reason printed). */
+let support: string | null | undefined
+
+/**
+ * Null when this process can make namespaces and iptables rules, else why not (for `this.skip()` with the reason
+ * printed). It tries: a namespace made and deleted at once, and a read of iptables.
+ */
 export function netnsSupport(): string | null {
+  support ??= probe()
+  return support
+}
+
+function probe(): string | null {
   if (process.platform !== 'linux') return `network namespaces need Linux (this is ${process.platform})`
   if (process.getuid?.() !== 0) return 'network namespaces and iptables need root (run the tests as root)'
-  const ip = spawnSync('ip', ['netns', 'list'], {encoding: 'utf8'})
-  if (ip.error || ip.status !== 0) return `\`ip netns\` does not work (${ip.error?.message ?? ip.stderr.trim()}): apt-get install iproute2`
+  const name = `${PREFIX}-${OWNER}-probe`
+  const made = spawnSync('ip', ['netns', 'add', name], {encoding: 'utf8'})
+  if (made.error) return `\`ip\` cannot be run (${made.error.message}): apt-get install iproute2`
+  spawnSync('ip', ['netns', 'delete', name])
+  if (made.status !== 0) return `\`ip netns add\` fails here (${made.stderr.trim()}): network namespaces need CAP_SYS_ADMIN`
   const iptables = spawnSync('iptables', ['-w', '-S', 'INPUT'], {encoding: 'utf8'})
-  if (iptables.error || iptables.status !== 0) return `iptables does not work (${iptables.error?.message ?? iptables.stderr.trim()}): apt-get install iptables`
+  if (iptables.error) return `iptables cannot be run (${iptables.error.message}): apt-get install iptables`
+  if (iptables.status !== 0) return `iptables fails here (${iptables.stderr.trim()})`
   return null
+}
+
+/** Every namespace, veth and chain on this machine that the process with this pid made (default: this one). */
+export function tracesOf(pid = process.pid): string[] {
+  const owner = pid.toString(36)
+  const mine = (match: RegExpMatchArray | null) => (match && match[2] === owner ? [match[1]] : [])
+  return [
+    ...quiet('ip', ['netns', 'list'])
+      .split('\n')
+      .flatMap((line) => mine(line.match(NETNS))),
+    ...quiet('ip', ['-o', 'link', 'show'])
+      .split('\n')
+      .flatMap((line) => mine(line.match(VETH))),
+    ...quiet('iptables', ['-w', '-S'])
+      .split('\n')
+      .flatMap((line) => mine(line.match(CHAIN))),
+  ]
 }
 
 /** Addresses of the veths this process made (both ends): the only non-loopback addresses a test may send to. */
@@ -226,17 +261,17 @@ function ownerGone(owner: string): boolean {
 /** Removes namespaces, veths and chains of the rvxt prefix whose owning process no longer exists. */
 export function removeLeftovers(): void {
   for (const line of quiet('ip', ['netns', 'list']).split('\n')) {
-    const match = line.match(/^(rvxt-([0-9a-z]+)-\d+)\b/)
+    const match = line.match(NETNS)
     if (match && ownerGone(match[2])) removeNamespaceSync(match[1], null, null)
   }
 
   for (const line of quiet('ip', ['-o', 'link', 'show']).split('\n')) {
-    const match = line.match(/^\d+: (rvxt([0-9a-z]+)-\d+[hp])[@:]/)
+    const match = line.match(VETH)
     if (match && ownerGone(match[2])) quiet('ip', ['link', 'delete', match[1]])
   }
 
   for (const line of quiet('iptables', ['-w', '-S']).split('\n')) {
-    const match = line.match(/^-N (RVXT-([0-9a-z]+)-\d+)$/)
+    const match = line.match(CHAIN)
     if (match && ownerGone(match[2])) removeChainSync(match[1])
   }
 }

@@ -45,7 +45,10 @@ export interface StandbyPairOptions {
 export interface ReplicationLag {
   /** The primary's current WAL position (pg_current_wal_lsn). */
   primaryLsn: string | null
-  /** What the primary's walsender sent, and what the standby reported flushed and replayed (pg_stat_replication). */
+  /**
+   * What the primary's walsender sent and what the standby reported flushed (pg_stat_replication). Sent counts what
+   * reached the replication proxy: a frozen stream shows it ahead of everything the standby has.
+   */
   sentLsn: string | null
   flushLsn: string | null
   /** What the standby received and replayed (pg_last_wal_receive_lsn, pg_last_wal_replay_lsn). */

@@ -290,7 +290,9 @@ class Lane {
 
   setSink(sink: net.Socket): void {
     this.sink = sink
-    sink.on('drain', () => this.source?.resume())
+    sink.on('drain', () => {
+      if (!this.frozen && this.held <= HIGH_WATER) this.source?.resume()
+    })
     this.pump()
   }
 

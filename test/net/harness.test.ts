@@ -8,7 +8,7 @@ import pg from 'pg'
 
 import {ROOT} from '../helpers/cli.js'
 import {adminUrl} from '../helpers/db.js'
-import {createNetns, type Netns, netnsSupport, removeLeftovers} from '../helpers/netns.js'
+import {createNetns, type Netns, netnsSupport, removeLeftovers, tracesOf} from '../helpers/netns.js'
 import {spawnScript, waitFor} from '../helpers/processes.js'
 import {StandbyPair} from '../helpers/standby.js'
 import {TcpProxy} from '../helpers/tcp-proxy.js'
@@ -25,21 +25,6 @@ function through(proxy: TcpProxy, url = adminUrl()): string {
   u.hostname = proxy.host
   u.port = String(proxy.port)
   return u.toString()
-}
-
-/** What of a namespace is still on the machine: its namespace, its veth, its iptables chain. */
-function traces(ns: {name: string; hostVeth: string; chain: string}): string[] {
-  const out = (command: string, args: string[]) => spawnSync(command, args, {encoding: 'utf8'}).stdout
-  const found: string[] = []
-  if (
-    out('ip', ['netns', 'list'])
-      .split('\n')
-      .some((line) => line.split(' ')[0] === ns.name)
-  )
-    found.push(ns.name)
-  if (out('ip', ['-o', 'link', 'show']).includes(` ${ns.hostVeth}@`)) found.push(ns.hostVeth)
-  if (out('iptables', ['-w', '-S']).includes(ns.chain)) found.push(ns.chain)
-  return found
 }
 
 /** An echo server that prefixes each answer with its name, so a test sees which one a proxy reached. */
@@ -240,36 +225,39 @@ describe('net: the fault harness (namespaces, tcp-proxy, standby)', function () 
 
     it('destroy() removes the namespace, its veth and its chain, and ends what ran inside', async () => {
       const exited = new Promise((resolve) => driver!.once('exit', resolve))
+      assert.deepEqual(tracesOf().sort(), [ns!.chain, ns!.name, ns!.hostVeth].sort())
       await ns!.destroy()
       await exited
-      assert.deepEqual(traces(ns!), [])
+      assert.deepEqual(tracesOf(), [])
     })
 
     it("takes a process's namespaces with it when it fails or is stopped, and sweeps those of a killed one at the next start", async () => {
-      const names = async (child: ReturnType<typeof spawnScript>) => {
-        const line = await waitFor('the namespace to be made', async () => child.stdout().split('\n')[0].trim(), 60_000)
-        return JSON.parse(line) as {name: string; hostVeth: string; chain: string}
+      /** The child's pid once it said it has made its namespace. */
+      const made = async (child: ReturnType<typeof spawnScript>) => {
+        await waitFor('the namespace to be made', async () => child.stdout().includes('\n'), 60_000)
+        assert.equal(tracesOf(child.child.pid).length, 3, 'a namespace, a veth, a chain')
+        return child.child.pid!
       }
 
       const failing = spawnScript('test/fixtures/netns-process.ts', {RVX_TEST_NETNS_END: 'throw'})
-      const failed = await names(failing)
+      const failed = await made(failing)
+      failing.child.kill('SIGUSR1')
       assert.notEqual((await failing.exited).code, 0)
-      assert.deepEqual(traces(failed), [])
+      assert.deepEqual(tracesOf(failed), [])
 
-      const stopped = spawnScript('test/fixtures/netns-process.ts', {RVX_TEST_NETNS_END: 'wait'})
-      const stoppedNames = await names(stopped)
-      assert.equal(traces(stoppedNames).length, 3)
+      const stopped = spawnScript('test/fixtures/netns-process.ts', {})
+      const stoppedPid = await made(stopped)
       stopped.child.kill('SIGTERM')
       assert.equal((await stopped.exited).code, 143)
-      assert.deepEqual(traces(stoppedNames), [])
+      assert.deepEqual(tracesOf(stoppedPid), [])
 
-      const killed = spawnScript('test/fixtures/netns-process.ts', {RVX_TEST_NETNS_END: 'wait'})
-      const killedNames = await names(killed)
+      const killed = spawnScript('test/fixtures/netns-process.ts', {})
+      const killedPid = await made(killed)
       killed.child.kill('SIGKILL')
       await killed.exited
-      assert.equal(traces(killedNames).length, 3, 'SIGKILL leaves everything behind')
+      assert.equal(tracesOf(killedPid).length, 3, 'SIGKILL leaves everything behind')
       removeLeftovers()
-      assert.deepEqual(traces(killedNames), [])
+      assert.deepEqual(tracesOf(killedPid), [])
     })
   })
 
