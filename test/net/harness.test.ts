@@ -7,9 +7,9 @@ import readline from 'node:readline'
 import pg from 'pg'
 
 import {ROOT} from '../helpers/cli.js'
-import {adminUrl} from '../helpers/db.js'
+import {adminUrl, createDatabase, dropDatabase, urlFor} from '../helpers/db.js'
 import {createNetns, type Netns, netnsSupport, removeLeftovers, tracesOf} from '../helpers/netns.js'
-import {spawnScript, waitFor} from '../helpers/processes.js'
+import {spawnCli, spawnScript, waitFor} from '../helpers/processes.js'
 import {StandbyPair} from '../helpers/standby.js'
 import {TcpProxy} from '../helpers/tcp-proxy.js'
 
@@ -221,6 +221,19 @@ describe('net: the fault harness (namespaces, tcp-proxy, standby)', function () 
       }
 
       assert.match(await send('connect'), /^ok /)
+    })
+
+    it('runs rvx inside the namespace (spawnCli with netns), reaching its database through the proxy', async () => {
+      const name = await createDatabase('net')
+      try {
+        const accepted = proxy!.counters().accepted
+        const migrate = spawnCli(['migrate', '--json'], {DATABASE_URL: through(proxy!, urlFor(name))}, {netns: ns})
+        assert.equal((await migrate.exited).code, 0, migrate.stderr())
+        assert.equal(JSON.parse(migrate.stdout()).pending, 0)
+        assert.ok(proxy!.counters().accepted > accepted, 'rvx went through the proxy on the veth')
+      } finally {
+        await dropDatabase(name)
+      }
     })
 
     it('destroy() removes the namespace, its veth and its chain, and ends what ran inside', async () => {
