@@ -34,7 +34,7 @@ export interface Netns {
   readonly chain: string
   /** Spawns `command args` inside the namespace, as root (`ip netns exec`; a uid option would stop ip itself). Killed by destroy(). */
   exec(command: string, args?: string[], options?: SpawnOptions): ChildProcess
-  /** Drops every packet both ways on the veth until restore(). */
+  /** Drops every packet both ways on the veth until restore() (a second cut() is a no-op). */
   cut(): Promise<void>
   /** Undoes cut(); loss() stays. */
   restore(): Promise<void>
@@ -144,6 +144,7 @@ export async function createNetns(): Promise<Netns> {
 
   const rule = (args: string[]) => run('iptables', ['-w', ...args])
   let lossRule: string[] | null = null
+  let isCut = false
   return {
     name,
     hostIp,
@@ -158,10 +159,14 @@ export async function createNetns(): Promise<Netns> {
       return child
     },
     async cut() {
+      if (isCut) return
       await rule(['-I', chain, '1', '-j', 'DROP'])
+      isCut = true
     },
     async restore() {
+      if (!isCut) return
       await rule(['-D', chain, '-j', 'DROP'])
+      isCut = false
     },
     async loss(probability) {
       if (!(probability > 0 && probability < 1)) throw new Error(`loss probability must be between 0 and 1 (got ${probability})`)
@@ -171,6 +176,7 @@ export async function createNetns(): Promise<Netns> {
     },
     async clearRules() {
       lossRule = null
+      isCut = false
       await rule(['-F', chain])
     },
     async destroy() {

@@ -70,7 +70,8 @@ export class TcpProxy {
   private readonly delays: Record<Direction, Delay>
   private frozen = false
   private readonly links = new Set<Link>()
-  private readonly server = net.createServer((socket) => this.accept(socket))
+  // Half-open sockets: each lane passes its source's end on itself, after the bytes it still holds.
+  private readonly server = net.createServer({allowHalfOpen: true}, (socket) => this.accept(socket))
   private readonly tally = {accepted: 0, failed: 0, cut: 0, bytesUp: 0, bytesDown: 0}
 
   private constructor(options: TcpProxyOptions) {
@@ -155,7 +156,7 @@ export class TcpProxy {
 
   /** @internal */
   connectTarget(link: Link): void {
-    const upstream = net.connect(this.target.port, this.target.host)
+    const upstream = net.connect({port: this.target.port, host: this.target.host, allowHalfOpen: true})
     upstream.setNoDelay(true)
     upstream.once('connect', () => link.attach(upstream))
     upstream.once('error', () => {
@@ -197,7 +198,7 @@ class Link {
     this.down = new Lane(proxy, 'down', null, () => this.laneDone())
     client.on('error', () => {})
     client.on('close', () => this.up.sourceClosed())
-    if (frozen) client.pause()
+    if (frozen) this.freeze()
   }
 
   pending(upstream: net.Socket): void {

@@ -97,6 +97,23 @@ describe('net: the fault harness (namespaces, tcp-proxy, standby)', function () 
       assert.ok(Buffer.concat(received).equals(sent), 'bytes came back out of order')
     })
 
+    it('passes a close on only after the bytes it still holds', async () => {
+      const echo = await echoServer('')
+      closers.push(() => echo.close())
+      const proxy = await TcpProxy.start({target: {host: '127.0.0.1', port: echo.port}, down: {ms: 100}})
+      closers.push(() => proxy.close())
+      const socket = net.connect(proxy.port, '127.0.0.1')
+      closers.push(() => socket.destroy())
+      let received = ''
+      socket.on('data', (chunk) => (received += chunk))
+      const ended = new Promise((resolve) => socket.once('end', resolve))
+      // The echo server answers and closes at once; the answer is still held in the proxy when the close reaches it.
+      socket.end('last words')
+      await ended
+      assert.equal(received, 'last words')
+      await waitFor('the link to be gone', async () => proxy.counters().open === 0, 5000, 20)
+    })
+
     it('freeze() holds traffic and new connections until thaw(); cutAll() resets; retarget() moves new connections only', async () => {
       const proxy = await TcpProxy.start({target: serverTarget()})
       closers.push(() => proxy.close())
