@@ -6,7 +6,7 @@ import pg from 'pg'
 
 import {type OsUser, serverOsUser} from '../../src/db/os-user.js'
 import {freePort} from '../../src/db/ports.js'
-import {isAlive, lastLine, quoteSetting, readPidSync, run} from '../../src/db/server-process.js'
+import {isAlive, isPostgresProcess, lastLine, quoteSetting, readPidSync, run} from '../../src/db/server-process.js'
 import {waitFor} from './processes.js'
 import {TcpProxy} from './tcp-proxy.js'
 
@@ -25,12 +25,16 @@ import {TcpProxy} from './tcp-proxy.js'
  *   failover() (or endpoint.retarget) points it at the promoted standby.
  *
  * The database user is `rvx` (password in `password`, scram-sha-256); the
- * database `postgres` exists on both, like any fresh cluster.
+ * database `postgres` exists on both, like any fresh cluster. A process
+ * killed by SIGKILL leaves its servers running: the next start() of any
+ * process stops them and removes their dir once that process is gone.
  */
 
 const PG15 = '/usr/lib/postgresql/15'
 const USER = 'rvx'
 const SLOT = 'rvxt_standby'
+/** Temp dirs are named rvx-standby-<owner pid>-<random>: what a killed process left is found by its pid. */
+const DIR_PREFIX = 'rvx-standby-'
 
 export interface StandbyPairOptions {
   /** Where the client endpoint listens: 127.0.0.1 (default), or a veth's hostIp for clients in a namespace. */
@@ -89,7 +93,8 @@ export class StandbyPair {
     if (!fs.existsSync(path.join(bin, 'pg_basebackup'))) throw new Error(`PostgreSQL 15 is not installed (${bin}): apt-get install postgresql-15`)
     const root = process.getuid?.() === 0
     const osUser = root ? serverOsUser(process.env.RVX_PG_OS_USER?.trim() || undefined, undefined) : null
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rvx-standby-'))
+    await removeStandbyLeftovers()
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), `${DIR_PREFIX}${process.pid}-`))
     fs.chmodSync(dir, 0o700)
     if (osUser) fs.chownSync(dir, osUser.uid, osUser.gid)
     const pair = new StandbyPair(dir, osUser, options)
@@ -301,6 +306,25 @@ export class StandbyPair {
 export function lsnBytes(lsn: string): bigint {
   const [high, low] = lsn.split('/')
   return (BigInt(`0x${high}`) << 32n) + BigInt(`0x${low}`)
+}
+
+/** Stops the servers of pairs whose process no longer exists (killed by SIGKILL) and removes their dirs. */
+export async function removeStandbyLeftovers(): Promise<void> {
+  for (const entry of fs.readdirSync(os.tmpdir())) {
+    const owner = Number(entry.match(/^rvx-standby-(\d+)-/)?.[1])
+    if (!owner || owner === process.pid || isAlive(owner)) continue
+    const dir = path.join(os.tmpdir(), entry)
+    try {
+      for (const server of ['primary', 'standby']) {
+        const pid = readPidSync(path.join(dir, server, 'postmaster.pid'))
+        if (pid !== null && isAlive(pid) && (await isPostgresProcess(pid))) process.kill(pid, 'SIGQUIT')
+      }
+
+      fs.rmSync(dir, {recursive: true, force: true, maxRetries: 5, retryDelay: 100})
+    } catch {
+      // Another user's (we are not root): theirs to sweep.
+    }
+  }
 }
 
 function childrenOf(pid: number): number[] {
