@@ -34,9 +34,12 @@ export interface Netns {
   readonly chain: string
   /** Spawns `command args` inside the namespace, as root (`ip netns exec`; a uid option would stop ip itself). Killed by destroy(). */
   exec(command: string, args?: string[], options?: SpawnOptions): ChildProcess
-  /** Drops every packet both ways on the veth until restore() (a second cut() is a no-op). */
-  cut(): Promise<void>
-  /** Undoes cut(); loss() stays. */
+  /**
+   * Drops every packet both ways on the veth until restore(); with `port`, only TCP to and from that port of
+   * hostIp (one service of this machine, a proxy, while the rest stays reachable). A cut while cut adds to it.
+   */
+  cut(options?: {port?: number}): Promise<void>
+  /** Undoes every cut(); loss() stays. */
   restore(): Promise<void>
   /** Drops each packet, each way, with this probability (0 < p < 1), replacing an earlier loss(). */
   loss(probability: number): Promise<void>
@@ -144,7 +147,7 @@ export async function createNetns(): Promise<Netns> {
 
   const rule = (args: string[]) => run('iptables', ['-w', ...args])
   let lossRule: string[] | null = null
-  let isCut = false
+  const cutRules: string[][] = []
   return {
     name,
     hostIp,
@@ -158,15 +161,15 @@ export async function createNetns(): Promise<Netns> {
       child.once('exit', () => children.delete(child))
       return child
     },
-    async cut() {
-      if (isCut) return
-      await rule(['-I', chain, '1', '-j', 'DROP'])
-      isCut = true
+    async cut({port} = {}) {
+      const rules = port === undefined ? [['-j', 'DROP']] : ['--dport', '--sport'].map((match) => ['-p', 'tcp', match, String(port), '-j', 'DROP'])
+      for (const spec of rules) {
+        await rule(['-I', chain, '1', ...spec])
+        cutRules.push(spec)
+      }
     },
     async restore() {
-      if (!isCut) return
-      await rule(['-D', chain, '-j', 'DROP'])
-      isCut = false
+      for (const spec of cutRules.splice(0)) await rule(['-D', chain, ...spec])
     },
     async loss(probability) {
       if (!(probability > 0 && probability < 1)) throw new Error(`loss probability must be between 0 and 1 (got ${probability})`)
@@ -176,7 +179,7 @@ export async function createNetns(): Promise<Netns> {
     },
     async clearRules() {
       lossRule = null
-      isCut = false
+      cutRules.length = 0
       await rule(['-F', chain])
     },
     async destroy() {

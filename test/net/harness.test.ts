@@ -233,6 +233,25 @@ describe('net: the fault harness (namespaces, tcp-proxy, standby)', function () 
       assert.match(await send('query'), /^ok /)
     })
 
+    it('cut({port}) cuts one service of this machine and leaves the others reachable', async () => {
+      const other = await TcpProxy.start({host: ns!.hostIp, target: serverTarget()})
+      try {
+        await ns!.cut({port: proxy!.port})
+        assert.match(await send('connect'), /^error .*timeout/i)
+        const probe = ns!.exec(process.execPath, [
+          '-e',
+          `require('net').connect(${other.port}, '${ns!.hostIp}').on('connect', () => process.exit(0)).on('error', () => process.exit(1))`,
+        ])
+        const code = await new Promise((resolve) => probe.once('exit', resolve))
+        assert.equal(code, 0, 'the other port answers through the cut')
+        await ns!.restore()
+        assert.match(await send('connect'), /^ok /)
+      } finally {
+        await ns!.restore()
+        await other.close()
+      }
+    })
+
     it('loss(0.05) drops packets both ways and queries still complete', async () => {
       await ns!.loss(0.05)
       try {
