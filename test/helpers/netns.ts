@@ -11,7 +11,8 @@ import os from 'node:os'
  * 127.0.0.1). Faults are iptables rules in a chain of the namespace's own,
  * jumped to only for traffic on its host-side veth, so they touch nothing
  * else: cut() drops every packet both ways (a silent partition: no RST, open
- * connections hang), loss(p) drops each packet with probability p.
+ * connections hang; cut({port}) only one port's), loss(p) drops each packet
+ * with probability p. tracesOf(pid) lists what a process has on the machine.
  *
  * Names carry the owning process's pid (base 36): namespace
  * rvxt-<pid>-<n>, veth rvxt<pid>-<n>h / -<n>p, chain RVXT-<pid>-<n>.
