@@ -1,7 +1,8 @@
-import {type ChildProcess, spawn} from 'node:child_process'
+import {type ChildProcess, spawn, type SpawnOptions} from 'node:child_process'
 import path from 'node:path'
 
 import {BIN, cliEnv, ROOT} from './cli.js'
+import type {Netns} from './netns.js'
 
 export interface Spawned {
   child: ChildProcess
@@ -19,9 +20,11 @@ export function spawnScript(script: string, env: NodeJS.ProcessEnv): Spawned {
   )
 }
 
-/** A long-running `rvx ...` (worker, monitor) as a real process, tracked like spawnScript's. */
-export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}): Spawned {
-  return track(spawn(process.execPath, [BIN, ...args], {cwd: ROOT, env: cliEnv(env), stdio: ['ignore', 'pipe', 'pipe']}))
+/** A long-running `rvx ...` (worker, monitor) as a real process, tracked like spawnScript's; inside `netns` when given. */
+export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}, options: {netns?: Netns} = {}): Spawned {
+  const spawnOptions: SpawnOptions = {cwd: ROOT, env: cliEnv(env), stdio: ['ignore', 'pipe', 'pipe']}
+  const argv = [BIN, ...args]
+  return track(options.netns ? options.netns.exec(process.execPath, argv, spawnOptions) : spawn(process.execPath, argv, spawnOptions))
 }
 
 function track(child: ChildProcess): Spawned {
