@@ -96,6 +96,8 @@ Registers itself, heartbeats every 5 s (renewing its leases and reporting CPU, m
       exitWhenIdle: this.flags['exit-when-idle'],
       poolSize: this.flags['db-connections'],
       limits: this.sessionLimits,
+      // After a failover the new primary may lack the last paid calls recorded on the old one: write them back now.
+      onDatabaseBack: () => void journal.reconcile(db).catch(() => {}),
     })
     return this.untilSignal(
       (signal, count) => {

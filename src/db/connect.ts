@@ -161,9 +161,19 @@ export async function openDatabase(url: string, options: OpenOptions = {}): Prom
     async close() {
       if (closed) return
       closed = true
-      await closeWithin(db.destroy(), pool)
+      await endPool(pool)
     },
   }
+}
+
+/**
+ * Ends a pool (and so the Kysely over it: its destroy() only ends the pool,
+ * and only once a query has gone through it, which a command that failed
+ * early never did: its connections would keep the process alive).
+ */
+export async function endPool(pool: Pool, ms = 5000): Promise<void> {
+  if ((pool as unknown as {ending?: boolean}).ending) return
+  await closeWithin(pool.end(), pool, ms)
 }
 
 /**

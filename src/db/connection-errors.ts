@@ -130,7 +130,7 @@ export function connectionFailure(error: unknown, url: string): DatabaseUnavaila
         code: 'database_missing',
       })
     case '53300':
-      return new DatabaseUnavailableError(`PostgreSQL at ${target} has no free connections: lower worker concurrency or raise max_connections.`, {
+      return new DatabaseUnavailableError(`PostgreSQL at ${target} has no free connections: raise max_connections, or run fewer workers or give each fewer connections (--db-connections; a worker takes 5 by default).`, {
         cause,
         code: 'database_unreachable',
       })

@@ -66,6 +66,7 @@ export async function driveRun(o: DriveOptions): Promise<DriveResult> {
         config: o.config,
         version: o.version,
         limits: o.limits,
+        onDatabaseBack: o.journal ? () => void o.journal?.reconcile(o.db).catch(() => {}) : undefined,
       }),
   )
   const running = workers.map((w) => w.start({signal: stop.signal}))

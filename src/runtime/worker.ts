@@ -1,7 +1,7 @@
 import type pg from 'pg'
 
 import {Kysely, PostgresDialect} from '../db/kysely.js'
-import {closeWithin, createPool, DEFAULT_SESSION_LIMITS, type SessionLimits} from '../db/connect.js'
+import {createPool, DEFAULT_SESSION_LIMITS, endPool, type SessionLimits} from '../db/connect.js'
 import {connectionFailure} from '../db/connection-errors.js'
 import {assertSessionKept} from '../db/session-check.js'
 import type {Database, WorkerStatus} from '../db/schema.js'
@@ -54,6 +54,8 @@ export interface WorkerOptions {
   poolSize?: number
   /** Bounds of every session (statement, lock and idle-in-transaction timeouts, keepalives). */
   limits?: SessionLimits
+  /** Called whenever the database answers again after an outage (a failover, a restart). */
+  onDatabaseBack?: () => void
 }
 
 /** A worker's pool by default: its claim and completion lanes, and two for handlers' reads and their transactions. */
@@ -99,6 +101,7 @@ export class Worker {
   /** A claim or a settling write lost its answer: the next heartbeat looks for tasks leased here unknown. */
   private strays = false
   private readonly poolSize: number
+  private closing = false
   private readonly doorbell = new Doorbell()
   private draining = false
   private forced = false
@@ -132,7 +135,10 @@ export class Worker {
       keepOpen: true,
       limits,
       applicationName: `rvx-worker ${this.id}`.slice(0, 63),
-      onPoolError: (error) => this.log.warn({err: error.message}, 'database connection lost'),
+      // Connections ended on purpose (the worker stopping, or giving up at start) are no news.
+      onPoolError: (error) => {
+        if (!this.closing) this.log.warn({err: error.message}, 'database connection lost')
+      },
     })
     this.db = new Kysely<Database>({dialect: new PostgresDialect({pool: this.pool})})
     this.identity = {
@@ -148,6 +154,7 @@ export class Worker {
     this.summary = {id: this.id, completed: 0, failed: 0, retried: 0, snoozed: 0, released: 0, fencedOut: 0}
     this.claimAhead = new ClaimAhead(this.concurrency, this.config.maxClaimAhead)
     this.outage = new DatabaseOutage(this.log, this.config.writeRetryBackoff)
+    if (options.onDatabaseBack) this.outage.whenBack(options.onDatabaseBack)
     this.inflight = new InFlightTasks(() => this.summary.fencedOut++)
     this.liveness = new LivenessSession(
       options.databaseUrl,
@@ -233,8 +240,9 @@ export class Worker {
       await this.liveness.open()
       await registerWorker(this.db, this.identity, metrics, 'idle')
     } catch (error) {
+      this.closing = true
       await this.liveness.close()
-      await closeWithin(this.db.destroy(), this.pool)
+      await endPool(this.pool)
       throw error
     }
 
@@ -251,9 +259,10 @@ export class Worker {
       // A heartbeat or status write still in flight must not land after "stopped".
       await this.housekeeping.stop()
       await this.retryDb(() => markWorker(this.liveness.db, this.id, 'stopped', this.heartbeat.takeDeltas()), 5000).catch(() => {})
+      this.closing = true
       await this.liveness.close()
       // A connection stuck on a half-open socket would keep pool.end() waiting forever.
-      await closeWithin(this.db.destroy(), this.pool)
+      await endPool(this.pool)
     }
 
     const result = {...this.summary, reason: this.forced ? 'forced' : this.stopReason}
