@@ -34,6 +34,11 @@ Start several for safety (with the same flags): one is active (a PostgreSQL advi
     'metrics-port': Flags.integer(ranged({summary: 'Serve Prometheus metrics on this port (0: any free port).', env: 'RVX_METRICS_PORT', min: 0, max: 65_535})),
     'metrics-host': Flags.string({summary: 'Address the metrics server listens on.', default: '127.0.0.1'}),
     once: Flags.boolean({summary: 'Do one interval of work and exit (for cron and scripts).'}),
+    retention: Flags.string({
+      summary:
+        "Delete task rows and events of runs and standalone tasks finished longer ago than this, e.g. 14d (1m-3650d; default: keep them). A run's own data stays until rvx runs prune.",
+      env: 'RVX_RETENTION',
+    }),
   }
 
   async run(): Promise<void> {
@@ -41,6 +46,7 @@ Start several for safety (with the same flags): one is active (a PostgreSQL advi
     const intervalMs = parseDuration(flags.interval, 'interval', {min: 100})
     const deadAfterMs = parseDuration(flags['dead-after'], 'dead_after')
     const stuckAfterMs = parseDuration(flags['stuck-after'], 'stuck_after', {min: 1000})
+    const retentionMs = flags.retention === undefined ? undefined : parseDuration(flags.retention, 'retention', {min: 60_000, max: 3650 * 86_400_000})
     if (deadAfterMs <= 5000) throw new UsageError('--dead-after must exceed the 5s heartbeat interval, e.g. 15s')
     if (onCommandLine(this.argv, 'metrics-host') && flags['metrics-port'] === undefined)
       throw new UsageError('--metrics-host needs --metrics-port (or RVX_METRICS_PORT): without a port there is no metrics server')
@@ -63,10 +69,22 @@ Start several for safety (with the same flags): one is active (a PostgreSQL advi
     }
 
     const name = `${os.hostname()}-${process.pid}`
-    const monitor = new Monitor({db, databaseUrl: this.databaseUrl!, name, intervalMs, deadAfterMs, stuckAfterMs, targets: {channels, mailer}, metrics, log})
+    const monitor = new Monitor({
+      db,
+      databaseUrl: this.databaseUrl!,
+      name,
+      intervalMs,
+      deadAfterMs,
+      stuckAfterMs,
+      targets: {channels, mailer},
+      metrics,
+      log,
+      retentionMs,
+    })
     log.info(
       {
         interval: flags.interval,
+        retention: flags.retention ?? 'off',
         deadAfter: flags['dead-after'],
         stuckAfter: flags['stuck-after'],
         channels: channels.map((c) => c.label),

@@ -1,0 +1,93 @@
+import {sql} from '../db/kysely.js'
+import type {Executor} from '../db/executor.js'
+import type {RunStatus} from '../db/schema.js'
+import {pruneScopeTasks, pruneStandaloneTasks, type PruneResult, scopesWithTasks} from '../runtime/retention.js'
+import {runScope} from './run-options.js'
+
+/** A run in one of these states does no more work (a failed one may be resumed: then it is running again). */
+export const FINISHED_RUN_STATUSES: RunStatus[] = ['completed', 'failed', 'canceled']
+
+/** Finished runs whose finished_at is older than `olderThanMs` (database clock), oldest first. */
+async function finishedRunIds(ex: Executor, olderThanMs: number): Promise<number[]> {
+  const rows = await ex
+    .selectFrom('runs')
+    .select('id')
+    .where('status', 'in', FINISHED_RUN_STATUSES)
+    .where('finished_at', '<', sql<Date>`now() - ${olderThanMs}::float8 * interval '1 millisecond'`)
+    .orderBy('id')
+    .execute()
+  return rows.map((r) => r.id)
+}
+
+/**
+ * The monitor's retention: the task rows and events of runs finished more
+ * than the retention ago, and of standalone tasks finished that long ago,
+ * go; the runs' own data stays (rvx runs prune removes whole runs). Runs
+ * already emptied are remembered, so a pass looks only at new ones.
+ */
+export class QueueRetention {
+  private readonly emptied = new Set<number>()
+
+  constructor(private readonly retentionMs: number) {}
+
+  /** One pass, batch by batch, until nothing is left or `deadline` (Date.now() ms) has passed. */
+  async prune(ex: Executor, deadline?: number): Promise<PruneResult & {runs: number}> {
+    const runs = (await finishedRunIds(ex, this.retentionMs)).filter((id) => !this.emptied.has(id))
+    const withTasks = await scopesWithTasks(ex, runs.map(runScope))
+    const pending = runs.filter((id) => withTasks.has(runScope(id)))
+    for (const id of runs) if (!withTasks.has(runScope(id))) this.emptied.add(id)
+    const ofRuns = await pruneScopeTasks(ex, pending.map(runScope), {deadline})
+    const standalone = await pruneStandaloneTasks(ex, this.retentionMs, {deadline})
+    return {
+      runs: pending.length,
+      tasks: ofRuns.tasks + standalone.tasks,
+      events: ofRuns.events + standalone.events,
+      batches: ofRuns.batches + standalone.batches,
+    }
+  }
+}
+
+export interface PrunableRun {
+  id: number
+  status: RunStatus
+  finishedAt: Date
+  companies: number
+  contacts: number
+  llmCalls: number
+}
+
+/** Finished runs older than `olderThanMs` and what removing each takes with it. */
+export async function prunableRuns(ex: Executor, olderThanMs: number): Promise<PrunableRun[]> {
+  const ids = await finishedRunIds(ex, olderThanMs)
+  if (ids.length === 0) return []
+  const {rows} = await sql<{id: number; status: RunStatus; finished_at: Date; companies: number; contacts: number; llm_calls: number}>`
+    select r.id, r.status, r.finished_at,
+      (select count(*) from companies c where c.run_id = r.id)::int as companies,
+      (select count(*) from contacts c where c.run_id = r.id)::int as contacts,
+      (select count(*) from llm_calls l where l.run_id = r.id)::int as llm_calls
+    from runs r where r.id = any(${ids}::bigint[])
+    order by r.id`.execute(ex)
+  return rows.map((r) => ({
+    id: Number(r.id),
+    status: r.status,
+    finishedAt: r.finished_at,
+    companies: r.companies,
+    contacts: r.contacts,
+    llmCalls: r.llm_calls,
+  }))
+}
+
+/**
+ * Removes a finished run whole: its tasks and events (in batches), then the
+ * run, whose companies, contacts, verdicts, model calls and alerts go with it
+ * (on delete cascade). False when the run is gone or no longer finished
+ * (resumed meanwhile): nothing of it is removed then.
+ */
+export async function pruneRun(ex: Executor, runId: number): Promise<{removed: boolean; tasks: number; events: number}> {
+  const finished = await ex.selectFrom('runs').select('id').where('id', '=', runId).where('status', 'in', FINISHED_RUN_STATUSES).executeTakeFirst()
+  if (!finished) return {removed: false, tasks: 0, events: 0}
+  const {tasks, events} = await pruneScopeTasks(ex, [runScope(runId)])
+  // A resume between the two statements puts the run back to running: the delete below then leaves it (and its new tasks).
+  const gone = await ex.deleteFrom('runs').where('id', '=', runId).where('status', 'in', FINISHED_RUN_STATUSES).executeTakeFirst()
+  return {removed: Number(gone.numDeletedRows) > 0, tasks, events}
+}
