@@ -5,6 +5,7 @@ import {knownModels} from '../agents/index.js'
 import {BaseCommand} from '../cli/base-command.js'
 import {parseDuration} from '../shared/duration.js'
 import {UsageError} from '../shared/errors.js'
+import {healthFlags, serveHealth} from '../cli/health-server.js'
 import {createLogger} from '../cli/logger.js'
 import {onCommandLine, ranged} from '../cli/flags.js'
 import {type AlertChannel, EmailChannel, WebhookChannel} from '../monitor/channels.js'
@@ -33,6 +34,7 @@ Start several for safety (with the same flags): one is active (a PostgreSQL advi
     'alert-email': Flags.string({summary: 'Mail alerts to this address (needs SMTP_URL).', env: 'RVX_ALERT_EMAIL'}),
     'metrics-port': Flags.integer(ranged({summary: 'Serve Prometheus metrics on this port (0: any free port).', env: 'RVX_METRICS_PORT', min: 0, max: 65_535})),
     'metrics-host': Flags.string({summary: 'Address the metrics server listens on.', default: '127.0.0.1'}),
+    ...healthFlags,
     once: Flags.boolean({summary: 'Do one interval of work and exit (for cron and scripts).'}),
     retention: Flags.string({
       summary:
@@ -93,13 +95,17 @@ Start several for safety (with the same flags): one is active (a PostgreSQL advi
       `monitor ${name} starting: every ${flags.interval}; alerts to ${channels.length > 0 ? channels.map((c) => c.label).join(' and ') : 'the log only'}`,
     )
     const stop = new AbortController()
+    let health: Awaited<ReturnType<typeof serveHealth>>
     try {
+      health = await serveHealth(flags, this.argv, () => monitor.health())
+      if (health) log.info({url: health.url}, `health on ${health.url}/livez and ${health.url}/readyz`)
       await this.untilSignal(
         () => stop.abort(),
         () => monitor.run({signal: stop.signal, once: flags.once}),
       )
       log.info({}, 'monitor stopped')
     } finally {
+      await health?.close()
       await server?.close()
       mailer?.close()
     }

@@ -4,6 +4,7 @@ import {loadProviders, providerFactory} from '../agents/index.js'
 import {simulationOptions} from '../agents/simulation-options.js'
 import {CONCURRENCY, defaultConcurrency} from '../cli/concurrency.js'
 import {BaseCommand} from '../cli/base-command.js'
+import {healthFlags, serveHealth} from '../cli/health-server.js'
 import {createLogger} from '../cli/logger.js'
 import {ranged} from '../cli/flags.js'
 import {parseRunId} from '../cli/run-arg.js'
@@ -42,6 +43,7 @@ Registers itself, heartbeats every 5 s (renewing its leases and reporting CPU, m
     run: Flags.string({summary: "Only this run's tasks."}),
     'max-tasks': Flags.integer(ranged({summary: 'Stop after this many tasks.', min: 1, max: 1_000_000_000})),
     'exit-when-idle': Flags.boolean({summary: 'Stop when nothing is left to do.'}),
+    ...healthFlags,
     'sim-latency': Flags.string({summary: 'Override simulated latency for simulated runs (env RVX_SIM_LATENCY).', helpGroup: 'SIMULATION'}),
     'sim-faults': Flags.string({summary: 'Override simulated faults (env RVX_SIM_FAULTS).', helpGroup: 'SIMULATION'}),
   }
@@ -83,9 +85,15 @@ Registers itself, heartbeats every 5 s (renewing its leases and reporting CPU, m
       maxTasks: this.flags['max-tasks'],
       exitWhenIdle: this.flags['exit-when-idle'],
     })
-    return this.untilSignal(
-      () => worker.stop(),
-      () => worker.start(),
-    )
+    const health = await serveHealth(this.flags, this.argv, () => worker.health())
+    if (health) log.info({url: health.url}, `health on ${health.url}/livez and ${health.url}/readyz`)
+    try {
+      return await this.untilSignal(
+        () => worker.stop(),
+        () => worker.start(),
+      )
+    } finally {
+      await health?.close()
+    }
   }
 }

@@ -9,6 +9,7 @@ import {sleep} from '../runtime/backoff.js'
 import {DEFAULT_CONFIG} from '../runtime/config.js'
 import {errorMessage} from '../runtime/errors.js'
 import type {Logger} from '../runtime/logger.js'
+import {type Health, HEALTH_TIMEOUT_MS, withinTime} from '../runtime/health.js'
 import {DatabaseOutage} from '../runtime/outage.js'
 import {queueStats, workerStats} from '../runtime/stats.js'
 import {sweep} from '../runtime/sweep.js'
@@ -131,6 +132,13 @@ export class Monitor {
         this.o.log.error({runId: id, err: errorMessage(error)}, `could not re-plan run ${id}: ${errorMessage(error)}`)
       }
     }
+  }
+
+  /** For a readiness probe: the database answers and this monitor's last interval held its leader session (active or standby). */
+  async health(): Promise<Health> {
+    if (this.active === undefined) return {ready: false, reason: 'no leader session: starting, or the database did not answer its last interval'}
+    const probe = await withinTime(sql`select 1`.execute(this.o.db), HEALTH_TIMEOUT_MS)
+    return probe.ok ? {ready: true, active: this.active} : {ready: false, reason: probe.reason, active: this.active}
   }
 
   /** Retention, batch by batch within half an interval (what is left goes next time). */
