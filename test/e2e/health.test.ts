@@ -61,23 +61,31 @@ describe('health endpoints of rvx worker and rvx monitor (own PostgreSQL, stoppe
     assert.deepEqual(await probe(w, '/livez'), {status: 200, body: {alive: true}})
     assert.equal((await probe(w, '/nope')).status, 404)
 
-    await server.stop()
-    const down = async (base: string) => {
-      const r = await probe(base, '/readyz')
-      return r.status === 503 ? r : undefined
+    const checkDown = async () => {
+      const down = async (base: string) => {
+        const r = await probe(base, '/readyz')
+        return r.status === 503 ? r : undefined
+      }
+
+      const workerDown = await waitFor('the worker to be unready', () => down(w))
+      assert.equal(workerDown.body.ready, false)
+      assert.match(workerDown.body.reason!, /database|liveness/)
+      const monitorDown = await waitFor('the monitor to be unready', () => down(m))
+      assert.equal(monitorDown.body.ready, false)
+      assert.match(monitorDown.body.reason!, /database|leader session/)
+      // Alive all the same: an orchestrator must not restart a process for its database's outage.
+      assert.deepEqual(await probe(w, '/livez'), {status: 200, body: {alive: true}})
+      assert.deepEqual(await probe(m, '/livez'), {status: 200, body: {alive: true}})
     }
 
-    const workerDown = await waitFor('the worker to be unready', () => down(w))
-    assert.equal(workerDown.body.ready, false)
-    assert.match(workerDown.body.reason!, /database|liveness/)
-    const monitorDown = await waitFor('the monitor to be unready', () => down(m))
-    assert.equal(monitorDown.body.ready, false)
-    assert.match(monitorDown.body.reason!, /database|leader session/)
-    // Alive all the same: an orchestrator must not restart a process for its database's outage.
-    assert.deepEqual(await probe(w, '/livez'), {status: 200, body: {alive: true}})
-    assert.deepEqual(await probe(m, '/livez'), {status: 200, body: {alive: true}})
+    await server.stop()
+    try {
+      await checkDown()
+    } finally {
+      // Started again even when a check failed: the other tests need it.
+      await server.start()
+    }
 
-    await server.start()
     await waitFor('the worker to be ready again', () => ready(w), 60_000)
     await waitFor('the monitor to be ready again', () => ready(m), 60_000)
 
