@@ -8,15 +8,15 @@ import {runScope} from './run-options.js'
 export const FINISHED_RUN_STATUSES: RunStatus[] = ['completed', 'failed', 'canceled']
 
 /** Finished runs whose finished_at is older than `olderThanMs` (database clock), oldest first. */
-async function finishedRunIds(ex: Executor, olderThanMs: number): Promise<number[]> {
+async function finishedRuns(ex: Executor, olderThanMs: number): Promise<Array<{id: number; finishedAt: number}>> {
   const rows = await ex
     .selectFrom('runs')
-    .select('id')
+    .select(['id', 'finished_at'])
     .where('status', 'in', FINISHED_RUN_STATUSES)
     .where('finished_at', '<', sql<Date>`now() - ${olderThanMs}::float8 * interval '1 millisecond'`)
     .orderBy('id')
     .execute()
-  return rows.map((r) => r.id)
+  return rows.map((r) => ({id: r.id, finishedAt: r.finished_at!.getTime()}))
 }
 
 /**
@@ -26,17 +26,25 @@ async function finishedRunIds(ex: Executor, olderThanMs: number): Promise<number
  * already emptied are remembered, so a pass looks only at new ones.
  */
 export class QueueRetention {
-  private readonly emptied = new Set<number>()
+  /** Runs found without tasks, with the finished_at they had then: a run resumed and finished again is looked at anew. */
+  private readonly emptied = new Map<number, number>()
 
   constructor(private readonly retentionMs: number) {}
 
   /** One pass, batch by batch, until nothing is left or `deadline` (Date.now() ms) has passed. */
   async prune(ex: Executor, deadline?: number): Promise<PruneResult & {runs: number}> {
-    const runs = (await finishedRunIds(ex, this.retentionMs)).filter((id) => !this.emptied.has(id))
-    const withTasks = await scopesWithTasks(ex, runs.map(runScope))
-    const pending = runs.filter((id) => withTasks.has(runScope(id)))
-    for (const id of runs) if (!withTasks.has(runScope(id))) this.emptied.add(id)
-    const ofRuns = await pruneScopeTasks(ex, pending.map(runScope), {deadline})
+    const runs = (await finishedRuns(ex, this.retentionMs)).filter((r) => this.emptied.get(r.id) !== r.finishedAt)
+    const withTasks = await scopesWithTasks(
+      ex,
+      runs.map((r) => runScope(r.id)),
+    )
+    const pending = runs.filter((r) => withTasks.has(runScope(r.id)))
+    for (const r of runs) if (!withTasks.has(runScope(r.id))) this.emptied.set(r.id, r.finishedAt)
+    const ofRuns = await pruneScopeTasks(
+      ex,
+      pending.map((r) => runScope(r.id)),
+      {deadline},
+    )
     const standalone = await pruneStandaloneTasks(ex, this.retentionMs, {deadline})
     return {
       runs: pending.length,
@@ -58,7 +66,7 @@ export interface PrunableRun {
 
 /** Finished runs older than `olderThanMs` and what removing each takes with it. */
 export async function prunableRuns(ex: Executor, olderThanMs: number): Promise<PrunableRun[]> {
-  const ids = await finishedRunIds(ex, olderThanMs)
+  const ids = (await finishedRuns(ex, olderThanMs)).map((r) => r.id)
   if (ids.length === 0) return []
   const {rows} = await sql<{id: number; status: RunStatus; finished_at: Date; companies: number; contacts: number; llm_calls: number}>`
     select r.id, r.status, r.finished_at,

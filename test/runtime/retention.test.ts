@@ -59,6 +59,19 @@ describe('retention of task rows and events', () => {
     assert.deepEqual([again.tasks, again.events], [0, 0])
   })
 
+  it('looks again at a run it found empty once it has finished again (resumed in between)', async () => {
+    const runId = await insertRun(t.db, 'failed', 20)
+    const retention = new QueueRetention(14 * DAY)
+    assert.equal((await retention.prune(t.db)).runs, 0)
+
+    // Resumed, worked, and failed again 15 days ago: its new tasks are past the retention too.
+    const task = await insertTask(t.db, {status: 'completed', scope: runScope(runId), createdDaysAgo: 16, finishedDaysAgo: 16})
+    await sql`update runs set finished_at = now() - interval '15 days' where id = ${runId}`.execute(t.db)
+    const again = await retention.prune(t.db)
+    assert.deepEqual([again.runs, again.tasks], [1, 1])
+    assert.deepEqual(await surviving(t.db, [task]), {tasks: [], events: 0})
+  })
+
   it('deletes standalone tasks batch by batch, and a bounded pass leaves the rest for the next', async () => {
     const ids: number[] = []
     for (let i = 0; i < 35; i++) ids.push(await insertTask(t.db, {status: 'completed', createdDaysAgo: 3, finishedDaysAgo: 3}))
