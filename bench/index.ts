@@ -10,7 +10,7 @@
  *   npm run bench -- --only=throughput,latency,recovery,idle,fleet-recovery,stats,startup
  *   npm run bench -- --repeats=3 --systems=rvx,graphile_worker   (keys by prefix)
  *   npm run bench -- --only=quota [--quota=a,b,c,efficiency] [--quota-serial] [--quick]   (g) and (h): only when named
- *   npm run bench -- --only=depth [--depths=50000,300000,1000000] [--repeats=N]           (j): only when named
+ *   npm run bench -- --only=depth [--depths=50000,300000,1000000] [--repeats=N] [--statements]   (j): only when named
  *   npm run bench -- --only=soak [--minutes=30] [--rate=N] [--out=bench/soak]            (k): only when named
  *
  * (a) throughput: N no-op tasks enqueued up front, drained at concurrency 16
@@ -49,6 +49,7 @@ import {printQuota, quotaBench, type QuotaResult, quotaSettings} from './quota.j
 import {startupTimes, type StartupResult} from './startup.js'
 import {printSoak, soakBench, type SoakResult, soakSettings} from './soak.js'
 import {allSystems, connectionsFor, depthSystems, type System} from './systems.js'
+import {genericPlans, resetStatements, type StatementPlan, STATEMENT_SETTINGS, type StatementTiming, topStatements, untracked} from './statements.js'
 
 const argv = process.argv.slice(2)
 const flag = (name: string) => argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3)
@@ -83,6 +84,8 @@ if (QUOTA_PARTS?.some((p) => !['a', 'b', 'c', 'efficiency'].includes(p))) {
 /** (j) takes about an hour at its default depths, (k) as long as --minutes says: only when asked for. */
 const WANT_DEPTH = ONLY?.includes('depth') ?? false
 const WANT_SOAK = ONLY?.includes('soak') ?? false
+/** (j) with pg_stat_statements loaded: each run's costliest statements and the plans of the last run's at depth. */
+const STATEMENTS = argv.includes('--statements')
 const DEPTHS = (flag('depths') ?? '50000,300000,1000000').split(',').map(Number)
 if (DEPTHS.some((d) => !Number.isInteger(d) || d < 1 || d > 10_000_000)) {
   process.stderr.write('--depths takes whole numbers from 1 to 10,000,000, comma-separated, e.g. --depths=2000,5000\n')
@@ -181,21 +184,32 @@ interface ThroughputRun {
   /** Tasks durably finished within the cap. */
   completed: number
   seconds: number
+  /** (j) --statements: the run's costliest statements, and plans taken at full depth before it started. */
+  statements?: StatementTiming[]
+  plans?: StatementPlan[]
+}
+
+/** Looks at a run's database before it starts and after it ends, on the bench's own session (bench (j) --statements). */
+interface RunProbe {
+  before(client: pg.Client): Promise<Pick<ThroughputRun, 'plans'>>
+  after(client: pg.Client): Promise<Pick<ThroughputRun, 'statements'>>
 }
 
 /**
  * N tasks enqueued up front; from the first task start to the last durable completion, or the cap. What is left is
  * counted every `pollMs` (a count of a deep table costs the database: (j) counts less often, 0.1% of a run's length).
  */
-async function throughputRun(server: Server, system: System, name: string, n: number, capS: number, pollMs = 20): Promise<ThroughputRun> {
+async function throughputRun(server: Server, system: System, name: string, n: number, capS: number, pollMs = 20, probe?: RunProbe): Promise<ThroughputRun> {
   return inFreshDb(server, name, async (url) => {
     await system.prepare(url)
     await system.enqueue(url, n)
     const check = new pg.Client({connectionString: url})
     await check.connect()
     try {
+      if (probe) await untracked(check)
       await check.query('vacuum analyze')
       await settle(server)
+      const before = await probe?.before(check)
       let first = 0
       const running = await system.start(url, () => {
         if (first === 0) first = performance.now()
@@ -211,7 +225,8 @@ async function throughputRun(server: Server, system: System, name: string, n: nu
       }
 
       const seconds = first === 0 ? Number.NaN : (end - first) / 1000
-      return {tasks_per_s: round((n - left) / seconds), completed: n - left, seconds: round(seconds, 2)}
+      const after = await probe?.after(check)
+      return {tasks_per_s: round((n - left) / seconds), completed: n - left, seconds: round(seconds, 2), ...before, ...after}
     } finally {
       await check.end()
     }
@@ -331,8 +346,27 @@ interface DepthResult {
 
 /** (a)'s method at each depth: a warm-up, then `REPEATS` rounds in alternating order, each run in a fresh database. */
 async function depthAll(server: Server, systems: System[]): Promise<DepthResult[]> {
+  // With --statements: each system's costliest statements of its last run are explained at full depth before the next.
+  const known = new Map<string, string[]>()
+  const probe = (key: string): RunProbe | undefined =>
+    STATEMENTS
+      ? {
+          async before(client) {
+            await resetStatements(client)
+            return {plans: await genericPlans(client, (known.get(key) ?? []).slice(0, 3))}
+          },
+          async after(client) {
+            const statements = await topStatements(client)
+            known.set(
+              key,
+              statements.map((x) => x.query),
+            )
+            return {statements}
+          },
+        }
+      : undefined
   progress(`(j) warm-up: ${N_WARMUP} tasks per configuration (at most ${WARMUP_CAP_S} s), not recorded`)
-  for (const system of systems) await throughputRun(server, system, `b_warm_${system.key}`, N_WARMUP, WARMUP_CAP_S)
+  for (const system of systems) await throughputRun(server, system, `b_warm_${system.key}`, N_WARMUP, WARMUP_CAP_S, 20, probe(system.key))
   const out: DepthResult[] = []
   for (const depth of DEPTHS) {
     // At least 1,000 tasks/s, or the run stops; what is left is counted 1,000 times a run at most.
@@ -341,7 +375,7 @@ async function depthAll(server: Server, systems: System[]): Promise<DepthResult[
     const runs = new Map<string, ThroughputRun[]>(systems.map((s) => [s.key, []]))
     for (let repeat = 0; repeat < REPEATS; repeat++) {
       for (const system of orderOf(systems, repeat)) {
-        const run = await throughputRun(server, system, `b_depth_${system.key}_${repeat}`, depth, capS, pollMs)
+        const run = await throughputRun(server, system, `b_depth_${system.key}_${repeat}`, depth, capS, pollMs, probe(system.key))
         runs.get(system.key)!.push(run)
         progress(`(j) depth ${depth}, ${repeat + 1}/${REPEATS} ${system.name}: ${run.tasks_per_s} tasks/s (${run.completed} in ${run.seconds} s)`)
       }
@@ -470,7 +504,11 @@ let depthResult: {systems: Array<Pick<System, 'key' | 'name' | 'version' | 'conn
 async function main(): Promise<void> {
   const systems = allSystems(CONCURRENCY, progress).filter((s) => !SYSTEMS_WANTED || SYSTEMS_WANTED.some((w) => s.key.startsWith(w)))
   const home = fs.mkdtempSync(path.join(os.tmpdir(), 'rvx-bench-'))
-  const embedded = new EmbeddedServer({home, env: {...process.env, RVX_PG_PORT: ''}, settings: {max_connections: '300'}})
+  const embedded = new EmbeddedServer({
+    home,
+    env: {...process.env, RVX_PG_PORT: ''},
+    settings: {max_connections: '300', ...(STATEMENTS ? STATEMENT_SETTINGS : {})},
+  })
   // However the bench ends (an error, SIGTERM from `timeout`, Ctrl-C), its server stops and its data goes: as root the
   // cluster lives in a system directory (/var/lib/rvx/tmp-rvx-bench-*), outside `home`.
   const cleanup = () => destroyServerSync(embedded, home)
@@ -695,6 +733,10 @@ function print(r: Result): void {
         const x = d.results[s.key]
         const capped = x.runs.some((run) => run.completed < d.depth) ? `   capped: ${x.runs.map((run) => num(run.completed)).join(' / ')} done` : ''
         out.push(`    ${s.name.padEnd(w)} ${range(x.tasks_per_s).padStart(26)} tasks/s   ${x.vs_rvx.toFixed(2).padStart(5)}x rvx${capped}`)
+        for (const st of x.runs[0]?.statements?.slice(0, 5) ?? [])
+          out.push(
+            `        ${String(st.total_ms).padStart(10)} ms ${String(st.calls).padStart(7)} calls ${String(st.mean_ms).padStart(8)} ms each  ${st.query.slice(0, 110)}`,
+          )
       }
     }
   }
