@@ -7,12 +7,18 @@ import {runScope} from './run-options.js'
 /** A run in one of these states does no more work (a failed one may be resumed: then it is running again). */
 export const FINISHED_RUN_STATUSES: RunStatus[] = ['completed', 'failed', 'canceled']
 
-/** Finished runs whose finished_at is older than `olderThanMs` (database clock), oldest first. */
-async function finishedRuns(ex: Executor, olderThanMs: number): Promise<Array<{id: number; finishedAt: number}>> {
+/**
+ * Runs whose tasks are never needed again: neither can be resumed. A failed run's tasks stay (resuming it retries
+ * its failed tasks and those its failure canceled: without them its candidates would never be researched).
+ */
+const DONE_FOR_GOOD: RunStatus[] = ['completed', 'canceled']
+
+/** Runs in `statuses` whose finished_at is older than `olderThanMs` (database clock), oldest first. */
+async function finishedRuns(ex: Executor, olderThanMs: number, statuses: RunStatus[]): Promise<Array<{id: number; finishedAt: number}>> {
   const rows = await ex
     .selectFrom('runs')
     .select(['id', 'finished_at'])
-    .where('status', 'in', FINISHED_RUN_STATUSES)
+    .where('status', 'in', statuses)
     .where('finished_at', '<', sql<Date>`now() - ${olderThanMs}::float8 * interval '1 millisecond'`)
     .orderBy('id')
     .execute()
@@ -20,20 +26,20 @@ async function finishedRuns(ex: Executor, olderThanMs: number): Promise<Array<{i
 }
 
 /**
- * The monitor's retention: the task rows and events of runs finished more
- * than the retention ago, and of standalone tasks finished that long ago,
- * go; the runs' own data stays (rvx runs prune removes whole runs). Runs
- * already emptied are remembered, so a pass looks only at new ones.
+ * The monitor's retention: the task rows and events of runs completed or
+ * canceled more than the retention ago, and of standalone tasks finished that
+ * long ago, go; the runs' own data stays (rvx runs prune removes whole runs).
+ * Runs already emptied are remembered, so a pass looks only at new ones.
  */
 export class QueueRetention {
-  /** Runs found without tasks, with the finished_at they had then: a run resumed and finished again is looked at anew. */
+  /** Runs found without tasks, with the finished_at they had then: should one finish again later, it is looked at anew. */
   private readonly emptied = new Map<number, number>()
 
   constructor(private readonly retentionMs: number) {}
 
   /** One pass, batch by batch, until nothing is left or `deadline` (Date.now() ms) has passed. */
   async prune(ex: Executor, deadline?: number): Promise<PruneResult & {runs: number}> {
-    const runs = (await finishedRuns(ex, this.retentionMs)).filter((r) => this.emptied.get(r.id) !== r.finishedAt)
+    const runs = (await finishedRuns(ex, this.retentionMs, DONE_FOR_GOOD)).filter((r) => this.emptied.get(r.id) !== r.finishedAt)
     const withTasks = await scopesWithTasks(
       ex,
       runs.map((r) => runScope(r.id)),
@@ -66,7 +72,7 @@ export interface PrunableRun {
 
 /** Finished runs older than `olderThanMs` and what removing each takes with it. */
 export async function prunableRuns(ex: Executor, olderThanMs: number): Promise<PrunableRun[]> {
-  const ids = (await finishedRuns(ex, olderThanMs)).map((r) => r.id)
+  const ids = (await finishedRuns(ex, olderThanMs, FINISHED_RUN_STATUSES)).map((r) => r.id)
   if (ids.length === 0) return []
   const {rows} = await sql<{id: number; status: RunStatus; finished_at: Date; companies: number; contacts: number; llm_calls: number}>`
     select r.id, r.status, r.finished_at,

@@ -19,6 +19,8 @@ describe('retention of task rows and events', () => {
   it('removes exactly the finished tasks of runs finished before the retention, and old finished standalone tasks, with their events', async () => {
     const oldRun = runScope(await insertRun(t.db, 'completed', 20))
     const oldCanceled = runScope(await insertRun(t.db, 'canceled', 30))
+    // Resumable: resuming retries its failed tasks and those its failure canceled, so they stay.
+    const oldFailed = runScope(await insertRun(t.db, 'failed', 30))
     const running = runScope(await insertRun(t.db, 'running', null))
     const needsDecision = runScope(await insertRun(t.db, 'needs_decision', null))
     const recentRun = runScope(await insertRun(t.db, 'completed', 1))
@@ -39,6 +41,8 @@ describe('retention of task rows and events', () => {
       await insertTask(t.db, {status: 'completed', scope: running, createdDaysAgo: 40, finishedDaysAgo: 40}),
       await insertTask(t.db, {status: 'running', scope: running, createdDaysAgo: 40}),
       await insertTask(t.db, {status: 'completed', scope: needsDecision, createdDaysAgo: 40, finishedDaysAgo: 40}),
+      await insertTask(t.db, {status: 'failed', scope: oldFailed, createdDaysAgo: 31, finishedDaysAgo: 31}),
+      await insertTask(t.db, {status: 'canceled', scope: oldFailed, createdDaysAgo: 31, finishedDaysAgo: 31}),
       await insertTask(t.db, {status: 'completed', scope: recentRun, createdDaysAgo: 30, finishedDaysAgo: 30}),
       await insertTask(t.db, {status: 'queued', createdDaysAgo: 20}),
       await insertTask(t.db, {status: 'running', createdDaysAgo: 20}),
@@ -53,18 +57,18 @@ describe('retention of task rows and events', () => {
     assert.deepEqual(await surviving(t.db, kept), {tasks: kept, events: 2 * kept.length})
     // The runs themselves (and so their business data) stay.
     const runs = await sql<{n: number}>`select count(*)::int as n from runs`.execute(t.db)
-    assert.equal(runs.rows[0].n, 5)
+    assert.equal(runs.rows[0].n, 6)
     // A second pass finds nothing more.
     const again = await new QueueRetention(14 * DAY).prune(t.db)
     assert.deepEqual([again.tasks, again.events], [0, 0])
   })
 
-  it('looks again at a run it found empty once it has finished again (resumed in between)', async () => {
-    const runId = await insertRun(t.db, 'failed', 20)
+  it('looks again at a run it found empty once its finished_at has moved', async () => {
+    const runId = await insertRun(t.db, 'completed', 20)
     const retention = new QueueRetention(14 * DAY)
     assert.equal((await retention.prune(t.db)).runs, 0)
 
-    // Resumed, worked, and failed again 15 days ago: its new tasks are past the retention too.
+    // Should a finished run ever finish again (it cannot be resumed today), its new tasks are not overlooked.
     const task = await insertTask(t.db, {status: 'completed', scope: runScope(runId), createdDaysAgo: 16, finishedDaysAgo: 16})
     await sql`update runs set finished_at = now() - interval '15 days' where id = ${runId}`.execute(t.db)
     const again = await retention.prune(t.db)
