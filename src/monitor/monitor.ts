@@ -31,7 +31,7 @@ export interface MonitorOptions {
   targets: DeliveryTargets
   metrics?: MonitorMetrics
   log: Logger
-  /** Task rows and events of runs and standalone tasks finished longer ago than this are deleted (unset: kept). */
+  /** Task rows and events of runs completed or canceled, and of standalone tasks finished, longer ago than this are deleted (unset: kept). */
   retentionMs?: number
 }
 
