@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
 import {sql} from 'kysely'
 
+import {EmbeddedServer} from '../../src/db/embedded.js'
 import {runScope} from '../../src/pipeline/run-options.js'
 import {rvx} from '../helpers/cli.js'
 import {useFreshDatabase} from '../helpers/db.js'
@@ -123,5 +127,18 @@ describe('retention, runs prune and db stats (e2e)', function () {
     assert.equal(table.code, 0, table.stderr)
     assert.match(table.stdout, /task_events/)
     assert.match(table.stdout, /dead rows/i)
+  })
+
+  it('rvx db stats works on the embedded server too (its schema applied first, as any command does)', async () => {
+    const home = fs.mkdtempSync(path.join(os.tmpdir(), 'rvx-db-stats-'))
+    try {
+      const r = await rvx(['db', 'stats', '--json'], {env: {RVX_HOME: home}, timeoutMs: 110_000})
+      assert.equal(r.code, 0, r.stderr)
+      const names = (JSON.parse(r.stdout) as {tables: Array<{table: string}>}).tables.map((x) => x.table)
+      for (const name of ['tasks', 'task_events', 'workers']) assert.ok(names.includes(name), `${name} in ${names.join(', ')}`)
+    } finally {
+      await new EmbeddedServer({home}).destroy().catch(() => {})
+      fs.rmSync(home, {recursive: true, force: true})
+    }
   })
 })
