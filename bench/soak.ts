@@ -259,7 +259,7 @@ export async function soakBench(url: string, s: SoakSettings, progress: (m: stri
       charts: [],
     }
     fs.mkdirSync(s.out, {recursive: true})
-    result.charts = (await writeCharts(charts(points), s.out)).map((f) => path.relative(ROOT, f))
+    result.charts = (await writeCharts(charts(points, s.retention), s.out)).map((f) => path.relative(ROOT, f))
     fs.writeFileSync(path.join(s.out, 'soak.json'), `${JSON.stringify(result, null, 2)}\n`)
     progress(`(k) wrote ${path.relative(ROOT, path.join(s.out, 'soak.json'))} and ${result.charts.join(', ')}`)
     return result
@@ -336,7 +336,7 @@ function goals(points: SoakPoint[], lost: number, duplicated: number): SoakResul
   return out
 }
 
-function charts(points: SoakPoint[]): Chart[] {
+function charts(points: SoakPoint[], retention: string): Chart[] {
   const series = (name: string, get: (p: SoakPoint) => number) => ({name, points: points.map((p): [number, number] => [p.minute, get(p)])})
   return [
     {name: 'soak-throughput', title: 'Soak: throughput', x: 'minutes', y: 'tasks/s', series: [series('tasks started per second', (p) => p.tasks_per_s)]},
@@ -349,7 +349,7 @@ function charts(points: SoakPoint[]): Chart[] {
     },
     {
       name: 'soak-table-sizes',
-      title: 'Soak: table and index sizes (retention 1m)',
+      title: `Soak: table and index sizes (retention ${retention})`,
       x: 'minutes',
       y: 'MB',
       series: [
