@@ -4,6 +4,7 @@ import {fileURLToPath} from 'node:url'
 import {Kysely, PostgresDialect} from 'kysely'
 
 import {createPool} from '../src/db/connect.js'
+import type {EmbeddedServer} from '../src/db/embedded.js'
 import type {Database} from '../src/db/schema.js'
 import {sleep} from '../src/runtime/index.js'
 
@@ -49,3 +50,27 @@ export function packageVersion(dir: string): string {
 
 /** The installed version of a dependency. */
 export const installedVersion = (name: string) => packageVersion(path.join(ROOT, 'node_modules', name))
+
+/**
+ * For exit handlers, which cannot await: stops the bench's embedded server at once (SIGQUIT), waits up to 10 s for
+ * its postmaster to go, and removes its cluster (as root, in the system directory) and `home`.
+ */
+export function destroyServerSync(server: EmbeddedServer, home: string): void {
+  const pidFile = path.join(server.dataDir, 'postmaster.pid')
+  const pid = fs.existsSync(pidFile) ? Number(fs.readFileSync(pidFile, 'utf8').split('\n')[0]) : Number.NaN
+  server.stopNowSync()
+  const alive = () => {
+    try {
+      process.kill(pid, 0)
+      return true
+    } catch {
+      return false
+    }
+  }
+
+  const nap = new Int32Array(new SharedArrayBuffer(4))
+  const deadline = Date.now() + 10_000
+  while (Number.isInteger(pid) && pid > 0 && alive() && Date.now() < deadline) Atomics.wait(nap, 0, 0, 50)
+  if (server.clusterDir) fs.rmSync(server.clusterDir, {recursive: true, force: true})
+  fs.rmSync(home, {recursive: true, force: true})
+}

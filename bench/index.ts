@@ -10,6 +10,8 @@
  *   npm run bench -- --only=throughput,latency,recovery,idle,fleet-recovery,stats,startup
  *   npm run bench -- --repeats=3 --systems=rvx,graphile_worker   (keys by prefix)
  *   npm run bench -- --only=quota [--quota=a,b,c,efficiency] [--quota-serial] [--quick]   (g) and (h): only when named
+ *   npm run bench -- --only=depth [--depths=50000,300000,1000000] [--repeats=N] [--statements]   (j): only when named
+ *   npm run bench -- --only=soak [--minutes=30] [--rate=N] [--out=bench/soak]            (k): only when named
  *
  * (a) throughput: N no-op tasks enqueued up front, drained at concurrency 16
  * (b) enqueue-to-start latency with an idle worker, tasks enqueued one at a time
@@ -21,6 +23,10 @@
  *     model server, three rate-limit variants side by side (bench/quota.ts; about 15 minutes, so only with --only=quota)
  * (h) parallel efficiency of simulated runs at --concurrency 4, 16 and 64 (bench/quota.ts, with (g))
  * (i) start-up: `rvx runs list --json` next to `node -e 0`, spawn to exit (bench/startup.ts)
+ * (j) depth: (a) at 50,000, 300,000 and 1,000,000 queued tasks for rvx, the best peer configurations and the
+ *     floor (the least SQL any PostgreSQL queue must run); only with --only=depth [--depths=2000,5000]
+ * (k) soak: a steady arrival rate through 4 rvx worker processes and a monitor with retention, per-minute series
+ *     and charts (bench/soak.ts); only with --only=soak [--minutes=N] [--rate=N] [--out=DIR]
  *
  * (a) and (b) treat every configuration alike: a warm-up first, then `--repeats`
  * rounds whose order alternates (forward, then reversed), and before each run a
@@ -37,11 +43,13 @@ import pg from 'pg'
 import {EmbeddedServer} from '../src/db/embedded.js'
 import {migrateToLatest} from '../src/db/migrator.js'
 import {DEFAULT_CONFIG, enqueue, sleep, TaskRegistry, Worker} from '../src/runtime/index.js'
-import {distIsStale, kysely, ROOT, waitUntil} from './common.js'
+import {destroyServerSync, distIsStale, kysely, ROOT, waitUntil} from './common.js'
 import {cliRecovery, statsAtScale, type StatsTiming} from './fleet.js'
 import {printQuota, quotaBench, type QuotaResult, quotaSettings} from './quota.js'
 import {startupTimes, type StartupResult} from './startup.js'
-import {allSystems, connectionsFor, type System} from './systems.js'
+import {printSoak, soakBench, type SoakResult, soakSettings} from './soak.js'
+import {allSystems, connectionsFor, depthSystems, type System} from './systems.js'
+import {genericPlans, resetStatements, type StatementPlan, STATEMENT_SETTINGS, type StatementTiming, topStatements, untracked} from './statements.js'
 
 const argv = process.argv.slice(2)
 const flag = (name: string) => argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3)
@@ -73,8 +81,19 @@ if (QUOTA_PARTS?.some((p) => !['a', 'b', 'c', 'efficiency'].includes(p))) {
   process.exit(2)
 }
 
-if (WANT_QUOTA && distIsStale()) {
-  process.stderr.write('dist/ is older than src/: the quota bench runs the built CLI; run npm run build first\n')
+/** (j) takes about an hour at its default depths, (k) as long as --minutes says: only when asked for. */
+const WANT_DEPTH = ONLY?.includes('depth') ?? false
+const WANT_SOAK = ONLY?.includes('soak') ?? false
+/** (j) with pg_stat_statements loaded: each run's costliest statements and the plans of the last run's at depth. */
+const STATEMENTS = argv.includes('--statements')
+const DEPTHS = (flag('depths') ?? '50000,300000,1000000').split(',').map(Number)
+if (DEPTHS.some((d) => !Number.isInteger(d) || d < 1 || d > 10_000_000)) {
+  process.stderr.write('--depths takes whole numbers from 1 to 10,000,000, comma-separated, e.g. --depths=2000,5000\n')
+  process.exit(2)
+}
+
+if ((WANT_QUOTA || WANT_SOAK) && distIsStale()) {
+  process.stderr.write(`dist/ is older than src/: the ${WANT_QUOTA ? 'quota' : 'soak'} bench runs the built CLI; run npm run build first\n`)
   process.exit(2)
 }
 if (!Number.isInteger(REPEATS) || REPEATS < 1) {
@@ -165,18 +184,32 @@ interface ThroughputRun {
   /** Tasks durably finished within the cap. */
   completed: number
   seconds: number
+  /** (j) --statements: the run's costliest statements, and plans taken at full depth before it started. */
+  statements?: StatementTiming[]
+  plans?: StatementPlan[]
 }
 
-/** N tasks enqueued up front; from the first task start to the last durable completion, or the cap. */
-async function throughputRun(server: Server, system: System, name: string, n: number, capS: number): Promise<ThroughputRun> {
+/** Looks at a run's database before it starts and after it ends, on the bench's own session (bench (j) --statements). */
+interface RunProbe {
+  before(client: pg.Client): Promise<Pick<ThroughputRun, 'plans'>>
+  after(client: pg.Client): Promise<Pick<ThroughputRun, 'statements'>>
+}
+
+/**
+ * N tasks enqueued up front; from the first task start to the last durable completion, or the cap. What is left is
+ * counted every `pollMs` (a count of a deep table costs the database: (j) counts less often, 0.1% of a run's length).
+ */
+async function throughputRun(server: Server, system: System, name: string, n: number, capS: number, pollMs = 20, probe?: RunProbe): Promise<ThroughputRun> {
   return inFreshDb(server, name, async (url) => {
     await system.prepare(url)
     await system.enqueue(url, n)
     const check = new pg.Client({connectionString: url})
     await check.connect()
     try {
+      if (probe) await untracked(check)
       await check.query('vacuum analyze')
       await settle(server)
+      const before = await probe?.before(check)
       let first = 0
       const running = await system.start(url, () => {
         if (first === 0) first = performance.now()
@@ -185,14 +218,15 @@ async function throughputRun(server: Server, system: System, name: string, n: nu
       let left = n
       let end = 0
       try {
-        while ((left = await system.live(check)) > 0 && performance.now() - started < capS * 1000) await sleep(20)
+        while ((left = await system.live(check)) > 0 && performance.now() - started < capS * 1000) await sleep(pollMs)
         end = performance.now()
       } finally {
         await running.stop()
       }
 
       const seconds = first === 0 ? Number.NaN : (end - first) / 1000
-      return {tasks_per_s: round((n - left) / seconds), completed: n - left, seconds: round(seconds, 2)}
+      const after = await probe?.after(check)
+      return {tasks_per_s: round((n - left) / seconds), completed: n - left, seconds: round(seconds, 2), ...before, ...after}
     } finally {
       await check.end()
     }
@@ -275,12 +309,17 @@ async function throughputAll(server: Server, systems: System[]): Promise<Record<
     }
   }
 
-  const rvxMedian = runs.has('rvx')
-    ? spread(
-        runs.get('rvx')!.map((r) => r.tasks_per_s),
-        0,
-      ).median
-    : Number.NaN
+  return compare(systems, runs)
+}
+
+/** Each configuration's runs, their spread, and its median over rvx's. */
+function compare(systems: System[], runs: Map<string, ThroughputRun[]>): Record<string, ThroughputResult> {
+  const median = (key: string) =>
+    spread(
+      runs.get(key)!.map((r) => r.tasks_per_s),
+      0,
+    ).median
+  const rvxMedian = runs.has('rvx') ? median('rvx') : Number.NaN
   return Object.fromEntries(
     systems.map((s) => {
       const tasksPerS = spread(
@@ -290,6 +329,72 @@ async function throughputAll(server: Server, systems: System[]): Promise<Record<
       return [s.key, {runs: runs.get(s.key)!, tasks_per_s: tasksPerS, vs_rvx: round(tasksPerS.median / rvxMedian, 3)}]
     }),
   )
+}
+
+// ---------------------------------------------------------------- (j) depth
+
+interface DepthResult {
+  depth: number
+  cap_s: number
+  poll_ms: number
+  results: Record<string, ThroughputResult>
+  /** rvx's median at this depth over its median at the first depth. */
+  rvx_vs_first_depth: number
+  /** rvx's median over the floor's, at this depth. */
+  rvx_vs_floor: number
+}
+
+/** (a)'s method at each depth: a warm-up, then `REPEATS` rounds in alternating order, each run in a fresh database. */
+async function depthAll(server: Server, systems: System[]): Promise<DepthResult[]> {
+  // With --statements: each system's costliest statements of its last run are explained at full depth before the next.
+  const known = new Map<string, string[]>()
+  const probe = (key: string): RunProbe | undefined =>
+    STATEMENTS
+      ? {
+          async before(client) {
+            await resetStatements(client)
+            return {plans: await genericPlans(client, (known.get(key) ?? []).slice(0, 3))}
+          },
+          async after(client) {
+            const statements = await topStatements(client)
+            known.set(
+              key,
+              statements.map((x) => x.query),
+            )
+            return {statements}
+          },
+        }
+      : undefined
+  progress(`(j) warm-up: ${N_WARMUP} tasks per configuration (at most ${WARMUP_CAP_S} s), not recorded`)
+  for (const system of systems) await throughputRun(server, system, `b_warm_${system.key}`, N_WARMUP, WARMUP_CAP_S, 20, probe(system.key))
+  const out: DepthResult[] = []
+  for (const depth of DEPTHS) {
+    // At least 1,000 tasks/s, or the run stops; what is left is counted 1,000 times a run at most.
+    const capS = Math.max(THROUGHPUT_CAP_S, Math.ceil(depth / 1000))
+    const pollMs = Math.max(20, Math.round(depth / 1000))
+    const runs = new Map<string, ThroughputRun[]>(systems.map((s) => [s.key, []]))
+    for (let repeat = 0; repeat < REPEATS; repeat++) {
+      for (const system of orderOf(systems, repeat)) {
+        const run = await throughputRun(server, system, `b_depth_${system.key}_${repeat}`, depth, capS, pollMs, probe(system.key))
+        runs.get(system.key)!.push(run)
+        progress(`(j) depth ${depth}, ${repeat + 1}/${REPEATS} ${system.name}: ${run.tasks_per_s} tasks/s (${run.completed} in ${run.seconds} s)`)
+      }
+    }
+
+    const results = compare(systems, runs)
+    const rvx = results.rvx?.tasks_per_s.median ?? Number.NaN
+    const first = out[0]?.results.rvx?.tasks_per_s.median ?? rvx
+    out.push({
+      depth,
+      cap_s: capS,
+      poll_ms: pollMs,
+      results,
+      rvx_vs_first_depth: round(rvx / first, 3),
+      rvx_vs_floor: round(rvx / (results.floor?.tasks_per_s.median ?? Number.NaN), 3),
+    })
+  }
+
+  return out
 }
 
 interface LatencyResult {
@@ -393,12 +498,27 @@ async function rvxIdleQueries(url: string): Promise<number> {
 /** Peers' recovery after a crash, from their documentation: not measured here. */
 const PEER_RECOVERY_DOCUMENTED_S = {graphile_worker: 4 * 3600, pg_boss: 15 * 60}
 
+/** The depth bench's configurations as the output names them (set when (j) runs). */
+let depthResult: {systems: Array<Pick<System, 'key' | 'name' | 'version' | 'connections' | 'settings'>>} | undefined
+
 async function main(): Promise<void> {
   const systems = allSystems(CONCURRENCY, progress).filter((s) => !SYSTEMS_WANTED || SYSTEMS_WANTED.some((w) => s.key.startsWith(w)))
   const home = fs.mkdtempSync(path.join(os.tmpdir(), 'rvx-bench-'))
-  const embedded = new EmbeddedServer({home, env: {...process.env, RVX_PG_PORT: ''}, settings: {max_connections: '300'}})
-  const cleanup = () => embedded.stopNowSync()
+  const embedded = new EmbeddedServer({
+    home,
+    env: {...process.env, RVX_PG_PORT: ''},
+    settings: {max_connections: '300', ...(STATEMENTS ? STATEMENT_SETTINGS : {})},
+  })
+  // However the bench ends (an error, SIGTERM from `timeout`, Ctrl-C), its server stops and its data goes: as root the
+  // cluster lives in a system directory (/var/lib/rvx/tmp-rvx-bench-*), outside `home`.
+  const cleanup = () => destroyServerSync(embedded, home)
   process.once('exit', cleanup)
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      progress(`${signal}: stopping the embedded PostgreSQL and removing its data`)
+      process.exit(signal === 'SIGINT' ? 130 : 143)
+    })
+  }
   try {
     const {url: adminUrl} = await embedded.start()
     const admin = new pg.Client({connectionString: adminUrl})
@@ -463,6 +583,21 @@ async function main(): Promise<void> {
       quota = await quotaBench(fresh, settings, progress)
     }
 
+    let depth: DepthResult[] | undefined
+    if (WANT_DEPTH) {
+      const systems = depthSystems(CONCURRENCY, progress).filter((s) => !SYSTEMS_WANTED || SYSTEMS_WANTED.some((w) => s.key.startsWith(w)))
+      progress(`(j) depth: ${DEPTHS.join(', ')} queued no-op tasks at concurrency ${CONCURRENCY}, ${REPEATS} repeats, ${systems.map((x) => x.name).join(', ')}`)
+      depthResult = {systems: systems.map(({key, name, version, connections, settings}) => ({key, name, version, connections, settings}))}
+      depth = await depthAll(server, systems)
+    }
+
+    let soak: SoakResult | undefined
+    if (WANT_SOAK) {
+      const settings = soakSettings(argv, path.join(ROOT, 'bench', 'soak'))
+      progress(`(k) soak: ${settings.minutes} min through ${settings.workers} worker processes, retention ${settings.retention}; out ${settings.out}`)
+      soak = await soakBench(await fresh('b_rvx_soak'), settings, progress)
+    }
+
     let startup: StartupResult | undefined
     if (wanted('startup')) {
       progress(`(i) start-up, ${N_STARTUP} runs of each command, alternating`)
@@ -485,6 +620,8 @@ async function main(): Promise<void> {
       cli_recovery_s,
       stats,
       quota,
+      depth: depth && {depths: DEPTHS, concurrency: CONCURRENCY, systems: depthResult!.systems, results: depth},
+      soak,
       startup,
       settings: {concurrency: CONCURRENCY, connections_per_system: connectionsFor(CONCURRENCY), repeats: REPEATS, kills: N_KILLS, rvx_defaults: DEFAULT_CONFIG},
       machine: {
@@ -518,6 +655,8 @@ interface Result {
   cli_recovery_s?: {p50: number; p99: number}
   stats?: {rows: number; events: number; timings: StatsTiming[]}
   quota?: QuotaResult
+  depth?: {depths: number[]; concurrency: number; systems: Array<Pick<System, 'key' | 'name' | 'version' | 'connections' | 'settings'>>; results: DepthResult[]}
+  soak?: SoakResult
   startup?: StartupResult
   settings: Record<string, unknown>
   machine: Record<string, unknown>
@@ -582,6 +721,27 @@ function print(r: Result): void {
   }
 
   if (r.quota) out.push(...printQuota(r.quota))
+  if (r.depth) {
+    const w = Math.max(...r.depth.systems.map((s) => s.name.length)) + 2
+    out.push(`(j) depth: no-op tasks enqueued up front, drained at concurrency ${r.depth.concurrency} ((a)'s method); tasks/s, median (min-max) of ${REPEATS}:`)
+    for (const s of r.depth.systems) out.push(`  ${s.name}: ${s.settings.join('; ')}`)
+    for (const d of r.depth.results) {
+      out.push(
+        `  ${num(d.depth)} queued (cap ${d.cap_s} s): rvx ${d.rvx_vs_first_depth.toFixed(2)}x its rate at ${num(r.depth.depths[0])}, ${d.rvx_vs_floor.toFixed(2)}x the floor`,
+      )
+      for (const s of r.depth.systems) {
+        const x = d.results[s.key]
+        const capped = x.runs.some((run) => run.completed < d.depth) ? `   capped: ${x.runs.map((run) => num(run.completed)).join(' / ')} done` : ''
+        out.push(`    ${s.name.padEnd(w)} ${range(x.tasks_per_s).padStart(26)} tasks/s   ${x.vs_rvx.toFixed(2).padStart(5)}x rvx${capped}`)
+        for (const st of x.runs[0]?.statements?.slice(0, 5) ?? [])
+          out.push(
+            `        ${String(st.total_ms).padStart(10)} ms ${String(st.calls).padStart(7)} calls ${String(st.mean_ms).padStart(8)} ms each  ${st.query.slice(0, 110)}`,
+          )
+      }
+    }
+  }
+
+  if (r.soak) out.push(...printSoak(r.soak))
   if (r.startup) {
     const s = r.startup
     out.push(

@@ -5,6 +5,7 @@ import {knownModels} from '../agents/index.js'
 import {BaseCommand} from '../cli/base-command.js'
 import {parseDuration} from '../shared/duration.js'
 import {UsageError} from '../shared/errors.js'
+import {healthFlags, serveHealth} from '../cli/health-server.js'
 import {createLogger} from '../cli/logger.js'
 import {onCommandLine, ranged} from '../cli/flags.js'
 import {type AlertChannel, EmailChannel, WebhookChannel} from '../monitor/channels.js'
@@ -14,7 +15,7 @@ import {Monitor} from '../monitor/monitor.js'
 
 export default class MonitorCommand extends BaseCommand<typeof MonitorCommand> {
   static override summary = 'Watch the fleet: sweep dead workers, re-plan stalled runs, alert, and serve Prometheus metrics.'
-  static override description = `Every --interval the active monitor sweeps dead workers and expired leases (their tasks go back to the queue), re-plans runs with nothing in flight, and opens an alert for each new condition: a worker died, a task failed or was quarantined, a run made no progress for --stuck-after, a run needs a decision. Each alert is sent once (to a Slack-compatible --alert-webhook and/or --alert-email through SMTP_URL), and again only if its condition clears and comes back. Runs started with --notify-email get their mail from here when no orchestrate is attached. A fleet summary is logged every interval.
+  static override description = `Every --interval the active monitor sweeps dead workers and expired leases (their tasks go back to the queue), re-plans runs with nothing in flight, and opens an alert for each new condition: a worker died, a task failed or was quarantined, a run made no progress for --stuck-after, a run needs a decision. Each alert is sent once (to a Slack-compatible --alert-webhook and/or --alert-email through SMTP_URL), and again only if its condition clears and comes back. With --retention it also deletes the task rows and events of runs completed or canceled longer ago, and of standalone tasks finished that long ago (in small batches; a failed run keeps its tasks for rvx runs resume). Runs started with --notify-email get their mail from here when no orchestrate is attached. A fleet summary is logged every interval.
 
 Start several for safety (with the same flags): one is active (a PostgreSQL advisory lock), the others stand by and take over within one interval when it dies (or end its session when it hangs for 15 s). Workers sweep too, so recovery never depends on the monitor.`
   static override examples = [
@@ -33,7 +34,13 @@ Start several for safety (with the same flags): one is active (a PostgreSQL advi
     'alert-email': Flags.string({summary: 'Mail alerts to this address (needs SMTP_URL).', env: 'RVX_ALERT_EMAIL'}),
     'metrics-port': Flags.integer(ranged({summary: 'Serve Prometheus metrics on this port (0: any free port).', env: 'RVX_METRICS_PORT', min: 0, max: 65_535})),
     'metrics-host': Flags.string({summary: 'Address the metrics server listens on.', default: '127.0.0.1'}),
+    ...healthFlags,
     once: Flags.boolean({summary: 'Do one interval of work and exit (for cron and scripts).'}),
+    retention: Flags.string({
+      summary:
+        "Delete task rows and events of runs completed or canceled, and of standalone tasks finished, longer ago than this, e.g. 14d (1m-3650d; default: keep them). A run's own data stays until rvx runs prune.",
+      env: 'RVX_RETENTION',
+    }),
   }
 
   async run(): Promise<void> {
@@ -41,6 +48,7 @@ Start several for safety (with the same flags): one is active (a PostgreSQL advi
     const intervalMs = parseDuration(flags.interval, 'interval', {min: 100})
     const deadAfterMs = parseDuration(flags['dead-after'], 'dead_after')
     const stuckAfterMs = parseDuration(flags['stuck-after'], 'stuck_after', {min: 1000})
+    const retentionMs = flags.retention === undefined ? undefined : parseDuration(flags.retention, 'retention', {min: 60_000, max: 3650 * 86_400_000})
     if (deadAfterMs <= 5000) throw new UsageError('--dead-after must exceed the 5s heartbeat interval, e.g. 15s')
     if (onCommandLine(this.argv, 'metrics-host') && flags['metrics-port'] === undefined)
       throw new UsageError('--metrics-host needs --metrics-port (or RVX_METRICS_PORT): without a port there is no metrics server')
@@ -63,10 +71,22 @@ Start several for safety (with the same flags): one is active (a PostgreSQL advi
     }
 
     const name = `${os.hostname()}-${process.pid}`
-    const monitor = new Monitor({db, databaseUrl: this.databaseUrl!, name, intervalMs, deadAfterMs, stuckAfterMs, targets: {channels, mailer}, metrics, log})
+    const monitor = new Monitor({
+      db,
+      databaseUrl: this.databaseUrl!,
+      name,
+      intervalMs,
+      deadAfterMs,
+      stuckAfterMs,
+      targets: {channels, mailer},
+      metrics,
+      log,
+      retentionMs,
+    })
     log.info(
       {
         interval: flags.interval,
+        retention: flags.retention ?? 'off',
         deadAfter: flags['dead-after'],
         stuckAfter: flags['stuck-after'],
         channels: channels.map((c) => c.label),
@@ -75,13 +95,17 @@ Start several for safety (with the same flags): one is active (a PostgreSQL advi
       `monitor ${name} starting: every ${flags.interval}; alerts to ${channels.length > 0 ? channels.map((c) => c.label).join(' and ') : 'the log only'}`,
     )
     const stop = new AbortController()
+    let health: Awaited<ReturnType<typeof serveHealth>>
     try {
+      health = await serveHealth(flags, this.argv, () => monitor.health())
+      if (health) log.info({url: health.url}, `health on ${health.url}/livez and ${health.url}/readyz`)
       await this.untilSignal(
         () => stop.abort(),
         () => monitor.run({signal: stop.signal, once: flags.once}),
       )
       log.info({}, 'monitor stopped')
     } finally {
+      await health?.close()
       await server?.close()
       mailer?.close()
     }

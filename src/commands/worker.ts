@@ -4,6 +4,7 @@ import {loadProviders, providerFactory} from '../agents/index.js'
 import {simulationOptions} from '../agents/simulation-options.js'
 import {CONCURRENCY, defaultConcurrency} from '../cli/concurrency.js'
 import {BaseCommand} from '../cli/base-command.js'
+import {healthFlags, serveHealth} from '../cli/health-server.js'
 import {createLogger} from '../cli/logger.js'
 import {ranged} from '../cli/flags.js'
 import {parseRunId} from '../cli/run-arg.js'
@@ -53,6 +54,7 @@ Registers itself, heartbeats every 5 s (renewing its leases and reporting CPU, m
         max: 64,
       }),
     ),
+    ...healthFlags,
     'sim-latency': Flags.string({summary: 'Override simulated latency for simulated runs (env RVX_SIM_LATENCY).', helpGroup: 'SIMULATION'}),
     'sim-faults': Flags.string({summary: 'Override simulated faults (env RVX_SIM_FAULTS).', helpGroup: 'SIMULATION'}),
   }
@@ -99,22 +101,28 @@ Registers itself, heartbeats every 5 s (renewing its leases and reporting CPU, m
       // After a failover the new primary may lack the last paid calls recorded on the old one: write them back now.
       onDatabaseBack: () => void journal.reconcile(db).catch(() => {}),
     })
-    return this.untilSignal(
-      (signal, count) => {
-        worker.stop()
-        // Whatever its connections are doing (a half-open socket answers nothing), the process ends in time: the
-        // drain's grace period and a little for the goodbyes after a first signal, a few seconds after a second.
-        const code = signal === 'SIGTERM' ? ExitCode.Terminated : ExitCode.Interrupted
-        const ms = count > 1 ? FORCED_EXIT_MS : worker.config.graceMs + FORCED_EXIT_MS
-        setTimeout(() => {
-          log.error(
-            {inflight: worker.inFlight},
-            `not stopped ${Math.round(ms / 1000)} s after ${signal}: exiting now (unsettled tasks go back to the queue when their leases run out)`,
-          )
-          process.exit(code)
-        }, ms).unref()
-      },
-      () => worker.start(),
-    )
+    const health = await serveHealth(this.flags, this.argv, () => worker.health())
+    if (health) log.info({url: health.url}, `health on ${health.url}/livez and ${health.url}/readyz`)
+    try {
+      return await this.untilSignal(
+        (signal, count) => {
+          worker.stop()
+          // Whatever its connections are doing (a half-open socket answers nothing), the process ends in time: the
+          // drain's grace period and a little for the goodbyes after a first signal, a few seconds after a second.
+          const code = signal === 'SIGTERM' ? ExitCode.Terminated : ExitCode.Interrupted
+          const ms = count > 1 ? FORCED_EXIT_MS : worker.config.graceMs + FORCED_EXIT_MS
+          setTimeout(() => {
+            log.error(
+              {inflight: worker.inFlight},
+              `not stopped ${Math.round(ms / 1000)} s after ${signal}: exiting now (unsettled tasks go back to the queue when their leases run out)`,
+            )
+            process.exit(code)
+          }, ms).unref()
+        },
+        () => worker.start(),
+      )
+    } finally {
+      await health?.close()
+    }
   }
 }

@@ -297,26 +297,26 @@ class Tail {
   }
 }
 
-/** Why the metrics server could not listen, as the input that caused it (not the database's fault). */
-function listenFailure(error: NodeJS.ErrnoException, port: number, host: string): Error {
+/** Why a server of rvx's (`what`: metrics or health, the prefix of its flags) could not listen, as the input that caused it. */
+export function listenFailure(error: NodeJS.ErrnoException, port: number, host: string, what: 'metrics' | 'health' = 'metrics'): Error {
   switch (error.code) {
     case 'EADDRINUSE':
-      return new UsageError(`${port} on ${host} is in use: pick another`, {field: 'metrics_port', code: 'port_in_use'})
+      return new UsageError(`${port} on ${host} is in use: pick another`, {field: `${what}_port`, code: 'port_in_use'})
     case 'EACCES':
-      return new UsageError(`${port} needs privileges on ${host}: pick a port above 1023`, {field: 'metrics_port', code: 'port_denied'})
+      return new UsageError(`${port} needs privileges on ${host}: pick a port above 1023`, {field: `${what}_port`, code: 'port_denied'})
     case 'ENOTFOUND':
     case 'EAI_AGAIN':
     case 'EAI_FAIL':
       return new UsageError(`${host} does not resolve (${error.code}): listen on an address of this machine, e.g. 127.0.0.1 or 0.0.0.0`, {
-        field: 'metrics_host',
-        code: 'metrics_host',
+        field: `${what}_host`,
+        code: `${what}_host`,
       })
     case 'EADDRNOTAVAIL':
       return new UsageError(`${host} is not an address of this machine: listen on one of its own, e.g. 127.0.0.1 or 0.0.0.0`, {
-        field: 'metrics_host',
-        code: 'metrics_host',
+        field: `${what}_host`,
+        code: `${what}_host`,
       })
     default:
-      return new RvxError(`the metrics server could not listen on ${host}:${port} (${error.code ?? error.message})`, {cause: error, code: 'metrics_listen'})
+      return new RvxError(`the ${what} server could not listen on ${host}:${port} (${error.code ?? error.message})`, {cause: error, code: `${what}_listen`})
   }
 }

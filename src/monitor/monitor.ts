@@ -3,11 +3,13 @@ import {type Kysely, sql} from '../db/kysely.js'
 import {isConnectionError} from '../db/connection-errors.js'
 import type {Database} from '../db/schema.js'
 import {advanceRun} from '../pipeline/advance.js'
+import {QueueRetention} from '../pipeline/retention.js'
 import {runCountsByStatus, runsWithNothingInFlight} from '../pipeline/runs.js'
 import {sleep} from '../runtime/backoff.js'
 import {DEFAULT_CONFIG} from '../runtime/config.js'
 import {errorMessage} from '../runtime/errors.js'
 import type {Logger} from '../runtime/logger.js'
+import {type Health, HEALTH_TIMEOUT_MS, withinTime} from '../runtime/health.js'
 import {DatabaseOutage} from '../runtime/outage.js'
 import {queueStats, workerStats} from '../runtime/stats.js'
 import {sweep} from '../runtime/sweep.js'
@@ -29,6 +31,8 @@ export interface MonitorOptions {
   targets: DeliveryTargets
   metrics?: MonitorMetrics
   log: Logger
+  /** Task rows and events of runs completed or canceled, and of standalone tasks finished, longer ago than this are deleted (unset: kept). */
+  retentionMs?: number
 }
 
 /**
@@ -45,8 +49,10 @@ export class Monitor {
   private readonly outage: DatabaseOutage
   private active?: boolean
   private delivering?: Promise<unknown>
+  private readonly retention?: QueueRetention
 
   constructor(private readonly o: MonitorOptions) {
+    if (o.retentionMs !== undefined) this.retention = new QueueRetention(o.retentionMs)
     this.leader = new LeaderLock(o.databaseUrl, o.name, o.intervalMs)
     this.lookbackMs = o.lookbackMs ?? Math.max(3_600_000, 2 * o.stuckAfterMs)
     this.outage = new DatabaseOutage(o.log, DEFAULT_CONFIG.reconnectBackoff, 'this monitor is neither active nor on standby until it answers')
@@ -103,6 +109,7 @@ export class Monitor {
 
         await this.replanIdleRuns()
         await this.alert()
+        await this.prune()
       }
 
       const summary = await this.observe()
@@ -124,6 +131,26 @@ export class Monitor {
         // One run that cannot be re-planned must not stop the sweeps and alerts of the rest.
         this.o.log.error({runId: id, err: errorMessage(error)}, `could not re-plan run ${id}: ${errorMessage(error)}`)
       }
+    }
+  }
+
+  /** For a readiness probe: the database answers and this monitor's last interval held its leader session (active or standby). */
+  async health(): Promise<Health> {
+    if (this.active === undefined) return {ready: false, reason: 'no leader session: starting, or the database did not answer its last interval'}
+    const probe = await withinTime(sql`select 1`.execute(this.o.db), HEALTH_TIMEOUT_MS)
+    return probe.ok ? {ready: true, active: this.active} : {ready: false, reason: probe.reason, active: this.active}
+  }
+
+  /** Retention, batch by batch within half an interval (what is left goes next time). */
+  private async prune(): Promise<void> {
+    if (!this.retention) return
+    try {
+      const pruned = await this.retention.prune(this.o.db, Date.now() + this.o.intervalMs / 2)
+      if (pruned.tasks > 0) this.o.log.info(pruned, `retention: removed ${pruned.tasks} finished task(s) and ${pruned.events} event(s)`)
+    } catch (error) {
+      if (isConnectionError(error)) throw error
+      // Retention that cannot run must not stop the alerts and the summary.
+      this.o.log.error({err: errorMessage(error)}, `retention failed (retrying next interval): ${errorMessage(error)}`)
     }
   }
 

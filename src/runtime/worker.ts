@@ -12,6 +12,7 @@ import {Doorbell} from './doorbell.js'
 import {resolveConfig, type RuntimeConfig} from './config.js'
 import {errorMessage} from './errors.js'
 import type {TaskRegistry} from './handlers.js'
+import {type Health, workerHealth} from './health.js'
 import {Heartbeat} from './heartbeat.js'
 import {Housekeeping} from './housekeeping.js'
 import {Lane} from './lane.js'
@@ -291,6 +292,11 @@ export class Worker {
     }
 
     if (options.force) this.forceStop('forced stop')
+  }
+
+  /** For a readiness probe: the database answers and holds this worker's liveness lock, and it is not draining. */
+  async health(): Promise<Health> {
+    return workerHealth(this.db, {id: this.id, lockKey: this.identity.lockKey, draining: this.draining})
   }
 
   get inFlight(): number {
