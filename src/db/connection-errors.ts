@@ -130,10 +130,13 @@ export function connectionFailure(error: unknown, url: string): DatabaseUnavaila
         code: 'database_missing',
       })
     case '53300':
-      return new DatabaseUnavailableError(`PostgreSQL at ${target} has no free connections: raise max_connections, or run fewer workers or give each fewer connections (--db-connections; a worker takes 5 by default).`, {
-        cause,
-        code: 'database_unreachable',
-      })
+      return new DatabaseUnavailableError(
+        `PostgreSQL at ${target} has no free connections: raise max_connections, or run fewer workers or give each fewer connections (--db-connections; a worker takes 5 by default).`,
+        {
+          cause,
+          code: 'database_unreachable',
+        },
+      )
     case '57P03':
       return new DatabaseUnavailableError(`PostgreSQL at ${target} is starting up or shutting down: try again in a few seconds.`, {
         cause,

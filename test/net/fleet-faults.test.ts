@@ -30,13 +30,21 @@ import type {Kysely} from 'kysely'
 /** A simulated world large enough that no run here runs out of candidates. */
 const SUPPLY = {RVX_SIM_SUPPLY: '400'}
 
+/** Prints a measured figure under the test's name (bench/RESULTS.md quotes them). */
+function measured(text: string): void {
+  console.log(`      measured: ${text}`)
+}
+
 /** No stretch longer than this without a completed task while a run has work (the bound the README states). */
 const MAX_STALL_MS = 15_000
 
 async function createRun(env: NodeJS.ProcessEnv, criteria: string, quantity: number, extra: string[] = []): Promise<number> {
-  const created = await rvx(['orchestrate', '--provider', 'simulated', '--criteria', criteria, '--quantity', String(quantity), '--detach', '--json', ...extra], {
-    env,
-  })
+  const created = await rvx(
+    ['orchestrate', '--provider', 'simulated', '--criteria', criteria, '--quantity', String(quantity), '--detach', '--json', ...extra],
+    {
+      env,
+    },
+  )
   assert.equal(created.code, 0, created.stderr)
   return JSON.parse(created.stdout).runId as number
 }
@@ -153,6 +161,7 @@ describe('fleet faults: a worker frozen while its transaction is open (SIGSTOP)'
       during.filter((c) => c <= thawAt),
       frozenAt,
     )
+    measured(`longest stretch without a completion while frozen: ${Math.round(stall)} ms; run took ${Math.round(end.tookMs)} ms`)
     assert.ok(lastDuring > frozenAt, 'the healthy worker completed tasks while the other was frozen')
     assert.ok(stall < MAX_STALL_MS, `longest stretch without a completion while one worker was frozen: ${Math.round(stall)} ms`)
     const dead = await t.db.selectFrom('workers').select(['id', 'deaths']).where('id', '=', 'stop-a').executeTakeFirstOrThrow()
@@ -224,6 +233,7 @@ describe('fleet faults: PostgreSQL has fewer connections than the fleet would ta
     }
 
     const running = workers.filter((_, i) => !exited.has(i))
+    measured(`${running.length} of 30 workers started, ${refused.length} exited 3`)
     assert.ok(refused.length > 0 && running.length > 0, `some started (${running.length}), some could not (${refused.length})`)
     const {rows} = await sql<{attempts: number; failures: number}>`
       select (select coalesce(sum(attempts), 0)::int from tasks) as attempts,
@@ -281,7 +291,11 @@ describe('fleet faults: network namespaces (a cut while a transaction is open, a
     const env = {DATABASE_URL: t.url, ...SUPPLY}
     const {ns, url} = await isolated()
     const monitor = spawnCli(['monitor', '--interval', '1s', '--alert-webhook', webhook.url], env)
-    const cutOff = spawnCli(['worker', 'all', '--id', 'cut-a', '--concurrency', '4', '--sim-latency', '200ms-700ms'], {DATABASE_URL: url, ...SUPPLY}, {netns: ns})
+    const cutOff = spawnCli(
+      ['worker', 'all', '--id', 'cut-a', '--concurrency', '4', '--sim-latency', '200ms-700ms'],
+      {DATABASE_URL: url, ...SUPPLY},
+      {netns: ns},
+    )
     const healthy = spawnCli(['worker', 'all', '--id', 'cut-b', '--concurrency', '4', '--sim-latency', '200ms-700ms'], env)
     procs.push(monitor, cutOff, healthy)
     await waitFor('both workers', async () => (await t.db.selectFrom('workers').select('id').where('status', '=', 'idle').execute()).length === 2, 60_000)
@@ -297,6 +311,7 @@ describe('fleet faults: network namespaces (a cut while a transaction is open, a
     const end = await runEnded(t.db, runId, 150_000)
     assert.equal(end.status, 'completed', end.notes ?? '')
     const stall = longestStall(await completions(t.db, runId), cutAt)
+    measured(`longest stretch without a completion after the cut: ${Math.round(stall)} ms; run took ${Math.round(end.tookMs)} ms`)
     assert.ok(stall < MAX_STALL_MS, `longest stretch without a completion after the cut: ${Math.round(stall)} ms`)
     await waitFor('the death alert delivered', async () => webhook!.requests.some((r) => /worker cut-a .* died/.test(JSON.stringify(r.body))), 60_000)
 
@@ -337,6 +352,9 @@ describe('fleet faults: network namespaces (a cut while a transaction is open, a
     const slow = await runEnded(t.db, runId, 3 * clean.tookMs + 60_000)
     assert.equal(slow.status, 'completed', slow.notes ?? '')
     await assertExact(t.db, runId, 40)
+    measured(
+      `clean link ${Math.round(clean.tookMs)} ms, 200 ms +/- 50 ms and 5% loss ${Math.round(slow.tookMs)} ms (${(slow.tookMs / clean.tookMs).toFixed(2)}x)`,
+    )
     assert.ok(slow.tookMs <= 3 * clean.tookMs, `impaired ${Math.round(slow.tookMs)} ms against ${Math.round(clean.tookMs)} ms on a clean link`)
     const {rows} = await sql<{deaths: number; requeued: number; fenced: number}>`
       select (select coalesce(sum(deaths), 0)::int from workers where id like 'slow-%') as deaths,
@@ -386,6 +404,7 @@ describe('fleet faults: a failover that loses the tail of the commits', function
       try {
         const kept = await callIds(standby)
         const lost = [...paid].filter((id) => !kept.has(id))
+        measured(`${paid.size} calls recorded on the old primary, ${lost.length} lost by the failover`)
         assert.ok(lost.length > 0, 'the failover lost recorded calls (the case under test)')
         pair.endpoint.retarget('127.0.0.1', pair.standbyPort)
         pair.endpoint.cutAll()
@@ -401,7 +420,9 @@ describe('fleet faults: a failover that loses the tail of the commits', function
           const now = await callIds(standby)
           throw new Error(`${error.message}: ${[...paid].filter((id) => !now.has(id)).length} of ${lost.length} still missing; ${worker.stderr().slice(-1500)}`)
         })
-        const {rows} = await standby.query<{dup: number}>(`select count(*)::int as dup from (select call_id from llm_calls group by call_id having count(*) > 1) d`)
+        const {rows} = await standby.query<{dup: number}>(
+          `select count(*)::int as dup from (select call_id from llm_calls group by call_id having count(*) > 1) d`,
+        )
         assert.equal(rows[0].dup, 0, 'no call counted twice')
       } finally {
         await standby.end()
