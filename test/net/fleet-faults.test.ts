@@ -62,6 +62,15 @@ async function runEnded(db: Kysely<Database>, runId: number, timeoutMs: number):
   )
 }
 
+/** What a run that ended short looks like: its rounds, its tasks by kind and status, its failures. */
+async function diagnose(db: Kysely<Database>, runId: number): Promise<string> {
+  const run = await sql`select stage, discovery_rounds, options from runs where id = ${runId}`.execute(db)
+  const tasks = await sql`select kind, status, count(*)::int as n, max(attempts) as attempts, max(crash_count) as crashes, min(last_error) as error
+    from tasks where scope = ${`run:${runId}`} group by 1, 2 order by 1, 2`.execute(db)
+  const companies = await sql`select status, count(*)::int as n from companies where run_id = ${runId} group by 1`.execute(db)
+  return JSON.stringify({run: run.rows, tasks: tasks.rows, companies: companies.rows})
+}
+
 /** Completion times (database clock, ms) of a run's tasks, in order. */
 async function completions(db: Kysely<Database>, runId: number): Promise<number[]> {
   const {rows} = await sql<{ms: number}>`
@@ -257,6 +266,8 @@ describe('fleet faults: network namespaces (a cut while a transaction is open, a
   const spaces: Netns[] = []
   const proxies: TcpProxy[] = []
   let webhook: WebhookCapture | undefined
+  /** The cut left in place by the first case, restored by the last. */
+  let cut: {ns: Netns; cutAt: number; runId: number} | undefined
 
   before(function () {
     const why = netnsSupport()
@@ -286,7 +297,7 @@ describe('fleet faults: network namespaces (a cut while a transaction is open, a
     return {ns, proxy, url: url.toString()}
   }
 
-  it('a 150 s cut while the worker has a transaction open: the others keep completing, it is declared dead and alerted, it rejoins after, the run is exact', async () => {
+  it('a 150 s cut while a worker has a transaction open: the others keep completing (no stretch over 15 s), it is declared dead and alerted', async () => {
     webhook = await startWebhook()
     const env = {DATABASE_URL: t.url, ...SUPPLY}
     const {ns, url} = await isolated()
@@ -315,20 +326,8 @@ describe('fleet faults: network namespaces (a cut while a transaction is open, a
     assert.ok(stall < MAX_STALL_MS, `longest stretch without a completion after the cut: ${Math.round(stall)} ms`)
     await waitFor('the death alert delivered', async () => webhook!.requests.some((r) => /worker cut-a .* died/.test(JSON.stringify(r.body))), 60_000)
 
-    // The link comes back after 150 s: the worker learns it was presumed dead and registers again; nothing it finished late applied.
-    const left = 150_000 - ((await dbNow(t.db)) - cutAt)
-    if (left > 0) await new Promise((r) => setTimeout(r, left))
-    await ns.restore()
-    await waitFor(
-      'the cut-off worker to register again',
-      async () => {
-        const row = await t.db.selectFrom('workers').select('status').where('id', '=', 'cut-a').executeTakeFirst()
-        return row && row.status !== 'dead'
-      },
-      120_000,
-      500,
-    )
-    await assertExact(t.db, runId, 60)
+    // The link stays cut for 150 s; the slow-link case runs meanwhile, and the last case of this block restores it.
+    cut = {ns, cutAt, runId}
   })
 
   it('200 ms ± 50 ms and 5% loss for a whole run: no worker taken for dead, done within 3x the time of the same run on a clean link', async () => {
@@ -343,14 +342,16 @@ describe('fleet faults: network namespaces (a cut while a transaction is open, a
       async () => (await t.db.selectFrom('workers').select('id').where('id', 'like', 'slow-%').where('status', '=', 'idle').execute()).length === 2,
       60_000,
     )
-    const clean = await runEnded(t.db, await createRun(env, '{"pms":"AppFolio","state":"GA"}', 40), 240_000)
+    // The same run twice (nothing from the cache, nothing kept out as delivered): the same work on each link.
+    const same = ['--fresh', '--include-delivered']
+    const clean = await runEnded(t.db, await createRun(env, '{"pms":"Buildium","state":"CA"}', 40, same), 240_000)
     assert.equal(clean.status, 'completed', clean.notes ?? '')
 
     proxy.setDelay({up: {ms: 100, jitterMs: 25}, down: {ms: 100, jitterMs: 25}})
     await ns.loss(0.05)
-    const runId = await createRun(env, '{"pms":"Yardi","state":"OH"}', 40)
+    const runId = await createRun(env, '{"pms":"Buildium","state":"CA"}', 40, same)
     const slow = await runEnded(t.db, runId, 3 * clean.tookMs + 60_000)
-    assert.equal(slow.status, 'completed', slow.notes ?? '')
+    assert.equal(slow.status, 'completed', `${slow.notes}: ${await diagnose(t.db, runId)}`)
     await assertExact(t.db, runId, 40)
     measured(
       `clean link ${Math.round(clean.tookMs)} ms, 200 ms +/- 50 ms and 5% loss ${Math.round(slow.tookMs)} ms (${(slow.tookMs / clean.tookMs).toFixed(2)}x)`,
@@ -362,6 +363,24 @@ describe('fleet faults: network namespaces (a cut while a transaction is open, a
              (select count(*)::int from task_events e where event = 'fenced_out' and worker_id like 'slow-%'
                 and not exists (select 1 from tasks t where t.id = e.task_id and t.status = 'canceled')) as fenced`.execute(t.db)
     assert.deepEqual(rows[0], {deaths: 0, requeued: 0, fenced: 0}, 'no false death, nothing requeued or fenced out')
+  })
+
+  it('when the 150 s cut ends, the cut-off worker learns it was presumed dead and registers again; nothing it finished late was applied', async function () {
+    if (!cut) this.skip()
+    const {ns, cutAt, runId} = cut!
+    const left = 150_000 - ((await dbNow(t.db)) - cutAt)
+    if (left > 0) await new Promise((r) => setTimeout(r, left))
+    await ns.restore()
+    await waitFor(
+      'the cut-off worker to register again',
+      async () => {
+        const row = await t.db.selectFrom('workers').select('status').where('id', '=', 'cut-a').executeTakeFirst()
+        return row && row.status !== 'dead'
+      },
+      120_000,
+      500,
+    )
+    await assertExact(t.db, runId, 60)
   })
 })
 
