@@ -19,7 +19,7 @@ import {
   type SiteChecks,
 } from '../pipeline/provider.js'
 import {costUsd, priceOf} from './prices.js'
-import {DEFAULT_OPENAI_MODEL as DEFAULT_MODEL} from './models.js'
+import {checkModelName, DEFAULT_OPENAI_MODEL as DEFAULT_MODEL} from './models.js'
 import {endpointName, quotaKey} from './quota.js'
 import {ContactsOutput, DiscoveryOutput, ResearchOutput} from './schemas.js'
 import {webChecks} from './checks.js'
@@ -86,7 +86,7 @@ export function openAIOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Open
   return {
     apiKey,
     baseURL: baseUrlFrom(env.OPENAI_BASE_URL),
-    model: env.OPENAI_MODEL || DEFAULT_MODEL,
+    model: env.OPENAI_MODEL ? checkModelName(env.OPENAI_MODEL, 'OPENAI_MODEL') : DEFAULT_MODEL,
     timeoutMs: Number(env.RVX_LLM_TIMEOUT_MS) || 120_000,
     // On OpenAI's own endpoint with no backend configured, its hosted web search.
     search: searchBackendFromEnv(env) ?? (env.OPENAI_BASE_URL ? null : 'hosted'),
