@@ -24,6 +24,11 @@ export function codePoint(character: string): string {
   return `U+${character.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}`
 }
 
+/** The text without terminal escape sequences and unsafe characters (line breaks kept): what a file people `cat` may hold. */
+export function withoutEscapes(value: string): string {
+  return value.replace(ESCAPE_SEQUENCES, '').replace(UNSAFE_CHARACTERS, (c) => (c === '\n' ? c : ''))
+}
+
 /**
  * Text from outside as rvx stores and shows it: escape sequences and unsafe
  * characters taken out (line breaks kept as such only with `lineBreaks`,
