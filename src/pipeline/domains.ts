@@ -23,7 +23,7 @@ export function parseDomain(input: string): {domain: string} | {problem: string}
   let s = input.trim()
   if (s.length > 2048) return {problem: `is ${s.length} characters long (a domain has at most ${MAX_DOMAIN})`}
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(s)
-  if (scheme && !/^https?$/i.test(scheme[1])) return {problem: `is a ${scheme[1]}: URL (only http and https sites are researched)`}
+  if (scheme && !/^https?$/i.test(scheme[1])) return {problem: `is a URL with scheme ${scheme[1]}: (only http and https sites are researched)`}
   s = s.slice(scheme ? scheme[0].length : 0).split(/[/?#]/)[0]
   if (s.includes('@')) return {problem: 'has a user name in it (user@host): give the host alone'}
   if (/\s/.test(s) || s === '') return {problem: s === '' ? 'is empty' : 'has spaces in it'}
