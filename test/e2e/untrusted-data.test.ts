@@ -103,6 +103,76 @@ describe('e2e: untrusted data at the database boundary', function () {
     assert.doesNotMatch(csv, /[\u0000\u0007\u001b\u202E]/)
   })
 
+  it('domains through one parser: Unicode, fullwidth and xn-- forms are one key (and --exclude keeps all out); non-domains are not researched', async () => {
+    web.site('good.example', {'/': homePage({name: 'Good PM'})})
+    const found = ['good.example', 'bücher.example', '\uFF42ücher.example', 'xn--bcher-kva.example', 'user@acme.example', '<script>.example', 'not a domain!!']
+    fake.reset()
+    fake.route = (body) => {
+      if (isPrompt(body, 'discovery')) return answer({companies: found.map((domain, i) => ({name: `Company ${i}`, domain, sources: []}))})
+      if (isPrompt(body, 'research')) return answer({portfolio: 'residential', confidence: 'high', reasons: [], sources: []})
+      return answer({contacts: [{full_name: 'Gia Owner', title: 'Owner', tier: 1, confidence: 'high', sources: []}]})
+    }
+
+    const res = await rvx(
+      ['orchestrate', '--criteria', '{}', '--quantity', '1', '--accept-unknown', 'site', '--exclude', 'xn--bcher-kva.example', '--output-dir', out, '--json'],
+      {env: env(), timeoutMs: 120_000},
+    )
+    const result = JSON.parse(res.stdout)
+    assert.equal(result.status, 'completed', res.stdout)
+    const rows = await t.db.selectFrom('companies').select('domain').where('run_id', '=', result.runId).execute()
+    assert.deepEqual(
+      rows.map((r) => r.domain),
+      ['good.example'],
+    )
+    const researched = fake.requests.filter((r) => isPrompt(r.body, 'research')).map((r) => r.body.messages[1].content.split(' (')[0])
+    assert.deepEqual(researched, ['Research Company 0'])
+    const run = await t.db.selectFrom('runs').select('suppressed').where('id', '=', result.runId).executeTakeFirstOrThrow()
+    assert.equal(run.suppressed, 1, 'the three forms of bücher.example are one excluded company')
+  })
+
+  it('a model returning 10,000 contacts: the first ones are kept, the run completes', async () => {
+    web.site('many.example', {'/': homePage({name: 'Many PM'})})
+    fake.reset()
+    fake.route = (body) => {
+      if (isPrompt(body, 'discovery')) return answer({companies: [{name: 'Many PM', domain: 'many.example', sources: []}]})
+      if (isPrompt(body, 'research')) return answer({portfolio: 'residential', confidence: 'high', reasons: [], sources: []})
+      return answer({contacts: Array.from({length: 10_000}, (_, i) => ({full_name: `Person ${i}`, title: 'Owner', tier: 1, confidence: 'high', sources: []}))})
+    }
+
+    const res = await rvx(['orchestrate', '--criteria', '{}', '--quantity', '1', '--accept-unknown', 'site', '--output-dir', out, '--json'], {
+      env: env(),
+      timeoutMs: 120_000,
+    })
+    const result = JSON.parse(res.stdout)
+    assert.equal(result.status, 'completed', res.stdout)
+    const people = await t.db.selectFrom('contacts').select('full_name').where('run_id', '=', result.runId).orderBy('id').execute()
+    assert.deepEqual(
+      people.map((p) => p.full_name),
+      ['Person 0', 'Person 1', 'Person 2'],
+    )
+  })
+
+  it('rvx inspect: an IDN is accepted; a quoted mailbox name and a 5,000-character one are invalid, not rewritten or no_mx', async () => {
+    web.site('xn--bcher-kva.example', {'/': homePage({name: 'Bücher PM'})})
+    const longLocal = `${'x'.repeat(5000)}@xn--bcher-kva.example`
+    const res = await rvx(
+      ['inspect', `http://bücher.example:${web.port}/`, '--email', '"a b"@bücher.example', '--email', longLocal, '--email', 'ann@bücher.example', '--json'],
+      {env: env()},
+    )
+    assert.equal(res.code, 0, res.stderr)
+    const json = JSON.parse(res.stdout)
+    assert.equal(json.sites[0].domain, 'xn--bcher-kva.example')
+    assert.equal(json.sites[0].site.verdict, 'match')
+    assert.deepEqual(
+      json.emails.map((e: {emailStatus: string; email: string | null}) => [e.emailStatus, e.email]),
+      [
+        ['invalid', null],
+        ['invalid', null],
+        ['valid_domain', 'ann@xn--bcher-kva.example'],
+      ],
+    )
+  })
+
   it('a PDF reaches the model as a line saying what it was, not as its bytes', async () => {
     const pdf = Buffer.concat([Buffer.from('%PDF-1.7\n'), Buffer.from(Array.from({length: 4000}, (_, i) => (i * 37) % 256))])
     web.site('pdf.example', {'/': homePage({name: 'Pdf PM'}), '/brochure.pdf': {type: 'application/pdf', body: pdf}})
