@@ -20,7 +20,7 @@ export async function readCriteriaText(value: string, stdin: NodeJS.ReadStream =
     }
   }
 
-  if (value.startsWith('@')) return withoutBom(readNamedFile(value.slice(1), MAX_CRITERIA_BYTES, 'criteria', 'file').toString('utf8'))
+  if (value.startsWith('@')) return withoutBom(readNamedFile(value.slice(1), MAX_CRITERIA_BYTES, 'criteria', 'criteria file').toString('utf8'))
   return withoutBom(value)
 }
 
@@ -35,7 +35,7 @@ function readNamedFile(file: string, maxBytes: number, field: string, what?: str
   try {
     return readFileBounded(file, {maxBytes, timeoutMs: READ_TIMEOUT_MS})
   } catch (error) {
-    if (error instanceof ReadLimitError) throw new UsageError(`${named} ${error.message}: give a smaller regular file`, {field})
+    if (error instanceof ReadLimitError) throw new UsageError(`${file} ${error.message}: give a smaller regular file`, {field})
     throw new UsageError(`cannot read ${named} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}): check the path after @`, {field})
   }
 }

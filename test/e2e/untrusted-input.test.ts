@@ -46,7 +46,7 @@ describe('e2e: untrusted input on the command line', function () {
 
   describe('reads are bounded whatever the file is', () => {
     it('--criteria @/dev/zero and --exclude @/dev/zero: refused at their byte limit', async () => {
-      await refused(orchestrate('--criteria', '@/dev/zero'), /^Error: --criteria file \/dev\/zero is longer than the limit of 8 MB/)
+      await refused(orchestrate('--criteria', '@/dev/zero'), /^Error: --criteria \/dev\/zero is longer than the limit of 8 MB/)
       await refused(orchestrate('--criteria', '{}', '--exclude', '@/dev/zero'), /^Error: --exclude \/dev\/zero is longer than the limit of 64 MB/)
     })
 
