@@ -7,6 +7,7 @@ import {serverDelayMs, sleep} from '../runtime/backoff.js'
 import {DEFAULT_CONFIG} from '../runtime/config.js'
 import {PermanentError, SnoozeError} from '../runtime/errors.js'
 import {UsageError} from '../shared/errors.js'
+import {cleanText} from '../shared/text.js'
 import {Deadline} from './deadline.js'
 import {fromOpenAIError} from './openai-errors.js'
 import {
@@ -379,7 +380,8 @@ Return {"contacts": [{"full_name", "title", "tier": 1-4, "email", "phone", "link
         const page = await fetchPage(String(args.url), {signal, budget, allowPrivate: this.options.allowPrivateFetch})
         seen.add(String(args.url))
         seen.add(page.url)
-        return untrusted('page', `${page.url} (HTTP ${page.status})`, page.text.slice(0, 12_000))
+        // Control characters and terminal escapes out before the model reads it (it may quote them back).
+        return untrusted('page', `${page.url} (HTTP ${page.status})`, cleanText(page.text, 12_000, {lineBreaks: true}))
       }
 
       if (name === 'detect_pms') {

@@ -235,6 +235,9 @@ describe('e2e: untrusted data at the database boundary', function () {
         assert.ok(c.input_tokens > 0 && Number(c.cost_usd) > 0, `estimated: ${c.input_tokens} tokens, $${c.cost_usd}`)
       }
 
+      const shown = await rvx(['runs', 'show', String(runId)], {env: env()})
+      assert.match(shown.stdout, new RegExp(`${calls.length} calls' usage estimated`))
+
       const total = calls.reduce((sum, c) => sum + Number(c.cost_usd), 0)
       assert.ok(total <= 0.005, `$${total} spent under a $0.005 budget`)
     })
