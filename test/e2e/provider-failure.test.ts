@@ -129,6 +129,23 @@ describe('e2e: a provider that cannot be used fails the run at once, with the ca
     })
   }
 
+  it('a worker whose OPENAI_BASE_URL is not a URL fails the run with that cause (not a task retried on and on)', async () => {
+    fake.reset()
+    fake.route = healthy
+    const created = await rvx(['orchestrate', '--criteria', '{"state":"TX"}', '--quantity', '2', '--detach', '--json'], {env: env()})
+    assert.equal(created.code, 0, created.stderr)
+    const {runId} = JSON.parse(created.stdout)
+    const worker = await rvx(['worker', 'all', '--run', String(runId), '--exit-when-idle'], {
+      env: {...env(), OPENAI_BASE_URL: 'ftp://models.example/v1'},
+      timeoutMs: 60_000,
+    })
+    assert.equal(hasStackTrace(worker.stderr), false)
+    const run = await t.db.selectFrom('runs').select(['status', 'notes']).where('id', '=', runId).executeTakeFirstOrThrow()
+    assert.equal(run.status, 'failed')
+    assert.match(run.notes ?? '', /this worker's settings: OPENAI_BASE_URL is a ftp: URL/)
+    assert.equal(fake.requests.length, 0)
+  })
+
   it('a failure in research stops the run; after the fix, runs resume continues the research it stopped (no new discovery round)', async () => {
     fake.reset()
     let refuse = true
