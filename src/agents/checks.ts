@@ -1,8 +1,9 @@
 import dns from 'node:dns'
+import {domainToASCII} from 'node:url'
 import emailAddresses from 'email-addresses'
 
 import type {CandidateCompany, CheckedContact, EmailStatus, FoundContact, SiteChecks, SiteFacts} from '../pipeline/provider.js'
-import {isDirectoryDomain} from '../pipeline/domains.js'
+import {isDirectoryDomain, normalizeDomain} from '../pipeline/domains.js'
 import {findAddresses} from './tools/address.js'
 import {decidePms, pageLinks, pmsEvidence, vendorOfHost} from './tools/detect-pms.js'
 import {fetchPage} from './tools/fetch-page.js'
@@ -22,6 +23,11 @@ const MAX_EXTRA_PAGES = 4
 const GENERIC_INBOX =
   /^(info|office|contact|contactus|admin|hello|hi|support|help|sales|leasing|lease|rentals?|noreply|no-reply|donotreply|do-not-reply|mail|email|team|billing|accounts?|frontdesk|reception|management|manager|service|services|inquiries|enquiries|applications?|maintenance|webmaster|marketing)$/i
 const MX_TIMEOUT_MS = 5000
+/** RFC 5321: a mailbox name of at most 64 octets, an address of at most 254. */
+const MAX_LOCAL_PART = 64
+const MAX_EMAIL = 254
+/** An unquoted mailbox name (RFC 5322 dot-atom). */
+const DOT_ATOM = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$/
 
 /**
  * The deterministic checks rvx runs itself, whatever the model said: the
@@ -118,10 +124,20 @@ export class WebChecks implements SiteChecks {
     const notes: string[] = []
     const linkedinUrl = this.linkedin(contact.linkedinUrl, notes)
     if (!contact.email) return {email: null, emailStatus: null, linkedinUrl, notes}
-    const parsed = emailAddresses.parseOneAddress({input: contact.email.trim(), rejectTLD: true})
+    const raw = contact.email.trim()
+    // RFC 5321's limits: an address no server accepts is invalid, whatever its domain's MX records say.
+    if (raw.length > MAX_EMAIL)
+      return this.invalid(`"${raw.slice(0, 40)}..." is longer than ${MAX_EMAIL} characters, so not an email address`, linkedinUrl, notes)
+    const parsed = emailAddresses.parseOneAddress({input: raw, rejectTLD: true})
     if (!parsed || parsed.type !== 'mailbox') return this.invalid(`"${contact.email}" is not an email address`, linkedinUrl, notes)
     const local = parsed.local
-    const domain = parsed.domain.toLowerCase()
+    // The parser unquotes a quoted local part ("a b"@x comes back as a b@x, not an address): such addresses are refused, not rewritten.
+    if (!DOT_ATOM.test(local)) return this.invalid(`"${raw}" has a quoted or unusual mailbox name`, linkedinUrl, notes)
+    if (local.length > MAX_LOCAL_PART)
+      return this.invalid(`"${raw.slice(0, 40)}..." has a mailbox name longer than ${MAX_LOCAL_PART} characters`, linkedinUrl, notes)
+    // The domain as DNS knows it (an IDN in its xn-- form), kept as written otherwise (mail to www.acme.com is not mail to acme.com).
+    const domain = domainToASCII(parsed.domain)
+    if (!domain || !normalizeDomain(domain)) return this.invalid(`"${contact.email}" is not on a domain`, linkedinUrl, notes)
     const address = `${local}@${domain}`
     if (GENERIC_INBOX.test(local)) return this.invalid(`${address} is a shared inbox, not a person's`, linkedinUrl, notes)
     if (vendorOfHost(domain)) return this.invalid(`${address} is on a PMS vendor's domain, not the company's`, linkedinUrl, notes)

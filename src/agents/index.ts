@@ -1,7 +1,7 @@
 import {UsageError} from '../shared/errors.js'
 import type {RunRow} from '../db/schema.js'
 import {DEFAULT_OPENAI_MODEL, SIMULATED_MODEL} from './models.js'
-import type {ResearchProvider} from '../pipeline/provider.js'
+import {ProviderUnusableError, type ResearchProvider} from '../pipeline/provider.js'
 import {DEFAULT_SIMULATION, type SimulationOptions, simulationOptions} from './simulation-options.js'
 
 export const PROVIDERS = ['openai', 'simulated'] as const
@@ -17,7 +17,10 @@ export function providerFactory(env: NodeJS.ProcessEnv = process.env): (run: Run
   return (run) => {
     let provider = cache.get(run.id)
     if (!provider) {
-      provider = createProvider(run.provider, (run.options as {simulation?: SimulationOptions}).simulation, env)
+      // A setting this process cannot use (OPENAI_BASE_URL not a URL, say) fails every task of the run alike: the run fails with it.
+      provider = createProvider(run.provider, (run.options as {simulation?: SimulationOptions}).simulation, env).catch((error: unknown) => {
+        throw error instanceof UsageError ? new ProviderUnusableError(`this worker's settings: ${error.message}`, {cause: error}) : error
+      })
       cache.set(run.id, provider)
       // A provider that cannot be made is not remembered: the next task of the run asks again.
       provider.catch(() => cache.delete(run.id))

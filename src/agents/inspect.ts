@@ -1,4 +1,4 @@
-import {normalizeDomain} from '../pipeline/domains.js'
+import {normalizeDomain, parseDomain} from '../pipeline/domains.js'
 import type {CheckedContact, SiteFacts} from '../pipeline/provider.js'
 import {UsageError} from '../shared/errors.js'
 import {webChecks} from './checks.js'
@@ -11,10 +11,13 @@ export interface Inspection {
 /** A domain or URL as people type it: "acme.com", "https://www.acme.com/contact". */
 export function inspectTarget(text: string): {domain: string; website: string | null} {
   const trimmed = text.trim()
-  const domain = normalizeDomain(trimmed)
-  if (!/^[a-z0-9-]+(\.[a-z0-9-]+)+$/.test(domain))
-    throw new UsageError(`"${text}" is not a domain or URL: use e.g. acme-pm.com or https://acme-pm.com/contact`, {field: 'target'})
-  return {domain, website: /^[a-z][a-z0-9+.-]*:\/\//i.test(trimmed) ? trimmed : null}
+  const parsed = parseDomain(trimmed)
+  if ('problem' in parsed) {
+    const shown = JSON.stringify(trimmed.length > 80 ? `${trimmed.slice(0, 80)}...` : trimmed)
+    throw new UsageError(`${shown} ${parsed.problem}: use a domain or http(s) URL, e.g. acme-pm.com or https://acme-pm.com/contact`, {field: 'target'})
+  }
+
+  return {domain: parsed.domain, website: /^https?:\/\//i.test(trimmed) ? trimmed : null}
 }
 
 /**

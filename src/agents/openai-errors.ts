@@ -2,6 +2,7 @@ import OpenAI from 'openai'
 
 import {PermanentError, SnoozeError, TransientError, retryAfterInText, retryAfterMs} from '../runtime/errors.js'
 import {type LlmUsage, ProviderUnusableError} from '../pipeline/provider.js'
+import {endpointName} from './quota.js'
 
 /**
  * An openai-node error as the runtime's error classes, decided by class:
@@ -12,6 +13,14 @@ import {type LlmUsage, ProviderUnusableError} from '../pipeline/provider.js'
  */
 export function fromOpenAIError(error: unknown, api: {baseURL?: string; timeoutMs: number}): {error: unknown; outcome: LlmUsage['outcome']} {
   const fix = `check OPENAI_API_KEY${api.baseURL ? ' and OPENAI_BASE_URL' : ''}`
+  // The endpoint as it may be shown: scheme, host and path (a key in its query or userinfo stays out of every message).
+  const at = api.baseURL ? ` at ${endpointName(api.baseURL)}` : ''
+  // A body declared JSON that is not: a proxy or a wrong endpoint, the same for every call.
+  if (error instanceof SyntaxError)
+    return {
+      error: new ProviderUnusableError(`the model API${at} answered with a body that is not JSON: check OPENAI_BASE_URL`, {cause: error}),
+      outcome: 'malformed',
+    }
   if (!(error instanceof OpenAI.APIError) || error instanceof OpenAI.APIUserAbortError) return {error, outcome: 'error'}
   if (error instanceof OpenAI.APIConnectionTimeoutError)
     return {error: new TransientError(`the model API did not answer within ${api.timeoutMs} ms`, {cause: error}), outcome: 'error'}
@@ -19,7 +28,7 @@ export function fromOpenAIError(error: unknown, api: {baseURL?: string; timeoutM
     // fetch's own error says only "fetch failed"; the socket error under it says why.
     const cause = error.cause as (Error & {cause?: Error}) | undefined
     const why = cause?.cause?.message ?? cause?.message ?? error.message
-    return {error: new TransientError(`cannot reach the model API${api.baseURL ? ` at ${api.baseURL}` : ''}: ${why}`, {cause: error}), outcome: 'error'}
+    return {error: new TransientError(`cannot reach the model API${at}: ${why}`, {cause: error}), outcome: 'error'}
   }
 
   if (error instanceof OpenAI.AuthenticationError || error instanceof OpenAI.PermissionDeniedError) {
@@ -49,5 +58,13 @@ export function fromOpenAIError(error: unknown, api: {baseURL?: string; timeoutM
     }
   }
 
+  // No such endpoint or model: every call would get the same.
+  if (error.status === 404 || error.status === 405)
+    return {
+      error: new ProviderUnusableError(`the model API${at} has no such endpoint or model (HTTP ${error.status}): check OPENAI_MODEL and OPENAI_BASE_URL`, {
+        cause: error,
+      }),
+      outcome: 'error',
+    }
   return {error: new PermanentError(`the model API refused the request: ${error.message}`, {cause: error}), outcome: 'error'}
 }

@@ -6,6 +6,8 @@ import type {Criteria} from '../pipeline/criteria.js'
 import {serverDelayMs, sleep} from '../runtime/backoff.js'
 import {DEFAULT_CONFIG} from '../runtime/config.js'
 import {PermanentError, SnoozeError} from '../runtime/errors.js'
+import {UsageError} from '../shared/errors.js'
+import {cleanText} from '../shared/text.js'
 import {Deadline} from './deadline.js'
 import {fromOpenAIError} from './openai-errors.js'
 import {
@@ -18,7 +20,7 @@ import {
   type SiteChecks,
 } from '../pipeline/provider.js'
 import {costUsd, priceOf} from './prices.js'
-import {DEFAULT_OPENAI_MODEL as DEFAULT_MODEL} from './models.js'
+import {checkModelName, DEFAULT_OPENAI_MODEL as DEFAULT_MODEL} from './models.js'
 import {endpointName, quotaKey} from './quota.js'
 import {ContactsOutput, DiscoveryOutput, ResearchOutput} from './schemas.js'
 import {webChecks} from './checks.js'
@@ -84,8 +86,8 @@ export function openAIOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Open
   if (!apiKey) throw new PermanentError('OPENAI_API_KEY is not set: set it, or use the simulated provider')
   return {
     apiKey,
-    baseURL: env.OPENAI_BASE_URL || undefined,
-    model: env.OPENAI_MODEL || DEFAULT_MODEL,
+    baseURL: baseUrlFrom(env.OPENAI_BASE_URL),
+    model: env.OPENAI_MODEL ? checkModelName(env.OPENAI_MODEL, 'OPENAI_MODEL') : DEFAULT_MODEL,
     timeoutMs: Number(env.RVX_LLM_TIMEOUT_MS) || 120_000,
     // On OpenAI's own endpoint with no backend configured, its hosted web search.
     search: searchBackendFromEnv(env) ?? (env.OPENAI_BASE_URL ? null : 'hosted'),
@@ -94,11 +96,36 @@ export function openAIOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Open
   }
 }
 
+/**
+ * OPENAI_BASE_URL, refused up front unless it is an http(s) URL (a file: or
+ * ftp: URL, or no URL at all, would fail every call later). The value is not
+ * repeated: it may hold a key.
+ */
+function baseUrlFrom(value: string | undefined): string | undefined {
+  if (!value) return undefined
+  let url: URL
+  try {
+    url = new URL(value)
+  } catch {
+    throw new UsageError('is not a URL: give the http(s) address of an OpenAI-compatible API, e.g. https://api.openai.com/v1', {field: 'OPENAI_BASE_URL'})
+  }
+
+  if (url.protocol !== 'https:' && url.protocol !== 'http:')
+    throw new UsageError(`is a ${url.protocol} URL: give the http(s) address of an OpenAI-compatible API, e.g. https://api.openai.com/v1`, {
+      field: 'OPENAI_BASE_URL',
+    })
+  return value
+}
+
 /** What a call is assumed to cost at most in output tokens (rvx's answers are a few hundred). */
 const MAX_OUTPUT_TOKENS = 1500
 /** A 429 met mid-conversation waits in place, keeping the paid turns, this many times, each at most this long. */
 const IN_PLACE_RATE_LIMITS = 5
 const IN_PLACE_WAIT_MS = 20_000
+/** Requests refused in a row (HTTP 4xx other than 429), none answered between: the endpoint refuses everything. */
+const REFUSALS_BEFORE_UNUSABLE = 3
+/** What an llm_calls token column holds: a count beyond it is not a count. */
+const MAX_TOKENS = 2_147_483_647
 
 const SYSTEM = `You research residential property-management (PM) companies for a B2B sales team.
 Use the tools: search_web to find companies, fetch_page to read their sites, detect_pms to learn their property-management software from tenant/owner portal links (strongest evidence).
@@ -128,6 +155,8 @@ export class OpenAIProvider implements ResearchProvider {
   private readonly client: OpenAI
   private readonly search: SearchBackend | null
   private readonly limits: AgentLimits
+  /** Requests refused in a row since the last answer. */
+  private refusals = 0
 
   constructor(private readonly options: OpenAIProviderOptions) {
     this.limits = {...DEFAULT_AGENT_LIMITS, ...options.limits}
@@ -351,7 +380,8 @@ Return {"contacts": [{"full_name", "title", "tier": 1-4, "email", "phone", "link
         const page = await fetchPage(String(args.url), {signal, budget, allowPrivate: this.options.allowPrivateFetch})
         seen.add(String(args.url))
         seen.add(page.url)
-        return untrusted('page', `${page.url} (HTTP ${page.status})`, page.text.slice(0, 12_000))
+        // Control characters and terminal escapes out before the model reads it (it may quote them back).
+        return untrusted('page', `${page.url} (HTTP ${page.status})`, cleanText(page.text, 12_000, {lineBreaks: true}))
       }
 
       if (name === 'detect_pms') {
@@ -431,6 +461,15 @@ Return {"contacts": [{"full_name", "title", "tier": 1-4, "email", "phone", "link
           message: (caught as {message?: unknown}).message === undefined ? undefined : String((caught as {message?: unknown}).message),
           costUsd: 0,
         })
+        const status = (caught as {status?: number}).status ?? 0
+        if (error instanceof PermanentError && !(error instanceof ProviderUnusableError) && status >= 400 && status < 500) {
+          if (++this.refusals >= REFUSALS_BEFORE_UNUSABLE)
+            throw new ProviderUnusableError(
+              `the model API refused ${this.refusals} requests in a row and answered none (HTTP ${status}: ${error.message}): check OPENAI_MODEL${this.options.baseURL ? ' and OPENAI_BASE_URL' : ''}`,
+              {cause: error},
+            )
+        }
+
         if (error instanceof SnoozeError && limited <= IN_PLACE_RATE_LIMITS) {
           const waitMs = serverDelayMs(error.retryAfterMs, limited, DEFAULT_CONFIG.snooze)
           if (waitMs <= IN_PLACE_WAIT_MS) {
@@ -446,31 +485,54 @@ Return {"contacts": [{"full_name", "title", "tier": 1-4, "email", "phone", "link
         ctx.signal.removeEventListener('abort', stop)
       }
 
-      const u = data.usage
-      const cached = u?.prompt_tokens_details?.cached_tokens ?? 0
-      const billed = costUsd(model, u?.prompt_tokens ?? 0, cached, u?.completion_tokens ?? 0)
+      // The provider's numbers are untrusted too: a count that is not a whole number from 0 to what the column holds is
+      // replaced by rvx's estimate (the prompt's size, the answer's), marked as estimated, so cost is never negative and
+      // a budget holds whatever the provider reports.
+      const completion = isCompletion(data) ? data : null
+      const u = (completion?.usage ?? {}) as Partial<OpenAI.CompletionUsage>
+      const reportedIn = tokenCount(u.prompt_tokens)
+      const reportedOut = tokenCount(u.completion_tokens)
+      const estimated = reportedIn === null || reportedOut === null
+      const input = reportedIn ?? inputTokens
+      const output = reportedOut ?? Math.min(MAX_OUTPUT_TOKENS, Math.ceil(JSON.stringify(completion?.choices ?? data ?? '').length / 4))
+      const cached = Math.min(tokenCount(u.prompt_tokens_details?.cached_tokens) ?? 0, input)
+      const billed = costUsd(model, input, cached, output)
       // Paid: recorded before anything else can fail (settling writes to the database).
       ctx.record({
         ...base,
-        inputTokens: u?.prompt_tokens ?? 0,
-        outputTokens: u?.completion_tokens ?? 0,
+        inputTokens: input,
+        outputTokens: output,
         cachedTokens: cached,
         latencyMs: Date.now() - started,
         costUsd: billed,
-        outcome: data.choices[0]?.finish_reason === 'length' ? 'malformed' : 'ok',
+        outcome: completion?.choices[0]?.finish_reason === 'length' || !completion ? 'malformed' : 'ok',
+        ...(estimated ? {estimated} : {}),
       })
-      await admission.settle({
-        status: response.status,
-        inputTokens: u?.prompt_tokens,
-        outputTokens: u?.completion_tokens,
-        headers: response.headers,
-        costUsd: billed,
-      })
+      await admission.settle({status: response.status, inputTokens: input, outputTokens: output, headers: response.headers, costUsd: billed})
+      // An HTML page from a proxy, or JSON that is no chat completion: the endpoint is not an OpenAI-compatible API.
+      if (!completion) {
+        const type = response.headers.get('content-type')?.split(';')[0] || 'no content type'
+        throw new ProviderUnusableError(
+          `the model API${this.options.baseURL ? ` at ${endpointName(this.options.baseURL)}` : ''} answered HTTP ${response.status} with ${type} that is not a chat completion: check OPENAI_BASE_URL`,
+        )
+      }
+
+      this.refusals = 0
       // Stopped while the answer came: recorded, now stop.
       ctx.signal.throwIfAborted()
       return {data}
     }
   }
+}
+
+/** A chat completion as rvx reads one: an object with a list of choices (a proxy's HTML page arrives as a string). */
+function isCompletion(data: unknown): data is OpenAI.Chat.ChatCompletion {
+  return typeof data === 'object' && data !== null && Array.isArray((data as {choices?: unknown}).choices)
+}
+
+/** A token count as reported, or null when it is not a whole number from 0 to MAX_TOKENS. */
+function tokenCount(value: unknown): number | null {
+  return typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= MAX_TOKENS ? value : null
 }
 
 function parseAnswer<T extends z.ZodTypeAny>(content: string, schema: T): {ok: true; value: z.infer<T>} | {ok: false; problem: string} {

@@ -1,5 +1,4 @@
-import fs from 'node:fs'
-
+import {readFileBounded, ReadLimitError} from '../shared/bounded-read.js'
 import {UsageError} from '../shared/errors.js'
 
 /** US dollars per million tokens: input, cached input, output. */
@@ -21,6 +20,9 @@ const BUILT_IN: Record<string, Price> = {
   'sim-1': {input: 0.4, cached: 0.1, output: 1.6},
 }
 
+/** A price table is a few KB. */
+const MAX_PRICES_BYTES = 1024 * 1024
+
 let loaded: {path: string | undefined; table: Record<string, Price>} | undefined
 
 /** The price table in force: built-in, plus RVX_PRICES. A file that cannot be read or is malformed is a usage error. */
@@ -31,8 +33,10 @@ export function prices(env: NodeJS.ProcessEnv = process.env): Record<string, Pri
   if (path) {
     let raw: unknown
     try {
-      raw = JSON.parse(fs.readFileSync(path, 'utf8'))
+      raw = JSON.parse(readFileBounded(path, {maxBytes: MAX_PRICES_BYTES, timeoutMs: 10_000}).toString('utf8'))
     } catch (error) {
+      if (error instanceof ReadLimitError)
+        throw new UsageError(`${path} ${error.message}: give a small JSON file of model -> {"input", "cached", "output"}`, {field: 'RVX_PRICES'})
       throw new UsageError(
         `cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}): give a JSON file of model -> {"input", "cached", "output"} USD per million tokens`,
         {field: 'RVX_PRICES'},

@@ -1,27 +1,43 @@
-import fs from 'node:fs/promises'
-
+import {readFileBounded, ReadLimitError, readStreamBounded} from '../shared/bounded-read.js'
 import {directoryProblem} from '../shared/directories.js'
 import {UsageError} from '../shared/errors.js'
 
-/** --criteria takes JSON text, @file.json, or - for stdin. */
+/** Criteria are a few KB; with 10,000 exclude_domains a few MB. */
+const MAX_CRITERIA_BYTES = 8 * 1024 * 1024
+/** A named file that is a pipe or FIFO must have been written within this. */
+const READ_TIMEOUT_MS = 10_000
+
+/** --criteria takes JSON text, @file.json, or - for stdin; each read with a byte limit, and a leading byte-order mark dropped. */
 export async function readCriteriaText(value: string, stdin: NodeJS.ReadStream = process.stdin): Promise<string> {
   if (value === '-') {
-    const chunks: Buffer[] = []
-    for await (const chunk of stdin) chunks.push(Buffer.from(chunk))
-    return Buffer.concat(chunks).toString('utf8')
-  }
-
-  if (value.startsWith('@')) {
+    if (stdin.isTTY)
+      throw new UsageError('- reads the criteria from standard input, which is a terminal: pipe them in, or give @file.json', {field: 'criteria'})
     try {
-      return await fs.readFile(value.slice(1), 'utf8')
+      return withoutBom((await readStreamBounded(stdin, MAX_CRITERIA_BYTES)).toString('utf8'))
     } catch (error) {
-      throw new UsageError(
-        `cannot read criteria file ${value.slice(1)} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}): check the path after @`,
-      )
+      if (error instanceof ReadLimitError) throw new UsageError(`from standard input ${error.message}: give a JSON object of criteria`, {field: 'criteria'})
+      throw error
     }
   }
 
-  return value
+  if (value.startsWith('@')) return withoutBom(readNamedFile(value.slice(1), MAX_CRITERIA_BYTES, 'criteria', 'criteria file').toString('utf8'))
+  return withoutBom(value)
+}
+
+/** Editors on Windows start UTF-8 files with U+FEFF; it is not part of the JSON. */
+function withoutBom(text: string): string {
+  return text.replace(/^\uFEFF/, '')
+}
+
+/** A file named after @, read within its limits, or a usage error naming the flag, the file and what to do. */
+function readNamedFile(file: string, maxBytes: number, field: string, what?: string): Buffer {
+  const named = what ? `${what} ${file}` : file
+  try {
+    return readFileBounded(file, {maxBytes, timeoutMs: READ_TIMEOUT_MS})
+  } catch (error) {
+    if (error instanceof ReadLimitError) throw new UsageError(`${file} ${error.message}: give a smaller regular file`, {field})
+    throw new UsageError(`cannot read ${named} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}): check the path after @`, {field})
+  }
 }
 
 /**
@@ -40,33 +56,38 @@ export async function checkOutputDir(dir: string | undefined): Promise<void> {
 const MAX_EXCLUDE_BYTES = 64 * 1024 * 1024
 const DOMAIN_COLUMNS = ['domain', 'website', 'url']
 
+/** What --exclude gave: the domains kept, and the entries that are not domains with why (the first few are shown). */
+export interface ExcludeList {
+  domains: string[]
+  skipped: Array<{entry: string; problem: string}>
+}
+
 /**
  * --exclude: @file.csv (a CRM export with a column named domain, website or
  * url; the first of those found is used) or a comma-separated list of domains.
- * Returns the normalized, unique domains; unreadable or column-less files are
- * a usage error that names the file and what it needs.
+ * Returns the normalized, unique domains (a Unicode or fullwidth domain is
+ * kept, as its xn-- key) and the entries that are not domains; unreadable or
+ * column-less files are a usage error that names the file and what it needs.
  */
-export async function readExcludeDomains(value: string): Promise<string[]> {
+export async function readExcludeDomains(value: string): Promise<ExcludeList> {
   const {parse} = await import('csv-parse/sync')
-  const {normalizeDomain} = await import('../pipeline/domains.js')
-  const keep = (values: Array<string | undefined>) => [
-    ...new Set(values.map((v) => normalizeDomain(v ?? '')).filter((d) => /^[a-z0-9-]+(\.[a-z0-9-]+)+$/.test(d))),
-  ]
+  const {parseDomain} = await import('../pipeline/domains.js')
+  const keep = (values: Array<string | undefined>): ExcludeList => {
+    const domains = new Set<string>()
+    const skipped: ExcludeList['skipped'] = []
+    for (const entry of values.map((v) => (v ?? '').trim()).filter(Boolean)) {
+      const parsed = parseDomain(entry)
+      if ('domain' in parsed) domains.add(parsed.domain)
+      else skipped.push({entry: entry.length > 60 ? `${entry.slice(0, 60)}...` : entry, problem: parsed.problem})
+    }
+
+    return {domains: [...domains], skipped}
+  }
+
   if (!value.startsWith('@')) return keep(value.split(','))
 
   const file = value.slice(1)
-  let text: string
-  try {
-    const stat = await fs.stat(file)
-    if (stat.size > MAX_EXCLUDE_BYTES)
-      throw new UsageError(`${file} is ${Math.round(stat.size / 1e6)} MB: give a CSV of at most 64 MB (only its domain column is needed)`, {field: 'exclude'})
-    text = await fs.readFile(file, 'utf8')
-  } catch (error) {
-    if (error instanceof UsageError) throw error
-    throw new UsageError(`cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}): check the path after @`, {
-      field: 'exclude',
-    })
-  }
+  const text = readNamedFile(file, MAX_EXCLUDE_BYTES, 'exclude').toString('utf8')
 
   let rows: string[][]
   try {

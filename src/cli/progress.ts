@@ -18,7 +18,8 @@ export function describeSpend(p: Pick<RunProgress, 'usage' | 'maxUsd'> & {compan
 
 /** The model calls behind it: calls that did work, tokens, 429s, time spent waiting for the quota, cache hits. */
 export function describeCalls(u: RunUsage): string {
-  return `${u.calls} calls, ${u.inputTokens} in / ${u.outputTokens} out tokens, ${u.rateLimited} rate-limited (429), ${u.quotaWaitS}s waiting for the quota, ${u.cacheHits} from the cache`
+  const estimated = u.estimated > 0 ? ` (${u.estimated} calls' usage estimated: the provider's counts were not counts)` : ''
+  return `${u.calls} calls, ${u.inputTokens} in / ${u.outputTokens} out tokens${estimated}, ${u.rateLimited} rate-limited (429), ${u.quotaWaitS}s waiting for the quota, ${u.cacheHits} from the cache`
 }
 
 /** What suppression kept out of a run. */

@@ -6,7 +6,7 @@ import {createProvider, PROVIDERS} from '../agents/index.js'
 import {chooseProvider} from '../cli/provider-choice.js'
 import {simulationOptions} from '../agents/simulation-options.js'
 import {parseDuration} from '../shared/duration.js'
-import {checkOutputDir, readCriteriaText, readExcludeDomains} from '../cli/inputs.js'
+import {checkOutputDir, type ExcludeList, readCriteriaText, readExcludeDomains} from '../cli/inputs.js'
 import {ranged, usdFlag} from '../cli/flags.js'
 import {requirePrices} from '../agents/prices.js'
 import {parseCriteria, validateSize} from '../pipeline/criteria.js'
@@ -15,11 +15,22 @@ import {createRun} from '../pipeline/runs.js'
 import {STAGES} from '../pipeline/stages/index.js'
 import {ACCEPTABLE_UNKNOWN, parseAcceptUnknown} from '../pipeline/verification.js'
 import {parseAddress, requireMailer} from '../monitor/mail.js'
+import {printable} from '../cli/output.js'
+import {codePoint, UNSAFE_CHARACTERS} from '../shared/text.js'
+import {UsageError} from '../shared/errors.js'
 
 export interface OrchestrateResult extends Partial<DriveReport> {
   runId: number
   status: string
   detached: boolean
+}
+
+/** --notify-email as one line: a line break would start a mail header (and is not repeated onto the terminal). */
+function oneAddress(value: string): string {
+  const bad = [...value.trim().matchAll(UNSAFE_CHARACTERS)][0]
+  if (bad)
+    throw new UsageError(`contains ${codePoint(bad[0])} (a line break or control character): give one address, e.g. ops@example.com`, {field: 'notify_email'})
+  return value
 }
 
 export default class Orchestrate extends RunDriverCommand<typeof Orchestrate> {
@@ -73,6 +84,25 @@ export default class Orchestrate extends RunDriverCommand<typeof Orchestrate> {
     'notify-email': Flags.string({summary: 'Mail this address the two CSVs when the run completes, or the options when it needs a decision (needs SMTP_URL).'}),
   }
 
+  /** --exclude's domains, having said how many were kept and what was skipped; refused when it names no domain at all. */
+  private excluding({domains, skipped}: ExcludeList): string[] {
+    const first = skipped[0] && `${printable(JSON.stringify(skipped[0].entry))} ${skipped[0].problem}`
+    if (domains.length === 0)
+      throw new UsageError(
+        skipped.length > 0
+          ? `has no domain in it (${first}): give domains like acme-pm.com, or @crm.csv`
+          : 'is empty: give domains like acme-pm.com, or @crm.csv',
+        {field: 'exclude'},
+      )
+    const skippedNote =
+      skipped.length > 0 ? `; skipped ${skipped.length} ${skipped.length === 1 ? 'entry that is' : 'entries that are'} not domains (${first})` : ''
+    const said = `--exclude: keeping out ${domains.length} ${domains.length === 1 ? 'domain' : 'domains'}${skippedNote}`
+    // Entries skipped are said even under --json: a list that silently keeps less than was given is a surprise later.
+    if (skipped.length > 0) this.notice(said)
+    else this.info(said)
+    return domains
+  }
+
   async run(): Promise<OrchestrateResult> {
     const {flags} = this
     const criteria = parseCriteria(await readCriteriaText(flags.criteria))
@@ -84,11 +114,11 @@ export default class Orchestrate extends RunDriverCommand<typeof Orchestrate> {
     // Refuses an unusable provider, and a budget for a model without a price, before anything is written.
     const {models} = await createProvider(provider, simulation)
     if (flags['max-usd'] !== undefined) requirePrices(models)
-    const notifyEmail = flags['notify-email'] ? parseAddress(flags['notify-email'], 'notify_email') : undefined
+    const notifyEmail = flags['notify-email'] ? parseAddress(oneAddress(flags['notify-email']), 'notify_email') : undefined
     const acceptUnknown = flags['accept-unknown'] === undefined ? undefined : parseAcceptUnknown(flags['accept-unknown'])
     if (notifyEmail) requireMailer('notify_email').close()
     const cacheTtlMs = parseDuration(flags['cache-ttl'], 'cache-ttl', {min: 60_000, max: 365 * 24 * 3600_000})
-    const excludeDomains = flags.exclude === undefined ? undefined : await readExcludeDomains(flags.exclude)
+    const excludeDomains = flags.exclude === undefined ? undefined : this.excluding(await readExcludeDomains(flags.exclude))
     if (!flags.detach) await checkOutputDir(flags['output-dir'])
 
     // In-process workers need a session of their own: refused (before a run is created) on a transaction-mode pooler.

@@ -183,6 +183,8 @@ export interface LlmCallsTable {
   outcome: string
   /** Time the call waited for its share of the provider's quota. */
   waited_ms: Generated<number>
+  /** The provider's token counts were not usable: the tokens (and the cost) are rvx's estimates. */
+  usage_estimated: Generated<boolean>
   created_at: Timestamp
   /** Given by the worker before the call was recorded: the record is written again from its journal, never twice. */
   call_id: string | null

@@ -95,7 +95,7 @@ export async function cacheStats(db: Executor): Promise<CacheStats[]> {
   const {rows} = await sql<{kind: CacheKind; entries: number; fresh: number; hits: number; saved: string; oldest: Date | null; newest: Date | null}>`
     select k.kind, count(c.key)::int as entries,
            count(c.key) filter (where c.created_at > now() - ${DEFAULT_CACHE_TTL_MS}::float8 * interval '1 millisecond')::int as fresh,
-           coalesce(sum(c.hits), 0)::int as hits, coalesce(sum(c.hits * c.cost_usd), 0)::text as saved,
+           coalesce(sum(c.hits), 0)::float8 as hits, coalesce(sum(c.hits * c.cost_usd), 0)::text as saved,
            min(c.created_at) as oldest, max(c.created_at) as newest
     from (values ('research'), ('contacts')) as k(kind) left join research_cache c on c.kind = k.kind
     group by k.kind order by k.kind desc`.execute(db)

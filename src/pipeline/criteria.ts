@@ -2,6 +2,7 @@ import {z} from 'zod'
 
 import {UsageError} from '../shared/errors.js'
 import {codePoint, UNSAFE_CHARACTERS} from '../shared/text.js'
+import {parseDomain} from './domains.js'
 
 export const PMS_VENDORS = [
   'Buildium',
@@ -29,10 +30,29 @@ function text(max: number, options: {lineBreaks?: boolean} = {}) {
     .superRefine((value, ctx) => {
       const bad = [...value.matchAll(UNSAFE_CHARACTERS)].find((m) => !(options.lineBreaks && LINE_BREAKS.has(m[0])))
       if (bad) {
-        ctx.addIssue({code: 'custom', message: `contains ${codePoint(bad[0])}, a control or direction character, at position ${bad.index + 1}: remove it`})
+        ctx.addIssue({
+          code: 'custom',
+          message: `contains ${codePoint(bad[0])}, a control, direction or invisible character, at position ${bad.index + 1}: remove it`,
+        })
+        return
       }
+
+      const mixed = mixedScriptWord(value)
+      if (mixed)
+        ctx.addIssue({code: 'custom', message: `has "${mixed}", a word mixing Latin letters with Cyrillic or Greek look-alikes: type it in one script`})
     })
 }
+
+/** A word that mixes Latin letters with Cyrillic or Greek ones (Вuildium with a Cyrillic В): a look-alike, never a real name. */
+function mixedScriptWord(value: string): string | undefined {
+  return value.match(/\p{L}+/gu)?.find((word) => /\p{Script=Latin}/u.test(word) && /[\p{Script=Cyrillic}\p{Script=Greek}]/u.test(word))
+}
+
+/** An entry of exclude_domains: a domain by the one parser (stored as its key). */
+const domainText = text(2048).superRefine((value, ctx) => {
+  const parsed = parseDomain(value)
+  if ('problem' in parsed) ctx.addIssue({code: 'custom', message: `"${value.slice(0, 60)}" ${parsed.problem}: give domains like acme-pm.com`})
+})
 
 /** What a run asks for. Unknown keys are errors: a typo must not silently widen a paid search. */
 export const CriteriaSchema = z
@@ -48,7 +68,7 @@ export const CriteriaSchema = z
     units_min: z.number().int().min(0).max(1_000_000).optional(),
     units_max: z.number().int().min(0).max(1_000_000).optional(),
     natural_request: text(2000, {lineBreaks: true}).optional(),
-    exclude_domains: z.array(text(253)).max(10_000).optional(),
+    exclude_domains: z.array(domainText).max(10_000).optional(),
   })
   .refine((c) => c.units_min === undefined || c.units_max === undefined || c.units_min <= c.units_max, {
     message: 'units_min must not exceed units_max',

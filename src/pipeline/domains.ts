@@ -1,18 +1,58 @@
+import {domainToASCII} from 'node:url'
+
+import {parse as parsePublicSuffix} from 'tldts'
+
 /**
  * Domains as keys and as evidence, apart from the criteria schema so that code
  * which only needs these (discovery, the site checks) does not load zod.
  */
 
-/** Lower-case host without www., scheme, path or port: the key that dedupes companies. */
-export function normalizeDomain(input: string): string {
-  let s = input.trim().toLowerCase()
-  s = s.replace(/^[a-z][a-z0-9+.-]*:\/\//, '')
-  s = s.split(/[/?#]/)[0]
-  s = s
-    .replace(/:\d+$/, '')
-    .replace(/^www\./, '')
+/** A domain name's limits (RFC 1035): 253 characters, labels of 1-63. */
+const MAX_DOMAIN = 253
+const LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/
+
+/**
+ * The one parser of domains: a host as people, pages and models write it
+ * (bare, or in a URL with scheme, www., port, path) to its key, or why it is
+ * not a domain. UTS-46 (IDNA) mapping makes the Unicode, fullwidth and xn--
+ * forms one key (bücher.example, ｂücher.example and xn--bcher-kva.example are
+ * all xn--bcher-kva.example); userinfo, spaces, characters no host has,
+ * invalid labels, IP addresses and a single label are refused.
+ */
+export function parseDomain(input: string): {domain: string} | {problem: string} {
+  let s = input.trim()
+  if (s.length > 2048) return {problem: `is ${s.length} characters long (a domain has at most ${MAX_DOMAIN})`}
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(s)
+  if (scheme && !/^https?$/i.test(scheme[1])) return {problem: `is a URL with scheme ${scheme[1]}: (only http and https sites are researched)`}
+  s = s.slice(scheme ? scheme[0].length : 0).split(/[/?#]/)[0]
+  if (s.includes('@')) return {problem: 'has a user name in it (user@host): give the host alone'}
+  if (/\s/.test(s) || s === '') return {problem: s === '' ? 'is empty' : 'has spaces in it'}
+  s = s.replace(/:\d{1,5}$/, '')
+  const ascii = domainToASCII(s)
     .replace(/\.$/, '')
-  return s
+    .replace(/^www\./, '')
+  if (!ascii) return {problem: 'is not a domain name (characters or labels no domain has)'}
+  if (ascii.length > MAX_DOMAIN) return {problem: `is longer than ${MAX_DOMAIN} characters`}
+  const labels = ascii.split('.')
+  if (labels.length < 2) return {problem: 'has a single label (a domain looks like acme-pm.com)'}
+  if (!labels.every((l) => LABEL.test(l))) return {problem: 'has a label that is empty, too long, or has characters other than letters, digits and hyphens'}
+  if (/^[0-9]+$/.test(labels.at(-1)!)) return {problem: 'is an IP address, not a domain'}
+  return {domain: ascii}
+}
+
+/** The key of a domain, or '' when it is not one (callers skip those). */
+export function normalizeDomain(input: string): string {
+  const parsed = parseDomain(input)
+  return 'domain' in parsed ? parsed.domain : ''
+}
+
+/**
+ * The part of a domain its owner registered, by the public-suffix list
+ * (shop.acme.co.uk -> acme.co.uk); null when there is none (a bare suffix).
+ */
+export function registrableDomain(input: string): string | null {
+  const domain = normalizeDomain(input)
+  return domain ? parsePublicSuffix(domain, {allowPrivateDomains: false}).domain : null
 }
 
 /** Directories, listings and social networks: a page there is about a company, never the company's own site. */

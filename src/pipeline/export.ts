@@ -6,6 +6,7 @@ import type {Kysely} from 'kysely'
 import {databaseId} from '../db/meta.js'
 import type {Database} from '../db/schema.js'
 import {makeDirectory} from '../shared/directories.js'
+import {withoutEscapes} from '../shared/text.js'
 import {getRun} from './runs.js'
 import {type FinalVerdict, VERDICT_KEYS} from './verification.js'
 
@@ -133,8 +134,8 @@ export async function renderRun(db: Kysely<Database>, runId: number, format: 'cs
     format === 'json'
       ? {companies: JSON.stringify(companyRows, null, 2) + '\n', contacts: JSON.stringify(contactRows, null, 2) + '\n'}
       : {
-          companies: stringify(companyRows, {header: true, columns: [...COMPANY_COLUMNS], cast: {string: neutralizeFormula, boolean: (b) => String(b)}}),
-          contacts: stringify(contactRows, {header: true, columns: [...CONTACT_COLUMNS], cast: {string: neutralizeFormula, boolean: (b) => String(b)}}),
+          companies: stringify(companyRows, {header: true, columns: [...COMPANY_COLUMNS], cast: {string: csvCell, boolean: (b) => String(b)}}),
+          contacts: stringify(contactRows, {header: true, columns: [...CONTACT_COLUMNS], cast: {string: csvCell, boolean: (b) => String(b)}}),
         }
   return {runId, status: run.status, companies: companyRows.length, contacts: contactRows.length, files}
 }
@@ -179,6 +180,11 @@ async function writeAtomic(file: string, content: string): Promise<void> {
   const tmp = `${file}.${process.pid}.tmp`
   await fs.writeFile(tmp, content)
   await fs.rename(tmp, file)
+}
+
+/** A CSV cell: no terminal escapes or direction overrides (`cat companies.csv` must not clear the screen), no formula. */
+function csvCell(value: string): string {
+  return neutralizeFormula(withoutEscapes(value))
 }
 
 /**

@@ -109,6 +109,8 @@ export interface LlmUsage {
   outcome: 'ok' | 'error' | 'rate_limited' | 'malformed'
   /** Time it waited for its share of the quota. */
   waitedMs?: number
+  /** The provider's token counts were missing or not counts: these are rvx's estimates from the request and the answer. */
+  estimated?: boolean
 }
 
 /** What a provider is about to ask of a model, so the pipeline can pace it fleet-wide and hold its cost against the run's budget. */

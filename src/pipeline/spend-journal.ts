@@ -153,17 +153,19 @@ async function restore(db: Executor, entries: Entry[]): Promise<number> {
       waited_ms: Math.round(e.waitedMs ?? 0),
       cost_usd: e.costUsd,
       outcome: e.outcome,
+      usage_estimated: e.estimated ?? false,
       at: new Date(e.at).toISOString(),
     }))
     const {rows} = await sql<{n: number}>`
       with input as (
         select * from jsonb_to_recordset(${JSON.stringify(batch)}::jsonb) as x(
           call_id uuid, run_id bigint, task_id bigint, provider text, model text, input_tokens int, output_tokens int,
-          cached_tokens int, latency_ms int, waited_ms int, cost_usd numeric, outcome text, at timestamptz)
+          cached_tokens int, latency_ms int, waited_ms int, cost_usd numeric, outcome text, usage_estimated boolean, at timestamptz)
       ), added as (
-        insert into llm_calls (call_id, run_id, task_id, provider, model, input_tokens, output_tokens, cached_tokens, latency_ms, waited_ms, cost_usd, outcome, created_at)
+        insert into llm_calls (call_id, run_id, task_id, provider, model, input_tokens, output_tokens, cached_tokens, latency_ms, waited_ms, cost_usd, outcome,
+                               usage_estimated, created_at)
         select i.call_id, (select r.id from runs r where r.id = i.run_id), i.task_id, i.provider, i.model, i.input_tokens, i.output_tokens,
-               i.cached_tokens, i.latency_ms, i.waited_ms, i.cost_usd, i.outcome, i.at
+               i.cached_tokens, i.latency_ms, i.waited_ms, i.cost_usd, i.outcome, i.usage_estimated, i.at
         from input i
         where not exists (select 1 from llm_calls l where l.call_id = i.call_id)
         on conflict (call_id) do nothing

@@ -22,6 +22,7 @@ export async function saveUsage(ex: Executor, usage: UsageRow[]): Promise<void> 
     cost_usd: u.costUsd,
     outcome: u.outcome,
     call_id: u.callId ?? null,
+    usage_estimated: u.estimated ?? false,
   }))
   // A call the journal already wrote back (after a failover) is not counted twice.
   await ex
@@ -37,6 +38,8 @@ export interface RunUsage {
   calls: number
   /** Calls the provider refused with a rate limit (429). */
   rateLimited: number
+  /** Calls whose token counts the provider did not give as counts: their tokens and cost are rvx's estimates. */
+  estimated: number
   inputTokens: number
   outputTokens: number
   costUsd: number
@@ -51,12 +54,23 @@ export async function runUsage(ex: Executor, runId: number): Promise<RunUsage> {
   return (await usageByRun(ex, [runId])).get(runId)!
 }
 
-/** What each run's model calls used and cost (runs without calls: zeros). */
+/** What each run's model calls used and cost (runs without calls: zeros). Token sums as float8: they pass 2^31 on a big run, and stay exact as JS numbers up to 2^53. */
 export async function usageByRun(ex: Executor, runIds: number[]): Promise<Map<number, RunUsage>> {
-  const {rows} = await sql<{run_id: number; calls: number; limited: number; input: number; output: number; cost: string; waited: number; hits: number}>`
+  const {rows} = await sql<{
+    run_id: number
+    calls: number
+    limited: number
+    estimated: number
+    input: number
+    output: number
+    cost: string
+    waited: number
+    hits: number
+  }>`
     select r.id::int as run_id,
            count(l.id) filter (where l.outcome <> 'rate_limited')::int as calls, count(l.id) filter (where l.outcome = 'rate_limited')::int as limited,
-           coalesce(sum(l.input_tokens), 0)::int as input, coalesce(sum(l.output_tokens), 0)::int as output,
+           count(l.id) filter (where l.usage_estimated)::int as estimated,
+           coalesce(sum(l.input_tokens), 0)::float8 as input, coalesce(sum(l.output_tokens), 0)::float8 as output,
            coalesce(sum(l.cost_usd), 0)::text as cost, coalesce(sum(l.waited_ms), 0)::float8 / 1000 as waited,
            ((select count(*) from companies c where c.run_id = r.id and c.from_cache)
              + (select count(distinct k.company_id) from contacts k where k.run_id = r.id and k.from_cache))::int as hits
@@ -68,6 +82,7 @@ export async function usageByRun(ex: Executor, runIds: number[]): Promise<Map<nu
       {
         calls: u.calls,
         rateLimited: u.limited,
+        estimated: u.estimated,
         inputTokens: u.input,
         outputTokens: u.output,
         costUsd: Number(u.cost),

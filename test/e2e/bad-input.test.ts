@@ -45,7 +45,11 @@ describe('e2e: bad input on the command line', function () {
 
   describe('10: criteria text that jsonb or a terminal cannot take', () => {
     for (const [what, criteria, pattern] of [
-      ['a NUL', '{"city":"Aus\\u0000tin"}', /^Error: criteria key "city": contains U\+0000, a control or direction character, at position 4: remove it$/],
+      [
+        'a NUL',
+        '{"city":"Aus\\u0000tin"}',
+        /^Error: criteria key "city": contains U\+0000, a control, direction or invisible character, at position 4: remove it$/,
+      ],
       ['a right-to-left override', '{"pms":"Build\\u202Eium"}', /^Error: criteria key "pms": contains U\+202E/],
       ['a lone surrogate', '{"exclude_domains":["a\\ud800.example"]}', /^Error: criteria key "exclude_domains.0": contains U\+D800/],
     ] as const) {

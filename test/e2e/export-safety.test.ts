@@ -23,6 +23,8 @@ describe('e2e: exports neutralize spreadsheet formulas from hostile names', func
   let smtp: SmtpCapture
   let out: string
   const NAMES = ['=HYPERLINK("http://evil.example/x","Click")', '+SUM(1,2)', '-2+3', '@cmd|calc', '\tTabbed PM']
+  // As stored: a name's control characters (the tab) are taken out where the model's answer enters the pipeline.
+  const STORED = NAMES.map((n) => n.trim())
 
   before(async () => {
     await fake.start()
@@ -72,10 +74,10 @@ describe('e2e: exports neutralize spreadsheet formulas from hostile names', func
 
     const csvText = fs.readFileSync(result.export.files.companies, 'utf8')
     const companies = parse(csvText, {columns: true}) as Array<Record<string, string>>
-    assert.deepEqual(companies.map((c) => c.company_name).sort(), NAMES.map((n) => `'${n}`).sort())
+    assert.deepEqual(companies.map((c) => c.company_name).sort(), STORED.map((n) => (/^[=+\-@]/.test(n) ? `'${n}` : n)).sort())
     assert.ok(
-      companies.every((c) => c.sources.startsWith("'=IMPORTXML")),
-      'sources neutralized too',
+      companies.every((c) => !/^[=+\-@]/.test(c.sources) && !c.sources.includes('IMPORTXML')),
+      'no source is a formula (a source that is not an http(s) URL is dropped where the answer enters the pipeline)',
     )
     const contacts = parse(fs.readFileSync(result.export.files.contacts, 'utf8'), {columns: true}) as Array<Record<string, string>>
     assert.ok(contacts.length > 0)
@@ -83,7 +85,7 @@ describe('e2e: exports neutralize spreadsheet formulas from hostile names', func
 
     const json = await rvx(['runs', 'export', String(result.runId), '--format', 'json', '--output-dir', out, '--json'], {env})
     const raw = JSON.parse(fs.readFileSync(JSON.parse(json.stdout).files.companies, 'utf8')) as Array<{company_name: string}>
-    assert.deepEqual(raw.map((c) => c.company_name).sort(), [...NAMES].sort(), 'JSON keeps the raw value')
+    assert.deepEqual(raw.map((c) => c.company_name).sort(), [...STORED].sort(), 'JSON keeps the stored value')
 
     const [mail] = await waitFor('the completion mail', async () => smtp.to('sales@example.com').length > 0 && smtp.to('sales@example.com'))
     const attached = mail.attachments.find((a) => a.filename?.endsWith('companies.csv'))!

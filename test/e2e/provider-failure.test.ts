@@ -6,7 +6,7 @@ import {sql} from 'kysely'
 
 import {useFreshDatabase} from '../helpers/db.js'
 import {answer, FakeOpenAI, type ScriptedReply} from '../helpers/fake-openai.js'
-import {hasStackTrace, rvx} from '../helpers/cli.js'
+import {hasStackTrace, lines, rvx} from '../helpers/cli.js'
 
 /**
  * A failure that no retry can fix (the key is refused, the account has no
@@ -63,6 +63,13 @@ describe('e2e: a provider that cannot be used fails the run at once, with the ca
       {body: {id: 'x', object: 'chat.completion', created: 0, model: 'm', choices: [], usage: {prompt_tokens: 1, completion_tokens: 0, total_tokens: 1}}},
       /returned no choices/,
     ],
+    [
+      'a proxy answering 200 text/html',
+      {headers: {'content-type': 'text/html; charset=utf-8'}, body: null, raw: '<html><body><h1>Sign in to the corporate proxy</h1></body></html>'},
+      /answered HTTP 200 with text\/html that is not a chat completion: check OPENAI_BASE_URL/,
+    ],
+    ['a body declared JSON that is not', {body: null, raw: '{"choices": [ this is not json'}, /answered with a body that is not JSON: check OPENAI_BASE_URL/],
+    ['404 (no such model or endpoint)', {status: 404, body: {error: {message: 'The model does not exist'}}}, /no such endpoint or model \(HTTP 404\)/],
   ]
 
   for (const [name, reply, cause] of failures) {
@@ -85,6 +92,59 @@ describe('e2e: a provider that cannot be used fails the run at once, with the ca
       assert.equal(rows[0].n, 1)
     })
   }
+
+  it('an endpoint answering 400 to everything: the run fails after three refusals in a row, naming them', async () => {
+    fake.reset()
+    fake.route = () => ({status: 400, body: {error: {message: 'Bad Request'}}})
+    const res = await rvx(['orchestrate', '--criteria', '{"state":"TX"}', '--quantity', '2', '--output-dir', out, '--json'], {env: env(), timeoutMs: 120_000})
+    assert.equal(res.code, 1, res.stderr)
+    const result = JSON.parse(res.stdout)
+    assert.equal(result.status, 'failed')
+    assert.match(result.progress.notes, /refused 3 requests in a row and answered none \(HTTP 400: .*Bad Request\): check OPENAI_MODEL and OPENAI_BASE_URL/)
+    assert.equal(fake.requests.length, 3)
+  })
+
+  for (const [value, shown] of [
+    ['file:///etc/passwd', /OPENAI_BASE_URL is a file: URL: give the http\(s\) address/],
+    ['ftp://models.example/v1', /OPENAI_BASE_URL is a ftp: URL: give the http\(s\) address/],
+    ['not a url', /OPENAI_BASE_URL is not a URL: give the http\(s\) address/],
+  ] as const) {
+    it(`OPENAI_BASE_URL=${value}: refused up front in one line, exit 2, no run created`, async () => {
+      const before = await t.db
+        .selectFrom('runs')
+        .select((eb) => eb.fn.countAll<string>().as('n'))
+        .executeTakeFirstOrThrow()
+      const res = await rvx(['orchestrate', '--criteria', '{"state":"TX"}', '--quantity', '2', '--output-dir', out], {
+        env: {...env(), OPENAI_BASE_URL: value},
+        timeoutMs: 30_000,
+      })
+      assert.equal(res.code, 2, res.stderr)
+      assert.equal(lines(res.stderr).length, 1, res.stderr)
+      assert.match(res.stderr, shown)
+      const after = await t.db
+        .selectFrom('runs')
+        .select((eb) => eb.fn.countAll<string>().as('n'))
+        .executeTakeFirstOrThrow()
+      assert.equal(after.n, before.n)
+    })
+  }
+
+  it('a worker whose OPENAI_BASE_URL is not a URL fails the run with that cause (not a task retried on and on)', async () => {
+    fake.reset()
+    fake.route = healthy
+    const created = await rvx(['orchestrate', '--criteria', '{"state":"TX"}', '--quantity', '2', '--detach', '--json'], {env: env()})
+    assert.equal(created.code, 0, created.stderr)
+    const {runId} = JSON.parse(created.stdout)
+    const worker = await rvx(['worker', 'all', '--run', String(runId), '--exit-when-idle'], {
+      env: {...env(), OPENAI_BASE_URL: 'ftp://models.example/v1'},
+      timeoutMs: 60_000,
+    })
+    assert.equal(hasStackTrace(worker.stderr), false)
+    const run = await t.db.selectFrom('runs').select(['status', 'notes']).where('id', '=', runId).executeTakeFirstOrThrow()
+    assert.equal(run.status, 'failed')
+    assert.match(run.notes ?? '', /this worker's settings: OPENAI_BASE_URL is a ftp: URL/)
+    assert.equal(fake.requests.length, 0)
+  })
 
   it('a failure in research stops the run; after the fix, runs resume continues the research it stopped (no new discovery round)', async () => {
     fake.reset()

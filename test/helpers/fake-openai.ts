@@ -5,6 +5,8 @@ export interface ScriptedReply {
   status?: number
   headers?: Record<string, string>
   body: unknown
+  /** Sent as it is instead of body as JSON (a proxy's HTML page, a body that is not JSON). */
+  raw?: string
   /** Answer this late (a slow or hung model); the request is recorded at once. */
   delayMs?: number
 }
@@ -34,7 +36,7 @@ export class FakeOpenAI {
         const send = () => {
           if (res.destroyed) return
           res.writeHead(reply.status ?? 200, {'content-type': 'application/json', ...reply.headers})
-          res.end(JSON.stringify(reply.body))
+          res.end(reply.raw ?? JSON.stringify(reply.body))
         }
         if (!reply.delayMs) return send()
         const timer = setTimeout(send, reply.delayMs)

@@ -3,6 +3,9 @@ import type {AddressInfo} from 'node:net'
 
 import {FakeDns} from './dns-server.js'
 
+/** A page: HTML, or a body served with its own content type (a PDF, an image). */
+export type Page = string | {type: string; body: string | Buffer}
+
 /**
  * A small web of company sites on 127.0.0.1 for verification tests: one HTTP
  * server answers for every domain by its Host header, and a DNS server on
@@ -14,7 +17,7 @@ export class WebWorld {
   readonly dns = new FakeDns()
   /** Every request: host and path. */
   readonly requests: Array<{host: string; path: string}> = []
-  private readonly sites = new Map<string, Map<string, string>>()
+  private readonly sites = new Map<string, Map<string, Page>>()
   private server?: http.Server
   port = 0
 
@@ -26,7 +29,8 @@ export class WebWorld {
       this.requests.push({host, path})
       const page = this.sites.get(host)?.get(path)
       if (page === undefined) return res.writeHead(404, {'content-type': 'text/html'}).end('<html><body>Not found</body></html>')
-      res.writeHead(200, {'content-type': 'text/html; charset=utf-8'}).end(page)
+      if (typeof page === 'string') return res.writeHead(200, {'content-type': 'text/html; charset=utf-8'}).end(page)
+      res.writeHead(200, {'content-type': page.type}).end(page.body)
     })
     await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve))
     this.port = (this.server.address() as AddressInfo).port
@@ -34,7 +38,7 @@ export class WebWorld {
   }
 
   /** A site: its pages by path; its domain resolves here, and accepts mail unless `mx` is false. */
-  site(domain: string, pages: Record<string, string>, options: {mx?: boolean} = {}): this {
+  site(domain: string, pages: Record<string, Page>, options: {mx?: boolean} = {}): this {
     this.sites.set(domain, new Map(Object.entries(pages)))
     this.dns.set(domain, 'A', ['127.0.0.1'])
     this.dns.set(domain, 'MX', options.mx === false ? [] : [`10 mx.${domain}`])

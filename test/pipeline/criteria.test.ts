@@ -16,7 +16,10 @@ describe('pipeline: criteria text', () => {
   }
 
   it('refuses NUL, other control characters, direction overrides and lone surrogates, naming the key and the character', () => {
-    assert.equal(refusal('{"city":"Aus\\u0000tin"}'), 'criteria key "city": contains U+0000, a control or direction character, at position 4: remove it')
+    assert.equal(
+      refusal('{"city":"Aus\\u0000tin"}'),
+      'criteria key "city": contains U+0000, a control, direction or invisible character, at position 4: remove it',
+    )
     assert.match(refusal('{"pms":"Build\\u202Eium"}'), /^criteria key "pms": contains U\+202E/)
     assert.match(refusal('{"natural_request":"red\\u001B[31m"}'), /^criteria key "natural_request": contains U\+001B/)
     assert.match(refusal('{"exclude_domains":["ok.example","a\\ud800.example"]}'), /^criteria key "exclude_domains.1": contains U\+D800/)

@@ -84,11 +84,18 @@ export async function fetchPage(rawUrl: string, options: FetchOptions = {}): Pro
       continue
     }
 
-    const {body, truncated} = await readLimited(response, o.budget ? Math.min(o.maxBytes, o.budget.remainingBytes()) : o.maxBytes, o.budget)
+    const read = await readLimited(response, o.budget ? Math.min(o.maxBytes, o.budget.remainingBytes()) : o.maxBytes, o.budget)
     const contentType = response.headers.get('content-type') ?? ''
+    // A PDF, an image or an archive is not text: the model and the checks get a line saying what it was, not its bytes.
+    if (isBinary(contentType, read.body)) {
+      const text = `(not a text page: ${contentType.split(';')[0].trim() || 'binary content'}, ${read.bytes} bytes, not shown)`
+      return {url: url.href, status: response.status, contentType, html: '', text, truncated: read.truncated}
+    }
+
+    const body = read.body.toString('utf8')
     const html = /html/i.test(contentType) || /<html|<body/i.test(body.slice(0, 2000))
     const text = options.text === false ? '' : html ? htmlToText(body) : body
-    return {url: url.href, status: response.status, contentType, html: body, text, truncated}
+    return {url: url.href, status: response.status, contentType, html: body, text, truncated: read.truncated}
   }
 }
 
@@ -101,8 +108,20 @@ function checkUrl(url: URL, guard: GuardOptions): void {
   if (!verdict.allowed) throw refusal(verdict).forUrl(url.href)
 }
 
-async function readLimited(response: Response, maxBytes: number, budget?: FetchBudget): Promise<{body: string; truncated: boolean}> {
-  if (!response.body) return {body: '', truncated: false}
+/** Types whose bodies are text; anything else declared is binary, and an undeclared body is judged by its first bytes. */
+const TEXTUAL = /^(text\/|application\/(xhtml\+xml|xml|json|ld\+json|rss\+xml|atom\+xml)\b|$)/i
+
+function isBinary(contentType: string, body: Buffer): boolean {
+  if (!TEXTUAL.test(contentType.trim())) return true
+  // Declared text (or nothing) but NUL bytes all over its start: binary whatever the header says (a stray NUL in a title
+  // is text with a bad character, cleaned later).
+  let nul = 0
+  for (const byte of body.subarray(0, 4096)) if (byte === 0 && ++nul > 8) return true
+  return false
+}
+
+async function readLimited(response: Response, maxBytes: number, budget?: FetchBudget): Promise<{body: Buffer; bytes: number; truncated: boolean}> {
+  if (!response.body) return {body: Buffer.alloc(0), bytes: 0, truncated: false}
   const reader = response.body.getReader()
   const chunks: Uint8Array[] = []
   let size = 0
@@ -121,5 +140,5 @@ async function readLimited(response: Response, maxBytes: number, budget?: FetchB
 
   const body = Buffer.concat(chunks).subarray(0, maxBytes)
   budget?.spend(body.byteLength)
-  return {body: body.toString('utf8'), truncated}
+  return {body, bytes: body.byteLength, truncated}
 }

@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {endpointName, quotaKey} from '../../agents/quota.js'
+import {checkModelName} from '../../agents/models.js'
 import {BaseCommand} from '../../cli/base-command.js'
 import {ranged} from '../../cli/flags.js'
 import {setRateLimit} from '../../runtime/pacing.js'
@@ -34,7 +35,7 @@ export default class LimitsSet extends BaseCommand<typeof LimitsSet> {
       throw new UsageError(`"${endpoint}" is not a URL: give the endpoint like http://127.0.0.1:8000/v1`, {field: 'endpoint'})
     }
 
-    const key = quotaKey(flags.model, endpoint || undefined)
+    const key = quotaKey(checkModelName(flags.model, 'model'), endpoint || undefined)
     const ceilings = {rpm: flags.rpm ?? null, tpm: flags.tpm ?? null}
     await setRateLimit(await this.database({schema: true}), key, ceilings)
     this.info(

@@ -1,6 +1,7 @@
 import type {CompanyRow} from '../../db/schema.js'
 import type {CheckedContact, EmailStatus, FoundContact} from '../provider.js'
 import {cacheKey, DEFAULT_CACHE_TTL_MS, metered, readCache, writeCache} from '../cache.js'
+import {normalizeContacts} from '../normalize.js'
 import {runOptions} from '../run-options.js'
 import {toCandidate} from './research.js'
 import type {RunPayload, Stage} from './stage.js'
@@ -42,7 +43,7 @@ export const contacts: Stage<Payload, {company: CompanyRow; min: number; max: nu
     const key = cacheKey('contacts', {domain: company.domain, provider: provider.identity, extra: String(max)})
     const hit = options.fresh ? null : await readCache<FoundContact[]>(db, 'contacts', key, options.cacheTtlMs ?? DEFAULT_CACHE_TTL_MS)
     if (hit) {
-      const people = await check(hit.value)
+      const people = await check(normalizeContacts(hit.value))
       if (people.filter(counts).length >= min) return {people, fromCache: true}
     }
 
@@ -52,7 +53,7 @@ export const contacts: Stage<Payload, {company: CompanyRow; min: number; max: nu
     let found: FoundContact[] = []
     let people: Checked[] = []
     for (let search = ctx.prepared.attempt; ; search++) {
-      found = dedupeContacts([...found, ...(await provider.findContacts({company: toCandidate(company), min, max}, paid))])
+      found = dedupeContacts([...found, ...normalizeContacts(await provider.findContacts({company: toCandidate(company), min, max}, paid))])
       people = await check(found)
       if (people.filter(counts).length >= min || search >= ctx.prepared.maxAttempts) break
       ctx.signal.throwIfAborted()

@@ -4,6 +4,7 @@ import type {RunRow} from '../../db/schema.js'
 import {enqueue} from '../../runtime/queue.js'
 import type {Criteria} from '../criteria.js'
 import {isDirectoryDomain, normalizeDomain} from '../domains.js'
+import {normalizeCandidates} from '../normalize.js'
 import type {CandidateCompany} from '../provider.js'
 import {runOptions, runScope} from '../run-options.js'
 import type {RunPayload, Stage} from './stage.js'
@@ -46,10 +47,17 @@ export const discovery: Stage<Payload, Input, CandidateCompany[]> = {
     const rate = judged >= MIN_JUDGED_FOR_RATE ? good / judged : 1
     const want = Math.max(1, Math.ceil((run.quantity - good - n('candidate') * rate) * runOptions(run).oversample))
     const suppressed = await suppressedDomains(db, run)
-    return {criteria, want, exclude: [...known, ...(criteria.exclude_domains ?? []).map(normalizeDomain), ...suppressed], round: payload.round, suppressed}
+    return {
+      criteria,
+      want,
+      exclude: [...known, ...(criteria.exclude_domains ?? []).map(normalizeDomain).filter(Boolean), ...suppressed],
+      round: payload.round,
+      suppressed,
+    }
   },
 
-  ask: (provider, {criteria, want, exclude, round}, ctx) => provider.discover({criteria, want, exclude, round}, ctx),
+  // Normalized here, once: a name or number the database cannot hold must not fail the settlement (and the paid call be made again).
+  ask: async (provider, {criteria, want, exclude, round}, ctx) => normalizeCandidates(await provider.discover({criteria, want, exclude, round}, ctx)),
 
   result: (found, input) => ({found: found.length, fresh: dedupe(found, new Set(input.exclude)).length}),
 

@@ -3,6 +3,7 @@ import type {CompanyRow} from '../../db/schema.js'
 import type {Criteria} from '../criteria.js'
 import type {CandidateCompany, CompanyResearch, SiteFacts} from '../provider.js'
 import {cacheKey, DEFAULT_CACHE_TTL_MS, metered, readCache, writeCache} from '../cache.js'
+import {normalizeResearch, normalizeSiteFacts} from '../normalize.js'
 import {runOptions} from '../run-options.js'
 import {type Verification, verifyCompany} from '../verification.js'
 import type {RunPayload, Stage} from './stage.js'
@@ -53,15 +54,17 @@ export const research: Stage<Payload, Input, Output> = {
     const key = cacheKey('research', {domain: company.domain, provider: provider.identity, criteria})
     const hit = options.fresh ? null : await readCache<Cached>(db, 'research', key, options.cacheTtlMs ?? DEFAULT_CACHE_TTL_MS)
     if (hit) {
-      const {site, research} = hit.value
+      const site = normalizeSiteFacts(hit.value.site)
+      const research = hit.value.research && normalizeResearch(hit.value.research)
       const cache = {key, provider: provider.identity, costUsd: 0}
       return {site, research, verified: verifyCompany({criteria, acceptUnknown, research, site}), researchedAt: new Date(hit.createdAt), fromCache: true, cache}
     }
 
     const candidate = toCandidate(company)
-    const site = await provider.checks.checkSite(candidate, ctx.signal)
+    // What the pages and the model said, normalized once before it is judged, cached or stored.
+    const site = normalizeSiteFacts(await provider.checks.checkSite(candidate, ctx.signal))
     const paid = metered(ctx)
-    const research = site.site.verdict === 'mismatch' ? null : await provider.research({criteria, company: candidate}, paid)
+    const research = site.site.verdict === 'mismatch' ? null : normalizeResearch(await provider.research({criteria, company: candidate}, paid))
     const cache = {key, provider: provider.identity, costUsd: paid.spentUsd()}
     return {site, research, verified: verifyCompany({criteria, acceptUnknown, research, site}), researchedAt: null, fromCache: false, cache}
   },
