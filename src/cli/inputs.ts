@@ -43,14 +43,19 @@ const DOMAIN_COLUMNS = ['domain', 'website', 'url']
 /**
  * --exclude: @file.csv (a CRM export with a column named domain, website or
  * url; the first of those found is used) or a comma-separated list of domains.
- * Returns the normalized, unique domains; unreadable or column-less files are
+ * Returns the unique company keys (`companyKey`: blog.acme.com excludes acme.com); unreadable or column-less files are
  * a usage error that names the file and what it needs.
  */
 export async function readExcludeDomains(value: string): Promise<string[]> {
   const {parse} = await import('csv-parse/sync')
-  const {normalizeDomain} = await import('../pipeline/domains.js')
+  const {companyKey, normalizeDomain} = await import('../pipeline/domains.js')
   const keep = (values: Array<string | undefined>) => [
-    ...new Set(values.map((v) => normalizeDomain(v ?? '')).filter((d) => /^[a-z0-9-]+(\.[a-z0-9-]+)+$/.test(d))),
+    ...new Set(
+      values
+        .map((v) => normalizeDomain(v ?? ''))
+        .filter((d) => /^[a-z0-9-]+(\.[a-z0-9-]+)+$/.test(d))
+        .map(companyKey),
+    ),
   ]
   if (!value.startsWith('@')) return keep(value.split(','))
 
