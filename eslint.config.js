@@ -1,5 +1,5 @@
 // Lint: the recommended JavaScript and TypeScript rules, Prettier for layout, and the floors of
-// architecture.md section 2: a file imports only its own floor or lower ones (shared is the lowest).
+// docs/architecture.md section 2: a file imports only its own floor or lower ones (shared is the lowest).
 import js from '@eslint/js'
 import prettier from 'eslint-config-prettier'
 import globals from 'globals'

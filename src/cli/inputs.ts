@@ -65,19 +65,20 @@ export interface ExcludeList {
 /**
  * --exclude: @file.csv (a CRM export with a column named domain, website or
  * url; the first of those found is used) or a comma-separated list of domains.
- * Returns the normalized, unique domains (a Unicode or fullwidth domain is
- * kept, as its xn-- key) and the entries that are not domains; unreadable or
- * column-less files are a usage error that names the file and what it needs.
+ * Returns the unique company keys (`companyKey`: a Unicode or fullwidth domain
+ * is kept as its xn-- key, and blog.acme.com excludes acme.com) and the
+ * entries that are not domains; unreadable or column-less files are a usage
+ * error that names the file and what it needs.
  */
 export async function readExcludeDomains(value: string): Promise<ExcludeList> {
   const {parse} = await import('csv-parse/sync')
-  const {parseDomain} = await import('../pipeline/domains.js')
+  const {companyKey, parseDomain} = await import('../pipeline/domains.js')
   const keep = (values: Array<string | undefined>): ExcludeList => {
     const domains = new Set<string>()
     const skipped: ExcludeList['skipped'] = []
     for (const entry of values.map((v) => (v ?? '').trim()).filter(Boolean)) {
       const parsed = parseDomain(entry)
-      if ('domain' in parsed) domains.add(parsed.domain)
+      if ('domain' in parsed) domains.add(companyKey(parsed.domain))
       else skipped.push({entry: entry.length > 60 ? `${entry.slice(0, 60)}...` : entry, problem: parsed.problem})
     }
 

@@ -1,4 +1,4 @@
-import type {ColumnType, Generated, Insertable, Selectable, Updateable} from 'kysely'
+import type {ColumnType, Generated, Selectable} from 'kysely'
 
 /** Typed view of the rvx schema; one interface per table, kept in step with migrations/. */
 
@@ -275,8 +275,4 @@ export type CompanyRow = Selectable<CompaniesTable>
 export type ContactRow = Selectable<ContactsTable>
 
 export type TaskRow = Selectable<TasksTable>
-export type NewTaskRow = Insertable<TasksTable>
-export type TaskUpdate = Updateable<TasksTable>
-export type WorkerRow = Selectable<WorkersTable>
-export type TaskEventRow = Selectable<TaskEventsTable>
 export type AlertRow = Selectable<AlertsTable>

@@ -6,6 +6,7 @@ import {parse as parsePublicSuffix} from 'tldts'
  * Domains as keys and as evidence, apart from the criteria schema so that code
  * which only needs these (discovery, the site checks) does not load zod.
  */
+import {getDomain} from 'tldts'
 
 /** A domain name's limits (RFC 1035): 253 characters, labels of 1-63. */
 const MAX_DOMAIN = 253
@@ -53,6 +54,55 @@ export function normalizeDomain(input: string): string {
 export function registrableDomain(input: string): string | null {
   const domain = normalizeDomain(input)
   return domain ? parsePublicSuffix(domain, {allowPrivateDomains: false}).domain : null
+}
+
+/**
+ * Platforms whose customers each get a subdomain (site builders, property
+ * managers' tenant portals) that the public-suffix list's private section does
+ * not name: there the tenant's host, not the platform, is the company.
+ */
+export const SHARED_HOSTS = [
+  'squarespace.com',
+  'wordpress.com',
+  'weebly.com',
+  'godaddysites.com',
+  'mystrikingly.com',
+  'site123.me',
+  'business.site',
+  'jimdosite.com',
+  'jimdofree.com',
+  'webnode.com',
+  'hs-sites.com',
+  'wpengine.com',
+  'managebuilding.com',
+  'appfolio.com',
+  'rentcafe.com',
+  'securecafe.com',
+  'propertyware.com',
+  'rentmanager.com',
+  'doorloop.com',
+  'rentvine.com',
+  'tenantcloud.com',
+]
+
+/**
+ * The key one company has in a run, from a host as `normalizeDomain` gives it:
+ * its registrable domain (`blog.acme.com` and `acme.com` are one company;
+ * `acme.co.uk` is not `co.uk`), or, on a shared host (a private suffix of the
+ * public-suffix list such as `wixsite.com`, or one of SHARED_HOSTS), the
+ * tenant's host (`acme.wixsite.com`). A host with no registrable domain (an IP
+ * address, `localhost`, a bare suffix) is its own key.
+ */
+export function companyKey(host: string): string {
+  const shared = SHARED_HOSTS.find((p) => host.endsWith(`.${p}`))
+  if (shared)
+    return (
+      host
+        .slice(0, -shared.length - 1)
+        .split('.')
+        .pop() + `.${shared}`
+    )
+  return getDomain(host, {allowPrivateDomains: true}) ?? host
 }
 
 /** Directories, listings and social networks: a page there is about a company, never the company's own site. */

@@ -30,7 +30,7 @@ export interface ModelVerdict {
   evidence: Evidence[]
 }
 
-/** What a company manages, as far as fit goes (domain.md, "Fit"). */
+/** What a company manages, as far as fit goes (docs/domain.md, "Fit"). */
 export type Portfolio = 'residential' | 'hoa_only' | 'large_multifamily_only' | 'brokerage_only' | 'no_active_management' | 'unknown'
 
 /**

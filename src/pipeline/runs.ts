@@ -8,6 +8,7 @@ import {formatCost} from '../shared/money.js'
 import type {Criteria, RunSize} from './criteria.js'
 import {criteriaOf} from './verification.js'
 import {DEFAULT_RUN_OPTIONS, type RunOptions, runOptions, runScope} from './run-options.js'
+import {UNUSABLE_EMAIL_STATUSES} from './stages/contacts.js'
 import {deliveredDomains, enqueueDiscoveryRound} from './stages/discovery.js'
 import {STAGE_KINDS} from './stages/index.js'
 import type {ProgressFacts, StageName} from './stages/stage.js'
@@ -68,9 +69,10 @@ export async function lockRun(trx: Transaction<Database>, runId: number): Promis
   return run
 }
 
-/** SQL: a contact (table alias `k`) that counts toward contacts_min: its email, if any, was not found bad. */
+/** SQL: a contact (table alias `k`) that counts toward contacts_min: the usable-contact rule of the contacts stage (`counts`). */
 export function usableContact(alias: string) {
-  return sql`(${sql.ref(`${alias}.email_status`)} is null or ${sql.ref(`${alias}.email_status`)} not in ('no_mx', 'invalid'))`
+  const status = sql.ref(`${alias}.email_status`)
+  return sql`(${status} is null or ${status} not in (${sql.join(UNUSABLE_EMAIL_STATUSES)}))`
 }
 
 export interface RunProgress extends ProgressFacts {

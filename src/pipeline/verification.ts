@@ -3,7 +3,7 @@ import type {Criteria} from './criteria.js'
 import type {CompanyResearch, CriterionName, Evidence, SiteFacts, Verdict} from './provider.js'
 
 /**
- * Verification rules (domain.md, "Verification"): a verdict per criterion
+ * Verification rules (docs/domain.md, "Verification"): a verdict per criterion
  * with evidence that was really read; deterministic checks overrule the
  * model where they can; qualification and the ICP score follow from the
  * verdicts and the fit rules, never from what the model asserts.

@@ -9,7 +9,7 @@ export interface PmsVendor {
   marketing: string[]
 }
 
-/** Portal and payment hosts that give a company's property-management software away (see domain.md). */
+/** Portal and payment hosts that give a company's property-management software away (see docs/domain.md, "PMS detection"). */
 export const PMS_VENDORS: PmsVendor[] = [
   {vendor: 'Buildium', portal: ['.managebuilding.com'], marketing: ['buildium.com', 'managebuilding.com']},
   {vendor: 'AppFolio', portal: ['.appfolio.com'], marketing: ['appfolio.com']},

@@ -2,7 +2,7 @@ import type {CompanyRow} from '../../db/schema.js'
 import type {CheckedContact, EmailStatus, FoundContact} from '../provider.js'
 import {cacheKey, DEFAULT_CACHE_TTL_MS, metered, readCache, writeCache} from '../cache.js'
 import {normalizeContacts} from '../normalize.js'
-import {runOptions} from '../run-options.js'
+import {DEFAULT_RUN_OPTIONS, runOptions} from '../run-options.js'
 import {toCandidate} from './research.js'
 import type {RunPayload, Stage} from './stage.js'
 
@@ -10,8 +10,13 @@ type Payload = RunPayload & {companyId: number}
 
 type Checked = FoundContact & CheckedContact
 
-/** A contact counts toward contacts_min unless its email was found bad (no mail server, or not a real address of the company). */
-export const counts = (c: {emailStatus: EmailStatus | null}) => c.emailStatus !== 'no_mx' && c.emailStatus !== 'invalid'
+/**
+ * The usable-contact rule: a contact counts toward contacts_min unless its email was found bad (no mail server, or not
+ * a real address of the company). The SQL that counts contacts (`usableContact` in runs.ts) is built from this list.
+ */
+export const UNUSABLE_EMAIL_STATUSES: readonly EmailStatus[] = ['no_mx', 'invalid']
+
+export const counts = (c: {emailStatus: EmailStatus | null}) => c.emailStatus === null || !UNUSABLE_EMAIL_STATUSES.includes(c.emailStatus)
 
 /** Contacts: find the decision makers of one selected company, each email and LinkedIn URL checked. */
 /** The people checked, whether they came from the cache, and (for a paid search) what goes into the cache with the completion. */
@@ -21,7 +26,8 @@ export const contacts: Stage<Payload, {company: CompanyRow; min: number; max: nu
   name: 'contacts',
   kind: 'contact',
   summary: 'find 1-3 decision makers at each selected company',
-  maxAttempts: 2,
+  // The run's contactAttempts is the one setting (contact tasks are enqueued with it); this is its default.
+  maxAttempts: DEFAULT_RUN_OPTIONS.contactAttempts,
 
   async prepare({db, run, payload}) {
     const company = await db.selectFrom('companies').selectAll().where('id', '=', payload.companyId).executeTakeFirst()

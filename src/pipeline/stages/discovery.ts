@@ -3,7 +3,7 @@ import type {Executor} from '../../db/executor.js'
 import type {RunRow} from '../../db/schema.js'
 import {enqueue} from '../../runtime/queue.js'
 import type {Criteria} from '../criteria.js'
-import {isDirectoryDomain, normalizeDomain} from '../domains.js'
+import {companyKey, isDirectoryDomain, normalizeDomain} from '../domains.js'
 import {normalizeCandidates} from '../normalize.js'
 import type {CandidateCompany} from '../provider.js'
 import {runOptions, runScope} from '../run-options.js'
@@ -32,7 +32,7 @@ export const discovery: Stage<Payload, Input, CandidateCompany[]> = {
 
   async prepare({db, run, payload}) {
     const criteria = run.criteria as Criteria
-    const known = (await db.selectFrom('companies').select('domain').where('run_id', '=', run.id).execute()).map((r) => r.domain)
+    const known = (await db.selectFrom('companies').select('domain').where('run_id', '=', run.id).execute()).map((r) => companyKey(r.domain))
     const counts = await db
       .selectFrom('companies')
       .select(['status', (eb) => eb.fn.countAll<number>().as('n')])
@@ -50,7 +50,7 @@ export const discovery: Stage<Payload, Input, CandidateCompany[]> = {
     return {
       criteria,
       want,
-      exclude: [...known, ...(criteria.exclude_domains ?? []).map(normalizeDomain).filter(Boolean), ...suppressed],
+      exclude: [...known, ...(criteria.exclude_domains ?? []).map(keyOf).filter(Boolean), ...suppressed],
       round: payload.round,
       suppressed,
     }
@@ -64,7 +64,7 @@ export const discovery: Stage<Payload, Input, CandidateCompany[]> = {
   async write({trx, run, payload, provider, enqueueNext}, input, found) {
     const fresh = dedupe(found, new Set(input.exclude))
     // Found again though the model was told to skip them: dropped, and counted.
-    const dropped = new Set(found.map((c) => normalizeDomain(c.domain)).filter((d) => input.suppressed.has(d))).size
+    const dropped = new Set(found.map((c) => keyOf(c.domain)).filter((d) => input.suppressed.has(d))).size
     if (dropped > 0)
       await trx
         .updateTable('runs')
@@ -124,16 +124,24 @@ export async function enqueueDiscoveryRound(ex: Executor, runId: number, round: 
   })
 }
 
-/** Normalized, unique, not excluded: the same company never enters a run twice. */
-function dedupe(found: CandidateCompany[], exclude: Set<string>): CandidateCompany[] {
+/** A domain or URL as found or typed, as the company key it stands for. */
+const keyOf = (domain: string) => companyKey(normalizeDomain(domain))
+
+/**
+ * Keyed by company (`companyKey`), unique, not excluded: the same company
+ * never enters a run twice, whichever of its hosts was found. The host found
+ * stays the site to research when no website came with it.
+ */
+export function dedupe(found: CandidateCompany[], exclude: Set<string>): CandidateCompany[] {
   const seen = new Set<string>()
   const out: CandidateCompany[] = []
   for (const c of found) {
-    const domain = normalizeDomain(c.domain)
+    const host = normalizeDomain(c.domain)
+    const domain = companyKey(host)
     // A directory or social profile is never a company's own domain: nothing to research there.
     if (!domain || exclude.has(domain) || seen.has(domain) || isDirectoryDomain(domain)) continue
     seen.add(domain)
-    out.push({...c, domain})
+    out.push({...c, domain, website: c.website ?? (host === domain ? undefined : `https://${host}/`)})
   }
 
   return out
@@ -146,7 +154,8 @@ function dedupe(found: CandidateCompany[], exclude: Set<string>): CandidateCompa
 export async function suppressedDomains(db: Executor, run: {id: number; options: unknown}): Promise<Set<string>> {
   const excluded = await db.selectFrom('run_exclusions').select('domain').where('run_id', '=', run.id).execute()
   const delivered = runOptions(run as RunRow).includeDelivered ? [] : await deliveredDomains(db, run.id)
-  return new Set([...delivered, ...excluded.map((r) => r.domain)])
+  // Keyed again: rows written before keys were registrable domains, and --exclude lists stored as typed.
+  return new Set([...delivered, ...excluded.map((r) => r.domain)].map(companyKey))
 }
 
 /** Domains selected (and so exported) by completed runs other than `exceptRunId`. */
