@@ -5,7 +5,7 @@ import path from 'node:path'
 
 import type {Executor} from '../db/executor.js'
 import {sql} from '../db/kysely.js'
-import type {UsageRow} from './usage.js'
+import {llmCallRow, type UsageRow} from './usage.js'
 
 /** A journal entry is kept this long after it was written: a failover that loses commits older than this loses them. */
 export const JOURNAL_KEEP_MS = 10 * 60_000
@@ -140,22 +140,7 @@ function readEntries(file: string): Entry[] {
 async function restore(db: Executor, entries: Entry[]): Promise<number> {
   let written = 0
   for (let i = 0; i < entries.length; i += 500) {
-    const batch = entries.slice(i, i + 500).map((e) => ({
-      call_id: e.callId,
-      run_id: e.runId,
-      task_id: e.taskId,
-      provider: e.provider,
-      model: e.model,
-      input_tokens: e.inputTokens,
-      output_tokens: e.outputTokens,
-      cached_tokens: e.cachedTokens,
-      latency_ms: Math.round(e.latencyMs),
-      waited_ms: Math.round(e.waitedMs ?? 0),
-      cost_usd: e.costUsd,
-      outcome: e.outcome,
-      usage_estimated: e.estimated ?? false,
-      at: new Date(e.at).toISOString(),
-    }))
+    const batch = entries.slice(i, i + 500).map((e) => ({...llmCallRow(e), at: new Date(e.at).toISOString()}))
     const {rows} = await sql<{n: number}>`
       with input as (
         select * from jsonb_to_recordset(${JSON.stringify(batch)}::jsonb) as x(

@@ -6,10 +6,9 @@ import type {LlmUsage} from './provider.js'
 /** A model call's usage, tied to the run and task that paid for it; `callId` once the spend journal has it. */
 export type UsageRow = LlmUsage & {runId: number; taskId: number; callId?: string}
 
-/** Records model calls (llm_calls); empties `usage` once saved, so nothing is saved twice and nothing unsaved is lost. */
-export async function saveUsage(ex: Executor, usage: UsageRow[]): Promise<void> {
-  if (usage.length === 0) return
-  const rows = usage.map((u) => ({
+/** A call's row of llm_calls. */
+export function llmCallRow(u: UsageRow) {
+  return {
     run_id: u.runId,
     task_id: u.taskId,
     provider: u.provider,
@@ -23,7 +22,13 @@ export async function saveUsage(ex: Executor, usage: UsageRow[]): Promise<void> 
     outcome: u.outcome,
     call_id: u.callId ?? null,
     usage_estimated: u.estimated ?? false,
-  }))
+  }
+}
+
+/** Records model calls (llm_calls); empties `usage` once saved, so nothing is saved twice and nothing unsaved is lost. */
+export async function saveUsage(ex: Executor, usage: UsageRow[]): Promise<void> {
+  if (usage.length === 0) return
+  const rows = usage.map(llmCallRow)
   // A call the journal already wrote back (after a failover) is not counted twice.
   await ex
     .insertInto('llm_calls')

@@ -1,9 +1,12 @@
+import type {Kysely, Selectable} from 'kysely'
 import pg from 'pg'
 
 import type {Executor} from '../../src/db/executor.js'
 import {LOCK_CLASS_WORKER} from '../../src/runtime/config.js'
-import {ResourceSampler, type RuntimeConfig, workerLockKey} from '../../src/runtime/index.js'
+import type {Database, TasksTable} from '../../src/db/schema.js'
+import {ResourceSampler, type RuntimeConfig, type TaskRegistry, Worker, type WorkerOptions, workerLockKey} from '../../src/runtime/index.js'
 import {registerWorker} from '../../src/runtime/registry.js'
+import {waitFor} from './processes.js'
 
 /** Fast timings so runtime tests finish quickly; the semantics are the same as the defaults'. */
 export const FAST: Partial<RuntimeConfig> = {
@@ -30,4 +33,36 @@ export async function registeredWorker(db: Executor, url: string, id: string, ty
   await session.query('select pg_advisory_lock($1, $2)', [LOCK_CLASS_WORKER, identity.lockKey])
   await registerWorker(db, identity, await new ResourceSampler().sample(), 'idle')
   return {close: () => session.end()}
+}
+
+/**
+ * One in-process Worker per test of a describe block (FAST timings, concurrency 4 unless told), stopped after
+ * each test, and a way to wait for a task to settle.
+ */
+export function useTestWorker(t: {url: string; db: Kysely<Database>}): {
+  start(registry: TaskRegistry, options?: Partial<WorkerOptions>): Worker
+  settled(id: number): Promise<Selectable<TasksTable>>
+  /** Resolves when the worker started last has stopped. */
+  finished(): Promise<unknown>
+} {
+  let worker: Worker | undefined
+  let running: Promise<unknown> | undefined
+  afterEach(async () => {
+    worker?.stop({force: true})
+    await running
+    worker = undefined
+  })
+  return {
+    start(registry, options = {}) {
+      worker = new Worker({databaseUrl: t.url, registry, concurrency: 4, config: FAST, ...options})
+      running = worker.start()
+      return worker
+    },
+    settled: (id) =>
+      waitFor(`task ${id} to settle`, async () => {
+        const row = await t.db.selectFrom('tasks').selectAll().where('id', '=', id).executeTakeFirstOrThrow()
+        return ['completed', 'failed', 'quarantined'].includes(row.status) ? row : undefined
+      }),
+    finished: async () => running,
+  }
 }

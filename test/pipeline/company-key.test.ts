@@ -25,7 +25,8 @@ describe('pipeline: one company, one key', function () {
     assert.equal(key('acme.squarespace.com'), 'acme.squarespace.com')
     assert.equal(key('oakridge.managebuilding.com'), 'oakridge.managebuilding.com')
     assert.notEqual(key('oakridge.managebuilding.com'), key('pinecrest.managebuilding.com'))
-    assert.equal(key('127.0.0.1'), '127.0.0.1', 'no registrable domain: the host itself')
+    assert.equal(companyKey('localhost'), 'localhost', 'no registrable domain: the host itself')
+    assert.equal(key('127.0.0.1'), '', 'an IP address is no company domain')
   })
 
   it('dedupe keeps one candidate per key, and the host found as the site to research', () => {
@@ -85,7 +86,7 @@ describe('pipeline: one company, one key', function () {
       const selected = companies.filter((c) => c.status === 'selected')
       assert.equal(selected.length, 4)
       assert.ok(
-        companies.every((c) => c.website === `https://${c.domain}`),
+        companies.every((c) => c.website !== null && new URL(c.website).hostname === c.domain),
         'the site discovery gave',
       )
     })

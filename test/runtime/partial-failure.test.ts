@@ -4,12 +4,12 @@ import pg from 'pg'
 
 import {DEFAULT_SESSION_LIMITS} from '../../src/db/connect.js'
 import {currentConditions} from '../../src/monitor/conditions.js'
-import {enqueue, sweep, TaskRegistry, Worker} from '../../src/runtime/index.js'
+import {enqueue, sweep, TaskRegistry} from '../../src/runtime/index.js'
 import {registerWorker} from '../../src/runtime/registry.js'
 import {ResourceSampler, workerLockKey} from '../../src/runtime/index.js'
 import {waitFor} from '../helpers/processes.js'
 import {useFreshDatabase} from '../helpers/db.js'
-import {FAST} from '../helpers/runtime.js'
+import {useTestWorker} from '../helpers/runtime.js'
 
 /**
  * Partial failures inside one process: a settling write the database refuses,
@@ -20,32 +20,15 @@ import {FAST} from '../helpers/runtime.js'
 describe('runtime: partial failures (in-process, real PostgreSQL)', function () {
   this.timeout(60_000)
   const t = useFreshDatabase()
-  let worker: Worker | undefined
-  let running: Promise<unknown> | undefined
 
   beforeEach(async () => {
     await sql`truncate tasks, task_events, workers restart identity cascade`.execute(t.db)
     await sql`delete from rvx_meta where key = 'sweep.last'`.execute(t.db)
   })
 
-  afterEach(async () => {
-    worker?.stop({force: true})
-    await running
-    worker = undefined
-  })
-
-  function startWorker(registry: TaskRegistry, options: Partial<ConstructorParameters<typeof Worker>[0]> = {}): Worker {
-    worker = new Worker({databaseUrl: t.url, registry, concurrency: 4, config: FAST, ...options})
-    running = worker.start()
-    return worker
-  }
-
-  async function settled(id: number) {
-    return waitFor(`task ${id} to settle`, async () => {
-      const row = await t.db.selectFrom('tasks').selectAll().where('id', '=', id).executeTakeFirstOrThrow()
-      return ['completed', 'failed', 'quarantined'].includes(row.status) ? row : undefined
-    })
-  }
+  const harness = useTestWorker(t)
+  const startWorker = harness.start
+  const settled = harness.settled
 
   it('a result the database refuses to store fails the attempt (counted, with the cause) instead of coming back forever', async () => {
     await sql`create table if not exists poison (name text)`.execute(t.db)

@@ -4,36 +4,19 @@ import {sql} from 'kysely'
 import {classifyError, enqueue, PermanentError, retryAfterMs, retryTask, SnoozeError, TaskRegistry, TransientError, Worker} from '../../src/runtime/index.js'
 import {waitFor} from '../helpers/processes.js'
 import {useFreshDatabase} from '../helpers/db.js'
-import {FAST} from '../helpers/runtime.js'
+import {FAST, useTestWorker} from '../helpers/runtime.js'
 
 describe('runtime: Worker semantics (in-process, real PostgreSQL)', function () {
   this.timeout(60_000)
   const t = useFreshDatabase()
-  let worker: Worker | undefined
-  let running: Promise<unknown> | undefined
 
   beforeEach(async () => {
     await sql`truncate tasks, task_events, workers restart identity cascade`.execute(t.db)
   })
 
-  afterEach(async () => {
-    worker?.stop({force: true})
-    await running
-    worker = undefined
-  })
-
-  function startWorker(registry: TaskRegistry, options: Partial<ConstructorParameters<typeof Worker>[0]> = {}): Worker {
-    worker = new Worker({databaseUrl: t.url, registry, concurrency: 4, config: FAST, ...options})
-    running = worker.start()
-    return worker
-  }
-
-  async function settled(id: number) {
-    return waitFor(`task ${id} to settle`, async () => {
-      const row = await t.db.selectFrom('tasks').selectAll().where('id', '=', id).executeTakeFirstOrThrow()
-      return ['completed', 'failed', 'quarantined'].includes(row.status) ? row : undefined
-    })
-  }
+  const harness = useTestWorker(t)
+  const startWorker = harness.start
+  const settled = harness.settled
 
   async function events(id: number): Promise<string[]> {
     return (await t.db.selectFrom('task_events').select('event').where('task_id', '=', id).orderBy('id').execute()).map((e) => e.event)
@@ -253,7 +236,7 @@ describe('runtime: Worker semantics (in-process, real PostgreSQL)', function () 
     assert.equal(rows.length, m.gpu_type === 'none' ? 1 : 0)
 
     w.stop()
-    await running
+    await harness.finished()
     const stopped = await t.db.selectFrom('workers').select(['status', 'stopped_at']).where('id', '=', w.id).executeTakeFirstOrThrow()
     assert.equal(stopped.status, 'stopped')
     assert.ok(stopped.stopped_at)
