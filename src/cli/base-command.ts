@@ -14,8 +14,7 @@ import {ExitCode} from '../shared/exit-codes.js'
 import {RvxError} from '../shared/errors.js'
 import {type FlagFacts, flagWording, isParseError, oneLine, parseErrorLine} from './errors.js'
 import {withSignals} from './signals.js'
-import {SpendJournal} from '../pipeline/spend-journal.js'
-import {rvxHome} from '../db/embedded.js'
+import type {SpendJournal} from '../pipeline/spend-journal.js'
 import {databaseId} from '../db/meta.js'
 import {type Column, detectMode, type OutputMode, printable, renderTable, type Spinner, spinner} from './output.js'
 
@@ -145,6 +144,8 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   protected async spendJournal(warn: (message: string) => void): Promise<SpendJournal> {
     if (this.journal) return this.journal.journal
     const db = await this.database()
+    // Loaded here, by the commands that pay for model calls: the others start without them (and the embedded server's module).
+    const [{SpendJournal}, {rvxHome}] = await Promise.all([import('../pipeline/spend-journal.js'), import('../db/embedded.js')])
     const journal = new SpendJournal(path.join(rvxHome(), 'spend'), await databaseId(db), warn)
     await journal.reconcile(db).catch((error: unknown) => warn(`could not check the spend journal: ${(error as Error).message}`))
     const timer = setInterval(() => void journal.reconcile(db).catch(() => {}), JOURNAL_RECONCILE_MS)

@@ -329,7 +329,8 @@ export class Worker {
             return tasks
           },
         )
-        this.outage.up()
+        // A claim of nothing asked the database nothing: it says nothing about an outage being over.
+        if (requested > 0) this.outage.up()
         failures = 0
       } catch (error) {
         // The claim may have leased tasks whose answer never came: the next heartbeat gives them back.
