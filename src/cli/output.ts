@@ -48,6 +48,8 @@ export function tableMode(stream: NodeJS.WriteStream = process.stdout): TableMod
 }
 
 const GAP = 2
+/** How narrow a wide text column gets before less important columns are dropped. */
+const WIDE_MIN = 20
 const ANSI = {bold: [1, 22], green: [32, 39], yellow: [33, 39], red: [31, 39]} as const
 const STATUS_COLOR: Record<string, keyof typeof ANSI> = {
   completed: 'green',
@@ -104,10 +106,12 @@ function fit<Row>(columns: Array<Column<Row>>, widths: number[], width: number |
   let kept = columns.map((_, i) => i)
   if (width === undefined) return kept
   const excess = () => kept.reduce((sum, i) => sum + widths[i], 0) + GAP * (kept.length - 1) - width
-  // Wide text first, down to its header (and at least 8 columns).
-  for (const i of kept.filter((i) => columns[i].wide).sort((a, b) => widths[b] - widths[a])) {
+  const natural = [...widths]
+  const wide = kept.filter((i) => columns[i].wide)
+  // Wide text first, down to WIDE_MIN columns (or its header): enough to tell rows apart.
+  for (const i of [...wide].sort((a, b) => widths[b] - widths[a])) {
     if (excess() <= 0) break
-    widths[i] = Math.max(Math.min(widths[i], Math.max(stringWidth(columns[i].header), 8)), widths[i] - excess())
+    widths[i] = Math.max(Math.min(widths[i], Math.max(stringWidth(columns[i].header), WIDE_MIN)), widths[i] - excess())
   }
 
   // Then the less important columns, the least important first.
@@ -116,6 +120,9 @@ function fit<Row>(columns: Array<Column<Row>>, widths: number[], width: number |
     if (excess() <= 0) break
     kept = kept.filter((k) => k !== i)
   }
+
+  // What a dropped column left over goes back to the wide text.
+  for (const i of wide) if (excess() < 0) widths[i] = Math.min(natural[i], widths[i] - excess())
 
   // Last, the widest columns, a character at a time.
   while (excess() > 0) {

@@ -43,13 +43,14 @@ describe('renderTable', () => {
     assert.equal(at60[1], ' 7  completed  simulated  default  pms: AppFolio; state: NY…')
     assert.match(at60[0], /PROVIDER/)
 
-    // 8 columns of criteria (its header's width) and still too wide: pool goes first, then provider.
-    const at38 = renderTable([row], columns, {width: 38, color: false}).split('\n')
-    assert.deepEqual(at38[0].split(/\s+/), ['ID', 'STATUS', 'PROVIDER', 'CRITERIA'])
-    const at28 = renderTable([row], columns, {width: 28, color: false}).split('\n')
-    assert.deepEqual(at28[0].split(/\s+/), ['ID', 'STATUS', 'CRITERIA'])
-    assert.ok([...at38, ...at28].every((l) => l.length <= 38))
-    assert.equal(at28.length, 2, 'one line per row')
+    // Criteria cut to 20 columns and still too wide: pool goes first, then provider.
+    const at50 = renderTable([row], columns, {width: 50, color: false}).split('\n')
+    assert.deepEqual(at50[0].split(/\s+/), ['ID', 'STATUS', 'PROVIDER', 'CRITERIA'])
+    assert.equal(at50[1], ' 7  completed  simulated  pms: AppFolio; state: N…')
+    const at40 = renderTable([row], columns, {width: 40, color: false}).split('\n')
+    assert.deepEqual(at40[0].split(/\s+/), ['ID', 'STATUS', 'CRITERIA'])
+    assert.ok([...at50, ...at40].every((l) => l.length <= 50) && at40.every((l) => l.length <= 40))
+    assert.equal(at40.length, 2, 'one line per row')
   })
 
   it('colours statuses (green, yellow, red) and bolds the header only when colour is on', () => {
