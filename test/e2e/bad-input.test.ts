@@ -416,7 +416,11 @@ describe('e2e: bad input on the command line', function () {
       const typo = await rvx(['runs', 'lst', '--json'], {env: env()})
       assert.equal(typo.code, 2, typo.stderr)
       assert.deepEqual(JSON.parse(typo.stdout), {
-        error: {code: 'command_not_found', exitCode: 2, message: 'rvx runs has no command "lst": did you mean rvx runs list? rvx runs --help lists its commands'},
+        error: {
+          code: 'command_not_found',
+          exitCode: 2,
+          message: 'rvx runs has no command "lst": did you mean rvx runs list? rvx runs --help lists its commands',
+        },
       })
     })
 

@@ -108,6 +108,8 @@ describe('e2e: tables fit the terminal', function () {
     const [facts, companies] = show.stdout.split('\n\n')
     assert.match(facts, /^run\s+\d+\nstatus\s+completed\n/)
     assert.match(facts, /\nfinished\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(took \d+s\)\n/)
+    assert.match(facts, /\nverified natural request\s+selected: \d+ match/)
+    assert.match(facts, /\nverified residential portfolio\s+kept \d+ out\n/, 'the residential check is not mistaken for the units criterion')
     assert.match(companies, /^COMPANY\s+DOMAIN\s+SCORE\s+PMS\s+CONTACTS\n/)
     assert.ok(companies.trim().split('\n').length >= 2, companies)
 

@@ -14,7 +14,7 @@ import {runScope} from '../../src/pipeline/run-options.js'
 import {createRun} from '../../src/pipeline/runs.js'
 import {STAGES} from '../../src/pipeline/stages/index.js'
 import {saveUsage} from '../../src/pipeline/usage.js'
-import {type FinalVerdict, VERDICT_KEYS} from '../../src/pipeline/verification.js'
+import {type FinalVerdict, VERDICT_KEYS, verdictLabel} from '../../src/pipeline/verification.js'
 import {recordConditions} from '../../src/monitor/conditions.js'
 import {claimTasks, enqueue, failTask} from '../../src/runtime/index.js'
 import {silentLogger} from '../../src/runtime/logger.js'
@@ -180,7 +180,7 @@ describe('dashboard: routes, escaping, tokens and one shared live read (HTTP aga
       const row = rowOf(res.body, 'data-company', c.id)
       assert.ok(row.includes(escape((c.reasons as string[]).join('; '))), `why ${c.name} was not picked`)
       assert.ok(c.disqualified_by.length > 0)
-      assert.ok(row.includes(`<td class="kept-out">${c.disqualified_by.map((k) => k.replace('_', ' ')).join(', ')}</td>`), `what kept ${c.name} out`)
+      assert.ok(row.includes(`<td class="kept-out">${c.disqualified_by.map(verdictLabel).join(', ')}</td>`), `what kept ${c.name} out`)
     }
 
     for (const file of ['companies.csv', 'contacts.csv', 'companies.json', 'contacts.json']) assert.ok(res.body.includes(`href="/runs/${done}/${file}"`))

@@ -4,6 +4,7 @@ import {parseRunId, runIdArg} from '../../cli/run-arg.js'
 import {leadContacts, runLeads} from '../../pipeline/leads.js'
 import {type RunProgress, runProgress} from '../../pipeline/runs.js'
 import {STAGES} from '../../pipeline/stages/index.js'
+import {verdictLabel} from '../../pipeline/verification.js'
 import {formatAge} from '../../shared/duration.js'
 import {formatCriteria, formatTime} from '../../web/format.js'
 
@@ -38,7 +39,7 @@ export default class RunsShow extends BaseCommand<typeof RunsShow> {
       ...Object.entries(p.verdicts).map(
         ([key, v]) =>
           [
-            `verified ${key}`,
+            `verified ${verdictLabel(key)}`,
             `${key === 'portfolio' ? '' : `selected: ${v.selectedMatch} match, ${v.selectedUnknown} unknown; `}kept ${v.disqualified} out`,
           ] as [string, unknown],
       ),

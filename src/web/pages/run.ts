@@ -1,5 +1,6 @@
 import type {Lead, LeadContact} from '../../pipeline/leads.js'
 import {STAGES} from '../../pipeline/stages/index.js'
+import {verdictLabel} from '../../pipeline/verification.js'
 import {costPerQualifiedLead, etaSeconds, type RunData, runKey} from '../data.js'
 import {formatAge, formatCost, formatCriteria, formatTime} from '../format.js'
 import {externalLink, html, type Html} from '../html.js'
@@ -226,7 +227,7 @@ function disqualified(d: RunData): Html {
         <td class="company-name">${l.name}</td>
         <td>${externalLink(l.website ?? `https://${l.domain}`, l.domain)}</td>
         <td class="num">${l.icpScore ?? '-'}</td>
-        <td class="kept-out">${l.disqualifiedBy.length > 0 ? l.disqualifiedBy.map((k) => k.replace('_', ' ')).join(', ') : '-'}</td>
+        <td class="kept-out">${l.disqualifiedBy.length > 0 ? l.disqualifiedBy.map(verdictLabel).join(', ') : '-'}</td>
         <td>${l.reasons.length > 0 ? l.reasons.join('; ') : '-'}</td>
         <td>${sourceLinks(l.sources)}</td>
       </tr>`,
