@@ -253,6 +253,34 @@ describe('dashboard: routes, escaping, tokens and one shared live read (HTTP aga
     assert.equal(root.headers.get('location'), '/runs')
   })
 
+  it('serves a favicon (no 404 for /favicon.ico) and every page links it', async () => {
+    for (const url of [`${base}/favicon.ico`, `${base}/assets/favicon.svg`]) {
+      const icon = await fetch(url)
+      assert.equal(icon.status, 200, url)
+      assert.equal(icon.headers.get('content-type'), 'image/svg+xml')
+      assert.match(await icon.text(), /^<svg /)
+    }
+
+    for (const path of ['/runs', `/runs/${done}`, '/fleet'])
+      assert.ok((await get(`${base}${path}`)).body.includes('<link rel="icon" href="/assets/favicon.svg"'), path)
+  })
+
+  it('a finished run says how long it took; one that has not finished, its time so far', async () => {
+    const finished = (await get(`${base}/runs/${done}`)).body
+    assert.match(finished, /<dt>took<\/dt>/)
+    assert.doesNotMatch(finished, /time so far/)
+    assert.match((await get(`${base}/runs/${short}`)).body, /<dt>time so far<\/dt>/)
+  })
+
+  it('every table sits in a box that scrolls sideways on a narrow screen', async () => {
+    for (const path of ['/runs', `/runs/${done}`, '/fleet']) {
+      const body = (await get(`${base}${path}`)).body
+      const tables = body.match(/<table/g)?.length ?? 0
+      assert.ok(tables > 0, path)
+      assert.equal(body.match(/<div class="scroll">\s*<table/g)?.length ?? 0, tables, path)
+    }
+  })
+
   it('every response has the security headers: a CSP without inline script or style, nosniff, no-referrer, no framing', async () => {
     const sse = await SseClient.open(`${base}/events?page=fleet`)
     sse.close()
