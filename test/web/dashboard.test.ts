@@ -353,15 +353,17 @@ describe('dashboard: routes, escaping, tokens and one shared live read (HTTP aga
     }
   })
 
-  it('GET /fleet shows workers by type, the queue, runs in progress, open alerts and the last-hour chart', async () => {
+  it('GET /fleet shows workers by stage, the queue, runs in progress, open alerts and the last-hour chart', async () => {
     await recordConditions(t.db, [{key: 'test:alert', kind: 'run_stuck', severity: 'warning', subject: 'run <b>7</b> is stuck', details: {}}], {
       deliverNow: true,
     })
     const res = await get(`${base}/fleet`)
     assert.equal(res.status, 200)
     assert.ok(res.body.includes('run &lt;b&gt;7&lt;/b&gt; is stuck'), 'the open alert, escaped')
-    // The in-process workers of the runs above have stopped: their types and last-5-minute completions remain.
-    for (const s of STAGES) assert.match(res.body, new RegExp(`<td>${s.kind}</td>`))
+    // The in-process workers of the runs above have stopped: their stages and last-5-minute completions remain, named as stages.
+    assert.match(res.body, /<h2>Workers by stage<\/h2>/)
+    for (const s of STAGES) assert.match(res.body, new RegExp(`<td>${s.name}</td>`))
+    for (const s of STAGES) assert.doesNotMatch(res.body, new RegExp(`<td>${s.kind}</td>`))
     assert.match(res.body, /Tasks completed per minute <span class="total">\((\d+) in the last hour\)/)
     const completed = Number(/Tasks completed per minute <span class="total">\((\d+) in the last hour\)/.exec(res.body)![1])
     const events = await t.db

@@ -5,7 +5,8 @@ import {renderTable, tableMode} from '../../cli/output.js'
 import {formatAge, parseDuration} from '../../shared/duration.js'
 import {type FleetStatus, fleetStatus} from '../../monitor/fleet.js'
 import type {RunInProgress} from '../../pipeline/runs.js'
-import {stageOfKind, STAGES} from '../../pipeline/stages/index.js'
+import {STAGES} from '../../pipeline/stages/index.js'
+import {stageWord, workerStages} from '../../web/format.js'
 import {sleep} from '../../runtime/backoff.js'
 
 const gb = (v: unknown) => (typeof v === 'number' ? `${v.toFixed(1)}G` : '-')
@@ -72,7 +73,7 @@ export default class WorkersStatus extends BaseCommand<typeof WorkersStatus> {
       s.workers,
       [
         {header: 'worker', get: (w) => w.id, wide: true},
-        {header: 'stages', get: (w) => (w.types.length === STAGES.length ? 'all' : w.types.map(stageWord).join(',')), drop: 3},
+        {header: 'stages', get: (w) => workerStages(w.types), drop: 3},
         {header: 'pool', get: (w) => w.pool, drop: 4},
         {header: 'status', get: (w) => w.status, status: true},
         {
@@ -131,6 +132,3 @@ export default class WorkersStatus extends BaseCommand<typeof WorkersStatus> {
     ].join('\n\n')
   }
 }
-
-/** A task kind as people name it: its stage (discovery, research, contacts); anything else as it is. */
-const stageWord = (kind: string) => stageOfKind(kind)?.name ?? kind
