@@ -16,7 +16,7 @@ import {type FlagFacts, flagWording, isParseError, oneLine, parseErrorLine} from
 import {withSignals} from './signals.js'
 import type {SpendJournal} from '../pipeline/spend-journal.js'
 import {databaseId} from '../db/meta.js'
-import {type Column, detectMode, type OutputMode, printable, renderTable, type Spinner, spinner} from './output.js'
+import {type Column, detectMode, type OutputMode, printable, renderPairs, renderTable, type Spinner, spinner, tableMode} from './output.js'
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
 export type BaseArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
@@ -173,8 +173,14 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     if (!this.jsonEnabled()) process.stdout.write(`${printable(message)}\n`)
   }
 
+  /** A table for people on stdout (see renderTable): fitted to the terminal, complete when piped; silent under --json. */
   protected table<Row>(rows: Row[], columns: Array<Column<Row>>): void {
-    if (!this.jsonEnabled()) process.stdout.write(`${renderTable(rows, columns, this.mode)}\n`)
+    if (!this.jsonEnabled()) process.stdout.write(`${renderTable(rows, columns, tableMode())}\n`)
+  }
+
+  /** Key/value lines for one record on stdout (see renderPairs); silent under --json. */
+  protected pairs(pairs: Array<[string, unknown]>): void {
+    if (!this.jsonEnabled()) process.stdout.write(`${renderPairs(pairs, tableMode())}\n`)
   }
 
   protected async spin(text: string): Promise<Spinner> {

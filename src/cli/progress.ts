@@ -1,6 +1,7 @@
 import type {RunProgress} from '../pipeline/runs.js'
 import {STAGES} from '../pipeline/stages/index.js'
 import type {RunUsage} from '../pipeline/usage.js'
+import {formatAge} from '../shared/duration.js'
 import {formatCost} from '../shared/money.js'
 
 /** One line of run progress: what each stage has done and what is in flight. */
@@ -19,7 +20,7 @@ export function describeSpend(p: Pick<RunProgress, 'usage' | 'maxUsd'> & {compan
 /** The model calls behind it: calls that did work, tokens, 429s, time spent waiting for the quota, cache hits. */
 export function describeCalls(u: RunUsage): string {
   const estimated = u.estimated > 0 ? ` (${u.estimated} calls' usage estimated: the provider's counts were not counts)` : ''
-  return `${u.calls} calls, ${u.inputTokens} in / ${u.outputTokens} out tokens${estimated}, ${u.rateLimited} rate-limited (429), ${u.quotaWaitS}s waiting for the quota, ${u.cacheHits} from the cache`
+  return `${u.calls} calls, ${u.inputTokens} in / ${u.outputTokens} out tokens${estimated}, ${u.rateLimited} rate-limited (429), ${formatAge(u.quotaWaitS)} waiting for the quota, ${u.cacheHits} from the cache`
 }
 
 /** What suppression kept out of a run. */

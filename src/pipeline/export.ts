@@ -188,11 +188,19 @@ function csvCell(value: string): string {
 }
 
 /**
+ * A phone number as people write it ("+1-555-2847", "+44 20 7946 0958 ext. 12"):
+ * digits, spaces and + - . ( ) only, so a spreadsheet could at most do
+ * arithmetic with it, never call a function or reach another cell.
+ */
+const PHONE = /^\+?[\d(][\d\s().-]*(?:\s*ext\.?\s*\d+)?$/i
+
+/**
  * A CSV cell a spreadsheet would run as a formula (it starts with =, +, -, @,
  * a tab or a carriage return) gets a leading apostrophe, so it is shown as
- * text: company names and sources come from web pages and models. The JSON
- * export keeps the raw value.
+ * text: company names and sources come from web pages and models. A phone
+ * number is written as it is (a CRM import would keep the apostrophe). The
+ * JSON export keeps the raw value.
  */
 export function neutralizeFormula(value: string): string {
-  return /^[=+\-@\t\r]/.test(value) ? `'${value}` : value
+  return /^[=+\-@\t\r]/.test(value) && !PHONE.test(value) ? `'${value}` : value
 }

@@ -15,6 +15,15 @@ export type VerdictKey = CriterionName | 'site'
 /** In export order. */
 export const VERDICT_KEYS: readonly VerdictKey[] = ['pms', 'state', 'city', 'units', 'natural_request', 'site']
 
+/**
+ * A verdict key (or what kept a company out) as people read it: "natural
+ * request"; "portfolio", the check that a company manages residential
+ * rentals, as "residential portfolio" (it is not the units criterion).
+ */
+export function verdictLabel(key: string): string {
+  return key === 'portfolio' ? 'residential portfolio' : key.replaceAll('_', ' ')
+}
+
 /** Verdicts that may be accepted when unknown (`--accept-unknown`). */
 export const ACCEPTABLE_UNKNOWN: readonly VerdictKey[] = ['pms', 'state', 'city', 'units', 'site']
 

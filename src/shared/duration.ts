@@ -31,11 +31,15 @@ export function formatDuration(ms: number): string {
   return `${ms}ms`
 }
 
-/** Seconds -> "45s", "12m", "3h 5m": how long something has been so. */
+/** Seconds -> "45s", "4m 55s", "3h 5m", "2d 4h": how long something has been so, to its two largest units. */
 export function formatAge(seconds: number): string {
   const s = Math.max(0, Math.round(seconds))
-  if (s < 120) return `${s}s`
-  if (s < 7200) return `${Math.round(s / 60)}m`
-  const m = Math.round(s / 60)
-  return `${Math.floor(m / 60)}h ${m % 60}m`
+  const [big, small, bigUnit, smallUnit] =
+    s < 3600
+      ? [Math.floor(s / 60), s % 60, 'm', 's']
+      : s < 86_400
+        ? [Math.floor(s / 3600), Math.floor(s / 60) % 60, 'h', 'm']
+        : [Math.floor(s / 86_400), Math.floor(s / 3600) % 24, 'd', 'h']
+  if (s < 60) return `${s}s`
+  return small === 0 ? `${big}${bigUnit}` : `${big}${bigUnit} ${small}${smallUnit}`
 }

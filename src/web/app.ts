@@ -105,6 +105,12 @@ export function dashboardApp(o: AppOptions): Hono {
     return c.body(asset.body, 200, {'Content-Type': asset.type, 'Cache-Control': 'public, max-age=300'})
   })
 
+  // Browsers ask for /favicon.ico whatever a page links: the same icon, not a 404.
+  app.get('/favicon.ico', (c) => {
+    const icon = o.assets.get('favicon.svg')!
+    return c.body(icon.body, 200, {'Content-Type': icon.type, 'Cache-Control': 'public, max-age=86400'})
+  })
+
   app.get('/healthz', (c) => c.text('ok\n'))
 
   app.notFound((c) => c.html(String(messagePage('Not found', 'Nothing here: the dashboard has /runs and /fleet.')), 404))

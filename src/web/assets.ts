@@ -8,6 +8,7 @@ import fs from 'node:fs'
 const FILES = {
   'dashboard.css': 'text/css; charset=utf-8',
   'live.js': 'text/javascript; charset=utf-8',
+  'favicon.svg': 'image/svg+xml',
 } as const
 
 export interface Asset {

@@ -27,7 +27,7 @@ export const LIMITS = {runs: 100, selected: 200, qualified: 50, disqualified: 10
 /** The last hour, by minute. */
 export const CHART_MINUTES = 60
 
-export const RUN_STATUSES: readonly RunStatus[] = ['running', 'needs_decision', 'completed', 'failed', 'canceled']
+export {RUN_STATUSES} from '../pipeline/run-listing.js'
 
 export type SourceKey = string
 

@@ -1,3 +1,4 @@
+import {STAGES, stageOfKind} from '../pipeline/stages/index.js'
 import {formatAge} from '../shared/duration.js'
 import {formatCost} from '../shared/money.js'
 
@@ -16,6 +17,16 @@ export function formatCriteria(criteria: unknown): string {
   return Object.entries(criteria as Record<string, unknown>)
     .map(([k, v]) => `${k}: ${Array.isArray(v) ? v.join(', ') : typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v)}`)
     .join('; ')
+}
+
+/** A task kind as people name it: its stage (discovery, research, contacts); anything else as it is. */
+export function stageWord(kind: string): string {
+  return stageOfKind(kind)?.name ?? kind
+}
+
+/** A worker's task kinds as its stages, "all" when it takes every stage. */
+export function workerStages(kinds: string[]): string {
+  return STAGES.every((s) => kinds.includes(s.kind)) ? 'all' : kinds.map(stageWord).join(',')
 }
 
 export function formatGb(v: unknown): string {

@@ -398,6 +398,9 @@ describe('e2e: bad input on the command line', function () {
       [['runs', 'export', '1', '--format', 'xml'], /--format must be one of csv, json \(got xml\)/, {}],
       [['nosuchcmd'], /^Error: rvx has no command "nosuchcmd": rvx --help lists the commands$/, {}],
       [['runs', 'nosuch'], /^Error: rvx runs has no command "nosuch": rvx runs --help lists its commands$/, {}],
+      [['runs', 'lst'], /^Error: rvx runs has no command "lst": did you mean rvx runs list\? rvx runs --help lists its commands$/, {}],
+      [['wrker', 'all'], /^Error: rvx has no command "wrker all": did you mean rvx worker\? rvx --help lists the commands$/, {}],
+      [['workers', 'stats'], /^Error: rvx workers has no command "stats": did you mean rvx workers status\? rvx workers --help lists its commands$/, {}],
     ] as const) {
       it(`rvx ${args.join(' ')}${Object.keys(extraEnv).length > 0 ? ` with ${JSON.stringify(extraEnv)}` : ''}`, async () => {
         const before = await runCount()
@@ -413,6 +416,16 @@ describe('e2e: bad input on the command line', function () {
         error: {code: 'command_not_found', exitCode: 2, message: 'rvx has no command "nosuchcmd": rvx --help lists the commands'},
       })
       assert.equal(r.stderr, '')
+
+      const typo = await rvx(['runs', 'lst', '--json'], {env: env()})
+      assert.equal(typo.code, 2, typo.stderr)
+      assert.deepEqual(JSON.parse(typo.stdout), {
+        error: {
+          code: 'command_not_found',
+          exitCode: 2,
+          message: 'rvx runs has no command "lst": did you mean rvx runs list? rvx runs --help lists its commands',
+        },
+      })
     })
 
     it('with --json, a bad choice prints {"error": ...} with exit code 2', async () => {

@@ -28,6 +28,8 @@ export function cliEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {...process.env, NO_COLOR: '1', RVX_HOME: process.env.RVX_TEST_HOME + '/cli-home'}
   delete env.DATABASE_URL
   delete env.RVX_PG_PORT
+  // Tables are fitted to COLUMNS when it is set: a test asks for a width explicitly, never inherits one.
+  delete env.COLUMNS
   return {...env, ...extra}
 }
 

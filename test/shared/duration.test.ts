@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 
-import {formatDuration, MAX_TIMER_MS, parseDuration} from '../../src/shared/duration.js'
+import {formatAge, formatDuration, MAX_TIMER_MS, parseDuration} from '../../src/shared/duration.js'
 
 describe('shared: durations', () => {
   it('reads ms, s, m, h, d and plain seconds', () => {
@@ -20,5 +20,9 @@ describe('shared: durations', () => {
 
   it('formats a bound so parseDuration reads it back', () => {
     for (const ms of [500, 1000, 90_000, 3_600_000, MAX_TIMER_MS]) assert.equal(parseDuration(formatDuration(ms)), ms)
+  })
+
+  it('says an age in its two largest units: 45s, 4m 55s, 3h 5m, 2d 4h', () => {
+    assert.deepEqual([0, 44.6, 60, 295, 3600, 11_100, 86_400 * 2 + 3600 * 4 + 59].map(formatAge), ['0s', '45s', '1m', '4m 55s', '1h', '3h 5m', '2d 4h'])
   })
 })

@@ -171,6 +171,37 @@ describe('dashboard in headless Chromium, against a live simulated run', functio
     assert.deepEqual(dialogs, [], 'no script ran')
   })
 
+  it('on a 390 px phone the pages do not scroll sideways: a wide table scrolls inside its box, none is clipped', async () => {
+    const phone = await browser.context.newPage()
+    try {
+      await phone.setViewportSize({width: 390, height: 844})
+      for (const where of ['/runs', `/runs/${runId}`, '/fleet']) {
+        await phone.goto(`${base}${where}`)
+        await phone.click('article.lead summary').catch(() => {})
+        const fit = await phone.evaluate(() => ({
+          page: document.documentElement.scrollWidth,
+          // What sticks out (for the failure message): elements wider than the screen whose parent is not.
+          wide: Array.from(document.querySelectorAll('body *'))
+            .filter((e) => e.getBoundingClientRect().right > 391 && (e.parentElement?.getBoundingClientRect().right ?? 0) <= 391)
+            .slice(0, 5)
+            .map((e) => `${e.tagName.toLowerCase()}.${e.className}`),
+          tables: Array.from(document.querySelectorAll('table'), (table) => {
+            const box = table.closest('.scroll')
+            return {boxed: box !== null, box: box?.clientWidth ?? 0, reach: box?.scrollWidth ?? 0, table: table.offsetWidth}
+          }),
+        }))
+        assert.ok(fit.page <= 390, `${where}: the page is ${fit.page} px wide (${fit.wide.join(', ')})`)
+        assert.ok(fit.tables.length > 0, where)
+        for (const t of fit.tables) {
+          assert.ok(t.boxed && t.box <= 390, `${where}: a table outside a scrolling box: ${JSON.stringify(t)}`)
+          assert.ok(t.reach >= t.table, `${where}: a table clipped: ${JSON.stringify(t)}`)
+        }
+      }
+    } finally {
+      await phone.close()
+    }
+  })
+
   it('the CSV downloads are the files rvx runs export writes', async () => {
     const exported = await rvx(['runs', 'export', String(runId), '--output-dir', out, '--json'], {env: env()})
     assert.equal(exported.code, 0, exported.stderr)

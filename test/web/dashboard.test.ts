@@ -14,7 +14,7 @@ import {runScope} from '../../src/pipeline/run-options.js'
 import {createRun} from '../../src/pipeline/runs.js'
 import {STAGES} from '../../src/pipeline/stages/index.js'
 import {saveUsage} from '../../src/pipeline/usage.js'
-import {type FinalVerdict, VERDICT_KEYS} from '../../src/pipeline/verification.js'
+import {type FinalVerdict, VERDICT_KEYS, verdictLabel} from '../../src/pipeline/verification.js'
 import {recordConditions} from '../../src/monitor/conditions.js'
 import {claimTasks, enqueue, failTask} from '../../src/runtime/index.js'
 import {silentLogger} from '../../src/runtime/logger.js'
@@ -180,7 +180,7 @@ describe('dashboard: routes, escaping, tokens and one shared live read (HTTP aga
       const row = rowOf(res.body, 'data-company', c.id)
       assert.ok(row.includes(escape((c.reasons as string[]).join('; '))), `why ${c.name} was not picked`)
       assert.ok(c.disqualified_by.length > 0)
-      assert.ok(row.includes(`<td class="kept-out">${c.disqualified_by.map((k) => k.replace('_', ' ')).join(', ')}</td>`), `what kept ${c.name} out`)
+      assert.ok(row.includes(`<td class="kept-out">${c.disqualified_by.map(verdictLabel).join(', ')}</td>`), `what kept ${c.name} out`)
     }
 
     for (const file of ['companies.csv', 'contacts.csv', 'companies.json', 'contacts.json']) assert.ok(res.body.includes(`href="/runs/${done}/${file}"`))
@@ -251,6 +251,34 @@ describe('dashboard: routes, escaping, tokens and one shared live read (HTTP aga
     assert.equal(post.status, 404)
     const root = await fetch(`${base}/`, {redirect: 'manual'})
     assert.equal(root.headers.get('location'), '/runs')
+  })
+
+  it('serves a favicon (no 404 for /favicon.ico) and every page links it', async () => {
+    for (const url of [`${base}/favicon.ico`, `${base}/assets/favicon.svg`]) {
+      const icon = await fetch(url)
+      assert.equal(icon.status, 200, url)
+      assert.equal(icon.headers.get('content-type'), 'image/svg+xml')
+      assert.match(await icon.text(), /^<svg /)
+    }
+
+    for (const path of ['/runs', `/runs/${done}`, '/fleet'])
+      assert.ok((await get(`${base}${path}`)).body.includes('<link rel="icon" href="/assets/favicon.svg"'), path)
+  })
+
+  it('a finished run says how long it took; one that has not finished, its time so far', async () => {
+    const finished = (await get(`${base}/runs/${done}`)).body
+    assert.match(finished, /<dt>took<\/dt>/)
+    assert.doesNotMatch(finished, /time so far/)
+    assert.match((await get(`${base}/runs/${short}`)).body, /<dt>time so far<\/dt>/)
+  })
+
+  it('every table sits in a box that scrolls sideways on a narrow screen', async () => {
+    for (const path of ['/runs', `/runs/${done}`, '/fleet']) {
+      const body = (await get(`${base}${path}`)).body
+      const tables = body.match(/<table/g)?.length ?? 0
+      assert.ok(tables > 0, path)
+      assert.equal(body.match(/<div class="scroll">\s*<table/g)?.length ?? 0, tables, path)
+    }
   })
 
   it('every response has the security headers: a CSP without inline script or style, nosniff, no-referrer, no framing', async () => {
@@ -325,15 +353,17 @@ describe('dashboard: routes, escaping, tokens and one shared live read (HTTP aga
     }
   })
 
-  it('GET /fleet shows workers by type, the queue, runs in progress, open alerts and the last-hour chart', async () => {
+  it('GET /fleet shows workers by stage, the queue, runs in progress, open alerts and the last-hour chart', async () => {
     await recordConditions(t.db, [{key: 'test:alert', kind: 'run_stuck', severity: 'warning', subject: 'run <b>7</b> is stuck', details: {}}], {
       deliverNow: true,
     })
     const res = await get(`${base}/fleet`)
     assert.equal(res.status, 200)
     assert.ok(res.body.includes('run &lt;b&gt;7&lt;/b&gt; is stuck'), 'the open alert, escaped')
-    // The in-process workers of the runs above have stopped: their types and last-5-minute completions remain.
-    for (const s of STAGES) assert.match(res.body, new RegExp(`<td>${s.kind}</td>`))
+    // The in-process workers of the runs above have stopped: their stages and last-5-minute completions remain, named as stages.
+    assert.match(res.body, /<h2>Workers by stage<\/h2>/)
+    for (const s of STAGES) assert.match(res.body, new RegExp(`<td>${s.name}</td>`))
+    for (const s of STAGES) assert.doesNotMatch(res.body, new RegExp(`<td>${s.kind}</td>`))
     assert.match(res.body, /Tasks completed per minute <span class="total">\((\d+) in the last hour\)/)
     const completed = Number(/Tasks completed per minute <span class="total">\((\d+) in the last hour\)/.exec(res.body)![1])
     const events = await t.db

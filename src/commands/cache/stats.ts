@@ -17,8 +17,8 @@ export default class CacheStatsCommand extends BaseCommand<typeof CacheStatsComm
       {header: 'entries', get: (c) => c.entries},
       {header: 'within 30 days', get: (c) => c.fresh},
       {header: 'hits', get: (c) => c.hits},
-      {header: 'saved', get: (c) => formatCost(c.savedUsd)},
-      {header: 'oldest', get: (c) => day(c.oldest)},
+      {header: 'saved', get: (c) => formatCost(c.savedUsd), align: 'right'},
+      {header: 'oldest', get: (c) => day(c.oldest), drop: 1},
       {header: 'newest', get: (c) => day(c.newest)},
     ])
     return {cache}

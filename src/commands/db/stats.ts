@@ -1,5 +1,6 @@
 import {BaseCommand} from '../../cli/base-command.js'
 import {tableStats, type TableStats} from '../../db/table-stats.js'
+import {formatAge} from '../../shared/duration.js'
 
 export default class DbStats extends BaseCommand<typeof DbStats> {
   static override summary = "Show rvx's tables: size of each table and its indexes, live and dead rows, the last (auto)vacuum and analyze."
@@ -12,17 +13,17 @@ export default class DbStats extends BaseCommand<typeof DbStats> {
     const tables = await tableStats(await this.database({schema: !this.flags['database-url']}))
     const when = (...at: Array<Date | null>) => {
       const latest = at.filter((d): d is Date => d !== null).sort((a, b) => b.getTime() - a.getTime())[0]
-      return latest ? latest.toISOString().replace('T', ' ').slice(0, 19) : 'never'
+      return latest ? `${formatAge((Date.now() - latest.getTime()) / 1000)} ago` : 'never'
     }
 
     this.table(tables, [
       {header: 'table', get: (t) => t.table},
-      {header: 'table size', get: (t) => bytes(t.tableBytes)},
-      {header: 'index size', get: (t) => bytes(t.indexBytes)},
+      {header: 'table size', get: (t) => bytes(t.tableBytes), align: 'right'},
+      {header: 'index size', get: (t) => bytes(t.indexBytes), align: 'right'},
       {header: 'live rows', get: (t) => t.liveTuples},
       {header: 'dead rows', get: (t) => t.deadTuples},
-      {header: 'last vacuum', get: (t) => when(t.lastVacuum, t.lastAutovacuum)},
-      {header: 'last analyze', get: (t) => when(t.lastAnalyze, t.lastAutoanalyze)},
+      {header: 'last vacuum', get: (t) => when(t.lastVacuum, t.lastAutovacuum), drop: 2},
+      {header: 'last analyze', get: (t) => when(t.lastAnalyze, t.lastAutoanalyze), drop: 1},
     ])
     return {tables}
   }

@@ -10,22 +10,16 @@ export default class DbStatus extends EmbeddedServerCommand<typeof DbStatus> {
 
   async run(): Promise<ServerStatus> {
     const status = await new EmbeddedServer().status()
-    this.table(
-      [
-        ['running', status.running ? 'yes' : 'no'],
-        ['pid', status.pid],
-        ['port', status.port],
-        ['version', status.version],
-        ['url', status.url],
-        ['data', status.dataDir],
-        ['log', status.logFile],
-        ['programs', status.programsDir],
-      ],
-      [
-        {header: 'property', get: (r) => r[0]},
-        {header: 'value', get: (r) => r[1]},
-      ],
-    )
+    this.pairs([
+      ['running', status.running ? 'yes' : 'no'],
+      ['pid', status.pid],
+      ['port', status.port],
+      ['version', status.version],
+      ['url', status.url],
+      ['data', status.dataDir],
+      ['log', status.logFile],
+      ['programs', status.programsDir],
+    ])
     return status
   }
 }

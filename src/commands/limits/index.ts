@@ -12,12 +12,12 @@ export default class Limits extends BaseCommand<typeof Limits> {
     if (limits.length === 0) this.info('No model calls paced yet: limits appear with the first call to each model (or set one with rvx limits set).')
     else
       this.table(limits, [
-        {header: 'endpoint and model', get: (l) => l.key},
+        {header: 'endpoint and model', get: (l) => l.key, wide: true},
         {header: 'rpm now', get: (l) => Math.round(l.rateRpm)},
-        {header: 'rpm ceiling', get: (l) => l.limitRpm ?? '-'},
-        {header: 'tpm now', get: (l) => (l.rateTpm === null ? '-' : Math.round(l.rateTpm))},
-        {header: 'tpm ceiling', get: (l) => l.limitTpm ?? '-'},
-        {header: 'ceiling from', get: (l) => l.limitSource},
+        {header: 'rpm ceiling', get: (l) => l.limitRpm ?? '-', align: 'right'},
+        {header: 'tpm now', get: (l) => (l.rateTpm === null ? '-' : Math.round(l.rateTpm)), align: 'right'},
+        {header: 'tpm ceiling', get: (l) => l.limitTpm ?? '-', align: 'right'},
+        {header: 'ceiling from', get: (l) => l.limitSource, drop: 1},
         {header: 'met a 429', get: (l) => (l.sawLimit ? 'yes' : 'no')},
       ])
     return {limits}

@@ -2,16 +2,26 @@ import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
 import {ranged} from '../../cli/flags.js'
-import {listRunsWithSpend} from '../../pipeline/runs.js'
+import type {RunStatus} from '../../db/schema.js'
+import {listRunsWithSpend, RUN_STATUSES} from '../../pipeline/run-listing.js'
 import type {RunUsage} from '../../pipeline/usage.js'
+import {formatCriteria} from '../../web/format.js'
+import {formatAge} from '../../shared/duration.js'
 import {formatCost} from '../../shared/money.js'
 
 export default class RunsList extends BaseCommand<typeof RunsList> {
   static override summary = 'List runs, newest first.'
-  static override examples = ['<%= config.bin %> runs list', '<%= config.bin %> runs list --limit 5 --json']
+  static override description =
+    'On a terminal the table fits its width: long criteria are cut with …, then the less important columns (cache hits, calls, provider) are left out; piped, every column is printed in full (or fitted to COLUMNS when that is set). --json has everything.'
+  static override examples = [
+    '<%= config.bin %> runs list',
+    '<%= config.bin %> runs list --status needs_decision',
+    '<%= config.bin %> runs list --limit 5 --json',
+  ]
   static override enableJsonFlag = true
   static override flags = {
     limit: Flags.integer(ranged({summary: 'How many runs to show.', default: 20, min: 1, max: 1000})),
+    status: Flags.option({options: RUN_STATUSES, summary: 'Only runs in this status.'})(),
   }
 
   async run(): Promise<{
@@ -30,7 +40,7 @@ export default class RunsList extends BaseCommand<typeof RunsList> {
     }>
   }> {
     const db = await this.database({schema: true})
-    const runs = (await listRunsWithSpend(db, this.flags.limit)).map((r) => ({
+    const runs = (await listRunsWithSpend(db, {status: this.flags.status as RunStatus | undefined, limit: this.flags.limit})).map((r) => ({
       id: r.id,
       status: r.status,
       stage: r.stage,
@@ -43,21 +53,23 @@ export default class RunsList extends BaseCommand<typeof RunsList> {
       maxUsd: r.max_usd === null ? null : Number(r.max_usd),
       usage: r.usage,
     }))
-    if (runs.length === 0) this.info('No runs yet: start one with rvx orchestrate.')
+    if (runs.length === 0)
+      this.info(
+        this.flags.status ? `No ${this.flags.status} runs (rvx runs list without --status shows them all).` : 'No runs yet: start one with rvx orchestrate.',
+      )
     else
       this.table(runs, [
         {header: 'id', get: (r) => r.id},
-        {header: 'status', get: (r) => r.status},
-        {header: 'stage', get: (r) => r.stage},
-        {header: 'quantity', get: (r) => r.quantity},
-        {header: 'leads', get: (r) => r.selected},
-        {header: 'cost', get: (r) => formatCost(r.usage.costUsd) + (r.maxUsd === null ? '' : ` of ${formatCost(r.maxUsd)}`)},
-        {header: '$/lead', get: (r) => (r.selected > 0 ? formatCost(r.usage.costUsd / r.selected) : '-')},
-        {header: 'calls', get: (r) => `${r.usage.calls}${r.usage.rateLimited ? ` (+${r.usage.rateLimited} 429)` : ''}`},
-        {header: 'cache hits', get: (r) => r.usage.cacheHits},
-        {header: 'provider', get: (r) => r.provider},
-        {header: 'criteria', get: (r) => JSON.stringify(r.criteria)},
-        {header: 'created', get: (r) => r.createdAt.toISOString().replace('T', ' ').slice(0, 19)},
+        {header: 'status', get: (r) => r.status, status: true},
+        {header: 'stage', get: (r) => r.stage, drop: 4},
+        {header: 'leads', get: (r) => `${r.selected}/${r.quantity}`, align: 'right'},
+        {header: 'cost', get: (r) => formatCost(r.usage.costUsd) + (r.maxUsd === null ? '' : ` of ${formatCost(r.maxUsd)}`), align: 'right'},
+        {header: '$/lead', get: (r) => (r.selected > 0 ? formatCost(r.usage.costUsd / r.selected) : '-'), align: 'right', drop: 5},
+        {header: 'calls', get: (r) => `${r.usage.calls}${r.usage.rateLimited ? ` (+${r.usage.rateLimited} 429)` : ''}`, align: 'right', drop: 7},
+        {header: 'cache hits', get: (r) => r.usage.cacheHits, drop: 8},
+        {header: 'provider', get: (r) => r.provider, drop: 6},
+        {header: 'created', get: (r) => `${formatAge((Date.now() - r.createdAt.getTime()) / 1000)} ago`, drop: 3},
+        {header: 'criteria', get: (r) => formatCriteria(r.criteria), wide: true},
       ])
     return {runs}
   }

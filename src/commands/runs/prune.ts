@@ -2,7 +2,7 @@ import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
 import {type PrunableRun, prunableRuns, pruneRun} from '../../pipeline/retention.js'
-import {parseDuration} from '../../shared/duration.js'
+import {formatAge, parseDuration} from '../../shared/duration.js'
 
 /** Ten years: well inside PostgreSQL's interval range. */
 const MAX_AGE_MS = 3650 * 86_400_000
@@ -39,8 +39,8 @@ export default class RunsPrune extends BaseCommand<typeof RunsPrune> {
     if (runs.length > 0)
       this.table(runs, [
         {header: 'id', get: (r) => r.id},
-        {header: 'status', get: (r) => r.status},
-        {header: 'finished', get: (r) => r.finishedAt.toISOString().replace('T', ' ').slice(0, 19)},
+        {header: 'status', get: (r) => r.status, status: true},
+        {header: 'finished', get: (r) => `${formatAge((Date.now() - r.finishedAt.getTime()) / 1000)} ago`},
         {header: 'companies', get: (r) => r.companies},
         {header: 'contacts', get: (r) => r.contacts},
         {header: 'model calls', get: (r) => r.llmCalls},

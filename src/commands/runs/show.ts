@@ -1,11 +1,17 @@
 import {BaseCommand} from '../../cli/base-command.js'
 import {describeCalls, describeSpend, describeSuppression} from '../../cli/progress.js'
 import {parseRunId, runIdArg} from '../../cli/run-arg.js'
+import {leadContacts, runLeads} from '../../pipeline/leads.js'
 import {type RunProgress, runProgress} from '../../pipeline/runs.js'
 import {STAGES} from '../../pipeline/stages/index.js'
+import {verdictLabel} from '../../pipeline/verification.js'
+import {formatAge} from '../../shared/duration.js'
+import {formatCriteria, formatTime} from '../../web/format.js'
 
 export default class RunsShow extends BaseCommand<typeof RunsShow> {
-  static override summary = 'Show one run: status, stage, counts per stage, usage and cost.'
+  static override summary = 'Show one run: status, stage, counts per stage, usage and cost, then its selected companies.'
+  static override description =
+    'One line per fact (a long value wraps under itself on a terminal), then a table of the selected companies: name, domain, ICP score, property management software and contacts found. --json has the facts only (rvx runs export writes the companies and contacts).'
   static override examples = ['<%= config.bin %> runs show 12', '<%= config.bin %> runs show 12 --json']
   static override enableJsonFlag = true
   static override args = {id: runIdArg}
@@ -13,12 +19,17 @@ export default class RunsShow extends BaseCommand<typeof RunsShow> {
   async run(): Promise<RunProgress> {
     const db = await this.database({schema: true})
     const p = await runProgress(db, parseRunId(this.args.id))
-    const rows: Array<[string, unknown]> = [
+    if (this.jsonEnabled()) return p
+    const took = ((p.finishedAt ?? new Date()).getTime() - p.createdAt.getTime()) / 1000
+    this.pairs([
+      ['run', p.id],
       ['status', p.status],
       ['stage', p.stage],
-      ['criteria', JSON.stringify(p.criteria)],
+      ['criteria', formatCriteria(p.criteria)],
       ['quantity', p.quantity],
       ['provider', p.provider],
+      ['started', formatTime(p.createdAt)],
+      p.finishedAt ? ['finished', `${formatTime(p.finishedAt)} (took ${formatAge(took)})`] : ['running for', formatAge(took)],
       // The same words and numbers as --json: selected companies are counted apart from those qualified but not selected.
       [
         'companies',
@@ -28,7 +39,7 @@ export default class RunsShow extends BaseCommand<typeof RunsShow> {
       ...Object.entries(p.verdicts).map(
         ([key, v]) =>
           [
-            `verified ${key}`,
+            `verified ${verdictLabel(key)}`,
             `${key === 'portfolio' ? '' : `selected: ${v.selectedMatch} match, ${v.selectedUnknown} unknown; `}kept ${v.disqualified} out`,
           ] as [string, unknown],
       ),
@@ -43,11 +54,23 @@ export default class RunsShow extends BaseCommand<typeof RunsShow> {
       ['model calls', describeCalls(p.usage)],
       ['kept out', describeSuppression(p.suppression)],
       ['notes', p.notes],
-    ]
-    this.table(rows, [
-      {header: `run ${p.id}`, get: (r) => r[0]},
-      {header: '', get: (r) => r[1]},
     ])
+
+    const selected = await runLeads(db, p.id, 'selected', Math.max(p.companies.selected, 1))
+    const contacts = await leadContacts(
+      db,
+      selected.map((c) => c.id),
+    )
+    this.out('')
+    if (selected.length === 0) this.out('No companies selected yet.')
+    else
+      this.table(selected, [
+        {header: 'company', get: (c) => c.name, wide: true},
+        {header: 'domain', get: (c) => c.domain},
+        {header: 'score', get: (c) => c.icpScore},
+        {header: 'pms', get: (c) => c.pms, drop: 1},
+        {header: 'contacts', get: (c) => contacts.get(c.id)?.length ?? 0},
+      ])
     return p
   }
 }

@@ -1,17 +1,18 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
-import {renderTable} from '../../cli/output.js'
-import {parseDuration} from '../../shared/duration.js'
+import {renderTable, tableMode} from '../../cli/output.js'
+import {formatAge, parseDuration} from '../../shared/duration.js'
 import {type FleetStatus, fleetStatus} from '../../monitor/fleet.js'
 import type {RunInProgress} from '../../pipeline/runs.js'
 import {STAGES} from '../../pipeline/stages/index.js'
+import {stageWord, workerStages} from '../../web/format.js'
 import {sleep} from '../../runtime/backoff.js'
 
 const gb = (v: unknown) => (typeof v === 'number' ? `${v.toFixed(1)}G` : '-')
 
 export default class WorkersStatus extends BaseCommand<typeof WorkersStatus> {
-  static override summary = 'The fleet at a glance: workers by type, each worker, the queue, and runs in progress.'
+  static override summary = 'The fleet at a glance: workers by stage, each worker, the queue, and runs in progress.'
   static override description = `Runs the dead-worker sweep first (the same one every worker runs), so a crashed worker shows as dead at once. --watch redraws in place on a terminal and prints timestamped blocks when piped; with --json it prints one JSON object per interval (NDJSON).`
   static override examples = [
     '<%= config.bin %> workers status',
@@ -43,7 +44,7 @@ export default class WorkersStatus extends BaseCommand<typeof WorkersStatus> {
         while (!stop.signal.aborted) {
           const s = await fleetStatus(db, {all: this.flags.all})
           if (this.jsonEnabled()) process.stdout.write(JSON.stringify(s) + '\n')
-          else if (this.mode.tty) process.stdout.write(`\u001B[H\u001B[2J${this.render(s)}\n\n(every ${this.flags.interval}; Ctrl-C to stop)\n`)
+          else if (process.stdout.isTTY) process.stdout.write(`\u001B[H\u001B[2J${this.render(s)}\n\n(every ${this.flags.interval}; Ctrl-C to stop)\n`)
           else process.stdout.write(`--- ${s.at}\n${this.render(s)}\n\n`)
           await sleep(interval, stop.signal)
         }
@@ -53,11 +54,11 @@ export default class WorkersStatus extends BaseCommand<typeof WorkersStatus> {
   }
 
   private render(s: FleetStatus): string {
-    const mode = this.mode
+    const mode = tableMode()
     const fleet = renderTable(
       s.fleet,
       [
-        {header: 'type', get: (r) => r.type},
+        {header: 'stage', get: (r) => stageWord(r.type)},
         {header: 'active', get: (r) => r.starting + r.idle + r.busy + r.draining},
         {header: 'idle', get: (r) => r.idle},
         {header: 'busy', get: (r) => r.busy},
@@ -71,41 +72,42 @@ export default class WorkersStatus extends BaseCommand<typeof WorkersStatus> {
     const workers = renderTable(
       s.workers,
       [
-        {header: 'worker', get: (w) => w.id},
-        {header: 'type', get: (w) => w.type},
-        {header: 'pool', get: (w) => w.pool},
-        {header: 'status', get: (w) => w.status},
+        {header: 'worker', get: (w) => w.id, wide: true},
+        {header: 'stages', get: (w) => workerStages(w.types), drop: 3},
+        {header: 'pool', get: (w) => w.pool, drop: 4},
+        {header: 'status', get: (w) => w.status, status: true},
         {
           header: 'current task',
           get: (w) =>
             w.currentTasks.length === 0
               ? '-'
-              : `${w.currentTasks[0].kind}#${w.currentTasks[0].id} ${w.currentTasks[0].elapsedS}s${w.currentTasks.length > 1 ? ` +${w.currentTasks.length - 1}` : ''}`,
+              : `${stageWord(w.currentTasks[0].kind)}#${w.currentTasks[0].id} ${formatAge(w.currentTasks[0].elapsedS)}${w.currentTasks.length > 1 ? ` +${w.currentTasks.length - 1}` : ''}`,
         },
-        {header: 'heartbeat (rtt)', get: (w) => `${w.heartbeatAgeS}s ago${w.heartbeatLatencyMs === null ? '' : ` (${w.heartbeatLatencyMs} ms)`}`},
-        {header: 'cpu', get: (w) => (typeof w.resourceMetrics.cpu_percent === 'number' ? `${w.resourceMetrics.cpu_percent}%` : '-')},
-        {header: 'mem free', get: (w) => gb(w.resourceMetrics.memory_available_gb)},
+        {header: 'heartbeat (rtt)', get: (w) => `${formatAge(w.heartbeatAgeS)} ago${w.heartbeatLatencyMs === null ? '' : ` (${w.heartbeatLatencyMs} ms)`}`},
+        {header: 'cpu', get: (w) => (typeof w.resourceMetrics.cpu_percent === 'number' ? `${w.resourceMetrics.cpu_percent}%` : '-'), align: 'right', drop: 5},
+        {header: 'mem free', get: (w) => gb(w.resourceMetrics.memory_available_gb), align: 'right', drop: 6},
         {
           header: 'gpu',
           get: (w) =>
             w.resourceMetrics.gpu_type && w.resourceMetrics.gpu_type !== 'none'
               ? `${w.resourceMetrics.gpu_type} ${gb(w.resourceMetrics.gpu_vram_available_gb)}`
               : '-',
+          drop: 7,
         },
-        {header: 'done/failed', get: (w) => `${w.tasksDone}/${w.tasksFailed}`},
+        {header: 'done/failed', get: (w) => `${w.tasksDone}/${w.tasksFailed}`, align: 'right'},
       ],
       mode,
     )
     const queue = renderTable(
       s.queue,
       [
-        {header: 'kind', get: (q) => q.kind},
+        {header: 'stage', get: (q) => stageWord(q.kind)},
         {header: 'queued', get: (q) => q.queued},
         {header: 'running', get: (q) => q.running},
         {header: 'failed', get: (q) => q.failed},
         {header: 'quarantined', get: (q) => q.quarantined},
-        {header: 'oldest queued', get: (q) => (q.oldestQueuedAgeS === null ? '-' : `${q.oldestQueuedAgeS}s`)},
-        {header: 'retries waiting', get: (q) => q.retriesWaiting},
+        {header: 'oldest queued', get: (q) => (q.oldestQueuedAgeS === null ? '-' : formatAge(q.oldestQueuedAgeS)), align: 'right'},
+        {header: 'retries waiting', get: (q) => q.retriesWaiting, drop: 1},
       ],
       mode,
     )
@@ -118,7 +120,7 @@ export default class WorkersStatus extends BaseCommand<typeof WorkersStatus> {
               {header: 'run', get: (r) => r.id},
               {header: 'stage', get: (r) => r.stage},
               {header: 'quantity', get: (r) => r.quantity},
-              ...STAGES.map((stage) => ({header: stage.name, get: (r: RunInProgress) => `${r.percent[stage.name]}%`})),
+              ...STAGES.map((stage) => ({header: stage.name, get: (r: RunInProgress) => `${r.percent[stage.name]}%`, align: 'right' as const})),
             ],
             mode,
           )

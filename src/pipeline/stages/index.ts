@@ -17,6 +17,11 @@ export function stageNamed(name: StageName): Stage<any, any, any> {
   return STAGES.find((s) => s.name === name)!
 }
 
+/** The stage whose tasks are of this kind, if any. */
+export function stageOfKind(kind: string): Stage<any, any, any> | undefined {
+  return STAGES.find((s) => s.kind === kind)
+}
+
 /** A stage by either of its names (discovery or lead-list, ...). */
 export function findStage(word: string): Stage<any, any, any> | undefined {
   return STAGES.find((s) => s.name === word || s.kind === word)

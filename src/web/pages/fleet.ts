@@ -1,5 +1,5 @@
 import {CHART_KEY, type ChartData, FLEET_KEY, type FleetData} from '../data.js'
-import {formatAge, formatGb} from '../format.js'
+import {formatAge, formatGb, stageWord, workerStages} from '../format.js'
 import {html} from '../html.js'
 import {chart} from './chart.js'
 import {region, type Regions} from './layout.js'
@@ -7,7 +7,7 @@ import {stageBars, table} from './parts.js'
 import type {View} from './view.js'
 
 /**
- * Fleet: the operator's page. Is the fleet healthy (workers by type, each
+ * Fleet: the operator's page. Is the fleet healthy (workers by stage, each
  * worker's heartbeat and load, dead ones marked), what is stuck (the queue,
  * open alerts), what is it doing (runs in progress, the last hour's chart).
  * The same snapshot as `rvx workers status` (monitor/fleet.ts).
@@ -32,7 +32,7 @@ function regions(d: FleetData): Regions {
   const types = s.fleet.map(
     (f) =>
       html`<tr>
-        <td>${f.type}</td>
+        <td>${stageWord(f.type)}</td>
         <td class="num">${f.starting + f.idle + f.busy + f.draining}</td>
         <td class="num">${f.idle}</td>
         <td class="num">${f.busy}</td>
@@ -48,7 +48,7 @@ function regions(d: FleetData): Regions {
     const gpu = typeof m.gpu_type === 'string' && m.gpu_type !== 'none' ? `${m.gpu_type} ${formatGb(m.gpu_vram_available_gb)} free` : '-'
     return html`<tr class="worker ${w.status === 'dead' ? 'dead' : ''}" data-worker="${w.id}" data-status="${w.status}">
       <td>${w.id}</td>
-      <td>${w.type}</td>
+      <td>${workerStages(w.types)}</td>
       <td>${w.pool}</td>
       <td>${w.host} (pid ${w.pid})</td>
       <td><span class="badge worker-${w.status}">${w.status}</span></td>
@@ -57,7 +57,7 @@ function regions(d: FleetData): Regions {
       <td class="num">${formatGb(m.memory_available_gb)} free of ${formatGb(m.memory_total_gb)}</td>
       <td>${gpu}</td>
       <td>
-        ${task ? `${task.kind}#${task.id} for ${formatAge(task.elapsedS)}${w.currentTasks.length > 1 ? ` +${w.currentTasks.length - 1} more` : ''}` : '-'}
+        ${task ? `${stageWord(task.kind)}#${task.id} for ${formatAge(task.elapsedS)}${w.currentTasks.length > 1 ? ` +${w.currentTasks.length - 1} more` : ''}` : '-'}
       </td>
       <td class="num">${w.tasksDone}/${w.tasksFailed}</td>
     </tr>`
@@ -65,7 +65,7 @@ function regions(d: FleetData): Regions {
   const queue = s.queue.map(
     (q) =>
       html`<tr>
-        <td>${q.kind}</td>
+        <td>${stageWord(q.kind)}</td>
         <td class="num">${q.queued}</td>
         <td class="num">${q.running}</td>
         <td class="num ${q.failed > 0 ? 'bad' : ''}">${q.failed}</td>
@@ -100,12 +100,12 @@ function regions(d: FleetData): Regions {
               ${alerts}
             </ul>`
       }`,
-    'fleet-types': html`<h2>Workers by type</h2>
-      ${table(['type', 'active', 'idle', 'busy', 'draining', 'dead', 'done 5m', 'failed 5m'], types, 'No workers: start some with rvx worker all.')}`,
+    'fleet-types': html`<h2>Workers by stage</h2>
+      ${table(['stage', 'active', 'idle', 'busy', 'draining', 'dead', 'done 5m', 'failed 5m'], types, 'No workers: start some with rvx worker all.')}`,
     'fleet-workers': html`<h2>Workers (${s.workers.length}${dead > 0 ? html`, <span class="bad">${dead} dead</span>` : ''})</h2>
-      ${table(['worker', 'type', 'pool', 'host', 'status', 'heartbeat (round trip)', 'cpu', 'memory', 'gpu', 'current task', 'done/failed'], workers, 'None.', 'workers')}`,
+      ${table(['worker', 'stages', 'pool', 'host', 'status', 'heartbeat (round trip)', 'cpu', 'memory', 'gpu', 'current task', 'done/failed'], workers, 'None.', 'workers')}`,
     'fleet-queue': html`<h2>Queue</h2>
-      ${table(['kind', 'queued', 'running', 'failed', 'quarantined', 'oldest queued', 'retries waiting'], queue, 'Empty.')}`,
+      ${table(['stage', 'queued', 'running', 'failed', 'quarantined', 'oldest queued', 'retries waiting'], queue, 'Empty.')}`,
     'fleet-runs': html`<h2>Runs in progress</h2>
       ${table(['run', 'stage', 'quantity', 'progress'], runs, 'None.')}`,
   }

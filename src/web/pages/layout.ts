@@ -19,6 +19,7 @@ export function layout(o: {title: string; nav: 'runs' | 'fleet'; live: string; b
         <meta charset="utf-8" />
         <meta name="viewport" content="width=device-width, initial-scale=1" />
         <title>${o.title} · rvx</title>
+        <link rel="icon" href="/assets/favicon.svg" type="image/svg+xml" />
         <link rel="stylesheet" href="/assets/dashboard.css" />
         <script src="/assets/live.js" defer></script>
       </head>

@@ -25,16 +25,19 @@ export function stageBars(percent: Record<string, number>, notes: Record<string,
 
 export function table(headers: string[], rows: Html[], empty: string, className = ''): Html {
   if (rows.length === 0) return html`<p class="empty">${empty}</p>`
-  return html`<table class="${className}">
-    <thead>
-      <tr>
-        ${headers.map((h) => html`<th>${h}</th>`)}
-      </tr>
-    </thead>
-    <tbody>
-      ${rows}
-    </tbody>
-  </table>`
+  // Wrapped so that a table wider than a phone scrolls inside its box, not the page.
+  return html`<div class="scroll">
+    <table class="${className}">
+      <thead>
+        <tr>
+          ${headers.map((h) => html`<th>${h}</th>`)}
+        </tr>
+      </thead>
+      <tbody>
+        ${rows}
+      </tbody>
+    </table>
+  </div>`
 }
 
 export const isRunStatus = (s: string, statuses: readonly RunStatus[]): s is RunStatus => (statuses as readonly string[]).includes(s)

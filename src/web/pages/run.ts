@@ -1,5 +1,6 @@
 import type {Lead, LeadContact} from '../../pipeline/leads.js'
 import {STAGES} from '../../pipeline/stages/index.js'
+import {verdictLabel} from '../../pipeline/verification.js'
 import {costPerQualifiedLead, etaSeconds, type RunData, runKey} from '../data.js'
 import {formatAge, formatCost, formatCriteria, formatTime} from '../format.js'
 import {externalLink, html, type Html} from '../html.js'
@@ -79,7 +80,7 @@ function header(d: RunData): Html {
       </dd>
       <dt>$ per qualified lead</dt>
       <dd>${perLead === null ? '-' : formatCost(perLead)}</dd>
-      <dt>time so far</dt>
+      <dt>${s.finishedAt ? 'took' : 'time so far'}</dt>
       <dd>${formatAge(s.elapsedS)} (started ${formatTime(s.createdAt)}${s.finishedAt ? html`, ended ${formatTime(s.finishedAt)}` : ''})</dd>
       <dt>ETA</dt>
       <dd>${eta === null ? '-' : html`about ${formatAge(eta)} at the pace so far`}</dd>
@@ -186,22 +187,24 @@ function evidence(l: Lead): Html {
 /** Per criterion (and the site check): the verdict, who decided (a deterministic check overrules the model), and the evidence: page and quote. */
 function verdicts(lead: Lead): Html {
   if (lead.verdicts.length === 0) return html``
-  return html`<table class="verdicts">
-    <tbody>
-      ${lead.verdicts.map(
-        (v) =>
-          html`<tr data-verdict="${v.key}">
-            <th>${v.key.replace('_', ' ')}</th>
-            <td><span class="badge verdict-${v.verdict}">${v.verdict}</span></td>
-            <td class="by">${v.by === 'check' ? 'checked' : 'model'}</td>
-            <td>
-              ${v.evidence.map((e) => html`<div class="evidence-item">${externalLink(e.url)} ${e.quote ? html`<q>${e.quote}</q>` : ''}</div>`)}
-              ${v.note ? html`<div class="note">${v.note}</div>` : ''}
-            </td>
-          </tr>`,
-      )}
-    </tbody>
-  </table>`
+  return html`<div class="scroll">
+    <table class="verdicts">
+      <tbody>
+        ${lead.verdicts.map(
+          (v) =>
+            html`<tr data-verdict="${v.key}">
+              <th>${verdictLabel(v.key)}</th>
+              <td><span class="badge verdict-${v.verdict}">${v.verdict}</span></td>
+              <td class="by">${v.by === 'check' ? 'checked' : 'model'}</td>
+              <td>
+                ${v.evidence.map((e) => html`<div class="evidence-item">${externalLink(e.url)} ${e.quote ? html`<q>${e.quote}</q>` : ''}</div>`)}
+                ${v.note ? html`<div class="note">${v.note}</div>` : ''}
+              </td>
+            </tr>`,
+        )}
+      </tbody>
+    </table>
+  </div>`
 }
 
 const EMAIL_STATUS: Record<string, string> = {valid_domain: 'domain takes mail', no_mx: 'no mail server', invalid: 'invalid', unchecked: 'not checked'}
@@ -226,7 +229,7 @@ function disqualified(d: RunData): Html {
         <td class="company-name">${l.name}</td>
         <td>${externalLink(l.website ?? `https://${l.domain}`, l.domain)}</td>
         <td class="num">${l.icpScore ?? '-'}</td>
-        <td class="kept-out">${l.disqualifiedBy.length > 0 ? l.disqualifiedBy.map((k) => k.replace('_', ' ')).join(', ') : '-'}</td>
+        <td class="kept-out">${l.disqualifiedBy.length > 0 ? l.disqualifiedBy.map(verdictLabel).join(', ') : '-'}</td>
         <td>${l.reasons.length > 0 ? l.reasons.join('; ') : '-'}</td>
         <td>${sourceLinks(l.sources)}</td>
       </tr>`,
