@@ -7,6 +7,7 @@ import {serverDelayMs, sleep} from '../runtime/backoff.js'
 import {DEFAULT_CONFIG} from '../runtime/config.js'
 import {PermanentError, SnoozeError} from '../runtime/errors.js'
 import {Deadline} from './deadline.js'
+import {llmTimeoutMs} from './environment.js'
 import {fromOpenAIError} from './openai-errors.js'
 import {
   type CallContext,
@@ -86,7 +87,7 @@ export function openAIOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Open
     apiKey,
     baseURL: env.OPENAI_BASE_URL || undefined,
     model: env.OPENAI_MODEL || DEFAULT_MODEL,
-    timeoutMs: Number(env.RVX_LLM_TIMEOUT_MS) || 120_000,
+    timeoutMs: llmTimeoutMs(env),
     // On OpenAI's own endpoint with no backend configured, its hosted web search.
     search: searchBackendFromEnv(env) ?? (env.OPENAI_BASE_URL ? null : 'hosted'),
     searchModel: env.OPENAI_SEARCH_MODEL || 'gpt-4o-mini-search-preview',

@@ -165,7 +165,8 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     message: string
     unexpected: boolean
   } {
-    const error = flagWording(thrown, Object.keys({...this.ctor.baseFlags, ...this.ctor.flags})) as typeof thrown
+    const flags = {...this.ctor.baseFlags, ...this.ctor.flags} as Record<string, FlagFacts>
+    const error = flagWording(thrown, flags, this.argv) as typeof thrown
     if (error instanceof RvxError) {
       return {code: error.code, exitCode: error.exitCode, message: oneLine(error.message), unexpected: false}
     }
@@ -173,7 +174,6 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     // oclif's parse errors (unknown flag, missing argument or flag, bad value): bad input, exit 2.
     const hint = ` See rvx ${(this.id ?? '').replaceAll(':', ' ')} --help.`
     if (isParseError(error)) {
-      const flags = {...this.ctor.baseFlags, ...this.ctor.flags} as Record<string, FlagFacts>
       return {
         code: 'usage',
         exitCode: ExitCode.Usage,

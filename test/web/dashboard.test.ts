@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import {randomBytes} from 'node:crypto'
 import fs from 'node:fs'
+import http from 'node:http'
 import os from 'node:os'
 import path from 'node:path'
 import {Kysely, PostgresDialect} from 'kysely'
@@ -540,9 +541,53 @@ describe('dashboard: routes, escaping, tokens and one shared live read (HTTP aga
       const weak = await rvx(['dashboard', '--host', '0.0.0.0', '--port', '0'], {env: {...env(), RVX_DASHBOARD_TOKEN: 'hunter2hunter2'}})
       assert.equal(weak.code, 2, weak.stderr)
       assert.equal(lines(weak.stderr).length, 1)
-      assert.match(weak.stderr, /--token is too short \(14 characters\): use at least 16/)
+      // The value came from RVX_DASHBOARD_TOKEN: the error names that, not --token (issue 23, item 8).
+      assert.match(weak.stderr, /^Error: RVX_DASHBOARD_TOKEN is too short \(14 characters\): use at least 16/)
       assert.ok(!weak.stderr.includes('hunter2hunter2'))
-      assert.ok(!hasStackTrace(open.stderr + weak.stderr))
+      const flag = await rvx(['dashboard', '--host', '0.0.0.0', '--port', '0', '--token', 'hunter2hunter2'], {env: env()})
+      assert.match(flag.stderr, /^Error: --token is too short/)
+      assert.ok(!hasStackTrace(open.stderr + weak.stderr + flag.stderr))
+    })
+
+    it('refuses a token of spaces or with control characters, naming where it came from', async () => {
+      for (const [args, extra, pattern] of [
+        [['--token', ' '.repeat(20)], {}, /^Error: --token must be printable characters without spaces or control characters/],
+        [[], {RVX_DASHBOARD_TOKEN: ' '.repeat(20)}, /^Error: RVX_DASHBOARD_TOKEN must be printable characters without spaces/],
+        [[], {RVX_DASHBOARD_TOKEN: `${randomBytes(12).toString('hex')}\u0007`}, /^Error: RVX_DASHBOARD_TOKEN must be printable/],
+      ] as const) {
+        const r = await rvx(['dashboard', '--host', '0.0.0.0', '--port', '0', ...args], {env: {...env(), ...extra}})
+        assert.equal(r.code, 2, r.stderr)
+        assert.equal(lines(r.stderr).length, 1, r.stderr)
+        assert.match(r.stderr, pattern)
+      }
+    })
+
+    it('answers /events for a run that does not exist with 404, and logs nothing about it', async () => {
+      const server = spawnCli(['dashboard', '--port', '0', '--interval', '250ms'], env())
+      try {
+        const listening = await waitFor(
+          'the dashboard to say where it listens',
+          async () => /"url":"(http:\/\/127\.0\.0\.1:\d+)\/"/.exec(server.stderr()),
+          30_000,
+        )
+        // The status line only: a stream (the 200 of before) does not end.
+        const status = (url: string) =>
+          new Promise<number>((resolve, reject) => {
+            const request = http.get(url, (res) => {
+              resolve(res.statusCode ?? 0)
+              request.destroy()
+            })
+            request.on('error', reject)
+          })
+        assert.equal(await status(`${listening[1]}/events?page=run&id=999999999999999`), 404)
+        assert.equal(await status(`${listening[1]}/events?page=fleet`), 200, 'other streams are served as before')
+        // Ticks of the fleet stream (250 ms) would have logged a failed read of the missing run by now.
+        await new Promise((resolve) => setTimeout(resolve, 1000))
+        assert.doesNotMatch(server.stderr(), /999999999999999|reading .* failed/)
+      } finally {
+        server.child.kill('SIGTERM')
+        await server.exited
+      }
     })
 
     it('on 0.0.0.0 with a token: refuses requests without it, serves them with it, never logs it, and exits 143 on SIGTERM', async () => {
