@@ -5,7 +5,7 @@ import {type DatabaseHandle, openDatabase} from '../db/connect.js'
 import {connectionFailure, isConnectionError} from '../db/connection-errors.js'
 import {applyPending, assertSchemaCurrent} from '../db/migrator.js'
 import {assertSessionKept} from '../db/session-check.js'
-import {resolveDatabaseUrl} from '../db/resolve.js'
+import {embeddedFailure, resolveDatabaseUrl} from '../db/resolve.js'
 import type {Database} from '../db/schema.js'
 import {ExitCode} from '../shared/exit-codes.js'
 import {RvxError} from '../shared/errors.js'
@@ -93,7 +93,11 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   protected async database(options: {schema?: boolean; session?: boolean} = {}): Promise<Kysely<Database>> {
     if (!this.dbHandle) {
       const url = await resolveDatabaseUrl({url: this.flags['database-url'], notice: (m) => this.notice(m)})
-      this.dbHandle = await openDatabase(url, {applicationName: `rvx ${this.id ?? ''}`.trim()})
+      try {
+        this.dbHandle = await openDatabase(url, {applicationName: `rvx ${this.id ?? ''}`.trim()})
+      } catch (error) {
+        throw this.flags['database-url'] ? error : await embeddedFailure(error)
+      }
     }
 
     if (options.schema && this.flags['database-url']) await assertSchemaCurrent(this.dbHandle.db)
@@ -134,10 +138,13 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     return spinner(text, this.mode)
   }
 
-  protected override async catch(error: Error & {exitCode?: number; code?: string; oclif?: {exit?: number}}): Promise<unknown> {
+  protected override async catch(thrown: Error & {exitCode?: number; code?: string; oclif?: {exit?: number}}): Promise<unknown> {
     // this.exit() and oclif's own exits pass through untouched.
-    if (error.code === 'EEXIT') throw error
+    if (thrown.code === 'EEXIT') throw thrown
 
+    // The embedded server failing mid-command (a full disk, a crash) is said from its log, not as a DATABASE_URL problem.
+    const embedded = this.dbHandle && !this.flags?.['database-url'] && (isConnectionError(thrown) || thrown.code === '53100')
+    const error = embedded ? ((await embeddedFailure(thrown)) as typeof thrown) : thrown
     const failure = this.describeFailure(error)
     process.exitCode = failure.exitCode
     if (this.jsonEnabled()) {
