@@ -3,7 +3,7 @@
 // with RVX_MUTATE=backoff,auth (default: all). Results: docs/mutation-testing.md.
 const TARGETS = {
   backoff: {mutate: ['src/runtime/backoff.ts'], spec: ['test/runtime/snooze.test.ts', 'test/runtime/backoff.test.ts']},
-  auth: {mutate: ['src/web/auth.ts'], spec: ['test/web/dashboard.test.ts']},
+  auth: {mutate: ['src/web/auth.ts'], spec: ['test/web/auth.test.ts', 'test/web/dashboard.test.ts']},
   export: {mutate: ['src/pipeline/export.ts'], spec: ['test/web/dashboard.test.ts']},
   lease: {mutate: ['src/runtime/lease.ts'], spec: ['test/runtime/claim.test.ts', 'test/runtime/worker.test.ts', 'test/runtime/claim-ahead.test.ts']},
   sweep: {mutate: ['src/runtime/sweep.ts'], spec: ['test/runtime/claim.test.ts', 'test/runtime/crash.test.ts']},

@@ -37,7 +37,8 @@ describe('runtime: backoff and sleep', () => {
     )
   })
 
-  it('sleep resolves when its signal aborts (at once when already aborted) and leaves no listener behind', async () => {
+  it('sleep resolves when its signal aborts (at once when already aborted) and leaves no listener behind; it needs no signal', async () => {
+    await sleep(1)
     const aborted = new AbortController()
     aborted.abort()
     await sleep(3_600_000, aborted.signal)
