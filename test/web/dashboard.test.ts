@@ -4,7 +4,7 @@ import fs from 'node:fs'
 import http from 'node:http'
 import os from 'node:os'
 import path from 'node:path'
-import {Kysely, PostgresDialect} from 'kysely'
+import {Kysely, PostgresDialect, sql} from 'kysely'
 
 import {DEFAULT_SIMULATION, SimulatedProvider} from '../../src/agents/simulated.js'
 import {createPool} from '../../src/db/connect.js'
@@ -323,6 +323,60 @@ describe('dashboard: routes, escaping, tokens and one shared live read (HTTP aga
       }
     } finally {
       sse.close()
+    }
+  })
+
+  it('a hostile company name is text on every page that shows one: the disqualified table, a task error and an alert too, served and live', async () => {
+    const hostile = '<img src=x onerror=alert(9)>"><svg onload=alert(10)>'
+    const escaped = escape(hostile)
+    const out = await t.db.selectFrom('companies').select(['id', 'run_id', 'name']).where('status', '=', 'disqualified').orderBy('id').executeTakeFirstOrThrow()
+    const runId = Number(out.run_id)
+    await t.db.updateTable('companies').set({name: hostile}).where('id', '=', out.id).execute()
+    // A failed task's error and an open alert that name the company (as a model's or a page's words can).
+    const task = await t.db
+      .selectFrom('tasks')
+      .select(['id', 'status', 'last_error'])
+      .where('scope', '=', runScope(runId))
+      .where('kind', '=', 'company')
+      .where('status', '=', 'completed')
+      .orderBy('id')
+      .executeTakeFirstOrThrow()
+    await t.db
+      .updateTable('tasks')
+      .set({status: 'failed', last_error: `research of ${hostile} failed`})
+      .where('id', '=', task.id)
+      .execute()
+    await recordConditions(t.db, [{key: 'test:hostile', kind: 'run_stuck', severity: 'warning', subject: `research of ${hostile} is stuck`, details: {}}], {
+      deliverNow: true,
+    })
+    const runSse = await SseClient.open(`${base}/events?page=run&id=${runId}`)
+    const fleetSse = await SseClient.open(`${base}/events?page=fleet`)
+    try {
+      const page = (await get(`${base}/runs/${runId}`)).body
+      const {event} = await runSse.next((e) => e.event === 'regions' && e.data.includes('run-disqualified') && e.data.includes('run-activity'))
+      const live = JSON.parse(event.data) as Record<string, string>
+      const fleet = (await get(`${base}/fleet`)).body
+      const {event: fleetEvent} = await fleetSse.next((e) => e.event === 'regions' && e.data.includes('fleet-alerts'))
+      const liveFleet = Object.values(JSON.parse(fleetEvent.data) as Record<string, string>).join('\n')
+      const disqualifiedRow = rowOf(page, 'data-company', Number(out.id))
+      assert.ok(disqualifiedRow.includes(`<td class="company-name">${escaped}</td>`), 'the disqualified table names it as text')
+      for (const [where, html] of [
+        ['the run page', page],
+        ['its live disqualified table', live['run-disqualified']],
+        ['its live activity (the task error)', live['run-activity']],
+        ['the fleet page (the alert)', fleet],
+        ['the live fleet page', liveFleet],
+      ] as const) {
+        assert.ok(html.includes(escaped), `${where}: the name as text`)
+        assert.ok(!/<img src=x|<svg onload/.test(html), `${where}: never as markup`)
+      }
+    } finally {
+      runSse.close()
+      fleetSse.close()
+      // As the tests after this one expect the runs.
+      await t.db.updateTable('companies').set({name: out.name}).where('id', '=', out.id).execute()
+      await t.db.updateTable('tasks').set({status: task.status, last_error: task.last_error}).where('id', '=', task.id).execute()
+      await sql`delete from alerts where key = 'test:hostile'`.execute(t.db)
     }
   })
 
