@@ -4,7 +4,7 @@
 const TARGETS = {
   backoff: {mutate: ['src/runtime/backoff.ts'], spec: ['test/runtime/snooze.test.ts', 'test/runtime/backoff.test.ts']},
   auth: {mutate: ['src/web/auth.ts'], spec: ['test/web/auth.test.ts', 'test/web/dashboard.test.ts']},
-  export: {mutate: ['src/pipeline/export.ts'], spec: ['test/web/dashboard.test.ts']},
+  export: {mutate: ['src/pipeline/export.ts'], spec: ['test/pipeline/export.test.ts', 'test/web/dashboard.test.ts']},
   lease: {mutate: ['src/runtime/lease.ts'], spec: ['test/runtime/claim.test.ts', 'test/runtime/worker.test.ts', 'test/runtime/claim-ahead.test.ts']},
   sweep: {mutate: ['src/runtime/sweep.ts'], spec: ['test/runtime/claim.test.ts', 'test/runtime/crash.test.ts']},
   guard: {mutate: ['src/agents/tools/ssrf.ts'], spec: ['test/agents/fetch-guard.test.ts', 'test/agents/tools.test.ts']},

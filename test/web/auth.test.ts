@@ -39,6 +39,9 @@ describe('web: the dashboard guard', () => {
 
     const named = await open.request('http://x/runs', {headers: {host: 'evil.example:8080'}})
     assert.match(await named.text(), /not to evil\.example\n$/)
+    const none = await open.request('http://x/runs')
+    assert.equal(none.status, 403, 'no Host header is no loopback name')
+    assert.match(await none.text(), /not to no host\n$/)
   })
 
   it('with a token: Bearer (any case, surrounding space) or the session cookie; a link trades the token for the cookie', async () => {
