@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
 import {parse} from 'csv-parse/sync'
 
-import {COMPANY_COLUMNS, CONTACT_COLUMNS, neutralizeFormula, renderRun} from '../../src/pipeline/export.js'
+import {COMPANY_COLUMNS, CONTACT_COLUMNS, defaultExportDir, exportRun, neutralizeFormula, renderRun} from '../../src/pipeline/export.js'
 import {createRun} from '../../src/pipeline/runs.js'
 import {useFreshDatabase} from '../helpers/db.js'
 
@@ -125,6 +128,7 @@ describe('pipeline: the export (CSV and JSON)', function () {
     )
     assert.equal(contacts[1].sources, 'https://a.example/team; https://a.example/about')
     assert.equal(contacts[1].email_status, 'valid_domain')
+    assert.equal(contacts[1].from_cache, 'false')
 
     const json = await renderRun(t.db, run.id, 'json')
     assert.ok(json.files.companies.endsWith('}\n]\n') && json.files.contacts.endsWith('}\n]\n'))
@@ -156,6 +160,38 @@ describe('pipeline: the export (CSV and JSON)', function () {
     assert.equal(rendered.files.companies, `${COMPANY_COLUMNS.join(',')}\n`)
     assert.equal(rendered.files.contacts, `${CONTACT_COLUMNS.join(',')}\n`)
     assert.equal(JSON.parse((await renderRun(t.db, empty.id, 'json')).files.companies).length, 0)
+  })
+
+  it('exportRun writes the two files into run-ID under the directory given (or ./exports/ and the database id), whole', async () => {
+    const run = await createRun(t.db, {criteria: {state: 'TX'}, size: {quantity: 1, contactsMin: 1, contactsMax: 3}, provider: 'simulated'})
+    const id = await company(run.id, {domain: 'w.example', status: 'selected', score: 80})
+    await t.db.updateTable('companies').set({researched_at: null}).where('id', '=', id).execute()
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rvx-export-'))
+    try {
+      for (const format of ['csv', 'json'] as const) {
+        const result = await exportRun(t.db, run.id, dir, format)
+        assert.deepEqual(result, {
+          runId: run.id,
+          status: 'running',
+          companies: 1,
+          contacts: 0,
+          files: {companies: path.join(dir, `run-${run.id}`, `companies.${format}`), contacts: path.join(dir, `run-${run.id}`, `contacts.${format}`)},
+        })
+        const rendered = await renderRun(t.db, run.id, format)
+        assert.equal(fs.readFileSync(result.files.companies, 'utf8'), rendered.files.companies)
+        assert.equal(fs.readFileSync(result.files.contacts, 'utf8'), rendered.files.contacts)
+      }
+
+      assert.deepEqual(
+        fs.readdirSync(path.join(dir, `run-${run.id}`)).sort(),
+        ['companies.csv', 'companies.json', 'contacts.csv', 'contacts.json'],
+        'no temporary file left',
+      )
+      assert.equal(csv(fs.readFileSync(path.join(dir, `run-${run.id}`, 'companies.csv'), 'utf8'))[0].researched_at, '', 'not researched: an empty cell')
+      assert.match(await defaultExportDir(t.db), /^exports\/[0-9a-f]{8}$/)
+    } finally {
+      fs.rmSync(dir, {recursive: true, force: true})
+    }
   })
 
   it('a cell that starts like a formula (= + - @ tab CR) gets a leading apostrophe in the CSV; the JSON keeps the value', async () => {
