@@ -277,9 +277,20 @@ describe('fetch guard: address classification', () => {
       ['64:ff9b:1::a00:1', '64:ff9b:1::a00:1, a local-use NAT64 address'],
       ['::ffff:0:a00:1', '::ffff:0:a00:1, an IPv4-translated address'],
       ['64:ff9b::a00:1', '64:ff9b::a00:1 (carrying 10.0.0.1), a private address'],
+      ['::ffff:100.64.0.1', '::ffff:100.64.0.1 (carrying 100.64.0.1), a carrier-grade NAT address'],
+      ['::ffff:192.52.193.1', '::ffff:192.52.193.1 (carrying 192.52.193.1), a amt address'],
+      ['224.0.0.1', '224.0.0.1, a multicast address'],
+      ['255.255.255.255', '255.255.255.255, a broadcast address'],
+      ['100::1', '100::1, a discard-only address'],
+      ['192.31.196.1', '192.31.196.1, a as112 address'],
+      ['2001:2::1', '2001:2::1, a benchmarking address'],
     ]) {
       assert.equal(checkAddress(a).reason, reason, a)
+      assert.equal(checkAddress(a).allowed, false, a)
     }
+
+    // Global unicast that merely looks like an embedding in its middle is not one.
+    assert.equal(checkAddress('2606:4700:a9fe:a9fe::1').allowed, true)
   })
 
   it('a refusal as an error: the hint to allow private addresses, never for a metadata address', () => {
