@@ -187,6 +187,7 @@ describe('pipeline: the export (CSV and JSON)', function () {
         ['companies.csv', 'companies.json', 'contacts.csv', 'contacts.json'],
         'no temporary file left',
       )
+      assert.equal((await exportRun(t.db, run.id, dir)).files.companies, path.join(dir, `run-${run.id}`, 'companies.csv'), 'CSV unless told otherwise')
       assert.equal(csv(fs.readFileSync(path.join(dir, `run-${run.id}`, 'companies.csv'), 'utf8'))[0].researched_at, '', 'not researched: an empty cell')
       assert.match(await defaultExportDir(t.db), /^exports\/[0-9a-f]{8}$/)
     } finally {
