@@ -9,7 +9,7 @@ const TARGETS = {
   sweep: {mutate: ['src/runtime/sweep.ts'], spec: ['test/runtime/claim.test.ts', 'test/runtime/crash.test.ts']},
   guard: {mutate: ['src/agents/tools/ssrf.ts'], spec: ['test/agents/fetch-guard.test.ts', 'test/agents/tools.test.ts']},
   spend: {mutate: ['src/pipeline/spend.ts'], spec: ['test/runtime/pacing.test.ts', 'test/pipeline/pipeline.test.ts']},
-  cache: {mutate: ['src/pipeline/cache.ts'], spec: ['test/pipeline/pipeline.test.ts', 'test/pipeline/stages.test.ts']},
+  cache: {mutate: ['src/pipeline/cache.ts'], spec: ['test/pipeline/cache.test.ts', 'test/pipeline/pipeline.test.ts', 'test/pipeline/stages.test.ts']},
 }
 
 const wanted = (process.env.RVX_MUTATE || Object.keys(TARGETS).join(',')).split(',').map((s) => s.trim())
