@@ -202,6 +202,37 @@ describe('runtime: enqueue, claim and fencing', function () {
     assert.deepEqual((await t.db.selectFrom('tasks').select('result').where('id', '=', reLeased).executeTakeFirstOrThrow()).result, {from: 'fresh'})
   })
 
+  it('a sweeper that has heard from the database only briefly (after an outage) gives a silent worker that long before calling it dead', async () => {
+    // A worker silent for 20 s, holding no session lock: dead to a sweeper that could have heard it all along.
+    const silent = async (id: string) =>
+      t.db
+        .insertInto('workers')
+        .values({
+          id,
+          types: ['k'],
+          host: 'h',
+          pid: 1,
+          version: 'test',
+          concurrency: 1,
+          scope: null,
+          lock_key: 1,
+          started_at: new Date(Date.now() - 60_000),
+          last_heartbeat_at: sql<Date>`now() - interval '20 seconds'` as never,
+          resource_metrics: JSON.stringify({}),
+          status: 'idle',
+        })
+        .execute()
+    const config = {deadAfterMs: 1000, sessionGraceMs: 500, maxCrashes: 3}
+    // Silence counts from the server's start too (this test run's server is young): let that be longer than deadAfterMs.
+    const {rows} = await sql<{s: number}>`select extract(epoch from now() - pg_postmaster_start_time())::float8 as s`.execute(t.db)
+    await new Promise((r) => setTimeout(r, Math.max(0, 1500 - rows[0].s * 1000)))
+    await silent('w-outage')
+    // The database was unreachable until 200 ms ago: the worker may not have been able to heartbeat either.
+    assert.deepEqual((await sweep(t.db, config, {reachableForMs: 200})).deadWorkers, [])
+    assert.equal((await t.db.selectFrom('workers').select('status').where('id', '=', 'w-outage').executeTakeFirstOrThrow()).status, 'idle')
+    assert.deepEqual((await sweep(t.db, config)).deadWorkers, ['w-outage'], 'heard from all along: dead')
+  })
+
   it('a worker of two kinds claims the higher-priority task of the other kind before an older one of its own', async () => {
     const [{id: older}] = await enqueue(t.db, {kind: 'a', priority: 0})
     await new Promise((r) => setTimeout(r, 10))
