@@ -282,6 +282,7 @@ describe('fetch guard: address classification', () => {
       ['224.0.0.1', '224.0.0.1, a multicast address'],
       ['255.255.255.255', '255.255.255.255, a broadcast address'],
       ['100::1', '100::1, a discard-only address'],
+      ['fec0::1', 'fec0::1, a site-local address'],
       ['192.31.196.1', '192.31.196.1, a as112 address'],
       ['2001:2::1', '2001:2::1, a benchmarking address'],
     ]) {
