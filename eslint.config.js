@@ -33,7 +33,7 @@ const layering = FLOORS.map((floor, i) => ({
 }))
 
 export default tseslint.config(
-  {ignores: ['dist/', 'node_modules/', 'exports/', 'bench/out/', '.rvx-test/', '.bench-home/']},
+  {ignores: ['dist/', 'node_modules/', 'exports/', 'bench/out/', '.rvx-test/', '.bench-home/', '.stryker-tmp/', 'reports/']},
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

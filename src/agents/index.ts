@@ -1,5 +1,6 @@
 import {UsageError} from '../shared/errors.js'
 import type {RunRow} from '../db/schema.js'
+import {checkEnvironment} from './environment.js'
 import {DEFAULT_OPENAI_MODEL, SIMULATED_MODEL} from './models.js'
 import {ProviderUnusableError, type ResearchProvider} from '../pipeline/provider.js'
 import {DEFAULT_SIMULATION, type SimulationOptions, simulationOptions} from './simulation-options.js'
@@ -13,6 +14,7 @@ export type ProviderName = (typeof PROVIDERS)[number]
  * the same world; RVX_SIM_* in a worker's environment override them.
  */
 export function providerFactory(env: NodeJS.ProcessEnv = process.env): (run: RunRow) => Promise<ResearchProvider> {
+  checkEnvironment(env)
   const cache = new Map<number, Promise<ResearchProvider>>()
   return (run) => {
     let provider = cache.get(run.id)
@@ -36,6 +38,7 @@ export function providerFactory(env: NodeJS.ProcessEnv = process.env): (run: Run
  * and workers that only ever see the other provider, do not load it.
  */
 export async function createProvider(name: string, simulation: SimulationOptions | undefined, env: NodeJS.ProcessEnv = process.env): Promise<ResearchProvider> {
+  checkEnvironment(env)
   if (name === 'simulated') {
     const fromEnv = simulationOptions({}, env)
     const {SimulatedProvider} = await import('./simulated.js')

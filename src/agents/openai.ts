@@ -9,6 +9,7 @@ import {PermanentError, SnoozeError} from '../runtime/errors.js'
 import {UsageError} from '../shared/errors.js'
 import {cleanText} from '../shared/text.js'
 import {Deadline} from './deadline.js'
+import {llmTimeoutMs} from './environment.js'
 import {fromOpenAIError} from './openai-errors.js'
 import {
   type CallContext,
@@ -88,7 +89,7 @@ export function openAIOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Open
     apiKey,
     baseURL: baseUrlFrom(env.OPENAI_BASE_URL),
     model: env.OPENAI_MODEL ? checkModelName(env.OPENAI_MODEL, 'OPENAI_MODEL') : DEFAULT_MODEL,
-    timeoutMs: Number(env.RVX_LLM_TIMEOUT_MS) || 120_000,
+    timeoutMs: llmTimeoutMs(env),
     // On OpenAI's own endpoint with no backend configured, its hosted web search.
     search: searchBackendFromEnv(env) ?? (env.OPENAI_BASE_URL ? null : 'hosted'),
     searchModel: env.OPENAI_SEARCH_MODEL || 'gpt-4o-mini-search-preview',

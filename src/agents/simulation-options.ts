@@ -51,11 +51,23 @@ export function simulationOptions(flags: {latency?: string; faults?: string; see
   const faults = flags.faults ?? env.RVX_SIM_FAULTS
   const seed = flags.seed ?? (env.RVX_SIM_SEED ? Number(env.RVX_SIM_SEED) : undefined)
   if (seed !== undefined && !Number.isInteger(seed)) throw new UsageError(`RVX_SIM_SEED must be a whole number (got "${env.RVX_SIM_SEED}")`)
-  const supply = env.RVX_SIM_SUPPLY ? Number(env.RVX_SIM_SUPPLY) : undefined
+  const supply = env.RVX_SIM_SUPPLY?.trim() ? Number(env.RVX_SIM_SUPPLY) : undefined
+  if (supply !== undefined && !(Number.isInteger(supply) && supply >= 0 && supply <= 1_000_000))
+    throw new UsageError(`must be a whole number of companies from 0 to 1000000 (got "${env.RVX_SIM_SUPPLY}")`, {field: 'RVX_SIM_SUPPLY'})
   return {
     seed: seed ?? DEFAULT_SIMULATION.seed,
-    latencyMs: latency ? parseLatency(latency) : DEFAULT_SIMULATION.latencyMs,
-    faults: faults ? parseFaults(faults) : DEFAULT_SIMULATION.faults,
-    ...(supply !== undefined && Number.isInteger(supply) && supply >= 0 ? {supply} : {}),
+    latencyMs: latency ? fromVariable(() => parseLatency(latency), flags.latency === undefined && 'RVX_SIM_LATENCY') : DEFAULT_SIMULATION.latencyMs,
+    faults: faults ? fromVariable(() => parseFaults(faults), flags.faults === undefined && 'RVX_SIM_FAULTS') : DEFAULT_SIMULATION.faults,
+    ...(supply !== undefined ? {supply} : {}),
+  }
+}
+
+/** A value read from environment variable `name` (false: from a flag): its usage error names the variable, not the flag. */
+function fromVariable<T>(parse: () => T, name: string | false): T {
+  try {
+    return parse()
+  } catch (error) {
+    if (!name || !(error instanceof UsageError)) throw error
+    throw new UsageError(error.detail, {field: name, cause: error.cause})
   }
 }

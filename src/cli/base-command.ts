@@ -7,7 +7,7 @@ import {type DatabaseHandle, DEFAULT_SESSION_LIMITS, openDatabase, type SessionL
 import {connectionFailure, isConnectionError} from '../db/connection-errors.js'
 import {applyPending, assertSchemaCurrent} from '../db/migrator.js'
 import {assertSessionKept} from '../db/session-check.js'
-import {resolveDatabaseUrl} from '../db/resolve.js'
+import {embeddedFailure, resolveDatabaseUrl} from '../db/resolve.js'
 import type {Database} from '../db/schema.js'
 import {parseDuration} from '../shared/duration.js'
 import {ExitCode} from '../shared/exit-codes.js'
@@ -102,7 +102,11 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   protected async database(options: {schema?: boolean; session?: boolean} = {}): Promise<Kysely<Database>> {
     if (!this.dbHandle) {
       const url = await resolveDatabaseUrl({url: this.flags['database-url'], notice: (m) => this.notice(m)})
-      this.dbHandle = await openDatabase(url, {applicationName: `rvx ${this.id ?? ''}`.trim(), limits: this.sessionLimits})
+      try {
+        this.dbHandle = await openDatabase(url, {applicationName: `rvx ${this.id ?? ''}`.trim(), limits: this.sessionLimits})
+      } catch (error) {
+        throw this.flags['database-url'] ? error : await embeddedFailure(error)
+      }
     }
 
     if (options.schema && this.flags['database-url']) await assertSchemaCurrent(this.dbHandle.db)
@@ -187,10 +191,13 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     return spinner(text, this.mode)
   }
 
-  protected override async catch(error: Error & {exitCode?: number; code?: string; oclif?: {exit?: number}}): Promise<unknown> {
+  protected override async catch(thrown: Error & {exitCode?: number; code?: string; oclif?: {exit?: number}}): Promise<unknown> {
     // this.exit() and oclif's own exits pass through untouched.
-    if (error.code === 'EEXIT') throw error
+    if (thrown.code === 'EEXIT') throw thrown
 
+    // The embedded server failing mid-command (a full disk, a crash) is said from its log, not as a DATABASE_URL problem.
+    const embedded = this.dbHandle && !this.flags?.['database-url'] && (isConnectionError(thrown) || thrown.code === '53100')
+    const error = embedded ? ((await embeddedFailure(thrown)) as typeof thrown) : thrown
     const failure = this.describeFailure(error)
     process.exitCode = failure.exitCode
     if (this.jsonEnabled()) {
@@ -229,7 +236,8 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     message: string
     unexpected: boolean
   } {
-    const error = flagWording(thrown, Object.keys({...this.ctor.baseFlags, ...this.ctor.flags})) as typeof thrown
+    const flags = {...this.ctor.baseFlags, ...this.ctor.flags} as Record<string, FlagFacts>
+    const error = flagWording(thrown, flags, this.argv) as typeof thrown
     if (error instanceof RvxError) {
       return {code: error.code, exitCode: error.exitCode, message: oneLine(error.message), unexpected: false}
     }
@@ -237,7 +245,6 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     // oclif's parse errors (unknown flag, missing argument or flag, bad value): bad input, exit 2.
     const hint = ` See rvx ${(this.id ?? '').replaceAll(':', ' ')} --help.`
     if (isParseError(error)) {
-      const flags = {...this.ctor.baseFlags, ...this.ctor.flags} as Record<string, FlagFacts>
       return {
         code: 'usage',
         exitCode: ExitCode.Usage,

@@ -17,11 +17,13 @@ export function oneLine(message: string): string {
 /**
  * The same error, worded with the command's flags: the library names an input
  * ("contacts_min", "interval"), the command line names the flag that set it
- * ("--contacts-min", "--interval"). Other errors pass through.
+ * ("--contacts-min", "--interval"), or the environment variable its value came
+ * from ("RVX_DASHBOARD_TOKEN") when the flag is not on the command line
+ * (`argv`). Other errors pass through.
  */
-export function flagWording(error: unknown, flagNames: string[]): unknown {
+export function flagWording(error: unknown, flags: Record<string, FlagFacts>, argv: string[]): unknown {
   if (!(error instanceof UsageError) || !error.field) return error
-  const flagFor = new Map(flagNames.map((name) => [name.replaceAll('-', '_'), `--${name}`]))
+  const flagFor = new Map(Object.keys(flags).map((name) => [name.replaceAll('-', '_'), inputName(name, flags, argv)]))
   const field = error.field.replaceAll(/[ -]/g, '_')
   if (!flagFor.has(field)) return error
   // Other inputs the detail mentions ("must not exceed contacts_max") are flags too.
@@ -34,6 +36,12 @@ export interface FlagFacts {
   env?: string
   min?: number
   max?: number
+}
+
+/** How a person set flag `name`: its environment variable when that gave the value, else `--name`. */
+function inputName(name: string, flags: Record<string, FlagFacts>, argv: string[]): string {
+  const env = flags[name]?.env
+  return !onCommandLine(argv, name) && env && process.env[env] !== undefined ? env : `--${name}`
 }
 
 /** oclif's parser rejected the command line (a bad or missing flag or argument): a usage error. */
@@ -53,16 +61,14 @@ export function parseErrorLine(error: Error & {args?: Array<{name: string; descr
     .split('\n')
     .map((s) => s.trim())
     .filter((s) => s.length > 0 && s !== 'See more help with --help')
-  const label = (name: string) => {
-    const env = flags[name]?.env
-    return !onCommandLine(argv, name) && env && process.env[env] !== undefined ? env : `--${name}`
-  }
+  const label = (name: string) => inputName(name, flags, argv)
 
   const parsing = /^Parsing --([\w-]+)$/.exec(lines[0] ?? '')
   if (parsing) {
     const name = parsing[1]
     const reason = lines[1] ?? 'is not valid'
-    const integer = /^Expected an integer .*received: (.*)$/.exec(reason)
+    // Lines are trimmed: an empty value leaves "...received:" with nothing after it.
+    const integer = /^Expected an integer .*received:\s*(.*)$/.exec(reason)
     if (!integer) return `${label(name)}: ${reason}`
     const {min, max} = flags[name] ?? {}
     const range =
@@ -73,7 +79,7 @@ export function parseErrorLine(error: Error & {args?: Array<{name: string; descr
           : max !== undefined
             ? ` of at most ${max}`
             : ''
-    return `${label(name)} must be a whole number${range} (got ${integer[1]})`
+    return `${label(name)} must be a whole number${range} (got ${integer[1] === '' ? 'nothing' : integer[1]})`
   }
 
   const option = /^Expected --([\w-]+)=(.*) to be one of: (.*)$/.exec(lines[0] ?? '')

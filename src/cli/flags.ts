@@ -19,5 +19,5 @@ export function onCommandLine(argv: string[], name: string): boolean {
   return argv.some((a) => a === `--${name}` || a.startsWith(`--${name}=`))
 }
 
-/** A budget flag in US dollars (parseUsd: above 0, at most 1,000,000). */
+/** A budget flag in US dollars (parseUsd: from $0.0001 to $1,000,000). */
 export const usdFlag = (summary: string) => Flags.custom<number>({summary, helpValue: 'USD', parse: async (input, _ctx, opts) => parseUsd(input, opts.name)})()

@@ -36,8 +36,13 @@ It listens on 127.0.0.1 unless --host says otherwise; any other address needs a 
     const token = flags.token === '' ? undefined : flags.token
     if (token !== undefined) {
       registerSecret(token)
+      // Spaces and control characters cannot be sent in a header or a link as they are (and 20 spaces are no secret).
+      if (/[\s\p{Cc}]/u.test(token))
+        throw new UsageError(`must be printable characters without spaces or control characters: use e.g. openssl rand -hex 16`, {field: 'token'})
       if (token.length < MIN_TOKEN_LENGTH)
-        throw new UsageError(`--token is too short (${token.length} characters): use at least ${MIN_TOKEN_LENGTH} random ones, e.g. openssl rand -hex 16`)
+        throw new UsageError(`is too short (${token.length} characters): use at least ${MIN_TOKEN_LENGTH} random ones, e.g. openssl rand -hex 16`, {
+          field: 'token',
+        })
     }
 
     if (!token && !isLoopbackHost(flags.host))

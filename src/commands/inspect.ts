@@ -1,5 +1,6 @@
 import {Args, Flags} from '@oclif/core'
 
+import {checkEnvironment} from '../agents/environment.js'
 import {inspect, type Inspection} from '../agents/inspect.js'
 import {BaseCommand} from '../cli/base-command.js'
 import {withSignals} from '../cli/signals.js'
@@ -20,6 +21,7 @@ export default class Inspect extends BaseCommand<typeof Inspect> {
   }
 
   async run(): Promise<Inspection> {
+    checkEnvironment()
     const abort = new AbortController()
     const {result} = await withSignals(
       () => abort.abort(),

@@ -6,11 +6,27 @@ import path from 'node:path'
 
 import {makeDirectory} from '../shared/directories.js'
 import {DatabaseUnavailableError, RvxError} from '../shared/errors.js'
+import {isConnectionError} from './connection-errors.js'
 import {installedPrograms, programPath, readyInstalledPrograms} from './binaries.js'
 import {type LegacyLayout, legacyInUse, legacyLayout, moveLegacyCluster} from './legacy-layout.js'
 import {assertOwnUser, type OsUser, serverOsUser} from './os-user.js'
-import {assertPortFree, envPort, freePort} from './ports.js'
-import {exists, fileSize, isAlive, isPostgresProcess, lastLine, quoteSetting, readFrom, readPid, readPidSync, run, stopBySignal} from './server-process.js'
+import {assertPortFree, envPort, freePort, portRefused} from './ports.js'
+import {
+  causeLine,
+  exists,
+  fileSize,
+  isAlive,
+  isPostgresProcess,
+  lastLine,
+  quoteSetting,
+  readFrom,
+  readPid,
+  readPidSync,
+  readPort,
+  readTail,
+  run,
+  stopBySignal,
+} from './server-process.js'
 import {connectionUrl, readState, type ServerState, STATE_VERSION, writeState} from './server-state.js'
 import {assertClusterOwner, clusterDirFor, clusterPrograms, prepareClusterDir} from './system-dir.js'
 
@@ -148,7 +164,7 @@ export class EmbeddedServer {
   async start(): Promise<StartResult> {
     const known = await this.state()
     const pid = known ? await this.runningPid() : null
-    if (known && pid !== null) return {started: false, url: connectionUrl(known), port: known.port, pid, notices: []}
+    if (known?.ready && pid !== null) return {started: false, url: connectionUrl(known), port: known.port, pid, notices: []}
 
     await this.ensureHome()
     const release = await this.lock()
@@ -156,6 +172,8 @@ export class EmbeddedServer {
       let state = await this.state()
       const running = await this.runningPid()
       if (state && running !== null) {
+        // Running but never finished (a first start interrupted after the launch): its database may not exist yet.
+        if (!state.ready) state = await this.finish({...state, port: (await readPort(path.join(this.dataDir, 'postmaster.pid'))) ?? state.port})
         return {started: false, url: connectionUrl(state), port: state.port, pid: running, notices: []}
       }
 
@@ -174,20 +192,26 @@ export class EmbeddedServer {
         await assertClusterOwner(this.dataDir, this.logDir, osUser)
       }
 
-      const wanted = this.options.port ?? envPort(this.env) ?? state.port
-      if (wanted !== state.port) {
-        state = {...state, port: wanted}
-        await writeState(this.stateFile, state)
-      }
-
+      // A port from RVX_PG_PORT is kept in server.json only once the server has listened on it: one it cannot use is not remembered.
+      const port = this.options.port ?? envPort(this.env) ?? state.port
+      const source = this.options.port !== undefined ? 'the port option' : envPort(this.env) !== undefined ? 'RVX_PG_PORT' : this.stateFile
       await this.checkStaleLock()
-      await assertPortFree(state.port)
-      await this.launch(state, osUser, programs)
-      await this.createDatabase(state)
+      await assertPortFree(port, source)
+      await this.launch({...state, port}, osUser, programs, source)
+      state = await this.finish({...state, port, ready: false})
       return {started: true, url: connectionUrl(state), port: state.port, pid: await this.runningPid(), notices}
     } finally {
       await release()
     }
+  }
+
+  /** A launched server: its port kept, its database created, and then marked ready (each step safe to redo). */
+  private async finish(state: ServerState): Promise<ServerState> {
+    await writeState(this.stateFile, state)
+    await this.createDatabase(state)
+    const ready = {...state, ready: true}
+    await writeState(this.stateFile, ready)
+    return ready
   }
 
   /** Stops the server (fast shutdown: open sessions are ended). Returns false when it was not running. */
@@ -270,7 +294,8 @@ export class EmbeddedServer {
       return await lockfile.lock(this.dir, {
         lockfilePath: path.join(this.dir, 'start.lock'),
         retries: {retries: 120, factor: 1, minTimeout: 250, maxTimeout: 250},
-        stale: 30_000,
+        // A live holder refreshes the lock every 5 s; one killed mid-start (SIGKILL) holds up the next command 10 s at most.
+        stale: 10_000,
       })
     } catch (error) {
       throw new DatabaseUnavailableError(
@@ -283,7 +308,8 @@ export class EmbeddedServer {
   private async initialize(osUser: OsUser | null, programs: string): Promise<ServerState> {
     const state: ServerState = {
       version: STATE_VERSION,
-      port: this.options.port ?? envPort(this.env) ?? (await freePort()),
+      // The port to keep when nothing else is asked for; start() uses RVX_PG_PORT instead while it is set.
+      port: await freePort(),
       user: DB_USER,
       password: randomBytes(24).toString('base64url'),
       database: DB_NAME,
@@ -291,23 +317,34 @@ export class EmbeddedServer {
       createdAt: new Date().toISOString(),
     }
 
+    // initdb works in a scratch directory of its own, renamed to data/ when complete: an interrupted one (even one
+    // that goes on after rvx was killed) leaves only scratch, which the next start removes, never a half cluster.
+    const parent = path.dirname(this.dataDir)
+    const scratch = `${this.dataDir}.init-${process.pid}-${randomBytes(3).toString('hex')}`
+    for (const name of await fs.readdir(parent)) {
+      if (name.startsWith(`${path.basename(this.dataDir)}.init-`)) await fs.rm(path.join(parent, name), {recursive: true, force: true})
+    }
+
     await fs.rm(this.dataDir, {recursive: true, force: true})
-    await fs.mkdir(this.dataDir, {mode: 0o700})
+    await fs.mkdir(scratch, {mode: 0o700})
     await fs.mkdir(this.logDir, {recursive: true, mode: 0o700})
     const pwFile = path.join(this.logDir, `.pw-${process.pid}`)
     await fs.writeFile(pwFile, state.password + '\n', {mode: 0o600})
     try {
       if (osUser) {
-        for (const p of [this.dataDir, this.logDir, pwFile]) await fs.chown(p, osUser.uid, osUser.gid)
+        for (const p of [scratch, this.logDir, pwFile]) await fs.chown(p, osUser.uid, osUser.gid)
       }
 
-      const args = ['-D', this.dataDir, '-U', state.user, `--pwfile=${pwFile}`, '--auth=scram-sha-256', '--encoding=UTF8', '--no-locale', '--no-instructions']
+      const args = ['-D', scratch, '-U', state.user, `--pwfile=${pwFile}`, '--auth=scram-sha-256', '--encoding=UTF8', '--no-locale', '--no-instructions']
       const result = await run(programPath(programs, 'initdb'), args, osUser)
       if (result.code !== 0) {
-        throw new DatabaseUnavailableError(`initdb failed for ${this.dataDir}: ${lastLine(result.output)}`, {code: 'embedded_init_failed'})
+        throw new DatabaseUnavailableError(`initdb failed for ${this.dataDir}: ${causeLine(result.output)}`, {code: 'embedded_init_failed'})
       }
+
+      await fs.rename(scratch, this.dataDir)
     } finally {
       await fs.rm(pwFile, {force: true})
+      await fs.rm(scratch, {recursive: true, force: true})
     }
 
     await writeState(this.stateFile, state)
@@ -325,7 +362,8 @@ export class EmbeddedServer {
     }
   }
 
-  private async launch(state: ServerState, osUser: OsUser | null, programs: string): Promise<void> {
+  /** `source` says where the port came from (RVX_PG_PORT, server.json), for an error about it. */
+  private async launch(state: ServerState, osUser: OsUser | null, programs: string, source: string): Promise<void> {
     const settings: Record<string, string> = {
       listen_addresses: '127.0.0.1',
       unix_socket_directories: '',
@@ -339,11 +377,8 @@ export class EmbeddedServer {
     if (result.code === 0 && (await this.runningPid()) !== null) return
 
     const log = await readFrom(this.logFile, logStart)
-    if (/could not bind|Address already in use/i.test(log)) {
-      throw new DatabaseUnavailableError(`port ${state.port} on 127.0.0.1 is already in use: stop what holds it, or set RVX_PG_PORT to a free port.`, {
-        code: 'port_in_use',
-      })
-    }
+    if (/could not bind .*Permission denied/i.test(log)) throw portRefused(state.port, 'EACCES', source)
+    if (/could not bind|Address already in use/i.test(log)) throw portRefused(state.port, 'EADDRINUSE', source)
 
     if (/lock file .* already exists/i.test(log)) {
       throw new DatabaseUnavailableError(
@@ -358,7 +393,7 @@ export class EmbeddedServer {
       })
     }
 
-    const why = lastLine(log) || lastLine(result.output) || `pg_ctl exited with ${result.code}`
+    const why = causeLine(log) || causeLine(result.output) || `pg_ctl exited with ${result.code}`
     throw new DatabaseUnavailableError(`the embedded PostgreSQL server did not start: ${why}. See ${this.logFile}.`, {code: 'embedded_start_failed'})
   }
 
@@ -366,18 +401,71 @@ export class EmbeddedServer {
     const {default: pg} = await import('./pg.js')
     const client = new pg.Client({connectionString: connectionUrl(state, {database: 'postgres'})})
     client.on('error', () => {})
-    await client.connect()
     try {
+      await client.connect()
       const {rowCount} = await client.query('select 1 from pg_database where datname = $1', [state.database])
       if (rowCount === 0) {
         // Identifiers cannot be parameters; the name is our own constant, quoted.
         await client.query(`create database "${state.database.replaceAll('"', '""')}"`)
       }
     } catch (error) {
-      if ((error as {code?: string}).code !== '42P04') throw error
+      if ((error as {code?: string}).code !== '42P04') throw await this.failure(error)
     } finally {
-      await client.end()
+      await client.end().catch(() => {})
     }
+  }
+
+  /**
+   * An error from the embedded server in rvx's words: what the server's log
+   * says went wrong (no space left on device, a PANIC), or which file holds
+   * the setting it refused (the password in server.json), never advice about
+   * DATABASE_URL, which is not in use. Other errors are returned as they are.
+   */
+  async failure(error: unknown): Promise<unknown> {
+    // openDatabase wraps the driver's error (with DATABASE_URL advice): judge by the driver's.
+    const original = error instanceof DatabaseUnavailableError && error.cause ? error.cause : error
+    const code = String((original as {code?: unknown})?.code ?? '')
+    if (code === '28P01' || code === '28000') {
+      return new DatabaseUnavailableError(
+        `the embedded PostgreSQL server refused the credentials in ${this.stateFile}: its password is not the server's: put back the one rvx wrote there at the first start.`,
+        {cause: error, code: 'database_auth_failed'},
+      )
+    }
+
+    const cause = causeLine(await readTail(this.logFile, 64 * 1024), {serious: true})
+    if (cause) {
+      return new DatabaseUnavailableError(`the embedded PostgreSQL server failed: ${cause}. See ${this.logFile}.`, {
+        cause: error,
+        code: 'embedded_server_failed',
+      })
+    }
+
+    if (code === '53100') {
+      return new DatabaseUnavailableError(
+        `the embedded PostgreSQL server's disk is full (${(original as Error).message}): free space where ${this.dataDir} is.`,
+        {
+          cause: error,
+          code: 'embedded_disk_full',
+        },
+      )
+    }
+
+    if (code === '3D000') {
+      return new DatabaseUnavailableError(`the embedded PostgreSQL server has no database "${DB_NAME}": rvx db stop, then any rvx command creates it again.`, {
+        cause: error,
+        code: 'database_missing',
+      })
+    }
+
+    if (isConnectionError(original)) {
+      const reason = String((original as Error)?.message ?? original).split('\n')[0]
+      return new DatabaseUnavailableError(
+        `the embedded PostgreSQL server did not answer (${reason}): rvx db status says whether it runs, and ${this.logFile} what it said.`,
+        {cause: error, code: 'database_unreachable'},
+      )
+    }
+
+    return error
   }
 
   /**

@@ -27,26 +27,30 @@ export async function freePort(): Promise<number> {
   })
 }
 
-export async function assertPortFree(port: number): Promise<void> {
+/** Refuses a port this process cannot listen on; `source` (RVX_PG_PORT, server.json) is where it came from. */
+export async function assertPortFree(port: number, source = 'RVX_PG_PORT'): Promise<void> {
   await new Promise<void>((resolve, reject) => {
     const server = net.createServer()
     server.unref()
-    server.once('error', (error: NodeJS.ErrnoException) => {
-      if (error.code === 'EADDRINUSE') {
-        reject(
-          new DatabaseUnavailableError(`port ${port} on 127.0.0.1 is already in use: stop what holds it, or set RVX_PG_PORT to a free port.`, {
-            code: 'port_in_use',
-          }),
-        )
-      } else {
-        reject(
-          new DatabaseUnavailableError(`cannot listen on 127.0.0.1:${port} (${error.code}): set RVX_PG_PORT to another port.`, {
-            cause: error,
-            code: 'port_in_use',
-          }),
-        )
-      }
-    })
+    server.once('error', (error: NodeJS.ErrnoException) => reject(portRefused(port, error.code ?? error.message, source, error)))
     server.listen(port, '127.0.0.1', () => server.close(() => resolve()))
   })
+}
+
+/** The port the embedded server could not listen on (EADDRINUSE, EACCES, ...), named with where it came from. */
+export function portRefused(port: number, code: string, source: string, cause?: unknown): DatabaseUnavailableError {
+  const from = source === 'RVX_PG_PORT' ? '' : ` (from ${source})`
+  const other = source === 'RVX_PG_PORT' ? 'set RVX_PG_PORT to another port (or unset it)' : `set RVX_PG_PORT, or change "port" in ${source}, to another port`
+  if (code === 'EADDRINUSE') {
+    return new DatabaseUnavailableError(`port ${port} on 127.0.0.1${from} is already in use: stop what holds it, or ${other}.`, {cause, code: 'port_in_use'})
+  }
+
+  if (code === 'EACCES') {
+    return new DatabaseUnavailableError(
+      `port ${port} on 127.0.0.1${from}: permission denied (ports below 1024 need privileges the embedded server does not have): ${other}, from 1024 to 65535.`,
+      {cause, code: 'port_refused'},
+    )
+  }
+
+  return new DatabaseUnavailableError(`cannot listen on 127.0.0.1:${port}${from} (${code}): ${other}.`, {cause, code: 'port_refused'})
 }

@@ -18,3 +18,13 @@ export async function resolveDatabaseUrl(options: {url?: string; notice?: (messa
 
   return result.url
 }
+
+/**
+ * A failure to use the embedded server (at connect or later), worded for it:
+ * the server log's cause or the file that holds the setting, not DATABASE_URL
+ * advice. Other errors are returned as they are.
+ */
+export async function embeddedFailure(error: unknown): Promise<unknown> {
+  const {EmbeddedServer} = await import('./embedded.js')
+  return new EmbeddedServer().failure(error)
+}

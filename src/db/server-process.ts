@@ -61,6 +61,16 @@ export async function readPid(file: string): Promise<number | null> {
   }
 }
 
+/** The port in a postmaster.pid (its fourth line): where a running server listens, whatever server.json says. */
+export async function readPort(file: string): Promise<number | null> {
+  try {
+    const port = Number.parseInt((await fs.readFile(file, 'utf8')).split('\n')[3] ?? '', 10)
+    return Number.isInteger(port) && port > 0 && port <= 65_535 ? port : null
+  } catch {
+    return null
+  }
+}
+
 export function readPidSync(file: string): number | null {
   try {
     const pid = Number.parseInt(readFileSync(file, 'utf8').split('\n')[0], 10)
@@ -102,6 +112,31 @@ export function lastLine(text: string): string {
     .map((l) => l.trim())
     .filter((l) => l.length > 0 && !/^waiting for server|^stopped waiting|^pg_ctl: could not start server|^Examine the log output/.test(l))
   return (lines.at(-1) ?? '').replace(/^\S+ \S+ \S+ \[\d+\] /, '')
+}
+
+/**
+ * The line of a PostgreSQL program's output or server log that says why it
+ * failed: the last error, FATAL or PANIC line ("No space left on device"),
+ * not the last line, which is often only what it did next ("removing contents
+ * of data directory"). Without `serious`, the last line when none is found;
+ * with it, only such a line among the last 30 (older ones are past incidents).
+ */
+export function causeLine(text: string, options: {serious?: boolean} = {}): string {
+  const lines = text
+    .split('\n')
+    .map((l) => l.trim().replace(/^\S+ \S+ \S+ \[\d+\] /, ''))
+    .filter((l) => l.length > 0)
+  const cause = lines
+    .slice(options.serious ? -30 : 0)
+    .findLast((l) => /\b(PANIC|FATAL):|\berror:|No space left on device|Permission denied|could not (write|create|open|extend)/i.test(l))
+  // From the server's own word on ("running bootstrap script ... <timestamp> FATAL:  could not write ..." -> "FATAL: could not write ...").
+  if (cause) return cause.replace(/^.*?\b(PANIC|FATAL|ERROR):\s+/, '$1: ')
+  return options.serious ? '' : lastLine(text)
+}
+
+/** The last `bytes` of a file (a log), or '' when it cannot be read. */
+export async function readTail(p: string, bytes: number): Promise<string> {
+  return readFrom(p, Math.max(0, (await fileSize(p)) - bytes))
 }
 
 export async function exists(p: string): Promise<boolean> {

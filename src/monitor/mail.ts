@@ -82,6 +82,11 @@ export function mailerFromEnv(env: NodeJS.ProcessEnv = process.env): Mailer | un
 /** For inputs that send mail (`field`): the mailer, or a one-line error saying how to configure one. */
 export function requireMailer(field: string, env: NodeJS.ProcessEnv = process.env): Mailer {
   const mailer = mailerFromEnv(env)
-  if (!mailer) throw new UsageError(`needs an SMTP server: set SMTP_URL, e.g. smtp://user:password@smtp.example.com:587`, {field})
+  // The example has no password in it: an error line is scrubbed of URL passwords, and "[redacted]" would teach nothing.
+  if (!mailer)
+    throw new UsageError(
+      `needs an SMTP server: set SMTP_URL, e.g. smtp://smtp.example.com:587, with user:password@ after the // when the server needs a login`,
+      {field},
+    )
   return mailer
 }

@@ -4,6 +4,7 @@ import {inTransaction} from '../db/executor.js'
 import {sleep} from '../runtime/backoff.js'
 import {retryAfterInText, retryAfterMs, SnoozeError} from '../runtime/errors.js'
 import {type Ceilings, pausedMs, returnShare, settleShare, takeShare} from '../runtime/pacing.js'
+import {UsageError} from '../shared/errors.js'
 import {formatCost} from '../shared/money.js'
 import {type Admission, BudgetReachedError, type CallContext, type CallPlan, type LlmUsage} from './provider.js'
 import {lockRun} from './runs.js'
@@ -29,11 +30,19 @@ interface Line {
 /** A budget hold outlives a process that died mid-call only this long. */
 const HOLD_MS = 10 * 60_000
 
-/** Ceilings a person set for every quota this process paces: RVX_LLM_RPM and RVX_LLM_TPM. */
+/**
+ * Ceilings a person set for every quota this process paces: RVX_LLM_RPM and
+ * RVX_LLM_TPM (unset or empty: none). A value that is not a positive number is
+ * refused naming its variable, not taken as no ceiling.
+ */
 export function ceilingsFromEnv(env: NodeJS.ProcessEnv = process.env): Ceilings {
   const read = (name: string) => {
-    const n = Number(env[name])
-    return env[name] && Number.isFinite(n) && n > 0 ? n : null
+    const text = env[name]?.trim()
+    if (!text) return null
+    const n = Number(text)
+    if (!(Number.isFinite(n) && n > 0 && n <= 1e12))
+      throw new UsageError(`must be a number above 0 (per minute; got "${env[name]}"): fix it, or unset it to let rvx learn the limit`, {field: name})
+    return n
   }
 
   return {rpm: read('RVX_LLM_RPM'), tpm: read('RVX_LLM_TPM')}

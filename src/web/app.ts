@@ -6,6 +6,7 @@ import type {Kysely} from 'kysely'
 import {isConnectionError} from '../db/connection-errors.js'
 import type {Database, RunStatus} from '../db/schema.js'
 import {renderRun} from '../pipeline/export.js'
+import {getRun} from '../pipeline/runs.js'
 import type {Logger} from '../runtime/logger.js'
 import {DatabaseUnavailableError, RvxError} from '../shared/errors.js'
 import type {Asset} from './assets.js'
@@ -83,8 +84,10 @@ export function dashboardApp(o: AppOptions): Hono {
     })
   })
 
-  app.get('/events', (c) => {
+  app.get('/events', async (c) => {
     const view = viewOf(c.req.query())
+    // A run that does not exist is a 404 now (EventSource then stops), not a stream whose every tick fails and logs.
+    if (c.req.query('page') === 'run') await getRun(o.db, Number(c.req.query('id')))
     if (o.hub.full) return c.text('rvx dashboard: too many live viewers; try again later\n', 503)
     return streamSSE(c, async (stream) => {
       let end: () => void = () => {}

@@ -3,7 +3,7 @@ import http from 'node:http'
 import type {AddressInfo} from 'node:net'
 
 import {fetchPage, type FetchOptions} from '../../src/agents/tools/fetch-page.js'
-import {checkAddress} from '../../src/agents/tools/ssrf.js'
+import {checkAddress, privateFetchAllowed, refusal} from '../../src/agents/tools/ssrf.js'
 import {type Canary, startCanary} from '../helpers/capture-servers.js'
 import {FakeDns} from '../helpers/dns-server.js'
 
@@ -237,5 +237,72 @@ describe('fetch guard: address classification', () => {
     assert.equal(checkAddress('2002:c0a8:101::1').reason, '2002:c0a8:101::1 (carrying 192.168.1.1), a private address')
     assert.equal(checkAddress('::ffff:a9fe:a9fe', true).metadata, true)
     assert.equal(checkAddress('192.168.1.1', true).allowed, true)
+  })
+
+  // Survivors of mutation testing (docs/mutation-testing.md): each embedding is looked into for metadata addresses
+  // even where private ones are allowed, and each refusal says what the address is.
+  it('with private fetches allowed, every embedding of a metadata address is still refused as one', () => {
+    for (const a of [
+      '::ffff:169.254.169.254', // IPv4-mapped
+      '::ffff:0:a9fe:a9fe', // IPv4-translated (RFC 6145)
+      '::a9fe:a9fe', // IPv4-compatible
+      '64:ff9b::a9fe:a9fe', // NAT64, well-known prefix
+      '64:ff9b:1:a9fe:a9:fe00::', // NAT64 local use, after a /48
+      '64:ff9b:1::a9fe:a9fe', // NAT64 local use, in the last 32 bits
+      '2002:a9fe:a9fe::', // 6to4
+      '2001:0:a9fe:a9fe::', // Teredo server
+      '2001:0:102:304::5601:5601', // Teredo client (stored inverted)
+    ]) {
+      const verdict = checkAddress(a, true)
+      assert.deepEqual({allowed: verdict.allowed, metadata: verdict.metadata}, {allowed: false, metadata: true}, `${a}: ${verdict.reason}`)
+      assert.equal(verdict.reason, `${a} (carrying 169.254.169.254), a cloud metadata or link-local address, never fetched`)
+    }
+
+    // What they carry otherwise is private, and allowed then.
+    for (const a of ['::ffff:0:a00:1', '64:ff9b:1::a00:1', '2001:0:a00:1::', '2001:0:102:304::f5ff:fffe']) assert.equal(checkAddress(a, true).allowed, true, a)
+  })
+
+  it('says why each address is refused', () => {
+    for (const [a, reason] of [
+      ['not-an-ip', 'not-an-ip, not an IP address'],
+      ['100.64.0.1', '100.64.0.1, a carrier-grade NAT address'],
+      ['198.18.0.1', '198.18.0.1, a reserved or documentation address'],
+      ['::1', '::1, a loopback address'],
+      ['::', '::, an unspecified address'],
+      ['::2', '::2, an IPv4-compatible address (deprecated, never public)'],
+      ['::7f00:1', '::7f00:1, an IPv4-compatible address (deprecated, never public)'],
+      ['4000::1', '4000::1, an unassigned address'],
+      ['fd12::1', 'fd12::1, a unique-local address'],
+      ['2001:0:a00:1::', '2001:0:a00:1::, a Teredo address'],
+      ['64:ff9b:1::a00:1', '64:ff9b:1::a00:1, a local-use NAT64 address'],
+      ['::ffff:0:a00:1', '::ffff:0:a00:1, an IPv4-translated address'],
+      ['64:ff9b::a00:1', '64:ff9b::a00:1 (carrying 10.0.0.1), a private address'],
+      ['::ffff:100.64.0.1', '::ffff:100.64.0.1 (carrying 100.64.0.1), a carrier-grade NAT address'],
+      ['::ffff:192.52.193.1', '::ffff:192.52.193.1 (carrying 192.52.193.1), a amt address'],
+      ['224.0.0.1', '224.0.0.1, a multicast address'],
+      ['255.255.255.255', '255.255.255.255, a broadcast address'],
+      ['100::1', '100::1, a discard-only address'],
+      ['fec0::1', 'fec0::1, a site-local address'],
+      ['192.31.196.1', '192.31.196.1, a as112 address'],
+      ['2001:2::1', '2001:2::1, a benchmarking address'],
+    ]) {
+      assert.equal(checkAddress(a).reason, reason, a)
+      assert.equal(checkAddress(a).allowed, false, a)
+    }
+
+    // Global unicast that merely looks like an embedding in its middle is not one.
+    assert.equal(checkAddress('2606:4700:a9fe:a9fe::1').allowed, true)
+  })
+
+  it('a refusal as an error: the hint to allow private addresses, never for a metadata address', () => {
+    const privateOne = refusal(checkAddress('10.0.0.1'))
+    assert.equal(privateOne.message, '10.0.0.1, a private address (set RVX_ALLOW_PRIVATE_FETCH=1 to allow private addresses)')
+    assert.equal(privateOne.metadata, false)
+    const metadata = refusal(checkAddress('169.254.169.254'), 'metadata.example resolves to ')
+    assert.equal(metadata.message, 'metadata.example resolves to 169.254.169.254, a cloud metadata or link-local address, never fetched')
+    assert.equal(metadata.metadata, true)
+    assert.equal(privateFetchAllowed({RVX_ALLOW_PRIVATE_FETCH: '1'}), true)
+    assert.equal(privateFetchAllowed({RVX_ALLOW_PRIVATE_FETCH: 'yes'}), false)
+    assert.equal(privateFetchAllowed({}), false)
   })
 })

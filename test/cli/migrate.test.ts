@@ -1,9 +1,13 @@
 import assert from 'node:assert/strict'
 import {randomBytes} from 'node:crypto'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
 import pg from 'pg'
 
 import {assertSchemaCurrent, MIGRATION_TABLE, migrationStatus, migrator} from '../../src/db/migrator.js'
 import {openDatabase} from '../../src/db/connect.js'
+import {EmbeddedServer} from '../../src/db/embedded.js'
 import {createDatabase, dropDatabase, urlFor} from '../helpers/db.js'
 import {hasStackTrace, lines, rvx} from '../helpers/cli.js'
 
@@ -78,6 +82,71 @@ describe('rvx migrate', function () {
       })
     } finally {
       await handle.close()
+    }
+  })
+
+  /** Takes back the newest migration of the database at `url`: its schema is one behind this rvx. */
+  async function oneBehind(url: string): Promise<string> {
+    const handle = await openDatabase(url)
+    try {
+      const {error, results} = await migrator(handle.db).migrateDown()
+      if (error) throw error
+      assert.equal(results?.length, 1)
+      assert.equal((await migrationStatus(handle.db)).filter((m) => m.status === 'pending').length, 1)
+      return results![0].migrationName
+    } finally {
+      await handle.close()
+    }
+  }
+
+  it('an external database one migration behind is refused (exit 3, one line) and left as it is', async () => {
+    const url = await fresh()
+    assert.equal((await rvx(['migrate'], {env: {DATABASE_URL: url}})).code, 0)
+    const behind = await oneBehind(url)
+    for (const args of [
+      ['runs', 'list'],
+      ['orchestrate', '--provider', 'simulated', '--criteria', '{"state":"TX"}', '--quantity', '1', '--detach'],
+    ]) {
+      const res = await rvx(args, {env: {DATABASE_URL: url}})
+      assert.equal(res.code, 3, res.stderr)
+      assert.equal(lines(res.stderr).length, 1, res.stderr)
+      assert.match(res.stderr, /^Error: the database schema is not up to date .*run rvx migrate/)
+    }
+
+    const handle = await openDatabase(url)
+    try {
+      assert.deepEqual(
+        (await migrationStatus(handle.db)).filter((m) => m.status === 'pending').map((m) => m.name),
+        [behind],
+        'nothing applied',
+      )
+    } finally {
+      await handle.close()
+    }
+  })
+
+  it('the embedded database one migration behind is upgraded by the next command, which says so once', async () => {
+    const home = fs.mkdtempSync(path.join(os.tmpdir(), 'rvx-behind-'))
+    const server = new EmbeddedServer({home})
+    try {
+      assert.equal((await rvx(['runs', 'list'], {env: {RVX_HOME: home}})).code, 0)
+      const url = (await server.url())!
+      await oneBehind(url)
+      const res = await rvx(['runs', 'list', '--json'], {env: {RVX_HOME: home}})
+      assert.equal(res.code, 0, res.stderr)
+      assert.deepEqual(
+        lines(res.stderr).filter((l) => /applied/.test(l)),
+        ['rvx: applied 1 migration to the embedded database (its schema follows rvx)'],
+      )
+      const handle = await openDatabase(url)
+      try {
+        assert.ok((await migrationStatus(handle.db)).every((m) => m.status === 'applied'))
+      } finally {
+        await handle.close()
+      }
+    } finally {
+      await server.destroy().catch(() => {})
+      fs.rmSync(home, {recursive: true, force: true})
     }
   })
 

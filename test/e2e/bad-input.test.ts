@@ -434,6 +434,72 @@ describe('e2e: bad input on the command line', function () {
       assert.equal(JSON.parse(r.stdout).error.exitCode, 2)
     })
   })
+
+  describe('issue 23, item 8: one line naming the input, the flag or the variable the value came from', () => {
+    const simulated = ['orchestrate', '--provider', 'simulated', '--criteria', '{"state":"TX"}', '--quantity', '1', '--detach']
+
+    it('--quantity \'\': says what the value must be, not "Expected an integer but received."', async () => {
+      await refused(['orchestrate', '--provider', 'simulated', '--criteria', '{}', '--quantity', ''], {
+        pattern: /^Error: --quantity must be a whole number from 1 to 10000 \(got nothing\)\. See rvx orchestrate --help\.$/,
+      })
+    })
+
+    it('RVX_SIM_FAULTS and RVX_SIM_LATENCY are named when their value is bad; the flags when theirs is', async () => {
+      await refused(simulated, {pattern: /^Error: RVX_SIM_FAULTS names an unknown fault "bogus"/}, {env: {RVX_SIM_FAULTS: 'bogus=1'}})
+      await refused(simulated, {pattern: /^Error: RVX_SIM_LATENCY "soon" is not a duration range/}, {env: {RVX_SIM_LATENCY: 'soon'}})
+      await refused(
+        [...simulated, '--sim-faults', 'bogus=1'],
+        {pattern: /^Error: --sim-faults names an unknown fault "bogus"/},
+        {env: {RVX_SIM_FAULTS: 'crash=0'}},
+      )
+    })
+
+    for (const [name, value, pattern] of [
+      ['RVX_LLM_RPM', 'abc', /^Error: RVX_LLM_RPM must be a number above 0 \(per minute; got "abc"\)/],
+      ['RVX_LLM_RPM', '-5', /^Error: RVX_LLM_RPM must be a number above 0 \(per minute; got "-5"\)/],
+      ['RVX_LLM_RPM', '0', /^Error: RVX_LLM_RPM must be a number above 0 \(per minute; got "0"\)/],
+      ['RVX_LLM_TPM', '1e999', /^Error: RVX_LLM_TPM must be a number above 0/],
+      ['RVX_SIM_SUPPLY', 'abc', /^Error: RVX_SIM_SUPPLY must be a whole number of companies from 0 to 1000000 \(got "abc"\)/],
+      ['RVX_LLM_TIMEOUT_MS', '-1', /^Error: RVX_LLM_TIMEOUT_MS must be a whole number of milliseconds from 1000 to 3600000 \(got "-1"\)/],
+      ['RVX_DNS_SERVER', 'garbage:99999', /^Error: RVX_DNS_SERVER must be the IP address of a DNS server with an optional port.*\(got "garbage:99999"\)$/],
+      ['RVX_DNS_SERVER', '127.0.0.1:99999', /^Error: RVX_DNS_SERVER must be the IP address/],
+    ] as const) {
+      it(`${name}=${value}: orchestrate refuses it (exit 2, no run)`, async () => {
+        const before = await runCount()
+        await refused(simulated, {pattern}, {env: {[name]: value}})
+        assert.equal(await runCount(), before, 'no run row')
+      })
+    }
+
+    it('a worker refuses RVX_LLM_RPM=abc at start, and rvx inspect RVX_DNS_SERVER=garbage:99999 (before: exit 0, every site "did not answer")', async () => {
+      await refused(['worker', 'all', '--exit-when-idle'], {pattern: /^Error: RVX_LLM_RPM must be a number above 0/}, {env: {RVX_LLM_RPM: 'abc'}})
+      await refused(['inspect', 'example.com'], {pattern: /^Error: RVX_DNS_SERVER must be the IP address/}, {env: {RVX_DNS_SERVER: 'garbage:99999'}})
+    })
+
+    it('a worker and orchestrate take good values of the same variables', async () => {
+      const r = await rvx([...simulated, '--json'], {
+        env: env({RVX_LLM_RPM: '500', RVX_LLM_TPM: '200000', RVX_SIM_SUPPLY: '50', RVX_LLM_TIMEOUT_MS: '30000', RVX_DNS_SERVER: '127.0.0.1:5353'}),
+      })
+      assert.equal(r.code, 0, r.stderr)
+      await rvx(['runs', 'cancel', String(JSON.parse(r.stdout).runId)], {env: env()})
+    })
+
+    it('--max-usd below $0.0001 is refused with the minimum', async () => {
+      await refused([...simulated, '--max-usd', '0.0000001'], {
+        pattern: /^Error: --max-usd must be an amount in US dollars from 0\.0001 to 1000000, e\.g\. 5 or 12\.50 \(got "0\.0000001"\)/,
+      })
+    })
+
+    it('the missing-SMTP error shows rvx\'s example URL whole, not "[redacted]"', async () => {
+      const {line} = await refused(
+        [...simulated, '--notify-email', 'sales@example.com'],
+        {pattern: /^Error: --notify-email needs an SMTP server: set SMTP_URL/},
+        {env: {SMTP_URL: ''}},
+      )
+      assert.match(line, /smtp:\/\/smtp\.example\.com:587/)
+      assert.doesNotMatch(line, /redacted/)
+    })
+  })
 })
 
 describe('e2e: stored text reaches the terminal escaped', function () {

@@ -84,7 +84,7 @@ describe('e2e: budgets, the research cache and suppression', function () {
 
     const bad = await rvx(['orchestrate', '--provider', 'simulated', '--criteria', CRITERIA, '--quantity', '3', '--max-usd', 'lots', '--detach'], {env: env()})
     assert.equal(bad.code, 2)
-    assert.match(lines(bad.stderr).at(-1)!, /max-usd must be an amount in US dollars above 0/)
+    assert.match(lines(bad.stderr).at(-1)!, /max-usd must be an amount in US dollars from 0.0001 to 1000000/)
   })
 
   it('a repeated run: no domain of the first is delivered again, the rest of what it knows is judged from the cache at no cost; --include-delivered reuses all of it', async () => {

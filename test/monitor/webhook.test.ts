@@ -2,7 +2,13 @@ import assert from 'node:assert/strict'
 import http from 'node:http'
 import type {AddressInfo} from 'node:net'
 
-import {type Alert, WebhookChannel} from '../../src/monitor/channels.js'
+import {type Alert, EmailChannel, WebhookChannel} from '../../src/monitor/channels.js'
+import {recordConditions} from '../../src/monitor/conditions.js'
+import {deliverPending} from '../../src/monitor/delivery.js'
+import {Mailer} from '../../src/monitor/mail.js'
+import {silentLogger} from '../../src/runtime/logger.js'
+import {startSmtp} from '../helpers/capture-servers.js'
+import {useFreshDatabase} from '../helpers/db.js'
 
 type Answer = 'drop' | 'hang' | {status: number; headers?: Record<string, string>}
 
@@ -78,5 +84,49 @@ describe('monitor: webhook delivery retries', function () {
     const e = await endpoint([{status: 400}])
     await assert.rejects(new WebhookChannel(e.url, {tries: 4, baseDelayMs: 10}).send([alert]), /answered HTTP 400/)
     assert.equal(e.arrivals.length, 1)
+  })
+})
+
+describe('monitor: two alert channels, one failing', function () {
+  this.timeout(30_000)
+  const t = useFreshDatabase()
+
+  it('only the channel that failed gets the retry: the mail that went out is not sent again', async () => {
+    const e = await scriptedEndpoint([{status: 400}])
+    const smtp = await startSmtp()
+    const mailer = new Mailer(smtp.url)
+    try {
+      const channels = [new WebhookChannel(e.url, {tries: 1}), new EmailChannel(mailer, 'ops@example.com')]
+      const [opened] = await recordConditions(t.db, [{key: 'test:two', kind: 'worker_dead', severity: 'warning', subject: 'worker w2 died', details: {}}], {
+        // Channels are configured: the alert waits for them (deliverNow is for a monitor without any).
+        deliverNow: false,
+      })
+      const first = await deliverPending(t.db, {channels}, silentLogger)
+      assert.deepEqual({delivered: first.delivered, failed: first.failed}, {delivered: 0, failed: 1})
+      assert.match(first.errors[0], /^webhook 127\.0\.0\.1:\d+: .*HTTP 400/)
+      assert.equal(smtp.to('ops@example.com').length, 1, 'the mail went out')
+      const after = await t.db.selectFrom('alerts').selectAll().where('id', '=', opened.id).executeTakeFirstOrThrow()
+      assert.deepEqual(Object.keys(after.deliveries as object), ['email:ops@example.com'], 'the mail is recorded as sent, the webhook is not')
+      assert.equal(after.delivered_at, null)
+
+      // The retry is due (its backoff skipped here); the webhook answers now.
+      await t.db
+        .updateTable('alerts')
+        .set({next_attempt_at: new Date(0)})
+        .where('id', '=', opened.id)
+        .execute()
+      const second = await deliverPending(t.db, {channels}, silentLogger)
+      assert.deepEqual({delivered: second.delivered, failed: second.failed}, {delivered: 1, failed: 0})
+      assert.equal(e.arrivals.length, 2, 'the webhook got the retry')
+      assert.equal(e.arrivals[1].body.alerts[0].subject, 'worker w2 died')
+      assert.equal(smtp.to('ops@example.com').length, 1, 'the mail was not sent a second time')
+      const done = await t.db.selectFrom('alerts').selectAll().where('id', '=', opened.id).executeTakeFirstOrThrow()
+      assert.deepEqual(Object.keys(done.deliveries as object).sort(), ['email:ops@example.com', 'webhook'])
+      assert.ok(done.delivered_at)
+    } finally {
+      mailer.close()
+      await smtp.close()
+      await e.close()
+    }
   })
 })

@@ -343,3 +343,79 @@ describe('pipeline: selection, oversampling, replacement and resume', function (
     })
   })
 })
+
+/**
+ * The research cache through real runs: a company researched before is judged
+ * from the cache while its answer is younger than the run's --cache-ttl, and
+ * only under the criteria it was judged against.
+ */
+describe('pipeline: the research cache (its TTL and its key)', function () {
+  this.timeout(120_000)
+  const t = useFreshDatabase()
+  const CRITERIA = {state: 'TX'} as const
+  /** Domains research was paid for, in the run being driven. */
+  let researched: string[] = []
+  const sim = new SimulatedProvider({...DEFAULT_SIMULATION})
+  // Discovery finds the same companies whatever the criteria, so two criteria meet the same domains.
+  const counting = provider({
+    discover: (input, ctx) => sim.discover({...input, criteria: CRITERIA}, ctx),
+    research: (input, ctx) => {
+      researched.push(input.company.domain)
+      return sim.research(input, ctx)
+    },
+  })
+
+  async function run(criteria: Record<string, unknown>, options: {cacheTtlMs?: number} = {}) {
+    researched = []
+    const created = await createRun(t.db, {criteria, size: {quantity: 3, ...SIZE}, provider: 'simulated', options: {includeDelivered: true, ...options}})
+    await driveRun({
+      db: t.db,
+      databaseUrl: t.url,
+      runId: created.id,
+      providerFor: () => counting,
+      concurrency: 1,
+      signal: new AbortController().signal,
+      config: {...FAST, maxClaimAhead: 0},
+    })
+    const rows = await t.db.selectFrom('companies').select(['domain', 'from_cache', 'status']).where('run_id', '=', created.id).execute()
+    return {judged: rows.filter((c) => c.status !== 'candidate'), researched: [...researched]}
+  }
+
+  it('an answer older than --cache-ttl is a miss and paid again; a younger one is a hit', async () => {
+    const first = await run(CRITERIA)
+    assert.ok(first.researched.length > 0)
+
+    const young = await run(CRITERIA, {cacheTtlMs: 24 * 3600_000})
+    const reused = young.judged.filter((c) => first.researched.includes(c.domain))
+    assert.ok(reused.length > 0, 'the second run meets companies the first researched')
+    assert.ok(
+      reused.every((c) => c.from_cache && !young.researched.includes(c.domain)),
+      'within the TTL: judged from the cache, not paid again',
+    )
+
+    // Two days later, under a one-day TTL.
+    await sql`update research_cache set created_at = created_at - interval '2 days'`.execute(t.db)
+    const old = await run(CRITERIA, {cacheTtlMs: 24 * 3600_000})
+    const again = old.judged.filter((c) => first.researched.includes(c.domain))
+    assert.ok(again.length > 0)
+    assert.ok(
+      again.every((c) => !c.from_cache && old.researched.includes(c.domain)),
+      `past the TTL: researched (paid) again: ${JSON.stringify({again, researched: old.researched})}`,
+    )
+  })
+
+  it('the same domain under other criteria does not share a cache entry', async () => {
+    // Judged under CRITERIA here or in the test before (from the cache or not): an entry under CRITERIA exists for each.
+    const first = await run(CRITERIA)
+    const other = await run({...CRITERIA, units_min: 20})
+    const met = other.judged.filter((c) => first.judged.some((f) => f.domain === c.domain))
+    assert.ok(met.length > 0, 'the runs meet the same domains')
+    assert.ok(
+      met.every((c) => !c.from_cache && other.researched.includes(c.domain)),
+      'judged afresh under its own criteria',
+    )
+    const {rows} = await sql<{n: number}>`
+      select count(distinct key)::int as n from research_cache where kind = 'research' and domain = ${met[0].domain}`.execute(t.db)
+    assert.equal(rows[0].n, 2, 'one entry per criteria')
+  })
+})

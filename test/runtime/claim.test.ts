@@ -4,7 +4,7 @@ import pg from 'pg'
 
 import {createPool} from '../../src/db/connect.js'
 import type {Database} from '../../src/db/schema.js'
-import {claimTasks, completeTask, enqueue, queueStats, retryTask, sweep, workerStats, type ClaimFilter} from '../../src/runtime/index.js'
+import {claimTasks, completeTask, completeTasks, enqueue, queueStats, retryTask, sweep, workerStats, type ClaimFilter} from '../../src/runtime/index.js'
 import {useFreshDatabase} from '../helpers/db.js'
 
 const base: Omit<ClaimFilter, 'workerId' | 'limit'> = {
@@ -165,6 +165,82 @@ describe('runtime: enqueue, claim and fencing', function () {
     const fence = events.find((e) => e.event === 'fenced_out')!
     assert.equal(fence.worker_id, 'stale')
     assert.equal(Number(fence.lease_epoch), first.epoch)
+  })
+
+  it('fences out a stale completion on the batch path too (completeTasks): only the current epoch completes', async () => {
+    const [{id: reLeased}] = await enqueue(t.db, {kind: 'k'})
+    // Two workers: "stale" held the task first; its lease ran out, the sweep requeued it, "fresh" holds it now at a newer epoch.
+    const [first] = await claimTasks(t.db, {...base, workerId: 'stale', limit: 1, leaseMs: 1})
+    assert.equal(first.id, reLeased)
+    await new Promise((r) => setTimeout(r, 20))
+    assert.equal((await sweep(t.db, {deadAfterMs: 15_000, sessionGraceMs: 5000, maxCrashes: 3})).requeued, 1)
+    const [second] = await claimTasks(t.db, {...base, workerId: 'fresh', limit: 1})
+    assert.equal(second.id, reLeased)
+    assert.equal(second.epoch, first.epoch + 1)
+    const [{id: current}] = await enqueue(t.db, {kind: 'k'})
+    const [other] = await claimTasks(t.db, {...base, workerId: 'stale', limit: 1})
+    assert.equal(other.id, current)
+
+    // The stale worker's batch: its old lease of the re-leased task and its current lease of the other one.
+    const batch = await completeTasks(
+      t.db,
+      'stale',
+      [
+        {taskId: reLeased, epoch: first.epoch, result: {from: 'stale'}},
+        {taskId: current, epoch: other.epoch, result: {from: 'stale'}},
+      ],
+      {...base, workerId: 'stale', limit: 5},
+    )
+    assert.deepEqual([...batch.completed], [current], 'only the lease that still holds completes')
+    assert.deepEqual(batch.claimed, [], 'nothing else to claim: the re-leased task is not taken back')
+    const task = await t.db.selectFrom('tasks').selectAll().where('id', '=', reLeased).executeTakeFirstOrThrow()
+    assert.equal(task.status, 'running')
+    assert.equal(task.lease_owner, 'fresh')
+    assert.equal(task.result, null, "the stale worker's result is not stored")
+
+    assert.deepEqual([...(await completeTasks(t.db, 'fresh', [{taskId: reLeased, epoch: second.epoch, result: {from: 'fresh'}}])).completed], [reLeased])
+    assert.deepEqual((await t.db.selectFrom('tasks').select('result').where('id', '=', reLeased).executeTakeFirstOrThrow()).result, {from: 'fresh'})
+  })
+
+  it('a sweeper that has heard from the database only briefly (after an outage) gives a silent worker that long before calling it dead', async () => {
+    // A worker silent for 20 s, holding no session lock: dead to a sweeper that could have heard it all along.
+    const silent = async (id: string) =>
+      t.db
+        .insertInto('workers')
+        .values({
+          id,
+          types: ['k'],
+          host: 'h',
+          pid: 1,
+          version: 'test',
+          concurrency: 1,
+          scope: null,
+          lock_key: 1,
+          started_at: new Date(Date.now() - 60_000),
+          last_heartbeat_at: sql<Date>`now() - interval '20 seconds'` as never,
+          resource_metrics: JSON.stringify({}),
+          status: 'idle',
+        })
+        .execute()
+    const config = {deadAfterMs: 1000, sessionGraceMs: 500, maxCrashes: 3}
+    // Silence counts from the server's start too (this test run's server is young): let that be longer than deadAfterMs.
+    const {rows} = await sql<{s: number}>`select extract(epoch from now() - pg_postmaster_start_time())::float8 as s`.execute(t.db)
+    await new Promise((r) => setTimeout(r, Math.max(0, 1500 - rows[0].s * 1000)))
+    await silent('w-outage')
+    // The database was unreachable until 200 ms ago: the worker may not have been able to heartbeat either.
+    assert.deepEqual((await sweep(t.db, config, {reachableForMs: 200})).deadWorkers, [])
+    assert.equal((await t.db.selectFrom('workers').select('status').where('id', '=', 'w-outage').executeTakeFirstOrThrow()).status, 'idle')
+    assert.deepEqual((await sweep(t.db, config)).deadWorkers, ['w-outage'], 'heard from all along: dead')
+  })
+
+  it('a worker of two kinds claims the higher-priority task of the other kind before an older one of its own', async () => {
+    const [{id: older}] = await enqueue(t.db, {kind: 'a', priority: 0})
+    await new Promise((r) => setTimeout(r, 10))
+    const [{id: urgent}] = await enqueue(t.db, {kind: 'b', priority: 5})
+    const [first] = await claimTasks(t.db, {...base, kinds: ['a', 'b'], workerId: 'both', limit: 1})
+    assert.equal(first.id, urgent, 'priority first, whatever the kind')
+    const [next] = await claimTasks(t.db, {...base, kinds: ['a', 'b'], workerId: 'both', limit: 1})
+    assert.equal(next.id, older)
   })
 
   it('routes by requirements: capabilities, pool, memory and GPU memory', async () => {

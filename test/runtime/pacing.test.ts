@@ -10,7 +10,8 @@ import {classifyError, retryAfterInText, SnoozeError} from '../../src/runtime/er
 import {createRun} from '../../src/pipeline/runs.js'
 import {DEFAULT_PACING, listRateLimits, settleShare, setRateLimit, takeShare} from '../../src/runtime/pacing.js'
 import {useFreshDatabase} from '../helpers/db.js'
-import {FakeOpenAI} from '../helpers/fake-openai.js'
+import {completion, FakeOpenAI} from '../helpers/fake-openai.js'
+import {rvx} from '../helpers/cli.js'
 import {spawnScript} from '../helpers/processes.js'
 
 const rateOf = async (db: Parameters<typeof listRateLimits>[0], key: string) => (await listRateLimits(db)).find((l) => l.key === key)!
@@ -161,7 +162,7 @@ describe('pacing: a stated limit and a refused call', () => {
   })
 })
 
-describe('pacing: a limit learned from a 429 that names it (no rate-limit headers)', () => {
+describe('pacing: limits learned from the provider (its rate-limit headers, or a 429 that names them)', () => {
   const t = useFreshDatabase()
   const fake = new FakeOpenAI()
   before(() => fake.start())
@@ -190,6 +191,32 @@ describe('pacing: a limit learned from a 429 that names it (no rate-limit header
     assert.equal(learned.limitSource, 'learned')
     assert.equal(learned.limitTpm, 200_000)
     assert.equal(Math.round(learned.rateTpm!), Math.round(200_000 * DEFAULT_PACING.headroom * DEFAULT_PACING.cut))
+  })
+
+  it("a response's x-ratelimit-* headers become the fleet's learned limits, and rvx limits shows them", async () => {
+    const run = await createRun(t.db, {criteria: {state: 'TX'}, size: {quantity: 1, contactsMin: 1, contactsMax: 1}, provider: 'openai'})
+    const model = 'headers-model'
+    const provider = new OpenAIProvider({apiKey: 'sk-test', baseURL: fake.url, model, timeoutMs: 5000, search: null, allowPrivateFetch: true})
+    const key = quotaKey(model, fake.url)
+    const ctx = callContext({db: t.db, runId: run.id, taskId: 1, signal: new AbortController().signal, record() {}, ceilings: {}})
+    const company = {name: 'Acme PM', domain: 'acme.example', website: 'https://acme.example', sources: []}
+    const headers = {'x-ratelimit-limit-requests': '500', 'x-ratelimit-limit-tokens': '200000', 'x-ratelimit-remaining-requests': '499'}
+    // Answers that are not research (the call is paid and settled all the same); the task's outcome is not the subject.
+    fake.reply({...completion({content: 'not json'}), headers}, {...completion({content: 'still not json'}), headers})
+    await provider.research({criteria: {}, company}, ctx).catch(() => {})
+
+    const learned = await rateOf(t.db, key)
+    assert.equal(learned.limitSource, 'learned')
+    assert.equal(learned.limitRpm, 500)
+    assert.equal(learned.limitTpm, 200_000)
+    const shown = await rvx(['limits', '--json'], {env: {DATABASE_URL: t.url}})
+    assert.equal(shown.code, 0, shown.stderr)
+    const row = (JSON.parse(shown.stdout) as {limits: Array<{key: string; limitRpm: number; limitTpm: number; limitSource: string}>}).limits.find(
+      (l) => l.key === key,
+    )
+    assert.deepEqual({rpm: row?.limitRpm, tpm: row?.limitTpm, source: row?.limitSource}, {rpm: 500, tpm: 200_000, source: 'learned'})
+    const table = await rvx(['limits'], {env: {DATABASE_URL: t.url}})
+    assert.match(table.stdout, new RegExp(`${model}.*\\b500\\b.*\\b200000\\b.*learned`))
   })
 
   it('a call that took its share before the token limit was known gives back nothing it did not take', async function () {

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import fs from 'node:fs'
 import {sql} from 'kysely'
 
 import {classifyError, enqueue, PermanentError, retryAfterMs, retryTask, SnoozeError, TaskRegistry, TransientError, Worker} from '../../src/runtime/index.js'
@@ -262,6 +263,29 @@ describe('runtime: Worker semantics (in-process, real PostgreSQL)', function () 
       .where(sql<boolean>`payload = '"gpu"'::jsonb`)
       .executeTakeFirstOrThrow()
     assert.equal(gpu.status, 'queued')
+  })
+
+  it('leaves queued a task that needs more memory than is available now, though less than the machine has', async () => {
+    // What the worker's heartbeat reads: MemAvailable and MemTotal.
+    const meminfo = fs.readFileSync('/proc/meminfo', 'utf8')
+    const kb = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(meminfo)![1])
+    const totalGb = kb('MemTotal') / 1024 ** 2
+    const availableGb = kb('MemAvailable') / 1024 ** 2
+    assert.ok(totalGb - availableGb > 0.2, `this machine has ${availableGb.toFixed(1)} of ${totalGb.toFixed(1)} GB available: too close to tell apart`)
+    const ran: string[] = []
+    const registry = new TaskRegistry().register<string>('mem', async (task) => {
+      ran.push(task.payload)
+    })
+    startWorker(registry)
+    const [{id: big}] = await enqueue(t.db, [
+      {kind: 'mem', payload: 'big', requirements: {minMemoryGb: Math.round((totalGb - 0.1) * 100) / 100}},
+      {kind: 'mem', payload: 'small', requirements: {minMemoryGb: Math.min(1, availableGb / 2)}},
+    ])
+    await waitFor('the task that fits', async () => ran.includes('small'))
+    // Several polls come and go.
+    await new Promise((r) => setTimeout(r, 4 * (FAST.pollIntervalMs as number)))
+    assert.deepEqual(ran, ['small'])
+    assert.equal((await t.db.selectFrom('tasks').select('status').where('id', '=', big).executeTakeFirstOrThrow()).status, 'queued')
   })
 
   it('stops claiming while over its memory threshold, and claims again once under it', async () => {

@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict'
 import {randomBytes} from 'node:crypto'
 import fs from 'node:fs'
+import http from 'node:http'
 import os from 'node:os'
 import path from 'node:path'
-import {Kysely, PostgresDialect} from 'kysely'
+import {Kysely, PostgresDialect, sql} from 'kysely'
 
 import {DEFAULT_SIMULATION, SimulatedProvider} from '../../src/agents/simulated.js'
 import {createPool} from '../../src/db/connect.js'
@@ -353,6 +354,60 @@ describe('dashboard: routes, escaping, tokens and one shared live read (HTTP aga
     }
   })
 
+  it('a hostile company name is text on every page that shows one: the disqualified table, a task error and an alert too, served and live', async () => {
+    const hostile = '<img src=x onerror=alert(9)>"><svg onload=alert(10)>'
+    const escaped = escape(hostile)
+    const out = await t.db.selectFrom('companies').select(['id', 'run_id', 'name']).where('status', '=', 'disqualified').orderBy('id').executeTakeFirstOrThrow()
+    const runId = Number(out.run_id)
+    await t.db.updateTable('companies').set({name: hostile}).where('id', '=', out.id).execute()
+    // A failed task's error and an open alert that name the company (as a model's or a page's words can).
+    const task = await t.db
+      .selectFrom('tasks')
+      .select(['id', 'status', 'last_error'])
+      .where('scope', '=', runScope(runId))
+      .where('kind', '=', 'company')
+      .where('status', '=', 'completed')
+      .orderBy('id')
+      .executeTakeFirstOrThrow()
+    await t.db
+      .updateTable('tasks')
+      .set({status: 'failed', last_error: `research of ${hostile} failed`})
+      .where('id', '=', task.id)
+      .execute()
+    await recordConditions(t.db, [{key: 'test:hostile', kind: 'run_stuck', severity: 'warning', subject: `research of ${hostile} is stuck`, details: {}}], {
+      deliverNow: true,
+    })
+    const runSse = await SseClient.open(`${base}/events?page=run&id=${runId}`)
+    const fleetSse = await SseClient.open(`${base}/events?page=fleet`)
+    try {
+      const page = (await get(`${base}/runs/${runId}`)).body
+      const {event} = await runSse.next((e) => e.event === 'regions' && e.data.includes('run-disqualified') && e.data.includes('run-activity'))
+      const live = JSON.parse(event.data) as Record<string, string>
+      const fleet = (await get(`${base}/fleet`)).body
+      const {event: fleetEvent} = await fleetSse.next((e) => e.event === 'regions' && e.data.includes('fleet-alerts'))
+      const liveFleet = Object.values(JSON.parse(fleetEvent.data) as Record<string, string>).join('\n')
+      const disqualifiedRow = rowOf(page, 'data-company', Number(out.id))
+      assert.ok(disqualifiedRow.includes(`<td class="company-name">${escaped}</td>`), 'the disqualified table names it as text')
+      for (const [where, html] of [
+        ['the run page', page],
+        ['its live disqualified table', live['run-disqualified']],
+        ['its live activity (the task error)', live['run-activity']],
+        ['the fleet page (the alert)', fleet],
+        ['the live fleet page', liveFleet],
+      ] as const) {
+        assert.ok(html.includes(escaped), `${where}: the name as text`)
+        assert.ok(!/<img src=x|<svg onload/.test(html), `${where}: never as markup`)
+      }
+    } finally {
+      runSse.close()
+      fleetSse.close()
+      // As the tests after this one expect the runs.
+      await t.db.updateTable('companies').set({name: out.name}).where('id', '=', out.id).execute()
+      await t.db.updateTable('tasks').set({status: task.status, last_error: task.last_error}).where('id', '=', task.id).execute()
+      await sql`delete from alerts where key = 'test:hostile'`.execute(t.db)
+    }
+  })
+
   it('GET /fleet shows workers by stage, the queue, runs in progress, open alerts and the last-hour chart', async () => {
     await recordConditions(t.db, [{key: 'test:alert', kind: 'run_stuck', severity: 'warning', subject: 'run <b>7</b> is stuck', details: {}}], {
       deliverNow: true,
@@ -570,9 +625,53 @@ describe('dashboard: routes, escaping, tokens and one shared live read (HTTP aga
       const weak = await rvx(['dashboard', '--host', '0.0.0.0', '--port', '0'], {env: {...env(), RVX_DASHBOARD_TOKEN: 'hunter2hunter2'}})
       assert.equal(weak.code, 2, weak.stderr)
       assert.equal(lines(weak.stderr).length, 1)
-      assert.match(weak.stderr, /--token is too short \(14 characters\): use at least 16/)
+      // The value came from RVX_DASHBOARD_TOKEN: the error names that, not --token (issue 23, item 8).
+      assert.match(weak.stderr, /^Error: RVX_DASHBOARD_TOKEN is too short \(14 characters\): use at least 16/)
       assert.ok(!weak.stderr.includes('hunter2hunter2'))
-      assert.ok(!hasStackTrace(open.stderr + weak.stderr))
+      const flag = await rvx(['dashboard', '--host', '0.0.0.0', '--port', '0', '--token', 'hunter2hunter2'], {env: env()})
+      assert.match(flag.stderr, /^Error: --token is too short/)
+      assert.ok(!hasStackTrace(open.stderr + weak.stderr + flag.stderr))
+    })
+
+    it('refuses a token of spaces or with control characters, naming where it came from', async () => {
+      for (const [args, extra, pattern] of [
+        [['--token', ' '.repeat(20)], {}, /^Error: --token must be printable characters without spaces or control characters/],
+        [[], {RVX_DASHBOARD_TOKEN: ' '.repeat(20)}, /^Error: RVX_DASHBOARD_TOKEN must be printable characters without spaces/],
+        [[], {RVX_DASHBOARD_TOKEN: `${randomBytes(12).toString('hex')}\u0007`}, /^Error: RVX_DASHBOARD_TOKEN must be printable/],
+      ] as const) {
+        const r = await rvx(['dashboard', '--host', '0.0.0.0', '--port', '0', ...args], {env: {...env(), ...extra}})
+        assert.equal(r.code, 2, r.stderr)
+        assert.equal(lines(r.stderr).length, 1, r.stderr)
+        assert.match(r.stderr, pattern)
+      }
+    })
+
+    it('answers /events for a run that does not exist with 404, and logs nothing about it', async () => {
+      const server = spawnCli(['dashboard', '--port', '0', '--interval', '250ms'], env())
+      try {
+        const listening = await waitFor(
+          'the dashboard to say where it listens',
+          async () => /"url":"(http:\/\/127\.0\.0\.1:\d+)\/"/.exec(server.stderr()),
+          30_000,
+        )
+        // The status line only: a stream (the 200 of before) does not end.
+        const status = (url: string) =>
+          new Promise<number>((resolve, reject) => {
+            const request = http.get(url, (res) => {
+              resolve(res.statusCode ?? 0)
+              request.destroy()
+            })
+            request.on('error', reject)
+          })
+        assert.equal(await status(`${listening[1]}/events?page=run&id=999999999999999`), 404)
+        assert.equal(await status(`${listening[1]}/events?page=fleet`), 200, 'other streams are served as before')
+        // Ticks of the fleet stream (250 ms) would have logged a failed read of the missing run by now.
+        await new Promise((resolve) => setTimeout(resolve, 1000))
+        assert.doesNotMatch(server.stderr(), /999999999999999|reading .* failed/)
+      } finally {
+        server.child.kill('SIGTERM')
+        await server.exited
+      }
     })
 
     it('on 0.0.0.0 with a token: refuses requests without it, serves them with it, never logs it, and exits 143 on SIGTERM', async () => {

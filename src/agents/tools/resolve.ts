@@ -1,11 +1,13 @@
 import dns from 'node:dns'
+import {isIP} from 'node:net'
 
 import {PermanentError} from '../../runtime/errors.js'
+import {UsageError} from '../../shared/errors.js'
 
 const resolvers = new Map<string, dns.promises.Resolver>()
 
 /**
- * The DNS server named by RVX_DNS_SERVER (host or host:port), or null for
+ * The DNS server named by RVX_DNS_SERVER (address or address:port), or null for
  * the system resolver. Tests point it at a server of their own; DNS checks
  * beyond addresses (MX) can ask the same resolver.
  */
@@ -15,15 +17,33 @@ export function dnsResolver(server: string | undefined = process.env.RVX_DNS_SER
   if (!resolver) {
     resolver = new dns.promises.Resolver({timeout: 5000, tries: 2})
     try {
-      resolver.setServers([server])
-    } catch {
-      throw new PermanentError(`RVX_DNS_SERVER=${server} is not a DNS server address: use host or host:port, e.g. 127.0.0.1:5353`)
+      resolver.setServers([parseDnsServer(server)!])
+    } catch (error) {
+      throw new PermanentError((error as Error).message)
     }
 
     resolvers.set(server, resolver)
   }
 
   return resolver
+}
+
+/**
+ * RVX_DNS_SERVER: an IP address with an optional port from 1 to 65535
+ * (`127.0.0.1:5353`, `[::1]:53`), as Node's resolver takes it; unset or empty
+ * is the system resolver (undefined). Node would wrap a port above 65535 and
+ * only fail at the first lookup on a name, so both are refused here.
+ */
+export function parseDnsServer(text: string | undefined): string | undefined {
+  const value = text?.trim()
+  if (!value) return undefined
+  const m = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(value) ?? /^([^:]+)(?::(\d{1,5}))?$/.exec(value) ?? /^([\da-f:]+)()$/i.exec(value)
+  const port = m?.[2] ? Number(m[2]) : 53
+  if (!m || !isIP(m[1]) || port < 1 || port > 65_535)
+    throw new UsageError(`must be the IP address of a DNS server with an optional port, e.g. 127.0.0.1:5353 or [::1]:53 (got "${text}")`, {
+      field: 'RVX_DNS_SERVER',
+    })
+  return value
 }
 
 /** Every IPv4 and IPv6 address of a host name, from RVX_DNS_SERVER when set, else from the system resolver (/etc/hosts included). */
