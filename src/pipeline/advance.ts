@@ -24,47 +24,64 @@ export async function advance(trx: Transaction<Database>, runId: number): Promis
   return stageNamed(run.stage).advance(ctx)
 }
 
-/** Convenience for callers outside a stage transaction (orchestrator, monitor, resume). */
+/**
+ * For callers outside a stage transaction (orchestrator, monitor, resume).
+ * Completions that tried the run while this call held it left it to the
+ * holder: it looks again once it has let go.
+ */
 export async function advanceRun(db: Executor, runId: number): Promise<RunStatus> {
-  return inTransaction(db, (trx) => advance(trx, runId))
+  const status = await inTransaction(db, (trx) => advance(trx, runId))
+  if (!db.isTransaction) await advanceAfterCompletion(db as Kysely<Database>, runId)
+  return status
 }
 
-/** Runs this process is advancing right now; `again` asks the one at work for another look. */
-const advancing = new Map<number, {again: boolean}>()
+/** Runs this process is advancing right now; `again` asks the one at work for another look, `done` is when it has. */
+const advancing = new Map<number, {again: boolean; done: Promise<void>}>()
 /** Runs with a look scheduled because another process held the run when this one tried. */
 const lookLater = new Set<number>()
-/** Looks at one run after its advance skipped it, before giving up on it (the monitor's re-plan is the backstop). */
-const BUSY_LOOK_MS = 1500
+/**
+ * How soon a process looks at a run again after finding another holding it (a cancel, a budget hold, an advance that
+ * was cut off before it could look again itself); the monitor's re-plan is the backstop.
+ */
+const BUSY_LOOK_MS = 300
+
+/** How long an advance after a completion waits for the run's row (its completion is committed: it holds nothing else). */
+const ADVANCE_LOCK_WAIT_MS = 1000
 
 /**
- * Advances a run after one of its tasks completed, without ever waiting for
- * its row: when another process holds it (advancing, cancelling), this one
- * leaves it to that one, which looks again once it let go and sees this
- * completion (it committed before this try), and looks once more itself a
- * moment later in case that one was cut off. A completion therefore never
- * queues behind another one's lock on the run, and a burst of completions is
- * decided in a few advances, not one each. Loops while what it decided on
- * changed meanwhile.
+ * Advances a run after one of its tasks completed, in a transaction of its
+ * own: the completion has committed, so waiting here holds no row anyone
+ * else needs, only this task's slot, and for at most ADVANCE_LOCK_WAIT_MS.
+ * When another process holds the run that long (a cut-off advance, a long
+ * cancel), this one leaves it to that one, which looks again once it let go,
+ * and looks once more itself a moment later. One advance at a time per run
+ * in a process (the others ask it for another look), so a burst of
+ * completions is decided in a few advances, not one each. Loops while what
+ * it decided on changed meanwhile.
  */
 export async function advanceAfterCompletion(db: Kysely<Database>, runId: number): Promise<void> {
   const current = advancing.get(runId)
   if (current) {
+    // Decided with this completion in view before the caller goes on (its slot takes the next task only after).
     current.again = true
-    return
+    return current.done
   }
 
-  const state = {again: true}
+  let finished!: () => void
+  const state = {again: true, done: new Promise<void>((resolve) => (finished = resolve))}
   advancing.set(runId, state)
   try {
     for (let round = 0; state.again && round < 50; round++) {
       state.again = false
       const decidedOn = await inTransaction(db, async (trx) => {
-        const run = await lockRunIfFree(trx, runId)
-        if (run === 'busy' || run === undefined) return run
-        if (run.status !== 'running' || run.stage === 'done') return undefined
+        const run = await lockRunWithin(trx, runId, ADVANCE_LOCK_WAIT_MS)
+        if (run === undefined || run.status !== 'running' || run.stage === 'done') return undefined
         const ctx = await advanceContext(trx, run)
         await stageNamed(run.stage).advance(ctx)
         return signature(ctx)
+      }).catch((error: unknown) => {
+        if ((error as {code?: string})?.code === '55P03') return 'busy' as const
+        throw error
       })
       if (decidedOn === undefined) return
       if (decidedOn === 'busy') {
@@ -77,6 +94,7 @@ export async function advanceAfterCompletion(db: Kysely<Database>, runId: number
     }
   } finally {
     advancing.delete(runId)
+    finished()
   }
 }
 
@@ -93,12 +111,10 @@ function lookAgainLater(db: Kysely<Database>, runId: number): void {
   timer.unref()
 }
 
-/** The run row, locked, or 'busy' when another transaction holds it (never waited for); undefined when there is none. */
-async function lockRunIfFree(trx: Transaction<Database>, runId: number): Promise<RunRow | 'busy' | undefined> {
-  const run = await trx.selectFrom('runs').selectAll().where('id', '=', runId).forNoKeyUpdate().skipLocked().executeTakeFirst()
-  if (run) return run
-  const exists = await trx.selectFrom('runs').select('id').where('id', '=', runId).executeTakeFirst()
-  return exists ? 'busy' : undefined
+/** The run row, locked, waiting at most `ms` for it (then the statement fails with 55P03); undefined when there is none. */
+async function lockRunWithin(trx: Transaction<Database>, runId: number, ms: number): Promise<RunRow | undefined> {
+  await sql`select set_config('lock_timeout', ${String(ms)}, true)`.execute(trx)
+  return trx.selectFrom('runs').selectAll().where('id', '=', runId).forNoKeyUpdate().executeTakeFirst()
 }
 
 /** What an advance decides on: the run's companies by status and its tasks in flight per stage. */
