@@ -62,9 +62,13 @@ const ADVANCE_LOCK_WAIT_MS = 1000
 export async function advanceAfterCompletion(db: Kysely<Database>, runId: number): Promise<void> {
   const current = advancing.get(runId)
   if (current) {
-    // Decided with this completion in view before the caller goes on (its slot takes the next task only after).
+    // Decided with this completion in view before the caller goes on (its slot takes the next task only after), but
+    // never held longer than a lock wait: on a slow link a run's advance takes a few seconds, and slots must not wait.
     current.again = true
-    return current.done
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([current.done, new Promise<void>((resolve) => (timer = setTimeout(resolve, ADVANCE_LOCK_WAIT_MS)))])
+    clearTimeout(timer)
+    return
   }
 
   let finished!: () => void

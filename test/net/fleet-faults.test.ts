@@ -364,7 +364,7 @@ describe('fleet faults: network namespaces (a cut while a transaction is open, a
     const {ns, proxy, url} = await isolated()
     const env = {DATABASE_URL: t.url, ...SUPPLY}
     for (const id of ['slow-a', 'slow-b']) {
-      procs.push(spawnCli(['worker', 'all', '--id', id, '--concurrency', '8', '--sim-latency', '2s-4s'], {DATABASE_URL: url, ...SUPPLY}, {netns: ns}))
+      procs.push(spawnCli(['worker', 'all', '--id', id, '--concurrency', '8', '--sim-latency', '3s-6s'], {DATABASE_URL: url, ...SUPPLY}, {netns: ns}))
     }
 
     await waitFor(
