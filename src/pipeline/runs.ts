@@ -12,7 +12,7 @@ import {UNUSABLE_EMAIL_STATUSES} from './stages/contacts.js'
 import {deliveredDomains, enqueueDiscoveryRound} from './stages/discovery.js'
 import {STAGE_KINDS} from './stages/index.js'
 import type {ProgressFacts, StageName} from './stages/stage.js'
-import {runUsage, type RunUsage, usageByRun} from './usage.js'
+import {runUsage, type RunUsage} from './usage.js'
 
 /** Creates the run and its first discovery task in one transaction. */
 export async function createRun(
@@ -153,27 +153,6 @@ export async function companyCounts(db: Executor, runId: number): Promise<{candi
   const out = {candidate: 0, qualified: 0, disqualified: 0, selected: 0}
   for (const r of rows) out[r.status] = Number(r.n)
   return out
-}
-
-export async function listRuns(db: Executor, limit = 50): Promise<RunRow[]> {
-  return db.selectFrom('runs').selectAll().orderBy('id', 'desc').limit(limit).execute()
-}
-
-/** Runs newest first, each with its selected companies (its leads) and what its model calls cost. */
-export async function listRunsWithSpend(db: Executor, limit = 50): Promise<Array<RunRow & {selected: number; usage: RunUsage}>> {
-  const runs = await listRuns(db, limit)
-  if (runs.length === 0) return []
-  const ids = runs.map((r) => r.id)
-  const usage = await usageByRun(db, ids)
-  const selected = await db
-    .selectFrom('companies')
-    .select(['run_id', (eb) => eb.fn.countAll<number>().as('n')])
-    .where('run_id', 'in', ids)
-    .where('status', '=', 'selected')
-    .groupBy('run_id')
-    .execute()
-  const selectedOf = new Map(selected.map((r) => [Number(r.run_id), Number(r.n)]))
-  return runs.map((r) => ({...r, selected: selectedOf.get(r.id) ?? 0, usage: usage.get(r.id)!}))
 }
 
 /** needs_decision -> completed with what it has (the decision "accept partial"). */
