@@ -1,4 +1,4 @@
-import type {RunProgress} from '../pipeline/runs.js'
+import type {RunProgress} from '../pipeline/run-views.js'
 import {STAGES} from '../pipeline/stages/index.js'
 import type {RunUsage} from '../pipeline/usage.js'
 import {formatAge} from '../shared/duration.js'

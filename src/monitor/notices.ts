@@ -3,7 +3,7 @@ import type {Kysely} from 'kysely'
 import {formatCost} from '../shared/money.js'
 import type {AlertRow, Database} from '../db/schema.js'
 import {renderRun} from '../pipeline/export.js'
-import {runProgress} from '../pipeline/runs.js'
+import {runProgress} from '../pipeline/run-views.js'
 import type {MailMessage} from './mail.js'
 
 /**

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict'
 import {sql} from 'kysely'
 
-import {createRun, runsInProgress, runsOverview} from '../../src/pipeline/runs.js'
+import {runsInProgress, runsOverview} from '../../src/pipeline/run-views.js'
+import {createRun} from '../../src/pipeline/runs.js'
 import {saveUsage} from '../../src/pipeline/usage.js'
 import {useFreshDatabase} from '../helpers/db.js'
 
