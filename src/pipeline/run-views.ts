@@ -2,7 +2,7 @@ import {sql} from '../db/kysely.js'
 import type {Executor} from '../db/executor.js'
 import type {RunStatus, TaskStatus} from '../db/schema.js'
 import {scopesWithLiveTasks, taskCounts} from '../runtime/scopes.js'
-import {companyCounts} from './run-counts.js'
+import {companyCountsByRun, costPerLead, type RunCounts, runCounts, simulatedRun} from './run-counts.js'
 import type {Criteria} from './criteria.js'
 import {runOptions, runScope} from './run-options.js'
 import {getRun} from './runs.js'
@@ -15,8 +15,34 @@ import {criteriaOf} from './verification.js'
 // The read models of runs: progress for runs show and the summary, the overview for runs list and the dashboard,
 // and what the monitor and the fleet view watch. Nothing here writes.
 
-export interface RunProgress extends ProgressFacts {
+/** The figures every view of a run shows the same way (see run-counts.ts). */
+export interface RunFigures {
+  companies: RunCounts['companies']
+  /** Contacts delivered: the rows of the export's contacts. */
+  contacts: number
+  /** Contacts found for companies that left the running later (not delivered). */
+  contactsDropped: number
+  /** Cost over the companies delivered; null before the first. */
+  costPerLead: number | null
+  /** Simulated: the dollar figures are what the calls would have cost, nothing was billed. */
+  simulated: boolean
+}
+
+/** A run's figures from its counts and cost. */
+function figures(run: {provider: string}, counts: RunCounts, costUsd: number): RunFigures {
+  return {
+    companies: counts.companies,
+    contacts: counts.contacts.delivered,
+    contactsDropped: counts.contacts.dropped,
+    costPerLead: costPerLead(costUsd, counts.companies.delivered),
+    simulated: simulatedRun(run),
+  }
+}
+
+/** A run in full: what progress lines (ProgressFacts), runs show and the summary are made of. */
+export interface RunProgress extends RunFigures {
   id: number
+  quantity: number
   status: RunStatus
   stage: string
   criteria: unknown
@@ -38,14 +64,8 @@ export interface RunProgress extends ProgressFacts {
 /** Counts for `runs show`, progress lines and the summary. */
 export async function runProgress(db: Executor, runId: number): Promise<RunProgress> {
   const run = await getRun(db, runId)
-  const counts = await companyCounts(db, runId)
-  const c = {...counts, total: counts.candidate + counts.qualified + counts.disqualified + counts.selected}
-
-  const contacts = await db
-    .selectFrom('contacts')
-    .select((eb) => eb.fn.countAll<number>().as('n'))
-    .where('run_id', '=', runId)
-    .executeTakeFirstOrThrow()
+  const counts = (await runCounts(db, [runId])).get(runId)!
+  const usage = await runUsage(db, runId)
   const tasks: RunProgress['tasks'] = {}
   const none = (): Record<TaskStatus, number> => ({queued: 0, running: 0, completed: 0, failed: 0, quarantined: 0, canceled: 0})
   for (const kind of STAGE_KINDS) tasks[kind] = none()
@@ -61,11 +81,10 @@ export async function runProgress(db: Executor, runId: number): Promise<RunProgr
     notes: run.notes,
     createdAt: run.created_at,
     finishedAt: run.finished_at,
-    companies: c,
-    contacts: Number(contacts.n),
+    ...figures(run, counts, usage.costUsd),
     verdicts: await verdictSummary(db, runId, [...criteriaOf(run.criteria as Criteria), 'site', 'portfolio']),
     tasks,
-    usage: await runUsage(db, runId),
+    usage,
     maxUsd: run.max_usd === null ? null : Number(run.max_usd),
     suppression: {...{delivered: 0, excluded: 0}, ...runOptions(run).keptOut, dropped: run.suppressed},
   }
@@ -117,17 +136,19 @@ export async function runsToWatch(db: Executor, failedWithinMs: number): Promise
     quantity: number
     notes: string | null
     notify_email: string | null
-    selected: number
     since_update_s: number
   }>`
     select r.id, r.status, r.stage, r.quantity, r.notes, r.options ->> 'notifyEmail' as notify_email,
-      (select count(*)::int from companies c where c.run_id = r.id and c.status = 'selected') as selected,
       extract(epoch from now() - r.updated_at)::float8 as since_update_s
     from runs r
     where r.status in ('running', 'needs_decision')
        or (r.status = 'failed' and r.finished_at > now() - ${failedWithinMs}::float8 * interval '1 millisecond')
        or (r.status = 'completed' and r.options ? 'notifyEmail' and r.finished_at > now() - interval '7 days')
     order by r.id`.execute(db)
+  const counts = await companyCountsByRun(
+    db,
+    rows.map((r) => r.id),
+  )
   return rows.map((r) => ({
     id: r.id,
     status: r.status,
@@ -135,7 +156,7 @@ export async function runsToWatch(db: Executor, failedWithinMs: number): Promise
     quantity: r.quantity,
     notes: r.notes,
     notifyEmail: r.notify_email,
-    selected: r.selected,
+    selected: counts.get(r.id)!.selected,
     sinceUpdateS: r.since_update_s,
   }))
 }
@@ -163,7 +184,7 @@ export async function runsInProgress(db: Executor): Promise<RunInProgress[]> {
   return (await runsOverview(db, {status: 'running', limit: 1000})).reverse().map((r) => ({id: r.id, stage: r.stage, quantity: r.quantity, percent: r.percent}))
 }
 
-export interface RunSummary {
+export interface RunSummary extends RunFigures {
   id: number
   status: RunStatus
   stage: string
@@ -177,8 +198,6 @@ export interface RunSummary {
   ageS: number
   /** Seconds it has been (or was) at work: until it finished, else until now. */
   elapsedS: number
-  companies: ProgressFacts['companies']
-  contacts: number
   costUsd: number
   /** How far each stage has come. */
   percent: Record<StageName, number>
@@ -202,11 +221,6 @@ export async function runsOverview(db: Executor, f: {status?: RunStatus; id?: nu
     age_s: number
     elapsed_s: number
     oversample: number
-    candidate: number
-    qualified: number
-    disqualified: number
-    selected: number
-    contacts: number
     done: number
     cost: string
   }>`
@@ -214,22 +228,20 @@ export async function runsOverview(db: Executor, f: {status?: RunStatus; id?: nu
       extract(epoch from now() - r.created_at)::float8 as age_s,
       extract(epoch from coalesce(r.finished_at, now()) - r.created_at)::float8 as elapsed_s,
       coalesce((r.options ->> 'oversample')::float8, 2) as oversample,
-      c.candidate, c.qualified, c.disqualified, c.selected,
-      (select count(*)::int from contacts k where k.run_id = r.id) as contacts,
       (select count(*)::int from companies s where s.run_id = r.id and s.status = 'selected'
          and (select count(*) from contacts k where k.company_id = s.id and ${usableContact('k')}) >= r.contacts_min) as done,
       (select coalesce(sum(l.cost_usd), 0)::text from llm_calls l where l.run_id = r.id) as cost
     from runs r
-    cross join lateral (
-      select count(*) filter (where status = 'candidate')::int as candidate, count(*) filter (where status = 'qualified')::int as qualified,
-             count(*) filter (where status = 'disqualified')::int as disqualified, count(*) filter (where status = 'selected')::int as selected
-      from companies where run_id = r.id) c
     where (${f.status ?? null}::text is null or r.status = ${f.status ?? null}) and (${f.id ?? null}::bigint is null or r.id = ${f.id ?? null})
     order by r.id desc
     limit ${f.limit}`.execute(db)
+  const counts = await runCounts(
+    db,
+    rows.map((r) => Number(r.id)),
+  )
   return rows.map((r) => {
-    const companies = {candidate: r.candidate, qualified: r.qualified, disqualified: r.disqualified, selected: r.selected, total: 0}
-    companies.total = r.candidate + r.qualified + r.disqualified + r.selected
+    const c = counts.get(Number(r.id))!
+    const costUsd = Number(r.cost)
     return {
       id: Number(r.id),
       status: r.status,
@@ -242,10 +254,9 @@ export async function runsOverview(db: Executor, f: {status?: RunStatus; id?: nu
       finishedAt: r.finished_at,
       ageS: r.age_s,
       elapsedS: r.elapsed_s,
-      companies,
-      contacts: r.contacts,
-      costUsd: Number(r.cost),
-      percent: stagePercents(r, companies, r.done),
+      ...figures(r, c, costUsd),
+      costUsd,
+      percent: stagePercents(r, c.companies, r.done),
     }
   })
 }

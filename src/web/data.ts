@@ -119,12 +119,6 @@ export async function loadChart(db: Executor): Promise<ChartData> {
   }
 }
 
-/** Dollars per qualified company (selected ones included), or null before the first. */
-export function costPerQualifiedLead(s: RunSummary): number | null {
-  const qualified = s.companies.qualified + s.companies.selected
-  return qualified > 0 ? s.costUsd / qualified : null
-}
-
 /** Seconds left at the pace so far (the mean of the stage bars), or null when it cannot be told. */
 export function etaSeconds(s: RunSummary): number | null {
   if (s.status !== 'running') return null
