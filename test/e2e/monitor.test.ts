@@ -234,10 +234,9 @@ describe('e2e: rvx monitor', function () {
       assert.deepEqual([quarantined.details.taskId, quarantined.details.crashes], [taskId, 3])
       assert.match(quarantined.subject, new RegExp(`^task ${taskId} \\(lead-list in run ${runId}\\) quarantined after 3 crashes; rvx runs resume retries it$`))
 
-      // Once each: a few more intervals send none of them again.
+      // Once each: a few more intervals (four of its 500 ms; the fleet line is logged only when it changes) send none of them again.
       const sentBefore = hook.requests.length
-      const intervals = (monitor.stderr().match(/fleet:/g) ?? []).length
-      await waitFor('three more monitor intervals', async () => (monitor.stderr().match(/fleet:/g) ?? []).length >= intervals + 3, 10_000)
+      await new Promise((resolve) => setTimeout(resolve, 2000))
       const again = hook.requests
         .slice(sentBefore)
         .flatMap((q) => q.body.alerts as Sent[])
