@@ -144,7 +144,7 @@ async function advanceContext(trx: Transaction<Database>, run: RunRow): Promise<
       await cancelTasks(
         trx,
         {scope: runScope(run.id), kinds: [stageNamed('discovery').kind, stageNamed('research').kind], statuses: ['queued', 'running']},
-        'run reached its target: no further discovery or research',
+        `run ${run.id} met its target: no further discovery or research`,
       )
       await setRun(trx, run.id, {stage: 'contacts'})
       // Contact searches started early may all be done already: the contacts rule decides now, on fresh counts.
