@@ -255,7 +255,10 @@ export class Worker {
       throw error
     }
 
-    this.log.info({worker: this.id, kinds: this.kinds, concurrency: this.concurrency, pool: this.identity.pool}, 'worker started')
+    this.log.info(
+      {worker: this.id, kinds: this.kinds, concurrency: this.concurrency, pool: this.identity.pool},
+      `worker started: ${this.kinds.map(this.kindName).join(', ')}`,
+    )
     this.housekeeping.every(this.config.heartbeatIntervalMs, () => this.heartbeat.beat())
     this.housekeeping.every(this.config.sweepIntervalMs, () => this.sweepOnce())
     if (options.signal?.aborted) this.stop()
