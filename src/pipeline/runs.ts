@@ -8,8 +8,9 @@ import {formatCost} from '../shared/money.js'
 import type {Criteria, RunSize} from './criteria.js'
 import {criteriaOf} from './verification.js'
 import {DEFAULT_RUN_OPTIONS, type RunOptions, runOptions, runScope} from './run-options.js'
-import {UNUSABLE_EMAIL_STATUSES} from './stages/contacts.js'
-import {deliveredDomains, enqueueDiscoveryRound} from './stages/discovery.js'
+import {usableContact} from './stages/contacts.js'
+import {deliveredDomains} from './stages/discovery.js'
+import {roundTasks, startStages} from './stages/start.js'
 import {STAGE_KINDS} from './stages/index.js'
 import type {ProgressFacts, StageName} from './stages/stage.js'
 import {runUsage, type RunUsage} from './usage.js'
@@ -45,7 +46,7 @@ export async function createRun(
         .execute()
     }
 
-    await enqueueDiscoveryRound(trx, run.id, 1)
+    await startStages(trx, run, 'run', roundTasks(run.id, 1))
     return run
   })
 }
@@ -67,12 +68,6 @@ export async function lockRun(trx: Transaction<Database>, runId: number): Promis
   const run = await trx.selectFrom('runs').selectAll().where('id', '=', runId).forNoKeyUpdate().executeTakeFirst()
   if (!run) throw new RvxError(`run ${runId} does not exist`, {code: 'run_not_found'})
   return run
-}
-
-/** SQL: a contact (table alias `k`) that counts toward contacts_min: the usable-contact rule of the contacts stage (`counts`). */
-export function usableContact(alias: string) {
-  const status = sql.ref(`${alias}.email_status`)
-  return sql`(${status} is null or ${status} not in (${sql.join(UNUSABLE_EMAIL_STATUSES)}))`
 }
 
 export interface RunProgress extends ProgressFacts {
