@@ -10,8 +10,8 @@ import {criteriaOf} from './verification.js'
 import {DEFAULT_RUN_OPTIONS, type RunOptions, runOptions, runScope} from './run-options.js'
 import {usableContact} from './stages/contacts.js'
 import {deliveredDomains} from './stages/discovery.js'
-import {roundTasks, startStages} from './stages/start.js'
-import {STAGE_KINDS} from './stages/index.js'
+import {roundTasks, startLateStages, startStages} from './stages/start.js'
+import {OPT_IN_STAGES, stagesOf} from './stages/index.js'
 import type {ProgressFacts, StageName} from './stages/stage.js'
 import {runUsage, type RunUsage} from './usage.js'
 
@@ -81,7 +81,7 @@ export interface RunProgress extends ProgressFacts {
   finishedAt: Date | null
   /** Per criterion (and the site check): selected companies it matched or left unknown, and candidates it kept out. */
   verdicts: Record<string, {selectedMatch: number; selectedUnknown: number; disqualified: number}>
-  /** Tasks by kind and status. */
+  /** Tasks by kind and status (every stage the run has, and any other kind it has tasks of). */
   tasks: Record<string, Record<TaskStatus, number>>
   usage: RunUsage
   /** The run's budget in US dollars (null: none). */
@@ -103,7 +103,7 @@ export async function runProgress(db: Executor, runId: number): Promise<RunProgr
     .executeTakeFirstOrThrow()
   const tasks: RunProgress['tasks'] = {}
   const none = (): Record<TaskStatus, number> => ({queued: 0, running: 0, completed: 0, failed: 0, quarantined: 0, canceled: 0})
-  for (const kind of STAGE_KINDS) tasks[kind] = none()
+  for (const stage of stagesOf(run)) tasks[stage.kind] = none()
   for (const r of await taskCounts(db, runScope(runId))) (tasks[r.kind] ??= none())[r.status] += r.count
 
   return {
@@ -191,7 +191,11 @@ export async function cancelRun(db: Executor, runId: number): Promise<RunRow> {
  * Makes a run that stopped short (or was interrupted) go on: status back to
  * running, with new criteria or quantity if given; discovery may search again.
  */
-export async function resumeRun(db: Executor, runId: number, changes: {criteria?: Criteria; quantity?: number; maxUsd?: number} = {}): Promise<RunRow> {
+export async function resumeRun(
+  db: Executor,
+  runId: number,
+  changes: {criteria?: Criteria; quantity?: number; maxUsd?: number; stages?: string[]} = {},
+): Promise<RunRow> {
   return inTransaction(db, async (trx) => {
     const run = await lockRun(trx, runId)
     if (run.status === 'completed' || run.status === 'canceled')
@@ -217,7 +221,15 @@ export async function resumeRun(db: Executor, runId: number, changes: {criteria?
       }
     }
 
-    const options = {...runOptions(run), discoveryExhausted: false, maxDiscoveryRounds: run.discovery_rounds + DEFAULT_RUN_OPTIONS.maxDiscoveryRounds}
+    // Opt-in stages asked for now (--enrich) join those the run has, and start on what it already found.
+    const late = OPT_IN_STAGES.filter((s) => changes.stages?.includes(s.name) && !stagesOf(run).includes(s))
+    const stages = [...(runOptions(run).stages ?? []), ...late.map((s) => s.name)]
+    const options = {
+      ...runOptions(run),
+      discoveryExhausted: false,
+      maxDiscoveryRounds: run.discovery_rounds + DEFAULT_RUN_OPTIONS.maxDiscoveryRounds,
+      ...(stages.length > 0 ? {stages} : {}),
+    }
     const updated = await trx
       .updateTable('runs')
       .set({
@@ -235,6 +247,7 @@ export async function resumeRun(db: Executor, runId: number, changes: {criteria?
       .executeTakeFirstOrThrow()
     // Tasks that failed or were quarantined get another chance (recorded as retried), and so do those a failure of the run stopped.
     await retryTasks(trx, {scope: runScope(runId), canceledBecause: [runFailedReason(runId), budgetReason(runId)]}, `run ${runId} resumed`)
+    await startLateStages(trx, updated, late)
     return updated
   })
 }

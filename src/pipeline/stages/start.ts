@@ -36,3 +36,25 @@ export const perCompany = (runId: number, companyIds: readonly number[]): TaskTo
 
 /** The tasks of a round of the `run` stages (the first at the run's creation). */
 export const roundTasks = (runId: number, round: number): TaskToStart[] => [{payload: {runId, round}, key: String(round)}]
+
+/**
+ * Starts stages a run opted into late (rvx runs resume --enrich) for what the
+ * run already has: `selected` ones for its selected companies, `discovered`
+ * ones for its candidates, `run` ones for its current round.
+ */
+export async function startLateStages(ex: Executor, run: RunRow, stages: readonly Stage<any, any, any>[]): Promise<void> {
+  const companies = async (status: 'selected' | 'candidate') =>
+    (
+      await ex
+        .selectFrom('companies')
+        .select('id')
+        .where('run_id', '=', run.id)
+        .where('status', '=', status)
+        .orderBy('icp_score', 'desc')
+        .orderBy('id')
+        .execute()
+    ).map((c) => c.id)
+  await startStages(ex, run, 'selected', perCompany(run.id, await companies('selected')), stages)
+  await startStages(ex, run, 'discovered', perCompany(run.id, await companies('candidate')), stages)
+  await startStages(ex, run, 'run', roundTasks(run.id, run.discovery_rounds), stages)
+}

@@ -54,10 +54,11 @@ function header(d: RunData): Html {
   const p = d.progress
   const perLead = costPerQualifiedLead(s)
   const eta = etaSeconds(s)
+  // The run's stages: those it has tasks of (an opt-in stage it did not ask for has none).
   const notes = Object.fromEntries(
-    STAGES.map((stage) => {
+    STAGES.filter((stage) => p.tasks[stage.kind]).map((stage) => {
       const t = p.tasks[stage.kind]
-      return [stage.name, stage.describe(p, t ? t.queued + t.running : 0)]
+      return [stage.name, stage.describe(p, t.queued + t.running)]
     }),
   )
   return html`<h1>Run #${s.id} ${statusBadge(s.status)}</h1>
@@ -144,7 +145,7 @@ function leadCard(l: Lead, contacts: LeadContact[]): Html {
       <span class="icp">ICP ${l.icpScore ?? '-'}${l.icpTier ? html` tier ${l.icpTier}` : ''} (fit ${l.icpFit ?? '-'})</span>
       ${l.confidence ? html`<span>confidence ${l.confidence}</span>` : ''}
     </header>
-    ${evidence(l)} ${verdicts(l)}
+    ${evidence(l)} ${verdicts(l)} ${stageColumns(l)}
     <details data-key="contacts-${l.id}">
       <summary>${contacts.length} contact${contacts.length === 1 ? '' : 's'}</summary>
       ${table(
@@ -207,6 +208,25 @@ function verdicts(lead: Lead): Html {
   </div>`
 }
 
+/** What the run's later stages found (phone, LinkedIn page, ...): the value, and the page and quote that show it. */
+function stageColumns(lead: Lead): Html {
+  if (lead.stageColumns.length === 0) return html``
+  return html`<div class="scroll">
+    <table class="stage-facts">
+      <tbody>
+        ${lead.stageColumns.map(
+          (c) =>
+            html`<tr data-column="${c.name}">
+              <th>${c.label}</th>
+              <td class="fact-value">${c.value ?? '-'}</td>
+              <td>${c.evidence.map((e) => html`<div class="evidence-item">${externalLink(e.url)} ${e.quote ? html`<q>${e.quote}</q>` : ''}</div>`)}</td>
+            </tr>`,
+        )}
+      </tbody>
+    </table>
+  </div>`
+}
+
 const EMAIL_STATUS: Record<string, string> = {valid_domain: 'domain takes mail', no_mx: 'no mail server', invalid: 'invalid', unchecked: 'not checked'}
 
 /** Whether the email's domain takes mail (MX), as contact research found it. */
@@ -245,7 +265,7 @@ function disqualified(d: RunData): Html {
 const BAD_EVENTS = new Set(['failed', 'quarantined', 'fenced_out', 'retry_scheduled', 'requeued_after_death', 'requeued_lease_expired'])
 
 function activity(d: RunData): Html {
-  const tasks = STAGES.map((s) => {
+  const tasks = STAGES.filter((s) => d.progress.tasks[s.kind]).map((s) => {
     const t = d.progress.tasks[s.kind]
     return html`<tr>
       <td>${s.name} (${s.kind})</td>
