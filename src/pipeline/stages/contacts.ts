@@ -15,13 +15,13 @@ type Checked = FoundContact & CheckedContact
 
 /**
  * The usable-contact rule: a contact counts toward contacts_min unless its email was found bad (no mail server, or not
- * a real address of the company). The SQL that counts contacts (`usableContact` in runs.ts) is built from this list.
+ * a real address of the company). The predicate (`counts`) and the SQL (`usableContact`) are both built from this list.
  */
 export const UNUSABLE_EMAIL_STATUSES: readonly EmailStatus[] = ['no_mx', 'invalid']
 
 export const counts = (c: {emailStatus: EmailStatus | null}) => c.emailStatus === null || !UNUSABLE_EMAIL_STATUSES.includes(c.emailStatus)
 
-/** SQL: a contact (table alias `alias`) that counts toward contacts_min, built from the same list as `counts`. */
+/** SQL: a contact (table alias `k`) that counts toward contacts_min, by the same rule as `counts`. */
 export function usableContact(alias: string) {
   const status = sql.ref(`${alias}.email_status`)
   return sql`(${status} is null or ${status} not in (${sql.join(UNUSABLE_EMAIL_STATUSES)}))`
