@@ -1,6 +1,6 @@
 import type {Criteria} from '../../pipeline/criteria.js'
 import type {CandidateCompany} from '../../pipeline/provider.js'
-import {hash32, pick, rng, truthOf, worldFor} from './world.js'
+import {hash32, pick, presenceOf, rng, truthOf, worldFor} from './world.js'
 
 /**
  * What the simulated world answers each stage's agent call, in the shape of
@@ -85,6 +85,44 @@ export const SIMULATED_ANSWERS: Record<string, SimulatedAnswer> = {
         state: t.state,
       }
       return {value, seen}
+    },
+  },
+
+  /**
+   * A model that mostly reports the phone the contact page shows and the
+   * LinkedIn page the about page links to, but also a number from a
+   * directory that the site never shows, a person's profile or a post for the
+   * company page, or a number where the site shows none: rvx's checks must
+   * catch every one.
+   */
+  enrich: {
+    tokens: [1500, 250],
+    answer({company}: {company: CandidateCompany}, {seed}) {
+      const shown = presenceOf(seed, company.domain)
+      const r = rng(hash32(`${seed}:enrich:${company.domain}`))
+      const slug = company.domain.replace(/\.example$/, '')
+      const directory = `https://directory.example/${slug}`
+      const made = `+1 512-555-${String(1000 + Math.floor(r() * 9000))}`
+      const phoneRoll = r()
+      const phone =
+        shown.phone === null || phoneRoll < 0.1
+          ? {value: made, url: directory, quote: `Phone: ${made}`}
+          : phoneRoll < 0.15
+            ? {value: null, url: null, quote: null}
+            : {
+                value: `+1 ${shown.phone.replace(/[()]/g, '').replace(' ', '-')}`,
+                url: `https://${company.domain}/contact`,
+                quote: `Main office: ${shown.phone}`,
+              }
+      const linkRoll = r()
+      const about = `https://${company.domain}/about`
+      const linkedin =
+        shown.linkedin === null || linkRoll < 0.1
+          ? {value: `https://linkedin.example/in/${pick(r, FIRST).toLowerCase()}-${slug}`, url: about, quote: 'Meet our founder'}
+          : linkRoll < 0.15
+            ? {value: `https://linkedin.example/posts/${slug}-now-hiring`, url: about, quote: 'We are hiring'}
+            : {value: shown.linkedin, url: about, quote: 'Follow us on LinkedIn'}
+      return {value: {phone, linkedin_company: linkedin}, seen: [`https://${company.domain}/contact`, about]}
     },
   },
 

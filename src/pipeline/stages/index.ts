@@ -3,6 +3,7 @@ import {UsageError} from '../../shared/errors.js'
 import {runOptions} from '../run-options.js'
 import {contacts} from './contacts.js'
 import {discovery} from './discovery.js'
+import {enrich} from './enrich.js'
 import {research} from './research.js'
 import type {Stage, StageName, Trigger} from './stage.js'
 
@@ -12,7 +13,7 @@ import type {Stage, StageName, Trigger} from './stage.js'
  * read. A stage's task kind is what the runtime calls it; either name selects
  * it for `rvx worker`. A new stage is a file in this folder and a line here.
  */
-export const STAGES: readonly Stage<any, any, any>[] = [discovery, research, contacts]
+export const STAGES: readonly Stage<any, any, any>[] = [discovery, research, contacts, enrich]
 
 export type {Stage, StageName} from './stage.js'
 
