@@ -44,6 +44,7 @@ export interface LeadColumn {
   label: string
   value: string | null
   evidence: Evidence[]
+  note: string | null
 }
 
 export interface LeadVerdict {
@@ -90,9 +91,10 @@ export async function runLeads(db: Executor, runId: number, status: CompanyStatu
       : new Map()
   return rows.map((c) => {
     const stageColumns = stages.flatMap((s) =>
-      s.columns!.map((col) => {
+      s.columns!.flatMap((col) => {
         const fact = facts.get(c.id)?.[s.name]
-        return {stage: s.name, name: col.name, label: col.label, value: col.value(fact), evidence: col.evidence?.(fact) ?? []}
+        if (col.label === undefined) return []
+        return [{stage: s.name, name: col.name, label: col.label, value: col.value(fact), evidence: col.evidence?.(fact) ?? [], note: col.note?.(fact) ?? null}]
       }),
     )
     return {...toLead(c), stageColumns}

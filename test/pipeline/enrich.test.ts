@@ -4,7 +4,10 @@ import {presenceOf} from '../../src/agents/simulated/world.js'
 import {driveRun} from '../../src/pipeline/orchestrator.js'
 import {createRun} from '../../src/pipeline/runs.js'
 import {enrich} from '../../src/pipeline/stages/enrich.js'
+import {silentLogger} from '../../src/runtime/logger.js'
+import {startDashboard} from '../../src/web/server.js'
 import {useFreshDatabase} from '../helpers/db.js'
+import {get} from '../helpers/sse.js'
 import {FAST} from '../helpers/runtime.js'
 import {simulatedWith} from '../helpers/simulated-with.js'
 
@@ -115,5 +118,18 @@ describe('pipeline: enrich (its checks overrule the model)', function () {
     const slash = by.get('a company page with a trailing slash, on www')!
     assert.equal(column('linkedin_company').value(slash.fact), `https://www.linkedin.example/company/${slash.domain.replace('.example', '')}`)
     assert.equal(column('linkedin_company_evidence').value(slash.fact), `https://${slash.domain}/about "Follow us"`)
+
+    // The run page shows them on each company's card: the value with the page that shows it, or unknown and why.
+    const dash = await startDashboard({db: t.db, host: '127.0.0.1', port: 0, intervalMs: 200, log: silentLogger})
+    try {
+      const page = (await get(`${dash.url}runs/${run.id}`)).body
+      const card = (domain: string) => page.slice(page.indexOf(`>${domain}<`), page.indexOf('</article>', page.indexOf(`>${domain}<`)))
+      assert.match(card(directory.domain), new RegExp(`<tr data-column="phone">[\\s\\S]*href="https://${directory.domain}/contact"`))
+      assert.match(card(madeUp.domain), /<td class="fact-value">unknown<\/td>[\s\S]*not on its own pages/)
+      assert.match(card(by.get("a person's profile for the company page")!.domain), /LinkedIn company page[\s\S]*is a person&#39;s profile, not a company page/)
+      assert.doesNotMatch(page, /data-column="phone_evidence"/, 'the export-only evidence columns are shown as evidence, not again')
+    } finally {
+      await dash.close()
+    }
   })
 })

@@ -121,15 +121,22 @@ export const enrich: Stage<Payload, {company: CompanyRow}, Output> = {
   percent: ({done, run}) => pct(done, run.quantity),
 
   columns: [
-    {name: 'phone', label: 'phone', value: (f) => found(f, 'phone').value ?? 'unknown', evidence: (f) => evidenceOf(f, 'phone')},
-    {name: 'phone_evidence', label: 'phone evidence', value: (f) => evidenceText(f, 'phone')},
+    {
+      name: 'phone',
+      label: 'phone',
+      value: (f) => found(f, 'phone').value ?? 'unknown',
+      evidence: (f) => evidenceOf(f, 'phone'),
+      note: (f) => unknownWhy(f, 'phone'),
+    },
+    {name: 'phone_evidence', value: (f) => evidenceText(f, 'phone')},
     {
       name: 'linkedin_company',
       label: 'LinkedIn company page',
       value: (f) => found(f, 'linkedin_company').value ?? 'unknown',
       evidence: (f) => evidenceOf(f, 'linkedin_company'),
+      note: (f) => unknownWhy(f, 'linkedin_company'),
     },
-    {name: 'linkedin_company_evidence', label: 'LinkedIn evidence', value: (f) => evidenceText(f, 'linkedin_company')},
+    {name: 'linkedin_company_evidence', value: (f) => evidenceText(f, 'linkedin_company')},
   ],
 }
 
@@ -142,6 +149,12 @@ function found(fact: CompanyFact | undefined, key: keyof Facts): {value: string 
 function evidenceOf(fact: CompanyFact | undefined, key: keyof Facts): Evidence[] {
   const list = (fact?.evidence as Partial<Record<keyof Facts, unknown>> | undefined)?.[key]
   return Array.isArray(list) ? list.filter((e): e is Evidence => typeof e?.url === 'string' && typeof e?.quote === 'string') : []
+}
+
+/** Why it is unknown (null when it was verified). */
+function unknownWhy(fact: CompanyFact | undefined, key: keyof Facts): string | null {
+  const f = found(fact, key)
+  return f.value === null ? f.note : null
 }
 
 /** The export's `<key>_evidence`: `url "quote"` per page, or why it is unknown. */

@@ -116,11 +116,13 @@ export interface AdvanceContext extends RunFacts {
 export interface StageColumn {
   /** The CSV/JSON column's name. */
   name: string
-  /** What the run page calls it. */
-  label: string
+  /** What the run page calls it; a column without one is the export's only (the page shows `evidence` and `note` instead). */
+  label?: string
   value(fact: CompanyFact | undefined): string | null
-  /** The page and quote that show it, for the run page (the export has its own `_evidence` column). */
+  /** The page and quote that show it, for the run page. */
   evidence?(fact: CompanyFact | undefined): Evidence[]
+  /** Why it is what it is (why unknown), for the run page. */
+  note?(fact: CompanyFact | undefined): string | null
 }
 
 /**

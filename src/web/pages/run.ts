@@ -1,4 +1,5 @@
 import type {Lead, LeadContact} from '../../pipeline/leads.js'
+import type {Evidence} from '../../pipeline/provider.js'
 import {STAGES} from '../../pipeline/stages/index.js'
 import {verdictLabel} from '../../pipeline/verification.js'
 import {etaSeconds, type RunData, runKey} from '../data.js'
@@ -196,15 +197,18 @@ function verdicts(lead: Lead): Html {
               <th>${verdictLabel(v.key)}</th>
               <td><span class="badge verdict-${v.verdict}">${v.verdict}</span></td>
               <td class="by">${v.by === 'check' ? 'checked' : 'model'}</td>
-              <td>
-                ${v.evidence.map((e) => html`<div class="evidence-item">${externalLink(e.url)} ${e.quote ? html`<q>${e.quote}</q>` : ''}</div>`)}
-                ${v.note ? html`<div class="note">${v.note}</div>` : ''}
-              </td>
+              <td>${evidenceItems(v.evidence, v.note)}</td>
             </tr>`,
         )}
       </tbody>
     </table>
   </div>`
+}
+
+/** Each page with its quote, and a note (why a check decided as it did). */
+function evidenceItems(evidence: Evidence[], note: string | null): Html {
+  return html`${evidence.map((e) => html`<div class="evidence-item">${externalLink(e.url)} ${e.quote ? html`<q>${e.quote}</q>` : ''}</div>`)}
+  ${note ? html`<div class="note">${note}</div>` : ''}`
 }
 
 /** What the run's later stages found (phone, LinkedIn page, ...): the value, and the page and quote that show it. */
@@ -218,7 +222,7 @@ function stageColumns(lead: Lead): Html {
             html`<tr data-column="${c.name}">
               <th>${c.label}</th>
               <td class="fact-value">${c.value ?? '-'}</td>
-              <td>${c.evidence.map((e) => html`<div class="evidence-item">${externalLink(e.url)} ${e.quote ? html`<q>${e.quote}</q>` : ''}</div>`)}</td>
+              <td>${evidenceItems(c.evidence, c.note)}</td>
             </tr>`,
         )}
       </tbody>
