@@ -17,6 +17,8 @@ import {currentConditions, recordConditions} from './conditions.js'
 import {deliverPending, type DeliveryTargets} from './delivery.js'
 import {LeaderLock} from './leader.js'
 import type {MonitorMetrics} from './metrics.js'
+import {fireDueSchedules} from './schedules.js'
+import {deliverWebhooks, type WebhookDeliveryOptions} from './webhooks.js'
 
 export interface MonitorOptions {
   db: Kysely<Database>
@@ -33,13 +35,18 @@ export interface MonitorOptions {
   log: Logger
   /** Task rows and events of runs completed or canceled, and of standalone tasks finished, longer ago than this are deleted (unset: kept). */
   retentionMs?: number
+  /** How webhooks are sent (tries per round, private addresses). */
+  webhooks?: WebhookDeliveryOptions
+  /** The clock schedules are fired by (default: this machine's). */
+  now?: () => Date
 }
 
 /**
  * The fleet's caretaker. Every interval the active monitor sweeps dead
  * workers and expired leases, re-plans runs that have nothing in flight
- * (a quarantined or failed stage task must not leave a run waiting), opens
- * alerts for new conditions and sends them, and logs a fleet summary. Any
+ * (a quarantined or failed stage task must not leave a run waiting), fires
+ * scheduled runs, opens alerts for new conditions and sends them, sends
+ * webhooks, and logs a fleet summary. Any
  * number of monitors may run: one holds the lock and acts, the others keep
  * their metrics current and take over within one interval when it dies.
  */
@@ -49,6 +56,7 @@ export class Monitor {
   private readonly outage: DatabaseOutage
   private active?: boolean
   private delivering?: Promise<unknown>
+  private sendingWebhooks?: Promise<unknown>
   private readonly retention?: QueueRetention
 
   constructor(private readonly o: MonitorOptions) {
@@ -68,7 +76,7 @@ export class Monitor {
         await sleep(Math.max(0, this.o.intervalMs - (Date.now() - started)), options.signal)
       }
 
-      await this.delivering
+      await Promise.all([this.delivering, this.sendingWebhooks])
     } finally {
       await this.leader.close()
     }
@@ -108,7 +116,9 @@ export class Monitor {
         }
 
         await this.replanIdleRuns()
+        await fireDueSchedules(this.o.db, this.o.now?.() ?? new Date(), this.o.log)
         await this.alert()
+        this.sendWebhooks()
         await this.prune()
       }
 
@@ -173,6 +183,15 @@ export class Monitor {
       .catch((error: unknown) => this.o.log.error({err: errorMessage(error)}, `alert delivery failed: ${errorMessage(error)}`))
       .finally(() => {
         this.delivering = undefined
+      })
+  }
+
+  /** Webhook deliveries due, in the background like alerts (one round at a time). */
+  private sendWebhooks(): void {
+    this.sendingWebhooks ??= deliverWebhooks(this.o.db, this.o.log, this.o.webhooks)
+      .catch((error: unknown) => this.o.log.error({err: errorMessage(error)}, `webhook delivery failed: ${errorMessage(error)}`))
+      .finally(() => {
+        this.sendingWebhooks = undefined
       })
   }
 

@@ -79,6 +79,26 @@ export async function leadContacts(db: Executor, companyIds: number[]): Promise<
   return out
 }
 
+/** A page of a run's companies in id order (stable while the run writes: new ones come after), from after `afterId`. */
+export async function leadsPage(db: Executor, runId: number, o: {status?: CompanyStatus; afterId: number; limit: number}): Promise<Lead[]> {
+  const rows = await db
+    .selectFrom('companies')
+    .selectAll()
+    .where('run_id', '=', runId)
+    .where('id', '>', o.afterId)
+    .$if(o.status !== undefined, (q) => q.where('status', '=', o.status!))
+    .orderBy('id')
+    .limit(o.limit)
+    .execute()
+  return rows.map(toLead)
+}
+
+/** A page of a run's contacts in id order, from after `afterId`. */
+export async function contactsPage(db: Executor, runId: number, o: {afterId: number; limit: number}): Promise<LeadContact[]> {
+  const rows = await db.selectFrom('contacts').selectAll().where('run_id', '=', runId).where('id', '>', o.afterId).orderBy('id').limit(o.limit).execute()
+  return rows.map(toContact)
+}
+
 const strings = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [])
 
 function toLead(c: CompanyRow): Lead {
