@@ -107,14 +107,13 @@ export function apiApp(o: ApiOptions): OpenAPIHono<Env> {
     description: 'An API token from rvx tokens create (read or write scope).',
   })
 
-  app.use(
-    '*',
-    bodyLimit({
-      maxSize: o.maxBodyBytes ?? 1024 * 1024,
-      onError: (c) =>
-        problemResponse({status: 413, detail: `request bodies are limited to ${o.maxBodyBytes ?? 1024 * 1024} bytes`, code: 'usage'}, {}, c.req.path),
-    }),
-  )
+  const maxBytes = o.maxBodyBytes ?? 1024 * 1024
+  const limit = bodyLimit({
+    maxSize: maxBytes,
+    onError: (c) => problemResponse({status: 413, detail: `request bodies are limited to ${maxBytes} bytes`, code: 'usage'}, {}, c.req.path),
+  })
+  // Only POST carries a body here (hono's limiter also fails on a DELETE).
+  app.use('*', (c, next) => (c.req.method === 'POST' ? limit(c, next) : next()))
   app.use('*', authenticated(o, limiter))
   app.use('*', async (c, next) => {
     await next()
