@@ -1,3 +1,5 @@
+import {createHash} from 'node:crypto'
+import type {Kysely} from 'kysely'
 import {z} from 'zod'
 
 import {PROVIDERS} from '../agents/index.js'
@@ -7,7 +9,10 @@ import {companyKey, parseDomain} from '../pipeline/domains.js'
 import type {RunOptions} from '../pipeline/run-options.js'
 import {ACCEPTABLE_UNKNOWN, parseAcceptUnknown} from '../pipeline/verification.js'
 import {parseDuration} from '../shared/duration.js'
-import {UsageError} from '../shared/errors.js'
+import type {Database, RunRow} from '../db/schema.js'
+import {createRun, getRun} from '../pipeline/runs.js'
+import {RvxError, UsageError} from '../shared/errors.js'
+import {UNSAFE_CHARACTERS} from '../shared/text.js'
 import {parseAddress} from './mail.js'
 
 /**
@@ -96,4 +101,41 @@ export function runInput(r: z.output<typeof RunRequestSchema>, env: NodeJS.Proce
       ...(r.include_delivered ? {includeDelivered: true} : {}),
     },
   }
+}
+
+/**
+ * Creates the run of a request that carried an idempotency key (the API's
+ * Idempotency-Key): the key is claimed in the transaction that creates the
+ * run, so two retries racing each other make one run (the second waits for
+ * the first to commit, then finds its run). The same key with another
+ * request is refused.
+ */
+export async function createRunOnce(db: Kysely<Database>, key: {tokenId: number; key: string; request: unknown}, input: RunInput): Promise<RunRow> {
+  const {tokenId} = key
+  if (key.key.length === 0 || key.key.length > 200 || key.key.match(UNSAFE_CHARACTERS))
+    throw new UsageError('must be 1-200 characters on one line, e.g. a UUID', {field: 'Idempotency-Key'})
+  const hash = createHash('sha256').update(JSON.stringify(key.request)).digest('hex')
+  return db.transaction().execute(async (trx) => {
+    const claimed = await trx
+      .insertInto('api_idempotency')
+      .values({token_id: tokenId, key: key.key, request_hash: hash})
+      .onConflict((oc) => oc.doNothing())
+      .returning('key')
+      .executeTakeFirst()
+    if (!claimed) {
+      const earlier = await trx
+        .selectFrom('api_idempotency')
+        .select(['request_hash', 'run_id'])
+        .where('token_id', '=', tokenId)
+        .where('key', '=', key.key)
+        .executeTakeFirstOrThrow()
+      if (earlier.request_hash !== hash || earlier.run_id === null)
+        throw new RvxError(`Idempotency-Key ${key.key} was used before with a different request: use a new key for a new run`, {code: 'idempotency_mismatch'})
+      return getRun(trx, earlier.run_id)
+    }
+
+    const run = await createRun(trx, input)
+    await trx.updateTable('api_idempotency').set({run_id: run.id}).where('token_id', '=', tokenId).where('key', '=', key.key).execute()
+    return run
+  })
 }

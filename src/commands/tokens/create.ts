@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
-import {createToken, SCOPES} from '../../web/api/tokens.js'
+import {createToken, SCOPES} from '../../db/api-tokens.js'
 
 export default class TokensCreate extends BaseCommand<typeof TokensCreate> {
   static override summary = 'Create an API token (rvx serve): printed once, stored only as a hash.'

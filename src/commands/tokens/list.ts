@@ -2,7 +2,7 @@ import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
 import {formatTime} from '../../web/format.js'
-import {type ApiToken, listTokens} from '../../web/api/tokens.js'
+import {type ApiToken, listTokens} from '../../db/api-tokens.js'
 
 export default class TokensList extends BaseCommand<typeof TokensList> {
   static override summary = 'List API tokens: name, scope, created, last used (never the tokens themselves).'

@@ -1,7 +1,7 @@
 import {Args} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
-import {revokeToken} from '../../web/api/tokens.js'
+import {revokeToken} from '../../db/api-tokens.js'
 
 export default class TokensRevoke extends BaseCommand<typeof TokensRevoke> {
   static override summary = 'Revoke an API token: requests that carry it are refused from now on.'

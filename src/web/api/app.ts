@@ -1,4 +1,3 @@
-import {createHash} from 'node:crypto'
 import {createRoute, OpenAPIHono, type RouteConfig, z} from '@hono/zod-openapi'
 import type {Context, MiddlewareHandler} from 'hono'
 import {bodyLimit} from 'hono/body-limit'
@@ -6,7 +5,7 @@ import type {Kysely} from 'kysely'
 
 import type {Database} from '../../db/schema.js'
 import {fleetStatus} from '../../monitor/fleet.js'
-import {requestProblem, type RunInput, RunRequestSchema, runInput} from '../../monitor/run-request.js'
+import {createRunOnce, requestProblem, RunRequestSchema, runInput} from '../../monitor/run-request.js'
 import {addSchedule, getSchedule, listSchedules, removeSchedule, ScheduleRequestSchema, setPaused} from '../../monitor/schedules.js'
 import {
   addWebhook,
@@ -22,12 +21,11 @@ import {
 } from '../../monitor/webhooks.js'
 import {renderRun} from '../../pipeline/export.js'
 import {contactsPage, leadsPage} from '../../pipeline/leads.js'
-import {RUN_STATUSES} from '../../pipeline/run-listing.js'
+import {RUN_STATUSES, runIdsPage} from '../../pipeline/run-listing.js'
 import {acceptRun, cancelRun, createRun, getRun, resumeRun, runProgress, runsOverview} from '../../pipeline/runs.js'
 import type {RunRow, RunStatus} from '../../db/schema.js'
 import type {Logger} from '../../runtime/logger.js'
-import {RvxError, UsageError} from '../../shared/errors.js'
-import {UNSAFE_CHARACTERS} from '../../shared/text.js'
+import {UsageError} from '../../shared/errors.js'
 import {problemOf, problemResponse} from './problem.js'
 import {RateLimiter} from './rate-limit.js'
 import {
@@ -46,7 +44,7 @@ import {
   ScheduleSchema,
   WebhookSchema,
 } from './schemas.js'
-import {allows, authenticate, type Scope} from './tokens.js'
+import {allows, authenticate, type Scope} from '../../db/api-tokens.js'
 
 export interface ApiOptions {
   db: Kysely<Database>
@@ -143,7 +141,7 @@ export function apiApp(o: ApiOptions): OpenAPIHono<Env> {
       const raw = (c.req as unknown as {valid(t: 'json'): z.output<typeof RunRequestSchema>}).valid('json')
       const input = runInput(raw, o.env)
       const key = c.req.header('idempotency-key')
-      const run = key === undefined ? await createRun(db, input) : await createIdempotent(db, {tokenId: c.get('token').id, key, request: raw, input})
+      const run = key === undefined ? await createRun(db, input) : await createRunOnce(db, {tokenId: c.get('token').id, key, request: raw}, input)
       return c.json(await runProgress(db, run.id), 201)
     },
   )
@@ -160,14 +158,7 @@ export function apiApp(o: ApiOptions): OpenAPIHono<Env> {
       const limit = pageSize(c.req.query('limit'), 20)
       const cursor = c.req.query('cursor')
       const status = c.req.query('status') as RunStatus | undefined
-      const ids = await db
-        .selectFrom('runs')
-        .select('id')
-        .$if(status !== undefined, (q) => q.where('status', '=', status!))
-        .$if(cursor !== undefined, (q) => q.where('id', '<', Number(cursor)))
-        .orderBy('id', 'desc')
-        .limit(limit)
-        .execute()
+      const ids = await runIdsPage(db, {status, beforeId: cursor === undefined ? undefined : Number(cursor), limit})
       const runs = (await Promise.all(ids.map((r) => runsOverview(db, {id: r.id, limit: 1})))).flat()
       return c.json({runs, next_cursor: nextCursor(ids, limit)})
     },
@@ -477,40 +468,4 @@ function authenticated(o: ApiOptions, limiter: RateLimiter): MiddlewareHandler<E
     c.set('token', token)
     await next()
   }
-}
-
-/**
- * POST /runs with an Idempotency-Key: the key is claimed in the transaction
- * that creates the run, so two retries racing each other make one run (the
- * second waits for the first to commit, then finds its run). The same key
- * with a different body is refused.
- */
-async function createIdempotent(db: Kysely<Database>, o: {tokenId: number; key: string; request: unknown; input: RunInput}): Promise<RunRow> {
-  const {tokenId, key} = o
-  if (key.length === 0 || key.length > 200 || key.match(UNSAFE_CHARACTERS))
-    throw new UsageError('must be 1-200 characters on one line, e.g. a UUID', {field: 'Idempotency-Key'})
-  const hash = createHash('sha256').update(JSON.stringify(o.request)).digest('hex')
-  return db.transaction().execute(async (trx) => {
-    const claimed = await trx
-      .insertInto('api_idempotency')
-      .values({token_id: tokenId, key, request_hash: hash})
-      .onConflict((oc) => oc.doNothing())
-      .returning('key')
-      .executeTakeFirst()
-    if (!claimed) {
-      const earlier = await trx
-        .selectFrom('api_idempotency')
-        .select(['request_hash', 'run_id'])
-        .where('token_id', '=', tokenId)
-        .where('key', '=', key)
-        .executeTakeFirstOrThrow()
-      if (earlier.request_hash !== hash || earlier.run_id === null)
-        throw new RvxError(`Idempotency-Key ${key} was used before with a different request: use a new key for a new run`, {code: 'idempotency_mismatch'})
-      return getRun(trx, earlier.run_id)
-    }
-
-    const run = await createRun(trx, o.input)
-    await trx.updateTable('api_idempotency').set({run_id: run.id}).where('token_id', '=', tokenId).where('key', '=', key).execute()
-    return run
-  })
 }

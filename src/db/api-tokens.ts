@@ -1,9 +1,9 @@
 import {createHash, randomBytes} from 'node:crypto'
 
-import {sql} from '../../db/kysely.js'
-import type {Executor} from '../../db/executor.js'
-import {RvxError, UsageError} from '../../shared/errors.js'
-import {UNSAFE_CHARACTERS} from '../../shared/text.js'
+import {RvxError, UsageError} from '../shared/errors.js'
+import {UNSAFE_CHARACTERS} from '../shared/text.js'
+import type {Executor} from './executor.js'
+import {sql} from './kysely.js'
 
 /**
  * API tokens: `rvx_` and 43 random characters, shown once when created; the
