@@ -206,22 +206,11 @@ export function latestSlot(cron: string, tz: string, now: Date): Date | undefine
   return checkCron(cron, tz).previousRuns(1, new Date(now.getTime() + 1))[0]
 }
 
-interface ScheduleRow {
-  id: number
-  name: string | null
-  cron: string
-  tz: string
-  criteria: unknown
-  quantity: number
-  provider: string
-  max_usd: string | null
-  paused_at: Date | null
-  fires_after: Date
-  created_at: Date
-  last_slot: Date | null
-  last_run_id: number | null
-  last_skipped: string | null
-}
+/** A schedule with its latest slot (scheduleQuery). */
+type ScheduleRow = Pick<
+  Selectable<SchedulesTable>,
+  'id' | 'name' | 'cron' | 'tz' | 'criteria' | 'quantity' | 'provider' | 'max_usd' | 'paused_at' | 'fires_after' | 'created_at'
+> & {last_slot: Date | null; last_run_id: number | null; last_skipped: string | null}
 
 function scheduleQuery() {
   return sql`
