@@ -10,6 +10,10 @@ export default class ServeCommand extends DashboardCommand {
   static override examples = ['<%= config.bin %> serve', 'RVX_DASHBOARD_TOKEN=$(openssl rand -hex 16) <%= config.bin %> serve --host 0.0.0.0 --port 8080']
   static override flags = {
     ...DashboardCommand.flags,
+    token: Flags.string({
+      summary: "Secret of the dashboard's pages (API requests carry API tokens instead; prefer the env var: flags show in ps).",
+      env: 'RVX_DASHBOARD_TOKEN',
+    }),
     'rate-limit': Flags.integer(ranged({summary: 'API requests per minute per token.', default: 600, min: 1, max: 1_000_000, env: 'RVX_API_RATE_LIMIT'})),
   }
 
