@@ -18,7 +18,7 @@ import {deliverPending, type DeliveryTargets} from './delivery.js'
 import {LeaderLock} from './leader.js'
 import type {MonitorMetrics} from './metrics.js'
 import {fireDueSchedules} from './schedules.js'
-import {deliverWebhooks, type WebhookDeliveryOptions} from './webhooks.js'
+import {deliverWebhooks, pruneDeliveryLog, type WebhookDeliveryOptions} from './webhooks.js'
 
 export interface MonitorOptions {
   db: Kysely<Database>
@@ -157,6 +157,8 @@ export class Monitor {
     try {
       const pruned = await this.retention.prune(this.o.db, Date.now() + this.o.intervalMs / 2)
       if (pruned.tasks > 0) this.o.log.info(pruned, `retention: removed ${pruned.tasks} finished task(s) and ${pruned.events} event(s)`)
+      const deliveries = await pruneDeliveryLog(this.o.db, this.o.retentionMs!)
+      if (deliveries > 0) this.o.log.info({deliveries}, `retention: removed ${deliveries} finished webhook deliveries`)
     } catch (error) {
       if (isConnectionError(error)) throw error
       // Retention that cannot run must not stop the alerts and the summary.

@@ -208,6 +208,26 @@ export async function redeliver(db: Executor, webhookId: number, deliveryId: num
     throw new RvxError(`webhook ${webhookId} has no delivery ${deliveryId}: rvx webhooks deliveries ${webhookId} lists them`, {code: 'delivery_not_found'})
 }
 
+/**
+ * Monitor retention: deliveries delivered or given up longer ago than
+ * `olderThanMs` leave the log (a batch per interval), and events with no
+ * delivery left go with them. Returns the deliveries removed.
+ */
+export async function pruneDeliveryLog(db: Kysely<Database>, olderThanMs: number): Promise<number> {
+  const {rows} = await sql<{event_id: number}>`
+    delete from webhook_deliveries where id in (
+      select id from webhook_deliveries
+      where status <> 'pending' and coalesce(delivered_at, next_attempt_at) < now() - ${olderThanMs}::float8 * interval '1 millisecond'
+      order by id limit 5000)
+    returning event_id`.execute(db)
+  if (rows.length === 0) return 0
+  const events = [...new Set(rows.map((r) => r.event_id))]
+  await sql`delete from webhook_events e where e.id = any(${events}::bigint[]) and not exists (select 1 from webhook_deliveries d where d.event_id = e.id)`.execute(
+    db,
+  )
+  return rows.length
+}
+
 export interface WebhookDeliveryOptions {
   /** Only these deliveries (`webhooks test`). */
   ids?: number[]

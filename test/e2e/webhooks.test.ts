@@ -149,4 +149,20 @@ describe('e2e: signed webhooks through the outbox', function () {
     assert.equal(again.code, 0, again.stderr)
     await waitFor('the redelivery', async () => receiver.taken().filter((r) => r.id === `msg_${oldest.id}`).length === 2, 15_000)
   })
+
+  it('monitor --retention takes finished deliveries out of the log, and their events with them', async () => {
+    for (const m of monitors) m.child.kill('SIGKILL')
+    const {rows: old} = await sql<{id: number; event_id: number}>`
+      update webhook_deliveries set delivered_at = now() - interval '30 days' where run_id = (select min(run_id) from webhook_deliveries)
+      returning id, event_id`.execute(t.db)
+    assert.equal(old.length, 5)
+    const res = await rvx(['monitor', '--once', '--retention', '14d'], {env: env(allow)})
+    assert.equal(res.code, 0, res.stderr)
+    assert.match(res.stderr, /retention: removed 5 finished webhook deliveries/)
+    const left = await sql<{n: number; events: number}>`
+      select (select count(*)::int from webhook_deliveries) as n, (select count(*)::int from webhook_events where id = any(${old.map((r) => r.event_id)}::bigint[])) as events`.execute(
+      t.db,
+    )
+    assert.deepEqual(left.rows[0], {n: 4, events: 0})
+  })
 })
