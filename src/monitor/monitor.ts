@@ -17,6 +17,8 @@ import {currentConditions, recordConditions} from './conditions.js'
 import {deliverPending, type DeliveryTargets} from './delivery.js'
 import {LeaderLock} from './leader.js'
 import type {MonitorMetrics} from './metrics.js'
+import {fireDueSchedules} from './schedules.js'
+import {deliverWebhooks, pruneDeliveryLog, type WebhookDeliveryOptions} from './webhooks.js'
 
 export interface MonitorOptions {
   db: Kysely<Database>
@@ -33,6 +35,10 @@ export interface MonitorOptions {
   log: Logger
   /** Task rows and events of runs completed or canceled, and of standalone tasks finished, longer ago than this are deleted (unset: kept). */
   retentionMs?: number
+  /** How webhooks are sent (tries per round, private addresses). */
+  webhooks?: WebhookDeliveryOptions
+  /** The clock schedules are fired by (default: this machine's). */
+  now?: () => Date
 }
 
 /** The fleet summary line is logged when it changes, else once a minute. */
@@ -41,8 +47,9 @@ const FLEET_LINE_EVERY_MS = 60_000
 /**
  * The fleet's caretaker. Every interval the active monitor sweeps dead
  * workers and expired leases, re-plans runs that have nothing in flight
- * (a quarantined or failed stage task must not leave a run waiting), opens
- * alerts for new conditions and sends them, and logs a fleet summary (when it changes, else once a minute). Any
+ * (a quarantined or failed stage task must not leave a run waiting), fires
+ * scheduled runs, opens alerts for new conditions and sends them, sends
+ * webhooks, and logs a fleet summary (when it changes, else once a minute). Any
  * number of monitors may run: one holds the lock and acts, the others keep
  * their metrics current and take over within one interval when it dies.
  */
@@ -52,6 +59,7 @@ export class Monitor {
   private readonly outage: DatabaseOutage
   private active?: boolean
   private delivering?: Promise<unknown>
+  private sendingWebhooks?: Promise<unknown>
   private readonly retention?: QueueRetention
   /** The last summary line logged: what it said, and when. */
   private fleetLine?: {signature: string; at: number}
@@ -73,7 +81,7 @@ export class Monitor {
         await sleep(Math.max(0, this.o.intervalMs - (Date.now() - started)), options.signal)
       }
 
-      await this.delivering
+      await Promise.all([this.delivering, this.sendingWebhooks])
     } finally {
       await this.leader.close()
     }
@@ -114,7 +122,9 @@ export class Monitor {
         }
 
         await this.replanIdleRuns()
+        await fireDueSchedules(this.o.db, this.o.now?.() ?? new Date(), this.o.log)
         await this.alert()
+        this.sendWebhooks()
         await this.prune()
       }
 
@@ -153,6 +163,8 @@ export class Monitor {
     try {
       const pruned = await this.retention.prune(this.o.db, Date.now() + this.o.intervalMs / 2)
       if (pruned.tasks > 0) this.o.log.info(pruned, `retention: removed ${pruned.tasks} finished task(s) and ${pruned.events} event(s)`)
+      const deliveries = await pruneDeliveryLog(this.o.db, this.o.retentionMs!)
+      if (deliveries > 0) this.o.log.info({deliveries}, `retention: removed ${deliveries} finished webhook deliveries`)
     } catch (error) {
       if (isConnectionError(error)) throw error
       // Retention that cannot run must not stop the alerts and the summary.
@@ -179,6 +191,15 @@ export class Monitor {
       .catch((error: unknown) => this.o.log.error({err: errorMessage(error)}, `alert delivery failed: ${errorMessage(error)}`))
       .finally(() => {
         this.delivering = undefined
+      })
+  }
+
+  /** Webhook deliveries due, in the background like alerts (one round at a time). */
+  private sendWebhooks(): void {
+    this.sendingWebhooks ??= deliverWebhooks(this.o.db, this.o.log, this.o.webhooks)
+      .catch((error: unknown) => this.o.log.error({err: errorMessage(error)}, `webhook delivery failed: ${errorMessage(error)}`))
+      .finally(() => {
+        this.sendingWebhooks = undefined
       })
   }
 
