@@ -63,6 +63,8 @@ export class Monitor {
   private readonly retention?: QueueRetention
   /** The last summary line logged: what it said, and when. */
   private fleetLine?: {signature: string; at: number}
+  /** The last retention pass stopped at its deadline with more to delete. */
+  private pruneLeft = false
 
   constructor(private readonly o: MonitorOptions) {
     if (o.retentionMs !== undefined) this.retention = new QueueRetention(o.retentionMs)
@@ -78,6 +80,9 @@ export class Monitor {
         const started = Date.now()
         await this.tick()
         if (options.once) break
+        // Retention that ran out of its half interval with work left goes on until the next interval: a fleet that
+        // finishes tasks faster than half an interval's batches delete them would otherwise outgrow it for good.
+        if (this.pruneLeft) await this.prune(started + this.o.intervalMs).catch((error: unknown) => this.outage.down(error, 'monitor'))
         await sleep(Math.max(0, this.o.intervalMs - (Date.now() - started)), options.signal)
       }
 
@@ -89,6 +94,7 @@ export class Monitor {
 
   /** One interval's work. Errors are logged, never thrown: the monitor outlives a database restart. */
   async tick(): Promise<void> {
+    this.pruneLeft = false
     const {active, tookOverFrom, lost} = await this.leader.hold()
     if (lost !== undefined) {
       // Not a standby: nobody may be active. Said once, until the database answers again.
@@ -125,7 +131,7 @@ export class Monitor {
         await fireDueSchedules(this.o.db, this.o.now?.() ?? new Date(), this.o.log)
         await this.alert()
         this.sendWebhooks()
-        await this.prune()
+        await this.prune(Date.now() + this.o.intervalMs / 2)
       }
 
       const summary = await this.observe()
@@ -157,11 +163,13 @@ export class Monitor {
     return probe.ok ? {ready: true, active: this.active} : {ready: false, reason: probe.reason, active: this.active}
   }
 
-  /** Retention, batch by batch within half an interval (what is left goes next time). */
-  private async prune(): Promise<void> {
+  /** Retention, batch by batch until `deadline` (what is left goes next time). */
+  private async prune(deadline: number): Promise<void> {
+    this.pruneLeft = false
     if (!this.retention) return
     try {
-      const pruned = await this.retention.prune(this.o.db, Date.now() + this.o.intervalMs / 2)
+      const pruned = await this.retention.prune(this.o.db, deadline)
+      this.pruneLeft = pruned.left
       if (pruned.tasks > 0) this.o.log.info(pruned, `retention: removed ${pruned.tasks} finished task(s) and ${pruned.events} event(s)`)
       const deliveries = await pruneDeliveryLog(this.o.db, this.o.retentionMs!)
       if (deliveries > 0) this.o.log.info({deliveries}, `retention: removed ${deliveries} finished webhook deliveries`)
