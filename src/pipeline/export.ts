@@ -3,10 +3,12 @@ import path from 'node:path'
 import {stringify} from 'csv-stringify/sync'
 import type {Kysely} from 'kysely'
 
+import {sql} from '../db/kysely.js'
 import {databaseId} from '../db/meta.js'
 import type {Database} from '../db/schema.js'
 import {makeDirectory} from '../shared/directories.js'
 import {withoutEscapes} from '../shared/text.js'
+import {deliveredCompanyIds} from './run-counts.js'
 import {getRun} from './runs.js'
 import {type FinalVerdict, VERDICT_KEYS} from './verification.js'
 
@@ -62,31 +64,19 @@ export interface RenderedRun {
 }
 
 /**
- * The run's companies and contacts as CSV (or JSON) text. Selected companies
- * are exported; a run that stopped short exports what it has (the selected,
- * else the best qualified).
+ * The run's companies and contacts as CSV (or JSON) text: the companies it
+ * delivers (`deliveredCompanyIds`: the selected, else the best qualified) and
+ * their contacts.
  */
 export async function renderRun(db: Kysely<Database>, runId: number, format: 'csv' | 'json' = 'csv'): Promise<RenderedRun> {
   const run = await getRun(db, runId)
-  let companies = await db
+  const companies = await db
     .selectFrom('companies')
     .selectAll()
-    .where('run_id', '=', runId)
-    .where('status', '=', 'selected')
+    .where(sql<boolean>`id in (${deliveredCompanyIds(runId)})`)
     .orderBy('icp_score', 'desc')
     .orderBy('id')
     .execute()
-  if (companies.length === 0) {
-    companies = await db
-      .selectFrom('companies')
-      .selectAll()
-      .where('run_id', '=', runId)
-      .where('status', '=', 'qualified')
-      .orderBy('icp_score', 'desc')
-      .orderBy('id')
-      .limit(run.quantity)
-      .execute()
-  }
 
   const ids = companies.map((c) => c.id)
   const contacts =

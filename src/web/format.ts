@@ -1,10 +1,10 @@
 import {STAGES, stageOfKind} from '../pipeline/stages/index.js'
 import {formatAge} from '../shared/duration.js'
-import {formatCost} from '../shared/money.js'
+import {formatCost, formatRunCost} from '../shared/money.js'
 
 /** How values read on the dashboard (the same words as the terminal tables where there are some). */
 
-export {formatAge, formatCost}
+export {formatAge, formatCost, formatRunCost}
 
 /** "2024-05-01 12:00:03 UTC". */
 export function formatTime(at: Date | null | undefined): string {

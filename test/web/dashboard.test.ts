@@ -143,8 +143,9 @@ describe('dashboard: routes, escaping, tokens and one shared live read (HTTP aga
     const res = await get(`${base}/runs/${done}`)
     assert.equal(res.status, 200)
     assert.match(res.body, /<span class="selected-count">4<\/span> of 4 selected/)
-    assert.match(res.body, /\$0\.0123/, 'cost')
-    assert.match(res.body, /\$ per qualified lead<\/dt>\s*<dd>\$0\.00\d\d<\/dd>/)
+    assert.match(res.body, /\$0\.0123 \(simulated\)/, 'cost, labelled: the run is simulated')
+    // Cost per lead: the cost over the 4 companies delivered.
+    assert.match(res.body, /\$ per lead<\/dt>\s*<dd>\$0\.0031<\/dd>/)
     const selected = await t.db.selectFrom('companies').selectAll().where('run_id', '=', done).where('status', '=', 'selected').execute()
     assert.equal(selected.length, 4)
     let evidence = 0

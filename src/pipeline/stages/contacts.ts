@@ -1,3 +1,4 @@
+import {sql} from '../../db/kysely.js'
 import type {CompanyRow} from '../../db/schema.js'
 import type {CheckedContact, EmailStatus, FoundContact} from '../provider.js'
 import {cacheKey, DEFAULT_CACHE_TTL_MS, metered, readCache, writeCache} from '../cache.js'
@@ -12,11 +13,17 @@ type Checked = FoundContact & CheckedContact
 
 /**
  * The usable-contact rule: a contact counts toward contacts_min unless its email was found bad (no mail server, or not
- * a real address of the company). The SQL that counts contacts (`usableContact` in runs.ts) is built from this list.
+ * a real address of the company). The predicate (`counts`) and the SQL (`usableContact`) are both built from this list.
  */
 export const UNUSABLE_EMAIL_STATUSES: readonly EmailStatus[] = ['no_mx', 'invalid']
 
 export const counts = (c: {emailStatus: EmailStatus | null}) => c.emailStatus === null || !UNUSABLE_EMAIL_STATUSES.includes(c.emailStatus)
+
+/** SQL: a contact (table alias `k`) that counts toward contacts_min, by the same rule as `counts`. */
+export function usableContact(alias: string) {
+  const status = sql.ref(`${alias}.email_status`)
+  return sql`(${status} is null or ${status} not in (${sql.join(UNUSABLE_EMAIL_STATUSES)}))`
+}
 
 /** Contacts: find the decision makers of one selected company, each email and LinkedIn URL checked. */
 /** The people checked, whether they came from the cache, and (for a paid search) what goes into the cache with the completion. */

@@ -6,6 +6,7 @@ import type {Criteria} from '../criteria.js'
 import {companyKey, isDirectoryDomain, normalizeDomain} from '../domains.js'
 import {normalizeCandidates} from '../normalize.js'
 import type {CandidateCompany} from '../provider.js'
+import {companyCounts} from '../run-counts.js'
 import {runOptions, runScope} from '../run-options.js'
 import type {RunPayload, Stage} from './stage.js'
 
@@ -33,13 +34,8 @@ export const discovery: Stage<Payload, Input, CandidateCompany[]> = {
   async prepare({db, run, payload}) {
     const criteria = run.criteria as Criteria
     const known = (await db.selectFrom('companies').select('domain').where('run_id', '=', run.id).execute()).map((r) => companyKey(r.domain))
-    const counts = await db
-      .selectFrom('companies')
-      .select(['status', (eb) => eb.fn.countAll<number>().as('n')])
-      .where('run_id', '=', run.id)
-      .groupBy('status')
-      .execute()
-    const n = (status: string) => Number(counts.find((c) => c.status === status)?.n ?? 0)
+    const counts = await companyCounts(db, run.id)
+    const n = (status: keyof typeof counts) => counts[status]
     // Candidates not yet judged count at the rate research has qualified so far (all of them before any is judged): a
     // round started while research is in flight asks for what the run will be short of, not for one or two companies.
     const good = n('qualified') + n('selected')

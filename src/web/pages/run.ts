@@ -1,8 +1,8 @@
 import type {Lead, LeadContact} from '../../pipeline/leads.js'
 import {STAGES} from '../../pipeline/stages/index.js'
 import {verdictLabel} from '../../pipeline/verification.js'
-import {costPerQualifiedLead, etaSeconds, type RunData, runKey} from '../data.js'
-import {formatAge, formatCost, formatCriteria, formatTime} from '../format.js'
+import {etaSeconds, type RunData, runKey} from '../data.js'
+import {formatAge, formatCost, formatCriteria, formatRunCost, formatTime} from '../format.js'
 import {externalLink, html, type Html} from '../html.js'
 import {region, type Regions} from './layout.js'
 import {stageBars, statusBadge, table} from './parts.js'
@@ -52,7 +52,6 @@ function regions(d: RunData): Regions {
 function header(d: RunData): Html {
   const s = d.summary
   const p = d.progress
-  const perLead = costPerQualifiedLead(s)
   const eta = etaSeconds(s)
   const notes = Object.fromEntries(
     STAGES.map((stage) => {
@@ -70,16 +69,16 @@ function header(d: RunData): Html {
         ${s.companies.disqualified} disqualified, ${s.companies.total} found)
       </dd>
       <dt>contacts</dt>
-      <dd>${s.contacts}</dd>
+      <dd>${s.contacts}${s.contactsDropped > 0 ? ` (${s.contactsDropped} more found for companies dropped later)` : ''}</dd>
       <dt>stage</dt>
       <dd>${s.stage}</dd>
       <dt>cost</dt>
       <dd>
-        ${formatCost(s.costUsd)} · ${p.usage.calls} model calls (${p.usage.inputTokens} in / ${p.usage.outputTokens} out
+        ${formatRunCost(s.costUsd, s.simulated)} · ${p.usage.calls} model calls (${p.usage.inputTokens} in / ${p.usage.outputTokens} out
         tokens)${p.usage.rateLimited ? ` · ${p.usage.rateLimited} rate-limited, ${p.usage.quotaWaitS} s waiting for quota` : ''} · provider ${s.provider}
       </dd>
-      <dt>$ per qualified lead</dt>
-      <dd>${perLead === null ? '-' : formatCost(perLead)}</dd>
+      <dt>$ per lead</dt>
+      <dd>${s.costPerLead === null ? '-' : formatCost(s.costPerLead)}</dd>
       <dt>${s.finishedAt ? 'took' : 'time so far'}</dt>
       <dd>${formatAge(s.elapsedS)} (started ${formatTime(s.createdAt)}${s.finishedAt ? html`, ended ${formatTime(s.finishedAt)}` : ''})</dd>
       <dt>ETA</dt>
