@@ -97,7 +97,7 @@ export class MonitorMetrics {
   })
   private readonly fenced = new Counter({
     name: 'rvx_fenced_out_total',
-    help: 'Late completions refused because the lease had moved on (never applied).',
+    help: 'Late results refused because the lease had moved on to another worker (never applied); canceled tasks are not counted.',
     labelNames: ['kind'],
     registers: [this.registry],
   })

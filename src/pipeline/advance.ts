@@ -161,7 +161,7 @@ async function advanceContext(trx: Transaction<Database>, run: RunRow): Promise<
       await cancelTasks(
         trx,
         {scope: runScope(run.id), kinds: before.map((s) => s.kind), statuses: ['queued', 'running']},
-        'run reached its target: no further discovery or research',
+        `run ${run.id} met its target: no further discovery or research`,
       )
       const lead = leaderOn(run, 'selected')
       await setRun(trx, run.id, {stage: lead})

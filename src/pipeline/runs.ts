@@ -77,7 +77,7 @@ export async function acceptRun(db: Executor, runId: number): Promise<RunRow> {
     const run = await lockRun(trx, runId)
     if (run.status !== 'needs_decision')
       throw new RvxError(`run ${runId} is ${run.status}; only a run that needs a decision can be accepted`, {code: 'run_state'})
-    await cancelRunTasks(trx, runId, 'run accepted as it is')
+    await cancelRunTasks(trx, runId, `run ${runId} was accepted as it is`)
     return trx
       .updateTable('runs')
       .set({
@@ -98,7 +98,7 @@ export async function cancelRun(db: Executor, runId: number): Promise<RunRow> {
   return inTransaction(db, async (trx) => {
     const run = await lockRun(trx, runId)
     if (run.status === 'completed' || run.status === 'canceled') throw new RvxError(`run ${runId} is already ${run.status}`, {code: 'run_state'})
-    await cancelRunTasks(trx, runId, 'run canceled')
+    await cancelRunTasks(trx, runId, `run ${runId} was canceled`)
     return trx
       .updateTable('runs')
       .set({status: 'canceled', finished_at: sql`now()` as never, updated_at: sql`now()` as never})

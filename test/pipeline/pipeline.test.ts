@@ -16,7 +16,7 @@ import {freeCall} from '../helpers/call-context.js'
 import {simulatedWith} from '../helpers/simulated-with.js'
 
 const SIZE = {contactsMin: 1, contactsMax: 3}
-const TARGET_REACHED = 'run reached its target: no further discovery or research'
+const TARGET_REACHED = (runId: number) => `run ${runId} met its target: no further discovery or research`
 
 const provider = simulatedWith
 
@@ -85,7 +85,7 @@ describe('pipeline: selection, oversampling, replacement and resume', function (
     const canceled = research.filter((r) => r.status === 'canceled')
     assert.ok(canceled.length > 0 && research.every((r) => ['completed', 'canceled'].includes(r.status)), JSON.stringify(research))
     for (const task of canceled) {
-      assert.deepEqual(await events(task.id), [{event: 'canceled', reason: TARGET_REACHED}], 'canceled while queued, never claimed')
+      assert.deepEqual(await events(task.id), [{event: 'canceled', reason: TARGET_REACHED(run.id)}], 'canceled while queued, never claimed')
       assert.equal(found.find((c) => c.id === task.company_id)!.status, 'candidate')
     }
 
@@ -228,7 +228,7 @@ describe('pipeline: selection, oversampling, replacement and resume', function (
     for (const task of await tasksOf(run.id, 'company')) {
       const reasons = (await events(task.id)).map((e) => e.reason ?? e.event)
       if (reasons.includes('research reopened: a selected company had no decision makers')) {
-        assert.deepEqual(reasons, [TARGET_REACHED, 'research reopened: a selected company had no decision makers', 'claimed', 'completed'])
+        assert.deepEqual(reasons, [TARGET_REACHED(run.id), 'research reopened: a selected company had no decision makers', 'claimed', 'completed'])
         reopened.push(task.company_id)
       }
     }

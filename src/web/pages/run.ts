@@ -3,7 +3,7 @@ import type {Evidence} from '../../pipeline/provider.js'
 import {STAGES} from '../../pipeline/stages/index.js'
 import {verdictLabel} from '../../pipeline/verification.js'
 import {etaSeconds, type RunData, runKey} from '../data.js'
-import {formatAge, formatCost, formatCriteria, formatRunCost, formatTime} from '../format.js'
+import {formatAge, formatCost, formatCriteria, formatRunCost, formatTime, stageWord} from '../format.js'
 import {externalLink, html, type Html} from '../html.js'
 import {region, type Regions} from './layout.js'
 import {stageBars, statusBadge, table} from './parts.js'
@@ -271,7 +271,7 @@ function activity(d: RunData): Html {
   const tasks = STAGES.filter((s) => d.progress.tasks[s.kind]).map((s) => {
     const t = d.progress.tasks[s.kind]
     return html`<tr>
-      <td>${s.name} (${s.kind})</td>
+      <td>${s.name}</td>
       <td class="num">${t.completed}</td>
       <td class="num">${t.queued}</td>
       <td class="num">${t.running}</td>
@@ -284,7 +284,7 @@ function activity(d: RunData): Html {
     (t) =>
       html`<tr class="bad">
         <td class="num">${t.id}</td>
-        <td>${t.kind}</td>
+        <td>${stageWord(t.kind)}</td>
         <td>${t.status}</td>
         <td class="num">${t.attempts}</td>
         <td class="num">${t.crashCount}</td>
@@ -296,7 +296,7 @@ function activity(d: RunData): Html {
       html`<tr class="${BAD_EVENTS.has(e.event) ? 'bad' : e.event === 'snoozed' ? 'warn' : ''}">
         <td>${formatTime(e.at)}</td>
         <td class="num">${e.taskId}</td>
-        <td>${e.kind}</td>
+        <td>${stageWord(e.kind)}</td>
         <td>${e.event}</td>
         <td>${e.workerId ?? '-'}</td>
         <td class="error">${e.reason ?? ''}</td>
