@@ -1,3 +1,4 @@
+import type {Env} from '../shared/config.js'
 import {createHash} from 'node:crypto'
 import type {Kysely} from 'kysely'
 import {z} from 'zod'
@@ -63,18 +64,24 @@ export function requestProblem(issue: z.core.$ZodIssue, prefix: PropertyKey[] = 
 
   if (issue.code === 'unrecognized_keys') return new UsageError(`unknown field "${issue.keys[0]}": see the API's openapi.json for the fields there are`)
   const field = path.map(String).join('.')
-  return new UsageError(issue.message.replace(/^Invalid input: /, ''), field ? {field} : {})
+  const detail =
+    issue.code === 'invalid_value'
+      ? `must be one of ${issue.values.map(String).join(', ')}`
+      : issue.code === 'invalid_type'
+        ? `must be ${issue.expected === 'array' ? 'a list' : issue.expected === 'object' ? 'an object' : `a ${issue.expected}`}`
+        : issue.message
+  return new UsageError(detail, field ? {field} : {})
 }
 
 /** Validates a run request: a UsageError names the first problem. */
-export function parseRunRequest(raw: unknown, env: NodeJS.ProcessEnv = process.env): RunInput {
+export function parseRunRequest(raw: unknown, env: Env): RunInput {
   const parsed = RunRequestSchema.safeParse(raw)
   if (!parsed.success) throw requestProblem(parsed.error.issues[0])
   return runInput(parsed.data, env)
 }
 
 /** The request's meaning, checked the way the orchestrate flags are. */
-export function runInput(r: z.output<typeof RunRequestSchema>, env: NodeJS.ProcessEnv = process.env): RunInput {
+export function runInput(r: z.output<typeof RunRequestSchema>, env: Env): RunInput {
   const provider = r.provider ?? (env.OPENAI_API_KEY ? 'openai' : undefined)
   if (!provider)
     throw new UsageError('no research provider: give "provider": "simulated", or set OPENAI_API_KEY where the server runs to research with OpenAI', {

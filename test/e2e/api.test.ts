@@ -47,7 +47,7 @@ describe('e2e: rvx serve, the HTTP API', function () {
     })
     assert.equal(res.code, 0, res.stderr)
     runId = JSON.parse(res.stdout).runId
-    server = await startDashboard({db: t.db, host: '127.0.0.1', port: 0, intervalMs: 1000, log: silentLogger, api: {ratePerMinute: 100_000}})
+    server = await startDashboard({db: t.db, host: '127.0.0.1', port: 0, intervalMs: 1000, log: silentLogger, api: {ratePerMinute: 100_000, env: {}}})
   })
 
   after(async () => {
@@ -129,6 +129,11 @@ describe('e2e: rvx serve, the HTTP API', function () {
     assert.match((await notJson.json()).detail, /not valid JSON/)
     const size = await call('/runs', {token: write, body: {provider: 'simulated', criteria: {state: 'TX'}, quantity: 0}})
     assert.equal((await size.json()).detail, 'quantity must be a whole number from 1 to 10000 (got 0)')
+    const typed = await call('/runs', {token: write, body: {provider: 'simulated', criteria: {state: 'TX'}, quantity: '5'}})
+    assert.equal((await typed.json()).detail, 'quantity must be a number')
+    const status = await call('/runs?status=done', {token: read})
+    assert.equal(status.status, 400)
+    assert.equal((await status.json()).detail, 'status must be one of running, needs_decision, completed, failed, canceled')
   })
 
   it('pages of companies stay stable while the run writes: none twice, none skipped', async () => {
@@ -195,7 +200,7 @@ describe('e2e: rvx serve, the HTTP API', function () {
       await agent.close()
     }
 
-    const limited = await startDashboard({db: t.db, host: '127.0.0.1', port: 0, intervalMs: 1000, log: silentLogger, api: {ratePerMinute: 3}})
+    const limited = await startDashboard({db: t.db, host: '127.0.0.1', port: 0, intervalMs: 1000, log: silentLogger, api: {ratePerMinute: 3, env: {}}})
     try {
       const get = (tok: string) => fetch(new URL('api/v1/fleet', limited.url), {headers: {authorization: `Bearer ${tok}`}})
       const statuses = []
