@@ -17,7 +17,7 @@ export interface InFlight {
    * anyway: the fence, not this worker's guess, rejects it (and records it as fenced_out, unless it was canceled).
    */
   lost: boolean
-  /** Counted once, as fenced out or as canceled, whichever path noticed first. */
+  /** Counted (and logged) once, as fenced out or as canceled, whichever path noticed first. */
   counted: boolean
 }
 
@@ -81,11 +81,15 @@ export class InFlightTasks {
     this.runningCount--
   }
 
-  delete(taskId: number): void {
-    const entry = this.entries.get(taskId)
-    if (!entry) return
-    this.entries.delete(taskId)
-    if (entry.running) this.runningCount--
+  /**
+   * Forgets a settled task. By the entry, not its id: a task canceled here, reopened and claimed again holds a newer
+   * entry under the same id while the old handler winds down, and that one must stay.
+   */
+  delete(entry: InFlight): void {
+    if (this.entries.get(entry.task.id) === entry) this.entries.delete(entry.task.id)
+    if (!entry.running) return
+    entry.running = false
+    this.runningCount--
   }
 
   /** Tasks held: running, waiting, and settling (a completion on its way). */
@@ -124,18 +128,23 @@ export class InFlightTasks {
       .map((e) => ({id: e.task.id, epoch: e.task.epoch}))
   }
 
-  /** Counts a task as fenced out (its lease moved on: another worker has it, or this one was presumed dead), once. */
-  fenced(entry: InFlight): void {
-    if (entry.counted) return
+  /**
+   * Counts a task as fenced out (its lease moved on: another worker has it, or this one was presumed dead), once.
+   * True the first time (the caller logs it then): the heartbeat and the refused settlement may both notice.
+   */
+  fenced(entry: InFlight): boolean {
+    if (entry.counted) return false
     entry.counted = true
     this.on.fenced()
+    return true
   }
 
-  /** Counts a task as canceled while held here (its run met its target, or was canceled), once: no fence. */
-  canceled(entry: InFlight): void {
-    if (entry.counted) return
+  /** Counts a task as canceled while held here (its run met its target, or was canceled), once: no fence. True the first time. */
+  canceled(entry: InFlight): boolean {
+    if (entry.counted) return false
     entry.counted = true
     this.on.canceled()
+    return true
   }
 
   /**

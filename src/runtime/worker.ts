@@ -424,7 +424,7 @@ export class Worker {
         this.log.error({task: entry.task.id, err: errorMessage(error)}, 'settling a task failed; the next heartbeat releases it for another try'),
       )
       .finally(() => {
-        this.inflight.delete(entry.task.id)
+        this.inflight.delete(entry)
         this.startWaiting()
         this.doorbell.ring()
       })
@@ -583,13 +583,11 @@ export class Worker {
       const {task} = entry
       const lost = why.get(task.id) ?? {why: 'fenced'}
       if (lost.why === 'settled') continue
+      // Logged with the count, once per holding: the heartbeat and the refused settlement may both get here.
       if (lost.why === 'canceled') {
-        this.inflight.canceled(entry)
-        this.log.debug({task: task.id, kind: task.kind, reason: lost.reason}, `${this.kindName(task.kind)} ${task.id} canceled: ${lost.reason}`)
-      } else {
-        this.inflight.fenced(entry)
-        warn(entry)
-      }
+        if (this.inflight.canceled(entry))
+          this.log.debug({task: task.id, kind: task.kind, reason: lost.reason}, `${this.kindName(task.kind)} ${task.id} canceled: ${lost.reason}`)
+      } else if (this.inflight.fenced(entry)) warn(entry)
     }
   }
 
