@@ -2,10 +2,10 @@ import type {Kysely, Selectable} from 'kysely'
 import pg from 'pg'
 
 import type {Executor} from '../../src/db/executor.js'
-import {LOCK_CLASS_WORKER} from '../../src/runtime/config.js'
+import {DEFAULT_CONFIG, LOCK_CLASS_WORKER} from '../../src/runtime/config.js'
 import type {Database, TasksTable} from '../../src/db/schema.js'
 import {ResourceSampler, type RuntimeConfig, type TaskRegistry, Worker, type WorkerOptions, workerLockKey} from '../../src/runtime/index.js'
-import {registerWorker} from '../../src/runtime/registry.js'
+import {heartbeat, registerWorker} from '../../src/runtime/registry.js'
 import {waitFor} from './processes.js'
 
 /** Fast timings so runtime tests finish quickly; the semantics are the same as the defaults'. */
@@ -24,15 +24,29 @@ export const FAST: Partial<RuntimeConfig> = {
 /**
  * A worker as the database sees it between two heartbeats: registered (status idle, as its last heartbeat
  * wrote), its liveness lock held by a session of this process (so sweeps find it alive), claiming through
- * the runtime's own calls. Close it to end its session.
+ * the runtime's own calls. It beats every few seconds, well inside the default dead-after, so a sweep on a
+ * loaded machine (workers status runs one) never finds it silent. Close it to stop beating and end its session.
  */
 export async function registeredWorker(db: Executor, url: string, id: string, types: string[]): Promise<{close(): Promise<void>}> {
   const identity = {id, types, pool: 'default', capabilities: [], concurrency: 4, scope: null, version: 'test', lockKey: workerLockKey(id)}
   const session = new pg.Client({connectionString: url})
   await session.connect()
   await session.query('select pg_advisory_lock($1, $2)', [LOCK_CLASS_WORKER, identity.lockKey])
-  await registerWorker(db, identity, await new ResourceSampler().sample(), 'idle')
-  return {close: () => session.end()}
+  const metrics = await new ResourceSampler().sample()
+  await registerWorker(db, identity, metrics, 'idle')
+  let beat: Promise<unknown> = Promise.resolve()
+  const beating = setInterval(() => {
+    // Liveness only: it renews no lease and releases none (tasks a test claims in its name stay as claimed).
+    beat = heartbeat(db, id, {status: 'idle', metrics, leaseMs: DEFAULT_CONFIG.leaseMs, counts: {}, held: [], releaseOrphans: false}).catch(() => {})
+  }, DEFAULT_CONFIG.deadAfterMs / 5)
+  beating.unref()
+  return {
+    async close() {
+      clearInterval(beating)
+      await beat
+      await session.end()
+    },
+  }
 }
 
 /**
