@@ -95,7 +95,8 @@ export interface TaskEventsTable {
 }
 
 export type RunStatus = 'running' | 'needs_decision' | 'completed' | 'failed' | 'canceled'
-export type RunStage = 'discovery' | 'research' | 'contacts' | 'done'
+/** A stage's name in the registry (src/pipeline/stages/index.ts, which checks it), or 'done'. */
+export type RunStage = string
 
 export interface RunsTable {
   id: Generated<number>
@@ -218,7 +219,8 @@ export interface BudgetHoldsTable {
 }
 
 export interface ResearchCacheTable {
-  kind: 'research' | 'contacts'
+  /** The name of the stage whose answer it is. */
+  kind: string
   key: string
   domain: string
   provider: string
@@ -252,6 +254,18 @@ export interface AlertsTable {
   created_at: Timestamp
   delivered_at: NullableTimestamp
   resolved_at: NullableTimestamp
+}
+
+/** What a stage found about a company (one row per company and stage). */
+export interface CompanyFactsTable {
+  run_id: number
+  company_id: number
+  stage: string
+  value: Json
+  evidence: Json
+  provider: string
+  simulated: Generated<boolean>
+  created_at: Timestamp
 }
 
 export interface ApiTokensTable {
@@ -344,6 +358,7 @@ export interface Database {
   budget_holds: BudgetHoldsTable
   research_cache: ResearchCacheTable
   run_exclusions: RunExclusionsTable
+  company_facts: CompanyFactsTable
   api_tokens: ApiTokensTable
   api_idempotency: ApiIdempotencyTable
   webhooks: WebhooksTable

@@ -1,6 +1,8 @@
 import type {Executor} from '../db/executor.js'
 import type {CompanyRow, CompanyStatus, ContactRow} from '../db/schema.js'
 import type {Evidence, Verdict} from './provider.js'
+import {stageFacts} from './stage-facts.js'
+import {stagesOf} from './stages/index.js'
 import {type FinalVerdict, VERDICT_KEYS} from './verification.js'
 
 /**
@@ -32,6 +34,17 @@ export interface Lead {
   /** What kept it out (criteria, or its portfolio). */
   disqualifiedBy: string[]
   researchedAt: Date | null
+  /** The columns the run's stages declare (phone, LinkedIn page, ...), with what shows each. */
+  stageColumns: LeadColumn[]
+}
+
+export interface LeadColumn {
+  stage: string
+  name: string
+  label: string
+  value: string | null
+  evidence: Evidence[]
+  note: string | null
 }
 
 export interface LeadVerdict {
@@ -67,7 +80,30 @@ export async function runLeads(db: Executor, runId: number, status: CompanyStatu
     .orderBy('id')
     .limit(limit)
     .execute()
-  return rows.map(toLead)
+  return withStageColumns(db, runId, rows)
+}
+
+/** Companies as leads, with the columns the run's stages add (what each found, with its evidence). */
+async function withStageColumns(db: Executor, runId: number, rows: CompanyRow[]): Promise<Lead[]> {
+  const run = await db.selectFrom('runs').select('options').where('id', '=', runId).executeTakeFirst()
+  const stages = run ? stagesOf(run).filter((s) => s.columns) : []
+  const facts =
+    stages.length > 0 && rows.length > 0
+      ? await stageFacts(
+          db,
+          rows.map((r) => r.id),
+        )
+      : new Map()
+  return rows.map((c) => {
+    const stageColumns = stages.flatMap((s) =>
+      s.columns!.flatMap((col) => {
+        const fact = facts.get(c.id)?.[s.name]
+        if (col.label === undefined) return []
+        return [{stage: s.name, name: col.name, label: col.label, value: col.value(fact), evidence: col.evidence?.(fact) ?? [], note: col.note?.(fact) ?? null}]
+      }),
+    )
+    return {...toLead(c), stageColumns}
+  })
 }
 
 /** The contacts of these companies, by company, best tier first. */
@@ -90,7 +126,7 @@ export async function leadsPage(db: Executor, runId: number, o: {status?: Compan
     .orderBy('id')
     .limit(o.limit)
     .execute()
-  return rows.map(toLead)
+  return withStageColumns(db, runId, rows)
 }
 
 /** A page of a run's contacts in id order, from after `afterId`. */
@@ -101,7 +137,7 @@ export async function contactsPage(db: Executor, runId: number, o: {afterId: num
 
 const strings = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [])
 
-function toLead(c: CompanyRow): Lead {
+function toLead(c: CompanyRow): Omit<Lead, 'stageColumns'> {
   return {
     id: c.id,
     name: c.name,
