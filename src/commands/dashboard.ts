@@ -54,7 +54,7 @@ It listens on 127.0.0.1 unless --host says otherwise; any other address needs a 
       throw new UsageError(`--host ${flags.host} is reachable from other machines: give a token (--token or RVX_DASHBOARD_TOKEN), or leave --host at 127.0.0.1`)
 
     const db = await this.database({schema: true})
-    const log = createLogger(this.flags['log-level'], 'rvx-dashboard')
+    const log = createLogger(this.flags['log-level'], 'rvx-dashboard', this.env)
     const dashboard = await startDashboard({db, host: flags.host, port: flags.port, token, intervalMs, log, api})
     log.info(
       {url: dashboard.url, token: token ? 'required' : 'none (loopback only)'},

@@ -55,18 +55,18 @@ Start several for safety (with the same flags): one is active (a PostgreSQL advi
       throw new UsageError('--metrics-host needs --metrics-port (or RVX_METRICS_PORT): without a port there is no metrics server')
     const channels: AlertChannel[] = []
     if (flags['alert-webhook']) channels.push(webhook(flags['alert-webhook']))
-    if (flags['alert-email']) channels.push(new EmailChannel(requireMailer('alert_email'), parseAddress(flags['alert-email'], 'alert_email')))
-    const mailer = mailerFromEnv()
+    if (flags['alert-email']) channels.push(new EmailChannel(requireMailer('alert_email', this.env), parseAddress(flags['alert-email'], 'alert_email')))
+    const mailer = mailerFromEnv(this.env)
 
     // Leadership is a session advisory lock: on a transaction-mode pooler every monitor would be active.
     const db = await this.database({schema: true, session: true})
-    const log = createLogger(this.flags['log-level'], 'rvx-monitor')
+    const log = createLogger(this.flags['log-level'], 'rvx-monitor', this.env)
     // prom-client and the metrics server only with a metrics port.
     let metrics: MonitorMetrics | undefined
     let server: MetricsServer | undefined
     if (flags['metrics-port'] !== undefined) {
       const {MonitorMetrics} = await import('../monitor/metrics.js')
-      metrics = new MonitorMetrics({models: knownModels()})
+      metrics = new MonitorMetrics({models: knownModels(this.env)})
       server = await metrics.serve(flags['metrics-port']!, flags['metrics-host'])
       log.info({url: server.url}, `metrics on ${server.url}`)
     }
@@ -83,7 +83,7 @@ Start several for safety (with the same flags): one is active (a PostgreSQL advi
       metrics,
       log,
       retentionMs,
-      webhooks: {allowPrivate: privateWebhooksAllowed()},
+      webhooks: {allowPrivate: privateWebhooksAllowed(this.env), dnsServer: this.env.RVX_DNS_SERVER},
     })
     log.info(
       {

@@ -19,6 +19,6 @@ export default class ServeCommand extends DashboardCommand {
 
   override async run(): Promise<void> {
     const flags = this.flags as typeof this.flags & {'rate-limit': number}
-    await this.serve({ratePerMinute: flags['rate-limit'], allowPrivateWebhooks: privateWebhooksAllowed()})
+    await this.serve({ratePerMinute: flags['rate-limit'], allowPrivateWebhooks: privateWebhooksAllowed(this.env), env: this.env})
   }
 }

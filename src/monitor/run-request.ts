@@ -1,3 +1,4 @@
+import type {Env} from '../shared/config.js'
 import {createHash} from 'node:crypto'
 import type {Kysely} from 'kysely'
 import {z} from 'zod'
@@ -78,14 +79,14 @@ export function requestProblem(issue: z.core.$ZodIssue, prefix: PropertyKey[] = 
 }
 
 /** Validates a run request: a UsageError names the first problem. */
-export function parseRunRequest(raw: unknown, env: NodeJS.ProcessEnv = process.env): RunInput {
+export function parseRunRequest(raw: unknown, env: Env): RunInput {
   const parsed = RunRequestSchema.safeParse(raw)
   if (!parsed.success) throw requestProblem(parsed.error.issues[0])
   return runInput(parsed.data, env)
 }
 
 /** The request's meaning, checked the way the orchestrate flags are. */
-export function runInput(r: z.output<typeof RunRequestSchema>, env: NodeJS.ProcessEnv = process.env): RunInput {
+export function runInput(r: z.output<typeof RunRequestSchema>, env: Env): RunInput {
   const provider = r.provider ?? (env.OPENAI_API_KEY ? 'openai' : undefined)
   if (!provider)
     throw new UsageError('no research provider: give "provider": "simulated", or set OPENAI_API_KEY where the server runs to research with OpenAI', {

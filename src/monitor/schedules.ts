@@ -1,3 +1,4 @@
+import type {Env} from '../shared/config.js'
 import {Cron} from 'croner'
 import {z} from 'zod'
 
@@ -73,7 +74,7 @@ export function checkCron(cron: string, tz: string): Cron {
 }
 
 /** Validates a schedule request (the CLI's flags and the API's body alike): a UsageError names the first problem. */
-export function parseScheduleRequest(raw: unknown, env: NodeJS.ProcessEnv = process.env) {
+export function parseScheduleRequest(raw: unknown, env: Env) {
   const parsed = ScheduleRequestSchema.safeParse(raw)
   if (!parsed.success) throw requestProblem(parsed.error.issues[0])
   const {cron, tz, name, ...request} = parsed.data
@@ -86,8 +87,8 @@ export function parseScheduleRequest(raw: unknown, env: NodeJS.ProcessEnv = proc
   return {cron: cron.trim(), tz: zone, name: name?.trim(), request: {...request, provider: input.provider}, input}
 }
 
-export async function addSchedule(db: Executor, raw: unknown): Promise<ScheduleView> {
-  const s = parseScheduleRequest(raw)
+export async function addSchedule(db: Executor, raw: unknown, env: Env): Promise<ScheduleView> {
+  const s = parseScheduleRequest(raw, env)
   const row = await db
     .insertInto('schedules')
     .values({
@@ -195,7 +196,8 @@ async function fire(db: Kysely<Database>, s: Selectable<SchedulesTable>, slot: D
       return {scheduleId: s.id, slot, skipped}
     }
 
-    const run = await createRun(trx, runInput(RunRequestSchema.parse(s.options)))
+    // The provider was chosen when the schedule was added (it is in its options): no environment to consult now.
+    const run = await createRun(trx, runInput(RunRequestSchema.parse(s.options), {}))
     await trx.updateTable('schedule_fires').set({run_id: run.id}).where('schedule_id', '=', s.id).where('slot', '=', slot).execute()
     return {scheduleId: s.id, slot, runId: run.id}
   })

@@ -1,3 +1,4 @@
+import type {Env} from '../shared/config.js'
 import {randomBytes} from 'node:crypto'
 import {isIP} from 'node:net'
 import {Webhook} from 'standardwebhooks'
@@ -61,7 +62,7 @@ export interface DeliveryView {
 }
 
 /** RVX_ALLOW_PRIVATE_WEBHOOKS=1: webhooks may point at private and loopback addresses (tests, a receiver on the same host). */
-export function privateWebhooksAllowed(env: NodeJS.ProcessEnv = process.env): boolean {
+export function privateWebhooksAllowed(env: Env): boolean {
   return env.RVX_ALLOW_PRIVATE_WEBHOOKS === '1'
 }
 
@@ -81,7 +82,7 @@ export function parseEvents(value: string | string[]): WebhookEvent[] {
  * whose every address is public (unless RVX_ALLOW_PRIVATE_WEBHOOKS=1). The
  * check is made again at every connection (a name may change its address).
  */
-export async function checkWebhookUrl(value: string, allowPrivate = privateWebhooksAllowed()): Promise<string> {
+export async function checkWebhookUrl(value: string, allowPrivate: boolean): Promise<string> {
   let url: URL
   try {
     url = new URL(value)
@@ -232,6 +233,8 @@ export interface WebhookDeliveryOptions {
   /** Only these deliveries (`webhooks test`). */
   ids?: number[]
   allowPrivate?: boolean
+  /** host:port of the DNS server webhook hosts are looked up on (RVX_DNS_SERVER; unset: the system's). */
+  dnsServer?: string
   /** Tries within one round (postWithRetries), and its first backoff step. */
   tries?: number
   baseDelayMs?: number
@@ -263,7 +266,7 @@ export async function deliverWebhooks(db: Kysely<Database>, log: Logger, o: Webh
     groups.set(key, [...(groups.get(key) ?? []), r])
   }
 
-  const agent = guardedAgent({allowPrivate: o.allowPrivate ?? privateWebhooksAllowed(), dnsServer: process.env.RVX_DNS_SERVER})
+  const agent = guardedAgent({allowPrivate: o.allowPrivate ?? false, dnsServer: o.dnsServer})
   let delivered = 0
   let failed = 0
   await Promise.all(

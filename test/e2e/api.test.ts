@@ -47,7 +47,7 @@ describe('e2e: rvx serve, the HTTP API', function () {
     })
     assert.equal(res.code, 0, res.stderr)
     runId = JSON.parse(res.stdout).runId
-    server = await startDashboard({db: t.db, host: '127.0.0.1', port: 0, intervalMs: 1000, log: silentLogger, api: {ratePerMinute: 100_000}})
+    server = await startDashboard({db: t.db, host: '127.0.0.1', port: 0, intervalMs: 1000, log: silentLogger, api: {ratePerMinute: 100_000, env: {}}})
   })
 
   after(async () => {
@@ -202,7 +202,7 @@ describe('e2e: rvx serve, the HTTP API', function () {
       await agent.close()
     }
 
-    const limited = await startDashboard({db: t.db, host: '127.0.0.1', port: 0, intervalMs: 1000, log: silentLogger, api: {ratePerMinute: 3}})
+    const limited = await startDashboard({db: t.db, host: '127.0.0.1', port: 0, intervalMs: 1000, log: silentLogger, api: {ratePerMinute: 3, env: {}}})
     try {
       const get = (tok: string) => fetch(new URL('api/v1/fleet', limited.url), {headers: {authorization: `Bearer ${tok}`}})
       const statuses = []

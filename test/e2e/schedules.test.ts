@@ -67,7 +67,7 @@ describe('e2e: scheduled runs', function () {
     let scheduleId: number
 
     it('an every-minute schedule fires once per minute with two monitors ticking', async () => {
-      const s = await addSchedule(t.db, {cron: '* * * * *', provider: 'simulated', criteria: {state: 'TX'}, quantity: 2, name: 'every-minute'})
+      const s = await addSchedule(t.db, {cron: '* * * * *', provider: 'simulated', criteria: {state: 'TX'}, quantity: 2, name: 'every-minute'}, {})
       scheduleId = s.id
       await sql`update schedules set fires_after = ${new Date(base - 30_000)} where id = ${s.id}`.execute(t.db)
 

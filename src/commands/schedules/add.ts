@@ -54,7 +54,7 @@ export default class SchedulesAdd extends BaseCommand<typeof SchedulesAdd> {
       stages: optedInStages(flags),
     }
     const db = await this.database({schema: true})
-    const s = await addSchedule(db, request)
+    const s = await addSchedule(db, request, this.env)
     this.info(`Schedule ${s.id}${s.name ? ` (${s.name})` : ''} added: next run ${formatTime(s.nextAt)} (${s.tz}); a running rvx monitor creates it.`)
     return s
   }

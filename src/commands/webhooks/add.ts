@@ -16,7 +16,7 @@ export default class WebhooksAdd extends BaseCommand<typeof WebhooksAdd> {
 
   async run(): Promise<{id: number; secret: string}> {
     const events = parseEvents(this.flags.events)
-    const url = await checkWebhookUrl(this.args.url, privateWebhooksAllowed())
+    const url = await checkWebhookUrl(this.args.url, privateWebhooksAllowed(this.env))
     const db = await this.database({schema: true})
     const {id, secret} = await addWebhook(db, {url, events})
     this.out(secret)

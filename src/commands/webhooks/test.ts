@@ -17,7 +17,12 @@ export default class WebhooksTest extends BaseCommand<typeof WebhooksTest> {
     const id = parseId(this.args.id, 'webhook', 'rvx webhooks list')
     const db = await this.database({schema: true})
     const deliveryId = await queueTestEvent(db, id)
-    await deliverWebhooks(db, createLogger('silent', 'rvx-webhooks'), {ids: [deliveryId], allowPrivate: privateWebhooksAllowed(), tries: 1})
+    await deliverWebhooks(db, createLogger('silent', 'rvx-webhooks', this.env), {
+      ids: [deliveryId],
+      allowPrivate: privateWebhooksAllowed(this.env),
+      dnsServer: this.env.RVX_DNS_SERVER,
+      tries: 1,
+    })
     const [delivery] = await listDeliveries(db, id, {limit: 1, beforeId: deliveryId + 1})
     if (delivery.status !== 'delivered')
       throw new RvxError(`webhook ${id} did not take the test event: ${delivery.lastError ?? 'not sent'} (rvx webhooks deliveries ${id} shows the log)`)

@@ -1,3 +1,4 @@
+import type {Env as Environment} from '../../shared/config.js'
 import {createRoute, OpenAPIHono, type RouteConfig, z} from '@hono/zod-openapi'
 import type {Context, MiddlewareHandler} from 'hono'
 import {bodyLimit} from 'hono/body-limit'
@@ -22,8 +23,8 @@ import {
 import {renderRun} from '../../pipeline/export.js'
 import {contactsPage, leadsPage} from '../../pipeline/leads.js'
 import {RUN_STATUSES, runIdsPage} from '../../pipeline/run-listing.js'
-import {runProgress, runsOverview} from '../../pipeline/run-views.js'
 import {acceptRun, cancelRun, createRun, getRun, resumeRun} from '../../pipeline/runs.js'
+import {runProgress, runsOverview} from '../../pipeline/run-views.js'
 import type {RunRow, RunStatus} from '../../db/schema.js'
 import type {Logger} from '../../runtime/logger.js'
 import {UsageError} from '../../shared/errors.js'
@@ -56,7 +57,8 @@ export interface ApiOptions {
   maxBodyBytes?: number
   /** RVX_ALLOW_PRIVATE_WEBHOOKS=1: webhooks may point at private and loopback addresses. */
   allowPrivateWebhooks?: boolean
-  env?: NodeJS.ProcessEnv
+  /** The server's environment (read once by its command): the provider a run gets when its request names none. */
+  env: Environment
 }
 
 type Env = {Variables: {token: {id: number; name: string; scope: Scope}}}
@@ -317,7 +319,7 @@ export function apiApp(o: ApiOptions): OpenAPIHono<Env> {
     async (c) => {
       const id = Number(c.req.param('id'))
       const deliveryId = await queueTestEvent(db, id)
-      await deliverWebhooks(db, o.log, {ids: [deliveryId], allowPrivate, tries: 1})
+      await deliverWebhooks(db, o.log, {ids: [deliveryId], allowPrivate, dnsServer: o.env.RVX_DNS_SERVER, tries: 1})
       return c.json((await listDeliveries(db, id, {limit: 1, beforeId: deliveryId + 1}))[0])
     },
   )
@@ -372,7 +374,7 @@ export function apiApp(o: ApiOptions): OpenAPIHono<Env> {
       request: body(ScheduleRequestSchema),
       responses: {201: json(ScheduleSchema, 'The schedule.'), ...problems},
     }),
-    async (c) => c.json(await addSchedule(db, (c.req as unknown as {valid(t: 'json'): unknown}).valid('json')), 201),
+    async (c) => c.json(await addSchedule(db, (c.req as unknown as {valid(t: 'json'): unknown}).valid('json'), o.env), 201),
   )
 
   for (const [name, paused] of [
