@@ -20,6 +20,7 @@ describe('pipeline: the stage table', () => {
   it('worker types: either name selects a stage, all selects every one, in pipeline order, once', () => {
     assert.deepEqual(kindsFor(['contacts', 'lead-list']), ['lead-list', 'contact'])
     assert.deepEqual(kindsFor(['research', 'company']), ['company'])
+    // All: the opt-in stages too (a worker of every stage does the work of runs that asked for them).
     assert.deepEqual(kindsFor(['all']), ['lead-list', 'company', 'contact', 'enrich'])
   })
 
