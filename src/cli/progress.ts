@@ -6,8 +6,10 @@ import {formatCost, formatRunCost} from '../shared/money.js'
 
 /** One line of run progress: what each stage has done and what is in flight. */
 export function describeProgress(p: RunProgress): string {
-  const inFlight = (kind: string) => (p.tasks[kind] ? p.tasks[kind].queued + p.tasks[kind].running : 0)
-  return [`run ${p.id} ${p.status} (${p.stage})`, ...STAGES.map((s) => `${s.name}: ${s.describe(p, inFlight(s.kind))}`)].join(' · ')
+  const inFlight = (kind: string) => p.tasks[kind].queued + p.tasks[kind].running
+  // The run's stages: those it has tasks of (an opt-in stage it did not ask for has none).
+  const stages = STAGES.filter((s) => p.tasks[s.kind])
+  return [`run ${p.id} ${p.status} (${p.stage})`, ...stages.map((s) => `${s.name}: ${s.describe(p, inFlight(s.kind))}`)].join(' · ')
 }
 
 /** What a run's model calls cost, per lead (company delivered), against its budget: "$0.4100 for 10 leads ($0.0410 per lead) of a $5.00 budget". */

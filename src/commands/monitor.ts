@@ -12,6 +12,7 @@ import {type AlertChannel, EmailChannel, WebhookChannel} from '../monitor/channe
 import {mailerFromEnv, parseAddress, requireMailer} from '../monitor/mail.js'
 import type {MetricsServer, MonitorMetrics} from '../monitor/metrics.js'
 import {Monitor} from '../monitor/monitor.js'
+import {privateWebhooksAllowed} from '../monitor/webhooks.js'
 
 export default class MonitorCommand extends BaseCommand<typeof MonitorCommand> {
   static override summary = 'Watch the fleet: sweep dead workers, re-plan stalled runs, alert, and serve Prometheus metrics.'
@@ -82,6 +83,7 @@ Start several for safety (with the same flags): one is active (a PostgreSQL advi
       metrics,
       log,
       retentionMs,
+      webhooks: {allowPrivate: privateWebhooksAllowed(this.env), dnsServer: this.env.RVX_DNS_SERVER},
     })
     log.info(
       {

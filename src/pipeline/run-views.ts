@@ -6,8 +6,7 @@ import {companyCountsByRun, costPerLead, type RunCounts, runCounts, simulatedRun
 import type {Criteria} from './criteria.js'
 import {runOptions, runScope} from './run-options.js'
 import {getRun} from './runs.js'
-import {usableContact} from './stages/contacts.js'
-import {STAGE_KINDS} from './stages/index.js'
+import {STAGES, stagesOf} from './stages/index.js'
 import type {ProgressFacts, StageName} from './stages/stage.js'
 import {runUsage, type RunUsage} from './usage.js'
 import {criteriaOf} from './verification.js'
@@ -52,7 +51,7 @@ export interface RunProgress extends RunFigures {
   finishedAt: Date | null
   /** Per criterion (and the site check): selected companies it matched or left unknown, and candidates it kept out. */
   verdicts: Record<string, {selectedMatch: number; selectedUnknown: number; disqualified: number}>
-  /** Tasks by kind and status. */
+  /** Tasks by kind and status (every stage the run has, and any other kind it has tasks of). */
   tasks: Record<string, Record<TaskStatus, number>>
   usage: RunUsage
   /** The run's budget in US dollars (null: none). */
@@ -68,7 +67,7 @@ export async function runProgress(db: Executor, runId: number): Promise<RunProgr
   const usage = await runUsage(db, runId)
   const tasks: RunProgress['tasks'] = {}
   const none = (): Record<TaskStatus, number> => ({queued: 0, running: 0, completed: 0, failed: 0, quarantined: 0, canceled: 0})
-  for (const kind of STAGE_KINDS) tasks[kind] = none()
+  for (const stage of stagesOf(run)) tasks[stage.kind] = none()
   for (const r of await taskCounts(db, runScope(runId))) (tasks[r.kind] ??= none())[r.status] += r.count
 
   return {
@@ -221,15 +220,15 @@ export async function runsOverview(db: Executor, f: {status?: RunStatus; id?: nu
     age_s: number
     elapsed_s: number
     oversample: number
-    done: number
+    options: unknown
+    done: Record<StageName, number>
     cost: string
   }>`
     select r.id, r.status, r.stage, r.criteria, r.quantity, r.provider, r.notes, r.created_at, r.finished_at,
       extract(epoch from now() - r.created_at)::float8 as age_s,
       extract(epoch from coalesce(r.finished_at, now()) - r.created_at)::float8 as elapsed_s,
-      coalesce((r.options ->> 'oversample')::float8, 2) as oversample,
-      (select count(*)::int from companies s where s.run_id = r.id and s.status = 'selected'
-         and (select count(*) from contacts k where k.company_id = s.id and ${usableContact('k')}) >= r.contacts_min) as done,
+      coalesce((r.options ->> 'oversample')::float8, 2) as oversample, r.options,
+      jsonb_build_object(${selectedDone()}) as done,
       (select coalesce(sum(l.cost_usd), 0)::text from llm_calls l where l.run_id = r.id) as cost
     from runs r
     where (${f.status ?? null}::text is null or r.status = ${f.status ?? null}) and (${f.id ?? null}::bigint is null or r.id = ${f.id ?? null})
@@ -262,20 +261,31 @@ export async function runsOverview(db: Executor, f: {status?: RunStatus; id?: nu
 }
 
 /**
- * How far each stage has come: discovery against the oversampled target,
- * research against what was found, contacts against the quantity; a stage
- * the run has moved past is done, and so is every stage of a completed run.
+ * SQL (run alias `r`): per `selected` stage, the selected companies it is done with (its `selectedDone`, or by default
+ * a fact it stored about them), as jsonb_build_object's arguments.
+ */
+function selectedDone() {
+  return sql.join(
+    STAGES.filter((s) => s.trigger === 'selected').map((s) => {
+      const done = s.selectedDone?.() ?? sql`exists (select from company_facts f where f.company_id = s.id and f.stage = ${s.name})`
+      return sql`${s.name}::text, (select count(*)::int from companies s where s.run_id = r.id and s.status = 'selected' and ${done})`
+    }),
+  )
+}
+
+/**
+ * How far each of the run's stages has come, as each declares it (`percent`);
+ * a stage the run has moved past is done, and so is every stage of a
+ * completed run.
  */
 function stagePercents(
-  r: {status: RunStatus; stage: string; quantity: number; oversample: number},
+  r: {status: RunStatus; stage: string; quantity: number; oversample: number; options: unknown},
   c: ProgressFacts['companies'],
-  withContacts: number,
+  done: Record<StageName, number>,
 ): Record<StageName, number> {
-  const pct = (a: number, b: number) => (b <= 0 ? 0 : Math.min(100, Math.round((a / b) * 100)))
-  if (r.status === 'completed') return {discovery: 100, research: 100, contacts: 100}
-  return {
-    discovery: r.stage === 'discovery' ? pct(c.total, Math.ceil(r.quantity * r.oversample)) : 100,
-    research: r.stage === 'discovery' || r.stage === 'research' ? pct(c.total - c.candidate, c.total) : 100,
-    contacts: pct(withContacts, r.quantity),
-  }
+  const stages = stagesOf(r)
+  const at = r.stage === 'done' ? stages.length : stages.findIndex((s) => s.name === r.stage)
+  return Object.fromEntries(
+    stages.map((s, i) => [s.name, r.status === 'completed' ? 100 : s.percent({run: r, companies: c, done: done[s.name] ?? 0, past: i < at})]),
+  )
 }

@@ -8,7 +8,9 @@ import {formatCost} from '../shared/money.js'
 import {companyCounts} from './run-counts.js'
 import type {Criteria, RunSize} from './criteria.js'
 import {DEFAULT_RUN_OPTIONS, type RunOptions, runOptions, runScope} from './run-options.js'
-import {deliveredDomains, enqueueDiscoveryRound} from './stages/discovery.js'
+import {deliveredDomains} from './stages/discovery.js'
+import {OPT_IN_STAGES, stagesOf} from './stages/index.js'
+import {roundTasks, startLateStages, startStages} from './stages/start.js'
 import {runUsage} from './usage.js'
 
 // The run lifecycle: create, lock, accept, cancel, resume, stop at the budget, fail. What people read about runs
@@ -45,7 +47,7 @@ export async function createRun(
         .execute()
     }
 
-    await enqueueDiscoveryRound(trx, run.id, 1)
+    await startStages(trx, run, 'run', roundTasks(run.id, 1))
     return run
   })
 }
@@ -110,7 +112,11 @@ export async function cancelRun(db: Executor, runId: number): Promise<RunRow> {
  * Makes a run that stopped short (or was interrupted) go on: status back to
  * running, with new criteria or quantity if given; discovery may search again.
  */
-export async function resumeRun(db: Executor, runId: number, changes: {criteria?: Criteria; quantity?: number; maxUsd?: number} = {}): Promise<RunRow> {
+export async function resumeRun(
+  db: Executor,
+  runId: number,
+  changes: {criteria?: Criteria; quantity?: number; maxUsd?: number; stages?: string[]} = {},
+): Promise<RunRow> {
   return inTransaction(db, async (trx) => {
     const run = await lockRun(trx, runId)
     if (run.status === 'completed' || run.status === 'canceled')
@@ -136,7 +142,15 @@ export async function resumeRun(db: Executor, runId: number, changes: {criteria?
       }
     }
 
-    const options = {...runOptions(run), discoveryExhausted: false, maxDiscoveryRounds: run.discovery_rounds + DEFAULT_RUN_OPTIONS.maxDiscoveryRounds}
+    // Opt-in stages asked for now (--enrich) join those the run has, and start on what it already found.
+    const late = OPT_IN_STAGES.filter((s) => changes.stages?.includes(s.name) && !stagesOf(run).includes(s))
+    const stages = [...(runOptions(run).stages ?? []), ...late.map((s) => s.name)]
+    const options = {
+      ...runOptions(run),
+      discoveryExhausted: false,
+      maxDiscoveryRounds: run.discovery_rounds + DEFAULT_RUN_OPTIONS.maxDiscoveryRounds,
+      ...(stages.length > 0 ? {stages} : {}),
+    }
     const updated = await trx
       .updateTable('runs')
       .set({
@@ -154,6 +168,7 @@ export async function resumeRun(db: Executor, runId: number, changes: {criteria?
       .executeTakeFirstOrThrow()
     // Tasks that failed or were quarantined get another chance (recorded as retried), and so do those a failure of the run stopped.
     await retryTasks(trx, {scope: runScope(runId), canceledBecause: [runFailedReason(runId), budgetReason(runId)]}, `run ${runId} resumed`)
+    await startLateStages(trx, updated, late)
     return updated
   })
 }

@@ -14,6 +14,7 @@ import {answer, FakeOpenAI, toolCall} from '../helpers/fake-openai.js'
 import {homePage, WebWorld} from '../helpers/web-world.js'
 import {useFreshDatabase} from '../helpers/db.js'
 import {freeCall} from '../helpers/call-context.js'
+import {askDiscovery} from '../../src/pipeline/stages/discovery.js'
 
 describe('e2e: rvx orchestrate --provider simulated (spawned processes)', function () {
   this.timeout(180_000)
@@ -276,7 +277,7 @@ describe('e2e: rvx orchestrate --provider simulated (spawned processes)', functi
   it('exclude_domains keeps those companies out of the run (any spelling); --format json exports JSON', async () => {
     // The simulated world is deterministic: these are the companies discovery would find first.
     const criteria = {pms: 'Buildium', state: 'TX', city: 'Plano'}
-    const world = (await new SimulatedProvider(DEFAULT_SIMULATION).discover({criteria, want: 20, exclude: [], round: 1}, freeCall())).map((c) => c.domain)
+    const world = (await askDiscovery(new SimulatedProvider(DEFAULT_SIMULATION), {criteria, want: 20, exclude: []}, freeCall())).map((c) => c.domain)
     const excluded = [world[0], world[1]]
     const res = await rvx(
       [

@@ -43,7 +43,7 @@ export default class RunsShow extends BaseCommand<typeof RunsShow> {
             `${key === 'portfolio' ? '' : `selected: ${v.selectedMatch} match, ${v.selectedUnknown} unknown; `}kept ${v.disqualified} out`,
           ] as [string, unknown],
       ),
-      ...STAGES.map((s) => {
+      ...STAGES.filter((s) => p.tasks[s.kind]).map((s) => {
         const t = p.tasks[s.kind]
         return [
           `${s.name} tasks`,

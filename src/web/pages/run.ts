@@ -1,4 +1,5 @@
 import type {Lead, LeadContact} from '../../pipeline/leads.js'
+import type {Evidence} from '../../pipeline/provider.js'
 import {STAGES} from '../../pipeline/stages/index.js'
 import {verdictLabel} from '../../pipeline/verification.js'
 import {etaSeconds, type RunData, runKey} from '../data.js'
@@ -53,10 +54,11 @@ function header(d: RunData): Html {
   const s = d.summary
   const p = d.progress
   const eta = etaSeconds(s)
+  // The run's stages: those it has tasks of (an opt-in stage it did not ask for has none).
   const notes = Object.fromEntries(
-    STAGES.map((stage) => {
+    STAGES.filter((stage) => p.tasks[stage.kind]).map((stage) => {
       const t = p.tasks[stage.kind]
-      return [stage.name, stage.describe(p, t ? t.queued + t.running : 0)]
+      return [stage.name, stage.describe(p, t.queued + t.running)]
     }),
   )
   return html`<h1>Run #${s.id} ${statusBadge(s.status)}</h1>
@@ -143,7 +145,7 @@ function leadCard(l: Lead, contacts: LeadContact[]): Html {
       <span class="icp">ICP ${l.icpScore ?? '-'}${l.icpTier ? html` tier ${l.icpTier}` : ''} (fit ${l.icpFit ?? '-'})</span>
       ${l.confidence ? html`<span>confidence ${l.confidence}</span>` : ''}
     </header>
-    ${evidence(l)} ${verdicts(l)}
+    ${evidence(l)} ${verdicts(l)} ${stageColumns(l)}
     <details data-key="contacts-${l.id}">
       <summary>${contacts.length} contact${contacts.length === 1 ? '' : 's'}</summary>
       ${table(
@@ -195,10 +197,32 @@ function verdicts(lead: Lead): Html {
               <th>${verdictLabel(v.key)}</th>
               <td><span class="badge verdict-${v.verdict}">${v.verdict}</span></td>
               <td class="by">${v.by === 'check' ? 'checked' : 'model'}</td>
-              <td>
-                ${v.evidence.map((e) => html`<div class="evidence-item">${externalLink(e.url)} ${e.quote ? html`<q>${e.quote}</q>` : ''}</div>`)}
-                ${v.note ? html`<div class="note">${v.note}</div>` : ''}
-              </td>
+              <td>${evidenceItems(v.evidence, v.note)}</td>
+            </tr>`,
+        )}
+      </tbody>
+    </table>
+  </div>`
+}
+
+/** Each page with its quote, and a note (why a check decided as it did). */
+function evidenceItems(evidence: Evidence[], note: string | null): Html {
+  return html`${evidence.map((e) => html`<div class="evidence-item">${externalLink(e.url)} ${e.quote ? html`<q>${e.quote}</q>` : ''}</div>`)}
+  ${note ? html`<div class="note">${note}</div>` : ''}`
+}
+
+/** What the run's later stages found (phone, LinkedIn page, ...): the value, and the page and quote that show it. */
+function stageColumns(lead: Lead): Html {
+  if (lead.stageColumns.length === 0) return html``
+  return html`<div class="scroll">
+    <table class="stage-facts">
+      <tbody>
+        ${lead.stageColumns.map(
+          (c) =>
+            html`<tr data-column="${c.name}">
+              <th>${c.label}</th>
+              <td class="fact-value">${c.value ?? '-'}</td>
+              <td>${evidenceItems(c.evidence, c.note)}</td>
             </tr>`,
         )}
       </tbody>
@@ -244,7 +268,7 @@ function disqualified(d: RunData): Html {
 const BAD_EVENTS = new Set(['failed', 'quarantined', 'fenced_out', 'retry_scheduled', 'requeued_after_death', 'requeued_lease_expired'])
 
 function activity(d: RunData): Html {
-  const tasks = STAGES.map((s) => {
+  const tasks = STAGES.filter((s) => d.progress.tasks[s.kind]).map((s) => {
     const t = d.progress.tasks[s.kind]
     return html`<tr>
       <td>${s.name}</td>
