@@ -87,7 +87,10 @@ describe('e2e: bad input on the command line', function () {
       [['runs', 'list', '--limit', '-5'], /--limit must be a whole number from 1 to 1000 \(got -5\)/],
       [['worker', 'all', '--max-tasks', '0'], /--max-tasks must be a whole number from 1 to \d+ \(got 0\)/],
       [['monitor', '--metrics-port', '70000'], /--metrics-port must be a whole number from 0 to 65535 \(got 70000\)/],
-      [['worker'], /missing argument TYPE: Stage\(s\) to work on: discovery \(lead-list\), research \(company\), contacts \(contact\), or all/],
+      [
+        ['worker'],
+        /missing argument TYPE: Stage\(s\) to work on: discovery \(lead-list\), research \(company\), contacts \(contact\), enrich \(enrich\), or all/,
+      ],
       [['runs', 'show'], /missing argument ID: Run ID/],
     ] as const) {
       it(`rvx ${args.join(' ')}`, async () => {

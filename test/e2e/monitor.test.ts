@@ -227,7 +227,7 @@ describe('e2e: rvx monitor', function () {
       for (const a of dead)
         assert.match(
           a.subject,
-          new RegExp(`^worker ${a.details.workerId} \\(discovery, research, contacts\\) on .+ died; its tasks were put back for other workers$`),
+          new RegExp(`^worker ${a.details.workerId} \\(discovery, research, contacts, enrich\\) on .+ died; its tasks were put back for other workers$`),
         )
       const [quarantined] = delivered().filter((a) => a.kind === 'task_quarantined')
       assert.equal(quarantined.severity, 'critical')

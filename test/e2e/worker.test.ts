@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import {sql} from 'kysely'
 
+import {stageWord} from '../../src/pipeline/stage-words.js'
 import {hasStackTrace, lines, rvx, spawnRvx} from '../helpers/cli.js'
 import {createDatabase, dropDatabase, urlFor, useFreshDatabase} from '../helpers/db.js'
 import {waitFor} from '../helpers/processes.js'
@@ -31,7 +32,7 @@ describe('e2e: rvx worker (spawned processes)', function () {
         ['w-b', 'stopped'],
       ],
     )
-    assert.deepEqual(rows[0].types.sort(), ['company', 'contact', 'lead-list'])
+    assert.deepEqual(rows[0].types.sort(), ['company', 'contact', 'enrich', 'lead-list'])
   })
 
   it('a healthy run logs no warning: research canceled in flight at the target is a debug line naming the stage and why, not a fence', async () => {
@@ -62,9 +63,10 @@ describe('e2e: rvx worker (spawned processes)', function () {
     const show = JSON.parse((await rvx(['runs', 'show', String(runId), '--json'], {env: env()})).stdout)
     assert.equal(show.status, 'completed')
 
-    // Canceled while running: a cancel right after its claim (some were reopened later, when a company had no contacts).
-    const {rows: canceledInFlight} = await sql<{id: number}>`
-      select distinct e.task_id as id from (
+    // Canceled while running: a cancel right after a claim (a task reopened later, when a company had no contacts, may be
+    // canceled in flight again: each time counts).
+    const {rows: canceledInFlight} = await sql<{id: number; kind: string}>`
+      select e.task_id as id, (select t.kind from tasks t where t.id = e.task_id) as kind from (
         select task_id, event, lag(event) over (partition by task_id order by id) as before from task_events
         where task_id in (select id from tasks where scope = ${`run:${runId}`})) e
       where e.event = 'canceled' and e.before = 'claimed'
@@ -76,9 +78,9 @@ describe('e2e: rvx worker (spawned processes)', function () {
       [],
       'no WARN line',
     )
-    for (const {id} of canceledInFlight) {
+    for (const {id, kind} of canceledInFlight) {
       assert.ok(
-        logged.some((l) => l.level === 20 && l.msg === `research ${id} canceled: run ${runId} met its target: no further discovery or research`),
+        logged.some((l) => l.level === 20 && l.msg === `${stageWord(kind)} ${id} canceled: run ${runId} met its target: no further discovery or research`),
         `a debug line for task ${id}`,
       )
     }
@@ -116,7 +118,10 @@ describe('e2e: rvx worker (spawned processes)', function () {
     const bad = await rvx(['worker', 'researchers'], {env: env()})
     assert.equal(bad.code, 2)
     assert.equal(lines(bad.stderr).length, 1)
-    assert.match(bad.stderr, /worker type "researchers" is not a stage: use discovery \(lead-list\), research \(company\), contacts \(contact\) or all/)
+    assert.match(
+      bad.stderr,
+      /worker type "researchers" is not a stage: use discovery \(lead-list\), research \(company\), contacts \(contact\), enrich \(enrich\) or all/,
+    )
     assert.equal(hasStackTrace(bad.stderr), false)
   })
 })

@@ -22,7 +22,7 @@ describe('e2e: rvx workers status / prune', function () {
     const live = JSON.parse((await rvx(['workers', 'status', '--json'], {env: env()})).stdout)
     const before = live.workers.find((w: {id: string}) => w.id === 'w-victim')
     assert.equal(before.status, 'idle')
-    assert.equal(before.type, 'lead-list,company,contact')
+    assert.equal(before.type, 'lead-list,company,contact,enrich')
     assert.ok(Date.parse(before.lastHeartbeatAt) > 0)
     assert.equal(typeof before.resourceMetrics.cpu_percent, 'number')
     assert.ok(live.fleet.some((f: {type: string; idle: number}) => f.type === 'company' && f.idle === 1))
