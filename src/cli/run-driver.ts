@@ -4,7 +4,8 @@ import {providerFactory} from '../agents/index.js'
 import {exportRun, type ExportResult} from '../pipeline/export.js'
 import {driveRun} from '../pipeline/orchestrator.js'
 import {runOptions} from '../pipeline/run-options.js'
-import {getRun, type RunProgress} from '../pipeline/runs.js'
+import type {RunProgress} from '../pipeline/run-views.js'
+import {getRun} from '../pipeline/runs.js'
 import {mailerFromEnv} from '../monitor/mail.js'
 import {notifyRun} from '../monitor/notify.js'
 import {errorMessage} from '../runtime/errors.js'
@@ -13,7 +14,7 @@ import {BaseCommand} from './base-command.js'
 import {oneLine} from './errors.js'
 import {ExitCode} from '../shared/exit-codes.js'
 import {RvxError} from '../shared/errors.js'
-import {describeCalls, describeProgress, describeSpend, describeSuppression} from './progress.js'
+import {describeCalls, describeContacts, describeProgress, describeSpend, describeSuppression} from './progress.js'
 import {withSignals} from './signals.js'
 
 export interface DriveReport {
@@ -57,7 +58,7 @@ export abstract class RunDriverCommand<T extends typeof Command> extends BaseCom
         limits: this.sessionLimits,
         databaseUrl: this.databaseUrl!,
         runId,
-        providerFor: providerFactory(),
+        providerFor: providerFactory(this.env),
         concurrency: o.concurrency,
         signal: interrupt.signal,
         forceSignal: force.signal,
@@ -88,7 +89,7 @@ export abstract class RunDriverCommand<T extends typeof Command> extends BaseCom
         p.status === 'completed' || p.status === 'needs_decision'
           ? await exportRun(db, runId, o.outputDir, o.format).catch((error: unknown) => void (exportError = error))
           : undefined
-      const summary = `${p.companies.selected} companies, ${p.contacts} contacts, ${describeSpend(p)}, ${wallTimeS}s`
+      const summary = `${p.companies.delivered} companies, ${describeContacts(p)} contacts, ${describeSpend(p)}, ${wallTimeS}s`
       if (p.status === 'completed') spinner.succeed(`Run ${runId} completed: ${summary}`)
       else spinner.fail(`Run ${runId} ${p.status}: ${summary}${p.notes ? `. ${p.notes}` : ''}`)
       this.info(`Model: ${describeCalls(p.usage)}. Kept out: ${describeSuppression(p.suppression)}.`)
@@ -115,7 +116,7 @@ export abstract class RunDriverCommand<T extends typeof Command> extends BaseCom
     const run = await getRun(db, runId)
     const to = runOptions(run).notifyEmail
     if (!to) return
-    const mailer = mailerFromEnv()
+    const mailer = mailerFromEnv(this.env)
     if (!mailer) return this.notice(`not mailing ${to}: SMTP_URL is not set here (a monitor with SMTP_URL will send it)`)
     try {
       const result = await notifyRun(db, runId, mailer, silentLogger)

@@ -12,10 +12,11 @@ import {type AlertChannel, EmailChannel, WebhookChannel} from '../monitor/channe
 import {mailerFromEnv, parseAddress, requireMailer} from '../monitor/mail.js'
 import type {MetricsServer, MonitorMetrics} from '../monitor/metrics.js'
 import {Monitor} from '../monitor/monitor.js'
+import {privateWebhooksAllowed} from '../monitor/webhooks.js'
 
 export default class MonitorCommand extends BaseCommand<typeof MonitorCommand> {
   static override summary = 'Watch the fleet: sweep dead workers, re-plan stalled runs, alert, and serve Prometheus metrics.'
-  static override description = `Every --interval the active monitor sweeps dead workers and expired leases (their tasks go back to the queue), re-plans runs with nothing in flight, and opens an alert for each new condition: a worker died, a task failed or was quarantined, a run made no progress for --stuck-after, a run needs a decision. Each alert is sent once (to a Slack-compatible --alert-webhook and/or --alert-email through SMTP_URL), and again only if its condition clears and comes back. With --retention it also deletes the task rows and events of runs completed or canceled longer ago, and of standalone tasks finished that long ago (in small batches; a failed run keeps its tasks for rvx runs resume). Runs started with --notify-email get their mail from here when no orchestrate is attached. A fleet summary is logged every interval.
+  static override description = `Every --interval the active monitor sweeps dead workers and expired leases (their tasks go back to the queue), re-plans runs with nothing in flight, and opens an alert for each new condition: a worker died, a task failed or was quarantined, a run made no progress for --stuck-after, a run needs a decision. Each alert is sent once (to a Slack-compatible --alert-webhook and/or --alert-email through SMTP_URL), and again only if its condition clears and comes back. With --retention it also deletes the task rows and events of runs completed or canceled longer ago, and of standalone tasks finished that long ago (in small batches; a failed run keeps its tasks for rvx runs resume). Runs started with --notify-email get their mail from here when no orchestrate is attached. A fleet summary (worker processes, each counted once) is logged when it changes, else once a minute.
 
 Start several for safety (with the same flags): one is active (a PostgreSQL advisory lock), the others stand by and take over within one interval when it dies (or end its session when it hangs for 15 s). Workers sweep too, so recovery never depends on the monitor.`
   static override examples = [
@@ -54,18 +55,18 @@ Start several for safety (with the same flags): one is active (a PostgreSQL advi
       throw new UsageError('--metrics-host needs --metrics-port (or RVX_METRICS_PORT): without a port there is no metrics server')
     const channels: AlertChannel[] = []
     if (flags['alert-webhook']) channels.push(webhook(flags['alert-webhook']))
-    if (flags['alert-email']) channels.push(new EmailChannel(requireMailer('alert_email'), parseAddress(flags['alert-email'], 'alert_email')))
-    const mailer = mailerFromEnv()
+    if (flags['alert-email']) channels.push(new EmailChannel(requireMailer('alert_email', this.env), parseAddress(flags['alert-email'], 'alert_email')))
+    const mailer = mailerFromEnv(this.env)
 
     // Leadership is a session advisory lock: on a transaction-mode pooler every monitor would be active.
     const db = await this.database({schema: true, session: true})
-    const log = createLogger(this.flags['log-level'], 'rvx-monitor')
+    const log = createLogger(this.flags['log-level'], 'rvx-monitor', this.env)
     // prom-client and the metrics server only with a metrics port.
     let metrics: MonitorMetrics | undefined
     let server: MetricsServer | undefined
     if (flags['metrics-port'] !== undefined) {
       const {MonitorMetrics} = await import('../monitor/metrics.js')
-      metrics = new MonitorMetrics({models: knownModels()})
+      metrics = new MonitorMetrics({models: knownModels(this.env)})
       server = await metrics.serve(flags['metrics-port']!, flags['metrics-host'])
       log.info({url: server.url}, `metrics on ${server.url}`)
     }
@@ -82,6 +83,7 @@ Start several for safety (with the same flags): one is active (a PostgreSQL advi
       metrics,
       log,
       retentionMs,
+      webhooks: {allowPrivate: privateWebhooksAllowed(this.env), dnsServer: this.env.RVX_DNS_SERVER},
     })
     log.info(
       {

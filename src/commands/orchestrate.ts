@@ -7,7 +7,7 @@ import {chooseProvider} from '../cli/provider-choice.js'
 import {simulationOptions} from '../agents/simulation-options.js'
 import {parseDuration} from '../shared/duration.js'
 import {checkOutputDir, type ExcludeList, readCriteriaText, readExcludeDomains} from '../cli/inputs.js'
-import {ranged, usdFlag} from '../cli/flags.js'
+import {optedInStages, optInStageFlags, ranged, usdFlag} from '../cli/flags.js'
 import {requirePrices} from '../agents/prices.js'
 import {parseCriteria, validateSize} from '../pipeline/criteria.js'
 import {RunDriverCommand, type DriveReport} from '../cli/run-driver.js'
@@ -35,7 +35,7 @@ function oneAddress(value: string): string {
 
 export default class Orchestrate extends RunDriverCommand<typeof Orchestrate> {
   static override summary = 'Create a lead-list run and drive it to the end: discovery, research, contacts, CSV export.'
-  static override description = `Without --detach, runs workers of every stage (${STAGES.map((s) => s.name).join(', ')}) in this process (external rvx workers may join), shows progress, exports when the run ends and prints a summary. Exit 0 when the run completed, 4 when it needs a decision (a partial export is written), 1 when it failed. Ctrl-C drains the workers gracefully and leaves the run resumable (rvx runs resume ID); a second Ctrl-C stops at once.
+  static override description = `Without --detach, runs workers of every stage (${STAGES.map((s) => s.name).join(', ')}; opt-in ones only when asked for) in this process (external rvx workers may join), shows progress, exports when the run ends and prints a summary. Exit 0 when the run completed, 4 when it needs a decision (a partial export is written), 1 when it failed. Ctrl-C drains the workers gracefully and leaves the run resumable (rvx runs resume ID); a second Ctrl-C stops at once.
 
 --criteria keys: pms, state (2 letters), city, units_min, units_max, natural_request, exclude_domains.`
   static override examples = [
@@ -82,6 +82,7 @@ export default class Orchestrate extends RunDriverCommand<typeof Orchestrate> {
       helpGroup: 'CACHE',
     }),
     'notify-email': Flags.string({summary: 'Mail this address the two CSVs when the run completes, or the options when it needs a decision (needs SMTP_URL).'}),
+    ...optInStageFlags(),
   }
 
   /** --exclude's domains, having said how many were kept and what was skipped; refused when it names no domain at all. */
@@ -107,17 +108,18 @@ export default class Orchestrate extends RunDriverCommand<typeof Orchestrate> {
     const {flags} = this
     const criteria = parseCriteria(await readCriteriaText(flags.criteria))
     const size = validateSize({quantity: flags.quantity, contactsMin: flags['contacts-min'], contactsMax: flags['contacts-max']})
-    const provider = chooseProvider(flags.provider)
+    const provider = chooseProvider(flags.provider, this.env)
     const simulation =
-      provider === 'simulated' ? simulationOptions({latency: flags['sim-latency'], faults: flags['sim-faults'], seed: flags['sim-seed']}) : undefined
+      provider === 'simulated' ? simulationOptions({latency: flags['sim-latency'], faults: flags['sim-faults'], seed: flags['sim-seed']}, this.env) : undefined
     const timeoutMs = flags.timeout === undefined ? undefined : parseDuration(flags.timeout, 'timeout', {min: 1000})
     // Refuses an unusable provider, and a budget for a model without a price, before anything is written.
-    const {models} = await createProvider(provider, simulation)
+    const {models} = await createProvider(provider, simulation, this.env)
     if (flags['max-usd'] !== undefined) requirePrices(models)
     const notifyEmail = flags['notify-email'] ? parseAddress(oneAddress(flags['notify-email']), 'notify_email') : undefined
     const acceptUnknown = flags['accept-unknown'] === undefined ? undefined : parseAcceptUnknown(flags['accept-unknown'])
-    if (notifyEmail) requireMailer('notify_email').close()
+    if (notifyEmail) requireMailer('notify_email', this.env).close()
     const cacheTtlMs = parseDuration(flags['cache-ttl'], 'cache-ttl', {min: 60_000, max: 365 * 24 * 3600_000})
+    const stages = optedInStages(flags)
     const excludeDomains = flags.exclude === undefined ? undefined : this.excluding(await readExcludeDomains(flags.exclude))
     if (!flags.detach) await checkOutputDir(flags['output-dir'])
 
@@ -135,6 +137,7 @@ export default class Orchestrate extends RunDriverCommand<typeof Orchestrate> {
         cacheTtlMs,
         ...(flags.fresh ? {fresh: true} : {}),
         ...(flags['include-delivered'] ? {includeDelivered: true} : {}),
+        ...(stages.length > 0 ? {stages} : {}),
       },
       maxUsd: flags['max-usd'],
       excludeDomains,

@@ -95,7 +95,8 @@ export interface TaskEventsTable {
 }
 
 export type RunStatus = 'running' | 'needs_decision' | 'completed' | 'failed' | 'canceled'
-export type RunStage = 'discovery' | 'research' | 'contacts' | 'done'
+/** A stage's name in the registry (src/pipeline/stages/index.ts, which checks it), or 'done'. */
+export type RunStage = string
 
 export interface RunsTable {
   id: Generated<number>
@@ -218,7 +219,8 @@ export interface BudgetHoldsTable {
 }
 
 export interface ResearchCacheTable {
-  kind: 'research' | 'contacts'
+  /** The name of the stage whose answer it is. */
+  kind: string
   key: string
   domain: string
   provider: string
@@ -254,6 +256,94 @@ export interface AlertsTable {
   resolved_at: NullableTimestamp
 }
 
+/** What a stage found about a company (one row per company and stage). */
+export interface CompanyFactsTable {
+  run_id: number
+  company_id: number
+  stage: string
+  value: Json
+  evidence: Json
+  provider: string
+  simulated: Generated<boolean>
+  created_at: Timestamp
+}
+
+export interface ApiTokensTable {
+  id: Generated<number>
+  name: string
+  scope: 'read' | 'write'
+  /** SHA-256 (hex) of the token: the token itself is shown once and never stored. */
+  token_hash: string
+  created_at: Timestamp
+  last_used_at: NullableTimestamp
+  revoked_at: NullableTimestamp
+}
+
+export interface ApiIdempotencyTable {
+  token_id: number
+  key: string
+  request_hash: string
+  run_id: number | null
+  created_at: Timestamp
+}
+
+export interface WebhooksTable {
+  id: Generated<number>
+  url: string
+  events: string[]
+  secret: string
+  created_at: Timestamp
+}
+
+export interface WebhookEventsTable {
+  id: Generated<number>
+  type: string
+  run_id: number | null
+  data: Json
+  created_at: Timestamp
+}
+
+export type DeliveryStatus = 'pending' | 'delivered' | 'failed'
+
+export interface WebhookDeliveriesTable {
+  id: Generated<number>
+  webhook_id: number
+  event_id: number
+  run_id: number | null
+  status: Generated<DeliveryStatus>
+  attempts: Generated<number>
+  next_attempt_at: Timestamp
+  last_status: number | null
+  last_error: string | null
+  delivered_at: NullableTimestamp
+  created_at: Timestamp
+}
+
+export interface SchedulesTable {
+  id: Generated<number>
+  name: string | null
+  cron: string
+  tz: string
+  criteria: Json
+  quantity: number
+  contacts_min: number
+  contacts_max: number
+  provider: string
+  max_usd: ColumnType<string | null, number | null | undefined, number | null>
+  options: Json
+  fires_after: Timestamp
+  paused_at: NullableTimestamp
+  created_at: Timestamp
+}
+
+export interface ScheduleFiresTable {
+  schedule_id: number
+  slot: Timestamp
+  run_id: number | null
+  skipped: string | null
+  created_at: Timestamp
+}
+
 export interface Database {
   rvx_meta: RvxMetaTable
   tasks: TasksTable
@@ -268,6 +358,14 @@ export interface Database {
   budget_holds: BudgetHoldsTable
   research_cache: ResearchCacheTable
   run_exclusions: RunExclusionsTable
+  company_facts: CompanyFactsTable
+  api_tokens: ApiTokensTable
+  api_idempotency: ApiIdempotencyTable
+  webhooks: WebhooksTable
+  webhook_events: WebhookEventsTable
+  webhook_deliveries: WebhookDeliveriesTable
+  schedules: SchedulesTable
+  schedule_fires: ScheduleFiresTable
 }
 
 export type RunRow = Selectable<RunsTable>

@@ -4,19 +4,21 @@ import {isConnectionError} from '../db/connection-errors.js'
 import type {Database} from '../db/schema.js'
 import {advanceRun} from '../pipeline/advance.js'
 import {QueueRetention} from '../pipeline/retention.js'
-import {runCountsByStatus, runsWithNothingInFlight} from '../pipeline/runs.js'
+import {runCountsByStatus, runsWithNothingInFlight} from '../pipeline/run-views.js'
 import {sleep} from '../runtime/backoff.js'
 import {DEFAULT_CONFIG} from '../runtime/config.js'
 import {errorMessage} from '../runtime/errors.js'
 import type {Logger} from '../runtime/logger.js'
 import {type Health, HEALTH_TIMEOUT_MS, withinTime} from '../runtime/health.js'
 import {DatabaseOutage} from '../runtime/outage.js'
-import {queueStats, workerStats} from '../runtime/stats.js'
+import {queueStats, workerCounts, workerStats} from '../runtime/stats.js'
 import {sweep} from '../runtime/sweep.js'
 import {currentConditions, recordConditions} from './conditions.js'
 import {deliverPending, type DeliveryTargets} from './delivery.js'
 import {LeaderLock} from './leader.js'
 import type {MonitorMetrics} from './metrics.js'
+import {fireDueSchedules} from './schedules.js'
+import {deliverWebhooks, pruneDeliveryLog, type WebhookDeliveryOptions} from './webhooks.js'
 
 export interface MonitorOptions {
   db: Kysely<Database>
@@ -33,13 +35,21 @@ export interface MonitorOptions {
   log: Logger
   /** Task rows and events of runs completed or canceled, and of standalone tasks finished, longer ago than this are deleted (unset: kept). */
   retentionMs?: number
+  /** How webhooks are sent (tries per round, private addresses). */
+  webhooks?: WebhookDeliveryOptions
+  /** The clock schedules are fired by (default: this machine's). */
+  now?: () => Date
 }
+
+/** The fleet summary line is logged when it changes, else once a minute. */
+const FLEET_LINE_EVERY_MS = 60_000
 
 /**
  * The fleet's caretaker. Every interval the active monitor sweeps dead
  * workers and expired leases, re-plans runs that have nothing in flight
- * (a quarantined or failed stage task must not leave a run waiting), opens
- * alerts for new conditions and sends them, and logs a fleet summary. Any
+ * (a quarantined or failed stage task must not leave a run waiting), fires
+ * scheduled runs, opens alerts for new conditions and sends them, sends
+ * webhooks, and logs a fleet summary (when it changes, else once a minute). Any
  * number of monitors may run: one holds the lock and acts, the others keep
  * their metrics current and take over within one interval when it dies.
  */
@@ -49,7 +59,10 @@ export class Monitor {
   private readonly outage: DatabaseOutage
   private active?: boolean
   private delivering?: Promise<unknown>
+  private sendingWebhooks?: Promise<unknown>
   private readonly retention?: QueueRetention
+  /** The last summary line logged: what it said, and when. */
+  private fleetLine?: {signature: string; at: number}
   /** The last retention pass stopped at its deadline with more to delete. */
   private pruneLeft = false
 
@@ -73,7 +86,7 @@ export class Monitor {
         await sleep(Math.max(0, this.o.intervalMs - (Date.now() - started)), options.signal)
       }
 
-      await this.delivering
+      await Promise.all([this.delivering, this.sendingWebhooks])
     } finally {
       await this.leader.close()
     }
@@ -94,6 +107,7 @@ export class Monitor {
     if (tookOverFrom) this.o.log.warn({hungLeader: tookOverFrom}, `the active monitor ${tookOverFrom} stopped answering; ended its session and took over`)
     if (active !== this.active) {
       this.active = active
+      this.fleetLine = undefined
       this.o.log.info(
         {active},
         active ? 'active: this monitor sweeps, re-plans and alerts' : 'standby: another monitor is active; this one takes over if it stops',
@@ -114,12 +128,14 @@ export class Monitor {
         }
 
         await this.replanIdleRuns()
+        await fireDueSchedules(this.o.db, this.o.now?.() ?? new Date(), this.o.log)
         await this.alert()
+        this.sendWebhooks()
         await this.prune(Date.now() + this.o.intervalMs / 2)
       }
 
       const summary = await this.observe()
-      if (active) this.o.log.info({}, summary)
+      if (active) this.logFleetLine(summary)
       this.outage.up()
     } catch (error) {
       if (isConnectionError(error)) this.outage.down(error, 'monitor')
@@ -155,6 +171,8 @@ export class Monitor {
       const pruned = await this.retention.prune(this.o.db, deadline)
       this.pruneLeft = pruned.left
       if (pruned.tasks > 0) this.o.log.info(pruned, `retention: removed ${pruned.tasks} finished task(s) and ${pruned.events} event(s)`)
+      const deliveries = await pruneDeliveryLog(this.o.db, this.o.retentionMs!)
+      if (deliveries > 0) this.o.log.info({deliveries}, `retention: removed ${deliveries} finished webhook deliveries`)
     } catch (error) {
       if (isConnectionError(error)) throw error
       // Retention that cannot run must not stop the alerts and the summary.
@@ -184,21 +202,49 @@ export class Monitor {
       })
   }
 
-  /** Fleet, queue and runs: into the metrics, and one summary line. */
-  private async observe(): Promise<string> {
-    const [fleet, queue, runCounts] = await Promise.all([workerStats(this.o.db), queueStats(this.o.db), runCountsByStatus(this.o.db)])
+  /** Webhook deliveries due, in the background like alerts (one round at a time). */
+  private sendWebhooks(): void {
+    this.sendingWebhooks ??= deliverWebhooks(this.o.db, this.o.log, this.o.webhooks)
+      .catch((error: unknown) => this.o.log.error({err: errorMessage(error)}, `webhook delivery failed: ${errorMessage(error)}`))
+      .finally(() => {
+        this.sendingWebhooks = undefined
+      })
+  }
+
+  /**
+   * Fleet, queue and runs: into the metrics, and one summary line with what tells whether it changed (the queue's
+   * queued and running counts move all the time in a busy fleet: they do not count as a change).
+   */
+  private async observe(): Promise<{line: string; signature: string}> {
+    const [fleet, queue, runCounts, workers] = await Promise.all([
+      workerStats(this.o.db),
+      queueStats(this.o.db),
+      runCountsByStatus(this.o.db),
+      workerCounts(this.o.db),
+    ])
     if (this.o.metrics) {
       this.o.metrics.setFleet(fleet, queue, runCounts)
       await this.o.metrics.collect(this.o.db)
     }
 
     const sum = <T>(rows: T[], f: (r: T) => number) => rows.reduce((n, r) => n + f(r), 0)
-    // A worker of several types counts once per type in the fleet table; the summary counts types' slots.
-    const live = sum(fleet, (w) => w.starting + w.idle + w.busy + w.draining)
-    return (
-      `fleet: ${live} live (${sum(fleet, (w) => w.busy)} busy, ${sum(fleet, (w) => w.idle)} idle, ${sum(fleet, (w) => w.draining)} draining), ${sum(fleet, (w) => w.dead)} dead; ` +
-      `queue: ${sum(queue, (q) => q.queued)} queued, ${sum(queue, (q) => q.running)} running, ${sum(queue, (q) => q.failed + q.quarantined)} failed; ` +
-      `runs: ${runCounts.running ?? 0} running, ${runCounts.needs_decision ?? 0} need a decision`
-    )
+    // Processes, each once: a worker of several stages is one row of `workers` but a row per stage in the fleet table.
+    const live = workers.starting + workers.idle + workers.busy + workers.draining
+    const failed = sum(queue, (q) => q.failed + q.quarantined)
+    const runs = `runs: ${runCounts.running ?? 0} running, ${runCounts.needs_decision ?? 0} need a decision`
+    return {
+      line:
+        `fleet: ${live} live (${workers.busy} busy, ${workers.idle} idle, ${workers.draining} draining), ${workers.dead} dead; ` +
+        `queue: ${sum(queue, (q) => q.queued)} queued, ${sum(queue, (q) => q.running)} running, ${failed} failed; ${runs}`,
+      signature: JSON.stringify([workers, failed, runs]),
+    }
+  }
+
+  /** The summary line when what it says changed, else at most once per FLEET_LINE_EVERY_MS. */
+  private logFleetLine(summary: {line: string; signature: string}): void {
+    const now = Date.now()
+    if (summary.signature === this.fleetLine?.signature && now - this.fleetLine.at < FLEET_LINE_EVERY_MS) return
+    this.fleetLine = {signature: summary.signature, at: now}
+    this.o.log.info({}, summary.line)
   }
 }

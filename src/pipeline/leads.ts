@@ -1,6 +1,8 @@
 import type {Executor} from '../db/executor.js'
 import type {CompanyRow, CompanyStatus, ContactRow} from '../db/schema.js'
 import type {Evidence, Verdict} from './provider.js'
+import {stageFacts} from './stage-facts.js'
+import {stagesOf} from './stages/index.js'
 import {type FinalVerdict, VERDICT_KEYS} from './verification.js'
 
 /**
@@ -32,6 +34,17 @@ export interface Lead {
   /** What kept it out (criteria, or its portfolio). */
   disqualifiedBy: string[]
   researchedAt: Date | null
+  /** The columns the run's stages declare (phone, LinkedIn page, ...), with what shows each. */
+  stageColumns: LeadColumn[]
+}
+
+export interface LeadColumn {
+  stage: string
+  name: string
+  label: string
+  value: string | null
+  evidence: Evidence[]
+  note: string | null
 }
 
 export interface LeadVerdict {
@@ -67,7 +80,30 @@ export async function runLeads(db: Executor, runId: number, status: CompanyStatu
     .orderBy('id')
     .limit(limit)
     .execute()
-  return rows.map(toLead)
+  return withStageColumns(db, runId, rows)
+}
+
+/** Companies as leads, with the columns the run's stages add (what each found, with its evidence). */
+async function withStageColumns(db: Executor, runId: number, rows: CompanyRow[]): Promise<Lead[]> {
+  const run = await db.selectFrom('runs').select('options').where('id', '=', runId).executeTakeFirst()
+  const stages = run ? stagesOf(run).filter((s) => s.columns) : []
+  const facts =
+    stages.length > 0 && rows.length > 0
+      ? await stageFacts(
+          db,
+          rows.map((r) => r.id),
+        )
+      : new Map()
+  return rows.map((c) => {
+    const stageColumns = stages.flatMap((s) =>
+      s.columns!.flatMap((col) => {
+        const fact = facts.get(c.id)?.[s.name]
+        if (col.label === undefined) return []
+        return [{stage: s.name, name: col.name, label: col.label, value: col.value(fact), evidence: col.evidence?.(fact) ?? [], note: col.note?.(fact) ?? null}]
+      }),
+    )
+    return {...toLead(c), stageColumns}
+  })
 }
 
 /** The contacts of these companies, by company, best tier first. */
@@ -79,9 +115,29 @@ export async function leadContacts(db: Executor, companyIds: number[]): Promise<
   return out
 }
 
+/** A page of a run's companies in id order (stable while the run writes: new ones come after), from after `afterId`. */
+export async function leadsPage(db: Executor, runId: number, o: {status?: CompanyStatus; afterId: number; limit: number}): Promise<Lead[]> {
+  const rows = await db
+    .selectFrom('companies')
+    .selectAll()
+    .where('run_id', '=', runId)
+    .where('id', '>', o.afterId)
+    .$if(o.status !== undefined, (q) => q.where('status', '=', o.status!))
+    .orderBy('id')
+    .limit(o.limit)
+    .execute()
+  return withStageColumns(db, runId, rows)
+}
+
+/** A page of a run's contacts in id order, from after `afterId`. */
+export async function contactsPage(db: Executor, runId: number, o: {afterId: number; limit: number}): Promise<LeadContact[]> {
+  const rows = await db.selectFrom('contacts').selectAll().where('run_id', '=', runId).where('id', '>', o.afterId).orderBy('id').limit(o.limit).execute()
+  return rows.map(toContact)
+}
+
 const strings = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [])
 
-function toLead(c: CompanyRow): Lead {
+function toLead(c: CompanyRow): Omit<Lead, 'stageColumns'> {
   return {
     id: c.id,
     name: c.name,

@@ -21,6 +21,8 @@ export interface RunOptions {
   cacheTtlMs?: number
   /** Domains delivered by earlier completed runs may be delivered again (--include-delivered). */
   includeDelivered?: boolean
+  /** Opt-in stages the run asked for (--enrich, ...), by name. */
+  stages?: string[]
   /** Domains kept out when the run was created: delivered by earlier runs, and from --exclude files. */
   keptOut?: {delivered: number; excluded: number}
 }

@@ -11,15 +11,16 @@ describe('pipeline: the stage table', () => {
         ['discovery', 'lead-list'],
         ['research', 'company'],
         ['contacts', 'contact'],
+        ['enrich', 'enrich'],
       ],
     )
-    assert.deepEqual(STAGE_KINDS, ['lead-list', 'company', 'contact'])
+    assert.deepEqual(STAGE_KINDS, ['lead-list', 'company', 'contact', 'enrich'])
   })
 
   it('worker types: either name selects a stage, all selects every one, in pipeline order, once', () => {
     assert.deepEqual(kindsFor(['contacts', 'lead-list']), ['lead-list', 'contact'])
     assert.deepEqual(kindsFor(['research', 'company']), ['company'])
-    assert.deepEqual(kindsFor(['all']), ['lead-list', 'company', 'contact'])
+    assert.deepEqual(kindsFor(['all']), ['lead-list', 'company', 'contact', 'enrich'])
   })
 
   it('an unknown or missing worker type is a usage error that lists the choices', () => {

@@ -6,6 +6,7 @@ import os from 'node:os'
 import path from 'node:path'
 import {Kysely, PostgresDialect, sql} from 'kysely'
 
+import {prices} from '../../src/agents/prices.js'
 import {DEFAULT_SIMULATION, SimulatedProvider} from '../../src/agents/simulated.js'
 import {createPool} from '../../src/db/connect.js'
 import type {Database} from '../../src/db/schema.js'
@@ -28,6 +29,8 @@ import {FAST} from '../helpers/runtime.js'
 import {get, SseClient} from '../helpers/sse.js'
 
 const SIZE = {contactsMin: 1, contactsMax: 3}
+/** The stages of the runs here (none opts into an opt-in stage). */
+const RUN_STAGES = STAGES.filter((s) => !s.optIn)
 const HOSTILE_NAME = '<img src=x onerror=alert(1)>'
 
 /** Text as the pages write it (hono's escaping). */
@@ -73,8 +76,8 @@ describe('dashboard: routes, escaping, tokens and one shared live read (HTTP aga
     // The simulated model made free here (RVX_PRICES), so the one paid call below is all the cost figures and the $ chart show.
     const pricesFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'rvx-prices-')), 'prices.json')
     fs.writeFileSync(pricesFile, JSON.stringify({'sim-1': {input: 0, cached: 0, output: 0}}))
-    const savedPrices = process.env.RVX_PRICES
-    process.env.RVX_PRICES = pricesFile
+    // In force for this process while the runs are driven (as a command's environment would put it), then the built-in table again.
+    prices({RVX_PRICES: pricesFile})
     try {
       const a = await createRun(t.db, {criteria: {pms: 'Buildium', state: 'TX'}, size: {quantity: 4, ...SIZE}, provider: 'simulated'})
       assert.equal((await drive(a.id)).status, 'completed')
@@ -83,8 +86,7 @@ describe('dashboard: routes, escaping, tokens and one shared live read (HTTP aga
       assert.equal((await drive(b.id, 12)).status, 'needs_decision')
       short = b.id
     } finally {
-      if (savedPrices === undefined) delete process.env.RVX_PRICES
-      else process.env.RVX_PRICES = savedPrices
+      prices({})
       fs.rmSync(path.dirname(pricesFile), {recursive: true, force: true})
     }
 
@@ -117,14 +119,14 @@ describe('dashboard: routes, escaping, tokens and one shared live read (HTTP aga
     const row = rowOf(res.body, 'data-run', done)
     assert.match(row, new RegExp(`href="/runs/${done}"`))
     assert.match(row, /status-completed/)
-    assert.deepEqual(bars(row), Object.fromEntries(STAGES.map((s) => [s.name, 100])), 'a completed run: every stage full')
+    assert.deepEqual(bars(row), Object.fromEntries(RUN_STAGES.map((s) => [s.name, 100])), 'a completed run: every stage it has full')
     assert.match(row, /4\/4 selected/)
     assert.match(row, /\$0\.0123/)
     const shortRow = rowOf(res.body, 'data-run', short)
     assert.match(shortRow, /status-needs_decision/)
     assert.deepEqual(
       Object.keys(bars(shortRow)),
-      STAGES.map((s) => s.name),
+      RUN_STAGES.map((s) => s.name),
     )
     assert.ok(bars(shortRow).contacts < 100, `short of its target: ${JSON.stringify(bars(shortRow))}`)
 
@@ -143,8 +145,9 @@ describe('dashboard: routes, escaping, tokens and one shared live read (HTTP aga
     const res = await get(`${base}/runs/${done}`)
     assert.equal(res.status, 200)
     assert.match(res.body, /<span class="selected-count">4<\/span> of 4 selected/)
-    assert.match(res.body, /\$0\.0123/, 'cost')
-    assert.match(res.body, /\$ per qualified lead<\/dt>\s*<dd>\$0\.00\d\d<\/dd>/)
+    assert.match(res.body, /\$0\.0123 \(simulated\)/, 'cost, labelled: the run is simulated')
+    // Cost per lead: the cost over the 4 companies delivered.
+    assert.match(res.body, /\$ per lead<\/dt>\s*<dd>\$0\.0031<\/dd>/)
     const selected = await t.db.selectFrom('companies').selectAll().where('run_id', '=', done).where('status', '=', 'selected').execute()
     assert.equal(selected.length, 4)
     let evidence = 0
@@ -217,11 +220,11 @@ describe('dashboard: routes, escaping, tokens and one shared live read (HTTP aga
     await failTask(t.db, {taskId: claimed.id, epoch: claimed.epoch, workerId: 'w-test'}, '<b>boom</b>: the provider said no', {permanent: true, retryInMs: 0})
     const res = await get(`${base}/runs/${short}`)
     const problem = res.body.slice(res.body.indexOf('<table class="problems">'), res.body.indexOf('</table>', res.body.indexOf('<table class="problems">')))
-    assert.match(problem, new RegExp(`<td class="num">${task.id}</td>\\s*<td>company</td>\\s*<td>failed</td>`))
+    assert.match(problem, new RegExp(`<td class="num">${task.id}</td>\\s*<td>research</td>\\s*<td>failed</td>`))
     assert.ok(problem.includes('&lt;b&gt;boom&lt;/b&gt;: the provider said no'))
     assert.match(
       res.body,
-      new RegExp(`<tr class="bad">\\s*<td>[^<]+</td>\\s*<td class="num">${task.id}</td>\\s*<td>company</td>\\s*<td>failed</td>`),
+      new RegExp(`<tr class="bad">\\s*<td>[^<]+</td>\\s*<td class="num">${task.id}</td>\\s*<td>research</td>\\s*<td>failed</td>`),
       'the failed event',
     )
   })
@@ -417,8 +420,8 @@ describe('dashboard: routes, escaping, tokens and one shared live read (HTTP aga
     assert.ok(res.body.includes('run &lt;b&gt;7&lt;/b&gt; is stuck'), 'the open alert, escaped')
     // The in-process workers of the runs above have stopped: their stages and last-5-minute completions remain, named as stages.
     assert.match(res.body, /<h2>Workers by stage<\/h2>/)
-    for (const s of STAGES) assert.match(res.body, new RegExp(`<td>${s.name}</td>`))
-    for (const s of STAGES) assert.doesNotMatch(res.body, new RegExp(`<td>${s.kind}</td>`))
+    for (const s of RUN_STAGES) assert.match(res.body, new RegExp(`<td>${s.name}</td>`))
+    for (const s of STAGES) if (s.kind !== s.name) assert.doesNotMatch(res.body, new RegExp(`<td>${s.kind}</td>`))
     assert.match(res.body, /Tasks completed per minute <span class="total">\((\d+) in the last hour\)/)
     const completed = Number(/Tasks completed per minute <span class="total">\((\d+) in the last hour\)/.exec(res.body)![1])
     const events = await t.db

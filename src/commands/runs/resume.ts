@@ -4,7 +4,7 @@ import {CONCURRENCY, defaultConcurrency} from '../../cli/concurrency.js'
 
 import {parseDuration} from '../../shared/duration.js'
 import {checkOutputDir, readCriteriaText} from '../../cli/inputs.js'
-import {ranged, usdFlag} from '../../cli/flags.js'
+import {optedInStages, optInStageFlags, ranged, usdFlag} from '../../cli/flags.js'
 import {providerFactory} from '../../agents/index.js'
 import {requirePrices} from '../../agents/prices.js'
 import {parseRunId, runIdArg} from '../../cli/run-arg.js'
@@ -36,6 +36,7 @@ export default class RunsResume extends RunDriverCommand<typeof RunsResume> {
     'output-dir': Flags.string({summary: "Where exports go (a run-ID folder inside). Default: ./exports/ and the database's id."}),
     format: Flags.option({options: ['csv', 'json'] as const, default: 'csv' as const, summary: 'Export format.'})(),
     timeout: Flags.string({summary: 'Stop driving after this long (e.g. 30m; 1s-24d).'}),
+    ...optInStageFlags(),
   }
 
   async run(): Promise<Partial<DriveReport> & {runId: number; status: string; detached: boolean}> {
@@ -47,10 +48,10 @@ export default class RunsResume extends RunDriverCommand<typeof RunsResume> {
     const db = await this.database({schema: true, session: !this.flags.detach})
     const maxUsd = this.flags['max-usd']
     if (maxUsd !== undefined) {
-      requirePrices((await providerFactory()(await getRun(db, id))).models)
+      requirePrices((await providerFactory(this.env)(await getRun(db, id))).models)
     }
 
-    await resumeRun(db, id, {criteria, quantity: this.flags.quantity, maxUsd})
+    await resumeRun(db, id, {criteria, quantity: this.flags.quantity, maxUsd, stages: optedInStages(this.flags)})
     const status = await advanceRun(db, id)
     if (this.flags.detach) {
       this.info(

@@ -4,7 +4,7 @@ import {BaseCommand} from '../../cli/base-command.js'
 import {renderTable, tableMode} from '../../cli/output.js'
 import {formatAge, parseDuration} from '../../shared/duration.js'
 import {type FleetStatus, fleetStatus} from '../../monitor/fleet.js'
-import type {RunInProgress} from '../../pipeline/runs.js'
+import type {RunInProgress} from '../../pipeline/run-views.js'
 import {STAGES} from '../../pipeline/stages/index.js'
 import {stageWord, workerStages} from '../../web/format.js'
 import {sleep} from '../../runtime/backoff.js'
@@ -54,7 +54,7 @@ export default class WorkersStatus extends BaseCommand<typeof WorkersStatus> {
   }
 
   private render(s: FleetStatus): string {
-    const mode = tableMode()
+    const mode = tableMode(this.env)
     const fleet = renderTable(
       s.fleet,
       [

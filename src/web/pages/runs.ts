@@ -1,6 +1,6 @@
 import type {RunStatus} from '../../db/schema.js'
 import {RUN_STATUSES, type RunsData, runsKey} from '../data.js'
-import {formatAge, formatCost, formatCriteria} from '../format.js'
+import {formatAge, formatCriteria, formatRunCost} from '../format.js'
 import {html} from '../html.js'
 import {region, type Regions} from './layout.js'
 import {stageBars, statusBadge, table} from './parts.js'
@@ -37,7 +37,7 @@ function regions(d: RunsData): Regions {
         <td class="bars">${stageBars(r.percent)}</td>
         <td class="num">${r.companies.total} found<br />${r.companies.selected}/${r.quantity} selected</td>
         <td class="num">${r.contacts}</td>
-        <td class="num">${formatCost(r.costUsd)}</td>
+        <td class="num">${formatRunCost(r.costUsd, r.simulated)}</td>
         <td class="num">${formatAge(r.ageS)}</td>
       </tr>`,
   )
