@@ -7,6 +7,7 @@ import {PROVIDERS} from '../agents/index.js'
 import {simulationOptions} from '../agents/simulation-options.js'
 import {CriteriaSchema, type Criteria, criteriaProblem, validateSize, type RunSize} from '../pipeline/criteria.js'
 import {companyKey, parseDomain} from '../pipeline/domains.js'
+import {OPT_IN_STAGES} from '../pipeline/stages/index.js'
 import type {RunOptions} from '../pipeline/run-options.js'
 import {ACCEPTABLE_UNKNOWN, parseAcceptUnknown} from '../pipeline/verification.js'
 import {parseDuration} from '../shared/duration.js'
@@ -39,6 +40,10 @@ export const RunRequestSchema = z.strictObject({
   include_delivered: z.boolean().optional().describe('Allow companies that earlier completed runs delivered.'),
   exclude: z.array(z.string()).max(10_000).optional().describe('Domains never to deliver.'),
   notify_email: z.string().optional().describe('Mail this address when the run completes or needs a decision (the monitor sends it, with SMTP_URL).'),
+  stages: z
+    .array(z.enum(OPT_IN_STAGES.map((s) => s.name) as [string, ...string[]]))
+    .optional()
+    .describe(`Opt-in stages to run too (as their orchestrate flags): ${OPT_IN_STAGES.map((s) => s.name).join(', ')}.`),
 })
 
 export type RunRequest = z.input<typeof RunRequestSchema>
@@ -106,6 +111,7 @@ export function runInput(r: z.output<typeof RunRequestSchema>, env: Env): RunInp
       cacheTtlMs: parseDuration(r.cache_ttl ?? '30d', 'cache_ttl', {min: 60_000, max: 365 * 24 * 3600_000}),
       ...(r.fresh ? {fresh: true} : {}),
       ...(r.include_delivered ? {includeDelivered: true} : {}),
+      ...(r.stages?.length ? {stages: [...new Set(r.stages)]} : {}),
     },
   }
 }

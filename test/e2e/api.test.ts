@@ -82,7 +82,7 @@ describe('e2e: rvx serve, the HTTP API', function () {
   })
 
   it('POST /runs with the same Idempotency-Key twice creates one run; the key with another body is refused', async () => {
-    const body = {provider: 'simulated', criteria: {pms: 'Buildium', state: 'FL'}, quantity: 4, exclude: ['acme-pm.com']}
+    const body = {provider: 'simulated', criteria: {pms: 'Buildium', state: 'FL'}, quantity: 4, exclude: ['acme-pm.com'], stages: ['enrich']}
     const headers = {'idempotency-key': 'order-7781'}
     const [a, b] = await Promise.all([call('/runs', {token: write, body, headers}), call('/runs', {token: write, body, headers})])
     assert.deepEqual([a.status, b.status], [201, 201])
@@ -96,6 +96,8 @@ describe('e2e: rvx serve, the HTTP API', function () {
     assert.equal(rows[0].n, 1)
     const {rows: excluded} = await sql<{domain: string}>`select domain from run_exclusions where run_id = ${ra.id}`.execute(t.db)
     assert.deepEqual(excluded, [{domain: 'acme-pm.com'}])
+    const {rows: options} = await sql<{stages: string[]}>`select options -> 'stages' as stages from runs where id = ${ra.id}`.execute(t.db)
+    assert.deepEqual(options[0].stages, ['enrich'], 'opt-in stages as orchestrate --enrich stores them')
 
     const other = await call('/runs', {token: write, body: {...body, quantity: 5}, headers})
     assert.equal(other.status, 422)

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import {sql} from 'kysely'
 
+import {stageWord} from '../../src/pipeline/stage-words.js'
 import {hasStackTrace, lines, rvx, spawnRvx} from '../helpers/cli.js'
 import {createDatabase, dropDatabase, urlFor, useFreshDatabase} from '../helpers/db.js'
 import {waitFor} from '../helpers/processes.js'
@@ -65,8 +66,8 @@ describe('e2e: rvx worker (spawned processes)', function () {
 
     // Canceled while running: a cancel right after its claim. A task reopened later (a company had no contacts) may be
     // claimed and canceled again: each of those holdings is a cancellation, as the worker counts them.
-    const {rows: canceledInFlight} = await sql<{id: number}>`
-      select e.task_id as id from (
+    const {rows: canceledInFlight} = await sql<{id: number; kind: string}>`
+      select e.task_id as id, (select t.kind from tasks t where t.id = e.task_id) as kind from (
         select task_id, event, lag(event) over (partition by task_id order by id) as before from task_events
         where task_id in (select id from tasks where scope = ${`run:${runId}`})) e
       where e.event = 'canceled' and e.before = 'claimed'
@@ -78,11 +79,14 @@ describe('e2e: rvx worker (spawned processes)', function () {
       [],
       'no WARN line',
     )
-    // One debug line per cancellation: as many for a task as times it was canceled in flight.
-    const canceledLine = (id: number) => `research ${id} canceled: run ${runId} met its target: no further discovery or research`
-    const times = (id: number) => canceledInFlight.filter((c) => c.id === id).length
-    for (const id of new Set(canceledInFlight.map((c) => c.id)))
-      assert.equal(logged.filter((l) => l.level === 20 && l.msg === canceledLine(id)).length, times(id), `debug lines for task ${id}`)
+    // One debug line per cancellation, naming the stage: as many for a task as times it was canceled in flight.
+    const canceledLine = (id: number, kind: string) => `${stageWord(kind)} ${id} canceled: run ${runId} met its target: no further discovery or research`
+    for (const {id, kind} of new Map(canceledInFlight.map((c) => [c.id, c])).values())
+      assert.equal(
+        logged.filter((l) => l.level === 20 && l.msg === canceledLine(id, kind)).length,
+        canceledInFlight.filter((c) => c.id === id).length,
+        `debug lines for task ${id}`,
+      )
     const summary = logged.find((l) => l.msg === 'worker stopped') as unknown as {fencedOut: number; canceled: number}
     assert.deepEqual({fencedOut: summary.fencedOut, canceled: summary.canceled}, {fencedOut: 0, canceled: canceledInFlight.length})
     const {rows: fenced} = await sql<{n: number}>`

@@ -2,7 +2,7 @@ import {Flags} from '@oclif/core'
 
 import {PROVIDERS} from '../../agents/index.js'
 import {BaseCommand} from '../../cli/base-command.js'
-import {ranged, usdFlag} from '../../cli/flags.js'
+import {optedInStages, optInStageFlags, ranged, usdFlag} from '../../cli/flags.js'
 import {readCriteriaText} from '../../cli/inputs.js'
 import {parseCriteria} from '../../pipeline/criteria.js'
 import {addSchedule, type ScheduleRequest, type ScheduleView} from '../../monitor/schedules.js'
@@ -31,6 +31,7 @@ export default class SchedulesAdd extends BaseCommand<typeof SchedulesAdd> {
     fresh: Flags.boolean({summary: 'Research again even what the cache has.', helpGroup: 'CACHE'}),
     'cache-ttl': Flags.string({summary: 'Reuse research younger than this (e.g. 7d).', default: '30d', helpGroup: 'CACHE'}),
     'include-delivered': Flags.boolean({summary: 'Allow companies that earlier completed runs delivered.', helpGroup: 'CACHE'}),
+    ...optInStageFlags(),
   }
 
   async run(): Promise<ScheduleView> {
@@ -50,6 +51,7 @@ export default class SchedulesAdd extends BaseCommand<typeof SchedulesAdd> {
       fresh: flags.fresh || undefined,
       cache_ttl: flags['cache-ttl'],
       include_delivered: flags['include-delivered'] || undefined,
+      stages: optedInStages(flags),
     }
     const db = await this.database({schema: true})
     const s = await addSchedule(db, request, this.env)
