@@ -116,6 +116,10 @@ export interface RunsTable {
   created_at: Timestamp
   updated_at: Timestamp
   finished_at: NullableTimestamp
+  /** Set while the run is paused (rvx runs pause): its scope is in paused_scopes, no worker claims its tasks. */
+  paused_at: NullableTimestamp
+  /** Where its export was last written (orchestrate, rvx runs export, a monitor with --export-dir). */
+  export_path: string | null
 }
 
 export type CompanyStatus = 'candidate' | 'qualified' | 'disqualified' | 'selected'
@@ -254,6 +258,13 @@ export interface AlertsTable {
   resolved_at: NullableTimestamp
 }
 
+/** A scope whose queued tasks no worker claims (see pauseScope). */
+export interface PausedScopesTable {
+  scope: string
+  paused_at: Timestamp
+  reason: string | null
+}
+
 export interface Database {
   rvx_meta: RvxMetaTable
   tasks: TasksTable
@@ -268,6 +279,7 @@ export interface Database {
   budget_holds: BudgetHoldsTable
   research_cache: ResearchCacheTable
   run_exclusions: RunExclusionsTable
+  paused_scopes: PausedScopesTable
 }
 
 export type RunRow = Selectable<RunsTable>

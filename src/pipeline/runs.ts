@@ -84,6 +84,10 @@ export interface RunProgress extends ProgressFacts {
   notes: string | null
   createdAt: Date
   finishedAt: Date | null
+  /** When it was paused (rvx runs pause), while it is; null when not paused. */
+  pausedAt: Date | null
+  /** Where its export was last written, if it was. */
+  exportPath: string | null
   /** Per criterion (and the site check): selected companies it matched or left unknown, and candidates it kept out. */
   verdicts: Record<string, {selectedMatch: number; selectedUnknown: number; disqualified: number}>
   /** Tasks by kind and status. */
@@ -121,6 +125,8 @@ export async function runProgress(db: Executor, runId: number): Promise<RunProgr
     notes: run.notes,
     createdAt: run.created_at,
     finishedAt: run.finished_at,
+    pausedAt: run.paused_at,
+    exportPath: run.export_path,
     companies: c,
     contacts: Number(contacts.n),
     verdicts: await verdictSummary(db, runId, [...criteriaOf(run.criteria as Criteria), 'site', 'portfolio']),

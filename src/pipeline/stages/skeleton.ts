@@ -3,6 +3,7 @@ import type {Transaction} from 'kysely'
 import type {Database, RunRow} from '../../db/schema.js'
 import type {HandlerOutcome, TaskContext, TaskRegistry} from '../../runtime/handlers.js'
 import type {ClaimedTask} from '../../runtime/lease.js'
+import {ReleaseError} from '../../runtime/errors.js'
 import {enqueue} from '../../runtime/queue.js'
 import {scrub} from '../../shared/secrets.js'
 import {advance, advanceAfterCompletion} from '../advance.js'
@@ -56,6 +57,8 @@ async function runStage(
 ): Promise<HandlerOutcome> {
   const run = await getRun(ctx.db, task.payload.runId)
   if (run.status !== 'running') return {result: {skipped: run.status}}
+  // Claimed before the run was paused, not started: back to the queue, unpaid, until the pause is lifted.
+  if (run.paused_at !== null) throw new ReleaseError(`run ${run.id} is paused`)
   const prepared = {db: ctx.db, run, payload: task.payload, attempt: ctx.attempt, maxAttempts: task.maxAttempts}
   const input = await stage.prepare(prepared)
   if (input === null) return {result: {skipped: true}}
