@@ -235,6 +235,8 @@ export async function resumeRun(db: Executor, runId: number, changes: {criteria?
         status: 'running',
         notes: null,
         finished_at: null,
+        // What was exported so far is out of date once the run goes on: its end gets an export of its own.
+        export_path: null,
         options: JSON.stringify(options),
         ...(changes.criteria ? {criteria: JSON.stringify(changes.criteria)} : {}),
         ...(changes.quantity !== undefined ? {quantity: changes.quantity} : {}),
