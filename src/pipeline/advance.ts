@@ -3,6 +3,7 @@ import {type Executor, inTransaction} from '../db/executor.js'
 import type {Database, RunRow, RunStatus} from '../db/schema.js'
 import {cancelTasks, enqueue} from '../runtime/queue.js'
 import {liveTaskCounts, retryTasks, tasksByPayload} from '../runtime/scopes.js'
+import {DROP, dropsByReason, mainDropNote} from './drops.js'
 import {runOptions, runScope} from './run-options.js'
 import {companyCounts, lockRun, usableContact} from './runs.js'
 import {enqueueDiscoveryRound} from './stages/discovery.js'
@@ -164,9 +165,14 @@ async function advanceContext(trx: Transaction<Database>, run: RunRow): Promise<
       return rows[0].n
     },
     async dropShortOfContacts() {
+      // Named as a reason (runs show counts drops by it): decision makers found but none whose email takes mail, or too few.
       await sql`
         update companies c set status = 'disqualified',
-          reasons = c.reasons || to_jsonb(array['fewer than ' || ${run.contacts_min}::text || ' decision makers found'])
+          disqualified_by = array[case when exists (select 1 from contacts k where k.company_id = c.id and not ${usableContact('k')})
+                                       then ${DROP.noDeliverableEmail} else ${DROP.tooFewContacts} end],
+          reasons = c.reasons || to_jsonb(array[case when exists (select 1 from contacts k where k.company_id = c.id and not ${usableContact('k')})
+                                                     then 'fewer than ' || ${run.contacts_min}::text || ' decision makers with a deliverable email'
+                                                     else 'fewer than ' || ${run.contacts_min}::text || ' decision makers found' end])
         where ${selectedShortOfContacts}
       `.execute(trx)
     },
@@ -176,7 +182,9 @@ async function advanceContext(trx: Transaction<Database>, run: RunRow): Promise<
       return 'completed'
     },
     async needsDecision(notes) {
-      await setRun(trx, run.id, {status: 'needs_decision', notes})
+      // The main reason companies were dropped, with its count: what to widen.
+      const dropped = mainDropNote(await dropsByReason(trx, run.id), (await companyCounts(trx, run.id)).disqualified)
+      await setRun(trx, run.id, {status: 'needs_decision', notes: dropped ? `${notes} ${dropped}` : notes})
       return 'needs_decision'
     },
     recount: () => companyCounts(trx, run.id),

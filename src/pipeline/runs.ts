@@ -7,6 +7,7 @@ import {RvxError, UsageError} from '../shared/errors.js'
 import {formatCost} from '../shared/money.js'
 import type {Criteria, RunSize} from './criteria.js'
 import {criteriaOf} from './verification.js'
+import {type DropCount, dropsByReason} from './drops.js'
 import {DEFAULT_RUN_OPTIONS, type RunOptions, runOptions, runScope} from './run-options.js'
 import {UNUSABLE_EMAIL_STATUSES} from './stages/contacts.js'
 import {deliveredDomains, enqueueDiscoveryRound} from './stages/discovery.js'
@@ -90,6 +91,8 @@ export interface RunProgress extends ProgressFacts {
   exportPath: string | null
   /** Per criterion (and the site check): selected companies it matched or left unknown, and candidates it kept out. */
   verdicts: Record<string, {selectedMatch: number; selectedUnknown: number; disqualified: number}>
+  /** Companies that left the running, by reason (a company kept out by two criteria counts under both). */
+  drops: DropCount[]
   /** Tasks by kind and status. */
   tasks: Record<string, Record<TaskStatus, number>>
   usage: RunUsage
@@ -130,6 +133,7 @@ export async function runProgress(db: Executor, runId: number): Promise<RunProgr
     companies: c,
     contacts: Number(contacts.n),
     verdicts: await verdictSummary(db, runId, [...criteriaOf(run.criteria as Criteria), 'site', 'portfolio']),
+    drops: await dropsByReason(db, runId),
     tasks,
     usage: await runUsage(db, runId),
     maxUsd: run.max_usd === null ? null : Number(run.max_usd),

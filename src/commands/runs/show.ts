@@ -2,6 +2,7 @@ import {BaseCommand} from '../../cli/base-command.js'
 import {describeCalls, describeSpend, describeSuppression} from '../../cli/progress.js'
 import {parseRunId, runIdArg} from '../../cli/run-arg.js'
 import {leadContacts, runLeads} from '../../pipeline/leads.js'
+import {describeDrops} from '../../pipeline/drops.js'
 import {shownStatus} from '../../pipeline/pause.js'
 import {type RunProgress, runProgress} from '../../pipeline/runs.js'
 import {STAGES} from '../../pipeline/stages/index.js'
@@ -39,6 +40,7 @@ export default class RunsShow extends BaseCommand<typeof RunsShow> {
         `${p.companies.total} found: ${p.companies.selected} selected, ${p.companies.qualified} qualified (not selected), ${p.companies.disqualified} disqualified, ${p.companies.candidate} not yet researched`,
       ],
       ['contacts', p.contacts],
+      ['dropped', describeDrops(p.drops)],
       ...Object.entries(p.verdicts).map(
         ([key, v]) =>
           [
