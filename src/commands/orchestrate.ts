@@ -12,6 +12,7 @@ import {requirePrices} from '../agents/prices.js'
 import {parseCriteria, validateSize} from '../pipeline/criteria.js'
 import {pauseOnExitFlag, RunDriverCommand, type DriveReport} from '../cli/run-driver.js'
 import {createRun} from '../pipeline/runs.js'
+import {YIELD_CHECK_AFTER} from '../pipeline/yield-alarm.js'
 import {describeRunWorkers, workersForRun} from '../pipeline/run-workers.js'
 import {STAGES} from '../pipeline/stages/index.js'
 import {ACCEPTABLE_UNKNOWN, parseAcceptUnknown} from '../pipeline/verification.js'
@@ -84,6 +85,14 @@ export default class Orchestrate extends RunDriverCommand<typeof Orchestrate> {
     }),
     'notify-email': Flags.string({summary: 'Mail this address the two CSVs when the run completes, or the options when it needs a decision (needs SMTP_URL).'}),
     'pause-on-exit': pauseOnExitFlag,
+    'yield-check-after': Flags.integer(
+      ranged({
+        summary: `Companies researched before the yield alarm judges the run (0: never): when its qualification rate cannot reach the quantity with what discovery can still find, or its $ per qualified company times the quantity passes --max-usd, it stops and asks for a decision (exit 4).`,
+        default: YIELD_CHECK_AFTER,
+        min: 0,
+        max: 100_000,
+      }),
+    ),
   }
 
   /** --exclude's domains, having said how many were kept and what was skipped; refused when it names no domain at all. */
@@ -135,6 +144,7 @@ export default class Orchestrate extends RunDriverCommand<typeof Orchestrate> {
         notifyEmail,
         acceptUnknown,
         cacheTtlMs,
+        yieldCheckAfter: flags['yield-check-after'],
         ...(flags.fresh ? {fresh: true} : {}),
         ...(flags['include-delivered'] ? {includeDelivered: true} : {}),
       },

@@ -7,6 +7,7 @@ import {DROP, dropsByReason, mainDropNote} from './drops.js'
 import {runOptions, runScope} from './run-options.js'
 import {companyCounts, lockRun, usableContact} from './runs.js'
 import {enqueueDiscoveryRound} from './stages/discovery.js'
+import {stopForYield} from './yield-alarm.js'
 import {perStage, stageNamed, STAGES} from './stages/index.js'
 import type {AdvanceContext, RunFacts, StageName} from './stages/stage.js'
 
@@ -21,8 +22,12 @@ import type {AdvanceContext, RunFacts, StageName} from './stages/stage.js'
 export async function advance(trx: Transaction<Database>, runId: number): Promise<RunStatus> {
   const run = await lockRun(trx, runId)
   if (run.status !== 'running' || run.stage === 'done') return run.status
-  const ctx = await advanceContext(trx, run)
-  return stageNamed(run.stage).advance(ctx)
+  return decide(trx, await advanceContext(trx, run))
+}
+
+/** The yield alarm first (a run that cannot reach its target at its rate so far stops asking for more), then the stage's rule. */
+async function decide(trx: Transaction<Database>, ctx: AdvanceContext): Promise<RunStatus> {
+  return (await stopForYield(trx, ctx)) ?? stageNamed(ctx.run.stage as StageName).advance(ctx)
 }
 
 /**
@@ -82,7 +87,7 @@ export async function advanceAfterCompletion(db: Kysely<Database>, runId: number
         const run = await lockRunWithin(trx, runId, ADVANCE_LOCK_WAIT_MS)
         if (run === undefined || run.status !== 'running' || run.stage === 'done') return undefined
         const ctx = await advanceContext(trx, run)
-        await stageNamed(run.stage).advance(ctx)
+        await decide(trx, ctx)
         return signature(ctx)
       }).catch((error: unknown) => {
         if ((error as {code?: string})?.code === '55P03') return 'busy' as const

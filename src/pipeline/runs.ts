@@ -14,6 +14,7 @@ import {deliveredDomains, enqueueDiscoveryRound} from './stages/discovery.js'
 import {STAGE_KINDS} from './stages/index.js'
 import type {ProgressFacts, StageName} from './stages/stage.js'
 import {runUsage, type RunUsage} from './usage.js'
+import {yieldStopReason} from './yield-alarm.js'
 
 /** Creates the run and its first discovery task in one transaction. */
 export async function createRun(
@@ -232,7 +233,13 @@ export async function resumeRun(db: Executor, runId: number, changes: {criteria?
       }
     }
 
-    const options = {...runOptions(run), discoveryExhausted: false, maxDiscoveryRounds: run.discovery_rounds + DEFAULT_RUN_OPTIONS.maxDiscoveryRounds}
+    // Resumed after its yield alarm (or any decision): the person chose to go on, so the alarm no longer judges it.
+    const options = {
+      ...runOptions(run),
+      discoveryExhausted: false,
+      maxDiscoveryRounds: run.discovery_rounds + DEFAULT_RUN_OPTIONS.maxDiscoveryRounds,
+      yieldAccepted: true,
+    }
     const updated = await trx
       .updateTable('runs')
       .set({
@@ -251,7 +258,11 @@ export async function resumeRun(db: Executor, runId: number, changes: {criteria?
       .returningAll()
       .executeTakeFirstOrThrow()
     // Tasks that failed or were quarantined get another chance (recorded as retried), and so do those a failure of the run stopped.
-    await retryTasks(trx, {scope: runScope(runId), canceledBecause: [runFailedReason(runId), budgetReason(runId)]}, `run ${runId} resumed`)
+    await retryTasks(
+      trx,
+      {scope: runScope(runId), canceledBecause: [runFailedReason(runId), budgetReason(runId), yieldStopReason(runId)]},
+      `run ${runId} resumed`,
+    )
     return updated
   })
 }
