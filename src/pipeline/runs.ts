@@ -407,6 +407,8 @@ export interface RunSummary {
   notes: string | null
   createdAt: Date
   finishedAt: Date | null
+  /** Paused (rvx runs pause): no worker takes its tasks. */
+  paused: boolean
   /** Seconds since it was created (database clock). */
   ageS: number
   /** Seconds it has been (or was) at work: until it finished, else until now. */
@@ -433,6 +435,7 @@ export async function runsOverview(db: Executor, f: {status?: RunStatus; id?: nu
     notes: string | null
     created_at: Date
     finished_at: Date | null
+    paused: boolean
     age_s: number
     elapsed_s: number
     oversample: number
@@ -444,7 +447,7 @@ export async function runsOverview(db: Executor, f: {status?: RunStatus; id?: nu
     done: number
     cost: string
   }>`
-    select r.id, r.status, r.stage, r.criteria, r.quantity, r.provider, r.notes, r.created_at, r.finished_at,
+    select r.id, r.status, r.stage, r.criteria, r.quantity, r.provider, r.notes, r.created_at, r.finished_at, r.paused_at is not null as paused,
       extract(epoch from now() - r.created_at)::float8 as age_s,
       extract(epoch from coalesce(r.finished_at, now()) - r.created_at)::float8 as elapsed_s,
       coalesce((r.options ->> 'oversample')::float8, 2) as oversample,
@@ -474,6 +477,7 @@ export async function runsOverview(db: Executor, f: {status?: RunStatus; id?: nu
       notes: r.notes,
       createdAt: r.created_at,
       finishedAt: r.finished_at,
+      paused: r.paused,
       ageS: r.age_s,
       elapsedS: r.elapsed_s,
       companies,

@@ -124,11 +124,3 @@ export function costPerQualifiedLead(s: RunSummary): number | null {
   const qualified = s.companies.qualified + s.companies.selected
   return qualified > 0 ? s.costUsd / qualified : null
 }
-
-/** Seconds left at the pace so far (the mean of the stage bars), or null when it cannot be told. */
-export function etaSeconds(s: RunSummary): number | null {
-  if (s.status !== 'running') return null
-  const values = Object.values(s.percent)
-  const done = values.reduce((a, b) => a + b, 0) / Math.max(1, values.length)
-  return done > 0 && done < 100 ? (s.elapsedS * (100 - done)) / done : null
-}

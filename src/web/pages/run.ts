@@ -1,7 +1,9 @@
 import type {Lead, LeadContact} from '../../pipeline/leads.js'
 import {STAGES} from '../../pipeline/stages/index.js'
 import {verdictLabel} from '../../pipeline/verification.js'
-import {costPerQualifiedLead, etaSeconds, type RunData, runKey} from '../data.js'
+import {etaSeconds} from '../../pipeline/eta.js'
+import {shownStatus} from '../../pipeline/pause.js'
+import {costPerQualifiedLead, type RunData, runKey} from '../data.js'
 import {formatAge, formatCost, formatCriteria, formatTime} from '../format.js'
 import {externalLink, html, type Html} from '../html.js'
 import {region, type Regions} from './layout.js'
@@ -53,14 +55,14 @@ function header(d: RunData): Html {
   const s = d.summary
   const p = d.progress
   const perLead = costPerQualifiedLead(s)
-  const eta = etaSeconds(s)
+  const eta = etaSeconds(p, s.elapsedS)
   const notes = Object.fromEntries(
     STAGES.map((stage) => {
       const t = p.tasks[stage.kind]
       return [stage.name, stage.describe(p, t ? t.queued + t.running : 0)]
     }),
   )
-  return html`<h1>Run #${s.id} ${statusBadge(s.status)}</h1>
+  return html`<h1>Run #${s.id} ${statusBadge(shownStatus(s.status, p.pausedAt !== null))}</h1>
     <dl class="facts">
       <dt>criteria</dt>
       <dd class="criteria">${formatCriteria(s.criteria)}</dd>
@@ -83,7 +85,7 @@ function header(d: RunData): Html {
       <dt>${s.finishedAt ? 'took' : 'time so far'}</dt>
       <dd>${formatAge(s.elapsedS)} (started ${formatTime(s.createdAt)}${s.finishedAt ? html`, ended ${formatTime(s.finishedAt)}` : ''})</dd>
       <dt>ETA</dt>
-      <dd>${eta === null ? '-' : html`about ${formatAge(eta)} at the pace so far`}</dd>
+      <dd>${eta === null ? (s.status === 'running' && !p.pausedAt ? 'no estimate yet' : '-') : html`about ${formatAge(eta)} at the pace so far`}</dd>
       ${
         s.notes
           ? html`<dt>notes</dt>

@@ -1,4 +1,5 @@
 import type {RunStatus} from '../../db/schema.js'
+import {shownStatus} from '../../pipeline/pause.js'
 import {RUN_STATUSES, type RunsData, runsKey} from '../data.js'
 import {formatAge, formatCost, formatCriteria} from '../format.js'
 import {html} from '../html.js'
@@ -32,7 +33,7 @@ function regions(d: RunsData): Regions {
     (r) =>
       html`<tr data-run="${r.id}">
         <td><a href="/runs/${r.id}">#${r.id}</a></td>
-        <td>${statusBadge(r.status)}</td>
+        <td>${statusBadge(shownStatus(r.status, r.paused))}</td>
         <td class="criteria">${formatCriteria(r.criteria)}</td>
         <td class="bars">${stageBars(r.percent)}</td>
         <td class="num">${r.companies.total} found<br />${r.companies.selected}/${r.quantity} selected</td>
