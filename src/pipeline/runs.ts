@@ -424,7 +424,7 @@ export interface RunSummary {
  * Runs with their counts, cost and how far each stage has come, newest first
  * (`status` or `id` narrow it): a handful of index reads per run.
  */
-export async function runsOverview(db: Executor, f: {status?: RunStatus; id?: number; limit: number}): Promise<RunSummary[]> {
+export async function runsOverview(db: Executor, f: {status?: RunStatus; id?: number; limit: number; offset?: number}): Promise<RunSummary[]> {
   const {rows} = await sql<{
     id: number
     status: RunStatus
@@ -463,7 +463,7 @@ export async function runsOverview(db: Executor, f: {status?: RunStatus; id?: nu
       from companies where run_id = r.id) c
     where (${f.status ?? null}::text is null or r.status = ${f.status ?? null}) and (${f.id ?? null}::bigint is null or r.id = ${f.id ?? null})
     order by r.id desc
-    limit ${f.limit}`.execute(db)
+    limit ${f.limit} offset ${f.offset ?? 0}`.execute(db)
   return rows.map((r) => {
     const companies = {candidate: r.candidate, qualified: r.qualified, disqualified: r.disqualified, selected: r.selected, total: 0}
     companies.total = r.candidate + r.qualified + r.disqualified + r.selected

@@ -1,20 +1,20 @@
 import type {RunStatus} from '../../db/schema.js'
 import {shownStatus} from '../../pipeline/pause.js'
-import {RUN_STATUSES, type RunsData, runsKey} from '../data.js'
+import {LIMITS, RUN_STATUSES, type RunsData, runsKey} from '../data.js'
 import {formatAge, formatCost, formatCriteria} from '../format.js'
 import {html} from '../html.js'
 import {region, type Regions} from './layout.js'
-import {stageBars, statusBadge, table} from './parts.js'
+import {pager, stageBars, statusBadge, table} from './parts.js'
 import type {View} from './view.js'
 
-/** Runs: every run (newest first) with its stage bars, counts, cost and age; filtered by status. */
-export function runsView(status: RunStatus | null): View {
-  const key = runsKey(status)
+/** Runs: every run (newest first, a page of LIMITS.runs at a time) with its stage bars, counts, cost and age; filtered by status. */
+export function runsView(status: RunStatus | null, page = 1): View {
+  const key = runsKey(status, page)
   return {
     key,
     title: status ? `Runs: ${status.replace('_', ' ')}` : 'Runs',
     sources: [key],
-    live: `/events?page=runs${status ? `&status=${status}` : ''}`,
+    live: `/events?page=runs${status ? `&status=${status}` : ''}${page > 1 ? `&p=${page}` : ''}`,
     regions: (data) => regions(data(key) as RunsData),
     page: (r) =>
       html`<h1>Runs</h1>
@@ -43,8 +43,16 @@ function regions(d: RunsData): Regions {
       </tr>`,
   )
   const empty = d.status ? `No ${d.status.replace('_', ' ')} runs.` : 'No runs yet: start one with rvx orchestrate.'
+  const total = d.status ? (d.counts[d.status] ?? 0) : all
+  const pages = pager({
+    total,
+    page: d.page,
+    size: LIMITS.runs,
+    href: (p) => `/runs?${d.status ? `status=${d.status}&` : ''}p=${p}`,
+    label: 'runs',
+  })
   return {
     'runs-filter': filter,
-    'runs-table': table(['run', 'status', 'criteria', 'progress', 'companies', 'contacts', 'cost', 'age'], rows, empty, 'runs'),
+    'runs-table': html`${table(['run', 'status', 'criteria', 'progress', 'companies', 'contacts', 'cost', 'age'], rows, empty, 'runs')} ${pages}`,
   }
 }
