@@ -500,6 +500,9 @@ describe('dashboard: routes, escaping, tokens and one shared live read (HTTP aga
     assert.equal(completed, Number(events.n))
     assert.match(res.body, /\$ per minute <span class="total">\(\$0\.0123 in the last hour\)/)
     assert.match(res.body, /<title>research: \$0\.0123, this minute<\/title>/)
+    // Scaled to where the data is: everything above happened in the last minutes, so the axis spans 10, not 60.
+    assert.equal(res.body.match(/>10 min ago<\/text>/g)?.length, 2, 'both charts')
+    assert.doesNotMatch(res.body, />60 min ago</)
   })
 
   it('the live stream sends every region of its page first, then only the regions that changed, on one connection', async () => {
