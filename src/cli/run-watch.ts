@@ -60,16 +60,21 @@ export function renderRunLook(look: RunLook, width: number | undefined): string 
   return lines.map((line) => cut(printable(line), width)).join('\n')
 }
 
-/** The plain one-liner for a pipe: printed when it changes. */
-export function runLookLine(look: RunLook): string {
+/** The plain one-liner for a pipe, printed when it changes; cut to `width` when one is given (COLUMNS). */
+export function runLookLine(look: RunLook, width: number | undefined): string {
   const p = look.progress
   const stages = STAGES.map((st) => `${st.name} ${look.summary.percent[st.name]}%`).join(', ')
-  return printable(
-    `run ${p.id} ${shownStatus(p.status, p.pausedAt !== null)} (${p.stage}): ${stages}; selected ${p.companies.selected}/${p.quantity}, ${p.contacts} contacts, ${formatCost(p.usage.costUsd)}, ${p.usage.rateLimited} rate-limited; ETA ${describeEta(look)}`,
+  const eta = p.status === 'running' ? `; ETA ${describeEta(look)}` : ''
+  return cut(
+    printable(
+      `run ${p.id} ${shownStatus(p.status, p.pausedAt !== null)} (${p.stage}): ${stages}; selected ${p.companies.selected}/${p.quantity}, ${p.contacts} contacts, ${formatCost(p.usage.costUsd)}, ${p.usage.rateLimited} rate-limited${eta}`,
+    ),
+    width,
   )
 }
 
-function cut(line: string, width: number | undefined): string {
+/** A line no wider than `width` (cut with …); as it is without one. */
+export function cut(line: string, width: number | undefined): string {
   if (width === undefined || stringWidth(line) <= width) return line
   let out = line
   while (out.length > 0 && stringWidth(out) > width - 1) out = out.slice(0, -1)

@@ -4,7 +4,8 @@ import type {Kysely} from 'kysely'
 import {BaseCommand} from '../../cli/base-command.js'
 import {ranged} from '../../cli/flags.js'
 import {parseRunId, runIdArg} from '../../cli/run-arg.js'
-import {describeEvent, type RunLook, renderRunLook, runLookLine} from '../../cli/run-watch.js'
+import {tableMode} from '../../cli/output.js'
+import {cut, describeEvent, type RunLook, renderRunLook, runLookLine} from '../../cli/run-watch.js'
 import type {Database} from '../../db/schema.js'
 import {activeMonitor} from '../../monitor/leader.js'
 import {describeEnding, type RunEnding, runEnding} from '../../pipeline/run-endings.js'
@@ -48,15 +49,21 @@ export default class RunsWatch extends BaseCommand<typeof RunsWatch> {
     const exitCode = ended.status === 'completed' ? ExitCode.Ok : ended.status === 'needs_decision' ? ExitCode.Partial : ExitCode.Failure
     this.exitCode = exitCode
     const exportPath = ended.exportPath ?? (ended.status === 'completed' || ended.status === 'needs_decision' ? await this.exportFromMonitor(db, id) : null)
-    this.out(`${describeEnding(ended)}${ended.notes ? `. ${ended.notes}` : ''}`)
+    const width = tableMode().width
+    this.out(cut(describeEnding(ended), width))
+    // The notes in full, wrapped under their key on a narrow terminal.
+    if (ended.notes) this.pairs([['notes', ended.notes]])
     if (exportPath) this.out(`export: ${exportPath}`)
-    else if (ended.status === 'completed' || ended.status === 'needs_decision') this.out(`no export written yet: rvx runs export ${id} writes its CSVs`)
+    else if (ended.status === 'completed' || ended.status === 'needs_decision')
+      this.out(cut(`no export written yet: rvx runs export ${id} writes its CSVs`, width))
     return {...ended, exportPath, exitCode}
   }
 
   /** Looks every interval, showing what it sees, until the run is no longer running. */
   private async follow(db: Kysely<Database>, id: number, intervalMs: number, signal: AbortSignal): Promise<void> {
     const tty = Boolean(process.stdout.isTTY) && !this.jsonEnabled()
+    // A terminal's width, or COLUMNS when piped (none: lines in full).
+    const width = tableMode().width
     let drawn = 0
     let lastLine = ''
     let lastEvent = 0
@@ -72,16 +79,16 @@ export default class RunsWatch extends BaseCommand<typeof RunsWatch> {
         // Only the end is printed.
       } else if (tty) {
         // The frame is redrawn in place: up over the last one, then erase to the end of the screen.
-        const frame = renderRunLook(look, process.stdout.columns || undefined)
+        const frame = renderRunLook(look, width)
         if (running || drawn > 0) {
           process.stdout.write(`${drawn > 0 ? `\u001B[${drawn}A\r\u001B[J` : ''}${frame}\n`)
           drawn = frame.split('\n').length
         }
       } else {
-        const line = runLookLine(look)
+        const line = runLookLine(look, width)
         if (line !== lastLine) process.stdout.write(`${line}\n`)
         lastLine = line
-        for (const e of [...events].reverse()) if (e.id > lastEvent) process.stdout.write(`  ${describeEvent(e)}\n`)
+        for (const e of [...events].reverse()) if (e.id > lastEvent) process.stdout.write(`${cut(`  ${describeEvent(e)}`, width)}\n`)
       }
 
       lastEvent = Math.max(lastEvent, ...events.map((e) => e.id))
