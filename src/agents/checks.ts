@@ -36,10 +36,19 @@ const DOT_ATOM = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}
  * company's own domain, MX records) and LinkedIn URL.
  */
 export class WebChecks implements SiteChecks {
+  readonly linkedinHosts: readonly string[]
+
   constructor(
     private readonly io: WebIO,
-    private readonly options: {linkedinHosts?: string[]} = {},
-  ) {}
+    options: {linkedinHosts?: string[]} = {},
+  ) {
+    this.linkedinHosts = options.linkedinHosts ?? ['linkedin.com']
+  }
+
+  async readPage(url: string, signal: AbortSignal): Promise<{url: string; status: number; text: string}> {
+    const page = await this.io.fetchPage(url, signal)
+    return {url: page.url, status: page.status, text: page.text}
+  }
 
   async checkSite(company: CandidateCompany, signal: AbortSignal): Promise<SiteFacts> {
     const domain = company.domain.toLowerCase().replace(/^www\./, '')
@@ -170,7 +179,7 @@ export class WebChecks implements SiteChecks {
 
   private linkedin(raw: string | null | undefined, notes: string[]): string | null {
     if (!raw) return null
-    const hosts = this.options.linkedinHosts ?? ['linkedin.com']
+    const hosts = this.linkedinHosts
     try {
       const url = new URL(/^https?:\/\//i.test(raw) ? raw : `https://${raw}`)
       const host = url.hostname.toLowerCase()

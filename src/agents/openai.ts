@@ -2,7 +2,6 @@ import OpenAI from 'openai'
 import type {ChatCompletionMessageParam, ChatCompletionTool} from 'openai/resources/chat/completions'
 import {z} from 'zod'
 
-import type {Criteria} from '../pipeline/criteria.js'
 import {serverDelayMs, sleep} from '../runtime/backoff.js'
 import {DEFAULT_CONFIG} from '../runtime/config.js'
 import {PermanentError, SnoozeError} from '../runtime/errors.js'
@@ -12,25 +11,25 @@ import {Deadline} from './deadline.js'
 import {llmTimeoutMs} from './environment.js'
 import {fromOpenAIError} from './openai-errors.js'
 import {
+  type AgentAnswer,
+  type AgentRequest,
+  type AgentTool,
   type CallContext,
-  type CandidateCompany,
-  type CompanyResearch,
-  type FoundContact,
   ProviderUnusableError,
   type ResearchProvider,
   type SiteChecks,
 } from '../pipeline/provider.js'
+import {openAIRateInfo} from './openai-rate.js'
 import {costUsd, priceOf} from './prices.js'
 import {checkModelName, DEFAULT_OPENAI_MODEL as DEFAULT_MODEL} from './models.js'
 import {endpointName, quotaKey} from './quota.js'
-import {ContactsOutput, DiscoveryOutput, ResearchOutput} from './schemas.js'
 import {webChecks} from './checks.js'
 import {detectPms} from './tools/detect-pms.js'
 import {FetchBudget} from './tools/fetch-budget.js'
 import {fetchPage} from './tools/fetch-page.js'
 import {searchBackendFromEnv, type SearchBackend} from './tools/search-web.js'
 
-/** What one agent call (discover, research or find contacts) may spend, whatever the model asks for. */
+/** What one agent call (a stage's request) may spend, whatever the model asks for. */
 export interface AgentLimits {
   /** Model turns before the agent must answer; the last one is offered no tools, and tools asked for on it are not run. */
   maxTurns: number
@@ -187,84 +186,8 @@ export class OpenAIProvider implements ResearchProvider {
     }
   }
 
-  async discover(input: {criteria: Criteria; want: number; exclude: string[]; round: number}, ctx: CallContext): Promise<CandidateCompany[]> {
-    const out = await this.agent(
-      `Find ${input.want} property-management companies matching these criteria: ${JSON.stringify(input.criteria)}.
-Skip these domains (already known or excluded): ${input.exclude.slice(0, 500).join(', ') || 'none'}.
-Return {"companies": [{"name", "domain", "website", "city", "state", "pms", "units_estimate", "sources"}]}. Domains are bare hosts like acme-pm.com.`,
-      DiscoveryOutput,
-      ctx,
-    )
-    return out.companies.map((c) => ({
-      name: c.name,
-      domain: c.domain,
-      website: c.website ?? null,
-      city: c.city ?? null,
-      state: c.state ?? null,
-      pms: c.pms ?? null,
-      unitsEstimate: c.units_estimate ?? null,
-      sources: c.sources,
-    }))
-  }
-
-  async research(input: {criteria: Criteria; company: CandidateCompany}, ctx: CallContext): Promise<CompanyResearch> {
-    const c = input.company
-    const {value: out, seen} = await this.agentWithSources(
-      `Research ${c.name} (${c.website ?? c.domain}) against these criteria: ${JSON.stringify(input.criteria)}.
-For each criterion given (pms, state, city, units for units_min/units_max, natural_request), say "match", "mismatch" or "unknown", with evidence: the exact URL of a page you read and a short quote from it that shows it. "unknown" when nothing you read shows it; never guess.
-pms: the software its tenant/owner portal, login or payment links point at (use detect_pms); a blog post or an article that mentions a vendor is not evidence.
-state, city: from a postal address on the company's own pages.
-units: estimate from listings x ~10 and team size; say the estimate in units_estimate.
-portfolio: residential (mostly single-family / small multifamily rentals it manages), hoa_only, large_multifamily_only, brokerage_only, no_active_management, or unknown.
-Return {"verdicts": {"<criterion>": {"verdict", "evidence": [{"url", "quote"}]}}, "portfolio", "units_estimate", "employees_estimate", "confidence", "reasons": [...], "sources": [...], "pms", "city", "state"}.`,
-      ResearchOutput,
-      ctx,
-    )
-    return {
-      verdicts: out.verdicts,
-      portfolio: out.portfolio,
-      unitsEstimate: out.units_estimate ?? null,
-      employeesEstimate: out.employees_estimate ?? null,
-      confidence: out.confidence,
-      reasons: out.reasons,
-      sources: out.sources,
-      pms: out.pms ?? null,
-      city: out.city ?? null,
-      state: out.state ?? null,
-      seen,
-    }
-  }
-
-  async findContacts(input: {company: CandidateCompany; min: number; max: number}, ctx: CallContext): Promise<FoundContact[]> {
-    const c = input.company
-    const out = await this.agent(
-      `Find ${input.min}-${input.max} decision makers at ${c.name} (${c.website ?? c.domain}).
-Tier 1: owner, co-owner, broker/owner, managing or designated broker, president, principal, CEO, COO, managing partner. Tier 2: director of property management, VP operations, portfolio manager, associate broker. Tier 3: operations manager. Tier 4 (leasing, admin, maintenance) only if nothing better exists.
-No generic inboxes (info@, office@); an email on a PMS vendor's domain is not the company's.
-Return {"contacts": [{"full_name", "title", "tier": 1-4, "email", "phone", "linkedin_url", "confidence", "sources"}]}.`,
-      ContactsOutput,
-      ctx,
-    )
-    // Emails and LinkedIn URLs are checked by the pipeline (checks.checkContact), whatever the model says.
-    return out.contacts.map((p) => ({
-      fullName: p.full_name,
-      title: p.title,
-      tier: p.tier as 1 | 2 | 3 | 4,
-      email: p.email ?? null,
-      phone: p.phone ?? null,
-      linkedinUrl: p.linkedin_url ?? null,
-      confidence: p.confidence,
-      sources: p.sources,
-    }))
-  }
-
-  /** One agent call within its deadline and fetch budget (AgentLimits). */
-  async agent<T extends z.ZodTypeAny>(task: string, schema: T, ctx: CallContext): Promise<z.infer<T>> {
-    return (await this.agentWithSources(task, schema, ctx)).value
-  }
-
-  /** An agent call, with every URL it read (pages fetched, pages detect_pms checked, search results): what its evidence may cite. */
-  async agentWithSources<T extends z.ZodTypeAny>(task: string, schema: T, ctx: CallContext): Promise<{value: z.infer<T>; seen: string[]}> {
+  /** One agent call within its deadline and fetch budget (AgentLimits), with every URL it read (pages fetched, pages detect_pms checked, search results): what its evidence may cite. */
+  async agent<T>(request: AgentRequest<T>, ctx: CallContext): Promise<AgentAnswer<T>> {
     // Time in line for the fleet's quota does not count against the deadline (a busy fleet is not a call going nowhere).
     const deadline = new Deadline(this.limits.deadlineMs)
     const bounded: CallContext = {
@@ -274,7 +197,7 @@ Return {"contacts": [{"full_name", "title", "tier": 1-4, "email", "phone", "link
     }
     const seen = new Set<string>()
     try {
-      const value = await this.loop(task, schema, bounded, new FetchBudget(this.limits.maxFetches, this.limits.maxFetchBytes), seen)
+      const value = await this.loop(request, bounded, new FetchBudget(this.limits.maxFetches, this.limits.maxFetchBytes), seen)
       return {value, seen: [...seen]}
     } catch (error) {
       // A budget, like the turn limit: another attempt would spend it again.
@@ -287,17 +210,19 @@ Return {"contacts": [{"full_name", "title", "tier": 1-4, "email", "phone", "link
   }
 
   /** The agent loop: call, run requested tools (at most maxToolCallsPerTurn), repeat; validate the answer, repairing once. */
-  private async loop<T extends z.ZodTypeAny>(task: string, schema: T, ctx: CallContext, budget: FetchBudget, seen: Set<string>): Promise<z.infer<T>> {
+  private async loop<T>(request: AgentRequest<T>, ctx: CallContext, budget: FetchBudget, seen: Set<string>): Promise<T> {
     const {maxTurns, maxToolCallsPerTurn} = this.limits
+    const {schema} = request
+    const tools = this.tools(request.tools)
     const messages: ChatCompletionMessageParam[] = [
       {role: 'system', content: SYSTEM},
-      {role: 'user', content: `${task}\n\nJSON schema of the answer:\n${JSON.stringify(z.toJSONSchema(schema, {io: 'input'}))}`},
+      {role: 'user', content: `${request.prompt}\n\nJSON schema of the answer:\n${JSON.stringify(z.toJSONSchema(schema, {io: 'input'}))}`},
     ]
     let repaired = false
     for (let turn = 0; turn < maxTurns; turn++) {
       ctx.signal.throwIfAborted()
       const last = turn === maxTurns - 1
-      const {message, truncated} = await this.complete(messages, last ? [] : this.tools(), ctx)
+      const {message, truncated} = await this.complete(messages, last ? [] : tools, ctx)
       const calls = truncated ? [] : (message.tool_calls ?? [])
       // A cut-off message's tool calls are cut off too: it goes back as text only.
       messages.push(truncated ? {role: 'assistant', content: message.content ?? ''} : message)
@@ -333,7 +258,8 @@ Return {"contacts": [{"full_name", "title", "tier": 1-4, "email", "phone", "link
     throw new PermanentError(`the model did not answer within ${maxTurns} turns`)
   }
 
-  private tools(): ChatCompletionTool[] {
+  /** The tools the request may use (search only where a backend is configured). */
+  private tools(allowed: readonly AgentTool[]): ChatCompletionTool[] {
     const tools: ChatCompletionTool[] = [
       {
         type: 'function',
@@ -363,7 +289,7 @@ Return {"contacts": [{"full_name", "title", "tier": 1-4, "email", "phone", "link
       })
     }
 
-    return tools
+    return tools.filter((t) => t.type === 'function' && allowed.includes(t.function.name as AgentTool))
   }
 
   /** Tools never throw into the loop: a failure becomes text the model can react to. */
@@ -440,7 +366,7 @@ Return {"contacts": [{"full_name", "title", "tier": 1-4, "email", "phone", "link
     for (let limited = 1; ; limited++) {
       const admission = await ctx.admit(plan)
       const started = Date.now()
-      const base = {provider: this.name, model, inputTokens: 0, outputTokens: 0, cachedTokens: 0, costUsd: 0, waitedMs: admission.waitedMs}
+      const base = {provider: this.name, model, inputTokens: 0, outputTokens: 0, cachedTokens: 0, costUsd: 0}
       let data: OpenAI.Chat.ChatCompletion
       let response: Response
       const request = new AbortController()
@@ -454,15 +380,12 @@ Return {"contacts": [{"full_name", "title", "tier": 1-4, "email", "phone", "link
         ;({data, response} = await send(request.signal))
       } catch (caught) {
         const {error, outcome} = fromOpenAIError(caught, {baseURL: this.options.baseURL, timeoutMs: this.options.timeoutMs})
-        // Recorded first: settling writes to the database, and a call must be counted even when that fails.
-        ctx.record({...base, latencyMs: Date.now() - started, outcome})
-        await admission.settle({
-          status: (caught as {status?: number}).status ?? 0,
-          headers: (caught as {headers?: unknown}).headers,
-          message: (caught as {message?: unknown}).message === undefined ? undefined : String((caught as {message?: unknown}).message),
-          costUsd: 0,
-        })
         const status = (caught as {status?: number}).status ?? 0
+        const message = (caught as {message?: unknown}).message
+        await admission.settle({
+          usage: {...base, latencyMs: Date.now() - started, outcome},
+          rate: openAIRateInfo({status, headers: (caught as {headers?: unknown}).headers, message: message === undefined ? undefined : String(message)}),
+        })
         if (error instanceof PermanentError && !(error instanceof ProviderUnusableError) && status >= 400 && status < 500) {
           if (++this.refusals >= REFUSALS_BEFORE_UNUSABLE)
             throw new ProviderUnusableError(
@@ -498,18 +421,19 @@ Return {"contacts": [{"full_name", "title", "tier": 1-4, "email", "phone", "link
       const output = reportedOut ?? Math.min(MAX_OUTPUT_TOKENS, Math.ceil(JSON.stringify(completion?.choices ?? data ?? '').length / 4))
       const cached = Math.min(tokenCount(u.prompt_tokens_details?.cached_tokens) ?? 0, input)
       const billed = costUsd(model, input, cached, output)
-      // Paid: recorded before anything else can fail (settling writes to the database).
-      ctx.record({
-        ...base,
-        inputTokens: input,
-        outputTokens: output,
-        cachedTokens: cached,
-        latencyMs: Date.now() - started,
-        costUsd: billed,
-        outcome: completion?.choices[0]?.finish_reason === 'length' || !completion ? 'malformed' : 'ok',
-        ...(estimated ? {estimated} : {}),
+      await admission.settle({
+        usage: {
+          ...base,
+          inputTokens: input,
+          outputTokens: output,
+          cachedTokens: cached,
+          latencyMs: Date.now() - started,
+          costUsd: billed,
+          outcome: completion?.choices[0]?.finish_reason === 'length' || !completion ? 'malformed' : 'ok',
+          ...(estimated ? {estimated} : {}),
+        },
+        rate: openAIRateInfo({status: response.status, headers: response.headers}),
       })
-      await admission.settle({status: response.status, inputTokens: input, outputTokens: output, headers: response.headers, costUsd: billed})
       // An HTML page from a proxy, or JSON that is no chat completion: the endpoint is not an OpenAI-compatible API.
       if (!completion) {
         const type = response.headers.get('content-type')?.split(';')[0] || 'no content type'
@@ -536,7 +460,7 @@ function tokenCount(value: unknown): number | null {
   return typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= MAX_TOKENS ? value : null
 }
 
-function parseAnswer<T extends z.ZodTypeAny>(content: string, schema: T): {ok: true; value: z.infer<T>} | {ok: false; problem: string} {
+function parseAnswer<T>(content: string, schema: z.ZodType<T>): {ok: true; value: T} | {ok: false; problem: string} {
   const text = content
     .trim()
     .replace(/^```(?:json)?\s*/i, '')

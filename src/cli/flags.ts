@@ -1,5 +1,6 @@
 import {Flags} from '@oclif/core'
 
+import {OPT_IN_STAGES} from '../pipeline/stages/index.js'
 import {parseUsd} from '../shared/money.js'
 
 /**
@@ -21,3 +22,13 @@ export function onCommandLine(argv: string[], name: string): boolean {
 
 /** A budget flag in US dollars (parseUsd: from $0.0001 to $1,000,000). */
 export const usdFlag = (summary: string) => Flags.custom<number>({summary, helpValue: 'USD', parse: async (input, _ctx, opts) => parseUsd(input, opts.name)})()
+
+/** `--<name>` for each opt-in stage of the registry (rvx orchestrate, rvx runs resume): `--enrich`, ... */
+export function optInStageFlags(): Record<string, ReturnType<typeof Flags.boolean>> {
+  return Object.fromEntries(OPT_IN_STAGES.map((s) => [s.name, Flags.boolean({summary: s.optIn!.summary, helpGroup: 'STAGES'})]))
+}
+
+/** The opt-in stages a command line asked for, by name. */
+export function optedInStages(flags: Record<string, unknown>): string[] {
+  return OPT_IN_STAGES.filter((s) => flags[s.name] === true).map((s) => s.name)
+}

@@ -6,7 +6,8 @@ import {driveRun} from '../pipeline/orchestrator.js'
 import {pauseRun} from '../pipeline/pause.js'
 import {runOptions} from '../pipeline/run-options.js'
 import {workersForRun} from '../pipeline/run-workers.js'
-import {getRun, type RunProgress} from '../pipeline/runs.js'
+import type {RunProgress} from '../pipeline/run-views.js'
+import {getRun} from '../pipeline/runs.js'
 import {mailerFromEnv} from '../monitor/mail.js'
 import {notifyRun} from '../monitor/notify.js'
 import {errorMessage} from '../runtime/errors.js'
@@ -15,7 +16,7 @@ import {BaseCommand} from './base-command.js'
 import {oneLine} from './errors.js'
 import {ExitCode} from '../shared/exit-codes.js'
 import {RvxError} from '../shared/errors.js'
-import {describeCalls, describeProgress, describeSpend, describeSuppression} from './progress.js'
+import {describeCalls, describeContacts, describeProgress, describeSpend, describeSuppression} from './progress.js'
 import {withSignals} from './signals.js'
 
 /** --pause-on-exit of the commands that drive a run. */
@@ -101,7 +102,7 @@ export abstract class RunDriverCommand<T extends typeof Command> extends BaseCom
         p.status === 'completed' || p.status === 'needs_decision'
           ? await exportRun(db, runId, o.outputDir, o.format).catch((error: unknown) => void (exportError = error))
           : undefined
-      const summary = `${p.companies.selected} companies, ${p.contacts} contacts, ${describeSpend(p)}, ${wallTimeS}s`
+      const summary = `${p.companies.delivered} companies, ${describeContacts(p)} contacts, ${describeSpend(p)}, ${wallTimeS}s`
       if (p.status === 'completed') spinner.succeed(`Run ${runId} completed: ${summary}`)
       else spinner.fail(`Run ${runId} ${p.status}: ${summary}${p.notes ? `. ${p.notes}` : ''}`)
       this.info(`Model: ${describeCalls(p.usage)}. Kept out: ${describeSuppression(p.suppression)}.`)

@@ -2,7 +2,7 @@ import stringWidth from 'string-width'
 
 import {etaSeconds} from '../pipeline/eta.js'
 import {shownStatus} from '../pipeline/pause.js'
-import type {RunProgress, RunSummary} from '../pipeline/runs.js'
+import type {RunProgress, RunSummary} from '../pipeline/run-views.js'
 import {stageOfKind, STAGES} from '../pipeline/stages/index.js'
 import type {ScopeEvent} from '../runtime/scopes.js'
 import {formatAge} from '../shared/duration.js'

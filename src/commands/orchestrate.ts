@@ -7,7 +7,7 @@ import {chooseProvider} from '../cli/provider-choice.js'
 import {simulationOptions} from '../agents/simulation-options.js'
 import {parseDuration} from '../shared/duration.js'
 import {checkOutputDir, type ExcludeList, readCriteriaText, readExcludeDomains} from '../cli/inputs.js'
-import {ranged, usdFlag} from '../cli/flags.js'
+import {optedInStages, optInStageFlags, ranged, usdFlag} from '../cli/flags.js'
 import {requirePrices} from '../agents/prices.js'
 import {parseCriteria, validateSize} from '../pipeline/criteria.js'
 import {pauseOnExitFlag, RunDriverCommand, type DriveReport} from '../cli/run-driver.js'
@@ -37,7 +37,7 @@ function oneAddress(value: string): string {
 
 export default class Orchestrate extends RunDriverCommand<typeof Orchestrate> {
   static override summary = 'Create a lead-list run and drive it to the end: discovery, research, contacts, CSV export.'
-  static override description = `Without --detach, runs workers of every stage (${STAGES.map((s) => s.name).join(', ')}) in this process (external rvx workers may join), shows progress, exports when the run ends and prints a summary. Exit 0 when the run completed, 4 when it needs a decision (a partial export is written), 1 when it failed. Ctrl-C drains the workers gracefully and says what happens next: with other workers live the run goes on there (rvx runs pause ID stops it), with --pause-on-exit it is paused, else it waits, resumable (rvx runs resume ID); a second Ctrl-C stops at once.
+  static override description = `Without --detach, runs workers of every stage (${STAGES.map((s) => s.name).join(', ')}; opt-in ones only when asked for) in this process (external rvx workers may join), shows progress, exports when the run ends and prints a summary. Exit 0 when the run completed, 4 when it needs a decision (a partial export is written), 1 when it failed. Ctrl-C drains the workers gracefully and says what happens next: with other workers live the run goes on there (rvx runs pause ID stops it), with --pause-on-exit it is paused, else it waits, resumable (rvx runs resume ID); a second Ctrl-C stops at once.
 
 --criteria keys: pms, state (2 letters), city, units_min, units_max, natural_request, exclude_domains.`
   static override examples = [
@@ -93,6 +93,7 @@ export default class Orchestrate extends RunDriverCommand<typeof Orchestrate> {
         max: 100_000,
       }),
     ),
+    ...optInStageFlags(),
   }
 
   /** --exclude's domains, having said how many were kept and what was skipped; refused when it names no domain at all. */
@@ -129,6 +130,7 @@ export default class Orchestrate extends RunDriverCommand<typeof Orchestrate> {
     const acceptUnknown = flags['accept-unknown'] === undefined ? undefined : parseAcceptUnknown(flags['accept-unknown'])
     if (notifyEmail) requireMailer('notify_email').close()
     const cacheTtlMs = parseDuration(flags['cache-ttl'], 'cache-ttl', {min: 60_000, max: 365 * 24 * 3600_000})
+    const stages = optedInStages(flags)
     const excludeDomains = flags.exclude === undefined ? undefined : this.excluding(await readExcludeDomains(flags.exclude))
     if (!flags.detach) await checkOutputDir(flags['output-dir'])
 
@@ -147,6 +149,7 @@ export default class Orchestrate extends RunDriverCommand<typeof Orchestrate> {
         yieldCheckAfter: flags['yield-check-after'],
         ...(flags.fresh ? {fresh: true} : {}),
         ...(flags['include-delivered'] ? {includeDelivered: true} : {}),
+        ...(stages.length > 0 ? {stages} : {}),
       },
       maxUsd: flags['max-usd'],
       excludeDomains,

@@ -11,6 +11,7 @@ import {parseRunId} from '../cli/run-arg.js'
 import {runScope} from '../pipeline/run-options.js'
 import {getRun} from '../pipeline/runs.js'
 import {kindsFor, stageChoices, STAGES} from '../pipeline/stages/index.js'
+import {stageWord} from '../pipeline/stage-words.js'
 import {registerPipeline} from '../pipeline/stages/skeleton.js'
 import {TaskRegistry} from '../runtime/handlers.js'
 import {Worker, type WorkerSummary} from '../runtime/worker.js'
@@ -98,6 +99,7 @@ Registers itself, heartbeats every 5 s (renewing its leases and reporting CPU, m
       exitWhenIdle: this.flags['exit-when-idle'],
       poolSize: this.flags['db-connections'],
       limits: this.sessionLimits,
+      kindName: stageWord,
       // After a failover the new primary may lack the last paid calls recorded on the old one: write them back now.
       onDatabaseBack: () => void journal.reconcile(db).catch(() => {}),
     })

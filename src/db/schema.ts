@@ -95,7 +95,8 @@ export interface TaskEventsTable {
 }
 
 export type RunStatus = 'running' | 'needs_decision' | 'completed' | 'failed' | 'canceled'
-export type RunStage = 'discovery' | 'research' | 'contacts' | 'done'
+/** A stage's name in the registry (src/pipeline/stages/index.ts, which checks it), or 'done'. */
+export type RunStage = string
 
 export interface RunsTable {
   id: Generated<number>
@@ -222,7 +223,8 @@ export interface BudgetHoldsTable {
 }
 
 export interface ResearchCacheTable {
-  kind: 'research' | 'contacts'
+  /** The name of the stage whose answer it is. */
+  kind: string
   key: string
   domain: string
   provider: string
@@ -265,6 +267,18 @@ export interface PausedScopesTable {
   reason: string | null
 }
 
+/** What a stage found about a company (one row per company and stage). */
+export interface CompanyFactsTable {
+  run_id: number
+  company_id: number
+  stage: string
+  value: Json
+  evidence: Json
+  provider: string
+  simulated: Generated<boolean>
+  created_at: Timestamp
+}
+
 export interface Database {
   rvx_meta: RvxMetaTable
   tasks: TasksTable
@@ -280,6 +294,7 @@ export interface Database {
   research_cache: ResearchCacheTable
   run_exclusions: RunExclusionsTable
   paused_scopes: PausedScopesTable
+  company_facts: CompanyFactsTable
 }
 
 export type RunRow = Selectable<RunsTable>

@@ -3,7 +3,8 @@ import type {Executor} from '../db/executor.js'
 import type {AlertSeverity} from '../db/schema.js'
 import {runOfScope, runScope} from '../pipeline/run-options.js'
 import {describeEnding, recentEndings} from '../pipeline/run-endings.js'
-import {runsToWatch} from '../pipeline/runs.js'
+import {runsToWatch} from '../pipeline/run-views.js'
+import {stageWord} from '../pipeline/stage-words.js'
 import {pausedScopes, scopeActivity} from '../runtime/scopes.js'
 import {lastSweepAgeS, liveWorkerCount, recentDeaths, recentTerminalFailures, refusedWorkers, stalledWorkers} from '../runtime/stats.js'
 import {formatAge} from '../shared/duration.js'
@@ -85,7 +86,7 @@ async function deadWorkers(db: Executor, o: ConditionOptions): Promise<Condition
     key: `worker:${w.id}:dead:${w.deaths}`,
     kind: 'worker_dead',
     severity: 'warning',
-    subject: `worker ${w.id} (${w.types.join(', ')}) on ${w.host} died; its tasks were put back for other workers${w.back ? '. It has registered again since (a partition that healed, or a restart)' : ''}`,
+    subject: `worker ${w.id} (${w.types.map(stageWord).join(', ')}) on ${w.host} died; its tasks were put back for other workers${w.back ? '. It has registered again since (a partition that healed, or a restart)' : ''}`,
     details: {workerId: w.id, types: w.types, host: w.host, pid: w.pid, silentS: w.silentS, deaths: w.deaths, back: w.back},
   }))
 }
@@ -102,7 +103,7 @@ async function fleetConditions(db: Executor, o: ConditionOptions): Promise<Condi
     key: `worker:${w.id}:stalled`,
     kind: 'worker_stalled',
     severity: 'warning',
-    subject: `worker ${w.id} (${w.types.join(', ')}) on ${w.host} has not heartbeaten for ${formatAge(w.silentS)} and has not been declared dead: its tasks wait on it`,
+    subject: `worker ${w.id} (${w.types.map(stageWord).join(', ')}) on ${w.host} has not heartbeaten for ${formatAge(w.silentS)} and has not been declared dead: its tasks wait on it`,
     details: {workerId: w.id, types: w.types, host: w.host, silentS: w.silentS},
   }))
   if (sweptAgoS !== null && sweptAgoS * 1000 > afterMs) {
@@ -138,14 +139,14 @@ async function failedTasks(db: Executor, o: ConditionOptions): Promise<Condition
           key: `task:${t.id}:quarantined`,
           kind: 'task_quarantined',
           severity: 'critical',
-          subject: `task ${t.id} (${t.kind}${where}) quarantined after ${t.crashCount} crashes; rvx runs resume retries it`,
+          subject: `task ${t.id} (${stageWord(t.kind)}${where}) quarantined after ${t.crashCount} crashes; rvx runs resume retries it`,
           details: {taskId: t.id, kind: t.kind, scope: t.scope, crashes: t.crashCount, error: t.lastError},
         }
       : {
           key: `task:${t.id}:failed`,
           kind: 'task_failed',
           severity: 'warning',
-          subject: `task ${t.id} (${t.kind}${where}) failed after ${t.attempts} attempt${t.attempts === 1 ? '' : 's'}${why}`,
+          subject: `task ${t.id} (${stageWord(t.kind)}${where}) failed after ${t.attempts} attempt${t.attempts === 1 ? '' : 's'}${why}`,
           details: {taskId: t.id, kind: t.kind, scope: t.scope, attempts: t.attempts, error: t.lastError},
         }
   })

@@ -1,5 +1,5 @@
 import type {Executor} from '../db/executor.js'
-import {type RunInProgress, runsInProgress} from '../pipeline/runs.js'
+import {type RunInProgress, runsInProgress} from '../pipeline/run-views.js'
 import {DEFAULT_CONFIG} from '../runtime/config.js'
 import {listWorkers, type QueueStats, queueStats, type WorkerTypeStats, workerStats, type WorkerView} from '../runtime/stats.js'
 import {sweep} from '../runtime/sweep.js'

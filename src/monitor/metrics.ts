@@ -7,7 +7,7 @@ import {RvxError, UsageError} from '../shared/errors.js'
 import type {Executor} from '../db/executor.js'
 import type {RunStatus, TaskEventKind, WorkerStatus} from '../db/schema.js'
 import type {LlmUsage} from '../pipeline/provider.js'
-import {STAGE_KINDS} from '../pipeline/stages/index.js'
+import {CACHE_KINDS, STAGE_KINDS} from '../pipeline/stages/index.js'
 import {cacheStats} from '../pipeline/cache.js'
 import {llmCallsSince} from '../pipeline/usage.js'
 import {heartbeatLatencies, type QueueStats, taskEventsSince, type WorkerTypeStats} from '../runtime/stats.js'
@@ -97,7 +97,7 @@ export class MonitorMetrics {
   })
   private readonly fenced = new Counter({
     name: 'rvx_fenced_out_total',
-    help: 'Late completions refused because the lease had moved on (never applied).',
+    help: 'Late results refused because the lease had moved on to another worker (never applied); canceled tasks are not counted.',
     labelNames: ['kind'],
     registers: [this.registry],
   })
@@ -173,7 +173,7 @@ export class MonitorMetrics {
     }
 
     for (const kind of ALERT_KINDS) this.alerts.inc({kind}, 0)
-    for (const kind of ['research', 'contacts']) {
+    for (const kind of CACHE_KINDS) {
       this.cacheHits.set({kind}, 0)
       this.cacheEntries.set({kind}, 0)
     }
@@ -228,7 +228,7 @@ export class MonitorMetrics {
     this.heartbeatLatency.reset()
     for (const w of await heartbeatLatencies(db)) if (w.latencyMs !== null) this.heartbeatLatency.set({worker: w.id}, w.latencyMs / 1000)
 
-    for (const s of await cacheStats(db)) {
+    for (const s of await cacheStats(db, CACHE_KINDS)) {
       this.cacheHits.set({kind: s.kind}, s.hits)
       this.cacheEntries.set({kind: s.kind}, s.entries)
     }

@@ -8,14 +8,14 @@ import {advanceRun} from '../pipeline/advance.js'
 import {exportRun} from '../pipeline/export.js'
 import {QueueRetention} from '../pipeline/retention.js'
 import {recentEndings} from '../pipeline/run-endings.js'
-import {runCountsByStatus, runsWithNothingInFlight} from '../pipeline/runs.js'
+import {runCountsByStatus, runsWithNothingInFlight} from '../pipeline/run-views.js'
 import {sleep} from '../runtime/backoff.js'
 import {DEFAULT_CONFIG} from '../runtime/config.js'
 import {errorMessage} from '../runtime/errors.js'
 import type {Logger} from '../runtime/logger.js'
 import {type Health, HEALTH_TIMEOUT_MS, withinTime} from '../runtime/health.js'
 import {DatabaseOutage} from '../runtime/outage.js'
-import {queueStats, workerStats} from '../runtime/stats.js'
+import {queueStats, workerCounts, workerStats} from '../runtime/stats.js'
 import {sweep} from '../runtime/sweep.js'
 import {currentConditions, recordConditions} from './conditions.js'
 import {deliverPending, type DeliveryTargets} from './delivery.js'
@@ -41,11 +41,14 @@ export interface MonitorOptions {
   retentionMs?: number
 }
 
+/** The fleet summary line is logged when it changes, else once a minute. */
+const FLEET_LINE_EVERY_MS = 60_000
+
 /**
  * The fleet's caretaker. Every interval the active monitor sweeps dead
  * workers and expired leases, re-plans runs that have nothing in flight
  * (a quarantined or failed stage task must not leave a run waiting), opens
- * alerts for new conditions and sends them, and logs a fleet summary. Any
+ * alerts for new conditions and sends them, and logs a fleet summary (when it changes, else once a minute). Any
  * number of monitors may run: one holds the lock and acts, the others keep
  * their metrics current and take over within one interval when it dies.
  */
@@ -56,6 +59,8 @@ export class Monitor {
   private active?: boolean
   private delivering?: Promise<unknown>
   private readonly retention?: QueueRetention
+  /** The last summary line logged: what it said, and when. */
+  private fleetLine?: {signature: string; at: number}
 
   constructor(private readonly o: MonitorOptions) {
     if (o.retentionMs !== undefined) this.retention = new QueueRetention(o.retentionMs)
@@ -94,6 +99,7 @@ export class Monitor {
     if (tookOverFrom) this.o.log.warn({hungLeader: tookOverFrom}, `the active monitor ${tookOverFrom} stopped answering; ended its session and took over`)
     if (active !== this.active) {
       this.active = active
+      this.fleetLine = undefined
       this.o.log.info(
         {active},
         active ? 'active: this monitor sweeps, re-plans and alerts' : 'standby: another monitor is active; this one takes over if it stops',
@@ -121,7 +127,7 @@ export class Monitor {
       }
 
       const summary = await this.observe()
-      if (active) this.o.log.info({}, summary)
+      if (active) this.logFleetLine(summary)
       this.outage.up()
     } catch (error) {
       if (isConnectionError(error)) this.outage.down(error, 'monitor')
@@ -202,21 +208,40 @@ export class Monitor {
       })
   }
 
-  /** Fleet, queue and runs: into the metrics, and one summary line. */
-  private async observe(): Promise<string> {
-    const [fleet, queue, runCounts] = await Promise.all([workerStats(this.o.db), queueStats(this.o.db), runCountsByStatus(this.o.db)])
+  /**
+   * Fleet, queue and runs: into the metrics, and one summary line with what tells whether it changed (the queue's
+   * queued and running counts move all the time in a busy fleet: they do not count as a change).
+   */
+  private async observe(): Promise<{line: string; signature: string}> {
+    const [fleet, queue, runCounts, workers] = await Promise.all([
+      workerStats(this.o.db),
+      queueStats(this.o.db),
+      runCountsByStatus(this.o.db),
+      workerCounts(this.o.db),
+    ])
     if (this.o.metrics) {
       this.o.metrics.setFleet(fleet, queue, runCounts)
       await this.o.metrics.collect(this.o.db)
     }
 
     const sum = <T>(rows: T[], f: (r: T) => number) => rows.reduce((n, r) => n + f(r), 0)
-    // A worker of several types counts once per type in the fleet table; the summary counts types' slots.
-    const live = sum(fleet, (w) => w.starting + w.idle + w.busy + w.draining)
-    return (
-      `fleet: ${live} live (${sum(fleet, (w) => w.busy)} busy, ${sum(fleet, (w) => w.idle)} idle, ${sum(fleet, (w) => w.draining)} draining), ${sum(fleet, (w) => w.dead)} dead; ` +
-      `queue: ${sum(queue, (q) => q.queued)} queued, ${sum(queue, (q) => q.running)} running, ${sum(queue, (q) => q.failed + q.quarantined)} failed; ` +
-      `runs: ${runCounts.running ?? 0} running, ${runCounts.needs_decision ?? 0} need a decision`
-    )
+    // Processes, each once: a worker of several stages is one row of `workers` but a row per stage in the fleet table.
+    const live = workers.starting + workers.idle + workers.busy + workers.draining
+    const failed = sum(queue, (q) => q.failed + q.quarantined)
+    const runs = `runs: ${runCounts.running ?? 0} running, ${runCounts.needs_decision ?? 0} need a decision`
+    return {
+      line:
+        `fleet: ${live} live (${workers.busy} busy, ${workers.idle} idle, ${workers.draining} draining), ${workers.dead} dead; ` +
+        `queue: ${sum(queue, (q) => q.queued)} queued, ${sum(queue, (q) => q.running)} running, ${failed} failed; ${runs}`,
+      signature: JSON.stringify([workers, failed, runs]),
+    }
+  }
+
+  /** The summary line when what it says changed, else at most once per FLEET_LINE_EVERY_MS. */
+  private logFleetLine(summary: {line: string; signature: string}): void {
+    const now = Date.now()
+    if (summary.signature === this.fleetLine?.signature && now - this.fleetLine.at < FLEET_LINE_EVERY_MS) return
+    this.fleetLine = {signature: summary.signature, at: now}
+    this.o.log.info({}, summary.line)
   }
 }

@@ -1,9 +1,9 @@
 import type {Kysely} from 'kysely'
 
-import {formatCost} from '../shared/money.js'
+import {formatRunCost} from '../shared/money.js'
 import type {AlertRow, Database} from '../db/schema.js'
 import {renderRun} from '../pipeline/export.js'
-import {runProgress} from '../pipeline/runs.js'
+import {runProgress} from '../pipeline/run-views.js'
 import type {MailMessage} from './mail.js'
 
 /**
@@ -16,9 +16,9 @@ export async function runNoticeMail(db: Kysely<Database>, notice: AlertRow): Pro
   const criteria = JSON.stringify(p.criteria)
   const facts = [
     `Criteria: ${criteria}`,
-    `Companies: ${p.companies.selected} of ${p.quantity} wanted (${p.companies.total} looked at)`,
+    `Companies: ${p.companies.delivered} of ${p.quantity} wanted (${p.companies.total} looked at)`,
     `Contacts: ${p.contacts}`,
-    `Cost: ${formatCost(p.usage.costUsd)} (${p.usage.inputTokens + p.usage.outputTokens} tokens)`,
+    `Cost: ${formatRunCost(p.usage.costUsd, p.simulated)} (${p.usage.inputTokens + p.usage.outputTokens} tokens)`,
   ]
   if (notice.kind === 'run_completed_notice') {
     const rendered = await renderRun(db, runId, 'csv')

@@ -1,19 +1,22 @@
 import {type Kysely, sql, type Transaction} from '../db/kysely.js'
 import {type Executor, inTransaction} from '../db/executor.js'
 import type {Database, RunRow, RunStatus} from '../db/schema.js'
-import {cancelTasks, enqueue} from '../runtime/queue.js'
+import {cancelTasks} from '../runtime/queue.js'
 import {liveTaskCounts, retryTasks, tasksByPayload} from '../runtime/scopes.js'
-import {DROP, dropsByReason, mainDropNote} from './drops.js'
+import {dropsByReason, mainDropNote} from './drops.js'
 import {runOptions, runScope} from './run-options.js'
-import {companyCounts, lockRun, usableContact} from './runs.js'
-import {enqueueDiscoveryRound} from './stages/discovery.js'
+import {companyCounts} from './run-counts.js'
+import {lockRun} from './runs.js'
+import {stageNamed, STAGES, stagesOf, stagesOn} from './stages/index.js'
+import {perCompany, roundTasks, startStages} from './stages/start.js'
+import type {AdvanceContext, RunFacts, StageName, Trigger} from './stages/stage.js'
 import {stopForYield} from './yield-alarm.js'
-import {perStage, stageNamed, STAGES} from './stages/index.js'
-import type {AdvanceContext, RunFacts, StageName} from './stages/stage.js'
 
 /**
  * Moves a run forward from whatever its data says now: the rule of the
- * stage the run is in decides (see each file in stages/). Runs inside the
+ * stage the run is in decides (see each file in stages/), with moves made in
+ * the words of triggers (select: start the `selected` stages; discover more:
+ * another round of the `run` stages), never of a stage by name. Runs inside the
  * transaction that wrote a stage's result, with the run row locked, so
  * concurrent completions never double-enqueue or overshoot. Idempotent: the
  * orchestrator and the monitor also call it as a safety net (a task that
@@ -25,9 +28,13 @@ export async function advance(trx: Transaction<Database>, runId: number): Promis
   return decide(trx, await advanceContext(trx, run))
 }
 
-/** The yield alarm first (a run that cannot reach its target at its rate so far stops asking for more), then the stage's rule. */
+/** The yield alarm first (a run that cannot reach its target at its rate so far stops asking for more), then the rule of the stage the run is in. */
 async function decide(trx: Transaction<Database>, ctx: AdvanceContext): Promise<RunStatus> {
-  return (await stopForYield(trx, ctx)) ?? stageNamed(ctx.run.stage as StageName).advance(ctx)
+  const alarm = await stopForYield(trx, ctx)
+  if (alarm) return alarm
+  const stage = stageNamed(ctx.run.stage)
+  if (!stage.advance) throw new Error(`the run is in stage ${stage.name}, which has no advance rule`)
+  return stage.advance(ctx)
 }
 
 /**
@@ -133,26 +140,36 @@ function signature(facts: Pick<RunFacts, 'companies' | 'pending'>): string {
 }
 
 async function factsSignature(db: Executor, runId: number): Promise<string> {
-  return signature({companies: await companyCounts(db, runId), pending: await pendingByStage(db, runId)})
+  const run = await db.selectFrom('runs').select('options').where('id', '=', runId).executeTakeFirstOrThrow()
+  return signature({companies: await companyCounts(db, runId), pending: await pendingByStage(db, runId, stagesOf(run))})
 }
 
 async function advanceContext(trx: Transaction<Database>, run: RunRow): Promise<AdvanceContext> {
-  const facts: RunFacts = {run, options: runOptions(run), companies: await companyCounts(trx, run.id), pending: await pendingByStage(trx, run.id)}
-  // Selected companies (alias c) with fewer than contacts_min usable decision makers so far.
-  const selectedShortOfContacts = sql`c.run_id = ${run.id} and c.status = 'selected'
-    and (select count(*) from contacts k where k.company_id = c.id and ${usableContact('k')}) < ${run.contacts_min}`
+  const pending = await pendingByStage(trx, run.id, stagesOf(run))
+  const facts: RunFacts = {
+    run,
+    options: runOptions(run),
+    companies: await companyCounts(trx, run.id),
+    pending,
+    pendingFor: (trigger) => stagesOn(run, trigger).reduce((n, s) => n + (pending[s.name] ?? 0), 0),
+  }
+  // Selected companies (alias c) that do not meet what each stage requires (contacts: enough decision makers).
+  const requirements = stagesOf(run).flatMap((s) => (s.requires ? [s.requires] : []))
+  const unmet = (met: (typeof requirements)[number]['met']) => sql`c.run_id = ${run.id} and c.status = 'selected' and not ${met(run)}`
   const ctx: AdvanceContext = {
     ...facts,
     async select() {
       await pick(trx, run)
+      const before = stagesOf(run).filter((s) => s.trigger !== 'selected')
       await cancelTasks(
         trx,
-        {scope: runScope(run.id), kinds: [stageNamed('discovery').kind, stageNamed('research').kind], statuses: ['queued', 'running']},
-        'run reached its target: no further discovery or research',
+        {scope: runScope(run.id), kinds: before.map((s) => s.kind), statuses: ['queued', 'running']},
+        `run ${run.id} met its target: no further discovery or research`,
       )
-      await setRun(trx, run.id, {stage: 'contacts'})
-      // Contact searches started early may all be done already: the contacts rule decides now, on fresh counts.
-      return ctx.continueWith('contacts')
+      const lead = leaderOn(run, 'selected')
+      await setRun(trx, run.id, {stage: lead})
+      // Work on selected companies started early may all be done already: their rule decides now, on fresh counts.
+      return ctx.continueWith(lead)
     },
     async selectQualified() {
       await pick(trx, run)
@@ -160,26 +177,31 @@ async function advanceContext(trx: Transaction<Database>, run: RunRow): Promise<
     async discoverMore() {
       if (facts.options.discoveryExhausted || run.discovery_rounds >= facts.options.maxDiscoveryRounds) return false
       const round = run.discovery_rounds + 1
-      await setRun(trx, run.id, {stage: 'discovery', discovery_rounds: round})
-      await enqueueDiscoveryRound(trx, run.id, round)
+      await setRun(trx, run.id, {stage: leaderOn(run, 'run'), discovery_rounds: round})
+      await startStages(trx, run, 'run', roundTasks(run.id, round))
       return true
     },
-    reopenResearch: (count) => reopenResearch(trx, run, count),
-    async shortOfContacts() {
-      const {rows} = await sql<{n: number}>`select count(*)::int as n from companies c where ${selectedShortOfContacts}`.execute(trx)
+    async reopenCandidates(count) {
+      await reopenCandidates(trx, run, count)
+      await setRun(trx, run.id, {stage: leaderOn(run, 'discovered')})
+    },
+    async shortOfRequirements() {
+      if (requirements.length === 0) return 0
+      const {rows} = await sql<{n: number}>`
+        select count(*)::int as n from companies c where ${sql.join(
+          requirements.map((r) => sql`(${unmet(r.met)})`),
+          sql` or `,
+        )}`.execute(trx)
       return rows[0].n
     },
-    async dropShortOfContacts() {
-      // Named as a reason (runs show counts drops by it): decision makers found but none whose email takes mail, or too few.
-      await sql`
-        update companies c set status = 'disqualified',
-          disqualified_by = array[case when exists (select 1 from contacts k where k.company_id = c.id and not ${usableContact('k')})
-                                       then ${DROP.noDeliverableEmail} else ${DROP.tooFewContacts} end],
-          reasons = c.reasons || to_jsonb(array[case when exists (select 1 from contacts k where k.company_id = c.id and not ${usableContact('k')})
-                                                     then 'fewer than ' || ${run.contacts_min}::text || ' decision makers with a deliverable email'
-                                                     else 'fewer than ' || ${run.contacts_min}::text || ' decision makers found' end])
-        where ${selectedShortOfContacts}
-      `.execute(trx)
+    async dropShortOfRequirements() {
+      // Each named as a reason in disqualified_by (runs show counts drops by it).
+      for (const r of requirements) {
+        await sql`
+          update companies c set status = 'disqualified', disqualified_by = array[${r.key(run)}]::text[],
+            reasons = c.reasons || to_jsonb(array[${r.reason(run)}::text])
+          where ${unmet(r.met)}`.execute(trx)
+      }
     },
     setStage: (stage) => setRun(trx, run.id, {stage}),
     async complete() {
@@ -194,14 +216,21 @@ async function advanceContext(trx: Transaction<Database>, run: RunRow): Promise<
     },
     recount: () => companyCounts(trx, run.id),
     // On fresh facts: the moves made so far (a selection, a round enqueued) changed the counts this context was built on.
-    continueWith: async (stage) => stageNamed(stage).advance(await advanceContext(trx, await lockRun(trx, run.id))),
+    continueWith: async (stage) => stageNamed(stage).advance!(await advanceContext(trx, await lockRun(trx, run.id))),
   }
   return ctx
 }
 
+/** The stage that leads a run while the stages with this trigger work: the first of them with an advance rule. */
+function leaderOn(run: RunRow, trigger: Trigger): StageName {
+  const lead = stagesOn(run, trigger).find((s) => s.advance)
+  if (!lead) throw new Error(`no stage with the ${trigger} trigger has an advance rule`)
+  return lead.name
+}
+
 /**
  * Tops the selection up to `quantity` with the best qualified companies by
- * ICP score and enqueues their contact search (once per company: a search
+ * ICP score and starts their `selected` stages (once per company: work
  * started early is not started again).
  */
 async function pick(trx: Transaction<Database>, run: RunRow): Promise<void> {
@@ -223,32 +252,34 @@ async function pick(trx: Transaction<Database>, run: RunRow): Promise<void> {
     )
     .returning(['id', 'icp_score'])
     .execute()
-  // The best first: their searches are claimed first.
+  // The best first: their tasks are claimed first.
   picked.sort((a, b) => (b.icp_score ?? 0) - (a.icp_score ?? 0) || Number(a.id) - Number(b.id))
-  const contacts = stageNamed('contacts')
-  await enqueue(
+  await startStages(
     trx,
-    picked.map((c) => ({
-      kind: contacts.kind,
-      payload: {runId: run.id, companyId: c.id},
-      scope: runScope(run.id),
-      idempotencyKey: `${runScope(run.id)}:${contacts.kind}:${c.id}`,
-      maxAttempts: runOptions(run).contactAttempts,
-    })),
+    run,
+    'selected',
+    perCompany(
+      run.id,
+      picked.map((c) => c.id),
+    ),
   )
 }
 
-/** Puts the research of up to `count` unresearched candidates back in the queue (it was canceled at the target). */
-async function reopenResearch(trx: Transaction<Database>, run: RunRow, count: number): Promise<void> {
+/** Puts the `discovered` stages' tasks of up to `count` unjudged candidates back in the queue (they were canceled at the target). */
+async function reopenCandidates(trx: Transaction<Database>, run: RunRow, count: number): Promise<void> {
   const candidates = await trx.selectFrom('companies').select('id').where('run_id', '=', run.id).where('status', '=', 'candidate').orderBy('id').execute()
   const statuses = ['canceled', 'failed', 'quarantined'] as const
-  const stopped = await tasksByPayload(trx, {
-    scope: runScope(run.id),
-    kind: stageNamed('research').kind,
-    key: 'companyId',
-    values: candidates.map((c) => c.id),
-    statuses: [...statuses],
-  })
+  const stopped = []
+  for (const stage of stagesOn(run, 'discovered'))
+    stopped.push(
+      ...(await tasksByPayload(trx, {
+        scope: runScope(run.id),
+        kind: stage.kind,
+        key: 'companyId',
+        values: candidates.map((c) => c.id),
+        statuses: [...statuses],
+      })),
+    )
   // In company order, as the candidates were found.
   const ids = stopped
     .sort((a, b) => Number(a.value) - Number(b.value))
@@ -259,6 +290,8 @@ async function reopenResearch(trx: Transaction<Database>, run: RunRow, count: nu
 }
 
 async function setRun(trx: Transaction<Database>, runId: number, values: Record<string, unknown>): Promise<void> {
+  // runs.stage has no CHECK (a new stage widens none): the registry is the check.
+  if (typeof values.stage === 'string' && values.stage !== 'done') stageNamed(values.stage)
   await trx
     .updateTable('runs')
     .set({...values, updated_at: sql`now()`} as never)
@@ -266,10 +299,8 @@ async function setRun(trx: Transaction<Database>, runId: number, values: Record<
     .execute()
 }
 
-/** Tasks queued or running per stage. */
-async function pendingByStage(trx: Executor, runId: number): Promise<Record<StageName, number>> {
+/** Tasks queued or running per stage of the run. */
+async function pendingByStage(trx: Executor, runId: number, stages: typeof STAGES): Promise<Record<StageName, number>> {
   const live = await liveTaskCounts(trx, runScope(runId))
-  const out = perStage(() => 0)
-  for (const stage of STAGES) out[stage.name] = live[stage.kind] ?? 0
-  return out
+  return Object.fromEntries(stages.map((s) => [s.name, live[s.kind] ?? 0]))
 }

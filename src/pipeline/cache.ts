@@ -4,16 +4,18 @@ import {sql} from '../db/kysely.js'
 
 import type {Executor} from '../db/executor.js'
 import type {Criteria} from './criteria.js'
-import type {CallContext, LlmUsage} from './provider.js'
+import type {CallContext} from './provider.js'
 
 /**
- * Never pay twice: what a paid research or contact search found for a
- * domain, reused while it is younger than the run's TTL. The key is what the
- * answer depended on: the domain, the provider (its model and endpoint, or the
- * simulated world) and, for research, the criteria it was judged against.
+ * Never pay twice: what a paid call of a stage that declares `cached`
+ * found for a domain, reused while it is younger than the run's TTL. The key
+ * is what the answer depended on: the domain, the provider (its model and
+ * endpoint, or the simulated world) and, where the stage judges against them,
+ * the criteria.
  */
 
-export type CacheKind = 'research' | 'contacts'
+/** The name of the stage whose answer it is (one that declares `cached`: the registry's CACHE_KINDS). */
+export type CacheKind = string
 
 /** The default time a cached answer is reused (--cache-ttl). */
 export const DEFAULT_CACHE_TTL_MS = 30 * 24 * 3600_000
@@ -31,7 +33,7 @@ function researchCriteria(criteria: Criteria): string {
 }
 
 export function cacheKey(kind: CacheKind, parts: {domain: string; provider: string; criteria?: Criteria; extra?: string}): string {
-  const material = [kind, parts.domain, parts.provider, kind === 'research' ? researchCriteria(parts.criteria ?? {}) : '', parts.extra ?? ''].join('\n')
+  const material = [kind, parts.domain, parts.provider, parts.criteria ? researchCriteria(parts.criteria) : '', parts.extra ?? ''].join('\n')
   return createHash('sha256').update(material).digest('hex')
 }
 
@@ -71,9 +73,15 @@ export function metered(ctx: CallContext): CallContext & {spentUsd(): number} {
   let usd = 0
   return {
     ...ctx,
-    record(usage: LlmUsage) {
-      usd += usage.costUsd
-      ctx.record(usage)
+    async admit(plan) {
+      const admission = await ctx.admit(plan)
+      return {
+        ...admission,
+        settle(outcome) {
+          usd += outcome.usage.costUsd
+          return admission.settle(outcome)
+        },
+      }
     },
     spentUsd: () => usd,
   }
@@ -91,14 +99,15 @@ export interface CacheStats {
   newest: Date | null
 }
 
-export async function cacheStats(db: Executor): Promise<CacheStats[]> {
+/** Per kind (`kinds`: the registry's CACHE_KINDS, which the stages that import this module make). */
+export async function cacheStats(db: Executor, kinds: readonly CacheKind[]): Promise<CacheStats[]> {
   const {rows} = await sql<{kind: CacheKind; entries: number; fresh: number; hits: number; saved: string; oldest: Date | null; newest: Date | null}>`
     select k.kind, count(c.key)::int as entries,
            count(c.key) filter (where c.created_at > now() - ${DEFAULT_CACHE_TTL_MS}::float8 * interval '1 millisecond')::int as fresh,
            coalesce(sum(c.hits), 0)::float8 as hits, coalesce(sum(c.hits * c.cost_usd), 0)::text as saved,
            min(c.created_at) as oldest, max(c.created_at) as newest
-    from (values ('research'), ('contacts')) as k(kind) left join research_cache c on c.kind = k.kind
-    group by k.kind order by k.kind desc`.execute(db)
+    from unnest(${[...kinds]}::text[]) with ordinality as k(kind, n) left join research_cache c on c.kind = k.kind
+    group by k.kind, k.n order by k.n`.execute(db)
   return rows.map((r) => ({kind: r.kind, entries: r.entries, fresh: r.fresh, hits: r.hits, savedUsd: Number(r.saved), oldest: r.oldest, newest: r.newest}))
 }
 

@@ -1,4 +1,4 @@
-import type {RunProgress} from './runs.js'
+import type {RunProgress} from './run-views.js'
 import {stageNamed} from './stages/index.js'
 
 /** Companies researched before the qualification rate so far is taken to say anything about the rest. */

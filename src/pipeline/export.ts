@@ -3,13 +3,18 @@ import path from 'node:path'
 import {stringify} from 'csv-stringify/sync'
 import type {Kysely} from 'kysely'
 
+import {sql} from '../db/kysely.js'
 import {databaseId} from '../db/meta.js'
-import type {Database} from '../db/schema.js'
+import type {Database, RunRow} from '../db/schema.js'
 import {makeDirectory} from '../shared/directories.js'
 import {withoutEscapes} from '../shared/text.js'
+import {deliveredCompanyIds} from './run-counts.js'
 import {getRun} from './runs.js'
+import {stageFacts} from './stage-facts.js'
+import {stagesOf} from './stages/index.js'
 import {type FinalVerdict, VERDICT_KEYS} from './verification.js'
 
+/** The columns of every run's companies export; the run's stages add theirs after these (`companyColumns`). */
 export const COMPANY_COLUMNS = [
   'company_name',
   'domain',
@@ -29,6 +34,11 @@ export const COMPANY_COLUMNS = [
   'from_cache',
   ...VERDICT_KEYS.flatMap((k) => [`${k}_verdict`, `${k}_evidence`] as const),
 ] as const
+/** A run's companies columns: COMPANY_COLUMNS, then the columns each of its stages declares. */
+export function companyColumns(run: Pick<RunRow, 'options'>): string[] {
+  return [...COMPANY_COLUMNS, ...stagesOf(run).flatMap((s) => (s.columns ?? []).map((c) => c.name))]
+}
+
 export const CONTACT_COLUMNS = [
   'company_name',
   'company_domain',
@@ -62,31 +72,19 @@ export interface RenderedRun {
 }
 
 /**
- * The run's companies and contacts as CSV (or JSON) text. Selected companies
- * are exported; a run that stopped short exports what it has (the selected,
- * else the best qualified).
+ * The run's companies and contacts as CSV (or JSON) text: the companies it
+ * delivers (`deliveredCompanyIds`: the selected, else the best qualified) and
+ * their contacts.
  */
 export async function renderRun(db: Kysely<Database>, runId: number, format: 'csv' | 'json' = 'csv'): Promise<RenderedRun> {
   const run = await getRun(db, runId)
-  let companies = await db
+  const companies = await db
     .selectFrom('companies')
     .selectAll()
-    .where('run_id', '=', runId)
-    .where('status', '=', 'selected')
+    .where(sql<boolean>`id in (${deliveredCompanyIds(runId)})`)
     .orderBy('icp_score', 'desc')
     .orderBy('id')
     .execute()
-  if (companies.length === 0) {
-    companies = await db
-      .selectFrom('companies')
-      .selectAll()
-      .where('run_id', '=', runId)
-      .where('status', '=', 'qualified')
-      .orderBy('icp_score', 'desc')
-      .orderBy('id')
-      .limit(run.quantity)
-      .execute()
-  }
 
   const ids = companies.map((c) => c.id)
   const contacts =
@@ -94,6 +92,8 @@ export async function renderRun(db: Kysely<Database>, runId: number, format: 'cs
       ? []
       : await db.selectFrom('contacts').selectAll().where('company_id', 'in', ids).orderBy('company_id').orderBy('tier').orderBy('id').execute()
   const byId = new Map(companies.map((c) => [c.id, c]))
+  const facts = await stageFacts(db, ids)
+  const stages = stagesOf(run).filter((s) => s.columns)
   const list = (v: unknown) => (Array.isArray(v) ? v.join('; ') : '')
   const companyRows = companies.map((c) => ({
     company_name: c.name,
@@ -113,8 +113,11 @@ export async function renderRun(db: Kysely<Database>, runId: number, format: 'cs
     researched_at: c.researched_at?.toISOString() ?? null,
     from_cache: c.from_cache,
     ...verdictColumns(c.verdicts as Partial<Record<string, FinalVerdict>>),
-    // JSON only (CSV takes the columns above): every verdict with its full evidence, URL and quote.
+    ...Object.fromEntries(stages.flatMap((s) => s.columns!.map((col) => [col.name, col.value(facts.get(c.id)?.[s.name])]))),
+    // JSON only (CSV takes the columns above): every verdict with its full evidence, URL and quote, and what each
+    // stage found with its evidence.
     verdicts: c.verdicts,
+    ...(stages.length > 0 ? {facts: Object.fromEntries(stages.map((s) => [s.name, facts.get(c.id)?.[s.name] ?? null]))} : {}),
   }))
   const contactRows = contacts.map((k) => ({
     company_name: byId.get(k.company_id)?.name ?? null,
@@ -134,7 +137,7 @@ export async function renderRun(db: Kysely<Database>, runId: number, format: 'cs
     format === 'json'
       ? {companies: JSON.stringify(companyRows, null, 2) + '\n', contacts: JSON.stringify(contactRows, null, 2) + '\n'}
       : {
-          companies: stringify(companyRows, {header: true, columns: [...COMPANY_COLUMNS], cast: {string: csvCell, boolean: (b) => String(b)}}),
+          companies: stringify(companyRows, {header: true, columns: companyColumns(run), cast: {string: csvCell, boolean: (b) => String(b)}}),
           contacts: stringify(contactRows, {header: true, columns: [...CONTACT_COLUMNS], cast: {string: csvCell, boolean: (b) => String(b)}}),
         }
   return {runId, status: run.status, companies: companyRows.length, contacts: contactRows.length, files}

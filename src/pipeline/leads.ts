@@ -1,6 +1,8 @@
 import type {Executor} from '../db/executor.js'
 import type {CompanyRow, CompanyStatus, ContactRow} from '../db/schema.js'
 import type {Evidence, Verdict} from './provider.js'
+import {stageFacts} from './stage-facts.js'
+import {stagesOf} from './stages/index.js'
 import {type FinalVerdict, VERDICT_KEYS} from './verification.js'
 
 /**
@@ -32,6 +34,17 @@ export interface Lead {
   /** What kept it out (criteria, or its portfolio). */
   disqualifiedBy: string[]
   researchedAt: Date | null
+  /** The columns the run's stages declare (phone, LinkedIn page, ...), with what shows each. */
+  stageColumns: LeadColumn[]
+}
+
+export interface LeadColumn {
+  stage: string
+  name: string
+  label: string
+  value: string | null
+  evidence: Evidence[]
+  note: string | null
 }
 
 export interface LeadVerdict {
@@ -58,6 +71,8 @@ export interface LeadContact {
 
 /** Companies of a run in one status, best ICP score first (then oldest), at most `limit` (after the first `offset`). */
 export async function runLeads(db: Executor, runId: number, status: CompanyStatus, limit: number, offset = 0): Promise<Lead[]> {
+  const run = await db.selectFrom('runs').select('options').where('id', '=', runId).executeTakeFirst()
+  const stages = run ? stagesOf(run).filter((s) => s.columns) : []
   const rows = await db
     .selectFrom('companies')
     .selectAll()
@@ -68,7 +83,23 @@ export async function runLeads(db: Executor, runId: number, status: CompanyStatu
     .limit(limit)
     .offset(offset)
     .execute()
-  return rows.map(toLead)
+  const facts =
+    stages.length > 0
+      ? await stageFacts(
+          db,
+          rows.map((r) => r.id),
+        )
+      : new Map()
+  return rows.map((c) => {
+    const stageColumns = stages.flatMap((s) =>
+      s.columns!.flatMap((col) => {
+        const fact = facts.get(c.id)?.[s.name]
+        if (col.label === undefined) return []
+        return [{stage: s.name, name: col.name, label: col.label, value: col.value(fact), evidence: col.evidence?.(fact) ?? [], note: col.note?.(fact) ?? null}]
+      }),
+    )
+    return {...toLead(c), stageColumns}
+  })
 }
 
 /** The contacts of these companies, by company, best tier first. */
@@ -82,7 +113,7 @@ export async function leadContacts(db: Executor, companyIds: number[]): Promise<
 
 const strings = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [])
 
-function toLead(c: CompanyRow): Lead {
+function toLead(c: CompanyRow): Omit<Lead, 'stageColumns'> {
   return {
     id: c.id,
     name: c.name,

@@ -10,7 +10,8 @@ import {Worker, type WorkerSummary} from '../runtime/worker.js'
 import type {RuntimeConfig} from '../runtime/config.js'
 import {advanceRun} from './advance.js'
 import {runScope} from './run-options.js'
-import {type RunProgress, runProgress} from './runs.js'
+import {type RunProgress, runProgress} from './run-views.js'
+import {stageWord} from './stage-words.js'
 import {STAGE_KINDS} from './stages/index.js'
 import type {SpendJournal} from './spend-journal.js'
 import {type ProviderFactory, registerPipeline} from './stages/skeleton.js'
@@ -66,6 +67,7 @@ export async function driveRun(o: DriveOptions): Promise<DriveResult> {
         config: o.config,
         version: o.version,
         limits: o.limits,
+        kindName: stageWord,
         onDatabaseBack: o.journal ? () => void o.journal?.reconcile(o.db).catch(() => {}) : undefined,
       }),
   )

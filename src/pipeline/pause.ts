@@ -3,7 +3,6 @@ import {type Executor, inTransaction} from '../db/executor.js'
 import type {RunRow} from '../db/schema.js'
 import {pauseScope, resumeScope} from '../runtime/scopes.js'
 import {RvxError} from '../shared/errors.js'
-import type {Criteria} from './criteria.js'
 import {runScope} from './run-options.js'
 import {lockRun, resumeRun} from './runs.js'
 
@@ -49,13 +48,9 @@ export async function unpauseRun(db: Executor, runId: number): Promise<boolean> 
  * does. A paused run that is still running only has its pause lifted (its
  * discovery rounds and tasks are left as they are).
  */
-export async function continueRun(
-  db: Executor,
-  runId: number,
-  changes: {criteria?: Criteria; quantity?: number; maxUsd?: number} = {},
-): Promise<{unpaused: boolean}> {
+export async function continueRun(db: Executor, runId: number, changes: Parameters<typeof resumeRun>[2] = {}): Promise<{unpaused: boolean}> {
   const unpaused = await unpauseRun(db, runId)
-  const changing = changes.criteria !== undefined || changes.quantity !== undefined || changes.maxUsd !== undefined
+  const changing = Object.values(changes).some((v) => v !== undefined && !(Array.isArray(v) && v.length === 0))
   const run = await db.selectFrom('runs').select('status').where('id', '=', runId).executeTakeFirstOrThrow()
   if (!unpaused || run.status !== 'running' || changing) await resumeRun(db, runId, changes)
   return {unpaused}

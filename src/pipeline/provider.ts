@@ -1,5 +1,6 @@
+import type {z} from 'zod'
+
 import {PermanentError} from '../runtime/errors.js'
-import type {Criteria} from './criteria.js'
 
 /** A company found by discovery, before research. */
 export interface CandidateCompany {
@@ -84,6 +85,10 @@ export interface CheckedContact {
 export interface SiteChecks {
   checkSite(company: CandidateCompany, signal: AbortSignal): Promise<SiteFacts>
   checkContact(contact: FoundContact, ownDomains: string[], signal: AbortSignal): Promise<CheckedContact>
+  /** One page as the checks read it (behind the fetch guard, or from the simulated web): for a stage's own checks. */
+  readPage(url: string, signal: AbortSignal): Promise<{url: string; status: number; text: string}>
+  /** The hosts whose URLs are LinkedIn's (linkedin.com; linkedin.example in the simulated world). */
+  readonly linkedinHosts: readonly string[]
 }
 
 export interface FoundContact {
@@ -124,25 +129,46 @@ export interface CallPlan {
   maxUsd: number | null
 }
 
+/**
+ * What a provider says of its rate limits in one answer, parsed by the provider (its headers, its 429 wording):
+ * what the fleet's pacing learns from. Null where the answer did not say.
+ */
+export interface RateInfo {
+  /** The HTTP status (0: no answer came). */
+  status: number
+  limitRequests: number | null
+  limitTokens: number | null
+  remainingRequests: number | null
+  /** How long a 429 asked the caller to wait. */
+  retryAfterMs: number | null
+  /** Which limit a 429 says was hit. */
+  limitedBy: 'requests' | 'tokens' | null
+}
+
+/** How a paid call ended: its usage and what the answer said of the rate limits. */
+export interface CallOutcome {
+  usage: LlmUsage
+  rate: RateInfo
+}
+
+/** Nothing said of rate limits (no answer, or a provider without them). */
+export function noRateInfo(status: number): RateInfo {
+  return {status, limitRequests: null, limitTokens: null, remainingRequests: null, retryAfterMs: null, limitedBy: null}
+}
+
 /** A paid call let through: how long it waited for the quota, and how it went (called once, whatever happened). */
 export interface Admission {
   waitedMs: number
-  /** `costUsd`: what the call was billed (it stays held against the budget until its usage is saved); the estimate when not given. */
-  settle(result: {
-    status: number
-    inputTokens?: number
-    outputTokens?: number
-    headers?: unknown
-    /** A refused call's error text from the provider (OpenAI's 429 names the limit it hit). */
-    message?: string
-    costUsd?: number
-  }): Promise<void>
+  /**
+   * Records the call's usage (at once, before anything that can fail: it was paid) and settles it: its cost held
+   * against the budget until the usage is saved, its quota share corrected by what the answer said. The one way a
+   * provider records a call, so none is recorded without being settled.
+   */
+  settle(outcome: CallOutcome): Promise<void>
 }
 
 export interface CallContext {
   signal: AbortSignal
-  /** Every model call reports its usage here, success or not. */
-  record(usage: LlmUsage): void
   /**
    * Before every paid call: waits for its share of the fleet's quota and holds
    * its cost against the run's budget. Throws BudgetReachedError when the call
@@ -152,18 +178,37 @@ export interface CallContext {
   admit(plan: CallPlan): Promise<Admission>
 }
 
-/** The three research steps, whatever does them (a model with tools, or the simulated world), and the checks that verify them. */
+/** The tools an agent may be given (the simulated world uses none). */
+export type AgentTool = 'search_web' | 'fetch_page' | 'detect_pms'
+
+/** One agent call a stage asks for: the stage brings its prompt, the schema its answer must match, and its tools. */
+export interface AgentRequest<T> {
+  /** The stage asking (the simulated world answers by it). */
+  stage: string
+  prompt: string
+  /** What the answer must match (validated; one repair turn). */
+  schema: z.ZodType<T>
+  tools: readonly AgentTool[]
+  /** What the prompt was made from, for a provider that reads no prompt (the simulated world). */
+  input: unknown
+}
+
+export interface AgentAnswer<T> {
+  value: T
+  /** Every URL this call actually read (fetched, or saw in a search result): cited evidence counts only if it is here. */
+  seen: string[]
+}
+
+/** Whoever answers a stage's agent calls (a model with tools, or the simulated world), and the checks that verify them. */
 export interface ResearchProvider {
   readonly name: string
   readonly simulated: boolean
   readonly checks: SiteChecks
   /** The models its calls are billed for (a budget needs a price for each). */
   readonly models: readonly string[]
-  /** What its answers depend on besides the input (model and endpoint, or the simulated world): part of the research cache's key. */
+  /** What its answers depend on besides the input (model and endpoint, or the simulated world): part of the cache's key. */
   readonly identity: string
-  discover(input: {criteria: Criteria; want: number; exclude: string[]; round: number}, ctx: CallContext): Promise<CandidateCompany[]>
-  research(input: {criteria: Criteria; company: CandidateCompany}, ctx: CallContext): Promise<CompanyResearch>
-  findContacts(input: {company: CandidateCompany; min: number; max: number}, ctx: CallContext): Promise<FoundContact[]>
+  agent<T>(request: AgentRequest<T>, ctx: CallContext): Promise<AgentAnswer<T>>
 }
 
 /**

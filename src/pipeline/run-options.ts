@@ -25,6 +25,8 @@ export interface RunOptions {
   yieldCheckAfter?: number
   /** Resumed after its yield alarm: it goes on unjudged. */
   yieldAccepted?: boolean
+  /** Opt-in stages the run asked for (--enrich, ...), by name. */
+  stages?: string[]
   /** Domains kept out when the run was created: delivered by earlier runs, and from --exclude files. */
   keptOut?: {delivered: number; excluded: number}
 }

@@ -1,20 +1,21 @@
 import {sql, type Transaction} from '../db/kysely.js'
 import {type Executor, inTransaction} from '../db/executor.js'
-import type {Database, RunRow, RunStatus, TaskStatus} from '../db/schema.js'
+import type {Database, RunRow} from '../db/schema.js'
 import {cancelTasks} from '../runtime/queue.js'
-import {retryTasks, scopesWithLiveTasks, taskCounts} from '../runtime/scopes.js'
+import {retryTasks} from '../runtime/scopes.js'
 import {RvxError, UsageError} from '../shared/errors.js'
 import {formatCost} from '../shared/money.js'
+import {companyCounts} from './run-counts.js'
 import type {Criteria, RunSize} from './criteria.js'
-import {criteriaOf} from './verification.js'
-import {type DropCount, dropsByReason} from './drops.js'
 import {DEFAULT_RUN_OPTIONS, type RunOptions, runOptions, runScope} from './run-options.js'
-import {UNUSABLE_EMAIL_STATUSES} from './stages/contacts.js'
-import {deliveredDomains, enqueueDiscoveryRound} from './stages/discovery.js'
-import {STAGE_KINDS} from './stages/index.js'
-import type {ProgressFacts, StageName} from './stages/stage.js'
-import {runUsage, type RunUsage} from './usage.js'
+import {deliveredDomains} from './stages/discovery.js'
+import {OPT_IN_STAGES, stagesOf} from './stages/index.js'
+import {roundTasks, startLateStages, startStages} from './stages/start.js'
+import {runUsage} from './usage.js'
 import {yieldStopReason} from './yield-alarm.js'
+
+// The run lifecycle: create, lock, accept, cancel, resume, stop at the budget, fail. What people read about runs
+// (progress, the overview, what the monitor watches) is in run-views.ts.
 
 /** Creates the run and its first discovery task in one transaction. */
 export async function createRun(
@@ -47,7 +48,7 @@ export async function createRun(
         .execute()
     }
 
-    await enqueueDiscoveryRound(trx, run.id, 1)
+    await startStages(trx, run, 'run', roundTasks(run.id, 1))
     return run
   })
 }
@@ -71,108 +72,13 @@ export async function lockRun(trx: Transaction<Database>, runId: number): Promis
   return run
 }
 
-/** SQL: a contact (table alias `k`) that counts toward contacts_min: the usable-contact rule of the contacts stage (`counts`). */
-export function usableContact(alias: string) {
-  const status = sql.ref(`${alias}.email_status`)
-  return sql`(${status} is null or ${status} not in (${sql.join(UNUSABLE_EMAIL_STATUSES)}))`
-}
-
-export interface RunProgress extends ProgressFacts {
-  id: number
-  status: RunStatus
-  stage: string
-  criteria: unknown
-  provider: string
-  notes: string | null
-  createdAt: Date
-  finishedAt: Date | null
-  /** When it was paused (rvx runs pause), while it is; null when not paused. */
-  pausedAt: Date | null
-  /** Where its export was last written, if it was. */
-  exportPath: string | null
-  /** Per criterion (and the site check): selected companies it matched or left unknown, and candidates it kept out. */
-  verdicts: Record<string, {selectedMatch: number; selectedUnknown: number; disqualified: number}>
-  /** Companies that left the running, by reason (a company kept out by two criteria counts under both). */
-  drops: DropCount[]
-  /** Tasks by kind and status. */
-  tasks: Record<string, Record<TaskStatus, number>>
-  usage: RunUsage
-  /** The run's budget in US dollars (null: none). */
-  maxUsd: number | null
-  /** Domains kept out (delivered by earlier runs, or --exclude) when the run was created, and candidates dropped for it since. */
-  suppression: {delivered: number; excluded: number; dropped: number}
-}
-
-/** Counts for `runs show`, progress lines and the summary. */
-export async function runProgress(db: Executor, runId: number): Promise<RunProgress> {
-  const run = await getRun(db, runId)
-  const counts = await companyCounts(db, runId)
-  const c = {...counts, total: counts.candidate + counts.qualified + counts.disqualified + counts.selected}
-
-  const contacts = await db
-    .selectFrom('contacts')
-    .select((eb) => eb.fn.countAll<number>().as('n'))
-    .where('run_id', '=', runId)
-    .executeTakeFirstOrThrow()
-  const tasks: RunProgress['tasks'] = {}
-  const none = (): Record<TaskStatus, number> => ({queued: 0, running: 0, completed: 0, failed: 0, quarantined: 0, canceled: 0})
-  for (const kind of STAGE_KINDS) tasks[kind] = none()
-  for (const r of await taskCounts(db, runScope(runId))) (tasks[r.kind] ??= none())[r.status] += r.count
-
-  return {
-    id: run.id,
-    status: run.status,
-    stage: run.stage,
-    quantity: run.quantity,
-    criteria: run.criteria,
-    provider: run.provider,
-    notes: run.notes,
-    createdAt: run.created_at,
-    finishedAt: run.finished_at,
-    pausedAt: run.paused_at,
-    exportPath: run.export_path,
-    companies: c,
-    contacts: Number(contacts.n),
-    verdicts: await verdictSummary(db, runId, [...criteriaOf(run.criteria as Criteria), 'site', 'portfolio']),
-    drops: await dropsByReason(db, runId),
-    tasks,
-    usage: await runUsage(db, runId),
-    maxUsd: run.max_usd === null ? null : Number(run.max_usd),
-    suppression: {...{delivered: 0, excluded: 0}, ...runOptions(run).keptOut, dropped: run.suppressed},
-  }
-}
-
-async function verdictSummary(db: Executor, runId: number, keys: string[]): Promise<RunProgress['verdicts']> {
-  const {rows} = await sql<{key: string; selected_match: number; selected_unknown: number; disqualified: number}>`
-    select k.key,
-      count(*) filter (where c.status = 'selected' and c.verdicts -> k.key ->> 'verdict' = 'match')::int as selected_match,
-      count(*) filter (where c.status = 'selected' and c.verdicts -> k.key ->> 'verdict' = 'unknown')::int as selected_unknown,
-      count(*) filter (where c.status = 'disqualified' and k.key = any(c.disqualified_by))::int as disqualified
-    from unnest(${keys}::text[]) as k(key) left join companies c on c.run_id = ${runId}
-    group by k.key`.execute(db)
-  const byKey = new Map(rows.map((r) => [r.key, {selectedMatch: r.selected_match, selectedUnknown: r.selected_unknown, disqualified: r.disqualified}]))
-  return Object.fromEntries(keys.map((k) => [k, byKey.get(k) ?? {selectedMatch: 0, selectedUnknown: 0, disqualified: 0}]))
-}
-
-export async function companyCounts(db: Executor, runId: number): Promise<{candidate: number; qualified: number; disqualified: number; selected: number}> {
-  const rows = await db
-    .selectFrom('companies')
-    .select(['status', (eb) => eb.fn.countAll<number>().as('n')])
-    .where('run_id', '=', runId)
-    .groupBy('status')
-    .execute()
-  const out = {candidate: 0, qualified: 0, disqualified: 0, selected: 0}
-  for (const r of rows) out[r.status] = Number(r.n)
-  return out
-}
-
 /** needs_decision -> completed with what it has (the decision "accept partial"). */
 export async function acceptRun(db: Executor, runId: number): Promise<RunRow> {
   return inTransaction(db, async (trx) => {
     const run = await lockRun(trx, runId)
     if (run.status !== 'needs_decision')
       throw new RvxError(`run ${runId} is ${run.status}; only a run that needs a decision can be accepted`, {code: 'run_state'})
-    await cancelRunTasks(trx, runId, 'run accepted as it is')
+    await cancelRunTasks(trx, runId, `run ${runId} was accepted as it is`)
     return trx
       .updateTable('runs')
       .set({
@@ -193,7 +99,7 @@ export async function cancelRun(db: Executor, runId: number): Promise<RunRow> {
   return inTransaction(db, async (trx) => {
     const run = await lockRun(trx, runId)
     if (run.status === 'completed' || run.status === 'canceled') throw new RvxError(`run ${runId} is already ${run.status}`, {code: 'run_state'})
-    await cancelRunTasks(trx, runId, 'run canceled')
+    await cancelRunTasks(trx, runId, `run ${runId} was canceled`)
     return trx
       .updateTable('runs')
       .set({status: 'canceled', finished_at: sql`now()` as never, updated_at: sql`now()` as never})
@@ -207,7 +113,11 @@ export async function cancelRun(db: Executor, runId: number): Promise<RunRow> {
  * Makes a run that stopped short (or was interrupted) go on: status back to
  * running, with new criteria or quantity if given; discovery may search again.
  */
-export async function resumeRun(db: Executor, runId: number, changes: {criteria?: Criteria; quantity?: number; maxUsd?: number} = {}): Promise<RunRow> {
+export async function resumeRun(
+  db: Executor,
+  runId: number,
+  changes: {criteria?: Criteria; quantity?: number; maxUsd?: number; stages?: string[]} = {},
+): Promise<RunRow> {
   return inTransaction(db, async (trx) => {
     const run = await lockRun(trx, runId)
     if (run.status === 'completed' || run.status === 'canceled')
@@ -233,12 +143,16 @@ export async function resumeRun(db: Executor, runId: number, changes: {criteria?
       }
     }
 
+    // Opt-in stages asked for now (--enrich) join those the run has, and start on what it already found.
+    const late = OPT_IN_STAGES.filter((s) => changes.stages?.includes(s.name) && !stagesOf(run).includes(s))
+    const stages = [...(runOptions(run).stages ?? []), ...late.map((s) => s.name)]
     // Resumed after its yield alarm (or any decision): the person chose to go on, so the alarm no longer judges it.
     const options = {
       ...runOptions(run),
       discoveryExhausted: false,
       maxDiscoveryRounds: run.discovery_rounds + DEFAULT_RUN_OPTIONS.maxDiscoveryRounds,
       yieldAccepted: true,
+      ...(stages.length > 0 ? {stages} : {}),
     }
     const updated = await trx
       .updateTable('runs')
@@ -263,6 +177,7 @@ export async function resumeRun(db: Executor, runId: number, changes: {criteria?
       {scope: runScope(runId), canceledBecause: [runFailedReason(runId), budgetReason(runId), yieldStopReason(runId)]},
       `run ${runId} resumed`,
     )
+    await startLateStages(trx, updated, late)
     return updated
   })
 }
@@ -315,194 +230,4 @@ export async function failRun(trx: Transaction<Database>, runId: number, cause: 
 
 async function cancelRunTasks(trx: Transaction<Database>, runId: number, reason: string): Promise<void> {
   await cancelTasks(trx, {scope: runScope(runId), statuses: ['queued', 'running']}, reason)
-}
-
-/**
- * Runs marked running with no task queued or running: nothing will advance
- * them unless someone does (a stage task ended failed or quarantined).
- */
-export async function runsWithNothingInFlight(db: Executor): Promise<number[]> {
-  const running = (await db.selectFrom('runs').select('id').where('status', '=', 'running').orderBy('id').execute()).map((r) => r.id)
-  const busy = await scopesWithLiveTasks(db, running.map(runScope))
-  return running.filter((id) => !busy.has(runScope(id)))
-}
-
-export interface WatchedRun {
-  id: number
-  status: RunStatus
-  stage: string
-  quantity: number
-  notes: string | null
-  notifyEmail: string | null
-  selected: number
-  /** Seconds since the run row last changed (database clock). */
-  sinceUpdateS: number
-}
-
-/**
- * Runs the monitor watches: live ones, those waiting on a person, those that
- * failed within `failedWithinMs`, and recently completed ones that asked to be mailed.
- */
-export async function runsToWatch(db: Executor, failedWithinMs: number): Promise<WatchedRun[]> {
-  const {rows} = await sql<{
-    id: number
-    status: RunStatus
-    stage: string
-    quantity: number
-    notes: string | null
-    notify_email: string | null
-    selected: number
-    since_update_s: number
-  }>`
-    select r.id, r.status, r.stage, r.quantity, r.notes, r.options ->> 'notifyEmail' as notify_email,
-      (select count(*)::int from companies c where c.run_id = r.id and c.status = 'selected') as selected,
-      extract(epoch from now() - r.updated_at)::float8 as since_update_s
-    from runs r
-    where r.status in ('running', 'needs_decision')
-       or (r.status = 'failed' and r.finished_at > now() - ${failedWithinMs}::float8 * interval '1 millisecond')
-       or (r.status = 'completed' and r.options ? 'notifyEmail' and r.finished_at > now() - interval '7 days')
-    order by r.id`.execute(db)
-  return rows.map((r) => ({
-    id: r.id,
-    status: r.status,
-    stage: r.stage,
-    quantity: r.quantity,
-    notes: r.notes,
-    notifyEmail: r.notify_email,
-    selected: r.selected,
-    sinceUpdateS: r.since_update_s,
-  }))
-}
-
-/** How many runs are in each status. */
-export async function runCountsByStatus(db: Executor): Promise<Record<string, number>> {
-  const rows = await db
-    .selectFrom('runs')
-    .select(['status', (eb) => eb.fn.countAll<number>().as('n')])
-    .groupBy('status')
-    .execute()
-  return Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]))
-}
-
-export interface RunInProgress {
-  id: number
-  stage: string
-  quantity: number
-  /** How far each stage has come. */
-  percent: Record<StageName, number>
-}
-
-/** Runs still running, with how far each stage has come (for the fleet view). */
-export async function runsInProgress(db: Executor): Promise<RunInProgress[]> {
-  return (await runsOverview(db, {status: 'running', limit: 1000})).reverse().map((r) => ({id: r.id, stage: r.stage, quantity: r.quantity, percent: r.percent}))
-}
-
-export interface RunSummary {
-  id: number
-  status: RunStatus
-  stage: string
-  criteria: unknown
-  quantity: number
-  provider: string
-  notes: string | null
-  createdAt: Date
-  finishedAt: Date | null
-  /** Paused (rvx runs pause): no worker takes its tasks. */
-  paused: boolean
-  /** Seconds since it was created (database clock). */
-  ageS: number
-  /** Seconds it has been (or was) at work: until it finished, else until now. */
-  elapsedS: number
-  companies: ProgressFacts['companies']
-  contacts: number
-  costUsd: number
-  /** How far each stage has come. */
-  percent: Record<StageName, number>
-}
-
-/**
- * Runs with their counts, cost and how far each stage has come, newest first
- * (`status` or `id` narrow it): a handful of index reads per run.
- */
-export async function runsOverview(db: Executor, f: {status?: RunStatus; id?: number; limit: number; offset?: number}): Promise<RunSummary[]> {
-  const {rows} = await sql<{
-    id: number
-    status: RunStatus
-    stage: string
-    criteria: unknown
-    quantity: number
-    provider: string
-    notes: string | null
-    created_at: Date
-    finished_at: Date | null
-    paused: boolean
-    age_s: number
-    elapsed_s: number
-    oversample: number
-    candidate: number
-    qualified: number
-    disqualified: number
-    selected: number
-    contacts: number
-    done: number
-    cost: string
-  }>`
-    select r.id, r.status, r.stage, r.criteria, r.quantity, r.provider, r.notes, r.created_at, r.finished_at, r.paused_at is not null as paused,
-      extract(epoch from now() - r.created_at)::float8 as age_s,
-      extract(epoch from coalesce(r.finished_at, now()) - r.created_at)::float8 as elapsed_s,
-      coalesce((r.options ->> 'oversample')::float8, 2) as oversample,
-      c.candidate, c.qualified, c.disqualified, c.selected,
-      (select count(*)::int from contacts k where k.run_id = r.id) as contacts,
-      (select count(*)::int from companies s where s.run_id = r.id and s.status = 'selected'
-         and (select count(*) from contacts k where k.company_id = s.id and ${usableContact('k')}) >= r.contacts_min) as done,
-      (select coalesce(sum(l.cost_usd), 0)::text from llm_calls l where l.run_id = r.id) as cost
-    from runs r
-    cross join lateral (
-      select count(*) filter (where status = 'candidate')::int as candidate, count(*) filter (where status = 'qualified')::int as qualified,
-             count(*) filter (where status = 'disqualified')::int as disqualified, count(*) filter (where status = 'selected')::int as selected
-      from companies where run_id = r.id) c
-    where (${f.status ?? null}::text is null or r.status = ${f.status ?? null}) and (${f.id ?? null}::bigint is null or r.id = ${f.id ?? null})
-    order by r.id desc
-    limit ${f.limit} offset ${f.offset ?? 0}`.execute(db)
-  return rows.map((r) => {
-    const companies = {candidate: r.candidate, qualified: r.qualified, disqualified: r.disqualified, selected: r.selected, total: 0}
-    companies.total = r.candidate + r.qualified + r.disqualified + r.selected
-    return {
-      id: Number(r.id),
-      status: r.status,
-      stage: r.stage,
-      criteria: r.criteria,
-      quantity: r.quantity,
-      provider: r.provider,
-      notes: r.notes,
-      createdAt: r.created_at,
-      finishedAt: r.finished_at,
-      paused: r.paused,
-      ageS: r.age_s,
-      elapsedS: r.elapsed_s,
-      companies,
-      contacts: r.contacts,
-      costUsd: Number(r.cost),
-      percent: stagePercents(r, companies, r.done),
-    }
-  })
-}
-
-/**
- * How far each stage has come: discovery against the oversampled target,
- * research against what was found, contacts against the quantity; a stage
- * the run has moved past is done, and so is every stage of a completed run.
- */
-function stagePercents(
-  r: {status: RunStatus; stage: string; quantity: number; oversample: number},
-  c: ProgressFacts['companies'],
-  withContacts: number,
-): Record<StageName, number> {
-  const pct = (a: number, b: number) => (b <= 0 ? 0 : Math.min(100, Math.round((a / b) * 100)))
-  if (r.status === 'completed') return {discovery: 100, research: 100, contacts: 100}
-  return {
-    discovery: r.stage === 'discovery' ? pct(c.total, Math.ceil(r.quantity * r.oversample)) : 100,
-    research: r.stage === 'discovery' || r.stage === 'research' ? pct(c.total - c.candidate, c.total) : 100,
-    contacts: pct(withContacts, r.quantity),
-  }
 }

@@ -2,7 +2,7 @@ import {sql} from '../db/kysely.js'
 import type {Executor} from '../db/executor.js'
 import {inTransaction} from '../db/executor.js'
 import {sleep} from '../runtime/backoff.js'
-import {retryAfterInText, retryAfterMs, SnoozeError} from '../runtime/errors.js'
+import {SnoozeError} from '../runtime/errors.js'
 import {type Ceilings, pausedMs, returnShare, settleShare, takeShare} from '../runtime/pacing.js'
 import {UsageError} from '../shared/errors.js'
 import {formatCost} from '../shared/money.js'
@@ -58,6 +58,7 @@ export function callContext(o: {
   runId: number
   taskId: number
   signal: AbortSignal
+  /** Where each call's usage goes (settling a call records it). */
   record(usage: LlmUsage): void
   ceilings?: Ceilings
   /** MAX_QUOTA_WAIT_MS and RESERVE_AHEAD_MS, unless given. */
@@ -66,7 +67,6 @@ export function callContext(o: {
   let held = false
   return {
     signal: o.signal,
-    record: o.record,
     /** Whether a call held part of the run's budget (then releaseTaskHolds must go with the usage). */
     heldBudget: () => held,
     async admit(plan: CallPlan): Promise<Admission> {
@@ -89,33 +89,32 @@ export function callContext(o: {
       let settled = false
       return {
         waitedMs,
-        async settle(result) {
+        async settle({usage, rate}) {
           if (settled) return
           settled = true
+          // Paid: recorded before anything here can fail (the rest writes to the database).
+          o.record({...usage, waitedMs})
           // Still held, at what it cost, until its usage is saved with releaseTaskHolds: it counts against the budget all along.
           if (hold !== null) {
             await o.db
               .updateTable('budget_holds')
-              .set({usd: result.costUsd ?? sql`usd`, expires_at: sql`now() + ${HOLD_MS}::float8 * interval '1 millisecond'` as never})
+              .set({usd: usage.costUsd, expires_at: sql`now() + ${HOLD_MS}::float8 * interval '1 millisecond'` as never})
               .where('id', '=', hold)
               .execute()
           }
 
           if (quota === null) return
-          const learned = rateLimitHeaders(result.headers)
-          // No headers: a 429 that names its limit ("... tokens per min (TPM): Limit 200000 ...") states it too.
-          const refused = result.status === 429 ? limitFromMessage(result.message) : {}
-          learned.limitRequests ??= refused.rpm ?? null
-          learned.limitTokens ??= refused.tpm ?? null
+          const limited = rate.status === 429
+          const answered = rate.status >= 200 && rate.status < 300
           await settleShare(o.db, quota, {
-            limited: result.status === 429,
+            limited,
             paced,
             tokensTaken,
-            tokensUsed: result.inputTokens === undefined ? undefined : result.inputTokens + (result.outputTokens ?? 0),
-            learned: {rpm: learned.limitRequests, tpm: learned.limitTokens},
-            remainingRequests: learned.remainingRequests,
-            retryAfterMs: result.status === 429 ? Math.min(MAX_PAUSE_MS, retryAfterMs(result.headers) ?? retryAfterInText(result.message) ?? 0) : undefined,
-            limitedBy: result.status === 429 ? limitedBy(result.message) : undefined,
+            tokensUsed: answered ? usage.inputTokens + usage.outputTokens : undefined,
+            learned: {rpm: rate.limitRequests, tpm: rate.limitTokens},
+            remainingRequests: rate.remainingRequests,
+            retryAfterMs: limited ? Math.min(MAX_PAUSE_MS, rate.retryAfterMs ?? 0) : undefined,
+            limitedBy: limited ? (rate.limitedBy ?? undefined) : undefined,
           })
         },
       }
@@ -276,43 +275,4 @@ async function releaseHold(db: Executor, id: number | null): Promise<void> {
 /** A task's usage is saved (in the same transaction): what its settled calls held now counts as spent. */
 export async function releaseTaskHolds(ex: Executor, taskId: number): Promise<void> {
   await ex.deleteFrom('budget_holds').where('task_id', '=', taskId).execute()
-}
-
-/**
- * The limit a 429's message names, as OpenAI words it: "Rate limit reached for gpt-4.1-mini in organization org-x on
- * tokens per min (TPM): Limit 200000, Used 199000, Requested 1500." Nothing when it names none.
- */
-export function limitFromMessage(message: string | undefined): Ceilings {
-  const m = /\b(requests|tokens) per min(?:ute)? \((RPM|TPM)\): Limit (\d[\d,]*)/i.exec(message ?? '')
-  if (!m) return {}
-  const limit = Number(m[3].replaceAll(',', ''))
-  if (!Number.isFinite(limit) || limit <= 0) return {}
-  return m[1].toLowerCase() === 'tokens' ? {tpm: limit} : {rpm: limit}
-}
-
-/** Which limit a 429's message says was hit (OpenAI: "... on tokens per min (TPM) ..."); undefined when it does not say. */
-export function limitedBy(message: string | undefined): 'requests' | 'tokens' | undefined {
-  const m = /\bon (requests|tokens) per min/i.exec(message ?? '')
-  return m ? (m[1].toLowerCase() as 'requests' | 'tokens') : undefined
-}
-
-/** What a provider's rate-limit headers say (OpenAI's x-ratelimit-* names): ceilings per minute and what is left. */
-export function rateLimitHeaders(headers: unknown): {limitRequests: number | null; limitTokens: number | null; remainingRequests: number | null} {
-  const get = (name: string): string | null => {
-    if (!headers) return null
-    if (typeof (headers as Headers).get === 'function') return (headers as Headers).get(name)
-    const record = headers as Record<string, string | undefined>
-    return record[name] ?? null
-  }
-
-  const num = (name: string) => {
-    const n = Number(get(name))
-    return get(name) !== null && Number.isFinite(n) && n >= 0 ? n : null
-  }
-
-  return {
-    limitRequests: num('x-ratelimit-limit-requests'),
-    limitTokens: num('x-ratelimit-limit-tokens'),
-    remainingRequests: num('x-ratelimit-remaining-requests'),
-  }
 }

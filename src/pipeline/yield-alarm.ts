@@ -1,8 +1,10 @@
 import type {Transaction} from '../db/kysely.js'
 import type {Database, RunStatus} from '../db/schema.js'
 import {cancelTasks} from '../runtime/queue.js'
-import {formatCost} from '../shared/money.js'
+import {formatCost, formatRunCost} from '../shared/money.js'
+import {simulatedRun} from './run-counts.js'
 import {runScope} from './run-options.js'
+import {stageNamed} from './stages/index.js'
 import type {AdvanceContext, RunFacts} from './stages/stage.js'
 import {runUsage} from './usage.js'
 
@@ -43,7 +45,7 @@ export function judgeYield(facts: RunFacts, costUsd: number, checkAfter: number)
   const total = c.candidate + researched
   const roundsLeft = options.discoveryExhausted ? 0 : Math.max(0, options.maxDiscoveryRounds - run.discovery_rounds)
   // Nothing more to ask for (no research or discovery in flight, no round left): the stage's rule ends the run as usual.
-  if (facts.pending.discovery + facts.pending.research === 0 && roundsLeft === 0) return null
+  if (facts.pendingFor('run') + facts.pendingFor('discovered') === 0 && roundsLeft === 0) return null
   const supply = c.candidate + roundsLeft * (total / Math.max(1, run.discovery_rounds))
   const projected = Math.floor(rate * supply)
   const figures = {researched, qualified, costUsd, projected, wanted}
@@ -54,8 +56,8 @@ export function judgeYield(facts: RunFacts, costUsd: number, checkAfter: number)
 }
 
 /** "0 of 120 researched qualified; $1.48 spent": the alarm's figures. */
-export function describeYield(a: YieldAlarm): string {
-  return `${a.qualified} of ${a.researched} researched qualified; ${formatCost(a.costUsd)} spent`
+export function describeYield(a: YieldAlarm, simulated: boolean): string {
+  return `${a.qualified} of ${a.researched} researched qualified; ${formatRunCost(a.costUsd, simulated)} spent`
 }
 
 /**
@@ -66,7 +68,8 @@ export function describeYield(a: YieldAlarm): string {
  */
 export async function stopForYield(trx: Transaction<Database>, ctx: AdvanceContext): Promise<RunStatus | null> {
   const {run, options} = ctx
-  if (options.yieldAccepted || (run.stage !== 'discovery' && run.stage !== 'research')) return null
+  // Judged while the run is still finding and judging companies (not once it works on those it selected).
+  if (options.yieldAccepted || stageNamed(run.stage).trigger === 'selected') return null
   const checkAfter = options.yieldCheckAfter ?? YIELD_CHECK_AFTER
   const researched = ctx.companies.qualified + ctx.companies.disqualified + ctx.companies.selected
   if (checkAfter <= 0 || researched < checkAfter) return null
@@ -79,6 +82,6 @@ export async function stopForYield(trx: Transaction<Database>, ctx: AdvanceConte
       ? `at that rate what discovery can still find gives about ${alarm.projected} more, short of the ${alarm.wanted} still wanted`
       : `at ${formatCost(costUsd / alarm.qualified)} per qualified company, ${run.quantity} would pass the ${formatCost(Number(run.max_usd))} budget`
   return ctx.needsDecision(
-    `Yield alarm: ${describeYield(alarm)}; ${why}. Widen the criteria (rvx runs resume ${run.id} --criteria ...), or resume to continue anyway (rvx runs resume ${run.id}); or accept what there is (rvx runs accept ${run.id}), or cancel.`,
+    `Yield alarm: ${describeYield(alarm, simulatedRun(run))}; ${why}. Widen the criteria (rvx runs resume ${run.id} --criteria ...), or resume to continue anyway (rvx runs resume ${run.id}); or accept what there is (rvx runs accept ${run.id}), or cancel.`,
   )
 }

@@ -1,6 +1,6 @@
 import type {Executor} from '../db/executor.js'
 import type {WorkerStatus} from '../db/schema.js'
-import type {InFlightTasks} from './inflight.js'
+import type {InFlight, InFlightTasks} from './inflight.js'
 import type {Logger} from './logger.js'
 import type {DatabaseOutage} from './outage.js'
 import {heartbeat, type KindCounts, registerWorker, type WorkerIdentity} from './registry.js'
@@ -21,6 +21,8 @@ export interface HeartbeatHost {
   /** Puts that back (the heartbeat that was to look did not get through). */
   markStrays(): void
   status(): WorkerStatus
+  /** Running tasks whose lease the heartbeat did not renew (their handlers are aborted): finds out why, logs and counts them. */
+  lost(entries: InFlight[]): void
 }
 
 /**
@@ -113,7 +115,8 @@ export class Heartbeat {
         await registerWorker(h.db, h.identity, metrics, h.status())
       }
 
-      for (const entry of h.inflight.dropLost(result.leases, sent)) h.log.warn({task: entry.task.id}, 'lease lost; handler aborted')
+      const lost = h.inflight.dropLost(result.leases, sent)
+      if (lost.length > 0) h.lost(lost)
     } catch (error) {
       h.outage.down(error, 'heartbeat')
     }

@@ -14,11 +14,11 @@ export interface InFlight {
   detached: boolean
   /**
    * Its lease was lost (canceled, or this worker presumed dead). A handler that still finishes offers its result
-   * anyway: the fence, not this worker's guess, rejects it, and the rejection is recorded (fenced_out).
+   * anyway: the fence, not this worker's guess, rejects it (and records it as fenced_out, unless it was canceled).
    */
   lost: boolean
-  /** Counted once as fenced out, whichever path noticed first. */
-  fenced: boolean
+  /** Counted once, as fenced out or as canceled, whichever path noticed first. */
+  counted: boolean
 }
 
 /**
@@ -32,7 +32,7 @@ export class InFlightTasks {
   private readonly waiting: InFlight[] = []
   private runningCount = 0
 
-  constructor(private readonly onFenced: () => void) {}
+  constructor(private readonly on: {fenced(): void; canceled(): void}) {}
 
   /** Takes a claimed task: running at once (`run`), or waiting for a slot. */
   add(task: ClaimedTask, workerId: string, run: boolean): InFlight {
@@ -54,7 +54,7 @@ export class InFlightTasks {
       running: false,
       detached: false,
       lost: false,
-      fenced: false,
+      counted: false,
     }
     this.entries.set(task.id, entry)
     if (run) this.markRunning(entry)
@@ -124,18 +124,26 @@ export class InFlightTasks {
       .map((e) => ({id: e.task.id, epoch: e.task.epoch}))
   }
 
-  /** Counts a task as fenced out, once. */
+  /** Counts a task as fenced out (its lease moved on: another worker has it, or this one was presumed dead), once. */
   fenced(entry: InFlight): void {
-    if (entry.fenced) return
-    entry.fenced = true
-    this.onFenced()
+    if (entry.counted) return
+    entry.counted = true
+    this.on.fenced()
+  }
+
+  /** Counts a task as canceled while held here (its run met its target, or was canceled), once: no fence. */
+  canceled(entry: InFlight): void {
+    if (entry.counted) return
+    entry.counted = true
+    this.on.canceled()
   }
 
   /**
    * Drops the tasks whose lease a heartbeat did not renew (canceled, or this
    * worker presumed dead): waiting ones are forgotten, running ones are
    * aborted (their result would be fenced out anyway). Only the tasks the
-   * heartbeat named (`sent`) are judged. Returns the running ones dropped.
+   * heartbeat named (`sent`) are judged. Returns the running ones dropped
+   * (the caller finds out why, and counts them).
    */
   dropLost(renewed: Map<number, number>, sent: Set<number>): InFlight[] {
     const lost = this.values().filter((e) => !e.detached && sent.has(e.task.id) && renewed.get(e.task.id) !== e.task.epoch)
@@ -148,7 +156,6 @@ export class InFlightTasks {
         continue
       }
 
-      this.fenced(entry)
       entry.abort(new Error('lease lost'))
       aborted.push(entry)
     }

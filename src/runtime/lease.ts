@@ -309,11 +309,41 @@ async function requeueHeld(db: Executor, lease: Lease, event: TaskEventKind, rea
   return rows.length > 0
 }
 
+/**
+ * Why this worker no longer holds these leases: `canceled` (its run met its target, or was canceled: no fence, with the
+ * reason), `settled` (this worker's own settlement committed before it heard back: nothing was lost), or `fenced`
+ * (the lease moved on: the sweep requeued it, another worker has it, or this one was presumed dead).
+ */
+export async function whyLeasesLost(
+  db: Executor,
+  leases: Lease[],
+): Promise<Map<number, {why: 'canceled'; reason: string} | {why: 'settled'} | {why: 'fenced'}>> {
+  if (leases.length === 0) return new Map()
+  const {rows} = await sql<{id: number; status: string; cancel_reason: string | null; settled: boolean}>`
+    select t.id, t.status,
+      (select e.reason from task_events e where e.task_id = t.id and e.event = 'canceled' order by e.id desc limit 1) as cancel_reason,
+      exists (select 1 from task_events e where e.task_id = t.id and e.lease_epoch = l.epoch and e.worker_id = l."workerId"
+                and e.event in ('completed', 'failed', 'retry_scheduled', 'snoozed', 'released')) as settled
+    from jsonb_to_recordset(${JSON.stringify(leases)}::jsonb) as l("taskId" bigint, epoch bigint, "workerId" text)
+    join tasks t on t.id = l."taskId"`.execute(db)
+  return new Map(
+    rows.map((r) => [
+      Number(r.id),
+      r.status === 'canceled' ? {why: 'canceled', reason: r.cancel_reason ?? 'canceled'} : r.settled ? {why: 'settled'} : {why: 'fenced'},
+    ]),
+  )
+}
+
+/**
+ * Records a settlement the fence rejected: the lease moved on (the task was requeued and claimed elsewhere, or this
+ * worker was presumed dead). A canceled task's is not recorded: the cancel took the lease on purpose, and its own
+ * event says why (rvx_fenced_out_total counts real fencing only).
+ */
 async function recordFencedOut(db: Executor, lease: Lease, attempted: string): Promise<void> {
   await sql`
     insert into task_events (task_id, event, worker_id, lease_epoch, reason)
     select id, 'fenced_out', ${lease.workerId}, ${lease.epoch},
       ${attempted} || ' rejected: lease epoch ' || ${lease.epoch}::text || ' no longer holds (task is ' || status || ', epoch ' || lease_epoch || ')'
-    from tasks where id = ${lease.taskId}
+    from tasks where id = ${lease.taskId} and status <> 'canceled'
   `.execute(db)
 }

@@ -40,6 +40,29 @@ export async function workerStats(db: Executor): Promise<WorkerTypeStats[]> {
   }))
 }
 
+/** Worker processes by status, each counted once whatever its types (busy: running a task now). */
+export interface WorkerCounts {
+  starting: number
+  idle: number
+  busy: number
+  draining: number
+  dead: number
+}
+
+/** Worker processes that have not stopped, by status (busy or idle as of now, as rvx_worker_stats() says). */
+export async function workerCounts(db: Executor): Promise<WorkerCounts> {
+  const {rows} = await sql<{status: string; n: number}>`
+    with running as (select distinct t.lease_owner as id from tasks t where t.status = 'running')
+    select case when w.status in ('idle', 'busy') then case when r.id is null then 'idle' else 'busy' end else w.status end as status,
+           count(*)::int as n
+    from workers w left join running r on r.id = w.id
+    where w.status <> 'stopped'
+    group by 1`.execute(db)
+  const out: WorkerCounts = {starting: 0, idle: 0, busy: 0, draining: 0, dead: 0}
+  for (const r of rows) if (r.status in out) out[r.status as keyof WorkerCounts] = r.n
+  return out
+}
+
 export interface QueueStats {
   kind: string
   queued: number

@@ -25,7 +25,9 @@ export interface TaskRunnerDeps {
   /** The handler is done and only a batched completion is left: its slot may take the next task. */
   handlerDone(entry: InFlight): void
   /** What the worker counts as tasks settle. */
-  tally: {completed(kind: string, handlerMs: number): void; failed(kind: string): void; retried(): void; snoozed(): void; fenced(entry: InFlight): void}
+  tally: {completed(kind: string, handlerMs: number): void; failed(kind: string): void; retried(): void; snoozed(): void}
+  /** A settlement the fence refused: finds out why (canceled, or fenced out), counts it, and logs it (`warn` when fenced out). */
+  lost(entry: InFlight, warn: () => void): Promise<void>
 }
 
 /**
@@ -125,10 +127,11 @@ export class TaskRunner {
           )
       }
     } else {
-      d.tally.fenced(entry)
-      d.log.warn(
-        {task: task.id, kind: task.kind, epoch: task.epoch},
-        'completion fenced out: the lease was revoked (task canceled, or this worker presumed dead)',
+      await d.lost(entry, () =>
+        d.log.warn(
+          {task: task.id, kind: task.kind, epoch: task.epoch},
+          'completion fenced out: the lease moved on (this worker was presumed dead, or the lease ran out)',
+        ),
       )
     }
   }
@@ -145,7 +148,7 @@ export class TaskRunner {
           d.settleLost()
           throw failure
         })
-      if (!ok) d.tally.fenced(entry)
+      if (!ok) return d.lost(entry, () => d.log.warn({task: task.id, kind: task.kind, epoch: task.epoch}, 'release fenced out: the lease moved on'))
       d.log.debug({task: task.id, kind: task.kind, reason: message}, 'task released unstarted (no attempt used)')
       return
     }
@@ -159,8 +162,8 @@ export class TaskRunner {
             d.settleLost()
             throw failure
           })
-        if (ok) d.tally.snoozed()
-        else d.tally.fenced(entry)
+        if (!ok) return d.lost(entry, () => d.log.warn({task: task.id, kind: task.kind, epoch: task.epoch}, 'snooze fenced out: the lease moved on'))
+        d.tally.snoozed()
         d.log.warn({task: task.id, kind: task.kind, snoozeMs: delayMs, askedMs: kind.retryAfterMs}, 'rate limited; task snoozed (no attempt used)')
         return
       }
@@ -182,7 +185,7 @@ export class TaskRunner {
       throw failure
     }
     if (outcome === 'fenced_out') {
-      d.tally.fenced(entry)
+      await d.lost(entry, () => d.log.warn({task: task.id, kind: task.kind, epoch: task.epoch, err: message}, 'failed attempt fenced out: the lease moved on'))
       return
     }
 

@@ -17,7 +17,7 @@ import {Heartbeat} from './heartbeat.js'
 import {Housekeeping} from './housekeeping.js'
 import {Lane} from './lane.js'
 import {type InFlight, InFlightTasks} from './inflight.js'
-import {type ClaimedTask, type ClaimFilter, claimTasks, completeTask, completeTasks, releaseTasks} from './lease.js'
+import {type ClaimedTask, type ClaimFilter, claimTasks, completeTask, completeTasks, releaseTasks, whyLeasesLost} from './lease.js'
 import {LivenessSession} from './liveness.js'
 import {type Logger, silentLogger} from './logger.js'
 import {DatabaseOutage} from './outage.js'
@@ -57,6 +57,8 @@ export interface WorkerOptions {
   limits?: SessionLimits
   /** Called whenever the database answers again after an outage (a failover, a restart). */
   onDatabaseBack?: () => void
+  /** A task kind as logs name it for people (default: the kind itself). */
+  kindName?: (kind: string) => string
 }
 
 /** A worker's pool by default: its claim and completion lanes, and two for handlers' reads and their transactions. */
@@ -71,7 +73,10 @@ export interface WorkerSummary {
   retried: number
   snoozed: number
   released: number
+  /** Settlements refused because the lease moved on: another worker has the task, or this one was presumed dead. */
   fencedOut: number
+  /** Tasks canceled while this worker held them (their run met its target, or was canceled): no fence, counted apart. */
+  canceled: number
   /** Why start() returned. */
   reason: 'stopped' | 'forced' | 'max-tasks' | 'idle'
 }
@@ -88,6 +93,7 @@ export class Worker {
   readonly config: RuntimeConfig
   private readonly opts: WorkerOptions
   private readonly kinds: string[]
+  private readonly kindName: (kind: string) => string
   private readonly concurrency: number
   private readonly log: Logger
   private readonly db: Kysely<Database>
@@ -121,6 +127,7 @@ export class Worker {
     this.config = resolveConfig(options.config)
     this.id = options.id ?? defaultWorkerId()
     this.kinds = options.kinds ?? options.registry.kinds()
+    this.kindName = options.kindName ?? ((kind) => kind)
     for (const kind of this.kinds) {
       if (!options.registry.get(kind)) throw new Error(`no handler registered for task kind "${kind}"`)
     }
@@ -152,11 +159,11 @@ export class Worker {
       version: options.version ?? 'dev',
       lockKey: workerLockKey(this.id),
     }
-    this.summary = {id: this.id, completed: 0, failed: 0, retried: 0, snoozed: 0, released: 0, fencedOut: 0}
+    this.summary = {id: this.id, completed: 0, failed: 0, retried: 0, snoozed: 0, released: 0, fencedOut: 0, canceled: 0}
     this.claimAhead = new ClaimAhead(this.concurrency, this.config.maxClaimAhead)
     this.outage = new DatabaseOutage(this.log, this.config.writeRetryBackoff)
     if (options.onDatabaseBack) this.outage.whenBack(options.onDatabaseBack)
-    this.inflight = new InFlightTasks(() => this.summary.fencedOut++)
+    this.inflight = new InFlightTasks({fenced: () => this.summary.fencedOut++, canceled: () => this.summary.canceled++})
     this.liveness = new LivenessSession(
       options.databaseUrl,
       this.id,
@@ -191,6 +198,7 @@ export class Worker {
       },
       markStrays: () => (this.strays = true),
       status: () => this.status(),
+      lost: (entries) => this.housekeeping.track(this.leaseLost(entries, (entry) => this.log.warn({task: entry.task.id}, 'lease lost; handler aborted'))),
     })
     const completions = new CompletionBatcher({
       completeBatch: (items) => this.completionLane.run(() => this.completeBatch(items)),
@@ -223,8 +231,8 @@ export class Worker {
         },
         retried: () => this.summary.retried++,
         snoozed: () => this.summary.snoozed++,
-        fenced: (entry) => this.inflight.fenced(entry),
       },
+      lost: (entry, warn) => this.leaseLost([entry], warn),
     })
   }
 
@@ -247,7 +255,10 @@ export class Worker {
       throw error
     }
 
-    this.log.info({worker: this.id, kinds: this.kinds, concurrency: this.concurrency, pool: this.identity.pool}, 'worker started')
+    this.log.info(
+      {worker: this.id, kinds: this.kinds, concurrency: this.concurrency, pool: this.identity.pool},
+      `worker started: ${this.kinds.map(this.kindName).join(', ')}`,
+    )
     this.housekeeping.every(this.config.heartbeatIntervalMs, () => this.heartbeat.beat())
     this.housekeeping.every(this.config.sweepIntervalMs, () => this.sweepOnce())
     if (options.signal?.aborted) this.stop()
@@ -555,6 +566,31 @@ export class Worker {
       )
     this.overCapacityLogged = over
     return over
+  }
+
+  /**
+   * Tasks whose lease this worker lost. A task canceled while held here (its run met its target, or was canceled) is
+   * routine: logged at debug with the reason it was canceled for, counted apart. One this worker's own settlement
+   * completed (committed before it heard back) lost nothing. Any other was fenced out (another worker has it now, or
+   * this one was presumed dead): `warn` says so.
+   */
+  private async leaseLost(entries: InFlight[], warn: (entry: InFlight) => void): Promise<void> {
+    const why = await whyLeasesLost(
+      this.db,
+      entries.map((e) => e.lease),
+    ).catch(() => new Map())
+    for (const entry of entries) {
+      const {task} = entry
+      const lost = why.get(task.id) ?? {why: 'fenced'}
+      if (lost.why === 'settled') continue
+      if (lost.why === 'canceled') {
+        this.inflight.canceled(entry)
+        this.log.debug({task: task.id, kind: task.kind, reason: lost.reason}, `${this.kindName(task.kind)} ${task.id} canceled: ${lost.reason}`)
+      } else {
+        this.inflight.fenced(entry)
+        warn(entry)
+      }
+    }
   }
 
   /** Settling writes must not be lost to a database outage: retried until they go through (a lease that moved on meanwhile fences them out). */

@@ -5,6 +5,11 @@ export function formatCost(usd: number): string {
   return `$${usd.toFixed(usd < 1 ? 4 : 2)}`
 }
 
+/** A run's dollars for people: a simulated run's are labelled so, as nothing was billed. */
+export function formatRunCost(usd: number, simulated: boolean): string {
+  return simulated ? `${formatCost(usd)} (simulated)` : formatCost(usd)
+}
+
 /**
  * The smallest budget: a hundredth of a cent, the smallest amount formatCost
  * shows (a budget below it could not be told from $0.0000 spent) and about

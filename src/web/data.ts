@@ -4,7 +4,7 @@ import {type FleetStatus, fleetStatus} from '../monitor/fleet.js'
 import {type OpenAlert, openAlerts} from '../monitor/conditions.js'
 import {type Lead, type LeadContact, leadContacts, runLeads} from '../pipeline/leads.js'
 import {runScope} from '../pipeline/run-options.js'
-import {runCountsByStatus, type RunProgress, runProgress, type RunSummary, runsOverview} from '../pipeline/runs.js'
+import {runCountsByStatus, type RunProgress, runProgress, type RunSummary, runsOverview} from '../pipeline/run-views.js'
 import {STAGES} from '../pipeline/stages/index.js'
 import {spendPerMinute, type SpendPerMinute} from '../pipeline/usage.js'
 import {type ScopeEvent, scopeEvents, type ScopeProblem, scopeProblems} from '../runtime/scopes.js'
@@ -134,10 +134,4 @@ export async function loadChart(db: Executor): Promise<ChartData> {
     completions: done.map((d: PerMinute) => ({ago: d.ago, series: nameOf(d.kind), value: d.count})),
     spend: spent.map((s: SpendPerMinute) => ({ago: s.ago, series: nameOf(s.kind), value: s.usd})),
   }
-}
-
-/** Dollars per qualified company (selected ones included), or null before the first. */
-export function costPerQualifiedLead(s: RunSummary): number | null {
-  const qualified = s.companies.qualified + s.companies.selected
-  return qualified > 0 ? s.costUsd / qualified : null
 }

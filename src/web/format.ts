@@ -1,10 +1,10 @@
-import {STAGES, stageOfKind} from '../pipeline/stages/index.js'
+import {stageWord, workerStages} from '../pipeline/stage-words.js'
 import {formatAge} from '../shared/duration.js'
-import {formatCost} from '../shared/money.js'
+import {formatCost, formatRunCost} from '../shared/money.js'
 
 /** How values read on the dashboard (the same words as the terminal tables where there are some). */
 
-export {formatAge, formatCost}
+export {formatAge, formatCost, formatRunCost, stageWord, workerStages}
 
 /** "2024-05-01 12:00:03 UTC". */
 export function formatTime(at: Date | null | undefined): string {
@@ -17,16 +17,6 @@ export function formatCriteria(criteria: unknown): string {
   return Object.entries(criteria as Record<string, unknown>)
     .map(([k, v]) => `${k}: ${Array.isArray(v) ? v.join(', ') : typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v)}`)
     .join('; ')
-}
-
-/** A task kind as people name it: its stage (discovery, research, contacts); anything else as it is. */
-export function stageWord(kind: string): string {
-  return stageOfKind(kind)?.name ?? kind
-}
-
-/** A worker's task kinds as its stages, "all" when it takes every stage. */
-export function workerStages(kinds: string[]): string {
-  return STAGES.every((s) => kinds.includes(s.kind)) ? 'all' : kinds.map(stageWord).join(',')
 }
 
 export function formatGb(v: unknown): string {

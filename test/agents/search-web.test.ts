@@ -6,6 +6,7 @@ import {OpenAIProvider} from '../../src/agents/openai.js'
 import {searchBackendFromEnv} from '../../src/agents/tools/search-web.js'
 import {answer, FakeOpenAI, toolCall} from '../helpers/fake-openai.js'
 import {freeCall} from '../helpers/call-context.js'
+import {askDiscovery} from '../../src/pipeline/stages/discovery.js'
 
 const QUERY = 'property management "Austin, TX" & Buildium'
 const hits = (n: number) => Array.from({length: n}, (_, i) => ({title: `PM ${i}`, url: `https://pm${i}.example/`, text: `Rentals in Austin #${i}`}))
@@ -154,7 +155,7 @@ describe('agent tools: search_web backends against local servers', function () {
         limits: {maxTurns: 4},
         search: searchBackendFromEnv({RVX_SEARXNG_URL: `${base}/searxng`}),
       })
-      const found = await provider.discover({criteria: {state: 'TX'}, want: 1, exclude: [], round: 1}, freeCall())
+      const found = await askDiscovery(provider, {criteria: {state: 'TX'}, want: 1, exclude: []}, freeCall())
       assert.deepEqual(
         found.map((c) => c.domain),
         ['pm0.example'],

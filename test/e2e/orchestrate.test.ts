@@ -14,6 +14,7 @@ import {answer, FakeOpenAI, toolCall} from '../helpers/fake-openai.js'
 import {homePage, WebWorld} from '../helpers/web-world.js'
 import {useFreshDatabase} from '../helpers/db.js'
 import {freeCall} from '../helpers/call-context.js'
+import {askDiscovery} from '../../src/pipeline/stages/discovery.js'
 
 describe('e2e: rvx orchestrate --provider simulated (spawned processes)', function () {
   this.timeout(180_000)
@@ -142,7 +143,7 @@ describe('e2e: rvx orchestrate --provider simulated (spawned processes)', functi
     )
   })
 
-  it('runs cancel stops running work: in-flight results are fenced out and never applied, no model call starts after it, the run ends canceled', async () => {
+  it('runs cancel stops running work: in-flight results are refused and never applied (a cancel, not a fence), no model call starts after it, the run ends canceled', async () => {
     const created = await rvx(
       ['orchestrate', '--provider', 'simulated', '--criteria', '{"pms":"Yardi","state":"FL"}', '--quantity', '5', '--detach', '--json'],
       {env: env()},
@@ -194,15 +195,16 @@ describe('e2e: rvx orchestrate --provider simulated (spawned processes)', functi
     const summary = lines(worker.stderr())
       .map((l) => JSON.parse(l))
       .find((l) => l.msg === 'worker stopped')
-    assert.equal(summary.fencedOut, stopped.length, 'the worker counted each of them as fenced out')
-    // Every late result that reached the fence as a completion was paid for: its model call is recorded.
-    const {rows: rejected} = await sql<{task_id: number; calls: number}>`
-      select e.task_id, (select count(*)::int from llm_calls l where l.task_id = e.task_id) as calls
-      from task_events e where e.task_id = any(${ids}::bigint[]) and e.event = 'fenced_out'`.execute(t.db)
+    // A cancel is not a fence: counted apart, no fenced_out event (rvx_fenced_out_total counts only leases lost to
+    // another worker), and no warning in the worker's log.
+    assert.deepEqual({canceled: summary.canceled, fencedOut: summary.fencedOut}, {canceled: stopped.length, fencedOut: 0})
+    const {rows: fenced} = await sql<{n: number}>`
+      select count(*)::int as n from task_events e where e.task_id = any(${ids}::bigint[]) and e.event = 'fenced_out'`.execute(t.db)
+    assert.equal(fenced[0].n, 0)
     assert.deepEqual(
-      rejected.filter((r) => r.calls === 0),
+      lines(worker.stderr()).filter((l) => JSON.parse(l).level >= 40 && ids.map(Number).includes(JSON.parse(l).task)),
       [],
-      'a fenced-out call is still a paid call',
+      'no warning about them',
     )
 
     // Nothing started after the cancel. The cancel commits the run as canceled and every queued task with it, so no
@@ -275,7 +277,7 @@ describe('e2e: rvx orchestrate --provider simulated (spawned processes)', functi
   it('exclude_domains keeps those companies out of the run (any spelling); --format json exports JSON', async () => {
     // The simulated world is deterministic: these are the companies discovery would find first.
     const criteria = {pms: 'Buildium', state: 'TX', city: 'Plano'}
-    const world = (await new SimulatedProvider(DEFAULT_SIMULATION).discover({criteria, want: 20, exclude: [], round: 1}, freeCall())).map((c) => c.domain)
+    const world = (await askDiscovery(new SimulatedProvider(DEFAULT_SIMULATION), {criteria, want: 20, exclude: []}, freeCall())).map((c) => c.domain)
     const excluded = [world[0], world[1]]
     const res = await rvx(
       [

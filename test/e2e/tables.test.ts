@@ -79,6 +79,7 @@ describe('e2e: tables fit the terminal', function () {
       'STATUS',
       'STAGE',
       'LEADS',
+      'CONTACTS',
       'COST',
       '$/LEAD',
       'CALLS',

@@ -34,6 +34,61 @@ describe('e2e: rvx worker (spawned processes)', function () {
     assert.deepEqual(rows[0].types.sort(), ['company', 'contact', 'lead-list'])
   })
 
+  it('a healthy run logs no warning: research canceled in flight at the target is a debug line naming the stage and why, not a fence', async () => {
+    const created = await rvx(['orchestrate', '--provider', 'simulated', '--criteria', '{"state":"NC"}', '--quantity', '10', '--detach', '--json'], {
+      env: env(),
+    })
+    const {runId} = JSON.parse(created.stdout)
+    // Twenty candidates researched at once, slowly: when the tenth qualifies, others are still running, and are canceled.
+    const worker = await rvx(
+      [
+        'worker',
+        'all',
+        '--run',
+        String(runId),
+        '--exit-when-idle',
+        '--id',
+        'w-healthy',
+        '--concurrency',
+        '24',
+        '--sim-latency',
+        '500ms-2s',
+        '--log-level',
+        'debug',
+      ],
+      {env: env()},
+    )
+    assert.equal(worker.code, 0, worker.stderr)
+    const show = JSON.parse((await rvx(['runs', 'show', String(runId), '--json'], {env: env()})).stdout)
+    assert.equal(show.status, 'completed')
+
+    // Canceled while running: a cancel right after its claim (some were reopened later, when a company had no contacts).
+    const {rows: canceledInFlight} = await sql<{id: number}>`
+      select distinct e.task_id as id from (
+        select task_id, event, lag(event) over (partition by task_id order by id) as before from task_events
+        where task_id in (select id from tasks where scope = ${`run:${runId}`})) e
+      where e.event = 'canceled' and e.before = 'claimed'
+      order by 1`.execute(t.db)
+    assert.ok(canceledInFlight.length > 0, 'research was canceled while running: the case this is about')
+    const logged = lines(worker.stderr).map((l) => JSON.parse(l) as {level: number; msg: string; task?: number})
+    assert.deepEqual(
+      logged.filter((l) => l.level >= 40),
+      [],
+      'no WARN line',
+    )
+    for (const {id} of canceledInFlight) {
+      assert.ok(
+        logged.some((l) => l.level === 20 && l.msg === `research ${id} canceled: run ${runId} met its target: no further discovery or research`),
+        `a debug line for task ${id}`,
+      )
+    }
+    const summary = logged.find((l) => l.msg === 'worker stopped') as unknown as {fencedOut: number; canceled: number}
+    assert.deepEqual({fencedOut: summary.fencedOut, canceled: summary.canceled}, {fencedOut: 0, canceled: canceledInFlight.length})
+    const {rows: fenced} = await sql<{n: number}>`
+      select count(*)::int as n from task_events e join tasks t on t.id = e.task_id where t.scope = ${`run:${runId}`} and e.event = 'fenced_out'`.execute(t.db)
+    assert.equal(fenced[0].n, 0, 'rvx_fenced_out_total has nothing to count')
+  })
+
   it('SIGTERM stops it gracefully with exit 143', async () => {
     const child = spawnRvx(['worker', 'all', '--id', 'w-term'], {env: env()})
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))

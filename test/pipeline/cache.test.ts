@@ -2,7 +2,8 @@ import assert from 'node:assert/strict'
 import {sql} from 'kysely'
 
 import {cacheKey, cacheStats, clearCache, DEFAULT_CACHE_TTL_MS, metered, readCache, writeCache} from '../../src/pipeline/cache.js'
-import type {LlmUsage} from '../../src/pipeline/provider.js'
+import {CACHE_KINDS} from '../../src/pipeline/stages/index.js'
+import {type LlmUsage, noRateInfo} from '../../src/pipeline/provider.js'
 import {freeCall} from '../helpers/call-context.js'
 import {useFreshDatabase} from '../helpers/db.js'
 
@@ -19,7 +20,7 @@ describe('pipeline: the research cache, its key and its table', function () {
     await sql`truncate research_cache`.execute(t.db)
   })
 
-  it('the key is what the answer depended on: kind, domain, provider, the criteria (research only) and extra; not their order or exclude_domains', () => {
+  it('the key is what the answer depended on: kind, domain, provider, the criteria (where the stage gives them) and extra; not their order or exclude_domains', () => {
     const research = (criteria: Record<string, unknown>, extra?: string) =>
       cacheKey('research', {domain: 'acme.example', provider: 'sim', criteria: criteria as never, extra})
     const base = research({state: 'TX', pms: 'Buildium'})
@@ -36,10 +37,9 @@ describe('pipeline: the research cache, its key and its table', function () {
     // The parts are kept apart: moving a character from one to the next makes another key.
     assert.notEqual(cacheKey('contacts', {domain: 'ab.example', provider: 'c'}), cacheKey('contacts', {domain: 'ab.exampl', provider: 'ec'}))
 
-    // Contacts do not depend on the criteria.
-    const contacts = cacheKey('contacts', {domain: 'acme.example', provider: 'sim', criteria: {state: 'TX'}})
-    assert.equal(cacheKey('contacts', {domain: 'acme.example', provider: 'sim', criteria: {state: 'NC'}}), contacts)
-    assert.equal(cacheKey('contacts', {domain: 'acme.example', provider: 'sim'}), contacts)
+    // A stage that judges against no criteria gives none (contacts): its key does not depend on them; the kind is part of it.
+    const contacts = cacheKey('contacts', {domain: 'acme.example', provider: 'sim'})
+    assert.notEqual(cacheKey('contacts', {domain: 'acme.example', provider: 'sim', criteria: {state: 'NC'}}), contacts)
     assert.notEqual(cacheKey('research', {domain: 'acme.example', provider: 'sim'}), contacts)
   })
 
@@ -56,13 +56,14 @@ describe('pipeline: the research cache, its key and its table', function () {
     assert.deepEqual((await readCache(t.db, 'research', key, 60_000))?.value, {v: 2})
   })
 
-  it('a metered context adds up what its calls cost and still records each', () => {
+  it('a metered context adds up what its calls cost and still records each', async () => {
     const recorded: LlmUsage[] = []
     const ctx = metered(freeCall((u) => recorded.push(u)))
     const usage = {provider: 'sim', model: 'm', inputTokens: 1, outputTokens: 1, cachedTokens: 0, latencyMs: 1, outcome: 'ok'} as const
+    const plan = {quota: null, inputTokens: 1, outputTokens: 1, maxUsd: null}
     assert.equal(ctx.spentUsd(), 0)
-    ctx.record({...usage, costUsd: 0.25})
-    ctx.record({...usage, costUsd: 0.5})
+    await (await ctx.admit(plan)).settle({usage: {...usage, costUsd: 0.25}, rate: noRateInfo(200)})
+    await (await ctx.admit(plan)).settle({usage: {...usage, costUsd: 0.5}, rate: noRateInfo(200)})
     assert.equal(ctx.spentUsd(), 0.75)
     assert.equal(recorded.length, 2)
   })
@@ -76,7 +77,7 @@ describe('pipeline: the research cache, its key and its table', function () {
     await readCache(t.db, 'research', key('a.example'), DEFAULT_CACHE_TTL_MS)
     await sql`update research_cache set created_at = now() - interval '40 days' where domain = 'b.example'`.execute(t.db)
 
-    const stats = await cacheStats(t.db)
+    const stats = await cacheStats(t.db, CACHE_KINDS)
     assert.deepEqual(
       stats.map((s) => ({kind: s.kind, entries: s.entries, fresh: s.fresh, hits: s.hits, savedUsd: s.savedUsd})),
       [
@@ -89,7 +90,7 @@ describe('pipeline: the research cache, its key and its table', function () {
     assert.equal(await clearCache(t.db, 24 * 3600_000), 1, 'only the entry older than a day')
     assert.equal(await clearCache(t.db), 2, 'then the rest')
     assert.deepEqual(
-      (await cacheStats(t.db)).map((s) => [s.kind, s.entries]),
+      (await cacheStats(t.db, CACHE_KINDS)).map((s) => [s.kind, s.entries]),
       [
         ['research', 0],
         ['contacts', 0],

@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict'
 
-import {DEFAULT_SIMULATION, SimulatedProvider} from '../../src/agents/simulated.js'
 import {migrationStatus, migrator} from '../../src/db/migrator.js'
 import {companyKey, normalizeDomain} from '../../src/pipeline/domains.js'
 import {driveRun} from '../../src/pipeline/orchestrator.js'
-import type {CandidateCompany, ResearchProvider} from '../../src/pipeline/provider.js'
+import type {AgentRequest, CandidateCompany} from '../../src/pipeline/provider.js'
 import {createRun} from '../../src/pipeline/runs.js'
 import {dedupe} from '../../src/pipeline/stages/discovery.js'
 import {useFreshDatabase} from '../helpers/db.js'
 import {FAST} from '../helpers/runtime.js'
+import {simulatedWith} from '../helpers/simulated-with.js'
 
 const MIGRATION = '0018_company_key_registrable_domain'
 const key = (host: string) => companyKey(normalizeDomain(host))
@@ -50,19 +50,18 @@ describe('pipeline: one company, one key', function () {
     const t = useFreshDatabase()
 
     it('delivers one company for them', async () => {
-      const sim = new SimulatedProvider(DEFAULT_SIMULATION)
       // The simulated world with each company found twice more: first on a subdomain (its site given), then with www.
-      const research: ResearchProvider = {
-        name: sim.name,
-        simulated: true,
-        checks: sim.checks,
-        models: sim.models,
-        identity: sim.identity,
-        discover: async (input, ctx) =>
-          (await sim.discover(input, ctx)).flatMap((c) => [{...c, name: `${c.name} blog`, domain: `blog.${c.domain}`}, c, {...c, domain: `www.${c.domain}`}]),
-        research: (input, ctx) => sim.research(input, ctx),
-        findContacts: (input, ctx) => sim.findContacts(input, ctx),
-      }
+      const research = simulatedWith({
+        async discovery(request, ctx, sim) {
+          const found = await sim.agent(request as AgentRequest<{companies: Array<{name: string; domain: string}>}>, ctx)
+          const companies = found.value.companies.flatMap((c) => [
+            {...c, name: `${c.name} blog`, domain: `blog.${c.domain}`},
+            c,
+            {...c, domain: `www.${c.domain}`},
+          ])
+          return {...found, value: {companies}}
+        },
+      })
       const run = await createRun(t.db, {criteria: {pms: 'Buildium', state: 'TX'}, size: {quantity: 4, contactsMin: 1, contactsMax: 3}, provider: 'simulated'})
       const driven = await driveRun({
         db: t.db,

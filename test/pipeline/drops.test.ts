@@ -3,7 +3,8 @@ import {sql} from 'kysely'
 
 import {advanceRun} from '../../src/pipeline/advance.js'
 import {DROP, dropsByReason} from '../../src/pipeline/drops.js'
-import {acceptRun, createRun, runProgress} from '../../src/pipeline/runs.js'
+import {runProgress} from '../../src/pipeline/run-views.js'
+import {acceptRun, createRun} from '../../src/pipeline/runs.js'
 import {useFreshDatabase} from '../helpers/db.js'
 import {rvx} from '../helpers/cli.js'
 

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict'
 import {sql} from 'kysely'
 
-import type {FoundContact, ResearchProvider} from '../../src/pipeline/provider.js'
-import {DEFAULT_SIMULATION, SimulatedProvider} from '../../src/agents/simulated.js'
+import type {ResearchProvider} from '../../src/pipeline/provider.js'
+import {DEFAULT_SIMULATION} from '../../src/agents/simulated.js'
+import {askDiscovery} from '../../src/pipeline/stages/discovery.js'
 import {advanceRun} from '../../src/pipeline/advance.js'
 import {driveRun} from '../../src/pipeline/orchestrator.js'
 import {runScope} from '../../src/pipeline/run-options.js'
@@ -12,25 +13,12 @@ import {rvx} from '../helpers/cli.js'
 import {useFreshDatabase} from '../helpers/db.js'
 import {FAST} from '../helpers/runtime.js'
 import {freeCall} from '../helpers/call-context.js'
+import {simulatedWith} from '../helpers/simulated-with.js'
 
 const SIZE = {contactsMin: 1, contactsMax: 3}
-const TARGET_REACHED = 'run reached its target: no further discovery or research'
+const TARGET_REACHED = (runId: number) => `run ${runId} met its target: no further discovery or research`
 
-/** The simulated world, with some of its answers replaced. */
-function provider(overrides: Partial<Pick<ResearchProvider, 'discover' | 'research' | 'findContacts'>> = {}, supply?: number): ResearchProvider {
-  const sim = new SimulatedProvider({...DEFAULT_SIMULATION, ...(supply === undefined ? {} : {supply})})
-  return {
-    name: sim.name,
-    simulated: true,
-    checks: sim.checks,
-    models: sim.models,
-    identity: sim.identity,
-    discover: (input, ctx) => sim.discover(input, ctx),
-    research: (input, ctx) => sim.research(input, ctx),
-    findContacts: (input, ctx) => sim.findContacts(input, ctx),
-    ...overrides,
-  }
-}
+const provider = simulatedWith
 
 /**
  * The pipeline's promises about what gets selected, researched and paid for,
@@ -97,7 +85,7 @@ describe('pipeline: selection, oversampling, replacement and resume', function (
     const canceled = research.filter((r) => r.status === 'canceled')
     assert.ok(canceled.length > 0 && research.every((r) => ['completed', 'canceled'].includes(r.status)), JSON.stringify(research))
     for (const task of canceled) {
-      assert.deepEqual(await events(task.id), [{event: 'canceled', reason: TARGET_REACHED}], 'canceled while queued, never claimed')
+      assert.deepEqual(await events(task.id), [{event: 'canceled', reason: TARGET_REACHED(run.id)}], 'canceled while queued, never claimed')
       assert.equal(found.find((c) => c.id === task.company_id)!.status, 'candidate')
     }
 
@@ -160,18 +148,14 @@ describe('pipeline: selection, oversampling, replacement and resume', function (
     )
 
     // The best one has nobody findable.
-    const person = (domain: string): FoundContact => ({
-      fullName: 'Dana Owner',
-      title: 'Owner',
-      tier: 1,
-      email: `dana@${domain}`,
-      confidence: 'high',
-      sources: [],
-    })
+    const person = (domain: string) => ({full_name: 'Dana Owner', title: 'Owner', tier: 1, email: `dana@${domain}`, confidence: 'high', sources: []})
     const research = provider({
-      discover: async () => assert.fail('no discovery past the target'),
+      discovery: async () => assert.fail('no discovery past the target'),
       research: async () => assert.fail('no research past the target'),
-      findContacts: async ({company}) => (company.domain === 'score-91.example' ? [] : [person(company.domain)]),
+      async contacts({input, schema}) {
+        const {domain} = (input as {company: {domain: string}}).company
+        return {value: schema.parse({contacts: domain === 'score-91.example' ? [] : [person(domain)]}), seen: []}
+      },
     })
     assert.equal((await drive(run.id, research)).status, 'completed')
 
@@ -206,14 +190,14 @@ describe('pipeline: selection, oversampling, replacement and resume', function (
       // The same world as the runs before it: their deliveries and cached research stay out of it (research is stopped at the target).
       options: {includeDelivered: true, fresh: true},
     })
-    const sim = provider()
     let nobody: string | undefined
     const searches = new Map<string, number>()
     const research = provider({
-      findContacts: async (input, ctx) => {
-        nobody ??= input.company.domain
-        searches.set(input.company.domain, (searches.get(input.company.domain) ?? 0) + 1)
-        return input.company.domain === nobody ? [] : sim.findContacts(input, ctx)
+      async contacts(request, ctx, sim) {
+        const {domain} = (request.input as {company: {domain: string}}).company
+        nobody ??= domain
+        searches.set(domain, (searches.get(domain) ?? 0) + 1)
+        return domain === nobody ? {value: request.schema.parse({contacts: []}), seen: []} : sim.agent(request, ctx)
       },
     })
     assert.equal((await drive(run.id, research)).status, 'completed')
@@ -244,7 +228,7 @@ describe('pipeline: selection, oversampling, replacement and resume', function (
     for (const task of await tasksOf(run.id, 'company')) {
       const reasons = (await events(task.id)).map((e) => e.reason ?? e.event)
       if (reasons.includes('research reopened: a selected company had no decision makers')) {
-        assert.deepEqual(reasons, [TARGET_REACHED, 'research reopened: a selected company had no decision makers', 'claimed', 'completed'])
+        assert.deepEqual(reasons, [TARGET_REACHED(run.id), 'research reopened: a selected company had no decision makers', 'claimed', 'completed'])
         reopened.push(task.company_id)
       }
     }
@@ -267,14 +251,14 @@ describe('pipeline: selection, oversampling, replacement and resume', function (
       // About resuming, not about earlier runs: their deliveries and cached research stay out of it.
       options: {simulation: {...DEFAULT_SIMULATION, supply}, includeDelivered: true, fresh: true},
     })
-    const world = await provider({}, supply).discover({criteria: narrow, want: supply, exclude: [], round: 1}, freeCall())
+    const world = await askDiscovery(provider({}, supply), {criteria: narrow, want: supply, exclude: []}, freeCall())
     const broken = new Set([world[2].domain, world[4].domain])
-    const sim = provider({}, supply)
     const flaky = provider(
       {
-        research: async (input, ctx) => {
-          if (broken.has(input.company.domain)) throw Object.assign(new Error('upstream said 400: bad request'), {status: 400})
-          return sim.research(input, ctx)
+        research: async (request, ctx, sim) => {
+          if (broken.has((request.input as {company: {domain: string}}).company.domain))
+            throw Object.assign(new Error('upstream said 400: bad request'), {status: 400})
+          return sim.agent(request, ctx)
         },
       },
       supply,
@@ -355,13 +339,12 @@ describe('pipeline: the research cache (its TTL and its key)', function () {
   const CRITERIA = {state: 'TX'} as const
   /** Domains research was paid for, in the run being driven. */
   let researched: string[] = []
-  const sim = new SimulatedProvider({...DEFAULT_SIMULATION})
   // Discovery finds the same companies whatever the criteria, so two criteria meet the same domains.
   const counting = provider({
-    discover: (input, ctx) => sim.discover({...input, criteria: CRITERIA}, ctx),
-    research: (input, ctx) => {
-      researched.push(input.company.domain)
-      return sim.research(input, ctx)
+    discovery: (request, ctx, sim) => sim.agent({...request, input: {...(request.input as object), criteria: CRITERIA}}, ctx),
+    research: (request, ctx, sim) => {
+      researched.push((request.input as {company: {domain: string}}).company.domain)
+      return sim.agent(request, ctx)
     },
   })
 

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict'
 import {sql} from 'kysely'
 
-import {createRun, runsInProgress, runsOverview} from '../../src/pipeline/runs.js'
+import {runsInProgress, runsOverview} from '../../src/pipeline/run-views.js'
+import {createRun} from '../../src/pipeline/runs.js'
 import {saveUsage} from '../../src/pipeline/usage.js'
 import {useFreshDatabase} from '../helpers/db.js'
 
@@ -71,7 +72,8 @@ describe('pipeline: runsOverview and runsInProgress', function () {
     assert.deepEqual(byId.get(researching.id)!.percent, {discovery: 100, research: 75, contacts: 0})
     assert.deepEqual(byId.get(contacting.id)!.percent, {discovery: 100, research: 100, contacts: 20})
     assert.deepEqual(byId.get(finished.id)!.percent, {discovery: 100, research: 100, contacts: 100})
-    assert.deepEqual(byId.get(researching.id)!.companies, {candidate: 1, qualified: 2, disqualified: 1, selected: 0, total: 4})
+    // None selected yet: it would deliver its best qualified (up to its quantity), as its export would.
+    assert.deepEqual(byId.get(researching.id)!.companies, {candidate: 1, qualified: 2, disqualified: 1, selected: 0, total: 4, delivered: 2})
     assert.equal(byId.get(contacting.id)!.contacts, 1)
     assert.equal(byId.get(contacting.id)!.costUsd, 0.75)
     assert.equal(byId.get(discovering.id)!.costUsd, 0)

@@ -5,8 +5,8 @@ import {DEFAULT_SIMULATION, SimulatedProvider} from '../../src/agents/simulated.
 import {driveRun} from '../../src/pipeline/orchestrator.js'
 import type {EmailStatus} from '../../src/pipeline/provider.js'
 import {runOptions, runScope} from '../../src/pipeline/run-options.js'
-import {createRun, usableContact} from '../../src/pipeline/runs.js'
-import {contacts, counts} from '../../src/pipeline/stages/contacts.js'
+import {createRun} from '../../src/pipeline/runs.js'
+import {contacts, counts, usableContact} from '../../src/pipeline/stages/contacts.js'
 import {useFreshDatabase} from '../helpers/db.js'
 import {FAST} from '../helpers/runtime.js'
 

@@ -14,11 +14,13 @@ function facts(
   o: {rounds?: number; maxUsd?: number; pending?: {discovery: number; research: number}; exhausted?: boolean} = {},
 ) {
   const run = {quantity, discovery_rounds: o.rounds ?? 1, max_usd: o.maxUsd === undefined ? null : String(o.maxUsd)} as unknown as RunRow
+  const pending = o.pending ?? {discovery: 0, research: 5}
   return {
     run,
     options: {...DEFAULT_RUN_OPTIONS, discoveryExhausted: o.exhausted},
     companies,
-    pending: {contacts: 0, ...(o.pending ?? {discovery: 0, research: 5})},
+    pending: {contacts: 0, ...pending},
+    pendingFor: (trigger: string) => (trigger === 'run' ? pending.discovery : trigger === 'discovered' ? pending.research : 0),
   }
 }
 
@@ -55,7 +57,10 @@ describe('pipeline: the yield alarm', function () {
     assert.equal(res.code, 4, res.stderr)
     const {runId, progress} = JSON.parse(res.stdout)
     assert.equal(progress.status, 'needs_decision')
-    assert.match(progress.notes, /^Yield alarm: 0 of \d+ researched qualified; \$\d+\.\d{4} spent; .* resume to continue anyway \(rvx runs resume \d+\)/)
+    assert.match(
+      progress.notes,
+      /^Yield alarm: 0 of \d+ researched qualified; \$\d+\.\d{4} \(simulated\) spent; .* resume to continue anyway \(rvx runs resume \d+\)/,
+    )
     const researched = progress.companies.qualified + progress.companies.disqualified + progress.companies.selected
     assert.ok(researched >= 30 && researched < 100, `stopped after ${researched} researched`)
     const {rows} = await sql<{n: number}>`select count(*)::int as n from tasks where scope = ${`run:${runId}`} and status in ('queued', 'running')`.execute(

@@ -5,7 +5,9 @@ import {sql} from 'kysely'
 
 import {OpenAIProvider} from '../../src/agents/openai.js'
 import {quotaKey} from '../../src/agents/quota.js'
-import {callContext, limitedBy, limitFromMessage, LocalLine} from '../../src/pipeline/spend.js'
+import {limitedBy, limitFromMessage, openAIRateInfo} from '../../src/agents/openai-rate.js'
+import type {CallOutcome} from '../../src/pipeline/provider.js'
+import {callContext, LocalLine} from '../../src/pipeline/spend.js'
 import {classifyError, retryAfterInText, SnoozeError} from '../../src/runtime/errors.js'
 import {createRun} from '../../src/pipeline/runs.js'
 import {DEFAULT_PACING, listRateLimits, settleShare, setRateLimit, takeShare} from '../../src/runtime/pacing.js'
@@ -13,6 +15,22 @@ import {useFreshDatabase} from '../helpers/db.js'
 import {completion, FakeOpenAI} from '../helpers/fake-openai.js'
 import {rvx} from '../helpers/cli.js'
 import {spawnScript} from '../helpers/processes.js'
+import {askResearch} from '../../src/pipeline/stages/research.js'
+
+/** How a call ended, as an OpenAI-like provider settles it: its HTTP status, its tokens and (a 429's) wording. */
+const outcome = (status: number, tokens: {input?: number; output?: number}, message?: string): CallOutcome => ({
+  usage: {
+    provider: 'test',
+    model: 'm',
+    inputTokens: tokens.input ?? 0,
+    outputTokens: tokens.output ?? 0,
+    cachedTokens: 0,
+    latencyMs: 0,
+    costUsd: 0,
+    outcome: status === 429 ? 'rate_limited' : 'ok',
+  },
+  rate: openAIRateInfo({status, message}),
+})
 
 const rateOf = async (db: Parameters<typeof listRateLimits>[0], key: string) => (await listRateLimits(db)).find((l) => l.key === key)!
 
@@ -177,7 +195,7 @@ describe('pacing: limits learned from the provider (its rate-limit headers, or a
     const refused = (message: string) => ({status: 429, headers: {'retry-after': '70'}, body: {error: {message, type: 'tokens', code: 'rate_limit_exceeded'}}})
 
     fake.reply(refused('Rate limit reached, try again later.'))
-    assert.deepEqual(classifyError(await provider.research({criteria: {}, company}, ctx).catch((e) => e)), {type: 'snooze', retryAfterMs: 70_000})
+    assert.deepEqual(classifyError(await askResearch(provider, {criteria: {}, company}, ctx).catch((e) => e)), {type: 'snooze', retryAfterMs: 70_000})
     const unknown = await rateOf(t.db, key)
     assert.equal(unknown.limitSource, 'none')
     assert.equal(unknown.rateTpm, null, 'no token limit known, none paced')
@@ -185,7 +203,7 @@ describe('pacing: limits learned from the provider (its rate-limit headers, or a
     await t.db.updateTable('rate_limits').set({requests: 0}).where('key', '=', key).execute()
 
     fake.reply(refused('Rate limit reached for gpt-4.1-mini in organization org-x on tokens per min (TPM): Limit 200,000, Used 199,000, Requested 1,500.'))
-    await provider.research({criteria: {}, company}, ctx).catch(() => {})
+    await askResearch(provider, {criteria: {}, company}, ctx).catch(() => {})
     const learned = await rateOf(t.db, key)
     // Before, a fleet without headers paced requests only: the token rate a call mix needs moved under it (3.6-3.9% 429s).
     assert.equal(learned.limitSource, 'learned')
@@ -203,7 +221,7 @@ describe('pacing: limits learned from the provider (its rate-limit headers, or a
     const headers = {'x-ratelimit-limit-requests': '500', 'x-ratelimit-limit-tokens': '200000', 'x-ratelimit-remaining-requests': '499'}
     // Answers that are not research (the call is paid and settled all the same); the task's outcome is not the subject.
     fake.reply({...completion({content: 'not json'}), headers}, {...completion({content: 'still not json'}), headers})
-    await provider.research({criteria: {}, company}, ctx).catch(() => {})
+    await askResearch(provider, {criteria: {}, company}, ctx).catch(() => {})
 
     const learned = await rateOf(t.db, key)
     assert.equal(learned.limitSource, 'learned')
@@ -232,17 +250,46 @@ describe('pacing: limits learned from the provider (its rate-limit headers, or a
     const refusedLater = await ctx.admit(plan)
     const teaching = await ctx.admit(plan)
     assert.equal(await tokens(), null, 'no token limit known: the calls took requests only')
-    await teaching.settle({
-      status: 429,
-      message:
+    await teaching.settle(
+      outcome(
+        429,
+        {},
         'Rate limit reached for gpt-4.1-mini in organization org-test on tokens per min (TPM): Limit 200000, Used 199000, Requested 2000. Please try again in 1s.',
-      costUsd: 0,
-    })
+      ),
+    )
     assert.equal(await tokens(), 0, 'the first 429 naming the token limit starts the bucket, empty')
-    await answered.settle({status: 200, inputTokens: 400, outputTokens: 100, costUsd: 0})
+    await answered.settle(outcome(200, {input: 400, output: 100}))
     assert.equal(Math.round((await tokens())!), -500, 'the 500 tokens it used are owed; the 1,500 it over-estimated were never taken')
-    await refusedLater.settle({status: 429, message: 'Rate limit reached ... on tokens per min (TPM): Limit 200000', costUsd: 0})
+    await refusedLater.settle(outcome(429, {}, 'Rate limit reached ... on tokens per min (TPM): Limit 200000'))
     assert.ok((await tokens())! <= -500, `a refused call gives back nothing it never took (tokens ${await tokens()})`)
+  })
+
+  it('settling a paid call records it before anything that can fail: a database error there loses no record', async () => {
+    // Before, each provider recorded and settled by hand, in that order or not; now settling is the one way to record.
+    const run = await createRun(t.db, {criteria: {state: 'TX'}, size: {quantity: 1, contactsMin: 1, contactsMax: 1}, provider: 'simulated', maxUsd: 5})
+    const recorded: number[] = []
+    const ctx = callContext({
+      db: t.db,
+      runId: run.id,
+      taskId: 1,
+      signal: new AbortController().signal,
+      record: (u) => recorded.push(u.inputTokens),
+      ceilings: {},
+    })
+    const call = await ctx.admit({quota: 'test settle-fails', inputTokens: 900, outputTokens: 200, maxUsd: 0.01})
+    // The budget hold cannot be updated: settling fails after the provider was billed.
+    await sql`create function refuse_update() returns trigger language plpgsql as $$ begin raise exception 'connection terminated unexpectedly'; end $$`.execute(
+      t.db,
+    )
+    await sql`create trigger refuse before update on budget_holds for each row execute function refuse_update()`.execute(t.db)
+    try {
+      await assert.rejects(call.settle(outcome(200, {input: 900, output: 200})), /connection terminated/)
+    } finally {
+      await sql`drop trigger refuse on budget_holds`.execute(t.db)
+      await sql`drop function refuse_update()`.execute(t.db)
+    }
+
+    assert.deepEqual(recorded, [900], 'the billed call is recorded')
   })
 
   it('a place reserved before the token limit was known takes its tokens when its moment comes', async function () {
@@ -328,14 +375,14 @@ describe('pacing: the rate grows only when the pace holds the fleet back', () =>
 
     const free = await ctx.admit(plan)
     assert.equal(free.waitedMs, 0)
-    await free.settle({status: 200, inputTokens: 10, outputTokens: 5})
+    await free.settle(outcome(200, {input: 10, output: 5}))
     assert.equal(await rate(plan.quota), DEFAULT_PACING.startRpm)
 
     // The bucket owes a request: the next call waits about a second at 60 a minute.
     await t.db.updateTable('rate_limits').set({requests: -0.2}).where('key', '=', plan.quota).execute()
     const held = await ctx.admit(plan)
     assert.ok(held.waitedMs > 500, `waited ${held.waitedMs} ms`)
-    await held.settle({status: 200, inputTokens: 10, outputTokens: 5})
+    await held.settle(outcome(200, {input: 10, output: 5}))
     assert.equal(await rate(plan.quota), DEFAULT_PACING.startRpm * DEFAULT_PACING.slowStart)
   })
 
@@ -353,7 +400,7 @@ describe('pacing: the rate grows only when the pace holds the fleet back', () =>
         const ctx = callContext({db: t.db, runId: run.id, taskId: 10 + i, signal: new AbortController().signal, record() {}, ceilings: {}, line})
         const a = await ctx.admit(plan)
         admittedAt.push(Date.now() - started)
-        await a.settle({status: 200, inputTokens: 10, outputTokens: 5})
+        await a.settle(outcome(200, {input: 10, output: 5}))
       }),
     )
     admittedAt.sort((a, b) => a - b)
@@ -419,6 +466,6 @@ describe('pacing: the rate grows only when the pace holds the fleet back', () =>
     const admitted = await next.admit(plan)
     // Its place was given back: it waits what is left of the first second (~0.8 s), not a second more for the stopped call.
     assert.ok(admitted.waitedMs < 1000, `the next caller waited ${admitted.waitedMs} ms`)
-    await admitted.settle({status: 200, inputTokens: 10, outputTokens: 5})
+    await admitted.settle(outcome(200, {input: 10, output: 5}))
   })
 })

@@ -29,6 +29,8 @@ import {FAST} from '../helpers/runtime.js'
 import {get, SseClient} from '../helpers/sse.js'
 
 const SIZE = {contactsMin: 1, contactsMax: 3}
+/** The stages of the runs here (none opts into an opt-in stage). */
+const RUN_STAGES = STAGES.filter((s) => !s.optIn)
 const HOSTILE_NAME = '<img src=x onerror=alert(1)>'
 
 /** Text as the pages write it (hono's escaping). */
@@ -118,14 +120,14 @@ describe('dashboard: routes, escaping, tokens and one shared live read (HTTP aga
     const row = rowOf(res.body, 'data-run', done)
     assert.match(row, new RegExp(`href="/runs/${done}"`))
     assert.match(row, /status-completed/)
-    assert.deepEqual(bars(row), Object.fromEntries(STAGES.map((s) => [s.name, 100])), 'a completed run: every stage full')
+    assert.deepEqual(bars(row), Object.fromEntries(RUN_STAGES.map((s) => [s.name, 100])), 'a completed run: every stage it has full')
     assert.match(row, /4\/4 selected/)
     assert.match(row, /\$0\.0123/)
     const shortRow = rowOf(res.body, 'data-run', short)
     assert.match(shortRow, /status-needs_decision/)
     assert.deepEqual(
       Object.keys(bars(shortRow)),
-      STAGES.map((s) => s.name),
+      RUN_STAGES.map((s) => s.name),
     )
     assert.ok(bars(shortRow).contacts < 100, `short of its target: ${JSON.stringify(bars(shortRow))}`)
 
@@ -144,8 +146,9 @@ describe('dashboard: routes, escaping, tokens and one shared live read (HTTP aga
     const res = await get(`${base}/runs/${done}`)
     assert.equal(res.status, 200)
     assert.match(res.body, /<span class="selected-count">4<\/span> of 4 selected/)
-    assert.match(res.body, /\$0\.0123/, 'cost')
-    assert.match(res.body, /\$ per qualified lead<\/dt>\s*<dd>\$0\.00\d\d<\/dd>/)
+    assert.match(res.body, /\$0\.0123 \(simulated\)/, 'cost, labelled: the run is simulated')
+    // Cost per lead: the cost over the 4 companies delivered.
+    assert.match(res.body, /\$ per lead<\/dt>\s*<dd>\$0\.0031<\/dd>/)
     const selected = await t.db.selectFrom('companies').selectAll().where('run_id', '=', done).where('status', '=', 'selected').execute()
     assert.equal(selected.length, 4)
     let evidence = 0
@@ -488,8 +491,8 @@ describe('dashboard: routes, escaping, tokens and one shared live read (HTTP aga
     assert.ok(res.body.includes('run &lt;b&gt;7&lt;/b&gt; is stuck'), 'the open alert, escaped')
     // The in-process workers of the runs above have stopped: their stages and last-5-minute completions remain, named as stages.
     assert.match(res.body, /<h2>Workers by stage<\/h2>/)
-    for (const s of STAGES) assert.match(res.body, new RegExp(`<td>${s.name}</td>`))
-    for (const s of STAGES) assert.doesNotMatch(res.body, new RegExp(`<td>${s.kind}</td>`))
+    for (const s of RUN_STAGES) assert.match(res.body, new RegExp(`<td>${s.name}</td>`))
+    for (const s of STAGES) if (s.kind !== s.name) assert.doesNotMatch(res.body, new RegExp(`<td>${s.kind}</td>`))
     assert.match(res.body, /Tasks completed per minute <span class="total">\((\d+) in the last hour\)/)
     const completed = Number(/Tasks completed per minute <span class="total">\((\d+) in the last hour\)/.exec(res.body)![1])
     const events = await t.db

@@ -1,7 +1,7 @@
 import type {WebIO} from '../checks.js'
 import {PMS_VENDORS} from '../tools/detect-pms.js'
 import {htmlToText} from '../tools/html.js'
-import {hash32, rng, truthOf, type Truth} from './world.js'
+import {hash32, type Presence, presenceOf, rng, truthOf, type Truth} from './world.js'
 
 /**
  * The simulated world's web and DNS, for the same checks rvx runs on the real
@@ -23,7 +23,7 @@ export class SimulatedWeb implements WebIO {
     if (!domain.endsWith('.example')) throw Object.assign(new Error(`simulated web: ${domain} is not in the simulated world`), {code: 'ENOTFOUND'})
     const truth = truthOf(this.seed, {domain, ...this.claims(domain)})
     if (!truth.answers) throw Object.assign(new Error(`connect ECONNREFUSED (simulated: ${domain} does not answer)`), {code: 'ECONNREFUSED'})
-    const html = page(domain, u.pathname, truth)
+    const html = page(domain, u.pathname, truth, presenceOf(this.seed, domain))
     if (html === null) return {url: u.href, status: 404, html: '<html><body>Not found</body></html>', text: 'Not found'}
     return {url: u.href, status: 200, html, text: htmlToText(html)}
   }
@@ -48,7 +48,7 @@ function marketingUrl(vendor: string): string {
 }
 
 /** The HTML of one page of a company's site, or null (404). */
-function page(domain: string, path: string, t: Truth): string | null {
+function page(domain: string, path: string, t: Truth, presence: Presence): string | null {
   const title = domain.replace(/\.example$/, '').replace(/-/g, ' ')
   const nav = `<nav><a href="/about">About us</a> <a href="/contact">Contact</a>${t.mentions ? ' <a href="/blog/software">Blog</a>' : ''}</nav>`
   const portal = t.shows === 'portal' ? `<p><a href="${portalUrl(t.pms, domain)}">Pay Rent / Resident Login</a></p>` : ''
@@ -67,10 +67,12 @@ function page(domain: string, path: string, t: Truth): string | null {
       )
     case '/about':
       return shell(
-        `<h1>About us</h1><p>${t.employees} people manage about ${t.units} units${t.residential ? ' of residential rentals' : ' for associations'}.</p>`,
+        `<h1>About us</h1><p>${t.employees} people manage about ${t.units} units${t.residential ? ' of residential rentals' : ' for associations'}.</p>${presence.linkedin ? `<p>Follow us on <a href="${presence.linkedin}">LinkedIn</a></p>` : ''}`,
       )
     case '/contact':
-      return shell(`<h1>Contact</h1><p>${t.address === 'none' ? 'Call us any time.' : `Visit us at ${t.street}, ${t.city}, ${t.state} ${t.zip}.`}</p>`)
+      return shell(
+        `<h1>Contact</h1><p>${t.address === 'none' ? 'Call us any time.' : `Visit us at ${t.street}, ${t.city}, ${t.state} ${t.zip}.`}</p>${presence.phone ? `<p>Main office: ${presence.phone}</p>` : ''}`,
+      )
     case '/blog/software':
       return t.mentions
         ? shell(

@@ -138,3 +138,21 @@ export function truthOf(seed: number, c: Pick<CandidateCompany, 'domain' | 'stat
     mx: rng(hash32(`${seed}:mx:${c.domain}`))() < 0.92,
   }
 }
+
+/** How a company can be reached, as its own site shows it: its main phone (contact page) and its LinkedIn company page (about page). */
+export interface Presence {
+  /** As the contact page writes it, e.g. (512) 555-0142; null when the site shows none. */
+  phone: string | null
+  linkedin: string | null
+}
+
+/** A company's presence: from the seed and its domain only, so every process sees the same. */
+export function presenceOf(seed: number, domain: string): Presence {
+  const r = rng(hash32(`${seed}:presence:${domain}`))
+  const area = pick(r, ['512', '214', '713', '210', '817', '915', '469', '737'])
+  const line = String(1000 + Math.floor(r() * 9000))
+  return {
+    phone: r() < 0.9 ? `(${area}) 555-${line}` : null,
+    linkedin: r() < 0.85 ? `https://linkedin.example/company/${domain.replace(/\.example$/, '')}` : null,
+  }
+}

@@ -1,5 +1,6 @@
 import {BaseCommand} from '../../cli/base-command.js'
 import {cacheStats, type CacheStats} from '../../pipeline/cache.js'
+import {CACHE_KINDS} from '../../pipeline/stages/index.js'
 import {formatCost} from '../../shared/money.js'
 
 export default class CacheStatsCommand extends BaseCommand<typeof CacheStatsCommand> {
@@ -10,7 +11,7 @@ export default class CacheStatsCommand extends BaseCommand<typeof CacheStatsComm
   static override enableJsonFlag = true
 
   async run(): Promise<{cache: CacheStats[]}> {
-    const cache = await cacheStats(await this.database({schema: true}))
+    const cache = await cacheStats(await this.database({schema: true}), CACHE_KINDS)
     const day = (d: Date | null) => (d ? d.toISOString().slice(0, 10) : '-')
     this.table(cache, [
       {header: 'kind', get: (c) => c.kind},

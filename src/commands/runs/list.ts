@@ -8,7 +8,7 @@ import {listRunsWithSpend, RUN_STATUSES} from '../../pipeline/run-listing.js'
 import type {RunUsage} from '../../pipeline/usage.js'
 import {formatCriteria} from '../../web/format.js'
 import {formatAge} from '../../shared/duration.js'
-import {formatCost} from '../../shared/money.js'
+import {formatCost, formatRunCost} from '../../shared/money.js'
 
 export default class RunsList extends BaseCommand<typeof RunsList> {
   static override summary = 'List runs, newest first.'
@@ -37,8 +37,14 @@ export default class RunsList extends BaseCommand<typeof RunsList> {
       createdAt: Date
       finishedAt: Date | null
       selected: number
+      /** Companies delivered (the export's), and their contacts; contacts found for companies dropped later are apart. */
+      delivered: number
+      contacts: number
+      contactsDropped: number
       maxUsd: number | null
       usage: RunUsage
+      costPerLead: number | null
+      simulated: boolean
     }>
   }> {
     const db = await this.database({schema: true})
@@ -52,9 +58,14 @@ export default class RunsList extends BaseCommand<typeof RunsList> {
       criteria: r.criteria,
       createdAt: r.created_at,
       finishedAt: r.finished_at,
-      selected: r.selected,
+      selected: r.counts.companies.selected,
+      delivered: r.counts.companies.delivered,
+      contacts: r.counts.contacts.delivered,
+      contactsDropped: r.counts.contacts.dropped,
       maxUsd: r.max_usd === null ? null : Number(r.max_usd),
       usage: r.usage,
+      costPerLead: r.costPerLead,
+      simulated: r.simulated,
     }))
     if (runs.length === 0)
       this.info(
@@ -65,9 +76,14 @@ export default class RunsList extends BaseCommand<typeof RunsList> {
         {header: 'id', get: (r) => r.id},
         {header: 'status', get: (r) => shownStatus(r.status, r.paused), status: true},
         {header: 'stage', get: (r) => r.stage, drop: 4},
-        {header: 'leads', get: (r) => `${r.selected}/${r.quantity}`, align: 'right'},
-        {header: 'cost', get: (r) => formatCost(r.usage.costUsd) + (r.maxUsd === null ? '' : ` of ${formatCost(r.maxUsd)}`), align: 'right'},
-        {header: '$/lead', get: (r) => (r.selected > 0 ? formatCost(r.usage.costUsd / r.selected) : '-'), align: 'right', drop: 5},
+        {header: 'leads', get: (r) => `${r.delivered}/${r.quantity}`, align: 'right'},
+        {header: 'contacts', get: (r) => r.contacts, align: 'right', drop: 2},
+        {
+          header: 'cost',
+          get: (r) => formatRunCost(r.usage.costUsd, r.simulated) + (r.maxUsd === null ? '' : ` of ${formatCost(r.maxUsd)}`),
+          align: 'right',
+        },
+        {header: '$/lead', get: (r) => (r.costPerLead === null ? '-' : formatCost(r.costPerLead)), align: 'right', drop: 5},
         {header: 'calls', get: (r) => `${r.usage.calls}${r.usage.rateLimited ? ` (+${r.usage.rateLimited} 429)` : ''}`, align: 'right', drop: 7},
         {header: 'cache hits', get: (r) => r.usage.cacheHits, drop: 8},
         {header: 'provider', get: (r) => r.provider, drop: 6},

@@ -4,7 +4,7 @@ import {CONCURRENCY, defaultConcurrency} from '../../cli/concurrency.js'
 
 import {parseDuration} from '../../shared/duration.js'
 import {checkOutputDir, readCriteriaText} from '../../cli/inputs.js'
-import {ranged, usdFlag} from '../../cli/flags.js'
+import {optedInStages, optInStageFlags, ranged, usdFlag} from '../../cli/flags.js'
 import {providerFactory} from '../../agents/index.js'
 import {requirePrices} from '../../agents/prices.js'
 import {parseRunId, runIdArg} from '../../cli/run-arg.js'
@@ -38,6 +38,7 @@ export default class RunsResume extends RunDriverCommand<typeof RunsResume> {
     format: Flags.option({options: ['csv', 'json'] as const, default: 'csv' as const, summary: 'Export format.'})(),
     timeout: Flags.string({summary: 'Stop driving after this long (e.g. 30m; 1s-24d).'}),
     'pause-on-exit': pauseOnExitFlag,
+    ...optInStageFlags(),
   }
 
   async run(): Promise<Partial<DriveReport> & {runId: number; status: string; detached: boolean}> {
@@ -52,7 +53,7 @@ export default class RunsResume extends RunDriverCommand<typeof RunsResume> {
       requirePrices((await providerFactory()(await getRun(db, id))).models)
     }
 
-    const {unpaused} = await continueRun(db, id, {criteria, quantity: this.flags.quantity, maxUsd})
+    const {unpaused} = await continueRun(db, id, {criteria, quantity: this.flags.quantity, maxUsd, stages: optedInStages(this.flags)})
     const status = await advanceRun(db, id)
     if (this.flags.detach) {
       this.info(

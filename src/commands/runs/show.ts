@@ -1,10 +1,10 @@
 import {BaseCommand} from '../../cli/base-command.js'
-import {describeCalls, describeSpend, describeSuppression} from '../../cli/progress.js'
+import {describeCalls, describeContacts, describeSpend, describeSuppression} from '../../cli/progress.js'
 import {parseRunId, runIdArg} from '../../cli/run-arg.js'
 import {leadContacts, runLeads} from '../../pipeline/leads.js'
 import {describeDrops} from '../../pipeline/drops.js'
 import {shownStatus} from '../../pipeline/pause.js'
-import {type RunProgress, runProgress} from '../../pipeline/runs.js'
+import {type RunProgress, runProgress} from '../../pipeline/run-views.js'
 import {STAGES} from '../../pipeline/stages/index.js'
 import {verdictLabel} from '../../pipeline/verification.js'
 import {formatAge} from '../../shared/duration.js'
@@ -39,7 +39,7 @@ export default class RunsShow extends BaseCommand<typeof RunsShow> {
         'companies',
         `${p.companies.total} found: ${p.companies.selected} selected, ${p.companies.qualified} qualified (not selected), ${p.companies.disqualified} disqualified, ${p.companies.candidate} not yet researched`,
       ],
-      ['contacts', p.contacts],
+      ['contacts', describeContacts(p)],
       ['dropped', describeDrops(p.drops)],
       ...Object.entries(p.verdicts).map(
         ([key, v]) =>
@@ -48,7 +48,7 @@ export default class RunsShow extends BaseCommand<typeof RunsShow> {
             `${key === 'portfolio' ? '' : `selected: ${v.selectedMatch} match, ${v.selectedUnknown} unknown; `}kept ${v.disqualified} out`,
           ] as [string, unknown],
       ),
-      ...STAGES.map((s) => {
+      ...STAGES.filter((s) => p.tasks[s.kind]).map((s) => {
         const t = p.tasks[s.kind]
         return [
           `${s.name} tasks`,

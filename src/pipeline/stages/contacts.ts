@@ -1,10 +1,14 @@
+import {z} from 'zod'
+
+import {sql} from '../../db/kysely.js'
 import type {CompanyRow} from '../../db/schema.js'
-import type {CheckedContact, EmailStatus, FoundContact} from '../provider.js'
+import type {AgentRequest, CallContext, CandidateCompany, CheckedContact, EmailStatus, FoundContact, ResearchProvider} from '../provider.js'
 import {cacheKey, DEFAULT_CACHE_TTL_MS, metered, readCache, writeCache} from '../cache.js'
 import {normalizeContacts} from '../normalize.js'
+import {DROP} from '../drops.js'
 import {DEFAULT_RUN_OPTIONS, runOptions} from '../run-options.js'
 import {toCandidate} from './research.js'
-import type {RunPayload, Stage} from './stage.js'
+import {pct, type RunPayload, type Stage} from './stage.js'
 
 type Payload = RunPayload & {companyId: number}
 
@@ -12,22 +16,81 @@ type Checked = FoundContact & CheckedContact
 
 /**
  * The usable-contact rule: a contact counts toward contacts_min unless its email was found bad (no mail server, or not
- * a real address of the company). The SQL that counts contacts (`usableContact` in runs.ts) is built from this list.
+ * a real address of the company). The predicate (`counts`) and the SQL (`usableContact`) are both built from this list.
  */
 export const UNUSABLE_EMAIL_STATUSES: readonly EmailStatus[] = ['no_mx', 'invalid']
 
 export const counts = (c: {emailStatus: EmailStatus | null}) => c.emailStatus === null || !UNUSABLE_EMAIL_STATUSES.includes(c.emailStatus)
 
-/** Contacts: find the decision makers of one selected company, each email and LinkedIn URL checked. */
+/** SQL: a contact (table alias `k`) that counts toward contacts_min, by the same rule as `counts`. */
+export function usableContact(alias: string) {
+  const status = sql.ref(`${alias}.email_status`)
+  return sql`(${status} is null or ${status} not in (${sql.join(UNUSABLE_EMAIL_STATUSES)}))`
+}
+
+/** What the model returns (its shape only: pipeline/normalize.ts bounds the values). */
+export const ContactsOutput = z.object({
+  contacts: z.array(
+    z.object({
+      full_name: z.string().min(1),
+      title: z.string().min(1),
+      tier: z.number().int().min(1).max(4),
+      email: z.string().nullish(),
+      phone: z.string().nullish(),
+      linkedin_url: z.string().nullish(),
+      confidence: z.enum(['low', 'medium', 'high']),
+      sources: z.array(z.string()).default([]),
+    }),
+  ),
+})
+
+/** The agent call that finds a company's decision makers. */
+export function contactsRequest(input: {company: CandidateCompany; min: number; max: number}): AgentRequest<z.infer<typeof ContactsOutput>> {
+  const c = input.company
+  return {
+    stage: 'contacts',
+    prompt: `Find ${input.min}-${input.max} decision makers at ${c.name} (${c.website ?? c.domain}).
+Tier 1: owner, co-owner, broker/owner, managing or designated broker, president, principal, CEO, COO, managing partner. Tier 2: director of property management, VP operations, portfolio manager, associate broker. Tier 3: operations manager. Tier 4 (leasing, admin, maintenance) only if nothing better exists.
+No generic inboxes (info@, office@); an email on a PMS vendor's domain is not the company's.
+Return {"contacts": [{"full_name", "title", "tier": 1-4, "email", "phone", "linkedin_url", "confidence", "sources"}]}.`,
+    schema: ContactsOutput,
+    tools: ['search_web', 'fetch_page', 'detect_pms'],
+    input,
+  }
+}
+
+/** The people the model named (their emails and LinkedIn URLs are checked by the stage, whatever it says). */
+export async function askContacts(
+  provider: ResearchProvider,
+  input: {company: CandidateCompany; min: number; max: number},
+  ctx: CallContext,
+): Promise<FoundContact[]> {
+  const {value} = await provider.agent(contactsRequest(input), ctx)
+  return value.contacts.map((p) => ({
+    fullName: p.full_name,
+    title: p.title,
+    tier: p.tier as 1 | 2 | 3 | 4,
+    email: p.email ?? null,
+    phone: p.phone ?? null,
+    linkedinUrl: p.linkedin_url ?? null,
+    confidence: p.confidence,
+    sources: p.sources,
+  }))
+}
+
 /** The people checked, whether they came from the cache, and (for a paid search) what goes into the cache with the completion. */
 type Output = {people: Checked[]; fromCache: boolean; cache?: {key: string; provider: string; found: FoundContact[]; costUsd: number}}
 
+/** Contacts: find the decision makers of one selected company, each email and LinkedIn URL checked. */
 export const contacts: Stage<Payload, {company: CompanyRow; min: number; max: number}, Output> = {
   name: 'contacts',
   kind: 'contact',
   summary: 'find 1-3 decision makers at each selected company',
+  trigger: 'selected',
   // The run's contactAttempts is the one setting (contact tasks are enqueued with it); this is its default.
   maxAttempts: DEFAULT_RUN_OPTIONS.contactAttempts,
+  attemptsFor: (options) => options.contactAttempts,
+  cached: true,
 
   async prepare({db, run, payload}) {
     const company = await db.selectFrom('companies').selectAll().where('id', '=', payload.companyId).executeTakeFirst()
@@ -59,7 +122,7 @@ export const contacts: Stage<Payload, {company: CompanyRow; min: number; max: nu
     let found: FoundContact[] = []
     let people: Checked[] = []
     for (let search = ctx.prepared.attempt; ; search++) {
-      found = dedupeContacts([...found, ...normalizeContacts(await provider.findContacts({company: toCandidate(company), min, max}, paid))])
+      found = dedupeContacts([...found, ...normalizeContacts(await askContacts(provider, {company: toCandidate(company), min, max}, paid))])
       people = await check(found)
       if (people.filter(counts).length >= min || search >= ctx.prepared.maxAttempts) break
       ctx.signal.throwIfAborted()
@@ -99,21 +162,33 @@ export const contacts: Stage<Payload, {company: CompanyRow; min: number; max: nu
 
   describe: (p, inFlight) => `${p.contacts} for ${p.companies.selected}/${p.quantity} selected${inFlight > 0 ? `, ${inFlight} searching` : ''}`,
 
+  // Selected companies with their decision makers, against the quantity.
+  percent: ({done, run}) => pct(done, run.quantity),
+  selectedDone: () => sql`(select count(*) from contacts k where k.company_id = s.id and ${usableContact('k')}) >= r.contacts_min`,
+  requires: {
+    met: (run) => sql`(select count(*) from contacts k where k.company_id = c.id and ${usableContact('k')}) >= ${run.contacts_min}`,
+    reason: (run) => `fewer than ${run.contacts_min} decision makers found`,
+    // Decision makers found, but not enough whose email takes mail; or too few found at all.
+    key: () =>
+      sql`case when exists (select 1 from contacts k where k.company_id = c.id and not ${usableContact('k')}) then ${DROP.noDeliverableEmail} else ${DROP.tooFewContacts} end`,
+  },
+
   /**
-   * When every contact search is done: companies short of decision makers
-   * give their place to the next best (qualified ones, then candidates whose
-   * research was stopped at the target, then a new discovery round); the run
-   * completes when the selection is full, else it asks for a decision.
+   * The rule of the selected companies' stages (contacts leads them): when
+   * every one of them is done, companies short of what a stage requires (here:
+   * decision makers) give their place to the next best (qualified ones, then
+   * candidates whose research was stopped at the target, then a new discovery
+   * round); the run completes when the selection is full, else it asks for a
+   * decision.
    */
   async advance(c) {
-    if (c.pending.contacts > 0) return 'running'
-    await c.dropShortOfContacts()
+    if (c.pendingFor('selected') > 0) return 'running'
+    await c.dropShortOfRequirements()
     const after = await c.recount()
     if (after.selected >= c.run.quantity) return c.complete()
     if (after.qualified > 0) return c.select()
     if (after.candidate > 0) {
-      await c.reopenResearch(Math.ceil((c.run.quantity - after.selected) * c.options.oversample))
-      await c.setStage('research')
+      await c.reopenCandidates(Math.ceil((c.run.quantity - after.selected) * c.options.oversample))
       return 'running'
     }
 

@@ -1,13 +1,15 @@
+import {z} from 'zod'
+
 import {sql} from '../../db/kysely.js'
 import type {Executor} from '../../db/executor.js'
 import type {RunRow} from '../../db/schema.js'
-import {enqueue} from '../../runtime/queue.js'
 import type {Criteria} from '../criteria.js'
 import {companyKey, isDirectoryDomain, normalizeDomain} from '../domains.js'
 import {normalizeCandidates} from '../normalize.js'
-import type {CandidateCompany} from '../provider.js'
-import {runOptions, runScope} from '../run-options.js'
-import type {RunPayload, Stage} from './stage.js'
+import type {AgentRequest, CallContext, CandidateCompany, ResearchProvider} from '../provider.js'
+import {companyCounts} from '../run-counts.js'
+import {runOptions} from '../run-options.js'
+import {pct, type RunPayload, type Stage} from './stage.js'
 
 type Payload = RunPayload & {round: number}
 
@@ -22,24 +24,68 @@ interface Input {
   suppressed: Set<string>
 }
 
+/** What the model returns (its shape only: pipeline/normalize.ts bounds the values). */
+export const DiscoveryOutput = z.object({
+  companies: z.array(
+    z.object({
+      name: z.string().min(1),
+      domain: z.string().min(3),
+      website: z.string().nullish(),
+      city: z.string().nullish(),
+      state: z.string().nullish(),
+      pms: z.string().nullish(),
+      units_estimate: z.number().nullish(),
+      sources: z.array(z.string()).default([]),
+    }),
+  ),
+})
+
+/** The agent call of one discovery round. */
+export function discoveryRequest(input: {criteria: Criteria; want: number; exclude: string[]}): AgentRequest<z.infer<typeof DiscoveryOutput>> {
+  return {
+    stage: 'discovery',
+    prompt: `Find ${input.want} property-management companies matching these criteria: ${JSON.stringify(input.criteria)}.
+Skip these domains (already known or excluded): ${input.exclude.slice(0, 500).join(', ') || 'none'}.
+Return {"companies": [{"name", "domain", "website", "city", "state", "pms", "units_estimate", "sources"}]}. Domains are bare hosts like acme-pm.com.`,
+    schema: DiscoveryOutput,
+    tools: ['search_web', 'fetch_page', 'detect_pms'],
+    input,
+  }
+}
+
+/** The companies the model found, as it named them. */
+export async function askDiscovery(
+  provider: ResearchProvider,
+  input: {criteria: Criteria; want: number; exclude: string[]},
+  ctx: CallContext,
+): Promise<CandidateCompany[]> {
+  const {value} = await provider.agent(discoveryRequest(input), ctx)
+  return value.companies.map((c) => ({
+    name: c.name,
+    domain: c.domain,
+    website: c.website ?? null,
+    city: c.city ?? null,
+    state: c.state ?? null,
+    pms: c.pms ?? null,
+    unitsEstimate: c.units_estimate ?? null,
+    sources: c.sources,
+  }))
+}
+
 /** Discovery: find candidate companies for the run, oversampling what is still wanted, never a domain twice. */
 export const discovery: Stage<Payload, Input, CandidateCompany[]> = {
   name: 'discovery',
   kind: 'lead-list',
   summary: 'find candidate companies that may match the criteria',
+  trigger: 'run',
   maxAttempts: 3,
   priority: 10,
 
   async prepare({db, run, payload}) {
     const criteria = run.criteria as Criteria
     const known = (await db.selectFrom('companies').select('domain').where('run_id', '=', run.id).execute()).map((r) => companyKey(r.domain))
-    const counts = await db
-      .selectFrom('companies')
-      .select(['status', (eb) => eb.fn.countAll<number>().as('n')])
-      .where('run_id', '=', run.id)
-      .groupBy('status')
-      .execute()
-    const n = (status: string) => Number(counts.find((c) => c.status === status)?.n ?? 0)
+    const counts = await companyCounts(db, run.id)
+    const n = (status: keyof typeof counts) => counts[status]
     // Candidates not yet judged count at the rate research has qualified so far (all of them before any is judged): a
     // round started while research is in flight asks for what the run will be short of, not for one or two companies.
     const good = n('qualified') + n('selected')
@@ -57,11 +103,11 @@ export const discovery: Stage<Payload, Input, CandidateCompany[]> = {
   },
 
   // Normalized here, once: a name or number the database cannot hold must not fail the settlement (and the paid call be made again).
-  ask: async (provider, {criteria, want, exclude, round}, ctx) => normalizeCandidates(await provider.discover({criteria, want, exclude, round}, ctx)),
+  ask: async (provider, {criteria, want, exclude}, ctx) => normalizeCandidates(await askDiscovery(provider, {criteria, want, exclude}, ctx)),
 
   result: (found, input) => ({found: found.length, fresh: dedupe(found, new Set(input.exclude)).length}),
 
-  async write({trx, run, payload, provider, enqueueNext}, input, found) {
+  async write({trx, run, payload, provider, discovered}, input, found) {
     const fresh = dedupe(found, new Set(input.exclude))
     // Found again though the model was told to skip them: dropped, and counted.
     const dropped = new Set(found.map((c) => keyOf(c.domain)).filter((d) => input.suppressed.has(d))).size
@@ -103,25 +149,16 @@ export const discovery: Stage<Payload, Input, CandidateCompany[]> = {
         .execute()
     }
 
-    await enqueueNext(inserted.map((c) => ({payload: {runId: run.id, companyId: c.id}, key: String(c.id)})))
+    await discovered(inserted.map((c) => c.id))
   },
 
   describe: (p, inFlight) => `${p.companies.total} found${inFlight > 0 ? ', searching' : ''}`,
 
+  // Against the oversampled target while the run discovers.
+  percent: ({run, companies, past}) => (past ? 100 : pct(companies.total, Math.ceil(run.quantity * run.oversample))),
+
   // Research decides, with discovery in flight too: what qualified is selected meanwhile, and the target stops both.
   advance: (c) => c.continueWith('research'),
-}
-
-/** Enqueues discovery round `round` of a run (idempotent per round). */
-export async function enqueueDiscoveryRound(ex: Executor, runId: number, round: number): Promise<void> {
-  await enqueue(ex, {
-    kind: discovery.kind,
-    payload: {runId, round},
-    scope: runScope(runId),
-    idempotencyKey: `run:${runId}:lead-list:${round}`,
-    maxAttempts: discovery.maxAttempts,
-    priority: discovery.priority,
-  })
 }
 
 /** A domain or URL as found or typed, as the company key it stands for. */

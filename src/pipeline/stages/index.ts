@@ -1,21 +1,45 @@
+import type {RunRow} from '../../db/schema.js'
 import {UsageError} from '../../shared/errors.js'
+import {runOptions} from '../run-options.js'
 import {contacts} from './contacts.js'
 import {discovery} from './discovery.js'
+import {enrich} from './enrich.js'
 import {research} from './research.js'
-import type {Stage, StageName} from './stage.js'
+import type {Stage, StageName, Trigger} from './stage.js'
 
 /**
  * The pipeline, in order: the one table that worker arguments, progress
- * lines, status tables and docs read. A stage's task kind is what the
- * runtime calls it; either name selects it for `rvx worker`.
+ * lines, status tables, cache kinds, metrics, exports, the run page and docs
+ * read. A stage's task kind is what the runtime calls it; either name selects
+ * it for `rvx worker`. A new stage is a file in this folder and a line here.
  */
-export const STAGES: readonly Stage<any, any, any>[] = [discovery, research, contacts]
+export const STAGES: readonly Stage<any, any, any>[] = [discovery, research, contacts, enrich]
 
 export type {Stage, StageName} from './stage.js'
 
+/** The stage of this name; an unknown name (a row written by another version of rvx, say) is an error naming it. */
 export function stageNamed(name: StageName): Stage<any, any, any> {
-  return STAGES.find((s) => s.name === name)!
+  const stage = STAGES.find((s) => s.name === name)
+  if (!stage) throw new Error(`"${name}" is not a stage of this rvx (${STAGES.map((s) => s.name).join(', ')})`)
+  return stage
 }
+
+/** Stages a run may opt into (`--<name>` on rvx orchestrate and rvx runs resume). */
+export const OPT_IN_STAGES: readonly Stage<any, any, any>[] = STAGES.filter((s) => s.optIn)
+
+/** The stages a run has: every stage but the opt-in ones it did not ask for. */
+export function stagesOf(run: Pick<RunRow, 'options'>): Stage<any, any, any>[] {
+  const asked = new Set(runOptions(run as RunRow).stages ?? [])
+  return STAGES.filter((s) => !s.optIn || asked.has(s.name))
+}
+
+/** The run's stages with this trigger, in pipeline order. */
+export function stagesOn(run: Pick<RunRow, 'options'>, trigger: Trigger): Stage<any, any, any>[] {
+  return stagesOf(run).filter((s) => s.trigger === trigger)
+}
+
+/** Stages whose answers are cached: their names are the cache's kinds. */
+export const CACHE_KINDS: readonly string[] = STAGES.filter((s) => s.cached).map((s) => s.name)
 
 /** The stage whose tasks are of this kind, if any. */
 export function stageOfKind(kind: string): Stage<any, any, any> | undefined {
@@ -29,11 +53,6 @@ export function findStage(word: string): Stage<any, any, any> | undefined {
 
 /** Every stage's task kind, in pipeline order. */
 export const STAGE_KINDS: readonly string[] = STAGES.map((s) => s.kind)
-
-/** Zero for every stage: a record to count into. */
-export function perStage<T>(value: () => T): Record<StageName, T> {
-  return Object.fromEntries(STAGES.map((s) => [s.name, value()])) as Record<StageName, T>
-}
 
 /**
  * Task kinds for worker types given by people: stage names or kinds, or

@@ -1,12 +1,14 @@
+import {z} from 'zod'
+
 import {sql} from '../../db/kysely.js'
 import type {CompanyRow} from '../../db/schema.js'
 import type {Criteria} from '../criteria.js'
-import type {CandidateCompany, CompanyResearch, SiteFacts} from '../provider.js'
+import type {AgentRequest, CallContext, CandidateCompany, CompanyResearch, ResearchProvider, SiteFacts} from '../provider.js'
 import {cacheKey, DEFAULT_CACHE_TTL_MS, metered, readCache, writeCache} from '../cache.js'
 import {normalizeResearch, normalizeSiteFacts} from '../normalize.js'
 import {runOptions} from '../run-options.js'
 import {type Verification, verifyCompany} from '../verification.js'
-import type {RunPayload, Stage} from './stage.js'
+import {pct, type RunPayload, type Stage} from './stage.js'
 
 type Payload = RunPayload & {companyId: number}
 
@@ -32,6 +34,75 @@ interface Output {
 /** What the research cache keeps of a company: the site checks and the model's research, judged again for each run. */
 type Cached = Pick<Output, 'site' | 'research'>
 
+/** A page the model read and a short quote from it. */
+const Evidence = z.object({url: z.string().max(2000), quote: z.string().max(500)})
+const CriterionVerdict = z.object({
+  verdict: z.enum(['match', 'mismatch', 'unknown']),
+  evidence: z.array(Evidence).max(5).default([]),
+})
+
+/** What the model returns (its shape only: pipeline/normalize.ts bounds the values). */
+export const ResearchOutput = z.object({
+  verdicts: z
+    .object({
+      pms: CriterionVerdict.optional(),
+      state: CriterionVerdict.optional(),
+      city: CriterionVerdict.optional(),
+      units: CriterionVerdict.optional(),
+      natural_request: CriterionVerdict.optional(),
+    })
+    .default({}),
+  portfolio: z.enum(['residential', 'hoa_only', 'large_multifamily_only', 'brokerage_only', 'no_active_management', 'unknown']).default('unknown'),
+  units_estimate: z.number().nullish(),
+  employees_estimate: z.number().nullish(),
+  confidence: z.enum(['low', 'medium', 'high']),
+  reasons: z.array(z.string().max(500)).max(20).default([]),
+  sources: z.array(z.string().max(2000)).max(20).default([]),
+  pms: z.string().nullish(),
+  city: z.string().nullish(),
+  state: z.string().nullish(),
+})
+
+/** The agent call that researches one company against the criteria. */
+export function researchRequest(input: {criteria: Criteria; company: CandidateCompany}): AgentRequest<z.infer<typeof ResearchOutput>> {
+  const c = input.company
+  return {
+    stage: 'research',
+    prompt: `Research ${c.name} (${c.website ?? c.domain}) against these criteria: ${JSON.stringify(input.criteria)}.
+For each criterion given (pms, state, city, units for units_min/units_max, natural_request), say "match", "mismatch" or "unknown", with evidence: the exact URL of a page you read and a short quote from it that shows it. "unknown" when nothing you read shows it; never guess.
+pms: the software its tenant/owner portal, login or payment links point at (use detect_pms); a blog post or an article that mentions a vendor is not evidence.
+state, city: from a postal address on the company's own pages.
+units: estimate from listings x ~10 and team size; say the estimate in units_estimate.
+portfolio: residential (mostly single-family / small multifamily rentals it manages), hoa_only, large_multifamily_only, brokerage_only, no_active_management, or unknown.
+Return {"verdicts": {"<criterion>": {"verdict", "evidence": [{"url", "quote"}]}}, "portfolio", "units_estimate", "employees_estimate", "confidence", "reasons": [...], "sources": [...], "pms", "city", "state"}.`,
+    schema: ResearchOutput,
+    tools: ['search_web', 'fetch_page', 'detect_pms'],
+    input,
+  }
+}
+
+/** The research of one company, as the model answered it (with every URL the call read). */
+export async function askResearch(
+  provider: ResearchProvider,
+  input: {criteria: Criteria; company: CandidateCompany},
+  ctx: CallContext,
+): Promise<CompanyResearch> {
+  const {value: out, seen} = await provider.agent(researchRequest(input), ctx)
+  return {
+    verdicts: out.verdicts,
+    portfolio: out.portfolio,
+    unitsEstimate: out.units_estimate ?? null,
+    employeesEstimate: out.employees_estimate ?? null,
+    confidence: out.confidence,
+    reasons: out.reasons,
+    sources: out.sources,
+    pms: out.pms ?? null,
+    city: out.city ?? null,
+    state: out.state ?? null,
+    seen,
+  }
+}
+
 /**
  * Research: the deterministic checks of the company's own site, then the
  * model's verdict per criterion with the pages it read; verification
@@ -41,7 +112,9 @@ export const research: Stage<Payload, Input, Output> = {
   name: 'research',
   kind: 'company',
   summary: 'verify each candidate against the criteria, with evidence, and score its fit',
+  trigger: 'discovered',
   maxAttempts: 3,
+  cached: true,
 
   async prepare({db, run, payload}) {
     const company = await db.selectFrom('companies').selectAll().where('id', '=', payload.companyId).executeTakeFirst()
@@ -64,7 +137,7 @@ export const research: Stage<Payload, Input, Output> = {
     // What the pages and the model said, normalized once before it is judged, cached or stored.
     const site = normalizeSiteFacts(await provider.checks.checkSite(candidate, ctx.signal))
     const paid = metered(ctx)
-    const research = site.site.verdict === 'mismatch' ? null : normalizeResearch(await provider.research({criteria, company: candidate}, paid))
+    const research = site.site.verdict === 'mismatch' ? null : normalizeResearch(await askResearch(provider, {criteria, company: candidate}, paid))
     const cache = {key, provider: provider.identity, costUsd: paid.spentUsd()}
     return {site, research, verified: verifyCompany({criteria, acceptUnknown, research, site}), researchedAt: null, fromCache: false, cache}
   },
@@ -111,6 +184,9 @@ export const research: Stage<Payload, Input, Output> = {
   describe: (p) =>
     `${p.companies.qualified + p.companies.disqualified + p.companies.selected}/${p.companies.total} (${p.companies.qualified + p.companies.selected} qualified)`,
 
+  // The companies found that were judged.
+  percent: ({companies: c, past}) => (past ? 100 : pct(c.total - c.candidate, c.total)),
+
   /**
    * Target met: select. Short of it: what qualified is selected at once and
    * its contact search starts (the target, when met, stops the rest), and the
@@ -123,16 +199,18 @@ export const research: Stage<Payload, Input, Output> = {
     const qualified = c.companies.qualified + c.companies.selected
     if (qualified >= c.run.quantity) return c.select()
     if (c.companies.qualified > 0) await c.selectQualified()
-    if (c.pending.discovery > 0 || c.pending.research > 0) {
-      if (c.pending.discovery === 0 && qualified + c.pending.research < c.run.quantity && (await c.discoverMore())) return 'running'
-      if (c.pending.discovery === 0 && c.run.stage !== 'research') await c.setStage('research')
+    const discovering = c.pendingFor('run')
+    const judging = c.pendingFor('discovered')
+    if (discovering > 0 || judging > 0) {
+      if (discovering === 0 && qualified + judging < c.run.quantity && (await c.discoverMore())) return 'running'
+      if (discovering === 0 && c.run.stage !== 'research') await c.setStage('research')
       return 'running'
     }
 
     if (await c.discoverMore()) return 'running'
-    // Short of the target: still find decision makers for what qualified (the contacts rule settles searches started
-    // early, and gives the places of companies short of decision makers to others), then ask.
-    if (c.companies.qualified > 0 || c.pending.contacts > 0 || (await c.shortOfContacts()) > 0) return c.select()
+    // Short of the target: still do the selected companies' stages for what qualified (the contacts rule settles work
+    // started early, and gives the places of companies short of what they require to others), then ask.
+    if (c.companies.qualified > 0 || c.pendingFor('selected') > 0 || (await c.shortOfRequirements()) > 0) return c.select()
     const why = c.options.discoveryExhausted ? 'discovery found no new companies' : `${c.run.discovery_rounds} discovery rounds done`
     return c.needsDecision(
       `${why}: ${qualified} of ${c.run.quantity} qualified companies. Accept what there is (rvx runs accept ${c.run.id}), widen the criteria and resume, or cancel.`,

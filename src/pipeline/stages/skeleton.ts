@@ -1,14 +1,14 @@
 import type {Transaction} from 'kysely'
 
+import {sql} from '../../db/kysely.js'
+
 import type {Database, RunRow} from '../../db/schema.js'
 import type {HandlerOutcome, TaskContext, TaskRegistry} from '../../runtime/handlers.js'
 import type {ClaimedTask} from '../../runtime/lease.js'
 import {ReleaseError} from '../../runtime/errors.js'
-import {enqueue} from '../../runtime/queue.js'
 import {scrub} from '../../shared/secrets.js'
 import {advance, advanceAfterCompletion} from '../advance.js'
 import {BudgetReachedError, type CallContext, ProviderUnusableError, type ResearchProvider} from '../provider.js'
-import {runScope} from '../run-options.js'
 import {failRun, getRun, stopAtBudget} from '../runs.js'
 import {callContext, releaseTaskHolds} from '../spend.js'
 import {type Executor, inTransaction} from '../../db/executor.js'
@@ -16,6 +16,7 @@ import type {SpendJournal} from '../spend-journal.js'
 import {saveUsage, type UsageRow} from '../usage.js'
 import {STAGES} from './index.js'
 import type {RunPayload, Stage} from './stage.js'
+import {perCompany, startStages} from './start.js'
 
 /** The provider for a run; it may be loaded on first use (a provider's code is imported when a run needs it). */
 export type ProviderFactory = (run: RunRow) => ResearchProvider | Promise<ResearchProvider>
@@ -41,15 +42,12 @@ export function registerPipeline(registry: TaskRegistry, providerFor: ProviderFa
     else await advance(trx, runId)
   }
 
-  STAGES.forEach((stage, i) =>
-    registry.register<RunPayload>(stage.kind, (task, ctx) => runStage(stage, STAGES[i + 1], task, ctx, providerFor, options.journal), {onFailed}),
-  )
+  for (const stage of STAGES) registry.register<RunPayload>(stage.kind, (task, ctx) => runStage(stage, task, ctx, providerFor, options.journal), {onFailed})
   return registry
 }
 
 async function runStage(
   stage: Stage,
-  next: Stage | undefined,
   task: ClaimedTask<RunPayload>,
   ctx: TaskContext,
   providerFor: ProviderFactory,
@@ -104,20 +102,8 @@ async function runStage(
           run: current,
           payload: task.payload,
           provider: {name: provider.name, simulated: provider.simulated},
-          async enqueueNext(tasks) {
-            if (!next) throw new Error(`${stage.name} is the last stage: there is nothing to enqueue after it`)
-            await enqueue(
-              trx,
-              tasks.map((t) => ({
-                kind: next.kind,
-                payload: t.payload,
-                scope: runScope(run.id),
-                idempotencyKey: `${runScope(run.id)}:${next.kind}:${t.key}`,
-                maxAttempts: next.maxAttempts,
-                priority: next.priority,
-              })),
-            )
-          },
+          discovered: (companyIds) => startStages(trx, current, 'discovered', perCompany(run.id, companyIds)),
+          saveFact: (companyId, fact) => saveFact(trx, {runId: run.id, companyId, stage: stage.name, provider, ...fact}),
         },
         input,
         output,
@@ -125,4 +111,17 @@ async function runStage(
     },
     after: () => advanceAfterCompletion(ctx.db, run.id),
   }
+}
+
+/** What a stage found about a company, stored as that stage's fact (one per company and stage; written again, replaced). */
+async function saveFact(
+  trx: Transaction<Database>,
+  f: {runId: number; companyId: number; stage: string; provider: {name: string; simulated: boolean}; value: unknown; evidence: unknown},
+): Promise<void> {
+  const row = {value: JSON.stringify(f.value), evidence: JSON.stringify(f.evidence ?? null), provider: f.provider.name, simulated: f.provider.simulated}
+  await trx
+    .insertInto('company_facts')
+    .values({run_id: f.runId, company_id: f.companyId, stage: f.stage, ...row})
+    .onConflict((oc) => oc.columns(['company_id', 'stage']).doUpdateSet({...row, created_at: sql`now()` as never}))
+    .execute()
 }

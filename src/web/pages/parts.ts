@@ -8,10 +8,10 @@ export function statusBadge(status: string): Html {
   return html`<span class="badge status-${status}">${status.replace('_', ' ')}</span>`
 }
 
-/** One bar per stage of the stage table, in pipeline order. */
+/** One bar per stage the run has (those in `percent`: an opt-in stage it did not ask for has none), in pipeline order. */
 export function stageBars(percent: Record<string, number>, notes: Record<string, string> = {}): Html {
   return html`<div class="stages">
-    ${STAGES.map((s) => {
+    ${STAGES.filter((s) => s.name in percent).map((s) => {
       const p = percent[s.name] ?? 0
       return html`<div class="stage" data-stage="${s.name}">
         <span class="stage-name">${s.name}</span>

@@ -1,11 +1,12 @@
 import type {Lead, LeadContact} from '../../pipeline/leads.js'
+import type {Evidence} from '../../pipeline/provider.js'
 import {STAGES} from '../../pipeline/stages/index.js'
 import {verdictLabel} from '../../pipeline/verification.js'
+import {dropReason} from '../../pipeline/drops.js'
 import {etaSeconds} from '../../pipeline/eta.js'
 import {shownStatus} from '../../pipeline/pause.js'
-import {dropReason} from '../../pipeline/drops.js'
-import {costPerQualifiedLead, LIMITS, type RunData, type RunPages, runKey} from '../data.js'
-import {formatAge, formatCost, formatCriteria, formatTime} from '../format.js'
+import {LIMITS, type RunData, type RunPages, runKey} from '../data.js'
+import {formatAge, formatCost, formatCriteria, formatRunCost, formatTime, stageWord} from '../format.js'
 import {externalLink, html, type Html} from '../html.js'
 import {region, type Regions} from './layout.js'
 import {pager, stageBars, statusBadge, table} from './parts.js'
@@ -56,12 +57,12 @@ function regions(d: RunData): Regions {
 function header(d: RunData): Html {
   const s = d.summary
   const p = d.progress
-  const perLead = costPerQualifiedLead(s)
   const eta = etaSeconds(p, s.elapsedS)
+  // The run's stages: those it has tasks of (an opt-in stage it did not ask for has none).
   const notes = Object.fromEntries(
-    STAGES.map((stage) => {
+    STAGES.filter((stage) => p.tasks[stage.kind]).map((stage) => {
       const t = p.tasks[stage.kind]
-      return [stage.name, stage.describe(p, t ? t.queued + t.running : 0)]
+      return [stage.name, stage.describe(p, t.queued + t.running)]
     }),
   )
   return html`<h1>Run #${s.id} ${statusBadge(shownStatus(s.status, p.pausedAt !== null))}</h1>
@@ -74,16 +75,16 @@ function header(d: RunData): Html {
         ${s.companies.disqualified} disqualified, ${s.companies.total} found)
       </dd>
       <dt>contacts</dt>
-      <dd>${s.contacts}</dd>
+      <dd>${s.contacts}${s.contactsDropped > 0 ? ` (${s.contactsDropped} more found for companies dropped later)` : ''}</dd>
       <dt>stage</dt>
       <dd>${s.stage}</dd>
       <dt>cost</dt>
       <dd>
-        ${formatCost(s.costUsd)} · ${p.usage.calls} model calls (${p.usage.inputTokens} in / ${p.usage.outputTokens} out
+        ${formatRunCost(s.costUsd, s.simulated)} · ${p.usage.calls} model calls (${p.usage.inputTokens} in / ${p.usage.outputTokens} out
         tokens)${p.usage.rateLimited ? ` · ${p.usage.rateLimited} rate-limited, ${p.usage.quotaWaitS} s waiting for quota` : ''} · provider ${s.provider}
       </dd>
-      <dt>$ per qualified lead</dt>
-      <dd>${perLead === null ? '-' : formatCost(perLead)}</dd>
+      <dt>$ per lead</dt>
+      <dd>${s.costPerLead === null ? '-' : formatCost(s.costPerLead)}</dd>
       <dt>${s.finishedAt ? 'took' : 'time so far'}</dt>
       <dd>${formatAge(s.elapsedS)} (started ${formatTime(s.createdAt)}${s.finishedAt ? html`, ended ${formatTime(s.finishedAt)}` : ''})</dd>
       <dt>ETA</dt>
@@ -173,7 +174,7 @@ function leadRows(l: Lead, contacts: LeadContact[]): Html {
       <td colspan="8">
         <details data-key="lead-${l.id}">
           <summary>verdicts and evidence, ${contacts.length} contact${contacts.length === 1 ? '' : 's'}</summary>
-          ${notes(l)} ${verdicts(l)}
+          ${notes(l)} ${verdicts(l)} ${stageColumns(l)}
           ${table(
             ['name', 'title', 'tier', 'email', 'email status', 'phone', 'LinkedIn', 'confidence', 'sources'],
             contacts.map(
@@ -221,10 +222,32 @@ function verdicts(lead: Lead): Html {
               <th>${verdictLabel(v.key)}</th>
               <td><span class="badge verdict-${v.verdict}">${v.verdict}</span></td>
               <td class="by">${v.by === 'check' ? 'checked' : 'model'}</td>
-              <td>
-                ${v.evidence.map((e) => html`<div class="evidence-item">${externalLink(e.url)} ${e.quote ? html`<q>${e.quote}</q>` : ''}</div>`)}
-                ${v.note ? html`<div class="note">${v.note}</div>` : ''}
-              </td>
+              <td>${evidenceItems(v.evidence, v.note)}</td>
+            </tr>`,
+        )}
+      </tbody>
+    </table>
+  </div>`
+}
+
+/** Each page with its quote, and a note (why a check decided as it did). */
+function evidenceItems(evidence: Evidence[], note: string | null): Html {
+  return html`${evidence.map((e) => html`<div class="evidence-item">${externalLink(e.url)} ${e.quote ? html`<q>${e.quote}</q>` : ''}</div>`)}
+  ${note ? html`<div class="note">${note}</div>` : ''}`
+}
+
+/** What the run's later stages found (phone, LinkedIn page, ...): the value, and the page and quote that show it. */
+function stageColumns(lead: Lead): Html {
+  if (lead.stageColumns.length === 0) return html``
+  return html`<div class="scroll">
+    <table class="stage-facts">
+      <tbody>
+        ${lead.stageColumns.map(
+          (c) =>
+            html`<tr data-column="${c.name}">
+              <th>${c.label}</th>
+              <td class="fact-value">${c.value ?? '-'}</td>
+              <td>${evidenceItems(c.evidence, c.note)}</td>
             </tr>`,
         )}
       </tbody>
@@ -284,10 +307,10 @@ function disqualified(d: RunData): Html {
 const BAD_EVENTS = new Set(['failed', 'quarantined', 'fenced_out', 'retry_scheduled', 'requeued_after_death', 'requeued_lease_expired'])
 
 function activity(d: RunData): Html {
-  const tasks = STAGES.map((s) => {
+  const tasks = STAGES.filter((s) => d.progress.tasks[s.kind]).map((s) => {
     const t = d.progress.tasks[s.kind]
     return html`<tr>
-      <td>${s.name} (${s.kind})</td>
+      <td>${s.name}</td>
       <td class="num">${t.completed}</td>
       <td class="num">${t.queued}</td>
       <td class="num">${t.running}</td>
@@ -300,7 +323,7 @@ function activity(d: RunData): Html {
     (t) =>
       html`<tr class="bad">
         <td class="num">${t.id}</td>
-        <td>${t.kind}</td>
+        <td>${stageWord(t.kind)}</td>
         <td>${t.status}</td>
         <td class="num">${t.attempts}</td>
         <td class="num">${t.crashCount}</td>
@@ -312,7 +335,7 @@ function activity(d: RunData): Html {
       html`<tr class="${BAD_EVENTS.has(e.event) ? 'bad' : e.event === 'snoozed' ? 'warn' : ''}">
         <td>${formatTime(e.at)}</td>
         <td class="num">${e.taskId}</td>
-        <td>${e.kind}</td>
+        <td>${stageWord(e.kind)}</td>
         <td>${e.event}</td>
         <td>${e.workerId ?? '-'}</td>
         <td class="error">${e.reason ?? ''}</td>

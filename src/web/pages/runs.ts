@@ -1,7 +1,7 @@
 import type {RunStatus} from '../../db/schema.js'
 import {shownStatus} from '../../pipeline/pause.js'
 import {LIMITS, RUN_STATUSES, type RunsData, runsKey} from '../data.js'
-import {formatAge, formatCost, formatCriteria} from '../format.js'
+import {formatAge, formatCriteria, formatRunCost} from '../format.js'
 import {html} from '../html.js'
 import {region, type Regions} from './layout.js'
 import {pager, stageBars, statusBadge, table} from './parts.js'
@@ -38,7 +38,7 @@ function regions(d: RunsData): Regions {
         <td class="bars">${stageBars(r.percent)}</td>
         <td class="num">${r.companies.total} found<br />${r.companies.selected}/${r.quantity} selected</td>
         <td class="num">${r.contacts}</td>
-        <td class="num">${formatCost(r.costUsd)}</td>
+        <td class="num">${formatRunCost(r.costUsd, r.simulated)}</td>
         <td class="num">${formatAge(r.ageS)}</td>
       </tr>`,
   )
