@@ -42,7 +42,11 @@ export async function topStatements(client: pg.Client, limit = 8): Promise<State
   )
   const r1 = (n: number) => Math.round(n * 100) / 100
   return rows.map((r) => ({
-    query: r.query.replace(/\s+/g, ' ').trim(),
+    // On one line, so without its -- comments (one would swallow the rest): EXPLAIN takes it back as it is shown.
+    query: r.query
+      .replace(/--[^\n]*/g, '')
+      .replace(/\s+/g, ' ')
+      .trim(),
     calls: Number(r.calls),
     total_ms: r1(r.total),
     mean_ms: r1(r.mean),

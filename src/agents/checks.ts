@@ -195,15 +195,15 @@ export class WebChecks implements SiteChecks {
   }
 }
 
-/** Checks against the real web (behind the fetch guard) and DNS (RVX_DNS_SERVER, else the system's). */
-export function webChecks(options: {allowPrivateFetch?: boolean} = {}): WebChecks {
+/** Checks against the real web (behind the fetch guard) and DNS (`dnsServer`, from RVX_DNS_SERVER; else the system's). */
+export function webChecks(options: {allowPrivateFetch?: boolean; dnsServer?: string} = {}): WebChecks {
   return new WebChecks({
     async fetchPage(url, signal) {
-      const page = await fetchPage(url, {signal, allowPrivate: options.allowPrivateFetch})
+      const page = await fetchPage(url, {signal, allowPrivate: options.allowPrivateFetch, dnsServer: options.dnsServer})
       return {url: page.url, status: page.status, html: page.html, text: page.text}
     },
     async resolveMx(domain) {
-      const resolver = dnsResolver()
+      const resolver = dnsResolver(options.dnsServer)
       try {
         return await (resolver ? resolver.resolveMx(domain) : dns.promises.resolveMx(domain))
       } catch (error) {

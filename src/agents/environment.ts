@@ -1,21 +1,25 @@
 import {ceilingsFromEnv} from '../pipeline/spend.js'
+import type {Env} from '../shared/config.js'
 import {UsageError} from '../shared/errors.js'
+import {prices} from './prices.js'
 import {parseDnsServer} from './tools/resolve.js'
 
 /**
  * The environment variables that tune model calls and the web checks, checked
  * once when a command that makes them starts (orchestrate, worker, runs
  * resume, inspect): a bad value is refused in one line that names the
- * variable, instead of being ignored or met by every task.
+ * variable, instead of being ignored or met by every task. The pacing
+ * ceilings and the price table read here are the ones in force from then on.
  */
-export function checkEnvironment(env: NodeJS.ProcessEnv = process.env): void {
+export function checkEnvironment(env: Env): void {
   ceilingsFromEnv(env)
   llmTimeoutMs(env)
   parseDnsServer(env.RVX_DNS_SERVER)
+  prices(env)
 }
 
 /** RVX_LLM_TIMEOUT_MS: a whole number of milliseconds from 1000 to 3,600,000 (unset: 120,000). */
-export function llmTimeoutMs(env: NodeJS.ProcessEnv = process.env): number {
+export function llmTimeoutMs(env: Env): number {
   const text = env.RVX_LLM_TIMEOUT_MS?.trim()
   if (!text) return 120_000
   const ms = Number(text)

@@ -1,3 +1,4 @@
+import type {Env} from '../shared/config.js'
 import {UsageError} from '../shared/errors.js'
 import type {RunRow} from '../db/schema.js'
 import {checkEnvironment} from './environment.js'
@@ -13,7 +14,7 @@ export type ProviderName = (typeof PROVIDERS)[number]
  * simulation settings (seed, latency, faults), so every worker process sees
  * the same world; RVX_SIM_* in a worker's environment override them.
  */
-export function providerFactory(env: NodeJS.ProcessEnv = process.env): (run: RunRow) => Promise<ResearchProvider> {
+export function providerFactory(env: Env): (run: RunRow) => Promise<ResearchProvider> {
   checkEnvironment(env)
   const cache = new Map<number, Promise<ResearchProvider>>()
   return (run) => {
@@ -37,7 +38,7 @@ export function providerFactory(env: NodeJS.ProcessEnv = process.env): (run: Run
  * world) is imported only when a run asks for it, so commands that never do,
  * and workers that only ever see the other provider, do not load it.
  */
-export async function createProvider(name: string, simulation: SimulationOptions | undefined, env: NodeJS.ProcessEnv = process.env): Promise<ResearchProvider> {
+export async function createProvider(name: string, simulation: SimulationOptions | undefined, env: Env): Promise<ResearchProvider> {
   checkEnvironment(env)
   if (name === 'simulated') {
     const fromEnv = simulationOptions({}, env)
@@ -62,7 +63,7 @@ export async function createProvider(name: string, simulation: SimulationOptions
 }
 
 /** The provider and model each provider records its calls under, with this environment's settings. */
-export function knownModels(env: NodeJS.ProcessEnv = process.env): Array<{provider: ProviderName; model: string}> {
+export function knownModels(env: Env): Array<{provider: ProviderName; model: string}> {
   return [
     {provider: 'openai', model: env.OPENAI_MODEL || DEFAULT_OPENAI_MODEL},
     {provider: 'simulated', model: SIMULATED_MODEL},

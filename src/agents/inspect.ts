@@ -25,8 +25,12 @@ export function inspectTarget(text: string): {domain: string; website: string | 
  * own-site check, and each email's checks against the domains those sites
  * show as their own (or, with no site given, the email's own domain).
  */
-export async function inspect(targets: string[], emails: string[], options: {signal: AbortSignal; allowPrivateFetch?: boolean}): Promise<Inspection> {
-  const checks = webChecks({allowPrivateFetch: options.allowPrivateFetch})
+export async function inspect(
+  targets: string[],
+  emails: string[],
+  options: {signal: AbortSignal; allowPrivateFetch?: boolean; dnsServer?: string},
+): Promise<Inspection> {
+  const checks = webChecks({allowPrivateFetch: options.allowPrivateFetch, dnsServer: options.dnsServer})
   const sites: SiteFacts[] = []
   for (const target of targets.map(inspectTarget)) {
     sites.push(await checks.checkSite({name: target.domain, domain: target.domain, website: target.website, sources: []}, options.signal))

@@ -5,6 +5,7 @@ import {z} from 'zod'
 import {serverDelayMs, sleep} from '../runtime/backoff.js'
 import {DEFAULT_CONFIG} from '../runtime/config.js'
 import {PermanentError, SnoozeError} from '../runtime/errors.js'
+import type {Env} from '../shared/config.js'
 import {UsageError} from '../shared/errors.js'
 import {cleanText} from '../shared/text.js'
 import {Deadline} from './deadline.js'
@@ -27,7 +28,9 @@ import {webChecks} from './checks.js'
 import {detectPms} from './tools/detect-pms.js'
 import {FetchBudget} from './tools/fetch-budget.js'
 import {fetchPage} from './tools/fetch-page.js'
+import {parseDnsServer} from './tools/resolve.js'
 import {searchBackendFromEnv, type SearchBackend} from './tools/search-web.js'
+import {privateFetchAllowed} from './tools/ssrf.js'
 
 /** What one agent call (a stage's request) may spend, whatever the model asks for. */
 export interface AgentLimits {
@@ -76,12 +79,14 @@ export interface OpenAIProviderOptions {
   /** The model behind hosted search. */
   searchModel?: string
   allowPrivateFetch?: boolean
+  /** RVX_DNS_SERVER: the DNS server page fetches and MX checks ask (unset: the system's). */
+  dnsServer?: string
 }
 
 /** The research model when OPENAI_MODEL does not say. */
 export {DEFAULT_OPENAI_MODEL} from './models.js'
 
-export function openAIOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): OpenAIProviderOptions {
+export function openAIOptionsFromEnv(env: Env): OpenAIProviderOptions {
   const apiKey = env.OPENAI_API_KEY
   if (!apiKey) throw new PermanentError('OPENAI_API_KEY is not set: set it, or use the simulated provider')
   return {
@@ -92,7 +97,8 @@ export function openAIOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Open
     // On OpenAI's own endpoint with no backend configured, its hosted web search.
     search: searchBackendFromEnv(env) ?? (env.OPENAI_BASE_URL ? null : 'hosted'),
     searchModel: env.OPENAI_SEARCH_MODEL || 'gpt-4o-mini-search-preview',
-    allowPrivateFetch: env.RVX_ALLOW_PRIVATE_FETCH === '1',
+    allowPrivateFetch: privateFetchAllowed(env),
+    dnsServer: parseDnsServer(env.RVX_DNS_SERVER),
   }
 }
 
@@ -162,7 +168,7 @@ export class OpenAIProvider implements ResearchProvider {
     this.limits = {...DEFAULT_AGENT_LIMITS, ...options.limits}
     // One retry policy: the runtime's. The SDK does not retry on its own.
     this.client = new OpenAI({apiKey: options.apiKey, baseURL: options.baseURL, maxRetries: 0, timeout: options.timeoutMs})
-    this.checks = webChecks({allowPrivateFetch: options.allowPrivateFetch})
+    this.checks = webChecks({allowPrivateFetch: options.allowPrivateFetch, dnsServer: options.dnsServer})
     this.models = options.search === 'hosted' ? [options.model, options.searchModel ?? 'gpt-4o-mini-search-preview'] : [options.model]
     this.identity = `openai ${options.model}${options.baseURL ? ` at ${endpointName(options.baseURL)}` : ''}`
     this.search = options.search === 'hosted' ? this.hostedSearch(options.searchModel ?? 'gpt-4o-mini-search-preview') : options.search
@@ -304,7 +310,7 @@ export class OpenAIProvider implements ResearchProvider {
 
     try {
       if (name === 'fetch_page') {
-        const page = await fetchPage(String(args.url), {signal, budget, allowPrivate: this.options.allowPrivateFetch})
+        const page = await fetchPage(String(args.url), {signal, budget, allowPrivate: this.options.allowPrivateFetch, dnsServer: this.options.dnsServer})
         seen.add(String(args.url))
         seen.add(page.url)
         // Control characters and terminal escapes out before the model reads it (it may quote them back).
@@ -312,7 +318,7 @@ export class OpenAIProvider implements ResearchProvider {
       }
 
       if (name === 'detect_pms') {
-        const found = await detectPms(String(args.domain), {signal, budget, allowPrivate: this.options.allowPrivateFetch})
+        const found = await detectPms(String(args.domain), {signal, budget, allowPrivate: this.options.allowPrivateFetch, dnsServer: this.options.dnsServer})
         for (const page of found.pagesChecked) seen.add(page)
         return untrusted('detect_pms', found.domain, JSON.stringify(found))
       }

@@ -1,4 +1,5 @@
 import {readFileBounded, ReadLimitError} from '../shared/bounded-read.js'
+import type {Env} from '../shared/config.js'
 import {UsageError} from '../shared/errors.js'
 
 /** US dollars per million tokens: input, cached input, output. */
@@ -25,8 +26,11 @@ const MAX_PRICES_BYTES = 1024 * 1024
 
 let loaded: {path: string | undefined; table: Record<string, Price>} | undefined
 
-/** The price table in force: built-in, plus RVX_PRICES. A file that cannot be read or is malformed is a usage error. */
-export function prices(env: NodeJS.ProcessEnv = process.env): Record<string, Price> {
+/**
+ * The price table from `env`: built-in, plus RVX_PRICES; in force for this process from then on (priceOf, costUsd).
+ * A file that cannot be read or is malformed is a usage error.
+ */
+export function prices(env: Env): Record<string, Price> {
   const path = env.RVX_PRICES?.trim() || undefined
   if (loaded && loaded.path === path) return loaded.table
   let table = {...BUILT_IN}
@@ -60,8 +64,8 @@ export function prices(env: NodeJS.ProcessEnv = process.env): Record<string, Pri
 }
 
 /** A model's price (an exact name, else the longest known prefix: gpt-4.1-mini-2025-04-14 is gpt-4.1-mini); null when unknown. */
-export function priceOf(model: string, env: NodeJS.ProcessEnv = process.env): Price | null {
-  const table = prices(env)
+export function priceOf(model: string): Price | null {
+  const table = loaded?.table ?? BUILT_IN
   if (table[model]) return table[model]
   const prefix = Object.keys(table)
     .filter((k) => model.startsWith(k))

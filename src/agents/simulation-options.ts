@@ -1,3 +1,4 @@
+import type {Env} from '../shared/config.js'
 import {UsageError} from '../shared/errors.js'
 
 // The simulated provider's settings and their parsing, apart from the provider itself: commands validate
@@ -46,7 +47,7 @@ export function parseFaults(text: string): SimulationOptions['faults'] {
 }
 
 /** Options from flags, falling back to RVX_SIM_* so separate worker processes share them. */
-export function simulationOptions(flags: {latency?: string; faults?: string; seed?: number}, env: NodeJS.ProcessEnv = process.env): SimulationOptions {
+export function simulationOptions(flags: {latency?: string; faults?: string; seed?: number}, env: Env): SimulationOptions {
   const latency = flags.latency ?? env.RVX_SIM_LATENCY
   const faults = flags.faults ?? env.RVX_SIM_FAULTS
   const seed = flags.seed ?? (env.RVX_SIM_SEED ? Number(env.RVX_SIM_SEED) : undefined)

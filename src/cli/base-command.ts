@@ -9,6 +9,7 @@ import {applyPending, assertSchemaCurrent} from '../db/migrator.js'
 import {assertSessionKept} from '../db/session-check.js'
 import {embeddedFailure, resolveDatabaseUrl} from '../db/resolve.js'
 import type {Database} from '../db/schema.js'
+import {type Env, readEnvironment} from '../shared/config.js'
 import {parseDuration} from '../shared/duration.js'
 import {ExitCode} from '../shared/exit-codes.js'
 import {RvxError} from '../shared/errors.js'
@@ -53,6 +54,8 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   protected args!: BaseArgs<T>
   /** Every positional argument, for commands that take a variable number (strict = false). */
   protected positional: string[] = []
+  /** The environment, read once here at the command's boundary: what runs below gets what it needs from it. */
+  protected readonly env: Env = readEnvironment()
   private dbHandle?: DatabaseHandle
   private journal?: {journal: SpendJournal; timer: NodeJS.Timeout}
 
@@ -88,7 +91,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   }
 
   protected get mode(): OutputMode {
-    return detectMode(this.jsonEnabled())
+    return detectMode(this.jsonEnabled(), this.env)
   }
 
   /**
@@ -101,11 +104,11 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
    */
   protected async database(options: {schema?: boolean; session?: boolean} = {}): Promise<Kysely<Database>> {
     if (!this.dbHandle) {
-      const url = await resolveDatabaseUrl({url: this.flags['database-url'], notice: (m) => this.notice(m)})
+      const url = await resolveDatabaseUrl({url: this.flags['database-url'], notice: (m) => this.notice(m), env: this.env})
       try {
         this.dbHandle = await openDatabase(url, {applicationName: `rvx ${this.id ?? ''}`.trim(), limits: this.sessionLimits})
       } catch (error) {
-        throw this.flags['database-url'] ? error : await embeddedFailure(error)
+        throw this.flags['database-url'] ? error : await embeddedFailure(error, this.env)
       }
     }
 
@@ -127,7 +130,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
    */
   protected get sessionLimits(): SessionLimits {
     const read = (name: string, fallback: number) => {
-      const value = process.env[name]?.trim()
+      const value = this.env[name]?.trim()
       return value ? parseDuration(value, name, {max: 3_600_000}) : fallback
     }
 
@@ -150,7 +153,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     const db = await this.database()
     // Loaded here, by the commands that pay for model calls: the others start without them (and the embedded server's module).
     const [{SpendJournal}, {rvxHome}] = await Promise.all([import('../pipeline/spend-journal.js'), import('../db/embedded.js')])
-    const journal = new SpendJournal(path.join(rvxHome(), 'spend'), await databaseId(db), warn)
+    const journal = new SpendJournal(path.join(rvxHome(this.env), 'spend'), await databaseId(db), warn)
     await journal.reconcile(db).catch((error: unknown) => warn(`could not check the spend journal: ${(error as Error).message}`))
     const timer = setInterval(() => void journal.reconcile(db).catch(() => {}), JOURNAL_RECONCILE_MS)
     timer.unref()
@@ -179,12 +182,12 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   /** A table for people on stdout (see renderTable): fitted to the terminal, complete when piped; silent under --json. */
   protected table<Row>(rows: Row[], columns: Array<Column<Row>>): void {
-    if (!this.jsonEnabled()) process.stdout.write(`${renderTable(rows, columns, tableMode())}\n`)
+    if (!this.jsonEnabled()) process.stdout.write(`${renderTable(rows, columns, tableMode(this.env))}\n`)
   }
 
   /** Key/value lines for one record on stdout (see renderPairs); silent under --json. */
   protected pairs(pairs: Array<[string, unknown]>): void {
-    if (!this.jsonEnabled()) process.stdout.write(`${renderPairs(pairs, tableMode())}\n`)
+    if (!this.jsonEnabled()) process.stdout.write(`${renderPairs(pairs, tableMode(this.env))}\n`)
   }
 
   protected async spin(text: string): Promise<Spinner> {
@@ -197,7 +200,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
     // The embedded server failing mid-command (a full disk, a crash) is said from its log, not as a DATABASE_URL problem.
     const embedded = this.dbHandle && !this.flags?.['database-url'] && (isConnectionError(thrown) || thrown.code === '53100')
-    const error = embedded ? ((await embeddedFailure(thrown)) as typeof thrown) : thrown
+    const error = embedded ? ((await embeddedFailure(thrown, this.env)) as typeof thrown) : thrown
     const failure = this.describeFailure(error)
     process.exitCode = failure.exitCode
     if (this.jsonEnabled()) {
@@ -237,7 +240,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     unexpected: boolean
   } {
     const flags = {...this.ctor.baseFlags, ...this.ctor.flags} as Record<string, FlagFacts>
-    const error = flagWording(thrown, flags, this.argv) as typeof thrown
+    const error = flagWording(thrown, flags, this.argv, this.env) as typeof thrown
     if (error instanceof RvxError) {
       return {code: error.code, exitCode: error.exitCode, message: oneLine(error.message), unexpected: false}
     }
@@ -248,7 +251,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
       return {
         code: 'usage',
         exitCode: ExitCode.Usage,
-        message: oneLine(parseErrorLine(error, flags, this.argv)).replace(/[.:]?$/, '.') + hint,
+        message: oneLine(parseErrorLine(error, flags, this.argv, this.env)).replace(/[.:]?$/, '.') + hint,
         unexpected: false,
       }
     }

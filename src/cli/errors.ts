@@ -1,5 +1,6 @@
 import {stripVTControlCharacters} from 'node:util'
 
+import type {Env} from '../shared/config.js'
 import {UsageError} from '../shared/errors.js'
 import {scrub} from '../shared/secrets.js'
 import {onCommandLine} from './flags.js'
@@ -21,9 +22,9 @@ export function oneLine(message: string): string {
  * from ("RVX_DASHBOARD_TOKEN") when the flag is not on the command line
  * (`argv`). Other errors pass through.
  */
-export function flagWording(error: unknown, flags: Record<string, FlagFacts>, argv: string[]): unknown {
+export function flagWording(error: unknown, flags: Record<string, FlagFacts>, argv: string[], env: Env): unknown {
   if (!(error instanceof UsageError) || !error.field) return error
-  const flagFor = new Map(Object.keys(flags).map((name) => [name.replaceAll('-', '_'), inputName(name, flags, argv)]))
+  const flagFor = new Map(Object.keys(flags).map((name) => [name.replaceAll('-', '_'), inputName(name, flags, argv, env)]))
   const field = error.field.replaceAll(/[ -]/g, '_')
   if (!flagFor.has(field)) return error
   // Other inputs the detail mentions ("must not exceed contacts_max") are flags too.
@@ -39,9 +40,9 @@ export interface FlagFacts {
 }
 
 /** How a person set flag `name`: its environment variable when that gave the value, else `--name`. */
-function inputName(name: string, flags: Record<string, FlagFacts>, argv: string[]): string {
-  const env = flags[name]?.env
-  return !onCommandLine(argv, name) && env && process.env[env] !== undefined ? env : `--${name}`
+function inputName(name: string, flags: Record<string, FlagFacts>, argv: string[], env: Env): string {
+  const variable = flags[name]?.env
+  return !onCommandLine(argv, name) && variable && env[variable] !== undefined ? variable : `--${name}`
 }
 
 /** oclif's parser rejected the command line (a bad or missing flag or argument): a usage error. */
@@ -54,14 +55,19 @@ export function isParseError(error: Error): boolean {
  * reason on the lines after a heading ("Parsing --quantity", "The following
  * error occurred:"), so the first line alone says nothing. `flags` are the
  * command's flags and `argv` its command line: a value that came from an
- * environment variable is named by that variable.
+ * environment variable (in `env`) is named by that variable.
  */
-export function parseErrorLine(error: Error & {args?: Array<{name: string; description?: string}>}, flags: Record<string, FlagFacts>, argv: string[]): string {
+export function parseErrorLine(
+  error: Error & {args?: Array<{name: string; description?: string}>},
+  flags: Record<string, FlagFacts>,
+  argv: string[],
+  env: Env,
+): string {
   const lines = stripVTControlCharacters(error.message)
     .split('\n')
     .map((s) => s.trim())
     .filter((s) => s.length > 0 && s !== 'See more help with --help')
-  const label = (name: string) => inputName(name, flags, argv)
+  const label = (name: string) => inputName(name, flags, argv, env)
 
   const parsing = /^Parsing --([\w-]+)$/.exec(lines[0] ?? '')
   if (parsing) {

@@ -1,6 +1,7 @@
 import {pino, type Logger} from 'pino'
 import pretty from 'pino-pretty'
 
+import type {Env} from '../shared/config.js'
 import {scrub} from '../shared/secrets.js'
 import type {LogLevel} from './base-command.js'
 
@@ -19,7 +20,7 @@ function scrubbed(value: unknown): unknown {
  * stderr is a terminal. Secrets never reach it: these fields are redacted,
  * and every text logged goes through scrub() (an upstream error may echo a key).
  */
-export function createLogger(level: LogLevel, name: string): Logger {
+export function createLogger(level: LogLevel, name: string, env: Env): Logger {
   const options = {
     level,
     base: {name, pid: process.pid},
@@ -30,8 +31,8 @@ export function createLogger(level: LogLevel, name: string): Logger {
       },
     },
   }
-  if (process.stderr.isTTY && !process.env.CI) {
-    return pino(options, pretty({destination: 2, sync: true, colorize: !('NO_COLOR' in process.env), ignore: 'pid,hostname,name', translateTime: 'HH:MM:ss'}))
+  if (process.stderr.isTTY && !env.CI) {
+    return pino(options, pretty({destination: 2, sync: true, colorize: !('NO_COLOR' in env), ignore: 'pid,hostname,name', translateTime: 'HH:MM:ss'}))
   }
 
   return pino(options, pino.destination({dest: 2, sync: true}))

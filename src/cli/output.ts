@@ -2,6 +2,7 @@ import {createRequire} from 'node:module'
 import type TableClass from 'cli-table3'
 import stringWidth from 'string-width'
 
+import type {Env} from '../shared/config.js'
 import {codePoint, UNSAFE_CHARACTERS} from '../shared/text.js'
 
 export interface OutputMode {
@@ -11,9 +12,9 @@ export interface OutputMode {
   color: boolean
 }
 
-export function detectMode(json: boolean, stream: NodeJS.WriteStream = process.stderr): OutputMode {
-  const tty = Boolean(stream.isTTY) && process.env.TERM !== 'dumb' && !process.env.CI
-  return {json, tty, color: tty && !('NO_COLOR' in process.env)}
+export function detectMode(json: boolean, env: Env, stream: NodeJS.WriteStream = process.stderr): OutputMode {
+  const tty = Boolean(stream.isTTY) && env.TERM !== 'dumb' && !env.CI
+  return {json, tty, color: tty && !('NO_COLOR' in env)}
 }
 
 export interface Column<Row> {
@@ -40,11 +41,11 @@ export interface TableMode {
  * NO_COLOR or TERM=dumb); piped, plain and complete, unless the COLUMNS
  * environment variable gives a width to fit.
  */
-export function tableMode(stream: NodeJS.WriteStream = process.stdout): TableMode {
-  const fromEnv = Number(process.env.COLUMNS)
+export function tableMode(env: Env, stream: NodeJS.WriteStream = process.stdout): TableMode {
+  const fromEnv = Number(env.COLUMNS)
   const envWidth = Number.isInteger(fromEnv) && fromEnv > 0 ? fromEnv : undefined
   if (!stream.isTTY) return {width: envWidth, color: false}
-  return {width: stream.columns || envWidth, color: process.env.TERM !== 'dumb' && !('NO_COLOR' in process.env)}
+  return {width: stream.columns || envWidth, color: env.TERM !== 'dumb' && !('NO_COLOR' in env)}
 }
 
 const GAP = 2

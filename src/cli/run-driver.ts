@@ -70,7 +70,7 @@ export abstract class RunDriverCommand<T extends typeof Command> extends BaseCom
         limits: this.sessionLimits,
         databaseUrl: this.databaseUrl!,
         runId,
-        providerFor: providerFactory(),
+        providerFor: providerFactory(this.env),
         concurrency: o.concurrency,
         signal: interrupt.signal,
         forceSignal: force.signal,
@@ -153,7 +153,7 @@ export abstract class RunDriverCommand<T extends typeof Command> extends BaseCom
     const run = await getRun(db, runId)
     const to = runOptions(run).notifyEmail
     if (!to) return
-    const mailer = mailerFromEnv()
+    const mailer = mailerFromEnv(this.env)
     if (!mailer) return this.notice(`not mailing ${to}: SMTP_URL is not set here (a monitor with SMTP_URL will send it)`)
     try {
       const result = await notifyRun(db, runId, mailer, silentLogger)

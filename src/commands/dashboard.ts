@@ -7,7 +7,7 @@ import {parseDuration} from '../shared/duration.js'
 import {UsageError} from '../shared/errors.js'
 import {registerSecret} from '../shared/secrets.js'
 import {isLoopbackHost} from '../web/auth.js'
-import {startDashboard} from '../web/server.js'
+import {type DashboardOptions, startDashboard} from '../web/server.js'
 
 /** Shorter tokens could be guessed by anyone who can reach the port. */
 const MIN_TOKEN_LENGTH = 16
@@ -30,6 +30,11 @@ It listens on 127.0.0.1 unless --host says otherwise; any other address needs a 
   }
 
   async run(): Promise<void> {
+    await this.serve()
+  }
+
+  /** Serves the pages (and, given `api`, the HTTP API) until a signal. */
+  protected async serve(api?: DashboardOptions['api']): Promise<void> {
     const {flags} = this
     const intervalMs = parseDuration(flags.interval, 'interval')
     if (intervalMs < 250) throw new UsageError('--interval must be at least 250ms')
@@ -49,12 +54,13 @@ It listens on 127.0.0.1 unless --host says otherwise; any other address needs a 
       throw new UsageError(`--host ${flags.host} is reachable from other machines: give a token (--token or RVX_DASHBOARD_TOKEN), or leave --host at 127.0.0.1`)
 
     const db = await this.database({schema: true})
-    const log = createLogger(this.flags['log-level'], 'rvx-dashboard')
-    const dashboard = await startDashboard({db, host: flags.host, port: flags.port, token, intervalMs, log})
+    const log = createLogger(this.flags['log-level'], 'rvx-dashboard', this.env)
+    const dashboard = await startDashboard({db, host: flags.host, port: flags.port, token, intervalMs, log, api})
     log.info(
       {url: dashboard.url, token: token ? 'required' : 'none (loopback only)'},
       `dashboard on ${dashboard.url}${token ? ' (open it once with ?token=YOUR_TOKEN)' : ''}`,
     )
+    if (api) log.info({url: `${dashboard.url}api/v1/`}, `API on ${dashboard.url}api/v1/ (every request needs an API token: rvx tokens create)`)
     let stopped!: () => void
     const stop = new Promise<void>((resolve) => (stopped = resolve))
     await this.untilSignal(

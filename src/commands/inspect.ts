@@ -2,6 +2,8 @@ import {Args, Flags} from '@oclif/core'
 
 import {checkEnvironment} from '../agents/environment.js'
 import {inspect, type Inspection} from '../agents/inspect.js'
+import {parseDnsServer} from '../agents/tools/resolve.js'
+import {privateFetchAllowed} from '../agents/tools/ssrf.js'
 import {BaseCommand} from '../cli/base-command.js'
 import {withSignals} from '../cli/signals.js'
 
@@ -21,11 +23,16 @@ export default class Inspect extends BaseCommand<typeof Inspect> {
   }
 
   async run(): Promise<Inspection> {
-    checkEnvironment()
+    checkEnvironment(this.env)
     const abort = new AbortController()
     const {result} = await withSignals(
       () => abort.abort(),
-      () => inspect(this.positional, this.flags.email ?? [], {signal: abort.signal, allowPrivateFetch: process.env.RVX_ALLOW_PRIVATE_FETCH === '1'}),
+      () =>
+        inspect(this.positional, this.flags.email ?? [], {
+          signal: abort.signal,
+          allowPrivateFetch: privateFetchAllowed(this.env),
+          dnsServer: parseDnsServer(this.env.RVX_DNS_SERVER),
+        }),
     )
     for (const s of result.sites) {
       this.out(s.domain)

@@ -13,6 +13,7 @@ import {type AlertChannel, EmailChannel, WebhookChannel} from '../monitor/channe
 import {mailerFromEnv, parseAddress, requireMailer} from '../monitor/mail.js'
 import type {MetricsServer, MonitorMetrics} from '../monitor/metrics.js'
 import {Monitor} from '../monitor/monitor.js'
+import {privateWebhooksAllowed} from '../monitor/webhooks.js'
 
 export default class MonitorCommand extends BaseCommand<typeof MonitorCommand> {
   static override summary = 'Watch the fleet: sweep dead workers, re-plan stalled runs, alert, and serve Prometheus metrics.'
@@ -60,20 +61,20 @@ Start several for safety (with the same flags): one is active (a PostgreSQL advi
       throw new UsageError('--metrics-host needs --metrics-port (or RVX_METRICS_PORT): without a port there is no metrics server')
     const channels: AlertChannel[] = []
     if (flags['alert-webhook']) channels.push(webhook(flags['alert-webhook']))
-    if (flags['alert-email']) channels.push(new EmailChannel(requireMailer('alert_email'), parseAddress(flags['alert-email'], 'alert_email')))
-    const mailer = mailerFromEnv()
+    if (flags['alert-email']) channels.push(new EmailChannel(requireMailer('alert_email', this.env), parseAddress(flags['alert-email'], 'alert_email')))
+    const mailer = mailerFromEnv(this.env)
     const exportDir = flags['export-dir']
     if (exportDir !== undefined) await checkOutputDir(exportDir, 'export_dir')
 
     // Leadership is a session advisory lock: on a transaction-mode pooler every monitor would be active.
     const db = await this.database({schema: true, session: true})
-    const log = createLogger(this.flags['log-level'], 'rvx-monitor')
+    const log = createLogger(this.flags['log-level'], 'rvx-monitor', this.env)
     // prom-client and the metrics server only with a metrics port.
     let metrics: MonitorMetrics | undefined
     let server: MetricsServer | undefined
     if (flags['metrics-port'] !== undefined) {
       const {MonitorMetrics} = await import('../monitor/metrics.js')
-      metrics = new MonitorMetrics({models: knownModels()})
+      metrics = new MonitorMetrics({models: knownModels(this.env)})
       server = await metrics.serve(flags['metrics-port']!, flags['metrics-host'])
       log.info({url: server.url}, `metrics on ${server.url}`)
     }
@@ -91,6 +92,7 @@ Start several for safety (with the same flags): one is active (a PostgreSQL advi
       log,
       retentionMs,
       exportDir,
+      webhooks: {allowPrivate: privateWebhooksAllowed(this.env), dnsServer: this.env.RVX_DNS_SERVER},
     })
     log.info(
       {

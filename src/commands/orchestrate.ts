@@ -119,16 +119,16 @@ export default class Orchestrate extends RunDriverCommand<typeof Orchestrate> {
     const {flags} = this
     const criteria = parseCriteria(await readCriteriaText(flags.criteria))
     const size = validateSize({quantity: flags.quantity, contactsMin: flags['contacts-min'], contactsMax: flags['contacts-max']})
-    const provider = chooseProvider(flags.provider)
+    const provider = chooseProvider(flags.provider, this.env)
     const simulation =
-      provider === 'simulated' ? simulationOptions({latency: flags['sim-latency'], faults: flags['sim-faults'], seed: flags['sim-seed']}) : undefined
+      provider === 'simulated' ? simulationOptions({latency: flags['sim-latency'], faults: flags['sim-faults'], seed: flags['sim-seed']}, this.env) : undefined
     const timeoutMs = flags.timeout === undefined ? undefined : parseDuration(flags.timeout, 'timeout', {min: 1000})
     // Refuses an unusable provider, and a budget for a model without a price, before anything is written.
-    const {models} = await createProvider(provider, simulation)
+    const {models} = await createProvider(provider, simulation, this.env)
     if (flags['max-usd'] !== undefined) requirePrices(models)
     const notifyEmail = flags['notify-email'] ? parseAddress(oneAddress(flags['notify-email']), 'notify_email') : undefined
     const acceptUnknown = flags['accept-unknown'] === undefined ? undefined : parseAcceptUnknown(flags['accept-unknown'])
-    if (notifyEmail) requireMailer('notify_email').close()
+    if (notifyEmail) requireMailer('notify_email', this.env).close()
     const cacheTtlMs = parseDuration(flags['cache-ttl'], 'cache-ttl', {min: 60_000, max: 365 * 24 * 3600_000})
     const stages = optedInStages(flags)
     const excludeDomains = flags.exclude === undefined ? undefined : this.excluding(await readExcludeDomains(flags.exclude))

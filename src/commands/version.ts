@@ -8,7 +8,7 @@ export default class Version extends BaseCommand<typeof Version> {
   static override enableJsonFlag = true
 
   async run(): Promise<{rvx: string; node: string; platform: string} & DatabaseVersions> {
-    const db = await databaseVersions({url: this.flags['database-url']})
+    const db = await databaseVersions({url: this.flags['database-url'], env: this.env})
     const result = {rvx: this.config.version, node: process.version, platform: `${process.platform}-${process.arch}`, ...db}
     const {postgres, schema} = db
     const where = postgres.database === 'embedded' ? `embedded server, ${postgres.target}` : `DATABASE_URL: ${postgres.target}`

@@ -64,9 +64,9 @@ Registers itself, heartbeats every 5 s (renewing its leases and reporting CPU, m
     const kinds = kindsFor(this.positional)
     const runId = this.flags.run === undefined ? undefined : parseRunId(this.flags.run, 'run')
     // Validate simulation overrides now (one clear line), then hand them to the provider factory.
-    simulationOptions({latency: this.flags['sim-latency'], faults: this.flags['sim-faults']})
+    simulationOptions({latency: this.flags['sim-latency'], faults: this.flags['sim-faults']}, this.env)
     const env = {
-      ...process.env,
+      ...this.env,
       ...(this.flags['sim-latency'] ? {RVX_SIM_LATENCY: this.flags['sim-latency']} : {}),
       ...(this.flags['sim-faults'] ? {RVX_SIM_FAULTS: this.flags['sim-faults']} : {}),
     }
@@ -74,7 +74,7 @@ Registers itself, heartbeats every 5 s (renewing its leases and reporting CPU, m
     const db = await this.database({schema: true})
     // A worker kept to one run names a run that exists; one that is over is said, not left to idle without a word.
     const run = runId === undefined ? undefined : await getRun(db, runId)
-    const log = createLogger(this.flags['log-level'], 'rvx-worker')
+    const log = createLogger(this.flags['log-level'], 'rvx-worker', this.env)
     if (run && (run.status === 'completed' || run.status === 'canceled')) {
       log.warn({runId: run.id, status: run.status}, `run ${run.id} is ${run.status}: this worker will find no tasks of it`)
     }

@@ -29,6 +29,7 @@ import {
 } from './server-process.js'
 import {connectionUrl, readState, type ServerState, STATE_VERSION, writeState} from './server-state.js'
 import {assertClusterOwner, clusterDirFor, clusterPrograms, prepareClusterDir} from './system-dir.js'
+import type {Env} from '../shared/config.js'
 
 export {connectionUrl, type ServerState} from './server-state.js'
 
@@ -72,7 +73,7 @@ export interface StartResult {
   notices: string[]
 }
 
-export function rvxHome(env: NodeJS.ProcessEnv = process.env): string {
+export function rvxHome(env: Env): string {
   const home = env.RVX_HOME?.trim()
   return home ? path.resolve(home) : path.join(os.homedir(), '.rvx')
 }
@@ -83,7 +84,8 @@ export interface EmbeddedServerOptions {
   port?: number
   /** Extra `-c name=value` settings (tests turn fsync off). */
   settings?: Record<string, string>
-  env?: NodeJS.ProcessEnv
+  /** The environment of the command that runs it (RVX_HOME, RVX_PG_PORT, RVX_PG_OS_USER, RVX_PG_SYSTEM_DIR). */
+  env: Env
   /**
    * Another PostgreSQL install to run, the directory holding its bin/ (tests run Debian's PostgreSQL 15,
    * /usr/lib/postgresql/15, this way): run in place, never copied, so as root its OS user must be able to run it.
@@ -102,13 +104,13 @@ export class EmbeddedServer {
   readonly logFile: string
   readonly stateFile: string
   private readonly options: EmbeddedServerOptions
-  private readonly env: NodeJS.ProcessEnv
+  private readonly env: Env
   /** The layout before the system directory: $RVX_HOME/pg/data and log/. */
   private readonly legacy: LegacyLayout
 
-  constructor(options: EmbeddedServerOptions = {}) {
+  constructor(options: EmbeddedServerOptions) {
     this.options = options
-    this.env = options.env ?? process.env
+    this.env = options.env
     this.home = options.home ? path.resolve(options.home) : rvxHome(this.env)
     this.dir = path.join(this.home, 'pg')
     this.legacy = legacyLayout(this.dir)

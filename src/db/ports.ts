@@ -1,10 +1,11 @@
 import net from 'node:net'
 
 import {DatabaseUnavailableError} from '../shared/errors.js'
+import type {Env} from '../shared/config.js'
 
 /** Ports of the embedded server: RVX_PG_PORT, a free one, and a check that one is free. */
 
-export function envPort(env: NodeJS.ProcessEnv): number | undefined {
+export function envPort(env: Env): number | undefined {
   const raw = env.RVX_PG_PORT?.trim()
   if (!raw) return undefined
   const port = Number(raw)

@@ -1,13 +1,15 @@
+import type {Env} from '../shared/config.js'
+
 /**
  * The database an rvx process uses: --database-url / DATABASE_URL when set,
  * else the embedded server (started on first use, shared by every rvx
  * process on the machine).
  */
-export async function resolveDatabaseUrl(options: {url?: string; notice?: (message: string) => void}): Promise<string> {
+export async function resolveDatabaseUrl(options: {url?: string; notice?: (message: string) => void; env: Env}): Promise<string> {
   if (options.url) return options.url
   // The embedded server's code only when it is the database: with DATABASE_URL a command never loads it.
   const {EmbeddedServer} = await import('./embedded.js')
-  const server = new EmbeddedServer()
+  const server = new EmbeddedServer({env: options.env})
   const result = await server.start()
   for (const notice of result.notices) options.notice?.(notice)
   if (result.started) {
@@ -24,7 +26,7 @@ export async function resolveDatabaseUrl(options: {url?: string; notice?: (messa
  * the server log's cause or the file that holds the setting, not DATABASE_URL
  * advice. Other errors are returned as they are.
  */
-export async function embeddedFailure(error: unknown): Promise<unknown> {
+export async function embeddedFailure(error: unknown, env: Env): Promise<unknown> {
   const {EmbeddedServer} = await import('./embedded.js')
-  return new EmbeddedServer().failure(error)
+  return new EmbeddedServer({env}).failure(error)
 }

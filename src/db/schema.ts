@@ -279,6 +279,82 @@ export interface CompanyFactsTable {
   created_at: Timestamp
 }
 
+export interface ApiTokensTable {
+  id: Generated<number>
+  name: string
+  scope: 'read' | 'write'
+  /** SHA-256 (hex) of the token: the token itself is shown once and never stored. */
+  token_hash: string
+  created_at: Timestamp
+  last_used_at: NullableTimestamp
+  revoked_at: NullableTimestamp
+}
+
+export interface ApiIdempotencyTable {
+  token_id: number
+  key: string
+  request_hash: string
+  run_id: number | null
+  created_at: Timestamp
+}
+
+export interface WebhooksTable {
+  id: Generated<number>
+  url: string
+  events: string[]
+  secret: string
+  created_at: Timestamp
+}
+
+export interface WebhookEventsTable {
+  id: Generated<number>
+  type: string
+  run_id: number | null
+  data: Json
+  created_at: Timestamp
+}
+
+export type DeliveryStatus = 'pending' | 'delivered' | 'failed'
+
+export interface WebhookDeliveriesTable {
+  id: Generated<number>
+  webhook_id: number
+  event_id: number
+  run_id: number | null
+  status: Generated<DeliveryStatus>
+  attempts: Generated<number>
+  next_attempt_at: Timestamp
+  last_status: number | null
+  last_error: string | null
+  delivered_at: NullableTimestamp
+  created_at: Timestamp
+}
+
+export interface SchedulesTable {
+  id: Generated<number>
+  name: string | null
+  cron: string
+  tz: string
+  criteria: Json
+  quantity: number
+  contacts_min: number
+  contacts_max: number
+  provider: string
+  max_usd: ColumnType<string | null, number | null | undefined, number | null>
+  options: Json
+  fires_after: Timestamp
+  paused_at: NullableTimestamp
+  created_at: Timestamp
+}
+
+export interface ScheduleFiresTable {
+  schedule_id: number
+  slot: Timestamp
+  run_id: number | null
+  skipped: string | null
+  created_at: Timestamp
+}
+
 export interface Database {
   rvx_meta: RvxMetaTable
   tasks: TasksTable
@@ -295,6 +371,13 @@ export interface Database {
   run_exclusions: RunExclusionsTable
   paused_scopes: PausedScopesTable
   company_facts: CompanyFactsTable
+  api_tokens: ApiTokensTable
+  api_idempotency: ApiIdempotencyTable
+  webhooks: WebhooksTable
+  webhook_events: WebhookEventsTable
+  webhook_deliveries: WebhookDeliveriesTable
+  schedules: SchedulesTable
+  schedule_fires: ScheduleFiresTable
 }
 
 export type RunRow = Selectable<RunsTable>

@@ -3,6 +3,7 @@ import {readFileSync} from 'node:fs'
 import fs from 'node:fs/promises'
 import os from 'node:os'
 
+import {childEnvironment} from '../shared/config.js'
 import {DatabaseUnavailableError} from '../shared/errors.js'
 import type {OsUser} from './os-user.js'
 
@@ -18,7 +19,7 @@ export async function run(command: string, args: string[], osUser: OsUser | null
       cwd: '/',
       stdio: ['ignore', 'pipe', 'pipe'],
       ...(osUser ? {uid: osUser.uid, gid: osUser.gid} : {}),
-      env: {...process.env, LC_ALL: 'C', ...(osUser ? {HOME: '/'} : {})},
+      env: childEnvironment({LC_ALL: 'C', ...(osUser ? {HOME: '/'} : {})}),
     })
     let output = ''
     child.stdout.on('data', (chunk) => {

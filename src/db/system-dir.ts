@@ -6,6 +6,7 @@ import {DatabaseUnavailableError} from '../shared/errors.js'
 import {hydrateSymlinks, type InstalledPrograms, programPath} from './binaries.js'
 import type {OsUser} from './os-user.js'
 import {exists, lastLine, run} from './server-process.js'
+import type {Env} from '../shared/config.js'
 
 /**
  * As root, the embedded server runs as an unprivileged OS user, which must
@@ -26,13 +27,13 @@ import {exists, lastLine, run} from './server-process.js'
 
 export const DEFAULT_SYSTEM_DIR = '/var/lib/rvx'
 
-export function systemDir(env: NodeJS.ProcessEnv): string {
+export function systemDir(env: Env): string {
   const dir = env.RVX_PG_SYSTEM_DIR?.trim()
   return dir ? path.resolve(dir) : DEFAULT_SYSTEM_DIR
 }
 
 /** The directory of the cluster that belongs to `home`: readable name, unique by hash. */
-export function clusterDirFor(home: string, env: NodeJS.ProcessEnv): string {
+export function clusterDirFor(home: string, env: Env): string {
   const slug =
     home
       .replace(/^\/+/, '')

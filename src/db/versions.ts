@@ -3,6 +3,7 @@ import {describeTarget} from './connection-errors.js'
 import {EmbeddedServer} from './embedded.js'
 import {sql} from './kysely.js'
 import {knownMigrations, migrationStatus} from './migrator.js'
+import type {Env} from '../shared/config.js'
 
 /** What `rvx version` says about the database: which one, the server's version, how far its schema is migrated. */
 export interface DatabaseVersions {
@@ -23,12 +24,12 @@ export interface DatabaseVersions {
  * not leave a server behind) and reports what it can. A database that cannot
  * be reached is an answer, not an error.
  */
-export async function databaseVersions(options: {url?: string; connectTimeoutMs?: number}): Promise<DatabaseVersions> {
+export async function databaseVersions(options: {url?: string; connectTimeoutMs?: number; env: Env}): Promise<DatabaseVersions> {
   const latest = (await knownMigrations()).length
   const database = options.url ? 'external' : 'embedded'
   let url = options.url
   if (!url) {
-    const server = new EmbeddedServer()
+    const server = new EmbeddedServer({env: options.env})
     const running = (await server.runningPid()) !== null
     url = running ? ((await server.url()) ?? undefined) : undefined
     if (!url) {

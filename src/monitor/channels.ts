@@ -1,5 +1,7 @@
+import {type Dispatcher, fetch} from 'undici'
+
 import {backoffMs, serverDelayMs, sleep} from '../runtime/backoff.js'
-import {retryAfterMs} from '../runtime/errors.js'
+import {errorMessage, retryAfterMs} from '../runtime/errors.js'
 import type {Mailer} from './mail.js'
 
 /** What a channel is given to send: open alerts, oldest first. */
@@ -32,14 +34,76 @@ export function alertTitle(alerts: Alert[]): string {
   return alerts.length === 1 ? `rvx: ${alerts[0].subject}` : `rvx: ${alerts.length} alerts`
 }
 
+/** A POST that did not get a 2xx; `status` is the last HTTP status, when there was an answer. */
+export class PostFailed extends Error {
+  constructor(
+    message: string,
+    readonly status?: number,
+  ) {
+    super(message)
+  }
+}
+
 /** A 4xx other than 408/429: retrying will not help. */
-class HttpRefused extends Error {}
+class HttpRefused extends PostFailed {}
+
+export interface PostOptions {
+  body: string
+  headers?: Record<string, string>
+  /** How the target is named in errors (never the URL: its path may be a secret). */
+  label: string
+  tries?: number
+  baseDelayMs?: number
+  timeoutMs?: number
+  /** The HTTP agent (e.g. one that checks the addresses it connects to). */
+  dispatcher?: Dispatcher
+}
+
+/**
+ * POSTs a JSON body, retried with exponential backoff on network errors,
+ * 5xx, 408 and 429 (honouring Retry-After); other 4xx fail at once. Returns
+ * the 2xx status; throws PostFailed after the last try.
+ */
+export async function postWithRetries(url: string, o: PostOptions): Promise<number> {
+  const tries = o.tries ?? 4
+  const backoff = {baseMs: o.baseDelayMs ?? 1000, maxMs: 15_000, jitter: 0.2}
+  for (let attempt = 1; ; attempt++) {
+    let waitMs = backoffMs(attempt, backoff)
+    try {
+      const response = await fetch(url, {
+        method: 'POST',
+        headers: {'content-type': 'application/json', ...o.headers},
+        body: o.body,
+        signal: AbortSignal.timeout(o.timeoutMs ?? 10_000),
+        redirect: 'error',
+        dispatcher: o.dispatcher,
+      })
+      await response.body?.cancel().catch(() => {})
+      if (response.ok) return response.status
+      const message = `${o.label} answered HTTP ${response.status}`
+      if (response.status >= 400 && response.status < 500 && response.status !== 408 && response.status !== 429) throw new HttpRefused(message, response.status)
+      const after = retryAfterMs(response.headers)
+      // The receiver's Retry-After, held between the first backoff step and 30 s.
+      if (after !== undefined) waitMs = serverDelayMs(after, attempt, {minMs: backoff.baseMs, maxMs: 30_000, backoff})
+      if (attempt >= tries) throw new PostFailed(message, response.status)
+    } catch (error) {
+      if (error instanceof HttpRefused || attempt >= tries) throw error instanceof PostFailed ? error : new PostFailed(fetchFailure(error))
+    }
+
+    await sleep(waitMs)
+  }
+}
+
+/** What a failed fetch says, with the reason undici keeps in its cause (a refused address, a reset connection). */
+function fetchFailure(error: unknown): string {
+  const cause = (error as {cause?: {message?: string}})?.cause?.message
+  return cause ? `${(error as Error).message}: ${cause}` : errorMessage(error)
+}
 
 /**
  * Slack-compatible incoming webhook: a JSON POST with `text` (what Slack,
  * Mattermost and Rocket.Chat show) plus `alerts` (the same, structured, for
- * anything else). Retried with exponential backoff on network errors, 5xx,
- * 408 and 429 (honouring Retry-After); other 4xx fail at once.
+ * anything else), sent with postWithRetries.
  */
 export class WebhookChannel implements AlertChannel {
   readonly name = 'webhook'
@@ -58,32 +122,7 @@ export class WebhookChannel implements AlertChannel {
       text: [alertTitle(alerts), ...(alerts.length > 1 ? alertLines(alerts) : [])].join('\n'),
       alerts: alerts.map((a) => ({id: a.id, kind: a.kind, severity: a.severity, subject: a.subject, details: a.details, createdAt: a.createdAt.toISOString()})),
     })
-    const tries = this.options.tries ?? 4
-    for (let attempt = 1; ; attempt++) {
-      const backoff = {baseMs: this.options.baseDelayMs ?? 1000, maxMs: 15_000, jitter: 0.2}
-      let waitMs = backoffMs(attempt, backoff)
-      try {
-        const response = await fetch(this.url, {
-          method: 'POST',
-          headers: {'content-type': 'application/json'},
-          body,
-          signal: AbortSignal.timeout(this.options.timeoutMs ?? 10_000),
-          redirect: 'error',
-        })
-        await response.body?.cancel().catch(() => {})
-        if (response.ok) return
-        const message = `${this.label} answered HTTP ${response.status}`
-        if (response.status >= 400 && response.status < 500 && response.status !== 408 && response.status !== 429) throw new HttpRefused(message)
-        const after = retryAfterMs(response.headers)
-        // The receiver's Retry-After, held between the first backoff step and 30 s.
-        if (after !== undefined) waitMs = serverDelayMs(after, attempt, {minMs: backoff.baseMs, maxMs: 30_000, backoff})
-        if (attempt >= tries) throw new Error(message)
-      } catch (error) {
-        if (error instanceof HttpRefused || attempt >= tries) throw error
-      }
-
-      await sleep(waitMs)
-    }
+    await postWithRetries(this.url, {body, label: this.label, ...this.options})
   }
 }
 

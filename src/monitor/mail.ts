@@ -3,6 +3,7 @@ import type {Transporter} from 'nodemailer'
 import type SMTPTransport from 'nodemailer/lib/smtp-transport/index.js'
 import {z} from 'zod'
 
+import type {Env} from '../shared/config.js'
 import {UsageError} from '../shared/errors.js'
 
 export interface MailAttachment {
@@ -75,12 +76,12 @@ export class Mailer {
 }
 
 /** The mailer SMTP_URL describes, or undefined when it is not set. */
-export function mailerFromEnv(env: NodeJS.ProcessEnv = process.env): Mailer | undefined {
+export function mailerFromEnv(env: Env): Mailer | undefined {
   return env.SMTP_URL ? new Mailer(env.SMTP_URL, env.RVX_MAIL_FROM) : undefined
 }
 
 /** For inputs that send mail (`field`): the mailer, or a one-line error saying how to configure one. */
-export function requireMailer(field: string, env: NodeJS.ProcessEnv = process.env): Mailer {
+export function requireMailer(field: string, env: Env): Mailer {
   const mailer = mailerFromEnv(env)
   // The example has no password in it: an error line is scrubbed of URL passwords, and "[redacted]" would teach nothing.
   if (!mailer)

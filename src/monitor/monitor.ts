@@ -21,6 +21,8 @@ import {currentConditions, recordConditions} from './conditions.js'
 import {deliverPending, type DeliveryTargets} from './delivery.js'
 import {LeaderLock} from './leader.js'
 import type {MonitorMetrics} from './metrics.js'
+import {fireDueSchedules} from './schedules.js'
+import {deliverWebhooks, pruneDeliveryLog, type WebhookDeliveryOptions} from './webhooks.js'
 
 export interface MonitorOptions {
   db: Kysely<Database>
@@ -39,6 +41,10 @@ export interface MonitorOptions {
   exportDir?: string
   /** Task rows and events of runs completed or canceled, and of standalone tasks finished, longer ago than this are deleted (unset: kept). */
   retentionMs?: number
+  /** How webhooks are sent (tries per round, private addresses). */
+  webhooks?: WebhookDeliveryOptions
+  /** The clock schedules are fired by (default: this machine's). */
+  now?: () => Date
 }
 
 /** The fleet summary line is logged when it changes, else once a minute. */
@@ -47,8 +53,9 @@ const FLEET_LINE_EVERY_MS = 60_000
 /**
  * The fleet's caretaker. Every interval the active monitor sweeps dead
  * workers and expired leases, re-plans runs that have nothing in flight
- * (a quarantined or failed stage task must not leave a run waiting), opens
- * alerts for new conditions and sends them, and logs a fleet summary (when it changes, else once a minute). Any
+ * (a quarantined or failed stage task must not leave a run waiting), fires
+ * scheduled runs, opens alerts for new conditions and sends them, sends
+ * webhooks, and logs a fleet summary (when it changes, else once a minute). Any
  * number of monitors may run: one holds the lock and acts, the others keep
  * their metrics current and take over within one interval when it dies.
  */
@@ -58,9 +65,12 @@ export class Monitor {
   private readonly outage: DatabaseOutage
   private active?: boolean
   private delivering?: Promise<unknown>
+  private sendingWebhooks?: Promise<unknown>
   private readonly retention?: QueueRetention
   /** The last summary line logged: what it said, and when. */
   private fleetLine?: {signature: string; at: number}
+  /** The last retention pass stopped at its deadline with more to delete. */
+  private pruneLeft = false
 
   constructor(private readonly o: MonitorOptions) {
     if (o.retentionMs !== undefined) this.retention = new QueueRetention(o.retentionMs)
@@ -76,10 +86,13 @@ export class Monitor {
         const started = Date.now()
         await this.tick()
         if (options.once) break
+        // Retention that ran out of its half interval with work left goes on until the next interval: a fleet that
+        // finishes tasks faster than half an interval's batches delete them would otherwise outgrow it for good.
+        if (this.pruneLeft) await this.prune(started + this.o.intervalMs).catch((error: unknown) => this.outage.down(error, 'monitor'))
         await sleep(Math.max(0, this.o.intervalMs - (Date.now() - started)), options.signal)
       }
 
-      await this.delivering
+      await Promise.all([this.delivering, this.sendingWebhooks])
     } finally {
       await this.leader.close()
     }
@@ -87,6 +100,7 @@ export class Monitor {
 
   /** One interval's work. Errors are logged, never thrown: the monitor outlives a database restart. */
   async tick(): Promise<void> {
+    this.pruneLeft = false
     const {active, tookOverFrom, lost} = await this.leader.hold()
     if (lost !== undefined) {
       // Not a standby: nobody may be active. Said once, until the database answers again.
@@ -120,10 +134,12 @@ export class Monitor {
         }
 
         await this.replanIdleRuns()
+        await fireDueSchedules(this.o.db, this.o.now?.() ?? new Date(), this.o.log)
         // Before the alerts: a run's completion notice says where its export is.
         await this.exportEnded()
         await this.alert()
-        await this.prune()
+        this.sendWebhooks()
+        await this.prune(Date.now() + this.o.intervalMs / 2)
       }
 
       const summary = await this.observe()
@@ -171,12 +187,16 @@ export class Monitor {
     return probe.ok ? {ready: true, active: this.active} : {ready: false, reason: probe.reason, active: this.active}
   }
 
-  /** Retention, batch by batch within half an interval (what is left goes next time). */
-  private async prune(): Promise<void> {
+  /** Retention, batch by batch until `deadline` (what is left goes next time). */
+  private async prune(deadline: number): Promise<void> {
+    this.pruneLeft = false
     if (!this.retention) return
     try {
-      const pruned = await this.retention.prune(this.o.db, Date.now() + this.o.intervalMs / 2)
+      const pruned = await this.retention.prune(this.o.db, deadline)
+      this.pruneLeft = pruned.left
       if (pruned.tasks > 0) this.o.log.info(pruned, `retention: removed ${pruned.tasks} finished task(s) and ${pruned.events} event(s)`)
+      const deliveries = await pruneDeliveryLog(this.o.db, this.o.retentionMs!)
+      if (deliveries > 0) this.o.log.info({deliveries}, `retention: removed ${deliveries} finished webhook deliveries`)
     } catch (error) {
       if (isConnectionError(error)) throw error
       // Retention that cannot run must not stop the alerts and the summary.
@@ -205,6 +225,15 @@ export class Monitor {
       .catch((error: unknown) => this.o.log.error({err: errorMessage(error)}, `alert delivery failed: ${errorMessage(error)}`))
       .finally(() => {
         this.delivering = undefined
+      })
+  }
+
+  /** Webhook deliveries due, in the background like alerts (one round at a time). */
+  private sendWebhooks(): void {
+    this.sendingWebhooks ??= deliverWebhooks(this.o.db, this.o.log, this.o.webhooks)
+      .catch((error: unknown) => this.o.log.error({err: errorMessage(error)}, `webhook delivery failed: ${errorMessage(error)}`))
+      .finally(() => {
+        this.sendingWebhooks = undefined
       })
   }
 

@@ -97,17 +97,16 @@ export function parseCriteria(text: string): Criteria {
   }
 
   const result = CriteriaSchema.safeParse(raw)
-  if (!result.success) {
-    const issue = result.error.issues[0]
-    if (issue.code === 'unrecognized_keys') {
-      throw new UsageError(`unknown criteria key "${issue.keys[0]}": use pms, state, city, units_min, units_max, natural_request or exclude_domains`)
-    }
-
-    const key = issue.path.join('.') || '(criteria)'
-    throw new UsageError(`criteria key "${key}": ${issue.message}`)
-  }
-
+  if (!result.success) throw new UsageError(criteriaProblem(result.error.issues[0]))
   return result.data
+}
+
+/** One line for a CriteriaSchema issue, naming the key (path relative to the criteria object): what the CLI and the API both say. */
+export function criteriaProblem(issue: z.core.$ZodIssue): string {
+  if (issue.code === 'unrecognized_keys')
+    return `unknown criteria key "${issue.keys[0]}": use pms, state, city, units_min, units_max, natural_request or exclude_domains`
+  if (issue.code === 'invalid_type' && issue.path.length === 0) return `must be a JSON object such as '{"pms":"Buildium","state":"TX"}'`
+  return `criteria key "${issue.path.join('.') || '(criteria)'}": ${issue.message}`
 }
 
 export function validateSize(size: RunSize): RunSize {

@@ -71,8 +71,6 @@ export interface LeadContact {
 
 /** Companies of a run in one status, best ICP score first (then oldest), at most `limit` (after the first `offset`). */
 export async function runLeads(db: Executor, runId: number, status: CompanyStatus, limit: number, offset = 0): Promise<Lead[]> {
-  const run = await db.selectFrom('runs').select('options').where('id', '=', runId).executeTakeFirst()
-  const stages = run ? stagesOf(run).filter((s) => s.columns) : []
   const rows = await db
     .selectFrom('companies')
     .selectAll()
@@ -83,8 +81,15 @@ export async function runLeads(db: Executor, runId: number, status: CompanyStatu
     .limit(limit)
     .offset(offset)
     .execute()
+  return withStageColumns(db, runId, rows)
+}
+
+/** Companies as leads, with the columns the run's stages add (what each found, with its evidence). */
+async function withStageColumns(db: Executor, runId: number, rows: CompanyRow[]): Promise<Lead[]> {
+  const run = await db.selectFrom('runs').select('options').where('id', '=', runId).executeTakeFirst()
+  const stages = run ? stagesOf(run).filter((s) => s.columns) : []
   const facts =
-    stages.length > 0
+    stages.length > 0 && rows.length > 0
       ? await stageFacts(
           db,
           rows.map((r) => r.id),
@@ -109,6 +114,26 @@ export async function leadContacts(db: Executor, companyIds: number[]): Promise<
   const rows = await db.selectFrom('contacts').selectAll().where('company_id', 'in', companyIds).orderBy('company_id').orderBy('tier').orderBy('id').execute()
   for (const k of rows) out.get(k.company_id)?.push(toContact(k))
   return out
+}
+
+/** A page of a run's companies in id order (stable while the run writes: new ones come after), from after `afterId`. */
+export async function leadsPage(db: Executor, runId: number, o: {status?: CompanyStatus; afterId: number; limit: number}): Promise<Lead[]> {
+  const rows = await db
+    .selectFrom('companies')
+    .selectAll()
+    .where('run_id', '=', runId)
+    .where('id', '>', o.afterId)
+    .$if(o.status !== undefined, (q) => q.where('status', '=', o.status!))
+    .orderBy('id')
+    .limit(o.limit)
+    .execute()
+  return withStageColumns(db, runId, rows)
+}
+
+/** A page of a run's contacts in id order, from after `afterId`. */
+export async function contactsPage(db: Executor, runId: number, o: {afterId: number; limit: number}): Promise<LeadContact[]> {
+  const rows = await db.selectFrom('contacts').selectAll().where('run_id', '=', runId).where('id', '>', o.afterId).orderBy('id').limit(o.limit).execute()
+  return rows.map(toContact)
 }
 
 const strings = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [])

@@ -57,6 +57,7 @@ export class QueueRetention {
       tasks: ofRuns.tasks + standalone.tasks,
       events: ofRuns.events + standalone.events,
       batches: ofRuns.batches + standalone.batches,
+      left: ofRuns.left || standalone.left,
     }
   }
 }

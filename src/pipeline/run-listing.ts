@@ -22,3 +22,15 @@ export async function listRunsWithSpend(db: Executor, f: {status?: RunStatus; li
     return {...r, counts: c, usage: u, costPerLead: costPerLead(u.costUsd, c.companies.delivered), simulated: simulatedRun(r)}
   })
 }
+
+/** A page of run ids, newest first, older than `beforeId` (a cursor), in `status` when given. */
+export async function runIdsPage(db: Executor, f: {status?: RunStatus; beforeId?: number; limit: number}): Promise<Array<{id: number}>> {
+  return db
+    .selectFrom('runs')
+    .select('id')
+    .$if(f.status !== undefined, (q) => q.where('status', '=', f.status!))
+    .$if(f.beforeId !== undefined, (q) => q.where('id', '<', f.beforeId!))
+    .orderBy('id', 'desc')
+    .limit(f.limit)
+    .execute()
+}

@@ -4,6 +4,7 @@ import {inTransaction} from '../db/executor.js'
 import {sleep} from '../runtime/backoff.js'
 import {SnoozeError} from '../runtime/errors.js'
 import {type Ceilings, pausedMs, returnShare, settleShare, takeShare} from '../runtime/pacing.js'
+import type {Env} from '../shared/config.js'
 import {UsageError} from '../shared/errors.js'
 import {formatCost} from '../shared/money.js'
 import {type Admission, BudgetReachedError, type CallContext, type CallPlan, type LlmUsage} from './provider.js'
@@ -30,12 +31,16 @@ interface Line {
 /** A budget hold outlives a process that died mid-call only this long. */
 const HOLD_MS = 10 * 60_000
 
+/** The ceilings of this process's environment, as read at its start (checkEnvironment); none until then. */
+let ceilingsInForce: Ceilings = {rpm: null, tpm: null}
+
 /**
  * Ceilings a person set for every quota this process paces: RVX_LLM_RPM and
  * RVX_LLM_TPM (unset or empty: none). A value that is not a positive number is
- * refused naming its variable, not taken as no ceiling.
+ * refused naming its variable, not taken as no ceiling. They are in force for
+ * this process from then on.
  */
-export function ceilingsFromEnv(env: NodeJS.ProcessEnv = process.env): Ceilings {
+export function ceilingsFromEnv(env: Env): Ceilings {
   const read = (name: string) => {
     const text = env[name]?.trim()
     if (!text) return null
@@ -45,7 +50,8 @@ export function ceilingsFromEnv(env: NodeJS.ProcessEnv = process.env): Ceilings 
     return n
   }
 
-  return {rpm: read('RVX_LLM_RPM'), tpm: read('RVX_LLM_TPM')}
+  ceilingsInForce = {rpm: read('RVX_LLM_RPM'), tpm: read('RVX_LLM_TPM')}
+  return ceilingsInForce
 }
 
 /**
@@ -136,7 +142,7 @@ async function lineUp(
   quota: string,
   need: {requests: number; tokens: number},
 ): Promise<{waited: number; tokens: number}> {
-  const configured = o.ceilings ?? ceilingsFromEnv()
+  const configured = o.ceilings ?? ceilingsInForce
   const {maxWaitMs, reserveAheadMs} = o.line ?? {maxWaitMs: MAX_QUOTA_WAIT_MS, reserveAheadMs: RESERVE_AHEAD_MS}
   let waited = 0
   const wait = async (ms: number) => {

@@ -4,6 +4,7 @@ import {sql} from '../db/kysely.js'
 import type {Executor} from '../db/executor.js'
 import type {WorkerStatus} from '../db/schema.js'
 import {NOTIFY_CHANNEL} from './config.js'
+import {stillRunning} from './lease.js'
 import type {ResourceMetrics} from './resources.js'
 
 export interface WorkerIdentity {
@@ -127,7 +128,7 @@ export async function heartbeat(db: Executor, workerId: string, options: Heartbe
       -- As last committed: a row that one of this worker's settling writes has locked is still ours.
       select t.id, t.lease_epoch
       from tasks t join held h on h.id = t.id and h.epoch = t.lease_epoch
-      where t.lease_owner = ${workerId} and t.status = 'running'
+      where t.lease_owner = ${workerId} and ${stillRunning('t')}
     ), free as (
       select t.id from tasks t where t.id in (select id from ours) for update of t skip locked
     ), renewed as (

@@ -1,3 +1,5 @@
+import {type Env, readEnvironment} from './config.js'
+
 /**
  * Secrets rvx holds (API keys, passwords, webhook paths) must never be
  * printed, logged or stored, also when an upstream server echoes them back in
@@ -8,7 +10,7 @@
 
 const REDACTED = '[redacted]'
 const known = new Set<string>()
-let fromEnv: NodeJS.ProcessEnv | undefined
+let fromEnv: Env | undefined
 
 /** Environment variables whose whole value is a secret. */
 const SECRET_NAME = /(^|_)(KEY|TOKEN|SECRET|PASSWORD|PASS)$/i
@@ -42,7 +44,7 @@ export function registerSecret(value: string | undefined | null): void {
 }
 
 /** Registers the secrets in an environment: *_KEY, *_TOKEN, *_SECRET, *_PASSWORD values and the credentials in URL variables. */
-export function registerSecretsFrom(env: NodeJS.ProcessEnv): void {
+export function registerSecretsFrom(env: Env): void {
   for (const [name, value] of Object.entries(env)) if (value && SECRET_NAME.test(name)) registerSecret(value)
   for (const name of SECRET_URLS) {
     const value = env[name]
@@ -64,9 +66,11 @@ export function registerSecretsFrom(env: NodeJS.ProcessEnv): void {
 
 /** The text with every known secret and every credential-shaped token replaced by [redacted]. */
 export function scrub(text: string): string {
-  if (fromEnv !== process.env) {
-    fromEnv = process.env
-    registerSecretsFrom(process.env)
+  // Whatever the environment holds is never printed, whichever command (or test) runs: taken from it as it is now.
+  const env = readEnvironment()
+  if (fromEnv !== env) {
+    fromEnv = env
+    registerSecretsFrom(env)
   }
 
   let out = text

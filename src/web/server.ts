@@ -6,6 +6,7 @@ import type {Kysely} from 'kysely'
 import type {Database} from '../db/schema.js'
 import type {Logger} from '../runtime/logger.js'
 import {UsageError} from '../shared/errors.js'
+import {apiApp, type ApiOptions} from './api/app.js'
 import {dashboardApp} from './app.js'
 import {loadAssets} from './assets.js'
 import {CHART_KEY, loadSource} from './data.js'
@@ -24,6 +25,8 @@ export interface DashboardOptions {
   chartEveryMs?: number
   /** Live viewers at most (default 200). */
   maxStreams?: number
+  /** Also serve the HTTP API under /api/ (rvx serve); its requests carry API tokens, not the dashboard's. */
+  api?: Omit<ApiOptions, 'db' | 'log'>
   log: Logger
 }
 
@@ -54,7 +57,10 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
     },
   })
   const app = dashboardApp({db, hub, token: o.token, assets: loadAssets(), log: o.log})
-  const server = createAdaptorServer({fetch: app.fetch, overrideGlobalObjects: false}) as Server
+  // The API has its own tokens and answers: /api/ never reaches the pages' guard.
+  const api = o.api ? apiApp({...o.api, db, log: o.log}) : undefined
+  const fetch = (request: Request) => (api && new URL(request.url).pathname.startsWith('/api/') ? api.fetch(request) : app.fetch(request))
+  const server = createAdaptorServer({fetch, overrideGlobalObjects: false}) as Server
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', (error: NodeJS.ErrnoException) =>

@@ -13,12 +13,10 @@ import {homePage, WebWorld} from '../helpers/web-world.js'
 describe('checks: a company site and its contacts, as rvx judges them without a model', function () {
   this.timeout(30_000)
   const web = new WebWorld()
-  const env = {...process.env}
   const signal = new AbortController().signal
 
   before(async () => {
     await web.start()
-    process.env.RVX_DNS_SERVER = web.dns.address
     web
       .site('buildium-pm.example', {
         '/': homePage({
@@ -55,12 +53,11 @@ describe('checks: a company site and its contacts, as rvx judges them without a 
   })
 
   after(async () => {
-    process.env.RVX_DNS_SERVER = env.RVX_DNS_SERVER
-    if (env.RVX_DNS_SERVER === undefined) delete process.env.RVX_DNS_SERVER
     await web.stop()
   })
 
-  const checks = () => webChecks({allowPrivateFetch: true})
+  // The test web's names, from its own DNS server (as RVX_DNS_SERVER gives it).
+  const checks = () => webChecks({allowPrivateFetch: true, dnsServer: web.dns.address})
   const company = (domain: string): CandidateCompany => ({name: domain, domain, website: web.url(domain), sources: []})
   const person = (email: string | null, linkedinUrl: string | null = null): FoundContact => ({
     fullName: 'Jo Owner',

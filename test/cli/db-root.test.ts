@@ -36,7 +36,7 @@ describe('where the embedded server keeps its files (as root: a system directory
   }
 
   after(async () => {
-    for (const home of homes) await new EmbeddedServer({home}).destroy().catch(() => {})
+    for (const home of homes) await new EmbeddedServer({home, env: process.env}).destroy().catch(() => {})
     for (const dir of dirs) {
       fs.chmodSync(dir, 0o700)
       fs.rmSync(dir, {recursive: true, force: true})

@@ -27,7 +27,7 @@ describe('rvx db (embedded PostgreSQL, spawned processes)', function () {
   after(async () => {
     // Never leave a server behind, even when an assertion failed mid-test.
     for (const dir of homes) {
-      await new EmbeddedServer({home: dir}).stop().catch(() => {})
+      await new EmbeddedServer({home: dir, env: process.env}).stop().catch(() => {})
       fs.rmSync(dir, {recursive: true, force: true})
     }
   })

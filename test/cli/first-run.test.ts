@@ -24,7 +24,7 @@ describe('a first run: the embedded database migrates itself, an external one do
 
   after(async () => {
     for (const dir of homes) {
-      await new EmbeddedServer({home: dir}).destroy().catch(() => {})
+      await new EmbeddedServer({home: dir, env: process.env}).destroy().catch(() => {})
       fs.rmSync(dir, {recursive: true, force: true})
     }
 

@@ -26,7 +26,7 @@ describe('an interrupted first start: the next command finishes it', function ()
 
   after(async () => {
     for (const dir of homes) {
-      await new EmbeddedServer({home: dir}).destroy().catch(() => {})
+      await new EmbeddedServer({home: dir, env: process.env}).destroy().catch(() => {})
       fs.rmSync(dir, {recursive: true, force: true})
     }
   })
@@ -58,7 +58,7 @@ describe('an interrupted first start: the next command finishes it', function ()
   it('killed once the server is up but before its database exists: the next command creates the database (not "fix DATABASE_URL")', async () => {
     for (const target of ['rvx', 'group'] as const) {
       const home = newHome()
-      const server = new EmbeddedServer({home})
+      const server = new EmbeddedServer({home, env: process.env})
       // server.json is written after initdb; postmaster.pid then appears when the server starts (initdb's own comes before),
       // and rvx waits for it to accept connections and creates the database.
       const launched = async () => fs.existsSync(path.join(home, 'pg', 'server.json')) && fs.existsSync(path.join(server.dataDir, 'postmaster.pid'))
@@ -76,7 +76,7 @@ describe('an interrupted first start: the next command finishes it', function ()
       ['SIGTERM', 'group'],
     ] as const) {
       const home = newHome()
-      const server = new EmbeddedServer({home})
+      const server = new EmbeddedServer({home, env: process.env})
       // initdb has written part of the cluster (global/ comes early, PG_VERSION and the rest later).
       await interrupted(home, exists(path.join(server.dataDir, 'global')), signal, target)
       await nextCommandWorks(home, `${signal} to ${target} during initdb`)
@@ -96,7 +96,7 @@ describe('an interrupted first start: the next command finishes it', function ()
     }
 
     await nextCommandWorks(home, `after ${moments.length} interrupts in ${Math.round((Date.now() - started) / 1000)} s`)
-    await new EmbeddedServer({home}).stop()
+    await new EmbeddedServer({home, env: process.env}).stop()
   })
 
   it('a server.json with a bad port or password names that file, not DATABASE_URL', async () => {
@@ -123,7 +123,7 @@ describe('an interrupted first start: the next command finishes it', function ()
 
     fs.writeFileSync(file, good)
     assert.equal((await rvx(['runs', 'list'], {env: {RVX_HOME: home}})).code, 0)
-    await new EmbeddedServer({home}).stop()
+    await new EmbeddedServer({home, env: process.env}).stop()
   })
 
   it('RVX_PG_PORT=80, which the server user may not bind: "permission denied", and the port is not kept once the variable is unset', async () => {
@@ -138,7 +138,7 @@ describe('an interrupted first start: the next command finishes it', function ()
     await nextCommandWorks(home, 'RVX_PG_PORT unset after 80 was refused')
     const state = JSON.parse(fs.readFileSync(path.join(home, 'pg', 'server.json'), 'utf8')) as {port: number}
     assert.notEqual(state.port, 80)
-    await new EmbeddedServer({home}).stop()
+    await new EmbeddedServer({home, env: process.env}).stop()
   })
 
   describe('on a full disk (a small tmpfs)', () => {

@@ -127,7 +127,7 @@ describe('rvx migrate', function () {
 
   it('the embedded database one migration behind is upgraded by the next command, which says so once', async () => {
     const home = fs.mkdtempSync(path.join(os.tmpdir(), 'rvx-behind-'))
-    const server = new EmbeddedServer({home})
+    const server = new EmbeddedServer({home, env: process.env})
     try {
       assert.equal((await rvx(['runs', 'list'], {env: {RVX_HOME: home}})).code, 0)
       const url = (await server.url())!

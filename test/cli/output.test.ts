@@ -101,18 +101,9 @@ describe('renderPairs', () => {
 describe('tableMode', () => {
   it('piped: plain, and as wide as the rows unless COLUMNS gives a width', () => {
     const piped = {isTTY: false} as NodeJS.WriteStream
-    const saved = process.env.COLUMNS
-    try {
-      delete process.env.COLUMNS
-      assert.deepEqual(tableMode(piped), {width: undefined, color: false})
-      process.env.COLUMNS = '80'
-      assert.deepEqual(tableMode(piped), {width: 80, color: false})
-      process.env.COLUMNS = 'wide'
-      assert.deepEqual(tableMode(piped), {width: undefined, color: false})
-    } finally {
-      if (saved === undefined) delete process.env.COLUMNS
-      else process.env.COLUMNS = saved
-    }
+    assert.deepEqual(tableMode({}, piped), {width: undefined, color: false})
+    assert.deepEqual(tableMode({COLUMNS: '80'}, piped), {width: 80, color: false})
+    assert.deepEqual(tableMode({COLUMNS: 'wide'}, piped), {width: undefined, color: false})
   })
 })
 

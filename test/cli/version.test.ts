@@ -20,7 +20,7 @@ describe('rvx --version / rvx version', function () {
   })
 
   after(async () => {
-    await new EmbeddedServer({home}).destroy().catch(() => {})
+    await new EmbeddedServer({home, env: process.env}).destroy().catch(() => {})
     fs.rmSync(home, {recursive: true, force: true})
     for (const name of databases) await dropDatabase(name)
   })

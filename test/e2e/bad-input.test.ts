@@ -24,7 +24,7 @@ describe('e2e: bad input on the command line', function () {
 
   after(async () => {
     // Nothing here should start an embedded server; if a regression did, it must not outlive the test.
-    await new EmbeddedServer({home: path.join(scratch, 'db-home')}).stop().catch(() => {})
+    await new EmbeddedServer({home: path.join(scratch, 'db-home'), env: process.env}).stop().catch(() => {})
     fs.rmSync(scratch, {recursive: true, force: true})
   })
 
@@ -353,7 +353,7 @@ describe('e2e: bad input on the command line', function () {
 
       assert.equal((await rvx(['runs', 'cancel', String(runId)], {env: env()})).code, 0)
       const json = JSON.parse((await rvx(['runs', 'show', String(runId), '--json'], {env: env()})).stdout)
-      assert.deepEqual(json.companies, {candidate: 1, qualified: 1, disqualified: 3, selected: 2, total: 7})
+      assert.deepEqual(json.companies, {candidate: 1, qualified: 1, disqualified: 3, selected: 2, total: 7, delivered: 2})
       assert.deepEqual(json.tasks['lead-list'], {queued: 0, running: 0, completed: 0, failed: 0, quarantined: 0, canceled: 1})
       const text = await rvx(['runs', 'show', String(runId)], {env: env()})
       assert.equal(text.code, 0, text.stderr)

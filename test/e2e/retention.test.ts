@@ -137,7 +137,7 @@ describe('retention, runs prune and db stats (e2e)', function () {
       const names = (JSON.parse(r.stdout) as {tables: Array<{table: string}>}).tables.map((x) => x.table)
       for (const name of ['tasks', 'task_events', 'workers']) assert.ok(names.includes(name), `${name} in ${names.join(', ')}`)
     } finally {
-      await new EmbeddedServer({home}).destroy().catch(() => {})
+      await new EmbeddedServer({home, env: process.env}).destroy().catch(() => {})
       fs.rmSync(home, {recursive: true, force: true})
     }
   })

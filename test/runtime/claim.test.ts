@@ -4,7 +4,22 @@ import pg from 'pg'
 
 import {createPool} from '../../src/db/connect.js'
 import type {Database} from '../../src/db/schema.js'
-import {claimTasks, completeTask, completeTasks, enqueue, queueStats, retryTask, sweep, workerStats, type ClaimFilter} from '../../src/runtime/index.js'
+import {
+  claimTasks,
+  completeTask,
+  completeTasks,
+  enqueue,
+  failTask,
+  queueStats,
+  ResourceSampler,
+  retryTask,
+  snoozeTask,
+  sweep,
+  workerStats,
+  type ClaimFilter,
+} from '../../src/runtime/index.js'
+import {releaseTasks} from '../../src/runtime/lease.js'
+import {heartbeat} from '../../src/runtime/registry.js'
 import {useFreshDatabase} from '../helpers/db.js'
 
 const base: Omit<ClaimFilter, 'workerId' | 'limit'> = {
@@ -49,6 +64,56 @@ describe('runtime: enqueue, claim and fencing', function () {
       ).n,
       3,
     )
+  })
+
+  it('settling writes and heartbeats find their tasks by primary key, never by the status index, whatever the statistics say', async () => {
+    // Statistics of a queue analyzed while it waits: nothing is running. The index's entries for 'running' then look
+    // like a handful to the planner, but hold one for every task run since the last vacuum: a deep queue's drain
+    // would walk more of them with every batch (and a heartbeat would hold the leases it renews while it walks).
+    await enqueue(
+      t.db,
+      Array.from({length: 20_000}, () => ({kind: 'k'})),
+    )
+    await sql`analyze tasks`.execute(t.db)
+    const claimed = await claimTasks(t.db, {...base, workerId: 'w', limit: 400})
+    assert.equal(claimed.length, 400)
+    const lease = (i: number) => ({taskId: claimed[i].id, epoch: claimed[i].epoch, workerId: 'w'})
+    const metrics = await new ResourceSampler().sample()
+
+    const scans = await t.db.transaction().execute(async (trx) => {
+      const beat = await heartbeat(trx, 'w', {
+        status: 'busy',
+        metrics,
+        leaseMs: 30_000,
+        counts: {},
+        held: claimed.map((c) => ({id: c.id, epoch: c.epoch})),
+        releaseOrphans: false,
+      })
+      assert.equal(beat.leases.size, 400, 'the heartbeat found every lease it holds')
+      const batch = await completeTasks(
+        trx,
+        'w',
+        claimed.slice(0, 300).map((c) => ({taskId: c.id, epoch: c.epoch})),
+      )
+      assert.equal(batch.completed.size, 300)
+      assert.equal(await completeTask(trx, lease(300)), true)
+      assert.equal(await failTask(trx, lease(301), 'no', {permanent: false, retryInMs: 0}), 'retry_scheduled')
+      assert.equal(await snoozeTask(trx, lease(302), 1000, 'slow down'), true)
+      assert.equal(
+        await releaseTasks(
+          trx,
+          claimed.slice(303).map((_, i) => lease(303 + i)),
+          'stopping',
+        ),
+        97,
+      )
+      const {rows} = await sql<{status_index: string; primary_key: string}>`
+        select pg_stat_get_xact_numscans('tasks_active_idx'::regclass) as status_index,
+               pg_stat_get_xact_numscans('tasks_pkey'::regclass) as primary_key`.execute(trx)
+      return rows[0]
+    })
+    assert.equal(Number(scans.status_index), 0, 'no statement walked the status index')
+    assert.ok(Number(scans.primary_key) > 0, 'they went by primary key')
   })
 
   it('claims by priority, then age (oldest runnable first), and not before run_after', async () => {

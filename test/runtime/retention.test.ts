@@ -82,12 +82,13 @@ describe('retention of task rows and events', () => {
     const young = await insertTask(t.db, {status: 'completed', createdDaysAgo: 0, finishedDaysAgo: 0})
 
     const first = await pruneStandaloneTasks(t.db, DAY, {batchSize: 10, maxBatches: 2})
-    assert.deepEqual(first, {tasks: 20, events: 40, batches: 2})
+    assert.deepEqual(first, {tasks: 20, events: 40, batches: 2, left: true}, 'stopped at its limit, and says more is left')
     assert.deepEqual((await surviving(t.db, ids)).tasks, ids.slice(20))
 
     const rest = await pruneStandaloneTasks(t.db, DAY, {batchSize: 10})
     assert.equal(rest.tasks, 15)
     assert.equal(rest.batches, 2)
+    assert.equal(rest.left, false, 'stopped at the first young task: nothing left for now')
     assert.deepEqual(await surviving(t.db, [...ids, young]), {tasks: [young], events: 2})
   })
 
@@ -110,6 +111,6 @@ describe('retention of task rows and events', () => {
     assert.equal(result.tasks, 24)
     assert.equal(result.batches, 3)
     assert.deepEqual((await surviving(t.db, ids)).tasks, [held])
-    assert.deepEqual(await pruneScopeTasks(t.db, [scope]), {tasks: 1, events: 2, batches: 1})
+    assert.deepEqual(await pruneScopeTasks(t.db, [scope]), {tasks: 1, events: 2, batches: 1, left: false})
   })
 })

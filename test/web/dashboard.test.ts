@@ -6,6 +6,7 @@ import os from 'node:os'
 import path from 'node:path'
 import {Kysely, PostgresDialect, sql} from 'kysely'
 
+import {prices} from '../../src/agents/prices.js'
 import {DEFAULT_SIMULATION, SimulatedProvider} from '../../src/agents/simulated.js'
 import {createPool} from '../../src/db/connect.js'
 import type {Database} from '../../src/db/schema.js'
@@ -76,8 +77,8 @@ describe('dashboard: routes, escaping, tokens and one shared live read (HTTP aga
     // The simulated model made free here (RVX_PRICES), so the one paid call below is all the cost figures and the $ chart show.
     const pricesFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'rvx-prices-')), 'prices.json')
     fs.writeFileSync(pricesFile, JSON.stringify({'sim-1': {input: 0, cached: 0, output: 0}}))
-    const savedPrices = process.env.RVX_PRICES
-    process.env.RVX_PRICES = pricesFile
+    // In force for this process while the runs are driven (as a command's environment would put it), then the built-in table again.
+    prices({RVX_PRICES: pricesFile})
     try {
       const a = await createRun(t.db, {criteria: {pms: 'Buildium', state: 'TX'}, size: {quantity: 4, ...SIZE}, provider: 'simulated'})
       assert.equal((await drive(a.id)).status, 'completed')
@@ -86,8 +87,7 @@ describe('dashboard: routes, escaping, tokens and one shared live read (HTTP aga
       assert.equal((await drive(b.id, 12)).status, 'needs_decision')
       short = b.id
     } finally {
-      if (savedPrices === undefined) delete process.env.RVX_PRICES
-      else process.env.RVX_PRICES = savedPrices
+      prices({})
       fs.rmSync(path.dirname(pricesFile), {recursive: true, force: true})
     }
 
@@ -241,11 +241,11 @@ describe('dashboard: routes, escaping, tokens and one shared live read (HTTP aga
     await failTask(t.db, {taskId: claimed.id, epoch: claimed.epoch, workerId: 'w-test'}, '<b>boom</b>: the provider said no', {permanent: true, retryInMs: 0})
     const res = await get(`${base}/runs/${short}`)
     const problem = res.body.slice(res.body.indexOf('<table class="problems">'), res.body.indexOf('</table>', res.body.indexOf('<table class="problems">')))
-    assert.match(problem, new RegExp(`<td class="num">${task.id}</td>\\s*<td>company</td>\\s*<td>failed</td>`))
+    assert.match(problem, new RegExp(`<td class="num">${task.id}</td>\\s*<td>research</td>\\s*<td>failed</td>`))
     assert.ok(problem.includes('&lt;b&gt;boom&lt;/b&gt;: the provider said no'))
     assert.match(
       res.body,
-      new RegExp(`<tr class="bad">\\s*<td>[^<]+</td>\\s*<td class="num">${task.id}</td>\\s*<td>company</td>\\s*<td>failed</td>`),
+      new RegExp(`<tr class="bad">\\s*<td>[^<]+</td>\\s*<td class="num">${task.id}</td>\\s*<td>research</td>\\s*<td>failed</td>`),
       'the failed event',
     )
   })

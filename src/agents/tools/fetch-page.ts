@@ -6,7 +6,7 @@ import {PermanentError, TransientError} from '../../runtime/errors.js'
 import type {FetchBudget} from './fetch-budget.js'
 import {htmlToText} from './html.js'
 import {guardedAgent, type GuardOptions} from './guarded-agent.js'
-import {AddressRefusedError, checkAddress, privateFetchAllowed, refusal} from './ssrf.js'
+import {AddressRefusedError, checkAddress, refusal} from './ssrf.js'
 
 export interface FetchOptions extends Partial<GuardOptions> {
   signal?: AbortSignal
@@ -39,8 +39,8 @@ const DEFAULTS = {timeoutMs: 15_000, maxBytes: 1_000_000, maxRedirects: 5}
 export async function fetchPage(rawUrl: string, options: FetchOptions = {}): Promise<FetchedPage> {
   const o = {...DEFAULTS, ...options}
   const guard: GuardOptions = {
-    allowPrivate: options.allowPrivate ?? privateFetchAllowed(),
-    dnsServer: options.dnsServer ?? (process.env.RVX_DNS_SERVER || undefined),
+    allowPrivate: options.allowPrivate ?? false,
+    dnsServer: options.dnsServer,
     localAddress: options.localAddress,
     allowOrigins: options.allowOrigins,
   }

@@ -7,11 +7,11 @@ import {UsageError} from '../../shared/errors.js'
 const resolvers = new Map<string, dns.promises.Resolver>()
 
 /**
- * The DNS server named by RVX_DNS_SERVER (address or address:port), or null for
+ * The DNS server `server` (RVX_DNS_SERVER: address or address:port), or null for
  * the system resolver. Tests point it at a server of their own; DNS checks
  * beyond addresses (MX) can ask the same resolver.
  */
-export function dnsResolver(server: string | undefined = process.env.RVX_DNS_SERVER): dns.promises.Resolver | null {
+export function dnsResolver(server: string | undefined): dns.promises.Resolver | null {
   if (!server) return null
   let resolver = resolvers.get(server)
   if (!resolver) {

@@ -1,5 +1,6 @@
 import type {CallContext} from '../../pipeline/provider.js'
 import {PermanentError, TransientError} from '../../runtime/errors.js'
+import type {Env} from '../../shared/config.js'
 
 export interface SearchResult {
   title: string
@@ -22,7 +23,7 @@ const SERPER_URL = 'https://google.serper.dev/search'
  * None set: the agent works without search_web. RVX_BRAVE_URL and
  * RVX_SERPER_URL replace those APIs' endpoints (a proxy, a test server).
  */
-export function searchBackendFromEnv(env: NodeJS.ProcessEnv = process.env): SearchBackend | null {
+export function searchBackendFromEnv(env: Env): SearchBackend | null {
   if (env.RVX_SEARXNG_URL) {
     const base = env.RVX_SEARXNG_URL.replace(/\/+$/, '')
     return {

@@ -1,6 +1,7 @@
 import ipaddr from 'ipaddr.js'
 
 import {PermanentError} from '../../runtime/errors.js'
+import type {Env} from '../../shared/config.js'
 
 /**
  * The one address check behind every page fetch: the literal host of each
@@ -88,7 +89,8 @@ export function isPrivateAddress(address: string): boolean {
   return !checkAddress(address).allowed
 }
 
-export function privateFetchAllowed(env: NodeJS.ProcessEnv = process.env): boolean {
+/** RVX_ALLOW_PRIVATE_FETCH=1: page fetches may reach private addresses (a test web on 127.0.0.1). */
+export function privateFetchAllowed(env: Env): boolean {
   return env.RVX_ALLOW_PRIVATE_FETCH === '1'
 }
 

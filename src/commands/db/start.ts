@@ -8,7 +8,7 @@ export default class DbStart extends EmbeddedServerCommand<typeof DbStart> {
   static override enableJsonFlag = true
 
   async run(): Promise<{started: boolean; port: number; pid: number | null; dataDir: string}> {
-    const server = new EmbeddedServer()
+    const server = new EmbeddedServer({env: this.env})
     const s = await this.spin('Starting the embedded PostgreSQL server')
     try {
       const result = await server.start()

@@ -9,7 +9,7 @@ export default class DbStatus extends EmbeddedServerCommand<typeof DbStatus> {
   static override enableJsonFlag = true
 
   async run(): Promise<ServerStatus> {
-    const status = await new EmbeddedServer().status()
+    const status = await new EmbeddedServer({env: this.env}).status()
     this.pairs([
       ['running', status.running ? 'yes' : 'no'],
       ['pid', status.pid],

@@ -9,7 +9,7 @@ export default class DbStop extends EmbeddedServerCommand<typeof DbStop> {
   static override enableJsonFlag = true
 
   async run(): Promise<{stopped: boolean}> {
-    const stopped = await new EmbeddedServer().stop()
+    const stopped = await new EmbeddedServer({env: this.env}).stop()
     this.info(stopped ? 'Embedded PostgreSQL stopped.' : 'Embedded PostgreSQL was not running.')
     return {stopped}
   }

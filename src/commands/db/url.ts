@@ -14,7 +14,7 @@ export default class DbUrl extends EmbeddedServerCommand<typeof DbUrl> {
   }
 
   async run(): Promise<{url: string}> {
-    const server = new EmbeddedServer()
+    const server = new EmbeddedServer({env: this.env})
     const result = await server.start()
     for (const notice of result.notices) this.notice(notice)
     if (result.started) this.notice(`started the embedded PostgreSQL server on 127.0.0.1:${result.port}`)

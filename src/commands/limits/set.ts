@@ -30,7 +30,7 @@ export default class LimitsSet extends BaseCommand<typeof LimitsSet> {
       throw new UsageError('needs --rpm, --tpm or both (or --clear to remove the ceilings)', {field: 'limits'})
     }
 
-    const endpoint = flags.endpoint ?? process.env.OPENAI_BASE_URL
+    const endpoint = flags.endpoint ?? this.env.OPENAI_BASE_URL
     if (endpoint !== undefined && endpointName(endpoint) === 'a custom endpoint') {
       throw new UsageError(`"${endpoint}" is not a URL: give the endpoint like http://127.0.0.1:8000/v1`, {field: 'endpoint'})
     }

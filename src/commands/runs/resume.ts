@@ -50,7 +50,7 @@ export default class RunsResume extends RunDriverCommand<typeof RunsResume> {
     const db = await this.database({schema: true, session: !this.flags.detach})
     const maxUsd = this.flags['max-usd']
     if (maxUsd !== undefined) {
-      requirePrices((await providerFactory()(await getRun(db, id))).models)
+      requirePrices((await providerFactory(this.env)(await getRun(db, id))).models)
     }
 
     const {unpaused} = await continueRun(db, id, {criteria, quantity: this.flags.quantity, maxUsd, stages: optedInStages(this.flags)})

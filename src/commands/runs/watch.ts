@@ -49,7 +49,7 @@ export default class RunsWatch extends BaseCommand<typeof RunsWatch> {
     const exitCode = ended.status === 'completed' ? ExitCode.Ok : ended.status === 'needs_decision' ? ExitCode.Partial : ExitCode.Failure
     this.exitCode = exitCode
     const exportPath = ended.exportPath ?? (ended.status === 'completed' || ended.status === 'needs_decision' ? await this.exportFromMonitor(db, id) : null)
-    const width = tableMode().width
+    const width = tableMode(this.env).width
     this.out(cut(describeEnding(ended), width))
     // The notes in full, wrapped under their key on a narrow terminal.
     if (ended.notes) this.pairs([['notes', ended.notes]])
@@ -63,7 +63,7 @@ export default class RunsWatch extends BaseCommand<typeof RunsWatch> {
   private async follow(db: Kysely<Database>, id: number, intervalMs: number, signal: AbortSignal): Promise<void> {
     const tty = Boolean(process.stdout.isTTY) && !this.jsonEnabled()
     // A terminal's width, or COLUMNS when piped (none: lines in full).
-    const width = tableMode().width
+    const width = tableMode(this.env).width
     let drawn = 0
     let lastLine = ''
     let lastEvent = 0

@@ -54,7 +54,7 @@ export default class WorkersStatus extends BaseCommand<typeof WorkersStatus> {
   }
 
   private render(s: FleetStatus): string {
-    const mode = tableMode()
+    const mode = tableMode(this.env)
     const fleet = renderTable(
       s.fleet,
       [

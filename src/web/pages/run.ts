@@ -344,7 +344,7 @@ function activity(d: RunData): Html {
   return html`<h2>Tasks</h2>
     ${table(['stage', 'done', 'queued', 'running', 'failed', 'quarantined', 'canceled'], tasks, '')}
     <h2>Errors</h2>
-    ${table(['task', 'kind', 'status', 'attempts', 'crashes', 'last error'], problems, 'No failed, quarantined or retrying tasks.', 'problems')}
+    ${table(['task', 'stage', 'status', 'attempts', 'crashes', 'last error'], problems, 'No failed, quarantined or retrying tasks.', 'problems')}
     <h2>Recent task events</h2>
-    ${table(['at', 'task', 'kind', 'event', 'worker', 'reason'], events, 'No task events yet.', 'events')}`
+    ${table(['at', 'task', 'stage', 'event', 'worker', 'reason'], events, 'No task events yet.', 'events')}`
 }
