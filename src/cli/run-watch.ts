@@ -6,7 +6,7 @@ import type {RunProgress, RunSummary} from '../pipeline/run-views.js'
 import {stageOfKind, STAGES} from '../pipeline/stages/index.js'
 import type {ScopeEvent} from '../runtime/scopes.js'
 import {formatAge} from '../shared/duration.js'
-import {formatCost} from '../shared/money.js'
+import {formatCost, formatRunCost} from '../shared/money.js'
 import {printable} from './output.js'
 
 /** What one look at a run gives `rvx runs watch`. */
@@ -48,26 +48,34 @@ export function renderRunLook(look: RunLook, width: number | undefined): string 
   const p = look.progress
   const s = look.summary
   const inFlight = (kind: string) => (p.tasks[kind] ? p.tasks[kind].queued + p.tasks[kind].running : 0)
-  const name = Math.max(...STAGES.map((st) => st.name.length))
+  const stages = runStages(look)
+  const name = Math.max(...stages.map((st) => st.name.length))
   const lines = [
-    `run ${p.id} ${shownStatus(p.status, p.pausedAt !== null)} · stage ${p.stage} · ${formatAge(s.elapsedS)} · ETA ${describeEta(look)}`,
-    ...STAGES.map((st) => `${st.name.padEnd(name)}  ${bar(s.percent[st.name])}  ${st.describe(p, inFlight(st.kind))}`),
+    `run ${p.id} ${shownStatus(p.status, p.pausedAt !== null)} · stage ${p.stage} · ${formatAge(s.elapsedS)}${p.status === 'running' ? ` · ETA ${describeEta(look)}` : ''}`,
+    ...stages.map((st) => `${st.name.padEnd(name)}  ${bar(s.percent[st.name])}  ${st.describe(p, inFlight(st.kind))}`),
     `selected ${p.companies.selected} of ${p.quantity} · ${p.companies.qualified} qualified waiting · ${p.companies.disqualified} dropped · ${p.contacts} contacts`,
-    `cost ${formatCost(p.usage.costUsd)}${p.maxUsd === null ? '' : ` of ${formatCost(p.maxUsd)}`} · ${p.usage.calls} calls · ${p.usage.rateLimited} rate-limited (429) · ${formatAge(p.usage.quotaWaitS)} waiting for the quota`,
+    `cost ${formatRunCost(p.usage.costUsd, p.simulated)}${p.maxUsd === null ? '' : ` of ${formatCost(p.maxUsd)}`} · ${p.usage.calls} calls · ${p.usage.rateLimited} rate-limited (429) · ${formatAge(p.usage.quotaWaitS)} waiting for the quota`,
     ...(p.pausedAt ? [`paused: no worker takes its tasks (rvx runs resume ${p.id} goes on)`] : []),
     ...(look.events.length > 0 ? ['last events:', ...look.events.map((e) => `  ${describeEvent(e)}`)] : []),
   ]
   return lines.map((line) => cut(printable(line), width)).join('\n')
 }
 
+/** The run's stages: those it has bars for (an opt-in stage it did not ask for has none). */
+function runStages(look: Pick<RunLook, 'summary'>): typeof STAGES {
+  return STAGES.filter((st) => look.summary.percent[st.name] !== undefined)
+}
+
 /** The plain one-liner for a pipe, printed when it changes; cut to `width` when one is given (COLUMNS). */
 export function runLookLine(look: RunLook, width: number | undefined): string {
   const p = look.progress
-  const stages = STAGES.map((st) => `${st.name} ${look.summary.percent[st.name]}%`).join(', ')
+  const stages = runStages(look)
+    .map((st) => `${st.name} ${look.summary.percent[st.name]}%`)
+    .join(', ')
   const eta = p.status === 'running' ? `; ETA ${describeEta(look)}` : ''
   return cut(
     printable(
-      `run ${p.id} ${shownStatus(p.status, p.pausedAt !== null)} (${p.stage}): ${stages}; selected ${p.companies.selected}/${p.quantity}, ${p.contacts} contacts, ${formatCost(p.usage.costUsd)}, ${p.usage.rateLimited} rate-limited${eta}`,
+      `run ${p.id} ${shownStatus(p.status, p.pausedAt !== null)} (${p.stage}): ${stages}; selected ${p.companies.selected}/${p.quantity}, ${p.contacts} contacts, ${formatRunCost(p.usage.costUsd, p.simulated)}, ${p.usage.rateLimited} rate-limited${eta}`,
     ),
     width,
   )

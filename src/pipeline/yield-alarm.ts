@@ -11,6 +11,12 @@ import {runUsage} from './usage.js'
 /** Companies researched before a run's yield is judged (run option yieldCheckAfter; 0 turns the alarm off). */
 export const YIELD_CHECK_AFTER = 30
 
+/**
+ * How far below: the alarm sounds when the rate so far projects less than this share of what the run still wants (a
+ * run a little short goes on; the stage's rules then ask for more rounds or a decision as usual).
+ */
+export const YIELD_SHORT_SHARE = 0.5
+
 /** Why the yield alarm canceled a run's queued tasks: resumeRun puts them back. */
 export const yieldStopReason = (runId: number) => `run ${runId} stopped at its yield alarm`
 
@@ -30,7 +36,7 @@ export interface YieldAlarm {
  * has researched `checkAfter` companies, when its qualification rate applied
  * to what discovery can still supply (candidates not yet researched, and as
  * many per remaining round as its rounds so far found on average) projects
- * fewer qualified companies than it still wants, or when its dollars per
+ * less than half the qualified companies it still wants (YIELD_SHORT_SHARE), or when its dollars per
  * qualified company so far, times its quantity, pass its budget. Null when
  * neither holds, when it cannot be told yet, or when there is nothing more
  * to ask for anyway (the stage's rule ends such a run).
@@ -49,7 +55,7 @@ export function judgeYield(facts: RunFacts, costUsd: number, checkAfter: number)
   const supply = c.candidate + roundsLeft * (total / Math.max(1, run.discovery_rounds))
   const projected = Math.floor(rate * supply)
   const figures = {researched, qualified, costUsd, projected, wanted}
-  if (projected < wanted) return {...figures, cause: 'supply'}
+  if (projected < wanted * YIELD_SHORT_SHARE) return {...figures, cause: 'supply'}
   const maxUsd = run.max_usd === null ? null : Number(run.max_usd)
   if (maxUsd !== null && qualified > 0 && (costUsd / qualified) * run.quantity > maxUsd) return {...figures, cause: 'budget'}
   return null
@@ -79,7 +85,7 @@ export async function stopForYield(trx: Transaction<Database>, ctx: AdvanceConte
   await cancelTasks(trx, {scope: runScope(run.id), statuses: ['queued']}, yieldStopReason(run.id))
   const why =
     alarm.cause === 'supply'
-      ? `at that rate what discovery can still find gives about ${alarm.projected} more, short of the ${alarm.wanted} still wanted`
+      ? `at that rate what discovery can still find gives about ${alarm.projected} more, far short of the ${alarm.wanted} still wanted`
       : `at ${formatCost(costUsd / alarm.qualified)} per qualified company, ${run.quantity} would pass the ${formatCost(Number(run.max_usd))} budget`
   return ctx.needsDecision(
     `Yield alarm: ${describeYield(alarm, simulatedRun(run))}; ${why}. Widen the criteria (rvx runs resume ${run.id} --criteria ...), or resume to continue anyway (rvx runs resume ${run.id}); or accept what there is (rvx runs accept ${run.id}), or cancel.`,

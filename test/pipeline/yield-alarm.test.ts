@@ -35,8 +35,11 @@ describe('pipeline: the yield alarm', function () {
     assert.deepEqual(none, {researched: 30, qualified: 0, costUsd: 0.5, projected: 0, wanted: 150, cause: 'supply'})
     // 10 of 40 qualified, 20 wanted: 20 candidates left and 4 rounds of about 60 each give about 65 more: no alarm.
     assert.equal(judgeYield(facts(30, {candidate: 20, qualified: 5, disqualified: 30, selected: 5}), 1, 30), null)
-    // The same with discovery exhausted: 20 candidates give about 5, short of 20.
+    // The same with discovery exhausted: 20 candidates give about 5, far short of 20. 12 of 42 qualified and 40 candidates
+    // give about 11 of the 18 still wanted: short, but not far short (less than half): the run goes on.
     assert.equal(judgeYield(facts(30, {candidate: 20, qualified: 5, disqualified: 30, selected: 5}, {exhausted: true}), 1, 30)?.projected, 5)
+    assert.equal(judgeYield(facts(30, {candidate: 40, qualified: 6, disqualified: 30, selected: 6}, {exhausted: true}), 1, 30), null)
+    assert.equal(judgeYield(facts(30, {candidate: 28, qualified: 6, disqualified: 30, selected: 6}, {exhausted: true}), 1, 30)?.projected, 8)
     // Enough supply, but $0.50 per qualified company for 30 passes a $10 budget.
     assert.equal(judgeYield(facts(30, {candidate: 20, qualified: 5, disqualified: 30, selected: 5}, {maxUsd: 10}), 5, 30)?.cause, 'budget')
     assert.equal(judgeYield(facts(30, {candidate: 20, qualified: 5, disqualified: 30, selected: 5}, {maxUsd: 20}), 5, 30), null)
