@@ -54,7 +54,7 @@ export function renderRunLook(look: RunLook, width: number | undefined): string 
     `run ${p.id} ${shownStatus(p.status, p.pausedAt !== null)} · stage ${p.stage} · ${formatAge(s.elapsedS)}${p.status === 'running' ? ` · ETA ${describeEta(look)}` : ''}`,
     ...stages.map((st) => `${st.name.padEnd(name)}  ${bar(s.percent[st.name])}  ${st.describe(p, inFlight(st.kind))}`),
     `selected ${p.companies.selected} of ${p.quantity} · ${p.companies.qualified} qualified waiting · ${p.companies.disqualified} dropped · ${p.contacts} contacts`,
-    `cost ${formatRunCost(p.usage.costUsd, p.simulated)}${p.maxUsd === null ? '' : ` of ${formatCost(p.maxUsd)}`} · ${p.usage.calls} calls · ${p.usage.rateLimited} rate-limited (429) · ${formatAge(p.usage.quotaWaitS)} waiting for the quota`,
+    `cost ${formatRunCost(p.usage.costUsd, p.simulated)}${p.maxUsd === null ? '' : ` of ${formatCost(p.maxUsd)}`} · ${p.usage.calls} calls · ${p.usage.rateLimited} rate-limited (429) · ${formatAge(p.usage.quotaWaitS)} quota wait`,
     ...(p.pausedAt ? [`paused: no worker takes its tasks (rvx runs resume ${p.id} goes on)`] : []),
     ...(look.events.length > 0 ? ['last events:', ...look.events.map((e) => `  ${describeEvent(e)}`)] : []),
   ]

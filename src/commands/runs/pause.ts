@@ -16,9 +16,7 @@ export default class RunsPause extends BaseCommand<typeof RunsPause> {
     const db = await this.database({schema: true})
     const run = await pauseRun(db, parseRunId(this.args.id))
     const running = (await taskCounts(db, runScope(run.id))).filter((t) => t.status === 'running').reduce((n, t) => n + t.count, 0)
-    this.info(
-      `Run ${run.id} paused: no worker takes its tasks now${running > 0 ? ` (${running} already running finish)` : ''}; rvx runs resume ${run.id} goes on.`,
-    )
+    this.info(`Run ${run.id} paused${running > 0 ? ` (${running} tasks already running finish)` : ''}; rvx runs resume ${run.id} goes on.`)
     return {id: run.id, status: run.status, paused: true, running}
   }
 }

@@ -56,9 +56,7 @@ export default class RunsResume extends RunDriverCommand<typeof RunsResume> {
     const {unpaused} = await continueRun(db, id, {criteria, quantity: this.flags.quantity, maxUsd, stages: optedInStages(this.flags)})
     const status = await advanceRun(db, id)
     if (this.flags.detach) {
-      this.info(
-        `Run ${id} is ${status} again${unpaused ? ' (pause lifted)' : ''}; rvx workers will pick it up (rvx runs watch ${id} follows it to the end; rvx runs export ${id} writes its CSVs)`,
-      )
+      this.info(`Run ${id} is ${status} again${unpaused ? ' (pause lifted)' : ''}; follow it to its end: rvx runs watch ${id}`)
       return {runId: id, status, detached: true}
     }
 
