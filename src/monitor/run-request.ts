@@ -64,7 +64,13 @@ export function requestProblem(issue: z.core.$ZodIssue, prefix: PropertyKey[] = 
 
   if (issue.code === 'unrecognized_keys') return new UsageError(`unknown field "${issue.keys[0]}": see the API's openapi.json for the fields there are`)
   const field = path.map(String).join('.')
-  return new UsageError(issue.message.replace(/^Invalid input: /, ''), field ? {field} : {})
+  const detail =
+    issue.code === 'invalid_value'
+      ? `must be one of ${issue.values.map(String).join(', ')}`
+      : issue.code === 'invalid_type'
+        ? `must be ${issue.expected === 'array' ? 'a list' : issue.expected === 'object' ? 'an object' : `a ${issue.expected}`}`
+        : issue.message
+  return new UsageError(detail, field ? {field} : {})
 }
 
 /** Validates a run request: a UsageError names the first problem. */

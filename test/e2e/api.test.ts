@@ -129,6 +129,11 @@ describe('e2e: rvx serve, the HTTP API', function () {
     assert.match((await notJson.json()).detail, /not valid JSON/)
     const size = await call('/runs', {token: write, body: {provider: 'simulated', criteria: {state: 'TX'}, quantity: 0}})
     assert.equal((await size.json()).detail, 'quantity must be a whole number from 1 to 10000 (got 0)')
+    const typed = await call('/runs', {token: write, body: {provider: 'simulated', criteria: {state: 'TX'}, quantity: '5'}})
+    assert.equal((await typed.json()).detail, 'quantity must be a number')
+    const status = await call('/runs?status=done', {token: read})
+    assert.equal(status.status, 400)
+    assert.equal((await status.json()).detail, 'status must be one of running, needs_decision, completed, failed, canceled')
   })
 
   it('pages of companies stay stable while the run writes: none twice, none skipped', async () => {

@@ -7,6 +7,7 @@ import {sql} from 'kysely'
 import {EmbeddedServer} from '../../src/db/embedded.js'
 import {type CliOptions, type CliResult, hasStackTrace, lines, rvx} from '../helpers/cli.js'
 import {useFreshDatabase} from '../helpers/db.js'
+import {stageChoices} from '../../src/pipeline/stages/index.js'
 
 /**
  * The command line under bad input (issue 11, items 10-18), through the real
@@ -87,7 +88,7 @@ describe('e2e: bad input on the command line', function () {
       [['runs', 'list', '--limit', '-5'], /--limit must be a whole number from 1 to 1000 \(got -5\)/],
       [['worker', 'all', '--max-tasks', '0'], /--max-tasks must be a whole number from 1 to \d+ \(got 0\)/],
       [['monitor', '--metrics-port', '70000'], /--metrics-port must be a whole number from 0 to 65535 \(got 70000\)/],
-      [['worker'], /missing argument TYPE: Stage\(s\) to work on: discovery \(lead-list\), research \(company\), contacts \(contact\), or all/],
+      [['worker'], new RegExp(`missing argument TYPE: Stage\\(s\\) to work on: ${stageChoices().replace(/[()]/g, '\\$&')}, or all`)],
       [['runs', 'show'], /missing argument ID: Run ID/],
     ] as const) {
       it(`rvx ${args.join(' ')}`, async () => {

@@ -12,6 +12,7 @@ import {useFreshDatabase} from '../helpers/db.js'
 import {type Spawned, spawnCli, waitFor} from '../helpers/processes.js'
 import {lintExposition, promtoolCheck, promtoolPath} from '../helpers/prometheus.js'
 import {registeredWorker} from '../helpers/runtime.js'
+import {STAGES} from '../../src/pipeline/stages/index.js'
 
 /** The values of the series of `name` whose labels are exactly `labels`. */
 function series(samples: ReturnType<typeof parseMetrics>, name: string, labels: Record<string, string>): number[] {
@@ -227,7 +228,7 @@ describe('e2e: rvx monitor', function () {
       for (const a of dead)
         assert.match(
           a.subject,
-          new RegExp(`^worker ${a.details.workerId} \\(discovery, research, contacts\\) on .+ died; its tasks were put back for other workers$`),
+          new RegExp(`^worker ${a.details.workerId} \\(${STAGES.map((s) => s.name).join(', ')}\\) on .+ died; its tasks were put back for other workers$`),
         )
       const [quarantined] = delivered().filter((a) => a.kind === 'task_quarantined')
       assert.equal(quarantined.severity, 'critical')

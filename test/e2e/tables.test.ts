@@ -7,6 +7,7 @@ import stringWidth from 'string-width'
 import {rvx} from '../helpers/cli.js'
 import {useFreshDatabase} from '../helpers/db.js'
 import {registeredWorker} from '../helpers/runtime.js'
+import {STAGE_KINDS} from '../../src/pipeline/stages/index.js'
 
 /**
  * Every table for people fits the terminal: spawned with COLUMNS=80 and 120
@@ -44,7 +45,7 @@ describe('e2e: tables fit the terminal', function () {
       },
     )
     assert.equal(limit.code, 0, limit.stderr)
-    worker = await registeredWorker(t.db, t.url, 'worker-on-a-host-with-a-long-name.example.internal-4242-9f3a', ['lead-list', 'company', 'contact'])
+    worker = await registeredWorker(t.db, t.url, 'worker-on-a-host-with-a-long-name.example.internal-4242-9f3a', [...STAGE_KINDS])
   })
 
   const commands = () => [

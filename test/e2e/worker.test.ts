@@ -4,6 +4,7 @@ import {sql} from 'kysely'
 import {hasStackTrace, lines, rvx, spawnRvx} from '../helpers/cli.js'
 import {createDatabase, dropDatabase, urlFor, useFreshDatabase} from '../helpers/db.js'
 import {waitFor} from '../helpers/processes.js'
+import {STAGE_KINDS, stageChoices} from '../../src/pipeline/stages/index.js'
 
 describe('e2e: rvx worker (spawned processes)', function () {
   this.timeout(120_000)
@@ -31,7 +32,7 @@ describe('e2e: rvx worker (spawned processes)', function () {
         ['w-b', 'stopped'],
       ],
     )
-    assert.deepEqual(rows[0].types.sort(), ['company', 'contact', 'lead-list'])
+    assert.deepEqual(rows[0].types.sort(), [...STAGE_KINDS].sort())
   })
 
   it('a healthy run logs no warning: research canceled in flight at the target is a debug line naming the stage and why, not a fence', async () => {
@@ -116,7 +117,7 @@ describe('e2e: rvx worker (spawned processes)', function () {
     const bad = await rvx(['worker', 'researchers'], {env: env()})
     assert.equal(bad.code, 2)
     assert.equal(lines(bad.stderr).length, 1)
-    assert.match(bad.stderr, /worker type "researchers" is not a stage: use discovery \(lead-list\), research \(company\), contacts \(contact\) or all/)
+    assert.ok(bad.stderr.includes(`worker type "researchers" is not a stage: use ${stageChoices()} or all`), bad.stderr)
     assert.equal(hasStackTrace(bad.stderr), false)
   })
 })

@@ -83,6 +83,8 @@ describe('pipeline: the research cache, its key and its table', function () {
       [
         {kind: 'research', entries: 2, fresh: 1, hits: 2, savedUsd: 1},
         {kind: 'contacts', entries: 1, fresh: 1, hits: 0, savedUsd: 0},
+        // Every stage that caches has its line, entries or not.
+        {kind: 'enrich', entries: 0, fresh: 0, hits: 0, savedUsd: 0},
       ],
     )
     assert.ok(stats[0].oldest! < stats[0].newest!)
@@ -94,6 +96,7 @@ describe('pipeline: the research cache, its key and its table', function () {
       [
         ['research', 0],
         ['contacts', 0],
+        ['enrich', 0],
       ],
     )
   })

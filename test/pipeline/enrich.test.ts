@@ -77,6 +77,14 @@ describe('pipeline: enrich (its checks overrule the model)', function () {
     })
     assert.equal(driven.status, 'completed')
 
+    // Every stage's tasks, enrich's too, came through the one enqueue path: one key format, one task per company or round.
+    const tasks = await t.db.selectFrom('tasks').select(['kind', 'payload', 'idempotency_key']).where('scope', '=', `run:${run.id}`).execute()
+    assert.deepEqual([...new Set(tasks.map((k) => k.kind))].sort(), ['company', 'contact', 'enrich', 'lead-list'])
+    for (const k of tasks) {
+      const {companyId, round} = k.payload as {companyId?: number; round?: number}
+      assert.equal(k.idempotency_key, `run:${run.id}:${k.kind}:${companyId ?? round}`)
+    }
+
     const rows = await t.db
       .selectFrom('company_facts as f')
       .innerJoin('companies as c', 'c.id', 'f.company_id')

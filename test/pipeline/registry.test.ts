@@ -7,7 +7,7 @@ import {cacheStats, writeCache} from '../../src/pipeline/cache.js'
 import {COMPANY_COLUMNS, companyColumns, renderRun} from '../../src/pipeline/export.js'
 import {createRun} from '../../src/pipeline/runs.js'
 import {runsOverview} from '../../src/pipeline/run-views.js'
-import {CACHE_KINDS, STAGES, stagesOf} from '../../src/pipeline/stages/index.js'
+import {CACHE_KINDS, checkedRegistry, STAGES, stagesOf} from '../../src/pipeline/stages/index.js'
 import {useFreshDatabase} from '../helpers/db.js'
 
 /**
@@ -78,6 +78,15 @@ describe('pipeline: the stage registry drives what lists stages', () => {
     assert.deepEqual(companyColumns(plain), [...COMPANY_COLUMNS, ...stagesOf(plain).flatMap((s) => (s.columns ?? []).map((c) => c.name))])
     // The export's header is the run's columns.
     assert.equal((await renderRun(t.db, all.id)).files.companies, `${companyColumns(all).join(',')}\n`)
+  })
+
+  it('a registry that breaks its rules fails at load, naming what is wrong', () => {
+    assert.deepEqual(checkedRegistry([...STAGES]), STAGES)
+    const [discovery, research, contacts] = STAGES
+    assert.throws(() => checkedRegistry([...STAGES, {...contacts, name: 'enrich2'}]), /"contact" names two stages/)
+    assert.throws(() => checkedRegistry([...STAGES, {...contacts, name: 'done', kind: 'finish'}]), /"done" is what a finished run's stage says/)
+    assert.throws(() => checkedRegistry([discovery, research]), /no stage with the selected trigger leads the run/)
+    assert.throws(() => checkedRegistry([discovery, research, {...contacts, optIn: {summary: 'x'}}]), /no stage with the selected trigger leads the run/)
   })
 
   it('the database takes any stage name for a run and a fact (the registry, not a CHECK, says which exist)', async () => {

@@ -11,15 +11,17 @@ describe('pipeline: the stage table', () => {
         ['discovery', 'lead-list'],
         ['research', 'company'],
         ['contacts', 'contact'],
+        ['enrich', 'enrich'],
       ],
     )
-    assert.deepEqual(STAGE_KINDS, ['lead-list', 'company', 'contact'])
+    assert.deepEqual(STAGE_KINDS, ['lead-list', 'company', 'contact', 'enrich'])
   })
 
   it('worker types: either name selects a stage, all selects every one, in pipeline order, once', () => {
     assert.deepEqual(kindsFor(['contacts', 'lead-list']), ['lead-list', 'contact'])
     assert.deepEqual(kindsFor(['research', 'company']), ['company'])
-    assert.deepEqual(kindsFor(['all']), ['lead-list', 'company', 'contact'])
+    // All: the opt-in stages too (a worker of every stage does the work of runs that asked for them).
+    assert.deepEqual(kindsFor(['all']), ['lead-list', 'company', 'contact', 'enrich'])
   })
 
   it('an unknown or missing worker type is a usage error that lists the choices', () => {

@@ -1,4 +1,4 @@
-import {z} from 'zod'
+import type {z} from 'zod'
 
 import {sql} from '../../db/kysely.js'
 import type {CompanyRow} from '../../db/schema.js'
@@ -8,7 +8,7 @@ import {normalizeContacts} from '../normalize.js'
 import {DROP} from '../drops.js'
 import {DEFAULT_RUN_OPTIONS, runOptions} from '../run-options.js'
 import {toCandidate} from './research.js'
-import {pct, type RunPayload, type Stage} from './stage.js'
+import {lazySchema, pct, type RunPayload, type Stage} from './stage.js'
 
 type Payload = RunPayload & {companyId: number}
 
@@ -29,23 +29,29 @@ export function usableContact(alias: string) {
 }
 
 /** What the model returns (its shape only: pipeline/normalize.ts bounds the values). */
-export const ContactsOutput = z.object({
-  contacts: z.array(
-    z.object({
-      full_name: z.string().min(1),
-      title: z.string().min(1),
-      tier: z.number().int().min(1).max(4),
-      email: z.string().nullish(),
-      phone: z.string().nullish(),
-      linkedin_url: z.string().nullish(),
-      confidence: z.enum(['low', 'medium', 'high']),
-      sources: z.array(z.string()).default([]),
-    }),
-  ),
-})
+const contactsOutput = (zod: typeof z) =>
+  zod.object({
+    contacts: zod.array(
+      zod.object({
+        full_name: zod.string().min(1),
+        title: zod.string().min(1),
+        tier: zod.number().int().min(1).max(4),
+        email: zod.string().nullish(),
+        phone: zod.string().nullish(),
+        linkedin_url: zod.string().nullish(),
+        confidence: zod.enum(['low', 'medium', 'high']),
+        sources: zod.array(zod.string()).default([]),
+      }),
+    ),
+  })
+const contactsSchema = lazySchema(contactsOutput)
 
 /** The agent call that finds a company's decision makers. */
-export function contactsRequest(input: {company: CandidateCompany; min: number; max: number}): AgentRequest<z.infer<typeof ContactsOutput>> {
+export async function contactsRequest(input: {
+  company: CandidateCompany
+  min: number
+  max: number
+}): Promise<AgentRequest<z.infer<ReturnType<typeof contactsOutput>>>> {
   const c = input.company
   return {
     stage: 'contacts',
@@ -53,7 +59,7 @@ export function contactsRequest(input: {company: CandidateCompany; min: number; 
 Tier 1: owner, co-owner, broker/owner, managing or designated broker, president, principal, CEO, COO, managing partner. Tier 2: director of property management, VP operations, portfolio manager, associate broker. Tier 3: operations manager. Tier 4 (leasing, admin, maintenance) only if nothing better exists.
 No generic inboxes (info@, office@); an email on a PMS vendor's domain is not the company's.
 Return {"contacts": [{"full_name", "title", "tier": 1-4, "email", "phone", "linkedin_url", "confidence", "sources"}]}.`,
-    schema: ContactsOutput,
+    schema: await contactsSchema(),
     tools: ['search_web', 'fetch_page', 'detect_pms'],
     input,
   }
@@ -65,7 +71,7 @@ export async function askContacts(
   input: {company: CandidateCompany; min: number; max: number},
   ctx: CallContext,
 ): Promise<FoundContact[]> {
-  const {value} = await provider.agent(contactsRequest(input), ctx)
+  const {value} = await provider.agent(await contactsRequest(input), ctx)
   return value.contacts.map((p) => ({
     fullName: p.full_name,
     title: p.title,

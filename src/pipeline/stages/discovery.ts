@@ -1,4 +1,4 @@
-import {z} from 'zod'
+import type {z} from 'zod'
 
 import {sql} from '../../db/kysely.js'
 import type {Executor} from '../../db/executor.js'
@@ -9,7 +9,7 @@ import {normalizeCandidates} from '../normalize.js'
 import type {AgentRequest, CallContext, CandidateCompany, ResearchProvider} from '../provider.js'
 import {companyCounts} from '../run-counts.js'
 import {runOptions} from '../run-options.js'
-import {pct, type RunPayload, type Stage} from './stage.js'
+import {lazySchema, pct, type RunPayload, type Stage} from './stage.js'
 
 type Payload = RunPayload & {round: number}
 
@@ -25,29 +25,35 @@ interface Input {
 }
 
 /** What the model returns (its shape only: pipeline/normalize.ts bounds the values). */
-export const DiscoveryOutput = z.object({
-  companies: z.array(
-    z.object({
-      name: z.string().min(1),
-      domain: z.string().min(3),
-      website: z.string().nullish(),
-      city: z.string().nullish(),
-      state: z.string().nullish(),
-      pms: z.string().nullish(),
-      units_estimate: z.number().nullish(),
-      sources: z.array(z.string()).default([]),
-    }),
-  ),
-})
+const discoveryOutput = (zod: typeof z) =>
+  zod.object({
+    companies: zod.array(
+      zod.object({
+        name: zod.string().min(1),
+        domain: zod.string().min(3),
+        website: zod.string().nullish(),
+        city: zod.string().nullish(),
+        state: zod.string().nullish(),
+        pms: zod.string().nullish(),
+        units_estimate: zod.number().nullish(),
+        sources: zod.array(zod.string()).default([]),
+      }),
+    ),
+  })
+const discoverySchema = lazySchema(discoveryOutput)
 
 /** The agent call of one discovery round. */
-export function discoveryRequest(input: {criteria: Criteria; want: number; exclude: string[]}): AgentRequest<z.infer<typeof DiscoveryOutput>> {
+export async function discoveryRequest(input: {
+  criteria: Criteria
+  want: number
+  exclude: string[]
+}): Promise<AgentRequest<z.infer<ReturnType<typeof discoveryOutput>>>> {
   return {
     stage: 'discovery',
     prompt: `Find ${input.want} property-management companies matching these criteria: ${JSON.stringify(input.criteria)}.
 Skip these domains (already known or excluded): ${input.exclude.slice(0, 500).join(', ') || 'none'}.
 Return {"companies": [{"name", "domain", "website", "city", "state", "pms", "units_estimate", "sources"}]}. Domains are bare hosts like acme-pm.com.`,
-    schema: DiscoveryOutput,
+    schema: await discoverySchema(),
     tools: ['search_web', 'fetch_page', 'detect_pms'],
     input,
   }
@@ -59,7 +65,7 @@ export async function askDiscovery(
   input: {criteria: Criteria; want: number; exclude: string[]},
   ctx: CallContext,
 ): Promise<CandidateCompany[]> {
-  const {value} = await provider.agent(discoveryRequest(input), ctx)
+  const {value} = await provider.agent(await discoveryRequest(input), ctx)
   return value.companies.map((c) => ({
     name: c.name,
     domain: c.domain,

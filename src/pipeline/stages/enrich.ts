@@ -1,4 +1,4 @@
-import {z} from 'zod'
+import type {z} from 'zod'
 
 import type {CompanyRow} from '../../db/schema.js'
 import {cacheKey, DEFAULT_CACHE_TTL_MS, metered, readCache, writeCache} from '../cache.js'
@@ -7,20 +7,20 @@ import {line, MAX, url} from '../normalize.js'
 import type {AgentRequest, Evidence, SiteChecks} from '../provider.js'
 import {runOptions} from '../run-options.js'
 import {toCandidate} from './research.js'
-import {type CompanyFact, pct, type RunPayload, type Stage} from './stage.js'
+import {type CompanyFact, lazySchema, pct, type RunPayload, type Stage} from './stage.js'
 
 type Payload = RunPayload & {companyId: number}
 
-/** One thing the model says it found: its value, and the page and quote that show it (null when nothing showed it). */
-const Found = z.object({
-  value: z.string().max(MAX.url).nullish(),
-  url: z.string().max(MAX.url).nullish(),
-  quote: z.string().max(MAX.quote).nullish(),
-})
-
-/** What the model returns: the company's main phone number and its LinkedIn company page. */
-export const EnrichOutput = z.object({phone: Found.default({}), linkedin_company: Found.default({})})
-type Answer = z.infer<typeof EnrichOutput>
+/**
+ * What the model returns: the company's main phone number and its LinkedIn company page, each its value and the page
+ * and quote that show it (null when nothing showed it).
+ */
+const enrichOutput = (zod: typeof z) => {
+  const found = zod.object({value: zod.string().max(MAX.url).nullish(), url: zod.string().max(MAX.url).nullish(), quote: zod.string().max(MAX.quote).nullish()})
+  return zod.object({phone: found.default({}), linkedin_company: found.default({})})
+}
+const enrichSchema = lazySchema(enrichOutput)
+type Answer = z.infer<ReturnType<typeof enrichOutput>>
 
 /** What rvx decided about one of them: verified (its checks found it where it should be), or unknown, and why. */
 export interface Enriched {
@@ -41,14 +41,14 @@ interface Facts {
 const MAX_PAGES = 5
 
 /** The agent call that finds a company's phone and LinkedIn page. */
-export function enrichRequest(input: {company: {name: string; domain: string; website?: string | null}}): AgentRequest<Answer> {
+export async function enrichRequest(input: {company: {name: string; domain: string; website?: string | null}}): Promise<AgentRequest<Answer>> {
   const c = input.company
   return {
     stage: 'enrich',
     prompt: `Find the main phone number of ${c.name} (${c.website ?? c.domain}) and its LinkedIn company page (a linkedin.com/company/... URL, not a person's profile or a post).
 For each, give the value, the exact URL of a page you read that shows it, and a short quote from that page. The phone should be on the company's own site. null when nothing you read shows it; never guess.
 Return {"phone": {"value", "url", "quote"}, "linkedin_company": {"value", "url", "quote"}}.`,
-    schema: EnrichOutput,
+    schema: await enrichSchema(),
     tools: ['search_web', 'fetch_page'],
     input,
   }
@@ -90,10 +90,13 @@ export const enrich: Stage<Payload, {company: CompanyRow}, Output> = {
     const hit = options.fresh ? null : await readCache<Answer>(db, 'enrich', key, options.cacheTtlMs ?? DEFAULT_CACHE_TTL_MS)
     let answer: Answer
     let cache: Output['cache']
-    if (hit) answer = EnrichOutput.catch({phone: {}, linkedin_company: {}}).parse(hit.value)
-    else {
+    if (hit) {
+      // Written by this stage, but read as any stored answer is: what does not fit is nothing found.
+      const cached = (await enrichSchema()).safeParse(hit.value)
+      answer = cached.success ? cached.data : {phone: {}, linkedin_company: {}}
+    } else {
       const paid = metered(ctx)
-      answer = (await provider.agent(enrichRequest({company: toCandidate(company)}), paid)).value
+      answer = (await provider.agent(await enrichRequest({company: toCandidate(company)}), paid)).value
       cache = {key, provider: provider.identity, answer, costUsd: paid.spentUsd()}
     }
 

@@ -13,9 +13,25 @@ import type {Stage, StageName, Trigger} from './stage.js'
  * read. A stage's task kind is what the runtime calls it; either name selects
  * it for `rvx worker`. A new stage is a file in this folder and a line here.
  */
-export const STAGES: readonly Stage<any, any, any>[] = [discovery, research, contacts, enrich]
+export const STAGES: readonly Stage<any, any, any>[] = checkedRegistry([discovery, research, contacts, enrich])
 
 export type {Stage, StageName} from './stage.js'
+
+/**
+ * The registry as the database no longer checks it: names and task kinds unique ('done' is no stage's name), and a
+ * stage to lead the run (one with `advance`, not opt-in) for each trigger: a new stage that breaks one fails at load.
+ */
+export function checkedRegistry<T extends Stage<any, any, any>>(stages: T[]): T[] {
+  const names = stages.map((s) => s.name)
+  const kinds = stages.map((s) => s.kind)
+  const twice = (list: string[]) => list.find((x, i) => list.indexOf(x) !== i)
+  if (twice(names) ?? twice(kinds)) throw new Error(`stage registry: "${twice(names) ?? twice(kinds)}" names two stages`)
+  if (names.includes('done')) throw new Error('stage registry: "done" is what a finished run\'s stage says, not a stage')
+  for (const trigger of ['run', 'discovered', 'selected'] as const)
+    if (!stages.some((s) => s.trigger === trigger && s.advance && !s.optIn))
+      throw new Error(`stage registry: no stage with the ${trigger} trigger leads the run (one with advance, not opt-in)`)
+  return stages
+}
 
 /** The stage of this name; an unknown name (a row written by another version of rvx, say) is an error naming it. */
 export function stageNamed(name: StageName): Stage<any, any, any> {

@@ -1,4 +1,4 @@
-import {z} from 'zod'
+import type {z} from 'zod'
 
 import {sql} from '../../db/kysely.js'
 import type {CompanyRow} from '../../db/schema.js'
@@ -8,7 +8,7 @@ import {cacheKey, DEFAULT_CACHE_TTL_MS, metered, readCache, writeCache} from '..
 import {normalizeResearch, normalizeSiteFacts} from '../normalize.js'
 import {runOptions} from '../run-options.js'
 import {type Verification, verifyCompany} from '../verification.js'
-import {pct, type RunPayload, type Stage} from './stage.js'
+import {lazySchema, pct, type RunPayload, type Stage} from './stage.js'
 
 type Payload = RunPayload & {companyId: number}
 
@@ -34,37 +34,38 @@ interface Output {
 /** What the research cache keeps of a company: the site checks and the model's research, judged again for each run. */
 type Cached = Pick<Output, 'site' | 'research'>
 
-/** A page the model read and a short quote from it. */
-const Evidence = z.object({url: z.string().max(2000), quote: z.string().max(500)})
-const CriterionVerdict = z.object({
-  verdict: z.enum(['match', 'mismatch', 'unknown']),
-  evidence: z.array(Evidence).max(5).default([]),
-})
-
-/** What the model returns (its shape only: pipeline/normalize.ts bounds the values). */
-export const ResearchOutput = z.object({
-  verdicts: z
-    .object({
-      pms: CriterionVerdict.optional(),
-      state: CriterionVerdict.optional(),
-      city: CriterionVerdict.optional(),
-      units: CriterionVerdict.optional(),
-      natural_request: CriterionVerdict.optional(),
-    })
-    .default({}),
-  portfolio: z.enum(['residential', 'hoa_only', 'large_multifamily_only', 'brokerage_only', 'no_active_management', 'unknown']).default('unknown'),
-  units_estimate: z.number().nullish(),
-  employees_estimate: z.number().nullish(),
-  confidence: z.enum(['low', 'medium', 'high']),
-  reasons: z.array(z.string().max(500)).max(20).default([]),
-  sources: z.array(z.string().max(2000)).max(20).default([]),
-  pms: z.string().nullish(),
-  city: z.string().nullish(),
-  state: z.string().nullish(),
-})
+/** What the model returns (its shape only: pipeline/normalize.ts bounds the values); evidence: a page it read and a short quote. */
+const researchOutput = (zod: typeof z) => {
+  const evidence = zod.object({url: zod.string().max(2000), quote: zod.string().max(500)})
+  const verdict = zod.object({verdict: zod.enum(['match', 'mismatch', 'unknown']), evidence: zod.array(evidence).max(5).default([])})
+  return zod.object({
+    verdicts: zod
+      .object({
+        pms: verdict.optional(),
+        state: verdict.optional(),
+        city: verdict.optional(),
+        units: verdict.optional(),
+        natural_request: verdict.optional(),
+      })
+      .default({}),
+    portfolio: zod.enum(['residential', 'hoa_only', 'large_multifamily_only', 'brokerage_only', 'no_active_management', 'unknown']).default('unknown'),
+    units_estimate: zod.number().nullish(),
+    employees_estimate: zod.number().nullish(),
+    confidence: zod.enum(['low', 'medium', 'high']),
+    reasons: zod.array(zod.string().max(500)).max(20).default([]),
+    sources: zod.array(zod.string().max(2000)).max(20).default([]),
+    pms: zod.string().nullish(),
+    city: zod.string().nullish(),
+    state: zod.string().nullish(),
+  })
+}
+const researchSchema = lazySchema(researchOutput)
 
 /** The agent call that researches one company against the criteria. */
-export function researchRequest(input: {criteria: Criteria; company: CandidateCompany}): AgentRequest<z.infer<typeof ResearchOutput>> {
+export async function researchRequest(input: {
+  criteria: Criteria
+  company: CandidateCompany
+}): Promise<AgentRequest<z.infer<ReturnType<typeof researchOutput>>>> {
   const c = input.company
   return {
     stage: 'research',
@@ -75,7 +76,7 @@ state, city: from a postal address on the company's own pages.
 units: estimate from listings x ~10 and team size; say the estimate in units_estimate.
 portfolio: residential (mostly single-family / small multifamily rentals it manages), hoa_only, large_multifamily_only, brokerage_only, no_active_management, or unknown.
 Return {"verdicts": {"<criterion>": {"verdict", "evidence": [{"url", "quote"}]}}, "portfolio", "units_estimate", "employees_estimate", "confidence", "reasons": [...], "sources": [...], "pms", "city", "state"}.`,
-    schema: ResearchOutput,
+    schema: await researchSchema(),
     tools: ['search_web', 'fetch_page', 'detect_pms'],
     input,
   }
@@ -87,7 +88,7 @@ export async function askResearch(
   input: {criteria: Criteria; company: CandidateCompany},
   ctx: CallContext,
 ): Promise<CompanyResearch> {
-  const {value: out, seen} = await provider.agent(researchRequest(input), ctx)
+  const {value: out, seen} = await provider.agent(await researchRequest(input), ctx)
   return {
     verdicts: out.verdicts,
     portfolio: out.portfolio,

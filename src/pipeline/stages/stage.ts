@@ -1,4 +1,5 @@
 import type {RawBuilder, Transaction} from 'kysely'
+import type {z} from 'zod'
 
 import type {Executor} from '../../db/executor.js'
 import type {Database, RunRow, RunStatus} from '../../db/schema.js'
@@ -178,6 +179,15 @@ export interface Stage<P extends RunPayload = RunPayload, In = unknown, Out = un
   columns?: readonly StageColumn[]
   /** Decides what happens next while the run is in this stage (stages that never lead a run have none). */
   advance?(ctx: AdvanceContext): Promise<RunStatus>
+}
+
+/**
+ * A stage's answer schema, built with zod when a stage first asks for it: zod is loaded then, not by every command
+ * that reads the registry (runs list, workers status).
+ */
+export function lazySchema<T>(build: (zod: typeof z) => T): () => Promise<T> {
+  let schema: T | undefined
+  return async () => (schema ??= build((await import('zod')).z))
 }
 
 /** a of b as a whole percentage, at most 100 (0 of nothing is 0): for `percent`. */
