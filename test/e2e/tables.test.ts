@@ -131,6 +131,6 @@ describe('e2e: tables fit the terminal', function () {
     assert.match(fleet, /^FLEET\nSTAGE /)
     for (const stage of ['discovery', 'research', 'contacts']) assert.match(fleet, new RegExp(`\\n${stage}\\s`))
     assert.doesNotMatch(fleet, /\b(lead-list|company|contact)\b/)
-    assert.match(status.stdout, /worker-on-a-host-with-a-long-name\.example\.internal-4242-9f3a\s+discovery,research,contacts\s+default\s+idle/)
+    assert.match(status.stdout, /worker-on-a-host-with-a-long-name\.example\.internal-4242-9f3a\s+all\s+default\s+idle/)
   })
 })
