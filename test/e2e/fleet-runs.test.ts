@@ -35,8 +35,8 @@ describe('e2e: following and steering a fleet run (spawned processes)', function
   })
 
   /** A worker process of every stage, registered and idle. */
-  async function worker(id: string): Promise<Spawned> {
-    const w = spawnCli(['worker', 'all', '--id', id], env())
+  async function worker(id: string, ...args: string[]): Promise<Spawned> {
+    const w = spawnCli(['worker', 'all', '--id', id, ...args], env())
     started.push(w)
     await waitFor(
       `worker ${id} to register`,
@@ -60,7 +60,7 @@ describe('e2e: following and steering a fleet run (spawned processes)', function
     assert.ok(runId > 0, created.stderr)
     assert.match(created.stderr, new RegExp(`rvx runs watch ${runId}`))
 
-    const watched = await rvx(['runs', 'watch', String(runId), '--interval', '300ms'], {env: env()})
+    const watched = await rvx(['runs', 'watch', String(runId), '--interval', '300ms'], {env: env(), timeoutMs: 150_000})
     assert.equal(watched.code, 0, watched.stderr)
     const out = watched.stdout.trim().split('\n')
     const end = new RegExp(`^run ${runId} completed: 6 companies, (\\d+) contacts, \\$\\d+\\.\\d+ \\(simulated\\), \\d+s$`).exec(out.at(-2)!)
@@ -88,8 +88,9 @@ describe('e2e: following and steering a fleet run (spawned processes)', function
   })
 
   it('runs pause stops every worker taking a running run (nothing paid after its tasks in flight); runs resume finishes it', async () => {
-    await worker('w-pause-1')
-    await worker('w-pause-2')
+    // Two slots each: the run's work cannot all be claimed at once, so some of it waits when the pause comes.
+    await worker('w-pause-1', '--concurrency', '2')
+    await worker('w-pause-2', '--concurrency', '2')
     const created = await rvx(
       ['orchestrate', '--provider', 'simulated', '--sim-latency', '200ms-400ms', '--criteria', '{"state":"TX"}', '--quantity', '20', '--detach', '--json'],
       {env: env()},
@@ -99,6 +100,7 @@ describe('e2e: following and steering a fleet run (spawned processes)', function
     await waitFor(
       'research under way',
       async () => (await count(sql`select count(*)::int as n from companies where run_id = ${runId} and status <> 'candidate'`)) >= 4,
+      90_000,
     )
 
     const paused = await rvx(['runs', 'pause', String(runId)], {env: env()})
@@ -107,6 +109,7 @@ describe('e2e: following and steering a fleet run (spawned processes)', function
     await waitFor(
       'the tasks in flight to finish',
       async () => (await count(sql`select count(*)::int as n from tasks where scope = ${scope} and status = 'running'`)) === 0,
+      90_000,
     )
     const calls = await count(sql`select count(*)::int as n from llm_calls where run_id = ${runId}`)
     const claims = await count(
@@ -129,7 +132,7 @@ describe('e2e: following and steering a fleet run (spawned processes)', function
     const resumed = await rvx(['runs', 'resume', String(runId), '--detach'], {env: env()})
     assert.equal(resumed.code, 0, resumed.stderr)
     assert.match(resumed.stderr, /pause lifted/)
-    const watched = await rvx(['runs', 'watch', String(runId), '--interval', '300ms'], {env: env()})
+    const watched = await rvx(['runs', 'watch', String(runId), '--interval', '300ms'], {env: env(), timeoutMs: 150_000})
     assert.equal(watched.code, 0, watched.stdout + watched.stderr)
     assert.match(watched.stdout, new RegExp(`^run ${runId} completed: 20 companies`, 'm'))
     assert.match(watched.stdout, new RegExp(`no export written yet: rvx runs export ${runId} writes its CSVs`), 'no monitor exports here')
