@@ -122,9 +122,13 @@ async function privilegeHint(db: Kysely<any>, error: unknown): Promise<string | 
   const {role, schema, schema_owner: schemaOwner} = rows[0]
   const owned = /must be owner of (?:table|relation|view|function|index|sequence) (\S+)/.exec(message)
   if (owned) {
+    // A table, view, index or sequence (pg_class), or a function (pg_proc: rvx_worker_stats()).
     const {rows: owners} = await sql<{owner: string}>`
       select pg_get_userbyid(c.relowner) as owner from pg_class c
-      where c.relname = ${owned[1]} and c.relnamespace = to_regnamespace(${schema})::oid`.execute(db)
+      where c.relname = ${owned[1]} and c.relnamespace = to_regnamespace(${schema})::oid
+      union all
+      select pg_get_userbyid(p.proowner) from pg_proc p
+      where p.proname = ${owned[1]} and p.pronamespace = to_regnamespace(${schema})::oid`.execute(db)
     const owner = owners[0]?.owner
     return `role ${role} does not own rvx's tables${owner ? ` (${owner} does)` : ''}: run rvx migrate as ${owner ?? 'the role that created them'}`
   }

@@ -254,7 +254,7 @@ describe('rvx migrate', function () {
       assert.match(
         lines(r.stderr).at(-1)!,
         new RegExp(
-          `^Error: migration ${failing} failed: must be owner of (table|relation) \\w+: role ${role} does not own rvx's tables \\(${owner} does\\): run rvx migrate as ${owner}\\. Nothing of it was applied\\.`,
+          `^Error: migration ${failing} failed: must be owner of (table|relation|function) \\w+: role ${role} does not own rvx's tables \\(${owner} does\\): run rvx migrate as ${owner}\\. Nothing of it was applied\\.`,
         ),
       )
       const after = await rvx(['migrate', '--status', '--json'], {env: {DATABASE_URL: url}})

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import {sql} from 'kysely'
 
+import {stageWord} from '../../src/pipeline/stage-words.js'
 import {hasStackTrace, lines, rvx, spawnRvx} from '../helpers/cli.js'
 import {createDatabase, dropDatabase, urlFor, useFreshDatabase} from '../helpers/db.js'
 import {waitFor} from '../helpers/processes.js'
@@ -63,9 +64,10 @@ describe('e2e: rvx worker (spawned processes)', function () {
     const show = JSON.parse((await rvx(['runs', 'show', String(runId), '--json'], {env: env()})).stdout)
     assert.equal(show.status, 'completed')
 
-    // Canceled while running: a cancel right after its claim (some were reopened later, when a company had no contacts).
-    const {rows: canceledInFlight} = await sql<{id: number}>`
-      select distinct e.task_id as id from (
+    // Canceled while running: a cancel right after a claim (a task reopened later, when a company had no contacts, may be
+    // canceled in flight again: each time counts).
+    const {rows: canceledInFlight} = await sql<{id: number; kind: string}>`
+      select e.task_id as id, (select t.kind from tasks t where t.id = e.task_id) as kind from (
         select task_id, event, lag(event) over (partition by task_id order by id) as before from task_events
         where task_id in (select id from tasks where scope = ${`run:${runId}`})) e
       where e.event = 'canceled' and e.before = 'claimed'
@@ -77,9 +79,9 @@ describe('e2e: rvx worker (spawned processes)', function () {
       [],
       'no WARN line',
     )
-    for (const {id} of canceledInFlight) {
+    for (const {id, kind} of canceledInFlight) {
       assert.ok(
-        logged.some((l) => l.level === 20 && l.msg === `research ${id} canceled: run ${runId} met its target: no further discovery or research`),
+        logged.some((l) => l.level === 20 && l.msg === `${stageWord(kind)} ${id} canceled: run ${runId} met its target: no further discovery or research`),
         `a debug line for task ${id}`,
       )
     }
