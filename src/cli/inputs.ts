@@ -46,10 +46,10 @@ function readNamedFile(file: string, maxBytes: number, field: string, what?: str
  * export goes under ./exports/ (in a folder named after the database's id,
  * not known before the database is opened): ./exports is what is checked.
  */
-export async function checkOutputDir(dir: string | undefined): Promise<void> {
-  if (dir === undefined) return checkOutputDir('./exports')
+export async function checkOutputDir(dir: string | undefined, field = 'output_dir'): Promise<void> {
+  if (dir === undefined) return checkOutputDir('./exports', field)
   const problem = await directoryProblem(dir)
-  if (problem) throw new UsageError(`${dir} cannot hold the export: ${problem}; pick another directory`, {field: 'output_dir'})
+  if (problem) throw new UsageError(`${dir} cannot hold the export: ${problem}; pick another directory`, {field})
 }
 
 /** A CRM export larger than this is refused (a list of domains is a few MB at most). */

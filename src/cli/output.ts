@@ -57,6 +57,7 @@ const STATUS_COLOR: Record<string, keyof typeof ANSI> = {
   idle: 'green',
   needs_decision: 'yellow',
   draining: 'yellow',
+  paused: 'yellow',
   stalled: 'yellow',
   failed: 'red',
   dead: 'red',

@@ -1,9 +1,11 @@
-import type {Command} from '@oclif/core'
+import {type Command, Flags} from '@oclif/core'
 
 import {providerFactory} from '../agents/index.js'
 import {exportRun, type ExportResult} from '../pipeline/export.js'
 import {driveRun} from '../pipeline/orchestrator.js'
+import {pauseRun} from '../pipeline/pause.js'
 import {runOptions} from '../pipeline/run-options.js'
+import {workersForRun} from '../pipeline/run-workers.js'
 import type {RunProgress} from '../pipeline/run-views.js'
 import {getRun} from '../pipeline/runs.js'
 import {mailerFromEnv} from '../monitor/mail.js'
@@ -16,6 +18,11 @@ import {ExitCode} from '../shared/exit-codes.js'
 import {RvxError} from '../shared/errors.js'
 import {describeCalls, describeContacts, describeProgress, describeSpend, describeSuppression} from './progress.js'
 import {withSignals} from './signals.js'
+
+/** --pause-on-exit of the commands that drive a run. */
+export const pauseOnExitFlag = Flags.boolean({
+  summary: 'On Ctrl-C (or --timeout), pause the run fleet-wide (rvx runs resume ID goes on) instead of leaving it to the live workers.',
+})
 
 export interface DriveReport {
   runId: number
@@ -34,18 +41,23 @@ export interface DriveReport {
 export abstract class RunDriverCommand<T extends typeof Command> extends BaseCommand<T> {
   protected async driveAndReport(
     runId: number,
-    o: {concurrency: number; outputDir?: string; format: 'csv' | 'json'; timeoutMs?: number},
+    o: {concurrency: number; outputDir?: string; format: 'csv' | 'json'; timeoutMs?: number; pauseOnExit?: boolean},
   ): Promise<DriveReport> {
     const db = await this.database({schema: true})
     const started = Date.now()
     const interrupt = new AbortController()
     const force = new AbortController()
     let signal: NodeJS.Signals | undefined
+    let leaving: Promise<string> | undefined
     const onSignal = (s: NodeJS.Signals, count: number) => {
       if (count > 1) return force.abort()
       signal = s
-      this.notice('stopping: finishing in-flight tasks (Ctrl-C again to stop at once); the run stays resumable')
       interrupt.abort()
+      leaving = this.leaveRun(runId, o.pauseOnExit)
+      void leaving.then(
+        (next) => this.notice(`stopping: finishing in-flight tasks (Ctrl-C again to stop at once); ${next}`),
+        () => {},
+      )
     }
 
     const {result: report} = await withSignals(onSignal, async () => {
@@ -78,7 +90,8 @@ export abstract class RunDriverCommand<T extends typeof Command> extends BaseCom
       const wallTimeS = Math.round((Date.now() - started) / 100) / 10
       const p = result.progress
       if (result.interrupted) {
-        spinner.fail(`Run ${runId} ${result.interrupted === 'timeout' ? 'timed out' : 'interrupted'} (${p.status}): resume it with rvx runs resume ${runId}`)
+        const next = await (leaving ?? this.leaveRun(runId, o.pauseOnExit))
+        spinner.fail(`Run ${runId} ${result.interrupted === 'timeout' ? 'timed out' : 'interrupted'} (${p.status}): ${next}`)
         this.exitCode = result.interrupted === 'timeout' ? ExitCode.Partial : signal === 'SIGTERM' ? ExitCode.Terminated : ExitCode.Interrupted
         return {runId, status: p.status, progress: p, wallTimeS}
       }
@@ -108,6 +121,30 @@ export abstract class RunDriverCommand<T extends typeof Command> extends BaseCom
       return {runId, status: p.status, progress: p, export: exported, wallTimeS}
     })
     return report
+  }
+
+  /**
+   * What becomes of a run this process stops driving, said as it will be: paused (--pause-on-exit), going on in
+   * the fleet's live workers, or waiting for rvx runs resume.
+   */
+  private async leaveRun(runId: number, pauseOnExit: boolean | undefined): Promise<string> {
+    const db = await this.database({schema: true})
+    try {
+      if (pauseOnExit) {
+        await pauseRun(db, runId)
+        return `run ${runId} is paused fleet-wide (rvx runs resume ${runId} goes on)`
+      }
+
+      const others = await workersForRun(db, runId, {exceptThisProcess: true})
+      if (others.processes > 0)
+        return `run ${runId} goes on in ${others.processes} other live worker${others.processes === 1 ? '' : 's'} (rvx runs watch ${runId} follows it; rvx runs pause ${runId} stops it)`
+    } catch (error) {
+      if (!(error instanceof RvxError)) throw error
+      // A run that ended meanwhile cannot be paused: there is nothing left to leave.
+      return oneLine(error.message)
+    }
+
+    return `the run stays resumable: rvx runs resume ${runId}`
   }
 
   /** The run's --notify-email mail, if it asked for one; a failure is said and left to the monitor to retry. */

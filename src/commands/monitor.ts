@@ -3,6 +3,7 @@ import {Flags} from '@oclif/core'
 
 import {knownModels} from '../agents/index.js'
 import {BaseCommand} from '../cli/base-command.js'
+import {checkOutputDir} from '../cli/inputs.js'
 import {parseDuration} from '../shared/duration.js'
 import {UsageError} from '../shared/errors.js'
 import {healthFlags, serveHealth} from '../cli/health-server.js'
@@ -16,7 +17,7 @@ import {privateWebhooksAllowed} from '../monitor/webhooks.js'
 
 export default class MonitorCommand extends BaseCommand<typeof MonitorCommand> {
   static override summary = 'Watch the fleet: sweep dead workers, re-plan stalled runs, alert, and serve Prometheus metrics.'
-  static override description = `Every --interval the active monitor sweeps dead workers and expired leases (their tasks go back to the queue), re-plans runs with nothing in flight, and opens an alert for each new condition: a worker died, a task failed or was quarantined, a run made no progress for --stuck-after, a run needs a decision. Each alert is sent once (to a Slack-compatible --alert-webhook and/or --alert-email through SMTP_URL), and again only if its condition clears and comes back. With --retention it also deletes the task rows and events of runs completed or canceled longer ago, and of standalone tasks finished that long ago (in small batches; a failed run keeps its tasks for rvx runs resume). Runs started with --notify-email get their mail from here when no orchestrate is attached. A fleet summary (worker processes, each counted once) is logged when it changes, else once a minute.
+  static override description = `Every --interval the active monitor sweeps dead workers and expired leases (their tasks go back to the queue), re-plans runs with nothing in flight, and opens an alert for each new condition: a worker died, a task failed or was quarantined, a run made no progress for --stuck-after, a run needs a decision. Each alert is sent once (to a Slack-compatible --alert-webhook and/or --alert-email through SMTP_URL), and again only if its condition clears and comes back. With --retention it also deletes the task rows and events of runs completed or canceled longer ago, and of standalone tasks finished that long ago (in small batches; a failed run keeps its tasks for rvx runs resume). Runs started with --notify-email get their mail from here when no orchestrate is attached. A run that completes is logged in one line ("run 6 completed: 30 companies, 71 contacts, $0.4100, 2m 10s") and sent to the alert channels; with --export-dir its CSVs are written there first. A fleet summary (worker processes, each counted once) is logged when it changes, else once a minute.
 
 Start several for safety (with the same flags): one is active (a PostgreSQL advisory lock), the others stand by and take over within one interval when it dies (or end its session when it hangs for 15 s). Workers sweep too, so recovery never depends on the monitor.`
   static override examples = [
@@ -37,6 +38,11 @@ Start several for safety (with the same flags): one is active (a PostgreSQL advi
     'metrics-host': Flags.string({summary: 'Address the metrics server listens on.', default: '127.0.0.1'}),
     ...healthFlags,
     once: Flags.boolean({summary: 'Do one interval of work and exit (for cron and scripts).'}),
+    'export-dir': Flags.string({
+      summary:
+        'Write the export of each run that completes (or stops for a decision) without one here, in a run-ID folder (as rvx runs export --output-dir does).',
+      env: 'RVX_EXPORT_DIR',
+    }),
     retention: Flags.string({
       summary:
         "Delete task rows and events of runs completed or canceled, and of standalone tasks finished, longer ago than this, e.g. 14d (1m-3650d; default: keep them). A run's own data stays until rvx runs prune.",
@@ -57,6 +63,8 @@ Start several for safety (with the same flags): one is active (a PostgreSQL advi
     if (flags['alert-webhook']) channels.push(webhook(flags['alert-webhook']))
     if (flags['alert-email']) channels.push(new EmailChannel(requireMailer('alert_email', this.env), parseAddress(flags['alert-email'], 'alert_email')))
     const mailer = mailerFromEnv(this.env)
+    const exportDir = flags['export-dir']
+    if (exportDir !== undefined) await checkOutputDir(exportDir, 'export_dir')
 
     // Leadership is a session advisory lock: on a transaction-mode pooler every monitor would be active.
     const db = await this.database({schema: true, session: true})
@@ -83,12 +91,14 @@ Start several for safety (with the same flags): one is active (a PostgreSQL advi
       metrics,
       log,
       retentionMs,
+      exportDir,
       webhooks: {allowPrivate: privateWebhooksAllowed(this.env), dnsServer: this.env.RVX_DNS_SERVER},
     })
     log.info(
       {
         interval: flags.interval,
         retention: flags.retention ?? 'off',
+        exportDir: exportDir ?? 'off',
         deadAfter: flags['dead-after'],
         stuckAfter: flags['stuck-after'],
         channels: channels.map((c) => c.label),

@@ -10,8 +10,10 @@ import {checkOutputDir, type ExcludeList, readCriteriaText, readExcludeDomains} 
 import {optedInStages, optInStageFlags, ranged, usdFlag} from '../cli/flags.js'
 import {requirePrices} from '../agents/prices.js'
 import {parseCriteria, validateSize} from '../pipeline/criteria.js'
-import {RunDriverCommand, type DriveReport} from '../cli/run-driver.js'
+import {pauseOnExitFlag, RunDriverCommand, type DriveReport} from '../cli/run-driver.js'
 import {createRun} from '../pipeline/runs.js'
+import {YIELD_CHECK_AFTER} from '../pipeline/yield-alarm.js'
+import {describeRunWorkers, workersForRun} from '../pipeline/run-workers.js'
 import {STAGES} from '../pipeline/stages/index.js'
 import {ACCEPTABLE_UNKNOWN, parseAcceptUnknown} from '../pipeline/verification.js'
 import {parseAddress, requireMailer} from '../monitor/mail.js'
@@ -35,7 +37,7 @@ function oneAddress(value: string): string {
 
 export default class Orchestrate extends RunDriverCommand<typeof Orchestrate> {
   static override summary = 'Create a lead-list run and drive it to the end: discovery, research, contacts, CSV export.'
-  static override description = `Without --detach, runs workers of every stage (${STAGES.map((s) => s.name).join(', ')}; opt-in ones only when asked for) in this process (external rvx workers may join), shows progress, exports when the run ends and prints a summary. Exit 0 when the run completed, 4 when it needs a decision (a partial export is written), 1 when it failed. Ctrl-C drains the workers gracefully and leaves the run resumable (rvx runs resume ID); a second Ctrl-C stops at once.
+  static override description = `Without --detach, runs workers of every stage (${STAGES.map((s) => s.name).join(', ')}; opt-in ones only when asked for) in this process (external rvx workers may join), shows progress, exports when the run ends and prints a summary. Exit 0 when the run completed, 4 when it needs a decision (a partial export is written), 1 when it failed. Ctrl-C drains the workers gracefully and says what happens next: with other workers live the run goes on there (rvx runs pause ID stops it), with --pause-on-exit it is paused, else it waits, resumable (rvx runs resume ID); a second Ctrl-C stops at once.
 
 --criteria keys: pms, state (2 letters), city, units_min, units_max, natural_request, exclude_domains.`
   static override examples = [
@@ -82,6 +84,15 @@ export default class Orchestrate extends RunDriverCommand<typeof Orchestrate> {
       helpGroup: 'CACHE',
     }),
     'notify-email': Flags.string({summary: 'Mail this address the two CSVs when the run completes, or the options when it needs a decision (needs SMTP_URL).'}),
+    'pause-on-exit': pauseOnExitFlag,
+    'yield-check-after': Flags.integer(
+      ranged({
+        summary: `Companies researched before the yield alarm judges the run (0: never): when its qualification rate cannot reach the quantity with what discovery can still find, or its $ per qualified company times the quantity passes --max-usd, it stops and asks for a decision (exit 4).`,
+        default: YIELD_CHECK_AFTER,
+        min: 0,
+        max: 100_000,
+      }),
+    ),
     ...optInStageFlags(),
   }
 
@@ -135,6 +146,7 @@ export default class Orchestrate extends RunDriverCommand<typeof Orchestrate> {
         notifyEmail,
         acceptUnknown,
         cacheTtlMs,
+        yieldCheckAfter: flags['yield-check-after'],
         ...(flags.fresh ? {fresh: true} : {}),
         ...(flags['include-delivered'] ? {includeDelivered: true} : {}),
         ...(stages.length > 0 ? {stages} : {}),
@@ -143,9 +155,8 @@ export default class Orchestrate extends RunDriverCommand<typeof Orchestrate> {
       excludeDomains,
     })
     if (flags.detach) {
-      this.info(
-        `Run ${run.id} created; start workers to do it: rvx worker all  (rvx runs show ${run.id} to follow it; when it is done, rvx runs export ${run.id} writes its CSVs)`,
-      )
+      this.info(`Run ${run.id} created; ${describeRunWorkers(await workersForRun(db, run.id))}.`)
+      this.info(`Follow it to its end: rvx runs watch ${run.id}`)
       if (notifyEmail) this.info(`rvx monitor mails ${notifyEmail} when it ends (keep one running, with SMTP_URL set)`)
       return {runId: run.id, status: run.status, detached: true}
     }
@@ -156,6 +167,7 @@ export default class Orchestrate extends RunDriverCommand<typeof Orchestrate> {
         outputDir: flags['output-dir'],
         format: flags.format,
         timeoutMs,
+        pauseOnExit: flags['pause-on-exit'],
       })),
       detached: false,
     }

@@ -117,6 +117,10 @@ export interface RunsTable {
   created_at: Timestamp
   updated_at: Timestamp
   finished_at: NullableTimestamp
+  /** Set while the run is paused (rvx runs pause): its scope is in paused_scopes, no worker claims its tasks. */
+  paused_at: NullableTimestamp
+  /** Where its export was last written (orchestrate, rvx runs export, a monitor with --export-dir). */
+  export_path: string | null
 }
 
 export type CompanyStatus = 'candidate' | 'qualified' | 'disqualified' | 'selected'
@@ -256,6 +260,13 @@ export interface AlertsTable {
   resolved_at: NullableTimestamp
 }
 
+/** A scope whose queued tasks no worker claims (see pauseScope). */
+export interface PausedScopesTable {
+  scope: string
+  paused_at: Timestamp
+  reason: string | null
+}
+
 /** What a stage found about a company (one row per company and stage). */
 export interface CompanyFactsTable {
   run_id: number
@@ -358,6 +369,7 @@ export interface Database {
   budget_holds: BudgetHoldsTable
   research_cache: ResearchCacheTable
   run_exclusions: RunExclusionsTable
+  paused_scopes: PausedScopesTable
   company_facts: CompanyFactsTable
   api_tokens: ApiTokensTable
   api_idempotency: ApiIdempotencyTable

@@ -2,9 +2,10 @@ import {sql} from '../db/kysely.js'
 import type {Executor} from '../db/executor.js'
 import type {AlertSeverity} from '../db/schema.js'
 import {runOfScope, runScope} from '../pipeline/run-options.js'
+import {describeEnding, recentEndings} from '../pipeline/run-endings.js'
 import {runsToWatch} from '../pipeline/run-views.js'
 import {stageWord} from '../pipeline/stage-words.js'
-import {scopeActivity} from '../runtime/scopes.js'
+import {pausedScopes, scopeActivity} from '../runtime/scopes.js'
 import {lastSweepAgeS, liveWorkerCount, recentDeaths, recentTerminalFailures, refusedWorkers, stalledWorkers} from '../runtime/stats.js'
 import {formatAge} from '../shared/duration.js'
 
@@ -34,6 +35,7 @@ export type ConditionKind =
   | 'run_stuck'
   | 'run_needs_decision'
   | 'run_failed'
+  | 'run_completed'
   | 'run_completed_notice'
   | 'run_needs_decision_notice'
 
@@ -53,8 +55,28 @@ const REFUSALS_NEWS_MS = 5 * 60_000
 
 /** Every condition that holds now; a handful of small queries (failed tasks by their partial index, live runs, dead workers). */
 export async function currentConditions(db: Executor, o: ConditionOptions): Promise<Condition[]> {
-  const [dead, fleet, failed, runs] = await Promise.all([deadWorkers(db, o), fleetConditions(db, o), failedTasks(db, o), runConditions(db, o)])
-  return [...dead, ...fleet, ...failed, ...runs]
+  const [dead, fleet, failed, runs, completed] = await Promise.all([
+    deadWorkers(db, o),
+    fleetConditions(db, o),
+    failedTasks(db, o),
+    runConditions(db, o),
+    completedRuns(db, o),
+  ])
+  return [...dead, ...fleet, ...failed, ...runs, ...completed]
+}
+
+/** A run that completed (within the lookback): news once, to the alert channels (its own --notify-email has its notice). */
+async function completedRuns(db: Executor, o: ConditionOptions): Promise<Condition[]> {
+  return (await recentEndings(db, o.lookbackMs))
+    .filter((e) => e.status === 'completed')
+    .map((e) => ({
+      key: `run:${e.id}:completed`,
+      kind: 'run_completed',
+      severity: 'info',
+      subject: `${describeEnding(e)}${e.exportPath ? `; export in ${e.exportPath}` : `; rvx runs export ${e.id} writes its CSVs`}`,
+      details: {runId: e.id, companies: e.companies, contacts: e.contacts, costUsd: e.costUsd, tookS: Math.round(e.tookS), exportPath: e.exportPath},
+      runId: e.id,
+    }))
 }
 
 async function deadWorkers(db: Executor, o: ConditionOptions): Promise<Condition[]> {
@@ -133,17 +155,22 @@ async function failedTasks(db: Executor, o: ConditionOptions): Promise<Condition
 async function runConditions(db: Executor, o: ConditionOptions): Promise<Condition[]> {
   const runs = await runsToWatch(db, o.lookbackMs)
   const running = runs.filter((r) => r.status === 'running')
-  const [activity, liveWorkers] = await Promise.all([
+  const [activity, liveWorkers, paused] = await Promise.all([
     scopeActivity(
       db,
       running.map((r) => runScope(r.id)),
     ),
     liveWorkerCount(db),
+    pausedScopes(
+      db,
+      running.map((r) => runScope(r.id)),
+    ),
   ])
   const out: Condition[] = []
   for (const r of runs) {
     const a = activity.get(runScope(r.id))
-    if (r.status === 'running' && a) {
+    // A paused run waits on purpose (rvx runs pause): not stuck.
+    if (r.status === 'running' && a && !paused.has(runScope(r.id))) {
       const idleS = Math.min(r.sinceUpdateS, a.sinceLastFinishS ?? Number.POSITIVE_INFINITY)
       if (idleS * 1000 >= o.stuckAfterMs) {
         const hint = liveWorkers === 0 ? '; no live workers: start some with rvx worker all' : a.queued + a.running === 0 ? '; nothing queued' : ''

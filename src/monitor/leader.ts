@@ -1,9 +1,26 @@
 import type {Client} from 'pg'
 
 import {applySessionLimits, BoundedClient, clientOptions, DEFAULT_SESSION_LIMITS} from '../db/connect.js'
+import type {Executor} from '../db/executor.js'
+import {sql} from '../db/kysely.js'
 import {LOCK_CLASS_MONITOR} from '../runtime/config.js'
 
 const META_KEY = 'monitor.leader'
+
+/**
+ * The active monitor, as it last stamped itself, when it did within three of
+ * its intervals (and 15 s): its name, interval, and whether it writes the
+ * exports of runs that end (--export-dir). Undefined when none is active.
+ */
+export async function activeMonitor(db: Executor): Promise<{name: string; intervalMs: number; exports: boolean} | undefined> {
+  const {rows} = await sql<{name: string; interval_ms: number; exports: boolean}>`
+    select value ->> 'name' as name, coalesce((value ->> 'intervalMs')::float8, 5000) as interval_ms, coalesce((value ->> 'exports')::boolean, false) as exports
+    from rvx_meta
+    where key = ${META_KEY} and updated_at > now() - greatest(3 * coalesce((value ->> 'intervalMs')::float8, 5000), 15000) * interval '1 millisecond'`.execute(
+    db,
+  )
+  return rows[0] && {name: rows[0].name, intervalMs: rows[0].interval_ms, exports: rows[0].exports}
+}
 
 export interface Leadership {
   active: boolean
@@ -32,6 +49,8 @@ export class LeaderLock {
     private readonly url: string,
     private readonly name: string,
     private readonly intervalMs: number,
+    /** What the active monitor does beyond the usual, stamped for others to read (see activeMonitor). */
+    private readonly duties: {exports: boolean} = {exports: false},
   ) {}
 
   /** Whether this process is the active monitor now (after trying to become it). Never throws: a lost connection is reported as `lost`. */
@@ -78,7 +97,12 @@ export class LeaderLock {
        on conflict (key) do update set value = excluded.value, updated_at = excluded.updated_at`,
       [
         META_KEY,
-        JSON.stringify({name: this.name, intervalMs: this.intervalMs, backendPid: (this.client as unknown as {processID?: number}).processID ?? null}),
+        JSON.stringify({
+          name: this.name,
+          intervalMs: this.intervalMs,
+          backendPid: (this.client as unknown as {processID?: number}).processID ?? null,
+          exports: this.duties.exports,
+        }),
       ],
     )
   }

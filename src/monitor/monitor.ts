@@ -1,9 +1,13 @@
+import path from 'node:path'
+
 import {type Kysely, sql} from '../db/kysely.js'
 
 import {isConnectionError} from '../db/connection-errors.js'
 import type {Database} from '../db/schema.js'
 import {advanceRun} from '../pipeline/advance.js'
+import {exportRun} from '../pipeline/export.js'
 import {QueueRetention} from '../pipeline/retention.js'
+import {recentEndings} from '../pipeline/run-endings.js'
 import {runCountsByStatus, runsWithNothingInFlight} from '../pipeline/run-views.js'
 import {sleep} from '../runtime/backoff.js'
 import {DEFAULT_CONFIG} from '../runtime/config.js'
@@ -33,6 +37,8 @@ export interface MonitorOptions {
   targets: DeliveryTargets
   metrics?: MonitorMetrics
   log: Logger
+  /** Completed runs (and those stopped for a decision) without an export get one written here (a run-ID folder inside). */
+  exportDir?: string
   /** Task rows and events of runs completed or canceled, and of standalone tasks finished, longer ago than this are deleted (unset: kept). */
   retentionMs?: number
   /** How webhooks are sent (tries per round, private addresses). */
@@ -68,7 +74,7 @@ export class Monitor {
 
   constructor(private readonly o: MonitorOptions) {
     if (o.retentionMs !== undefined) this.retention = new QueueRetention(o.retentionMs)
-    this.leader = new LeaderLock(o.databaseUrl, o.name, o.intervalMs)
+    this.leader = new LeaderLock(o.databaseUrl, o.name, o.intervalMs, {exports: o.exportDir !== undefined})
     this.lookbackMs = o.lookbackMs ?? Math.max(3_600_000, 2 * o.stuckAfterMs)
     this.outage = new DatabaseOutage(o.log, DEFAULT_CONFIG.reconnectBackoff, 'this monitor is neither active nor on standby until it answers')
   }
@@ -129,6 +135,8 @@ export class Monitor {
 
         await this.replanIdleRuns()
         await fireDueSchedules(this.o.db, this.o.now?.() ?? new Date(), this.o.log)
+        // Before the alerts: a run's completion notice says where its export is.
+        await this.exportEnded()
         await this.alert()
         this.sendWebhooks()
         await this.prune(Date.now() + this.o.intervalMs / 2)
@@ -152,6 +160,22 @@ export class Monitor {
       } catch (error) {
         // One run that cannot be re-planned must not stop the sweeps and alerts of the rest.
         this.o.log.error({runId: id, err: errorMessage(error)}, `could not re-plan run ${id}: ${errorMessage(error)}`)
+      }
+    }
+  }
+
+  /** With an export directory: writes the export of each run that ended within the lookback and has none yet. */
+  private async exportEnded(): Promise<void> {
+    if (this.o.exportDir === undefined) return
+    for (const ended of await recentEndings(this.o.db, this.lookbackMs)) {
+      if (ended.exportPath !== null) continue
+      try {
+        const written = await exportRun(this.o.db, ended.id, this.o.exportDir)
+        this.o.log.info({runId: ended.id, files: written.files}, `run ${ended.id} exported to ${path.dirname(written.files.companies)}`)
+      } catch (error) {
+        if (isConnectionError(error)) throw error
+        // One export that cannot be written (a full disk) must not stop the alerts; it is tried again next interval.
+        this.o.log.error({runId: ended.id, err: errorMessage(error)}, `could not export run ${ended.id} (retrying next interval): ${errorMessage(error)}`)
       }
     }
   }
@@ -191,7 +215,9 @@ export class Monitor {
     const opened = await recordConditions(this.o.db, conditions, {deliverNow: this.o.targets.channels.length === 0, resolveMissing: {asOf}})
     for (const a of opened) {
       const level = a.severity === 'critical' ? 'error' : a.severity === 'warning' ? 'warn' : 'info'
-      this.o.log[level]({alert: a.kind, key: a.key, ...a.details}, a.recipient ? `notice for ${a.recipient}: ${a.subject}` : `alert: ${a.subject}`)
+      // A completion is said as it is ("run 6 completed: 30 companies, ..."): news, not an alarm.
+      const line = a.recipient ? `notice for ${a.recipient}: ${a.subject}` : a.kind === 'run_completed' ? a.subject : `alert: ${a.subject}`
+      this.o.log[level]({alert: a.kind, key: a.key, ...a.details}, line)
     }
 
     this.o.metrics?.countAlerts(opened.map((a) => a.kind))

@@ -3,12 +3,14 @@ import {type Executor, inTransaction} from '../db/executor.js'
 import type {Database, RunRow, RunStatus} from '../db/schema.js'
 import {cancelTasks} from '../runtime/queue.js'
 import {liveTaskCounts, retryTasks, tasksByPayload} from '../runtime/scopes.js'
+import {dropsByReason, mainDropNote} from './drops.js'
 import {runOptions, runScope} from './run-options.js'
 import {companyCounts} from './run-counts.js'
 import {lockRun} from './runs.js'
 import {stageNamed, STAGES, stagesOf, stagesOn} from './stages/index.js'
 import {perCompany, roundTasks, startStages} from './stages/start.js'
 import type {AdvanceContext, RunFacts, StageName, Trigger} from './stages/stage.js'
+import {stopForYield} from './yield-alarm.js'
 
 /**
  * Moves a run forward from whatever its data says now: the rule of the
@@ -23,12 +25,13 @@ import type {AdvanceContext, RunFacts, StageName, Trigger} from './stages/stage.
 export async function advance(trx: Transaction<Database>, runId: number): Promise<RunStatus> {
   const run = await lockRun(trx, runId)
   if (run.status !== 'running' || run.stage === 'done') return run.status
-  const ctx = await advanceContext(trx, run)
-  return decide(ctx)
+  return decide(trx, await advanceContext(trx, run))
 }
 
-/** The rule of the stage the run is in decides. */
-function decide(ctx: AdvanceContext): Promise<RunStatus> {
+/** The yield alarm first (a run that cannot reach its target at its rate so far stops asking for more), then the rule of the stage the run is in. */
+async function decide(trx: Transaction<Database>, ctx: AdvanceContext): Promise<RunStatus> {
+  const alarm = await stopForYield(trx, ctx)
+  if (alarm) return alarm
   const stage = stageNamed(ctx.run.stage)
   if (!stage.advance) throw new Error(`the run is in stage ${stage.name}, which has no advance rule`)
   return stage.advance(ctx)
@@ -91,7 +94,7 @@ export async function advanceAfterCompletion(db: Kysely<Database>, runId: number
         const run = await lockRunWithin(trx, runId, ADVANCE_LOCK_WAIT_MS)
         if (run === undefined || run.status !== 'running' || run.stage === 'done') return undefined
         const ctx = await advanceContext(trx, run)
-        await decide(ctx)
+        await decide(trx, ctx)
         return signature(ctx)
       }).catch((error: unknown) => {
         if ((error as {code?: string})?.code === '55P03') return 'busy' as const
@@ -192,9 +195,11 @@ async function advanceContext(trx: Transaction<Database>, run: RunRow): Promise<
       return rows[0].n
     },
     async dropShortOfRequirements() {
+      // Each named as a reason in disqualified_by (runs show counts drops by it).
       for (const r of requirements) {
         await sql`
-          update companies c set status = 'disqualified', reasons = c.reasons || to_jsonb(array[${r.reason(run)}::text])
+          update companies c set status = 'disqualified', disqualified_by = array[${r.key(run)}]::text[],
+            reasons = c.reasons || to_jsonb(array[${r.reason(run)}::text])
           where ${unmet(r.met)}`.execute(trx)
       }
     },
@@ -204,7 +209,9 @@ async function advanceContext(trx: Transaction<Database>, run: RunRow): Promise<
       return 'completed'
     },
     async needsDecision(notes) {
-      await setRun(trx, run.id, {status: 'needs_decision', notes})
+      // The main reason companies were dropped, with its count: what to widen.
+      const dropped = mainDropNote(await dropsByReason(trx, run.id), (await companyCounts(trx, run.id)).disqualified)
+      await setRun(trx, run.id, {status: 'needs_decision', notes: dropped ? `${notes} ${dropped}` : notes})
       return 'needs_decision'
     },
     recount: () => companyCounts(trx, run.id),

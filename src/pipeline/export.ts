@@ -164,6 +164,8 @@ export async function exportRun(db: Kysely<Database>, runId: number, outputDir?:
   const files = {companies: path.join(dir, `companies.${format}`), contacts: path.join(dir, `contacts.${format}`)}
   await writeAtomic(files.companies, rendered.files.companies)
   await writeAtomic(files.contacts, rendered.files.contacts)
+  // runs show and runs watch say where it is.
+  await db.updateTable('runs').set({export_path: dir}).where('id', '=', runId).execute()
   return {runId, status: rendered.status, files, companies: rendered.companies, contacts: rendered.contacts}
 }
 

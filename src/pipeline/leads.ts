@@ -69,8 +69,8 @@ export interface LeadContact {
   emailStatus: ContactRow['email_status']
 }
 
-/** Companies of a run in one status, best ICP score first (then oldest), at most `limit`. */
-export async function runLeads(db: Executor, runId: number, status: CompanyStatus, limit: number): Promise<Lead[]> {
+/** Companies of a run in one status, best ICP score first (then oldest), at most `limit` (after the first `offset`). */
+export async function runLeads(db: Executor, runId: number, status: CompanyStatus, limit: number, offset = 0): Promise<Lead[]> {
   const rows = await db
     .selectFrom('companies')
     .selectAll()
@@ -79,6 +79,7 @@ export async function runLeads(db: Executor, runId: number, status: CompanyStatu
     .orderBy('icp_score', (ob) => ob.desc().nullsLast())
     .orderBy('id')
     .limit(limit)
+    .offset(offset)
     .execute()
   return withStageColumns(db, runId, rows)
 }

@@ -21,6 +21,10 @@ export interface RunOptions {
   cacheTtlMs?: number
   /** Domains delivered by earlier completed runs may be delivered again (--include-delivered). */
   includeDelivered?: boolean
+  /** Companies researched before the yield alarm judges the run (default 30; 0: never). */
+  yieldCheckAfter?: number
+  /** Resumed after its yield alarm: it goes on unjudged. */
+  yieldAccepted?: boolean
   /** Opt-in stages the run asked for (--enrich, ...), by name. */
   stages?: string[]
   /** Domains kept out when the run was created: delivered by earlier runs, and from --exclude files. */

@@ -2,6 +2,7 @@ import {sql} from '../db/kysely.js'
 import type {Executor} from '../db/executor.js'
 import type {RunStatus, TaskStatus} from '../db/schema.js'
 import {scopesWithLiveTasks, taskCounts} from '../runtime/scopes.js'
+import {type DropCount, dropsByReason} from './drops.js'
 import {companyCountsByRun, costPerLead, type RunCounts, runCounts, simulatedRun} from './run-counts.js'
 import type {Criteria} from './criteria.js'
 import {runOptions, runScope} from './run-options.js'
@@ -49,8 +50,14 @@ export interface RunProgress extends RunFigures {
   notes: string | null
   createdAt: Date
   finishedAt: Date | null
+  /** When it was paused (rvx runs pause), while it is; null when not paused. */
+  pausedAt: Date | null
+  /** Where its export was last written, if it was. */
+  exportPath: string | null
   /** Per criterion (and the site check): selected companies it matched or left unknown, and candidates it kept out. */
   verdicts: Record<string, {selectedMatch: number; selectedUnknown: number; disqualified: number}>
+  /** Companies that left the running, by reason (a company kept out by two criteria counts under both). */
+  drops: DropCount[]
   /** Tasks by kind and status (every stage the run has, and any other kind it has tasks of). */
   tasks: Record<string, Record<TaskStatus, number>>
   usage: RunUsage
@@ -80,8 +87,11 @@ export async function runProgress(db: Executor, runId: number): Promise<RunProgr
     notes: run.notes,
     createdAt: run.created_at,
     finishedAt: run.finished_at,
+    pausedAt: run.paused_at,
+    exportPath: run.export_path,
     ...figures(run, counts, usage.costUsd),
     verdicts: await verdictSummary(db, runId, [...criteriaOf(run.criteria as Criteria), 'site', 'portfolio']),
+    drops: await dropsByReason(db, runId),
     tasks,
     usage,
     maxUsd: run.max_usd === null ? null : Number(run.max_usd),
@@ -193,6 +203,8 @@ export interface RunSummary extends RunFigures {
   notes: string | null
   createdAt: Date
   finishedAt: Date | null
+  /** Paused (rvx runs pause): no worker takes its tasks. */
+  paused: boolean
   /** Seconds since it was created (database clock). */
   ageS: number
   /** Seconds it has been (or was) at work: until it finished, else until now. */
@@ -206,7 +218,7 @@ export interface RunSummary extends RunFigures {
  * Runs with their counts, cost and how far each stage has come, newest first
  * (`status` or `id` narrow it): a handful of index reads per run.
  */
-export async function runsOverview(db: Executor, f: {status?: RunStatus; id?: number; limit: number}): Promise<RunSummary[]> {
+export async function runsOverview(db: Executor, f: {status?: RunStatus; id?: number; limit: number; offset?: number}): Promise<RunSummary[]> {
   const {rows} = await sql<{
     id: number
     status: RunStatus
@@ -217,6 +229,7 @@ export async function runsOverview(db: Executor, f: {status?: RunStatus; id?: nu
     notes: string | null
     created_at: Date
     finished_at: Date | null
+    paused: boolean
     age_s: number
     elapsed_s: number
     oversample: number
@@ -224,7 +237,7 @@ export async function runsOverview(db: Executor, f: {status?: RunStatus; id?: nu
     done: Record<StageName, number>
     cost: string
   }>`
-    select r.id, r.status, r.stage, r.criteria, r.quantity, r.provider, r.notes, r.created_at, r.finished_at,
+    select r.id, r.status, r.stage, r.criteria, r.quantity, r.provider, r.notes, r.created_at, r.finished_at, r.paused_at is not null as paused,
       extract(epoch from now() - r.created_at)::float8 as age_s,
       extract(epoch from coalesce(r.finished_at, now()) - r.created_at)::float8 as elapsed_s,
       coalesce((r.options ->> 'oversample')::float8, 2) as oversample, r.options,
@@ -233,7 +246,7 @@ export async function runsOverview(db: Executor, f: {status?: RunStatus; id?: nu
     from runs r
     where (${f.status ?? null}::text is null or r.status = ${f.status ?? null}) and (${f.id ?? null}::bigint is null or r.id = ${f.id ?? null})
     order by r.id desc
-    limit ${f.limit}`.execute(db)
+    limit ${f.limit} offset ${f.offset ?? 0}`.execute(db)
   const counts = await runCounts(
     db,
     rows.map((r) => Number(r.id)),
@@ -251,6 +264,7 @@ export async function runsOverview(db: Executor, f: {status?: RunStatus; id?: nu
       notes: r.notes,
       createdAt: r.created_at,
       finishedAt: r.finished_at,
+      paused: r.paused,
       ageS: r.age_s,
       elapsedS: r.elapsed_s,
       ...figures(r, c, costUsd),

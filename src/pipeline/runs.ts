@@ -12,6 +12,7 @@ import {deliveredDomains} from './stages/discovery.js'
 import {OPT_IN_STAGES, stagesOf} from './stages/index.js'
 import {roundTasks, startLateStages, startStages} from './stages/start.js'
 import {runUsage} from './usage.js'
+import {yieldStopReason} from './yield-alarm.js'
 
 // The run lifecycle: create, lock, accept, cancel, resume, stop at the budget, fail. What people read about runs
 // (progress, the overview, what the monitor watches) is in run-views.ts.
@@ -145,10 +146,12 @@ export async function resumeRun(
     // Opt-in stages asked for now (--enrich) join those the run has, and start on what it already found.
     const late = OPT_IN_STAGES.filter((s) => changes.stages?.includes(s.name) && !stagesOf(run).includes(s))
     const stages = [...(runOptions(run).stages ?? []), ...late.map((s) => s.name)]
+    // Resumed after its yield alarm (or any decision): the person chose to go on, so the alarm no longer judges it.
     const options = {
       ...runOptions(run),
       discoveryExhausted: false,
       maxDiscoveryRounds: run.discovery_rounds + DEFAULT_RUN_OPTIONS.maxDiscoveryRounds,
+      yieldAccepted: true,
       ...(stages.length > 0 ? {stages} : {}),
     }
     const updated = await trx
@@ -157,6 +160,8 @@ export async function resumeRun(
         status: 'running',
         notes: null,
         finished_at: null,
+        // What was exported so far is out of date once the run goes on: its end gets an export of its own.
+        export_path: null,
         options: JSON.stringify(options),
         ...(changes.criteria ? {criteria: JSON.stringify(changes.criteria)} : {}),
         ...(changes.quantity !== undefined ? {quantity: changes.quantity} : {}),
@@ -167,7 +172,11 @@ export async function resumeRun(
       .returningAll()
       .executeTakeFirstOrThrow()
     // Tasks that failed or were quarantined get another chance (recorded as retried), and so do those a failure of the run stopped.
-    await retryTasks(trx, {scope: runScope(runId), canceledBecause: [runFailedReason(runId), budgetReason(runId)]}, `run ${runId} resumed`)
+    await retryTasks(
+      trx,
+      {scope: runScope(runId), canceledBecause: [runFailedReason(runId), budgetReason(runId), yieldStopReason(runId)]},
+      `run ${runId} resumed`,
+    )
     await startLateStages(trx, updated, late)
     return updated
   })

@@ -36,7 +36,19 @@ export class SnoozeError extends Error {
   }
 }
 
-export type ErrorClass = {type: 'permanent'} | {type: 'transient'} | {type: 'snooze'; retryAfterMs: number | undefined} | {type: 'error'}
+/**
+ * Not now: the task goes back to the queue at once, no attempt used (its
+ * scope was paused after it was claimed: it waits there, unpaid, until the
+ * pause is lifted).
+ */
+export class ReleaseError extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'ReleaseError'
+  }
+}
+
+export type ErrorClass = {type: 'release'} | {type: 'permanent'} | {type: 'transient'} | {type: 'snooze'; retryAfterMs: number | undefined} | {type: 'error'}
 
 const TRANSIENT_CODES = new Set([
   'ECONNRESET',
@@ -57,6 +69,7 @@ const TRANSIENT_CODES = new Set([
 export function classifyError(error: unknown): ErrorClass {
   // By class, and by name for a handler that throws these from another copy of this module.
   const e = error as {name?: string; code?: unknown; status?: unknown; statusCode?: unknown; headers?: unknown; cause?: unknown; retryAfterMs?: unknown}
+  if (e?.name === 'ReleaseError') return {type: 'release'}
   if (e?.name === 'SnoozeError') return {type: 'snooze', retryAfterMs: typeof e.retryAfterMs === 'number' ? e.retryAfterMs : undefined}
   if (error instanceof PermanentError || e?.name === 'PermanentError') return {type: 'permanent'}
   if (e?.name === 'TransientError') return {type: 'transient'}

@@ -6,7 +6,7 @@
  */
 export {backoffMs, sleep} from './backoff.js'
 export {DEFAULT_CONFIG, resolveConfig, type BackoffPolicy, type RuntimeConfig} from './config.js'
-export {classifyError, PermanentError, retryAfterMs, SnoozeError, TransientError} from './errors.js'
+export {classifyError, PermanentError, ReleaseError, retryAfterMs, SnoozeError, TransientError} from './errors.js'
 export {TaskRegistry, type HandlerOutcome, type KindOptions, type TaskContext, type TaskHandler} from './handlers.js'
 export {claimTasks, completeTask, completeTasks, failTask, releaseTask, snoozeTask, type ClaimedTask, type ClaimFilter, type Lease} from './lease.js'
 export {type Logger, silentLogger} from './logger.js'

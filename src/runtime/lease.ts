@@ -83,6 +83,8 @@ function claimCtes(f: ClaimFilter) {
           and t.kind = k.kind
           and t.run_after <= now()
           and (${f.scope ?? null}::text is null or t.scope = ${f.scope ?? null}::text)
+          -- A paused scope's tasks wait (rvx runs pause); one primary-key probe, on a table that is nearly always empty.
+          and (t.scope is null or not exists (select 1 from paused_scopes p where p.scope = t.scope))
           and (t.requirements = '{}'::jsonb or (
                 (not t.requirements ? 'capabilities' or (t.requirements -> 'capabilities') <@ ${JSON.stringify(f.capabilities)}::jsonb)
             and (not t.requirements ? 'pool' or t.requirements ->> 'pool' = ${f.pool})

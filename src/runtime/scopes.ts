@@ -153,3 +153,56 @@ export async function scopeProblems(ex: Executor, scope: string, limit: number):
     .execute()
   return rows.map((r) => ({id: Number(r.id), kind: r.kind, status: r.status, attempts: r.attempts, crashCount: r.crash_count, lastError: r.last_error}))
 }
+
+/**
+ * Pauses a scope: no worker claims its queued tasks until resumeScope (the
+ * claim skips them); tasks already running finish. Idempotent; true when it
+ * was not paused before.
+ */
+export async function pauseScope(ex: Executor, scope: string, reason: string): Promise<boolean> {
+  const {rows} = await sql<{scope: string}>`
+    insert into paused_scopes (scope, reason) values (${scope}, ${reason}) on conflict (scope) do nothing returning scope`.execute(ex)
+  return rows.length > 0
+}
+
+/** Lifts a scope's pause and wakes the workers of the kinds it has queued; true when it was paused. */
+export async function resumeScope(ex: Executor, scope: string): Promise<boolean> {
+  const {rows} = await sql<{scope: string}>`
+    with lifted as (delete from paused_scopes where scope = ${scope} returning scope), woken as (
+      select pg_notify(${NOTIFY_CHANNEL}, k.kind)
+      from (select distinct kind from tasks where scope = ${scope} and status = 'queued' and exists (select 1 from lifted)) k
+    )
+    select scope, (select count(*) from woken) as _woken from lifted`.execute(ex)
+  return rows.length > 0
+}
+
+/** Of the given scopes, those paused. */
+export async function pausedScopes(ex: Executor, scopes: string[]): Promise<Set<string>> {
+  if (scopes.length === 0) return new Set()
+  const rows = await ex.selectFrom('paused_scopes').select('scope').where('scope', 'in', scopes).execute()
+  return new Set(rows.map((r) => r.scope))
+}
+
+/**
+ * Worker processes that could take a scope's tasks now: live, heard from
+ * within `deadAfterMs`, not limited to another scope, of some of `kinds`
+ * (the process `except` names, e.g. the caller's own in-process workers, left
+ * out). With the kinds they take between them.
+ */
+export async function workersForScope(
+  ex: Executor,
+  f: {scope: string; kinds: readonly string[]; deadAfterMs: number; except?: {host: string; pid: number}},
+): Promise<{processes: number; kinds: Set<string>}> {
+  const {rows} = await sql<{processes: number; kinds: string[] | null}>`
+    with live as (
+      select w.host, w.pid, w.types from workers w
+      where w.status in ('starting', 'idle', 'busy')
+        and w.last_heartbeat_at > now() - ${f.deadAfterMs}::float8 * interval '1 millisecond'
+        and (w.scope is null or w.scope = ${f.scope})
+        and w.types && ${[...f.kinds]}::text[]
+        and not (w.host = ${f.except?.host ?? ''} and w.pid = ${f.except?.pid ?? -1})
+    )
+    select (select count(distinct (host, pid))::int from live) as processes,
+      (select array_agg(distinct k) from live cross join unnest(live.types) as k where k = any(${[...f.kinds]}::text[])) as kinds`.execute(ex)
+  return {processes: rows[0]?.processes ?? 0, kinds: new Set(rows[0]?.kinds ?? [])}
+}

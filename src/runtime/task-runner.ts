@@ -8,7 +8,7 @@ import type {RuntimeConfig} from './config.js'
 import {classifyError, type ErrorClass, errorMessage} from './errors.js'
 import type {HandlerOutcome, TaskRegistry} from './handlers.js'
 import type {InFlight} from './inflight.js'
-import {completeTask, failTask, snoozeTask} from './lease.js'
+import {completeTask, failTask, releaseTask, snoozeTask} from './lease.js'
 import type {Logger} from './logger.js'
 
 export interface TaskRunnerDeps {
@@ -141,6 +141,18 @@ export class TaskRunner {
     const {task} = entry
     let message = errorMessage(error)
     let permanent = kind.type === 'permanent'
+    if (kind.type === 'release') {
+      const ok = await d
+        .retryDb(() => releaseTask(d.db, entry.lease, message))
+        .catch((failure: unknown) => {
+          d.settleLost()
+          throw failure
+        })
+      if (!ok) return d.lost(entry, () => d.log.warn({task: task.id, kind: task.kind, epoch: task.epoch}, 'release fenced out: the lease moved on'))
+      d.log.debug({task: task.id, kind: task.kind, reason: message}, 'task released unstarted (no attempt used)')
+      return
+    }
+
     if (kind.type === 'snooze') {
       if (task.snoozes < d.config.snooze.maxSnoozes) {
         const delayMs = serverDelayMs(kind.retryAfterMs, task.snoozes + 1, d.config.snooze)

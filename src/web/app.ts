@@ -11,7 +11,7 @@ import type {Logger} from '../runtime/logger.js'
 import {DatabaseUnavailableError, RvxError} from '../shared/errors.js'
 import type {Asset} from './assets.js'
 import {guard} from './auth.js'
-import {loadSource, RUN_STATUSES} from './data.js'
+import {loadSource, MAX_PAGE, RUN_STATUSES, type RunPages} from './data.js'
 import type {LiveHub} from './live.js'
 import {fleetView} from './pages/fleet.js'
 import {layout, messagePage} from './pages/layout.js'
@@ -70,8 +70,8 @@ export function dashboardApp(o: AppOptions): Hono {
   }
 
   app.get('/', (c) => c.redirect('/runs', 302))
-  app.get('/runs', (c) => page(c, runsView(statusParam(c.req.query('status')))))
-  app.get('/runs/:id{[0-9]{1,15}}', (c) => page(c, runView(Number(c.req.param('id')))))
+  app.get('/runs', (c) => page(c, runsView(statusParam(c.req.query('status')), pageParam(c.req.query('p'), 'p'))))
+  app.get('/runs/:id{[0-9]{1,15}}', (c) => page(c, runView(Number(c.req.param('id')), runPages(c.req.query()))))
   app.get('/fleet', (c) => page(c, fleetView()))
 
   app.get('/runs/:id{[0-9]{1,15}}/:file{(companies|contacts)\\.(csv|json)}', async (c) => {
@@ -137,10 +137,23 @@ function statusParam(value: string | undefined): RunStatus | null {
   return value
 }
 
-/** The view a stream follows: ?page=runs[&status=S], ?page=run&id=N, ?page=fleet. */
+/** A page number from the address (absent: the first); anything but 1 to MAX_PAGE is a bad request naming `name`. */
+function pageParam(value: string | undefined, name: string): number {
+  if (value === undefined || value === '') return 1
+  const n = /^[0-9]{1,6}$/.test(value) ? Number(value) : Number.NaN
+  if (!(n >= 1 && n <= MAX_PAGE)) throw new BadRequest(`${name} must be a page number from 1 to ${MAX_PAGE}`)
+  return n
+}
+
+/** Which page of its selected and disqualified companies a run page shows (?selected=N&disqualified=N). */
+function runPages(q: Record<string, string>): RunPages {
+  return {selected: pageParam(q.selected, 'selected'), disqualified: pageParam(q.disqualified, 'disqualified')}
+}
+
+/** The view a stream follows: ?page=runs[&status=S][&p=N], ?page=run&id=N[&selected=N&disqualified=N], ?page=fleet. */
 function viewOf(q: Record<string, string>): View {
-  if (q.page === 'runs') return runsView(statusParam(q.status))
+  if (q.page === 'runs') return runsView(statusParam(q.status), pageParam(q.p, 'p'))
   if (q.page === 'fleet') return fleetView()
-  if (q.page === 'run' && /^[0-9]{1,15}$/.test(q.id ?? '')) return runView(Number(q.id))
-  throw new BadRequest('events: use ?page=runs[&status=S], ?page=run&id=N or ?page=fleet')
+  if (q.page === 'run' && /^[0-9]{1,15}$/.test(q.id ?? '')) return runView(Number(q.id), runPages(q))
+  throw new BadRequest('events: use ?page=runs[&status=S][&p=N], ?page=run&id=N or ?page=fleet')
 }

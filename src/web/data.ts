@@ -21,8 +21,17 @@ import {RvxError} from '../shared/errors.js'
  * that page's template.
  */
 
-/** How much one page shows (the CSV and JSON downloads have everything). */
-export const LIMITS = {runs: 100, selected: 200, qualified: 50, disqualified: 100, events: 40, problems: 20, alerts: 50}
+/** How much one page shows: runs and a run's companies a page at a time (?p=, ?selected=, ?disqualified=); the latest events, problems and alerts. */
+export const LIMITS = {runs: 100, selected: 100, qualified: 100, disqualified: 100, events: 40, problems: 20, alerts: 50}
+
+/** The highest page number a link may ask for (a page beyond the last is simply empty). */
+export const MAX_PAGE = 100_000
+
+/** Which page of a run's company lists a viewer looks at (1: the first). */
+export interface RunPages {
+  selected: number
+  disqualified: number
+}
 
 /** The last hour, by minute. */
 export const CHART_MINUTES = 60
@@ -33,6 +42,8 @@ export type SourceKey = string
 
 export interface RunsData {
   status: RunStatus | null
+  /** Which page of the list this is (LIMITS.runs a page). */
+  page: number
   runs: RunSummary[]
   counts: Record<string, number>
 }
@@ -47,6 +58,7 @@ export interface RunData {
   disqualified: Lead[]
   events: ScopeEvent[]
   problems: ScopeProblem[]
+  pages: RunPages
 }
 
 export interface FleetData {
@@ -62,8 +74,9 @@ export interface ChartData {
   spend: Array<{ago: number; series: string; value: number}>
 }
 
-export const runsKey = (status: RunStatus | null): SourceKey => `runs:${status ?? 'all'}`
-export const runKey = (id: number): SourceKey => `run:${id}`
+export const runsKey = (status: RunStatus | null, page = 1): SourceKey => `runs:${status ?? 'all'}${page > 1 ? `:${page}` : ''}`
+export const runKey = (id: number, pages: RunPages = {selected: 1, disqualified: 1}): SourceKey =>
+  `run:${id}${pages.selected > 1 || pages.disqualified > 1 ? `:${pages.selected}:${pages.disqualified}` : ''}`
 export const FLEET_KEY: SourceKey = 'fleet'
 export const CHART_KEY: SourceKey = 'chart'
 
@@ -71,36 +84,40 @@ export const CHART_KEY: SourceKey = 'chart'
 export async function loadSource(db: Executor, key: SourceKey): Promise<unknown> {
   if (key === FLEET_KEY) return loadFleet(db)
   if (key === CHART_KEY) return loadChart(db)
-  const runs = /^runs:(\w+)$/.exec(key)
-  if (runs) return loadRuns(db, runs[1] === 'all' ? null : (runs[1] as RunStatus))
-  const run = /^run:(\d+)$/.exec(key)
-  if (run) return loadRun(db, Number(run[1]))
+  const runs = /^runs:(\w+)(?::(\d+))?$/.exec(key)
+  if (runs) return loadRuns(db, runs[1] === 'all' ? null : (runs[1] as RunStatus), Number(runs[2] ?? 1))
+  const run = /^run:(\d+)(?::(\d+):(\d+))?$/.exec(key)
+  if (run) return loadRun(db, Number(run[1]), {selected: Number(run[2] ?? 1), disqualified: Number(run[3] ?? 1)})
   throw new Error(`unknown dashboard source ${key}`)
 }
 
-export async function loadRuns(db: Executor, status: RunStatus | null): Promise<RunsData> {
-  const [runs, counts] = await Promise.all([runsOverview(db, {status: status ?? undefined, limit: LIMITS.runs}), runCountsByStatus(db)])
-  return {status, runs, counts}
+export async function loadRuns(db: Executor, status: RunStatus | null, page = 1): Promise<RunsData> {
+  const [runs, counts] = await Promise.all([
+    runsOverview(db, {status: status ?? undefined, limit: LIMITS.runs, offset: (page - 1) * LIMITS.runs}),
+    runCountsByStatus(db),
+  ])
+  return {status, page, runs, counts}
 }
 
-export async function loadRun(db: Executor, id: number): Promise<RunData> {
+export async function loadRun(db: Executor, id: number, pages: RunPages = {selected: 1, disqualified: 1}): Promise<RunData> {
   const [summary] = await runsOverview(db, {id, limit: 1})
   if (!summary) throw new RvxError(`run ${id} does not exist`, {code: 'run_not_found'})
   const scope = runScope(id)
   const [progress, selected, disqualified, events, problems] = await Promise.all([
     runProgress(db, id),
-    runLeads(db, id, 'selected', LIMITS.selected),
-    runLeads(db, id, 'disqualified', LIMITS.disqualified),
+    runLeads(db, id, 'selected', LIMITS.selected, (pages.selected - 1) * LIMITS.selected),
+    runLeads(db, id, 'disqualified', LIMITS.disqualified, (pages.disqualified - 1) * LIMITS.disqualified),
     scopeEvents(db, scope, LIMITS.events),
     scopeProblems(db, scope, LIMITS.problems),
   ])
-  const leadsAreSelected = selected.length > 0
-  const leads = leadsAreSelected ? selected : await runLeads(db, id, 'qualified', LIMITS.qualified)
+  // While none is selected, the best qualified so far (a page of them as well).
+  const leadsAreSelected = summary.companies.selected > 0
+  const leads = leadsAreSelected ? selected : await runLeads(db, id, 'qualified', LIMITS.qualified, (pages.selected - 1) * LIMITS.qualified)
   const contacts = await leadContacts(
     db,
     leads.map((l) => l.id),
   )
-  return {summary, progress, leads, leadsAreSelected, contacts, disqualified, events, problems}
+  return {summary, progress, leads, leadsAreSelected, contacts, disqualified, events, problems, pages}
 }
 
 export async function loadFleet(db: Executor): Promise<FleetData> {
@@ -117,12 +134,4 @@ export async function loadChart(db: Executor): Promise<ChartData> {
     completions: done.map((d: PerMinute) => ({ago: d.ago, series: nameOf(d.kind), value: d.count})),
     spend: spent.map((s: SpendPerMinute) => ({ago: s.ago, series: nameOf(s.kind), value: s.usd})),
   }
-}
-
-/** Seconds left at the pace so far (the mean of the stage bars), or null when it cannot be told. */
-export function etaSeconds(s: RunSummary): number | null {
-  if (s.status !== 'running') return null
-  const values = Object.values(s.percent)
-  const done = values.reduce((a, b) => a + b, 0) / Math.max(1, values.length)
-  return done > 0 && done < 100 ? (s.elapsedS * (100 - done)) / done : null
 }

@@ -112,6 +112,25 @@ describe('e2e: rvx serve, the HTTP API', function () {
     assert.equal((await twice.json()).detail, `run ${ra.id} is already canceled`)
   })
 
+  it('POST /runs/{id}/pause pauses a run fleet-wide and /resume lifts it; a read token can do neither', async () => {
+    const created = await call('/runs', {token: write, body: {provider: 'simulated', criteria: {state: 'TX'}, quantity: 2}})
+    assert.equal(created.status, 201)
+    const id = (await created.json()).id
+    assert.equal((await call(`/runs/${id}/pause`, {token: read, method: 'POST'})).status, 403)
+
+    const paused = await call(`/runs/${id}/pause`, {token: write, method: 'POST'})
+    assert.equal(paused.status, 200)
+    assert.ok((await paused.json()).pausedAt, 'the run says when it was paused')
+    assert.ok((await (await call(`/runs/${id}`, {token: read})).json()).pausedAt)
+
+    const resumed = await call(`/runs/${id}/resume`, {token: write, method: 'POST'})
+    assert.equal(resumed.status, 200)
+    const after = await resumed.json()
+    assert.equal(after.pausedAt, null)
+    assert.equal(after.status, 'running')
+    assert.equal((await call(`/runs/${id}/cancel`, {token: write, method: 'POST'})).status, 200)
+  })
+
   it('bad criteria are problem details with the CLI message, word for word', async () => {
     for (const criteria of ['{"state":"Texas"}', '{"pmz":"Buildium"}', '{"units_min":50,"units_max":10}']) {
       const cli = await rvx(['orchestrate', '--provider', 'simulated', '--criteria', criteria, '--quantity', '5', '--detach'], {env: env()})

@@ -48,7 +48,15 @@ describe('e2e: tables fit the terminal', function () {
     worker = await registeredWorker(t.db, t.url, 'worker-on-a-host-with-a-long-name.example.internal-4242-9f3a', [...STAGE_KINDS])
   })
 
-  const commands = () => [['runs', 'list'], ['runs', 'show', String(runId)], ['workers', 'status'], ['limits'], ['cache', 'stats'], ['db', 'stats']]
+  const commands = () => [
+    ['runs', 'list'],
+    ['runs', 'show', String(runId)],
+    ['runs', 'watch', String(runId)],
+    ['workers', 'status'],
+    ['limits'],
+    ['cache', 'stats'],
+    ['db', 'stats'],
+  ]
 
   for (const width of [80, 120]) {
     it(`no line is wider than ${width} columns`, async () => {
@@ -115,6 +123,8 @@ describe('e2e: tables fit the terminal', function () {
     assert.match(companies, /^COMPANY\s+DOMAIN\s+SCORE\s+PMS\s+CONTACTS\n/)
     assert.ok(companies.trim().split('\n').length >= 2, companies)
 
+    // The registered worker sends no heartbeats of its own: one now, so the sweep of workers status does not find it silent.
+    await t.db.updateTable('workers').set({last_heartbeat_at: new Date()}).execute()
     const status = await rvx(['workers', 'status'], {env: env()})
     assert.equal(status.code, 0, status.stderr)
     const fleet = status.stdout.split('\n\n')[0]

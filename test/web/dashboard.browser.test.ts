@@ -5,6 +5,7 @@ import {randomBytes} from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import {sql} from 'kysely'
 import type {Page} from 'playwright-core'
 
 import {type FinalVerdict, VERDICT_KEYS} from '../../src/pipeline/verification.js'
@@ -128,15 +129,15 @@ describe('dashboard in headless Chromium, against a live simulated run', functio
       .orderBy('id')
       .execute()
     assert.equal(selected.length, 6)
+    assert.equal(await page.locator('table.leads tr.lead-row').count(), 6, 'one row per company')
     for (const c of selected) {
-      const links = await page.$$eval(`article[data-company="${c.id}"] .sources a`, (as) => as.map((a) => (a as HTMLAnchorElement).href))
-      assert.deepEqual(
-        links,
-        (c.sources as string[]).map((s) => new URL(s).href),
-        `source links of ${c.name}`,
-      )
+      const lead = `tbody.lead[data-company="${c.id}"]`
+      assert.equal(await page.isVisible(`${lead} table.verdicts`), false, `${c.name}: the verdicts wait below the row`)
+      await page.click(`${lead} tr.lead-more summary`)
+      assert.equal(await page.locator(`${lead} table.verdicts`).count(), 1, `${c.name}: its verdicts and evidence, once`)
+      assert.ok(await page.isVisible(`${lead} table.verdicts`), `${c.name}: they expand below the row`)
       const verdicts = c.verdicts as Record<string, FinalVerdict>
-      const shown = await page.$$eval(`article[data-company="${c.id}"] table.verdicts tr`, (rows) =>
+      const shown = await page.$$eval(`${lead} table.verdicts tr`, (rows) =>
         rows.map((r) => ({
           key: r.getAttribute('data-verdict'),
           verdict: r.querySelector('.badge')?.textContent,
@@ -152,21 +153,28 @@ describe('dashboard in headless Chromium, against a live simulated run', functio
         })),
         `verdicts and evidence links of ${c.name}`,
       )
+      const evidence = Object.values(verdicts).flatMap((v) => v.evidence.map((e) => new URL(e.url).href))
+      const links = await page.$$eval(`${lead} tr.lead-more a`, (as) => as.map((a) => (a as HTMLAnchorElement).href))
+      for (const url of new Set(evidence))
+        assert.equal(
+          links.filter((l) => l === url).length,
+          evidence.filter((e) => e === url).length,
+          `${c.name}: ${url} is shown once per verdict it stands for, nowhere else`,
+        )
     }
 
     assert.ok((await page.locator('table.verdicts .evidence-item a').count()) > 0, 'verdicts come with evidence links')
 
-    const best = await page.getAttribute('article.lead', 'data-company')
-    await page.click(`article[data-company="${best}"] summary`)
-    assert.ok(await page.isVisible(`article[data-company="${best}"] table.contacts`), 'contacts expand')
+    const best = await page.getAttribute('tbody.lead', 'data-company')
+    assert.ok(await page.isVisible(`tbody.lead[data-company="${best}"] table.contacts`), 'contacts expand with the verdicts')
     if (SCREENSHOTS) await page.screenshot({path: path.join(SCREENSHOTS, 'dashboard-run.png')})
 
     // A name from a web page that is markup: it arrives through the live stream and must stay text.
     await t.db.updateTable('companies').set({name: HOSTILE_NAME}).where('id', '=', selected[1].id).execute()
-    const name = await page.waitForSelector(`article[data-company="${selected[1].id}"] .company-name:text-is("${HOSTILE_NAME}")`, {timeout: 15_000})
+    const name = await page.waitForSelector(`tbody[data-company="${selected[1].id}"] .company-name:text-is("${HOSTILE_NAME}")`, {timeout: 15_000})
     assert.equal(await name.textContent(), HOSTILE_NAME)
     await page.reload()
-    assert.equal(await page.textContent(`article[data-company="${selected[1].id}"] .company-name`), HOSTILE_NAME)
+    assert.equal(await page.textContent(`tbody[data-company="${selected[1].id}"] .company-name`), HOSTILE_NAME)
     assert.equal(await page.locator('img').count(), 0, 'no image element made of it')
     assert.deepEqual(dialogs, [], 'no script ran')
   })
@@ -177,7 +185,8 @@ describe('dashboard in headless Chromium, against a live simulated run', functio
       await phone.setViewportSize({width: 390, height: 844})
       for (const where of ['/runs', `/runs/${runId}`, '/fleet']) {
         await phone.goto(`${base}${where}`)
-        await phone.click('article.lead summary').catch(() => {})
+        // Expanded, so what expands is measured too (the run page only).
+        if ((await phone.locator('tr.lead-more summary').count()) > 0) await phone.locator('tr.lead-more summary').first().click()
         const fit = await phone.evaluate(() => ({
           page: document.documentElement.scrollWidth,
           // What sticks out (for the failure message): elements wider than the screen whose parent is not.
@@ -199,6 +208,33 @@ describe('dashboard in headless Chromium, against a live simulated run', functio
       }
     } finally {
       await phone.close()
+    }
+  })
+
+  it('a list longer than a page has pages: the 150 selected companies of a run, 100 and then 50, best first', async () => {
+    const {rows} = await sql<{id: number}>`
+      insert into runs (criteria, quantity, contacts_min, contacts_max, provider, options, status, stage, finished_at)
+      values ('{"state":"TX"}', 150, 1, 3, 'simulated', '{}', 'completed', 'done', now()) returning id`.execute(t.db)
+    const big = rows[0].id
+    await sql`
+      insert into companies (run_id, domain, name, status, icp_score, reasons, sources, discovered_by)
+      select ${big}, 'c' || n || '.example', 'Company ' || n, 'selected', 100 - n / 2, '[]', '[]', 'simulated' from generate_series(1, 150) n`.execute(t.db)
+    const p = await browser.context.newPage()
+    try {
+      await p.goto(`${base}/runs/${big}`)
+      assert.equal(await p.textContent('#run-leads .pager-where'), '1-100 of 150')
+      assert.equal(await p.locator('tr.lead-row').count(), 100)
+      // Scores 100 down to 25 (two companies each): best first, then in the order they were found.
+      assert.equal(await p.textContent('tr.lead-row .company-name'), 'Company 1', 'best first')
+      await Promise.all([p.waitForURL(/selected=2/), p.click('#run-leads a[rel="next"]')])
+      assert.equal(await p.textContent('#run-leads .pager-where'), '101-150 of 150')
+      assert.equal(await p.locator('tr.lead-row').count(), 50)
+      assert.equal(await p.textContent('tr.lead-row .company-name'), 'Company 101')
+      assert.equal(await p.locator('#run-leads a[rel="next"]').count(), 0, 'the last page')
+      await Promise.all([p.waitForURL(/selected=1/), p.locator('#run-leads a[rel="prev"]').first().click()])
+      assert.equal(await p.locator('tr.lead-row').count(), 100)
+    } finally {
+      await p.close()
     }
   })
 

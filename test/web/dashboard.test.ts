@@ -16,7 +16,8 @@ import {runScope} from '../../src/pipeline/run-options.js'
 import {createRun} from '../../src/pipeline/runs.js'
 import {STAGES} from '../../src/pipeline/stages/index.js'
 import {saveUsage} from '../../src/pipeline/usage.js'
-import {type FinalVerdict, VERDICT_KEYS, verdictLabel} from '../../src/pipeline/verification.js'
+import {dropReason, dropsByReason} from '../../src/pipeline/drops.js'
+import {type FinalVerdict, VERDICT_KEYS} from '../../src/pipeline/verification.js'
 import {recordConditions} from '../../src/monitor/conditions.js'
 import {claimTasks, enqueue, failTask} from '../../src/runtime/index.js'
 import {silentLogger} from '../../src/runtime/logger.js'
@@ -151,12 +152,28 @@ describe('dashboard: routes, escaping, tokens and one shared live read (HTTP aga
     const selected = await t.db.selectFrom('companies').selectAll().where('run_id', '=', done).where('status', '=', 'selected').execute()
     assert.equal(selected.length, 4)
     let evidence = 0
+    assert.equal(res.body.match(/<tr class="lead-row">/g)?.length, 4, 'one row per company')
     for (const c of selected) {
-      const card = res.body.slice(res.body.indexOf(`data-company="${c.id}"`), res.body.indexOf('</article>', res.body.indexOf(`data-company="${c.id}"`)))
-      assert.ok(card.includes(escape(c.name)), `the card names ${c.name}`)
-      for (const source of c.sources as string[]) assert.ok(card.includes(link(source)), `source link ${source}`)
-      for (const reason of c.reasons as string[]) assert.ok(card.includes(`<li>${escape(reason)}</li>`), `reason ${reason}`)
+      // The company's rows: up to the next company's, or the end of the list.
+      const start = res.body.indexOf(`<tbody class="lead" data-company="${c.id}"`)
+      const next = res.body.indexOf('<tbody class="lead"', start + 1)
+      const card = res.body.slice(start, next > 0 ? next : res.body.indexOf('id="run-disqualified"'))
+      const row = card.slice(0, card.indexOf('</tr>'))
+      assert.ok(row.includes(escape(c.name)), `the row names ${c.name}`)
+      assert.ok(row.includes(`>${c.domain}</a>`), `the row links ${c.domain}`)
+      assert.match(row, new RegExp(`<td class="num icp">${c.icp_score}`), 'its ICP score')
       const verdicts = c.verdicts as Record<string, FinalVerdict>
+      // The reasons the verdicts table does not say already; each verdict's own line is not repeated.
+      for (const reason of c.reasons as string[]) {
+        const own = !(reason.slice(0, reason.indexOf(':')) in verdicts)
+        assert.equal(card.includes(`<li>${escape(reason)}</li>`), own, `reason ${reason}`)
+      }
+
+      // Evidence once: each link as often as the verdicts cite it, no list of sources beside them.
+      const cited = Object.values(verdicts).flatMap((v) => v.evidence.map((e) => e.url))
+      const below = card.slice(row.length)
+      for (const url of new Set(cited))
+        assert.equal(below.split(link(url)).length - 1, cited.filter((u) => u === url).length, `${c.name}: ${url} shown once per verdict`)
       assert.ok(Object.keys(verdicts).length > 0, 'research recorded verdicts')
       for (const key of VERDICT_KEYS.filter((k) => verdicts[k])) {
         const row = card.slice(card.indexOf(`<tr data-verdict="${key}">`), card.indexOf('</tr>', card.indexOf(`<tr data-verdict="${key}">`)))
@@ -170,7 +187,7 @@ describe('dashboard: routes, escaping, tokens and one shared live read (HTTP aga
 
       const contacts = await t.db.selectFrom('contacts').select(['full_name', 'email_status']).where('company_id', '=', c.id).execute()
       assert.ok(contacts.length > 0)
-      assert.match(card, new RegExp(`<details data-key="contacts-${c.id}">\\s*<summary>${contacts.length} contacts?</summary>`))
+      assert.match(card, new RegExp(`<details data-key="lead-${c.id}">\\s*<summary>verdicts and evidence, ${contacts.length} contacts?</summary>`))
       for (const k of contacts) {
         assert.ok(card.includes(`<td>${escape(k.full_name)}</td>`), `contact ${k.full_name}`)
         if (k.email_status) assert.ok(card.includes(`class="badge email-${k.email_status}"`), `email status of ${k.full_name}`)
@@ -184,9 +201,13 @@ describe('dashboard: routes, escaping, tokens and one shared live read (HTTP aga
       const row = rowOf(res.body, 'data-company', c.id)
       assert.ok(row.includes(escape((c.reasons as string[]).join('; '))), `why ${c.name} was not picked`)
       assert.ok(c.disqualified_by.length > 0)
-      assert.ok(row.includes(`<td class="kept-out">${c.disqualified_by.map(verdictLabel).join(', ')}</td>`), `what kept ${c.name} out`)
+      const said = c.disqualified_by.map((k) => dropReason(k, (c.verdicts as Record<string, FinalVerdict>)[k]?.verdict ?? null)).join(', ')
+      assert.match(row, new RegExp(`<td class="kept-out">\\s*${said}\\s*</td>`), `what kept ${c.name} out`)
     }
 
+    // The drops by reason, as runs show counts them.
+    for (const d of await dropsByReason(t.db, done))
+      assert.match(res.body, new RegExp(`<tr data-reason="${d.key}">\\s*<td>${d.reason}</td>\\s*<td class="num">${d.count}</td>`))
     for (const file of ['companies.csv', 'contacts.csv', 'companies.json', 'contacts.json']) assert.ok(res.body.includes(`href="/runs/${done}/${file}"`))
     assert.match(res.body, /<td>completed<\/td>/, 'task events')
     assert.doesNotMatch(res.body, /needs a decision/)
@@ -269,6 +290,48 @@ describe('dashboard: routes, escaping, tokens and one shared live read (HTTP aga
       assert.ok((await get(`${base}${path}`)).body.includes('<link rel="icon" href="/assets/favicon.svg"'), path)
   })
 
+  it('lists longer than a page have pages: runs 100 at a time (?p=), a bad page number is a 400', async () => {
+    const before = (await sql<{n: number}>`select count(*)::int as n from runs`.execute(t.db)).rows[0].n
+    const {rows} = await sql<{id: number}>`
+      insert into runs (criteria, quantity, contacts_min, contacts_max, provider, options, status)
+      select '{"state":"TX"}', 1, 1, 3, 'simulated', '{}', 'canceled' from generate_series(1, 105 - ${before}) returning id`.execute(t.db)
+    try {
+      const first = await get(`${base}/runs`)
+      assert.equal(first.body.match(/<tr data-run=/g)?.length, 100)
+      assert.match(first.body, /<span class="pager-where">1-100 of 105<\/span>/)
+      assert.ok(first.body.includes('<a rel="next" href="/runs?p=2">'))
+      const second = await get(`${base}/runs?p=2`)
+      assert.equal(second.body.match(/<tr data-run=/g)?.length, 5)
+      assert.match(second.body, /<span class="pager-where">101-105 of 105<\/span>/)
+      assert.match(second.body, new RegExp(`data-run="${done}"`), 'the oldest runs are on the last page')
+      assert.ok(second.body.includes('<a rel="prev" href="/runs?p=1">'))
+      assert.doesNotMatch(second.body, /rel="next"/)
+      assert.match((await get(`${base}/runs?status=canceled`)).body, new RegExp(`<span class="pager-where">1-100 of ${rows.length}</span>`))
+      // The live stream of page 2 sends page 2.
+      const sse = await SseClient.open(`${base}/events?page=runs&p=2`)
+      try {
+        const {event} = await sse.next((e) => e.event === 'regions')
+        assert.equal(JSON.parse(event.data)['runs-table'].match(/<tr data-run=/g)?.length, 5)
+      } finally {
+        sse.close()
+      }
+
+      for (const bad of ['/runs?p=0', '/runs?p=x', `/runs/${done}?selected=-1`, '/events?page=runs&p=999999999']) {
+        const res = await get(`${base}${bad}`)
+        assert.equal(res.status, 400, bad)
+      }
+    } finally {
+      await t.db
+        .deleteFrom('runs')
+        .where(
+          'id',
+          'in',
+          rows.map((r) => r.id),
+        )
+        .execute()
+    }
+  })
+
   it('a finished run says how long it took; one that has not finished, its time so far', async () => {
     const finished = (await get(`${base}/runs/${done}`)).body
     assert.match(finished, /<dt>took<\/dt>/)
@@ -326,9 +389,17 @@ describe('dashboard: routes, escaping, tokens and one shared live read (HTTP aga
       .set({
         name: HOSTILE_NAME,
         reasons: JSON.stringify(['<script>alert(2)</script> uses Buildium']),
-        sources: JSON.stringify(['javascript:alert(3)', 'https://ok.example/"onmouseover="alert(4)']),
+        website: 'javascript:alert(3)',
         verdicts: JSON.stringify({
-          pms: {verdict: 'match', by: 'model', evidence: [{url: 'javascript:alert(5)', quote: '</q><script>alert(6)</script>'}], note: '<i>7</i>'},
+          pms: {
+            verdict: 'match',
+            by: 'model',
+            evidence: [
+              {url: 'javascript:alert(5)', quote: '</q><script>alert(6)</script>'},
+              {url: 'https://ok.example/"onmouseover="alert(4)', quote: ''},
+            ],
+            note: '<i>7</i>',
+          },
         }),
       })
       .where('id', '=', victim.id)
@@ -343,7 +414,7 @@ describe('dashboard: routes, escaping, tokens and one shared live read (HTTP aga
         assert.ok(!html.includes('<img src=x'), 'never as markup')
         assert.ok(html.includes('<li>&lt;script&gt;alert(2)&lt;/script&gt; uses Buildium</li>'))
         assert.ok(!html.includes('<script>alert(2)'))
-        assert.ok(html.includes('<span>javascript:alert(3)</span>'), 'a javascript: source is shown, not linked')
+        assert.ok(/<td class="domain"><span>[^<]+<\/span><\/td>/.test(html), 'a javascript: website is shown, not linked')
         assert.ok(!/href="javascript:/i.test(html))
         assert.ok(html.includes('href="https://ok.example/%22onmouseover=%22alert(4)"'), 'a quote in a URL cannot leave its attribute')
         assert.ok(
@@ -432,6 +503,9 @@ describe('dashboard: routes, escaping, tokens and one shared live read (HTTP aga
     assert.equal(completed, Number(events.n))
     assert.match(res.body, /\$ per minute <span class="total">\(\$0\.0123 in the last hour\)/)
     assert.match(res.body, /<title>research: \$0\.0123, this minute<\/title>/)
+    // Scaled to where the data is: everything above happened in the last minutes, so the axis spans 10, not 60.
+    assert.equal(res.body.match(/>10 min ago<\/text>/g)?.length, 2, 'both charts')
+    assert.doesNotMatch(res.body, />60 min ago</)
   })
 
   it('the live stream sends every region of its page first, then only the regions that changed, on one connection', async () => {

@@ -3,6 +3,7 @@ import {Flags} from '@oclif/core'
 import {BaseCommand} from '../../cli/base-command.js'
 import {ranged} from '../../cli/flags.js'
 import type {RunStatus} from '../../db/schema.js'
+import {shownStatus} from '../../pipeline/pause.js'
 import {listRunsWithSpend, RUN_STATUSES} from '../../pipeline/run-listing.js'
 import type {RunUsage} from '../../pipeline/usage.js'
 import {formatCriteria} from '../../web/format.js'
@@ -28,6 +29,7 @@ export default class RunsList extends BaseCommand<typeof RunsList> {
     runs: Array<{
       id: number
       status: string
+      paused: boolean
       stage: string
       quantity: number
       provider: string
@@ -49,6 +51,7 @@ export default class RunsList extends BaseCommand<typeof RunsList> {
     const runs = (await listRunsWithSpend(db, {status: this.flags.status as RunStatus | undefined, limit: this.flags.limit})).map((r) => ({
       id: r.id,
       status: r.status,
+      paused: r.paused_at !== null,
       stage: r.stage,
       quantity: r.quantity,
       provider: r.provider,
@@ -71,7 +74,7 @@ export default class RunsList extends BaseCommand<typeof RunsList> {
     else
       this.table(runs, [
         {header: 'id', get: (r) => r.id},
-        {header: 'status', get: (r) => r.status, status: true},
+        {header: 'status', get: (r) => shownStatus(r.status, r.paused), status: true},
         {header: 'stage', get: (r) => r.stage, drop: 4},
         {header: 'leads', get: (r) => `${r.delivered}/${r.quantity}`, align: 'right'},
         {header: 'contacts', get: (r) => r.contacts, align: 'right', drop: 2},

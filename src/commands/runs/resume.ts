@@ -8,15 +8,16 @@ import {optedInStages, optInStageFlags, ranged, usdFlag} from '../../cli/flags.j
 import {providerFactory} from '../../agents/index.js'
 import {requirePrices} from '../../agents/prices.js'
 import {parseRunId, runIdArg} from '../../cli/run-arg.js'
-import {type DriveReport, RunDriverCommand} from '../../cli/run-driver.js'
+import {type DriveReport, pauseOnExitFlag, RunDriverCommand} from '../../cli/run-driver.js'
 import {advanceRun} from '../../pipeline/advance.js'
 import {parseCriteria, validateSize} from '../../pipeline/criteria.js'
-import {getRun, resumeRun} from '../../pipeline/runs.js'
+import {continueRun} from '../../pipeline/pause.js'
+import {getRun} from '../../pipeline/runs.js'
 
 export default class RunsResume extends RunDriverCommand<typeof RunsResume> {
-  static override summary = 'Continue a run that was interrupted or needs a decision, optionally with wider criteria or a new quantity.'
+  static override summary = 'Continue a run that was paused, interrupted or needs a decision, optionally with wider criteria or a new quantity.'
   static override description =
-    'Without --detach, drives the run like rvx orchestrate (same exit codes); failed and quarantined tasks of the run get another chance.'
+    'A paused run (rvx runs pause) has its pause lifted: every worker takes its tasks again. Without --detach, drives the run like rvx orchestrate (same exit codes); failed and quarantined tasks of the run get another chance.'
   static override examples = [
     '<%= config.bin %> runs resume 12',
     `<%= config.bin %> runs resume 12 --criteria '{"state":"TX"}'`,
@@ -36,6 +37,7 @@ export default class RunsResume extends RunDriverCommand<typeof RunsResume> {
     'output-dir': Flags.string({summary: "Where exports go (a run-ID folder inside). Default: ./exports/ and the database's id."}),
     format: Flags.option({options: ['csv', 'json'] as const, default: 'csv' as const, summary: 'Export format.'})(),
     timeout: Flags.string({summary: 'Stop driving after this long (e.g. 30m; 1s-24d).'}),
+    'pause-on-exit': pauseOnExitFlag,
     ...optInStageFlags(),
   }
 
@@ -51,12 +53,10 @@ export default class RunsResume extends RunDriverCommand<typeof RunsResume> {
       requirePrices((await providerFactory(this.env)(await getRun(db, id))).models)
     }
 
-    await resumeRun(db, id, {criteria, quantity: this.flags.quantity, maxUsd, stages: optedInStages(this.flags)})
+    const {unpaused} = await continueRun(db, id, {criteria, quantity: this.flags.quantity, maxUsd, stages: optedInStages(this.flags)})
     const status = await advanceRun(db, id)
     if (this.flags.detach) {
-      this.info(
-        `Run ${id} is ${status} again; rvx workers will pick it up (rvx runs show ${id} to follow it; when it is done, rvx runs export ${id} writes its CSVs)`,
-      )
+      this.info(`Run ${id} is ${status} again${unpaused ? ' (pause lifted)' : ''}; follow it to its end: rvx runs watch ${id}`)
       return {runId: id, status, detached: true}
     }
 
@@ -66,6 +66,7 @@ export default class RunsResume extends RunDriverCommand<typeof RunsResume> {
         outputDir: this.flags['output-dir'],
         format: this.flags.format,
         timeoutMs,
+        pauseOnExit: this.flags['pause-on-exit'],
       })),
       detached: false,
     }

@@ -2,6 +2,8 @@ import {BaseCommand} from '../../cli/base-command.js'
 import {describeCalls, describeContacts, describeSpend, describeSuppression} from '../../cli/progress.js'
 import {parseRunId, runIdArg} from '../../cli/run-arg.js'
 import {leadContacts, runLeads} from '../../pipeline/leads.js'
+import {describeDrops} from '../../pipeline/drops.js'
+import {shownStatus} from '../../pipeline/pause.js'
 import {type RunProgress, runProgress} from '../../pipeline/run-views.js'
 import {STAGES} from '../../pipeline/stages/index.js'
 import {verdictLabel} from '../../pipeline/verification.js'
@@ -23,19 +25,22 @@ export default class RunsShow extends BaseCommand<typeof RunsShow> {
     const took = ((p.finishedAt ?? new Date()).getTime() - p.createdAt.getTime()) / 1000
     this.pairs([
       ['run', p.id],
-      ['status', p.status],
+      ['status', shownStatus(p.status, p.pausedAt !== null)],
       ['stage', p.stage],
       ['criteria', formatCriteria(p.criteria)],
       ['quantity', p.quantity],
       ['provider', p.provider],
       ['started', formatTime(p.createdAt)],
       p.finishedAt ? ['finished', `${formatTime(p.finishedAt)} (took ${formatAge(took)})`] : ['running for', formatAge(took)],
+      ...(p.pausedAt ? [['paused', `since ${formatTime(p.pausedAt)}: rvx runs resume ${p.id} goes on`] as [string, unknown]] : []),
+      ['export', p.exportPath ?? `not written yet: rvx runs export ${p.id} writes it`],
       // The same words and numbers as --json: selected companies are counted apart from those qualified but not selected.
       [
         'companies',
         `${p.companies.total} found: ${p.companies.selected} selected, ${p.companies.qualified} qualified (not selected), ${p.companies.disqualified} disqualified, ${p.companies.candidate} not yet researched`,
       ],
       ['contacts', describeContacts(p)],
+      ['dropped', describeDrops(p.drops)],
       ...Object.entries(p.verdicts).map(
         ([key, v]) =>
           [

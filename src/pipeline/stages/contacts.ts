@@ -5,6 +5,7 @@ import type {CompanyRow} from '../../db/schema.js'
 import type {AgentRequest, CallContext, CandidateCompany, CheckedContact, EmailStatus, FoundContact, ResearchProvider} from '../provider.js'
 import {cacheKey, DEFAULT_CACHE_TTL_MS, metered, readCache, writeCache} from '../cache.js'
 import {normalizeContacts} from '../normalize.js'
+import {DROP} from '../drops.js'
 import {DEFAULT_RUN_OPTIONS, runOptions} from '../run-options.js'
 import {toCandidate} from './research.js'
 import {lazySchema, pct, type RunPayload, type Stage} from './stage.js'
@@ -173,6 +174,9 @@ export const contacts: Stage<Payload, {company: CompanyRow; min: number; max: nu
   requires: {
     met: (run) => sql`(select count(*) from contacts k where k.company_id = c.id and ${usableContact('k')}) >= ${run.contacts_min}`,
     reason: (run) => `fewer than ${run.contacts_min} decision makers found`,
+    // Decision makers found, but not enough whose email takes mail; or too few found at all.
+    key: () =>
+      sql`case when exists (select 1 from contacts k where k.company_id = c.id and not ${usableContact('k')}) then ${DROP.noDeliverableEmail} else ${DROP.tooFewContacts} end`,
   },
 
   /**

@@ -5,6 +5,7 @@ import {sql} from '../../db/kysely.js'
 import type {Database, RunRow} from '../../db/schema.js'
 import type {HandlerOutcome, TaskContext, TaskRegistry} from '../../runtime/handlers.js'
 import type {ClaimedTask} from '../../runtime/lease.js'
+import {ReleaseError} from '../../runtime/errors.js'
 import {scrub} from '../../shared/secrets.js'
 import {advance, advanceAfterCompletion} from '../advance.js'
 import {BudgetReachedError, type CallContext, ProviderUnusableError, type ResearchProvider} from '../provider.js'
@@ -54,6 +55,8 @@ async function runStage(
 ): Promise<HandlerOutcome> {
   const run = await getRun(ctx.db, task.payload.runId)
   if (run.status !== 'running') return {result: {skipped: run.status}}
+  // Claimed before the run was paused, not started: back to the queue, unpaid, until the pause is lifted.
+  if (run.paused_at !== null) throw new ReleaseError(`run ${run.id} is paused`)
   const prepared = {db: ctx.db, run, payload: task.payload, attempt: ctx.attempt, maxAttempts: task.maxAttempts}
   const input = await stage.prepare(prepared)
   if (input === null) return {result: {skipped: true}}

@@ -169,7 +169,12 @@ export interface Stage<P extends RunPayload = RunPayload, In = unknown, Out = un
    */
   selectedDone?(): RawBuilder<unknown>
   /** What a selected company must have once this stage is done with it (SQL, company alias `c`), else it is dropped for `reason`. */
-  requires?: {met(run: RunRow): RawBuilder<unknown>; reason(run: RunRow): string}
+  requires?: {
+    met(run: RunRow): RawBuilder<unknown>
+    reason(run: RunRow): string
+    /** SQL (company alias `c`): the disqualified_by key of a company dropped for it (see drops.ts). */
+    key(run: RunRow): RawBuilder<unknown>
+  }
   /** Columns it adds to exports and the run page. */
   columns?: readonly StageColumn[]
   /** Decides what happens next while the run is in this stage (stages that never lead a run have none). */

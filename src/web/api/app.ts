@@ -23,7 +23,8 @@ import {
 import {renderRun} from '../../pipeline/export.js'
 import {contactsPage, leadsPage} from '../../pipeline/leads.js'
 import {RUN_STATUSES, runIdsPage} from '../../pipeline/run-listing.js'
-import {acceptRun, cancelRun, createRun, getRun, resumeRun} from '../../pipeline/runs.js'
+import {continueRun, pauseRun} from '../../pipeline/pause.js'
+import {acceptRun, cancelRun, createRun, getRun} from '../../pipeline/runs.js'
 import {runProgress, runsOverview} from '../../pipeline/run-views.js'
 import type {RunRow, RunStatus} from '../../db/schema.js'
 import type {Logger} from '../../runtime/logger.js'
@@ -243,15 +244,17 @@ export function apiApp(o: ApiOptions): OpenAPIHono<Env> {
     )
   action('cancel', 'Cancel a run: its queued and running tasks stop.', (id) => cancelRun(db, id))
   action('accept', 'Accept a run that needs a decision as it is (it completes).', (id) => acceptRun(db, id))
+  action('pause', 'Pause a run fleet-wide: no worker claims its tasks; those running finish. Resume lifts it.', (id) => pauseRun(db, id))
   const ResumeSchema = z.strictObject({quantity: z.number().int().optional(), max_usd: z.number().positive().optional()})
   action(
     'resume',
-    'Resume a run that stopped short, was interrupted or failed; quantity and max_usd may change.',
+    'Resume a run that stopped short, was interrupted or failed, or lift its pause; quantity and max_usd may change.',
     async (id, c) => {
       const text = await c.req.text()
       const parsed = ResumeSchema.safeParse(text.trim() === '' ? {} : JSON.parse(text))
       if (!parsed.success) throw requestProblem(parsed.error.issues[0])
-      return resumeRun(db, id, {quantity: parsed.data.quantity, maxUsd: parsed.data.max_usd})
+      await continueRun(db, id, {quantity: parsed.data.quantity, maxUsd: parsed.data.max_usd})
+      return getRun(db, id)
     },
     {body: {content: {'application/json': {schema: ResumeSchema}}, required: false}},
   )

@@ -9,9 +9,13 @@ import {html, type Html} from '../html.js'
  * the CSP allows no inline style.
  */
 export function chart(d: ChartData): Html {
+  // Scaled to where the data is: from the oldest minute with any (at least MIN_SPAN back) to now, not always the hour.
+  const oldest = Math.max(-1, ...[...d.completions, ...d.spend].filter((p) => p.value > 0 && p.ago < d.minutes).map((p) => p.ago))
+  const span = Math.min(d.minutes, Math.max(MIN_SPAN, oldest + 1))
   return html`<h2>Last hour, by stage</h2>
     <div class="charts">
-      ${panel('Tasks completed per minute', d, d.completions, (v) => String(Math.round(v)))} ${panel('$ per minute', d, d.spend, (v) => formatCost(v))}
+      ${panel('Tasks completed per minute', d, span, d.completions, (v) => String(Math.round(v)))}
+      ${panel('$ per minute', d, span, d.spend, (v) => formatCost(v))}
     </div>
     <ul class="legend">
       ${d.series.map(
@@ -23,27 +27,32 @@ export function chart(d: ChartData): Html {
     </ul>`
 }
 
+/** The shortest stretch a chart shows (minutes): a few minutes of data are not drawn as one wide bar. */
+const MIN_SPAN = 10
 const W = 600
 const H = 170
 const LEFT = 56
 const TOP = 10
 const BOTTOM = 20
 
-function panel(title: string, d: ChartData, points: ChartData['completions'], format: (v: number) => string): Html {
-  const stacks = Array.from({length: d.minutes}, () => d.series.map(() => 0))
+/** One panel over the last `minutes` (what the hour holds before them is in its total, not drawn). */
+function panel(title: string, d: ChartData, minutes: number, points: ChartData['completions'], format: (v: number) => string): Html {
+  const stacks = Array.from({length: minutes}, () => d.series.map(() => 0))
+  let sum = 0
   for (const p of points) {
     const i = d.series.indexOf(p.series)
-    if (i >= 0 && p.ago >= 0 && p.ago < d.minutes) stacks[p.ago][i] += p.value
+    if (i < 0 || p.ago < 0 || p.ago >= d.minutes) continue
+    sum += p.value
+    if (p.ago < minutes) stacks[p.ago][i] += p.value
   }
 
   const totals = stacks.map((s) => s.reduce((a, b) => a + b, 0))
-  const sum = totals.reduce((a, b) => a + b, 0)
   const top = niceCeiling(Math.max(0, ...totals))
   const plotH = H - TOP - BOTTOM
-  const barW = (W - LEFT) / d.minutes
+  const barW = (W - LEFT) / minutes
   const bars: Html[] = []
-  for (let ago = 0; ago < d.minutes; ago++) {
-    const x = LEFT + (d.minutes - 1 - ago) * barW
+  for (let ago = 0; ago < minutes; ago++) {
+    const x = LEFT + (minutes - 1 - ago) * barW
     let y = H - BOTTOM
     stacks[ago].forEach((value, i) => {
       if (value <= 0) return
@@ -66,7 +75,7 @@ function panel(title: string, d: ChartData, points: ChartData['completions'], fo
       <line class="grid" x1="${LEFT}" y1="${TOP}" x2="${W}" y2="${TOP}" />
       <text class="label" x="${LEFT - 4}" y="${TOP + 4}" text-anchor="end">${format(top)}</text>
       <text class="label" x="${LEFT - 4}" y="${H - BOTTOM}" text-anchor="end">${format(0)}</text>
-      <text class="label" x="${LEFT}" y="${H - 4}">${d.minutes} min ago</text>
+      <text class="label" x="${LEFT}" y="${H - 4}">${minutes} min ago</text>
       <text class="label" x="${W}" y="${H - 4}" text-anchor="end">now</text>
       ${bars}
     </svg>

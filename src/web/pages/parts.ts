@@ -41,3 +41,20 @@ export function table(headers: string[], rows: Html[], empty: string, className 
 }
 
 export const isRunStatus = (s: string, statuses: readonly RunStatus[]): s is RunStatus => (statuses as readonly string[]).includes(s)
+
+/**
+ * Where a paged list is and the way to the pages beside it: "101-200 of 345
+ * ‹ previous · next ›" (nothing when it all fits on one page). `href` gives a
+ * page's address.
+ */
+export function pager(o: {total: number; page: number; size: number; href: (page: number) => string; label: string}): Html {
+  if (o.total <= o.size && o.page <= 1) return html``
+  const first = (o.page - 1) * o.size + 1
+  const last = Math.min(o.total, o.page * o.size)
+  const pages = Math.max(1, Math.ceil(o.total / o.size))
+  return html`<nav class="pager" aria-label="${o.label} pages">
+    <span class="pager-where">${first <= last ? `${first}-${last} of ${o.total}` : `page ${o.page} of ${pages}: nothing here`}</span>
+    ${o.page > 1 ? html`<a rel="prev" href="${o.href(Math.min(o.page - 1, pages))}">‹ previous</a>` : ''}
+    ${o.page < pages ? html`<a rel="next" href="${o.href(o.page + 1)}">next ›</a>` : ''}
+  </nav>`
+}

@@ -2,11 +2,14 @@ import type {Lead, LeadContact} from '../../pipeline/leads.js'
 import type {Evidence} from '../../pipeline/provider.js'
 import {STAGES} from '../../pipeline/stages/index.js'
 import {verdictLabel} from '../../pipeline/verification.js'
-import {etaSeconds, type RunData, runKey} from '../data.js'
+import {dropReason} from '../../pipeline/drops.js'
+import {etaSeconds} from '../../pipeline/eta.js'
+import {shownStatus} from '../../pipeline/pause.js'
+import {LIMITS, type RunData, type RunPages, runKey} from '../data.js'
 import {formatAge, formatCost, formatCriteria, formatRunCost, formatTime, stageWord} from '../format.js'
 import {externalLink, html, type Html} from '../html.js'
 import {region, type Regions} from './layout.js'
-import {stageBars, statusBadge, table} from './parts.js'
+import {pager, stageBars, statusBadge, table} from './parts.js'
 import type {View} from './view.js'
 
 /**
@@ -18,14 +21,15 @@ import type {View} from './view.js'
  * decided, the page and quote that show it) sit under its reasons; each
  * contact says whether its email's domain takes mail.
  */
-export function runView(id: number): View {
-  const key = runKey(id)
+export function runView(id: number, pages: RunPages = {selected: 1, disqualified: 1}): View {
+  const key = runKey(id, pages)
+  const paged = pages.selected > 1 || pages.disqualified > 1 ? `&selected=${pages.selected}&disqualified=${pages.disqualified}` : ''
   return {
     key,
     title: `Run ${id}`,
     nav: 'runs',
     sources: [key],
-    live: `/events?page=run&id=${id}`,
+    live: `/events?page=run&id=${id}${paged}`,
     regions: (data) => regions(data(key) as RunData),
     page: (r) =>
       html`${region('run-header', r)} ${region('run-decision', r)}
@@ -53,7 +57,7 @@ function regions(d: RunData): Regions {
 function header(d: RunData): Html {
   const s = d.summary
   const p = d.progress
-  const eta = etaSeconds(s)
+  const eta = etaSeconds(p, s.elapsedS)
   // The run's stages: those it has tasks of (an opt-in stage it did not ask for has none).
   const notes = Object.fromEntries(
     STAGES.filter((stage) => p.tasks[stage.kind]).map((stage) => {
@@ -61,7 +65,7 @@ function header(d: RunData): Html {
       return [stage.name, stage.describe(p, t.queued + t.running)]
     }),
   )
-  return html`<h1>Run #${s.id} ${statusBadge(s.status)}</h1>
+  return html`<h1>Run #${s.id} ${statusBadge(shownStatus(s.status, p.pausedAt !== null))}</h1>
     <dl class="facts">
       <dt>criteria</dt>
       <dd class="criteria">${formatCriteria(s.criteria)}</dd>
@@ -84,7 +88,7 @@ function header(d: RunData): Html {
       <dt>${s.finishedAt ? 'took' : 'time so far'}</dt>
       <dd>${formatAge(s.elapsedS)} (started ${formatTime(s.createdAt)}${s.finishedAt ? html`, ended ${formatTime(s.finishedAt)}` : ''})</dd>
       <dt>ETA</dt>
-      <dd>${eta === null ? '-' : html`about ${formatAge(eta)} at the pace so far`}</dd>
+      <dd>${eta === null ? (s.status === 'running' && !p.pausedAt ? 'no estimate yet' : '-') : html`about ${formatAge(eta)} at the pace so far`}</dd>
       ${
         s.notes
           ? html`<dt>notes</dt>
@@ -122,67 +126,88 @@ function decision(d: RunData): Html {
   return html``
 }
 
+/** A run page's address showing these pages of its company lists. */
+const runHref = (id: number, pages: RunPages) => `/runs/${id}?selected=${pages.selected}&disqualified=${pages.disqualified}`
+
+/** The selected companies (or, while none is, the best qualified) as a compact table, a page at a time. */
 function leads(d: RunData): Html {
-  const title = d.leadsAreSelected ? `Selected companies (${d.summary.companies.selected})` : `Qualified so far (${d.summary.companies.qualified})`
-  const truncated = d.leads.length < (d.leadsAreSelected ? d.summary.companies.selected : d.summary.companies.qualified)
-  const more = truncated ? html`<p class="more">Showing the best ${d.leads.length}; the downloads have them all.</p>` : ''
-  if (d.leads.length === 0)
+  const total = d.leadsAreSelected ? d.summary.companies.selected : d.summary.companies.qualified
+  if (total === 0)
     return html`<h2>Selected companies</h2>
       <p class="empty">None qualified yet.</p>`
+  const title = d.leadsAreSelected ? `Selected companies (${total})` : `Qualified so far (${total})`
+  const size = d.leadsAreSelected ? LIMITS.selected : LIMITS.qualified
+  const pages = pager({total, page: d.pages.selected, size, href: (p) => runHref(d.summary.id, {...d.pages, selected: p}), label: 'companies'})
   return html`<h2>${title}</h2>
-    ${more}
-    <div class="leads">${d.leads.map((l) => leadCard(l, d.contacts.get(l.id) ?? []))}</div>`
+    ${pages}
+    <div class="scroll">
+      <table class="leads">
+        <thead>
+          <tr>
+            ${['company', 'domain', 'where', 'PMS', 'units', 'ICP', 'confidence', 'contacts'].map((h) => html`<th>${h}</th>`)}
+          </tr>
+        </thead>
+        ${d.leads.map((l) => leadRows(l, d.contacts.get(l.id) ?? []))}
+      </table>
+    </div>
+    ${pages}`
 }
 
-function leadCard(l: Lead, contacts: LeadContact[]): Html {
+/**
+ * One company: a row of what it is, and below it a row that expands to how it
+ * was judged (each verdict with its evidence, once) and its contacts.
+ */
+function leadRows(l: Lead, contacts: LeadContact[]): Html {
   const where = [l.city, l.state].filter(Boolean).join(', ')
-  return html`<article class="lead" data-company="${l.id}">
-    <header>
-      <h3 class="company-name">${l.name}</h3>
-      <span class="domain">${externalLink(l.website ?? `https://${l.domain}`, l.domain)}</span>
-      ${where ? html`<span>${where}</span>` : ''} ${l.pms ? html`<span>PMS ${l.pms}</span>` : ''}
-      ${l.unitsEstimate !== null ? html`<span>~${l.unitsEstimate} units</span>` : ''}
-      <span class="icp">ICP ${l.icpScore ?? '-'}${l.icpTier ? html` tier ${l.icpTier}` : ''} (fit ${l.icpFit ?? '-'})</span>
-      ${l.confidence ? html`<span>confidence ${l.confidence}</span>` : ''}
-    </header>
-    ${evidence(l)} ${verdicts(l)} ${stageColumns(l)}
-    <details data-key="contacts-${l.id}">
-      <summary>${contacts.length} contact${contacts.length === 1 ? '' : 's'}</summary>
-      ${table(
-        ['name', 'title', 'tier', 'email', 'email status', 'phone', 'LinkedIn', 'confidence', 'sources'],
-        contacts.map(
-          (k) =>
-            html`<tr>
-              <td>${k.fullName}</td>
-              <td>${k.title ?? '-'}</td>
-              <td class="num">${k.tier ?? '-'}</td>
-              <td>${k.email ?? '-'}</td>
-              <td>${emailStatus(k)}</td>
-              <td>${k.phone ?? '-'}</td>
-              <td>${k.linkedinUrl ? externalLink(k.linkedinUrl, 'profile') : '-'}</td>
-              <td>${k.confidence ?? '-'}</td>
-              <td>${sourceLinks(k.sources)}</td>
-            </tr>`,
-        ),
-        'No contacts found yet.',
-        'contacts',
-      )}
-    </details>
-  </article>`
+  return html`<tbody class="lead" data-company="${l.id}">
+    <tr class="lead-row">
+      <td class="company-name">${l.name}</td>
+      <td class="domain">${externalLink(l.website ?? `https://${l.domain}`, l.domain)}</td>
+      <td>${where || '-'}</td>
+      <td>${l.pms ?? '-'}</td>
+      <td class="num">${l.unitsEstimate ?? '-'}</td>
+      <td class="num icp">${l.icpScore ?? '-'}${l.icpTier ? ` ${l.icpTier}` : ''}</td>
+      <td>${l.confidence ?? '-'}</td>
+      <td class="num">${contacts.length}</td>
+    </tr>
+    <tr class="lead-more">
+      <td colspan="8">
+        <details data-key="lead-${l.id}">
+          <summary>verdicts and evidence, ${contacts.length} contact${contacts.length === 1 ? '' : 's'}</summary>
+          ${notes(l)} ${verdicts(l)} ${stageColumns(l)}
+          ${table(
+            ['name', 'title', 'tier', 'email', 'email status', 'phone', 'LinkedIn', 'confidence', 'sources'],
+            contacts.map(
+              (k) =>
+                html`<tr>
+                  <td>${k.fullName}</td>
+                  <td>${k.title ?? '-'}</td>
+                  <td class="num">${k.tier ?? '-'}</td>
+                  <td>${k.email ?? '-'}</td>
+                  <td>${emailStatus(k)}</td>
+                  <td>${k.phone ?? '-'}</td>
+                  <td>${k.linkedinUrl ? externalLink(k.linkedinUrl, 'profile') : '-'}</td>
+                  <td>${k.confidence ?? '-'}</td>
+                  <td>${sourceLinks(k.sources)}</td>
+                </tr>`,
+            ),
+            'No contacts found yet.',
+            'contacts',
+          )}
+        </details>
+      </td>
+    </tr>
+  </tbody>`
 }
 
-/** The evidence research gave today: its reasons and the pages they came from. */
-function evidence(l: Lead): Html {
-  return html`<div class="evidence">
-    ${
-      l.reasons.length > 0
-        ? html`<ul class="reasons">
-            ${l.reasons.map((r) => html`<li>${r}</li>`)}
-          </ul>`
-        : ''
-    }
-    <div class="sources">Sources: ${sourceLinks(l.sources)}</div>
-  </div>`
+/** The researcher's reasons that the verdicts do not already say (each verdict's own line is in the verdicts table). */
+function notes(l: Lead): Html {
+  const keys = new Set(l.verdicts.map((v) => v.key))
+  const own = l.reasons.filter((r) => !keys.has(r.slice(0, r.indexOf(':'))))
+  if (own.length === 0) return html``
+  return html`<ul class="reasons">
+    ${own.map((r) => html`<li>${r}</li>`)}
+  </ul>`
 }
 
 /** Per criterion (and the site check): the verdict, who decided (a deterministic check overrules the model), and the evidence: page and quote. */
@@ -252,17 +277,31 @@ function disqualified(d: RunData): Html {
         <td class="company-name">${l.name}</td>
         <td>${externalLink(l.website ?? `https://${l.domain}`, l.domain)}</td>
         <td class="num">${l.icpScore ?? '-'}</td>
-        <td class="kept-out">${l.disqualifiedBy.length > 0 ? l.disqualifiedBy.map(verdictLabel).join(', ') : '-'}</td>
+        <td class="kept-out">
+          ${l.disqualifiedBy.length > 0 ? l.disqualifiedBy.map((k) => dropReason(k, l.verdicts.find((v) => v.key === k)?.verdict ?? null)).join(', ') : '-'}
+        </td>
         <td>${l.reasons.length > 0 ? l.reasons.join('; ') : '-'}</td>
         <td>${sourceLinks(l.sources)}</td>
       </tr>`,
   )
-  const more =
-    d.disqualified.length < d.summary.companies.disqualified
-      ? html`<p class="more">Showing ${d.disqualified.length} of ${d.summary.companies.disqualified}.</p>`
-      : ''
-  return html`<h2>Disqualified (${d.summary.companies.disqualified})</h2>
-    ${more} ${table(['company', 'domain', 'ICP', 'kept out by', 'why', 'sources'], rows, 'None so far.', 'disqualified')}`
+  const pages = pager({
+    total: d.summary.companies.disqualified,
+    page: d.pages.disqualified,
+    size: LIMITS.disqualified,
+    href: (p) => runHref(d.summary.id, {...d.pages, disqualified: p}),
+    label: 'disqualified',
+  })
+  const drops = d.progress.drops.map(
+    (r) =>
+      html`<tr data-reason="${r.key}">
+        <td>${r.reason}</td>
+        <td class="num">${r.count}</td>
+      </tr>`,
+  )
+  return html`<h2>Dropped, by reason</h2>
+    ${table(['reason', 'companies'], drops, 'None so far.', 'drops')}
+    <h2>Disqualified (${d.summary.companies.disqualified})</h2>
+    ${pages} ${table(['company', 'domain', 'ICP', 'kept out by', 'why', 'sources'], rows, 'None so far.', 'disqualified')} ${pages}`
 }
 
 const BAD_EVENTS = new Set(['failed', 'quarantined', 'fenced_out', 'retry_scheduled', 'requeued_after_death', 'requeued_lease_expired'])
