@@ -331,18 +331,18 @@ export async function whyLeasesLost(
   leases: Lease[],
 ): Promise<Map<number, {why: 'canceled'; reason: string} | {why: 'settled'} | {why: 'fenced'}>> {
   if (leases.length === 0) return new Map()
-  const {rows} = await sql<{id: number; status: string; cancel_reason: string | null; settled: boolean}>`
-    select t.id, t.status,
-      (select e.reason from task_events e where e.task_id = t.id and e.event = 'canceled' order by e.id desc limit 1) as cancel_reason,
+  // Asked about this holding (its epoch), not the task as it is now: a task canceled while held here may have been
+  // reopened and claimed again since, and is running at a later epoch (that is still a cancel, not a fence).
+  const {rows} = await sql<{id: number; cancel_reason: string | null; settled: boolean}>`
+    select t.id,
+      (select coalesce(e.reason, 'canceled') from task_events e where e.task_id = t.id and e.event = 'canceled' and e.lease_epoch = l.epoch
+         order by e.id desc limit 1) as cancel_reason,
       exists (select 1 from task_events e where e.task_id = t.id and e.lease_epoch = l.epoch and e.worker_id = l."workerId"
                 and e.event in ('completed', 'failed', 'retry_scheduled', 'snoozed', 'released')) as settled
     from jsonb_to_recordset(${JSON.stringify(leases)}::jsonb) as l("taskId" bigint, epoch bigint, "workerId" text)
     join tasks t on t.id = l."taskId"`.execute(db)
   return new Map(
-    rows.map((r) => [
-      Number(r.id),
-      r.status === 'canceled' ? {why: 'canceled', reason: r.cancel_reason ?? 'canceled'} : r.settled ? {why: 'settled'} : {why: 'fenced'},
-    ]),
+    rows.map((r) => [Number(r.id), r.cancel_reason !== null ? {why: 'canceled', reason: r.cancel_reason} : r.settled ? {why: 'settled'} : {why: 'fenced'}]),
   )
 }
 
