@@ -156,7 +156,7 @@ export default class Orchestrate extends RunDriverCommand<typeof Orchestrate> {
     })
     if (flags.detach) {
       this.info(`Run ${run.id} created; ${describeRunWorkers(await workersForRun(db, run.id))}.`)
-      this.info(`Follow it to its end: rvx runs watch ${run.id}`)
+      this.info(`Follow it to its end: rvx runs watch ${run.id} (when it is done, rvx runs export ${run.id} writes its CSVs)`)
       if (notifyEmail) this.info(`rvx monitor mails ${notifyEmail} when it ends (keep one running, with SMTP_URL set)`)
       return {runId: run.id, status: run.status, detached: true}
     }
