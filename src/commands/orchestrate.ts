@@ -87,7 +87,7 @@ export default class Orchestrate extends RunDriverCommand<typeof Orchestrate> {
     'pause-on-exit': pauseOnExitFlag,
     'yield-check-after': Flags.integer(
       ranged({
-        summary: `Companies researched before the yield alarm judges the run (0: never): when its qualification rate cannot reach the quantity with what discovery can still find, or its $ per qualified company times the quantity passes --max-usd, it stops and asks for a decision (exit 4).`,
+        summary: `Companies researched (paid for, not from the cache) before the yield alarm judges the run (0: never): when its qualification rate cannot reach the quantity with what discovery can still find, or its $ per qualified company times the quantity passes --max-usd, it stops and asks for a decision (exit 4).`,
         default: YIELD_CHECK_AFTER,
         min: 0,
         max: 100_000,

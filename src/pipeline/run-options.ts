@@ -21,7 +21,7 @@ export interface RunOptions {
   cacheTtlMs?: number
   /** Domains delivered by earlier completed runs may be delivered again (--include-delivered). */
   includeDelivered?: boolean
-  /** Companies researched before the yield alarm judges the run (default 30; 0: never). */
+  /** Companies researched by a paid call (not from the cache) before the yield alarm judges the run (default 30; 0: never). */
   yieldCheckAfter?: number
   /** Resumed after its yield alarm: it goes on unjudged. */
   yieldAccepted?: boolean

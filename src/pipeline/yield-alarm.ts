@@ -1,4 +1,4 @@
-import type {Transaction} from '../db/kysely.js'
+import {sql, type Transaction} from '../db/kysely.js'
 import type {Database, RunStatus} from '../db/schema.js'
 import {cancelTasks} from '../runtime/queue.js'
 import {formatCost, formatRunCost} from '../shared/money.js'
@@ -41,14 +41,13 @@ export interface YieldAlarm {
  * neither holds, when it cannot be told yet, or when there is nothing more
  * to ask for anyway (the stage's rule ends such a run).
  */
-export function judgeYield(facts: RunFacts, costUsd: number, checkAfter: number): YieldAlarm | null {
+export function judgeYield(facts: RunFacts, costUsd: number, checkAfter: number, sample: YieldSample = researchedOf(facts.companies)): YieldAlarm | null {
   const {run, companies: c, options} = facts
-  const researched = c.qualified + c.disqualified + c.selected
-  const qualified = c.qualified + c.selected
-  const wanted = run.quantity - qualified
+  const {researched, qualified} = sample
+  const wanted = run.quantity - (c.qualified + c.selected)
   if (checkAfter <= 0 || researched < checkAfter || wanted <= 0) return null
   const rate = qualified / researched
-  const total = c.candidate + researched
+  const total = c.candidate + researchedOf(c).researched
   const roundsLeft = options.discoveryExhausted ? 0 : Math.max(0, options.maxDiscoveryRounds - run.discovery_rounds)
   // Nothing more to ask for (no research or discovery in flight, no round left): the stage's rule ends the run as usual.
   if (facts.pendingFor('run') + facts.pendingFor('discovered') === 0 && roundsLeft === 0) return null
@@ -59,6 +58,34 @@ export function judgeYield(facts: RunFacts, costUsd: number, checkAfter: number)
   const maxUsd = run.max_usd === null ? null : Number(run.max_usd)
   if (maxUsd !== null && qualified > 0 && (costUsd / qualified) * run.quantity > maxUsd) return {...figures, cause: 'budget'}
   return null
+}
+
+/**
+ * The companies a run's yield is judged on: those researched and judged, by default all of them. The run's alarm
+ * judges only those this run paid to research: companies judged from the research cache are those earlier runs
+ * researched and did not deliver (delivered ones are kept out), a sample biased toward the rejected, and free.
+ */
+export interface YieldSample {
+  researched: number
+  qualified: number
+}
+
+function researchedOf(c: RunFacts['companies']): YieldSample {
+  return {researched: c.qualified + c.disqualified + c.selected, qualified: c.qualified + c.selected}
+}
+
+/** Companies of the run researched by a call it paid for (not judged from the research cache), and how many qualified. */
+async function paidSample(trx: Transaction<Database>, runId: number): Promise<YieldSample> {
+  const row = await trx
+    .selectFrom('companies')
+    .select([
+      sql<number>`count(*) filter (where status in ('qualified', 'selected', 'disqualified'))::int`.as('researched'),
+      sql<number>`count(*) filter (where status in ('qualified', 'selected'))::int`.as('qualified'),
+    ])
+    .where('run_id', '=', runId)
+    .where('from_cache', '=', false)
+    .executeTakeFirstOrThrow()
+  return {researched: row.researched, qualified: row.qualified}
 }
 
 /** "0 of 120 researched qualified; $1.48 spent": the alarm's figures. */
@@ -77,10 +104,11 @@ export async function stopForYield(trx: Transaction<Database>, ctx: AdvanceConte
   // Judged while the run is still finding and judging companies (not once it works on those it selected).
   if (options.yieldAccepted || stageNamed(run.stage).trigger === 'selected') return null
   const checkAfter = options.yieldCheckAfter ?? YIELD_CHECK_AFTER
-  const researched = ctx.companies.qualified + ctx.companies.disqualified + ctx.companies.selected
-  if (checkAfter <= 0 || researched < checkAfter) return null
+  if (checkAfter <= 0 || researchedOf(ctx.companies).researched < checkAfter) return null
+  const sample = await paidSample(trx, run.id)
+  if (sample.researched < checkAfter) return null
   const costUsd = (await runUsage(trx, run.id)).costUsd
-  const alarm = judgeYield(ctx, costUsd, checkAfter)
+  const alarm = judgeYield(ctx, costUsd, checkAfter, sample)
   if (!alarm) return null
   await cancelTasks(trx, {scope: runScope(run.id), statuses: ['queued']}, yieldStopReason(run.id))
   const why =

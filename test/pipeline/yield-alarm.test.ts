@@ -82,4 +82,22 @@ describe('pipeline: the yield alarm', function () {
     assert.ok(after.rows[0].n > 0, 'work queued again')
     assert.equal(JSON.parse(resumed.stdout).status, 'running')
   })
+
+  it('a run over a market earlier runs researched is judged on what it pays to research, not on cache hits', async () => {
+    // The run above is left running (resumed, detached): out of the way.
+    await sql`update runs set status = 'canceled' where status = 'running'`.execute(t.db)
+    const env = {DATABASE_URL: t.url, OPENAI_API_KEY: '', RVX_SIM_SUPPLY: '600'}
+    const res = await rvx(
+      ['orchestrate', '--provider', 'simulated', '--criteria', '{"pms":"AppFolio","state":"NY"}', '--quantity', '150', '--concurrency', '8', '--json'],
+      {env},
+    )
+    assert.equal(res.code, 4, res.stderr)
+    const {runId, progress} = JSON.parse(res.stdout)
+    assert.match(progress.notes, /^Yield alarm: 0 of \d+ researched qualified/)
+    const {rows} = await sql<{cached: number; paid: number}>`
+      select count(*) filter (where from_cache)::int as cached, count(*) filter (where not from_cache and status <> 'candidate')::int as paid
+      from companies where run_id = ${runId}`.execute(t.db)
+    assert.ok(rows[0].cached > 0, 'companies the first run researched were judged from the cache')
+    assert.ok(rows[0].paid >= 30, `judged after ${rows[0].paid} companies it paid to research (${rows[0].cached} from the cache)`)
+  })
 })
