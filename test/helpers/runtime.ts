@@ -4,11 +4,23 @@ import pg from 'pg'
 import type {Executor} from '../../src/db/executor.js'
 import {DEFAULT_CONFIG, LOCK_CLASS_WORKER} from '../../src/runtime/config.js'
 import type {Database, TasksTable} from '../../src/db/schema.js'
-import {ResourceSampler, type RuntimeConfig, type TaskRegistry, Worker, type WorkerOptions, workerLockKey} from '../../src/runtime/index.js'
+import {type ClaimFilter, ResourceSampler, type RuntimeConfig, type TaskRegistry, Worker, type WorkerOptions, workerLockKey} from '../../src/runtime/index.js'
 import {heartbeat, registerWorker} from '../../src/runtime/registry.js'
 import {waitFor} from './processes.js'
 
 /** Fast timings so runtime tests finish quickly; the semantics are the same as the defaults'. */
+/** A claim by worker `w` of up to 10 tasks of kind `k`, with room for any task's requirements. */
+export const CLAIM_K: ClaimFilter = {
+  workerId: 'w',
+  kinds: ['k'],
+  limit: 10,
+  leaseMs: 30_000,
+  pool: 'default',
+  capabilities: [],
+  memoryAvailableGb: 8,
+  gpuVramAvailableGb: 0,
+}
+
 export const FAST: Partial<RuntimeConfig> = {
   heartbeatIntervalMs: 300,
   deadAfterMs: 3000,

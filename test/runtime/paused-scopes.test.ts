@@ -1,22 +1,11 @@
 import assert from 'node:assert/strict'
 import {sql} from 'kysely'
 
-import {claimTasks, type ClaimFilter, enqueue, ReleaseError, TaskRegistry} from '../../src/runtime/index.js'
+import {claimTasks, enqueue, ReleaseError, TaskRegistry} from '../../src/runtime/index.js'
 import {pausedScopes, pauseScope, resumeScope} from '../../src/runtime/scopes.js'
 import {useFreshDatabase} from '../helpers/db.js'
-import {useTestWorker} from '../helpers/runtime.js'
+import {CLAIM_K, useTestWorker} from '../helpers/runtime.js'
 import {waitFor} from '../helpers/processes.js'
-
-const CLAIM: ClaimFilter = {
-  workerId: 'w',
-  kinds: ['k'],
-  limit: 10,
-  leaseMs: 30_000,
-  pool: 'default',
-  capabilities: [],
-  memoryAvailableGb: 8,
-  gpuVramAvailableGb: 0,
-}
 
 describe('runtime: paused scopes', function () {
   this.timeout(60_000)
@@ -38,13 +27,13 @@ describe('runtime: paused scopes', function () {
     assert.equal(await pauseScope(t.db, 'a', 'again'), false, 'pausing twice is one pause')
     assert.deepEqual([...(await pausedScopes(t.db, ['a', 'b']))], ['a'])
 
-    const first = await claimTasks(t.db, CLAIM)
+    const first = await claimTasks(t.db, CLAIM_K)
     assert.deepEqual(first.map((c) => c.payload).sort(), ['b1', 'none'])
-    assert.deepEqual(await claimTasks(t.db, {...CLAIM, scope: 'a'}), [], 'not even by a worker limited to that scope')
+    assert.deepEqual(await claimTasks(t.db, {...CLAIM_K, scope: 'a'}), [], 'not even by a worker limited to that scope')
 
     assert.equal(await resumeScope(t.db, 'a'), true)
     assert.equal(await resumeScope(t.db, 'a'), false)
-    const after = await claimTasks(t.db, CLAIM)
+    const after = await claimTasks(t.db, CLAIM_K)
     assert.deepEqual(after.map((c) => c.payload).sort(), ['a1', 'a2'])
   })
 
