@@ -74,7 +74,9 @@ export interface SoakPoint {
   tasks_index_bytes: number
   task_events_table_bytes: number
   task_events_index_bytes: number
+  /** Each worker's median RSS over the interval's readings (one a second), and the largest. */
   rss_mb: number[]
+  rss_max_mb: number[]
 }
 
 export interface SoakResult {
@@ -93,7 +95,9 @@ export interface SoakResult {
 interface Sample {
   histogram: Record<string, number>
   seqs: number[]
+  /** Median of the interval's RSS readings, and the largest. */
   rss: number
+  rssMax: number
 }
 
 class SoakWorker {
@@ -307,6 +311,7 @@ async function samplePoint(
     task_events_table_bytes: table('task_events').tableBytes,
     task_events_index_bytes: table('task_events').indexBytes,
     rss_mb: samples.map((x) => mb(x.rss)),
+    rss_max_mb: samples.map((x) => mb(x.rssMax)),
   }
 }
 

@@ -267,6 +267,34 @@ describe('runtime: enqueue, claim and fencing', function () {
     assert.deepEqual((await t.db.selectFrom('tasks').select('result').where('id', '=', reLeased).executeTakeFirstOrThrow()).result, {from: 'fresh'})
   })
 
+  it('a batch completion stores each result exactly as the handler gave it (quotes, backslashes, braces, unicode, scalars, none)', async () => {
+    const results: unknown[] = [
+      {quote: 'say "hi"', slash: 'a\\b\\"c', braces: '{1,2}', comma: 'x, y', unicode: 'Zürich – 東京 😀', nested: {list: [1, null, 'NULL']}},
+      'a bare string with "quotes"',
+      0,
+      false,
+      [],
+      'NULL',
+      undefined,
+      null,
+    ]
+    const enqueued = await enqueue(
+      t.db,
+      results.map(() => ({kind: 'k'})),
+    )
+    const claimed = await claimTasks(t.db, {...base, workerId: 'w', limit: results.length})
+    const epochOf = new Map(claimed.map((c) => [c.id, c.epoch]))
+    const items = enqueued.map((e, i) => ({taskId: e.id, epoch: epochOf.get(e.id)!, result: results[i]}))
+    const {completed} = await completeTasks(t.db, 'w', items)
+    assert.equal(completed.size, results.length)
+    const rows = await t.db.selectFrom('tasks').select(['id', 'result']).orderBy('id').execute()
+    // A handler's undefined or null result is stored as no result (SQL null), as the single completion does.
+    assert.deepEqual(
+      rows.map((r) => r.result),
+      results.map((r) => (r === undefined ? null : r)),
+    )
+  })
+
   it('a sweeper that has heard from the database only briefly (after an outage) gives a silent worker that long before calling it dead', async () => {
     // A worker silent for 20 s, holding no session lock: dead to a sweeper that could have heard it all along.
     const silent = async (id: string) =>
