@@ -5,7 +5,7 @@
  * each worker's RSS. Written to OUT/soak.json and drawn as OUT/*.png; the goals of issue 27 are checked at the end.
  *
  *   npm run bench -- --only=soak --minutes=30                     the measurement (not in CI)
- *   npm run bench -- --only=soak --minutes=1 --rate=200 --calibrate=2000 --sample-seconds=10 --out=bench/out/soak-smoke   a smoke run
+ *   npm run bench -- --only=soak --minutes=1 --rate=200 --calibrate-seconds=10 --sample-seconds=10 --out=bench/out/soak-smoke   a smoke run
  */
 import {type ChildProcess, fork, spawn} from 'node:child_process'
 import fs from 'node:fs'
@@ -27,14 +27,14 @@ export interface SoakSettings {
   concurrency: number
   /** rvx monitor --retention. */
   retention: string
-  /** Tasks drained first to measure the drain rate. */
-  calibrate: number
+  /** Seconds the drain rate is measured for, in the soak's own conditions (see soakBench). */
+  calibrateS: number
   /** Arrivals per second; default 60% of the measured drain rate. */
   rate?: number
   out: string
 }
 
-/** The soak's settings from the bench's arguments (--minutes=N --rate=N --sample-seconds=N --calibrate=N --out=DIR). */
+/** The soak's settings from the bench's arguments (--minutes=N --rate=N --sample-seconds=N --calibrate-seconds=N --out=DIR). */
 export function soakSettings(argv: string[], defaultOut: string): SoakSettings {
   const flag = (name: string) => argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3)
   const number = (name: string, fallback: number | undefined, min: number, max: number) => {
@@ -55,7 +55,7 @@ export function soakSettings(argv: string[], defaultOut: string): SoakSettings {
     workers: 4,
     concurrency: 16,
     retention: '1m',
-    calibrate: number('calibrate', 50_000, 100, 10_000_000)!,
+    calibrateS: number('calibrate-seconds', 120, 10, 3600)!,
     rate: number('rate', undefined, 1, 1_000_000),
     out: path.resolve(flag('out') ?? defaultOut),
   }
@@ -176,30 +176,54 @@ export async function soakBench(url: string, s: SoakSettings, progress: (m: stri
     )
     const seen = new Seen()
     let seq = 0
-
-    // The drain rate: a backlog that becomes due all at once, drained by the 4 workers.
-    let drainRate: number
-    {
-      const dueInMs = 3000 + Math.ceil(s.calibrate / 10)
-      const due = new Date(Date.now() + dueInMs)
-      const specs = Array.from({length: s.calibrate}, () => ({kind: 'soak', payload: {at: 0, seq: seq++}, runAfter: due}))
-      await enqueue(db, specs)
-      if (Date.now() >= due.getTime()) throw new Error('the calibration backlog took longer to enqueue than allowed: lower --calibrate')
-      await sleep(due.getTime() - Date.now())
-      const started = performance.now()
-      await waitUntil(async () => (await live(db)) === 0, 600_000, 50)
-      drainRate = s.calibrate / ((performance.now() - started) / 1000)
-      progress(`(k) drain rate: ${Math.round(drainRate)} tasks/s (${s.calibrate} tasks, ${s.workers} workers)`)
-    }
-
-    for (const w of workers) seen.add((await w.sample()).seqs)
-    const rate = s.rate ?? Math.max(1, Math.round(0.6 * drainRate))
     const monitor = spawn(process.execPath, [BIN, 'monitor', '--retention', s.retention, '--interval', '5s', '--log-level', 'warn'], {
       cwd: ROOT,
       env: {...process.env, DATABASE_URL: url},
       stdio: ['ignore', 'ignore', 'inherit'],
     })
     children.push(monitor)
+
+    // The drain rate, in the soak's own conditions: a backlog kept topped up (so the workers never wait) while tasks are
+    // enqueued and the monitor deletes what retention lets go, counted over the second half of the window (by default
+    // 60-120 s: retention deletes nothing younger than its setting, 1 minute, so the first half has no deletes). A backlog
+    // drained on its own, with nothing enqueued or deleted meanwhile, overstates what the fleet sustains: on a quiet
+    // machine, arrivals at 60% of that rate queued without bound within two minutes.
+    let drainRate: number
+    {
+      const backlog = 20_000
+      const t = performance.now()
+      const end = t + s.calibrateS * 1000
+      let countFrom: number | undefined
+      while (performance.now() < end) {
+        if ((await live(db)) < backlog) {
+          await enqueue(
+            db,
+            Array.from({length: backlog}, () => ({kind: 'soak', payload: {at: 0, seq: seq++}})),
+          )
+        }
+
+        if (countFrom === undefined && performance.now() >= t + s.calibrateS * 500) {
+          for (const w of workers) seen.add((await w.sample()).seqs)
+          countFrom = performance.now()
+        }
+
+        await sleep(100)
+      }
+
+      let started = 0
+      for (const w of workers) {
+        const {seqs} = await w.sample()
+        started += seqs.length
+        seen.add(seqs)
+      }
+
+      drainRate = started / ((performance.now() - countFrom!) / 1000)
+      progress(`(k) drain rate: ${Math.round(drainRate)} tasks/s (a backlog kept topped up for ${s.calibrateS} s, with retention; ${s.workers} workers)`)
+      await waitUntil(async () => (await live(db)) === 0, 600_000, 100)
+    }
+
+    for (const w of workers) seen.add((await w.sample()).seqs)
+    const rate = s.rate ?? Math.max(1, Math.round(0.6 * drainRate))
     progress(`(k) arrivals: ${rate} tasks/s for ${s.minutes} min; a point every ${s.sampleS} s`)
 
     // Arrivals on an absolute schedule, every 50 ms: a slow enqueue is caught up by the next, larger one.
@@ -249,7 +273,7 @@ export async function soakBench(url: string, s: SoakSettings, progress: (m: stri
         workers: s.workers,
         concurrency: s.concurrency,
         retention: s.retention,
-        calibrate: s.calibrate,
+        calibrateS: s.calibrateS,
         rate: s.rate,
       },
       drain_rate_per_s: Math.round(drainRate),

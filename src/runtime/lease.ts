@@ -17,10 +17,13 @@ import {NOTIFY_CHANNEL} from './config.js'
  * index's entries for 'running' than look the ids up by primary key; those entries are of every task run since the
  * last vacuum, a walk that grows as a deep queue drains (measured: completions ten times slower by the middle of a
  * 1,000,000-task drain, heartbeats of seconds holding the leases they renew). By primary key it costs the same at
- * any depth. The fence is unchanged: it is the same test, on the row's latest version.
+ * any depth. Written as a CASE, the planner has no statistics to judge it by either: written `(status = 'running')
+ * is true` it was still judged by them (hardly a row running), and a batch completion on a table of 20,000 tasks was
+ * planned as a scan of the whole table, each running row matched against every item of the batch. The fence is
+ * unchanged: it is the same test, on the row's latest version.
  */
 export function stillRunning(alias?: 't'): RawBuilder<boolean> {
-  return sql.raw<boolean>(`(${alias ? `${alias}.` : ''}status = 'running') is true`)
+  return sql.raw<boolean>(`case when ${alias ? `${alias}.` : ''}status = 'running' then true else false end`)
 }
 
 export interface ClaimedTask<P = unknown> {
@@ -197,15 +200,15 @@ export async function completeTasks(
   items: Array<{taskId: number; epoch: number; result?: unknown}>,
   claim?: ClaimFilter,
 ): Promise<{completed: Set<number>; claimed: ClaimedTask[]}> {
+  const input = items.map((i) => ({id: i.taskId, epoch: i.epoch, result: i.result === undefined ? null : i.result}))
   const claiming = claim && claim.limit > 0
-  // Three arrays, not one JSON document: parsing a document of a few hundred objects into records cost the server more
-  // than the update it feeds (measured: a 500-task batch 12% faster).
-  const ids = items.map((i) => i.taskId)
-  const epochs = items.map((i) => i.epoch)
-  const results = items.map((i) => (i.result === undefined || i.result === null ? null : JSON.stringify(i.result)))
   const {rows} = await sql<{done: number[] | null; claimed: ClaimedRow[] | null}>`
     with input as (
-      select * from unnest(${ids}::bigint[], ${epochs}::bigint[], ${results}::jsonb[]) as x(id, epoch, result)
+      -- One JSON document, not three arrays: the arrays parse faster, but they tell the planner the batch's true size,
+      -- and against statistics that say nothing is running (a queue analyzed while it waits) it then scanned the whole
+      -- table and matched every running row against every item: 164 ms for a batch of 1,000 at 50,000 queued, against
+      -- 5 ms this way, whose planner estimate of 100 rows keeps the primary-key lookups.
+      select * from jsonb_to_recordset(${JSON.stringify(input)}::jsonb) as x(id bigint, epoch bigint, result jsonb)
     ), done as (
       update tasks t set status = 'completed', result = i.result, lease_owner = null, lease_expires_at = null,
         finished_at = now(), updated_at = now()
