@@ -21,6 +21,36 @@ export interface InFlight {
   counted: boolean
 }
 
+/** One per task a worker holds, thousands a second on a busy worker: methods on the prototype, no closures of its own. */
+class HeldTask implements InFlight {
+  readonly lease: Lease
+  startedAt = 0
+  running = false
+  detached = false
+  lost = false
+  counted = false
+  private controller?: AbortController
+  private abortedWith?: Error
+
+  constructor(
+    readonly task: ClaimedTask,
+    workerId: string,
+  ) {
+    this.lease = {taskId: task.id, epoch: task.epoch, workerId}
+  }
+
+  get signal(): AbortSignal {
+    this.controller ??= new AbortController()
+    if (this.abortedWith && !this.controller.signal.aborted) this.controller.abort(this.abortedWith)
+    return this.controller.signal
+  }
+
+  abort(reason: Error): void {
+    this.abortedWith ??= reason
+    this.controller?.abort(reason)
+  }
+}
+
 /**
  * The tasks a worker holds, keyed by task id: the running ones (at most its
  * concurrency) and the ones claimed ahead, which start in claim order as
@@ -36,26 +66,7 @@ export class InFlightTasks {
 
   /** Takes a claimed task: running at once (`run`), or waiting for a slot. */
   add(task: ClaimedTask, workerId: string, run: boolean): InFlight {
-    let controller: AbortController | undefined
-    let abortedWith: Error | undefined
-    const entry: InFlight = {
-      task,
-      lease: {taskId: task.id, epoch: task.epoch, workerId},
-      get signal() {
-        controller ??= new AbortController()
-        if (abortedWith && !controller.signal.aborted) controller.abort(abortedWith)
-        return controller.signal
-      },
-      abort(reason) {
-        abortedWith ??= reason
-        controller?.abort(reason)
-      },
-      startedAt: 0,
-      running: false,
-      detached: false,
-      lost: false,
-      counted: false,
-    }
+    const entry = new HeldTask(task, workerId)
     this.entries.set(task.id, entry)
     if (run) this.markRunning(entry)
     else this.waiting.push(entry)

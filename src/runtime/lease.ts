@@ -64,7 +64,8 @@ type ClaimedRow = {
   snoozes: number
   lease_epoch: number
   scope: string | null
-  created_at: Date
+  /** Milliseconds since the epoch: a number is read in a fraction of the time a timestamp's text takes. */
+  created_ms: number
 }
 
 /**
@@ -106,7 +107,8 @@ function claimCtes(f: ClaimFilter) {
           started_at = now(), updated_at = now()
       -- By primary key (a join would let the planner scan the whole table for a few hundred rows).
       where t.id = any(array(select id from picked))
-      returning t.id, t.kind, t.payload, t.priority, t.attempts, t.max_attempts, t.crash_count, t.snoozes, t.lease_epoch, t.scope, t.created_at
+      returning t.id, t.kind, t.payload, t.priority, t.attempts, t.max_attempts, t.crash_count, t.snoozes, t.lease_epoch, t.scope,
+        (extract(epoch from t.created_at) * 1000)::float8 as created_ms
     ), claim_ev as (
       insert into task_events (task_id, event, worker_id, lease_epoch)
       select id, 'claimed', ${f.workerId}, lease_epoch from leased
@@ -125,15 +127,18 @@ function toClaimed(r: ClaimedRow): ClaimedTask {
     snoozes: r.snoozes,
     epoch: r.lease_epoch,
     scope: r.scope,
-    createdAt: r.created_at,
+    createdAt: new Date(r.created_ms),
   }
 }
 
 /** Claims up to `limit` runnable tasks in one statement. */
 export async function claimTasks(db: Executor, f: ClaimFilter): Promise<ClaimedTask[]> {
   if (f.limit <= 0) return []
-  const {rows} = await sql<ClaimedRow>`with ${claimCtes(f)} select * from leased order by priority desc, id`.execute(db)
-  return rows.map(toClaimed)
+  // One JSON value for the batch: parsed in one call, where a thousand rows of eleven text columns cost the worker
+  // several times as much (each field its own string, then its own parse).
+  const {rows} = await sql<{claimed: ClaimedRow[] | null}>`
+    with ${claimCtes(f)} select json_agg(leased order by priority desc, id) as claimed from leased`.execute(db)
+  return (rows[0]?.claimed ?? []).map(toClaimed)
 }
 
 export interface Lease {
@@ -219,13 +224,13 @@ export async function completeTasks(
       insert into task_events (task_id, event, worker_id, lease_epoch)
       select id, 'completed', ${workerId}, lease_epoch from done
     )${claiming ? sql`, ${claimCtes(claim)}` : sql``}
-    select (select array_agg(id) from done) as done,
+    select (select json_agg(id) from done) as done,
            ${claiming ? sql`(select json_agg(leased order by priority desc, id) from leased)` : sql`null::json`} as claimed
   `.execute(db)
   const row = rows[0]
   return {
-    completed: new Set((row?.done ?? []).map(Number)),
-    claimed: (row?.claimed ?? []).map((r) => toClaimed({...r, created_at: new Date(r.created_at)})),
+    completed: new Set(row?.done ?? []),
+    claimed: (row?.claimed ?? []).map(toClaimed),
   }
 }
 

@@ -6,7 +6,7 @@ import {backoffMs, serverDelayMs, sleep} from './backoff.js'
 import type {CompletionBatcher} from './completion-batcher.js'
 import type {RuntimeConfig} from './config.js'
 import {classifyError, type ErrorClass, errorMessage} from './errors.js'
-import type {HandlerOutcome, TaskRegistry} from './handlers.js'
+import type {HandlerOutcome, TaskContext, TaskRegistry} from './handlers.js'
 import type {InFlight} from './inflight.js'
 import {completeTask, failTask, releaseTask, snoozeTask} from './lease.js'
 import type {Logger} from './logger.js'
@@ -30,6 +30,29 @@ export interface TaskRunnerDeps {
   lost(entry: InFlight, warn: () => void): Promise<void>
 }
 
+/** A handler's failures so far, in this lease (made on the first). */
+interface Retrying {
+  transientTries: number
+  databaseWaits: number
+  /** Database waits are retried until then (from the task's start, the worker's outage allowance). */
+  waitForDatabaseUntil: number
+}
+
+/** What a handler is given: a small object per task, its signal made only if the handler reads it. */
+class Context implements TaskContext {
+  constructor(
+    private readonly entry: InFlight,
+    readonly workerId: string,
+    readonly attempt: number,
+    readonly db: Kysely<Database>,
+    readonly log: Logger,
+  ) {}
+
+  get signal(): AbortSignal {
+    return this.entry.signal
+  }
+}
+
 /**
  * Executes one claimed task under its lease: runs its handler (transient
  * errors retried inside the lease), then completes it (with the handler's
@@ -43,52 +66,20 @@ export class TaskRunner {
   async run(entry: InFlight): Promise<void> {
     const {d} = this
     const {task} = entry
-    const {handler, options} = d.registry.get(task.kind)!
-    const retries = options.transientRetries ?? d.config.transientRetries
+    const {handler} = d.registry.get(task.kind)!
+    const runStarted = performance.now()
+    let retrying: Retrying | undefined
     let outcome: HandlerOutcome | void
     let handlerMs = 0
-    let transientTries = 0
-    let databaseWaits = 0
-    const waitForDatabaseUntil = performance.now() + d.config.outageRetryMs
     for (;;) {
       try {
         const started = performance.now()
-        outcome = await handler(task, {
-          // Read on use: a handler that never looks at its signal costs no AbortController.
-          get signal() {
-            return entry.signal
-          },
-          workerId: d.workerId,
-          attempt: task.attempts + 1,
-          db: d.db,
-          log: d.log,
-        })
+        outcome = await handler(task, new Context(entry, d.workerId, task.attempts + 1, d.db, d.log))
         handlerMs = performance.now() - started
         break
       } catch (error) {
-        if (entry.detached) return
-        // The database was away, out of connections or too slow for the handler's reads: an infrastructure wait, like
-        // an outage, never one of the task's attempts (a fleet short of connections must not burn its tasks).
-        if (isDatabaseWait(error) && !entry.signal.aborted && performance.now() < waitForDatabaseUntil) {
-          const delay = backoffMs(Math.min(++databaseWaits, 8), d.config.reconnectBackoff)
-          d.log.debug({task: task.id, kind: task.kind, err: errorMessage(error), retryInMs: delay}, 'database unavailable to a handler; trying again in lease')
-          await sleep(delay, entry.signal).catch(() => {})
-          if (entry.detached) return
-          continue
-        }
-
-        const kind = classifyError(error)
-        if (kind.type === 'transient' && transientTries < retries && !entry.signal.aborted) {
-          const delay = backoffMs(++transientTries, d.config.transientBackoff)
-          d.log.warn({task: task.id, kind: task.kind, err: errorMessage(error), retryInMs: delay}, 'transient error; retrying in lease')
-          d.tally.retried()
-          await sleep(delay, entry.signal)
-          if (entry.detached) return
-          continue
-        }
-
-        await this.settleFailure(entry, error, kind)
-        return
+        retrying ??= {transientTries: 0, databaseWaits: 0, waitForDatabaseUntil: runStarted + d.config.outageRetryMs}
+        if (!(await this.tryAgain(entry, error, retrying))) return
       }
     }
 
@@ -134,6 +125,34 @@ export class TaskRunner {
         ),
       )
     }
+  }
+
+  /** A handler threw: true to run it again (within the lease), false when the task is settled or no longer this worker's. */
+  private async tryAgain(entry: InFlight, error: unknown, retrying: Retrying): Promise<boolean> {
+    const {d} = this
+    const {task} = entry
+    if (entry.detached) return false
+    // The database was away, out of connections or too slow for the handler's reads: an infrastructure wait, like
+    // an outage, never one of the task's attempts (a fleet short of connections must not burn its tasks).
+    if (isDatabaseWait(error) && !entry.signal.aborted && performance.now() < retrying.waitForDatabaseUntil) {
+      const delay = backoffMs(Math.min(++retrying.databaseWaits, 8), d.config.reconnectBackoff)
+      d.log.debug({task: task.id, kind: task.kind, err: errorMessage(error), retryInMs: delay}, 'database unavailable to a handler; trying again in lease')
+      await sleep(delay, entry.signal).catch(() => {})
+      return !entry.detached
+    }
+
+    const kind = classifyError(error)
+    const retries = d.registry.get(task.kind)?.options.transientRetries ?? d.config.transientRetries
+    if (kind.type === 'transient' && retrying.transientTries < retries && !entry.signal.aborted) {
+      const delay = backoffMs(++retrying.transientTries, d.config.transientBackoff)
+      d.log.warn({task: task.id, kind: task.kind, err: errorMessage(error), retryInMs: delay}, 'transient error; retrying in lease')
+      d.tally.retried()
+      await sleep(delay, entry.signal)
+      return !entry.detached
+    }
+
+    await this.settleFailure(entry, error, kind)
+    return false
   }
 
   private async settleFailure(entry: InFlight, error: unknown, kind: ErrorClass): Promise<void> {

@@ -409,7 +409,7 @@ export class Worker {
     this.claimedCount += claimed.length
     for (const task of claimed) {
       const entry = this.inflight.add(task, this.id, !this.draining && this.inflight.running < this.concurrency)
-      if (entry.running) this.execute(entry)
+      if (entry.running) void this.execute(entry)
     }
 
     // A claim that was on its way when the stop came: give it back now, not after the grace period.
@@ -417,17 +417,16 @@ export class Worker {
   }
 
   /** Runs a task in the background; when it is settled, the next waiting task takes its slot and the loop wakes to claim more. */
-  private execute(entry: InFlight): void {
-    void this.runner
-      .run(entry)
-      .catch((error) =>
-        this.log.error({task: entry.task.id, err: errorMessage(error)}, 'settling a task failed; the next heartbeat releases it for another try'),
-      )
-      .finally(() => {
-        this.inflight.delete(entry)
-        this.startWaiting()
-        this.doorbell.ring()
-      })
+  private async execute(entry: InFlight): Promise<void> {
+    try {
+      await this.runner.run(entry)
+    } catch (error) {
+      this.log.error({task: entry.task.id, err: errorMessage(error)}, 'settling a task failed; the next heartbeat releases it for another try')
+    } finally {
+      this.inflight.delete(entry)
+      this.startWaiting()
+      this.doorbell.ring()
+    }
   }
 
   /** Fills free slots with tasks claimed ahead. */
@@ -435,7 +434,7 @@ export class Worker {
     while (!this.draining && this.inflight.running < this.concurrency) {
       const next = this.inflight.startNext()
       if (!next) return
-      this.execute(next)
+      void this.execute(next)
     }
   }
 
