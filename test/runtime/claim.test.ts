@@ -273,6 +273,44 @@ describe('runtime: enqueue, claim and fencing', function () {
     assert.deepEqual((await t.db.selectFrom('tasks').select('result').where('id', '=', reLeased).executeTakeFirstOrThrow()).result, {from: 'fresh'})
   })
 
+  it('a claim gives each task as stored, whether it claims alone or with a batch completion (ids and epochs numbers, created_at to the millisecond)', async () => {
+    const payload = {name: 'Zürich "Süd" \\ {x}', nested: {list: [1, 'two', null]}, big: 2 ** 40}
+    const [{id: first}, {id: second}, {id: done}] = await enqueue(t.db, [
+      {kind: 'k', payload, priority: 3, maxAttempts: 7, scope: 'run-1'},
+      {kind: 'k', payload: 'plain', priority: 2},
+      {kind: 'k', priority: 9},
+    ])
+    const stored = async (id: number) =>
+      t.db.selectFrom('tasks').select(['created_at', 'lease_epoch', 'attempts']).where('id', '=', id).executeTakeFirstOrThrow()
+
+    const [held] = await claimTasks(t.db, {...base, workerId: 'w', limit: 1})
+    assert.equal(held.id, done)
+    const [alone] = await claimTasks(t.db, {...base, workerId: 'w', limit: 1})
+    const {claimed, completed} = await completeTasks(t.db, 'w', [{taskId: held.id, epoch: held.epoch}], {...base, workerId: 'w', limit: 1})
+    assert.deepEqual([...completed], [done])
+    const [together] = claimed
+
+    for (const [task, id, expected] of [
+      [alone, first, {payload, priority: 3, maxAttempts: 7, scope: 'run-1'}],
+      [together, second, {payload: 'plain', priority: 2, maxAttempts: 5, scope: null}],
+    ] as const) {
+      const row = await stored(id)
+      assert.equal(task.id, id)
+      assert.equal(typeof task.id, 'number')
+      assert.equal(task.kind, 'k')
+      assert.deepEqual(task.payload, expected.payload)
+      assert.equal(task.priority, expected.priority)
+      assert.equal(task.maxAttempts, expected.maxAttempts)
+      assert.equal(task.scope, expected.scope)
+      assert.equal(task.attempts, row.attempts)
+      assert.equal(task.crashCount, 0)
+      assert.equal(task.snoozes, 0)
+      assert.equal(task.epoch, Number(row.lease_epoch))
+      assert.equal(typeof task.epoch, 'number')
+      assert.ok(task.createdAt instanceof Date)
+      assert.equal(task.createdAt.getTime(), row.created_at.getTime())
+    }
+  })
   it('a batch completion stores each result exactly as the handler gave it (quotes, backslashes, braces, unicode, scalars, none)', async () => {
     const results: unknown[] = [
       {quote: 'say "hi"', slash: 'a\\b\\"c', braces: '{1,2}', comma: 'x, y', unicode: 'Zürich – 東京 😀', nested: {list: [1, null, 'NULL']}},
