@@ -210,6 +210,9 @@ export async function soakBench(url: string, s: SoakSettings, progress: (m: stri
         await sleep(100)
       }
 
+      // An enqueue of the backlog that outlasts half the window leaves nothing to count from: say so, not divide by it.
+      if (countFrom === undefined)
+        throw new Error(`--calibrate-seconds=${s.calibrateS} left no second half to count over (one enqueue of ${backlog} tasks outlasted it): raise it`)
       let started = 0
       for (const w of workers) {
         const {seqs} = await w.sample()
@@ -217,7 +220,7 @@ export async function soakBench(url: string, s: SoakSettings, progress: (m: stri
         seen.add(seqs)
       }
 
-      drainRate = started / ((performance.now() - countFrom!) / 1000)
+      drainRate = started / ((performance.now() - countFrom) / 1000)
       progress(`(k) drain rate: ${Math.round(drainRate)} tasks/s (a backlog kept topped up for ${s.calibrateS} s, with retention; ${s.workers} workers)`)
       await waitUntil(async () => (await live(db)) === 0, 600_000, 100)
     }

@@ -311,6 +311,7 @@ describe('runtime: enqueue, claim and fencing', function () {
       assert.equal(task.createdAt.getTime(), row.created_at.getTime())
     }
   })
+
   it('a batch completion stores each result exactly as the handler gave it (quotes, backslashes, braces, unicode, scalars, none)', async () => {
     const results: unknown[] = [
       {quote: 'say "hi"', slash: 'a\\b\\"c', braces: '{1,2}', comma: 'x, y', unicode: 'Zürich – 東京 😀', nested: {list: [1, null, 'NULL']}},
