@@ -87,7 +87,9 @@ export const DEFAULT_CONFIG: RuntimeConfig = {
   graceMs: 30_000,
   maxCpuPercent: null,
   maxMemoryPercent: 95,
-  maxClaimAhead: 1000,
+  // Enough to outlast a claim's flight at tens of thousands of short tasks a second: 1,000 (refilled at 500 left) let
+  // the slots run dry during each claim; 3,000 made parsing each answer a stall of its own.
+  maxClaimAhead: 2000,
 }
 
 export function resolveConfig(overrides: Partial<RuntimeConfig> = {}): RuntimeConfig {
