@@ -198,8 +198,8 @@ interface RunProbe {
 /**
  * N tasks enqueued up front; from the first task start to the last durable completion, or the cap. The drain is
  * watched in this process (each handler start is counted) and the database asked what is left only once every task
- * has started: a count every few milliseconds would cost the database work the systems are measured doing, and more
- * for a system whose finished rows stay (a count of rvx's 1,000,000 tasks takes 60-77 ms) than for one that deletes them.
+ * has started: a count every few milliseconds would take from the database the work the systems are measured doing
+ * (a count of rvx's 1,000,000 tasks takes 60-77 ms).
  */
 async function throughputRun(server: Server, system: System, name: string, n: number, capS: number, probe?: RunProbe): Promise<ThroughputRun> {
   return inFreshDb(server, name, async (url) => {
